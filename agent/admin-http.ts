@@ -1,0 +1,36 @@
+// A tiny JSON-over-HTTP server on a Unix socket: the node components' admin
+// APIs, reachable by the CLI without entering the node's network namespace.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { chmod, rm } from 'node:fs/promises';
+
+export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => unknown | Promise<unknown>;
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Routes by path; a route that returns a value has it sent as JSON 200. */
+export async function listenAdmin(socketPath: string, routes: Record<string, Route>): Promise<Server> {
+  await rm(socketPath, { force: true });
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const route = routes[url.pathname];
+    if (!route) return sendJson(res, 404, { error: `no such path ${url.pathname}; try ${Object.keys(routes).join(', ')}` });
+    Promise.resolve(route(req, res, url)).then(
+      (body) => {
+        if (body !== undefined && !res.headersSent) sendJson(res, 200, body);
+      },
+      (err: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  await chmod(socketPath, 0o600);
+  return server;
+}

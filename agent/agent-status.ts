@@ -1,0 +1,18 @@
+// What `GET /status` on the agent's admin socket returns; `meshlet status` renders it.
+import type { DatapathStatus } from './bpf/datapath.ts';
+import type { EnrolledPod } from './enrollment.ts';
+import type { Rejection } from './state/cluster-state.ts';
+import type { ControlStatus } from './ztunnel-client.ts';
+
+export interface AgentStatus {
+  node: string;
+  startedAt: string;
+  /** Time of the last successful reconcile. */
+  reconciledAt?: string;
+  lastError?: string;
+  datapath: DatapathStatus;
+  enrolledPods: EnrolledPod[];
+  rejected: Rejection[];
+  ztunnel: ControlStatus;
+  counts: { workloads: number; services: number; nodes: number };
+}

@@ -1,0 +1,17 @@
+// Which nodes a CLI command talks to: those of a running sandbox (the only
+// cluster form so far), named by --sandbox or $MESHLET_SANDBOX.
+import { Option } from 'commander';
+import { ConfigError } from '../errors.ts';
+import { DEFAULT_NAME, sandboxStatus } from '../sandbox/api.ts';
+import type { SandboxNodeInfo } from '../sandbox/info.ts';
+
+export const sandboxOption = (): Option =>
+  new Option('--sandbox <name>', 'sandbox to inspect').env('MESHLET_SANDBOX').default(DEFAULT_NAME);
+
+export async function targetNodes(sandbox: string, node?: string): Promise<SandboxNodeInfo[]> {
+  const info = await sandboxStatus(sandbox);
+  if (node === undefined) return info.nodes;
+  const found = info.nodes.filter((n) => n.name === node);
+  if (found.length === 0) throw new ConfigError(`sandbox "${sandbox}" has no node "${node}"; its nodes are ${info.nodes.map((n) => n.name).join(', ')}`);
+  return found;
+}

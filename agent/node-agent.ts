@@ -1,0 +1,118 @@
+// The node agent: cluster state in, BPF maps and ztunnel state out. One
+// reconcile runs at a time; changes that arrive meanwhile fold into the next.
+import type { Server } from 'node:http';
+import { listenAdmin } from './admin-http.ts';
+import type { AgentStatus } from './agent-status.ts';
+import { BpfDatapath } from './bpf/datapath.ts';
+import { Enrollment } from './enrollment.ts';
+import type { Logger } from './log.ts';
+import { ClusterState, type Rejection } from './state/cluster-state.ts';
+import { StateFileSource, type StateFileRead } from './state/file-source.ts';
+import type { MeshState } from './state/model.ts';
+import { ZtunnelControlClient } from './ztunnel-client.ts';
+
+export interface AgentOptions {
+  node: string;
+  stateFile: string;
+  podCgroupRoot: string;
+  ztunnelCgroup: string;
+  bpfDir: string;
+  captureIp4: string;
+  captureIp6?: string;
+  controlSocket: string;
+  adminSocket: string;
+}
+
+export class NodeAgent {
+  #opts: AgentOptions;
+  #log: Logger;
+  #cluster = new ClusterState();
+  #control: ZtunnelControlClient;
+  #datapath!: BpfDatapath;
+  #enrollment!: Enrollment;
+  #source: StateFileSource;
+  #admin: Server | undefined;
+  #pending: StateFileRead | undefined;
+  #running = false;
+  #state: MeshState = { nodes: [], workloads: [], services: [] };
+  #rejected: Rejection[] = [];
+  #startedAt = new Date().toISOString();
+  #reconciledAt: string | undefined;
+  #lastError: string | undefined;
+
+  constructor(opts: AgentOptions, log: Logger) {
+    this.#opts = opts;
+    this.#log = log;
+    this.#control = new ZtunnelControlClient(opts.controlSocket, log);
+    this.#source = new StateFileSource(opts.stateFile, (read) => this.#onState(read));
+  }
+
+  async start(): Promise<void> {
+    const o = this.#opts;
+    this.#datapath = await BpfDatapath.open({ pinDir: o.bpfDir, ztunnelIp4: o.captureIp4, ...(o.captureIp6 ? { ztunnelIp6: o.captureIp6 } : {}) });
+    await this.#datapath.attachZtunnel(o.ztunnelCgroup);
+    this.#enrollment = new Enrollment(this.#datapath, o.podCgroupRoot, o.node, this.#log);
+    await this.#enrollment.adopt();
+    this.#admin = await listenAdmin(o.adminSocket, { '/status': () => this.status(), '/healthz': () => ({ ok: true }) });
+    this.#control.start();
+    await this.#source.start();
+    this.#log.info('agent started', { node: o.node, bpfDir: o.bpfDir });
+  }
+
+  async stop(): Promise<void> {
+    this.#source.stop();
+    this.#control.stop();
+    await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
+  }
+
+  async status(): Promise<AgentStatus> {
+    const status: AgentStatus = {
+      node: this.#opts.node,
+      startedAt: this.#startedAt,
+      datapath: await this.#datapath.status(),
+      enrolledPods: this.#enrollment.enrolled(),
+      rejected: this.#rejected,
+      ztunnel: this.#control.status(),
+      counts: { workloads: this.#state.workloads.length, services: this.#state.services.length, nodes: this.#state.nodes.length },
+    };
+    if (this.#reconciledAt) status.reconciledAt = this.#reconciledAt;
+    if (this.#lastError) status.lastError = this.#lastError;
+    return status;
+  }
+
+  #onState(read: StateFileRead): void {
+    this.#pending = read;
+    if (!this.#running) void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    while (this.#pending) {
+      const read = this.#pending;
+      this.#pending = undefined;
+      try {
+        await this.#reconcile(read);
+        this.#reconciledAt = new Date().toISOString();
+        this.#lastError = undefined;
+      } catch (err) {
+        this.#lastError = err instanceof Error ? err.message : String(err);
+        this.#log.error('reconcile failed; will retry on the next change', { error: this.#lastError });
+        // Retry the same input soon unless something newer arrived.
+        setTimeout(() => this.#onState(this.#pending ?? read), 1000).unref();
+      }
+    }
+    this.#running = false;
+  }
+
+  async #reconcile(read: StateFileRead): Promise<void> {
+    const { state, rejected } = this.#cluster.update(read.objects);
+    const unreadable = read.unreadable.map((u) => ({ object: `${this.#opts.stateFile} document ${u.document}`, reason: u.reason, since: new Date().toISOString() }));
+    this.#rejected = [...rejected, ...unreadable];
+    for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });
+    this.#state = state;
+    // The ztunnel must know a pod before its traffic is redirected to it.
+    const acked = await this.#control.push(state);
+    if (!acked && this.#control.status().connected) this.#log.warn('ztunnel did not acknowledge the new state', {});
+    await this.#enrollment.reconcile(state.workloads);
+  }
+}

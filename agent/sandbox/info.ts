@@ -1,0 +1,69 @@
+// What `sandbox up` records about a running sandbox, for the CLI and tests.
+
+export interface SandboxNodeInfo {
+  name: string;
+  /** Network namespace name (`ip netns`). */
+  netns: string;
+  /** Node address on the underlay bridge. */
+  underlayIp: string;
+  underlayIp6?: string;
+  podCidr: string;
+  podCidr6?: string;
+  /** Node-side address on the pod bridge: pods' gateway and the ztunnel's capture address. */
+  podGatewayIp: string;
+  podGatewayIp6?: string;
+  agentPid?: number;
+  ztunnelPid?: number;
+  supervisorPid?: number;
+  /** HTTP admin API of the ztunnel (flows, state) over a Unix socket. */
+  ztunnelAdminSocket: string;
+  /** HTTP admin API of the agent (status) over a Unix socket. */
+  agentAdminSocket: string;
+  /** bpffs directory the agent pins into. */
+  bpfDir: string;
+  cgroup: string;
+  /** Unix socket the agent pushes snapshots to the ztunnel on. */
+  controlSocket?: string;
+  agentLog?: string;
+  ztunnelLog?: string;
+  /** Times the supervisor restarted each child. */
+  agentRestarts?: number;
+  ztunnelRestarts?: number;
+}
+
+export interface SandboxPodInfo {
+  name: string;
+  namespace: string;
+  uid: string;
+  node: string;
+  netns: string;
+  cgroup: string;
+  ip: string;
+  ip6?: string;
+  enrolled: boolean;
+  serviceAccount?: string;
+  /** Some process of the pod is alive in its cgroup. */
+  running?: boolean;
+  /** Containers' stdout and stderr. */
+  logFile?: string;
+}
+
+export interface SandboxServiceInfo {
+  name: string;
+  namespace: string;
+  /** ClusterIPs, IPv4 first. */
+  clusterIPs: string[];
+  ports: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+}
+
+export interface SandboxInfo {
+  name: string;
+  runDir: string;
+  stateFile: string;
+  nodes: SandboxNodeInfo[];
+  pods: SandboxPodInfo[];
+  services?: SandboxServiceInfo[];
+  underlayNetns?: string;
+  /** The sandbox's cgroup-v2 directory; every process it runs is below it. */
+  cgroup?: string;
+}

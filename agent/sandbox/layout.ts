@@ -1,0 +1,110 @@
+// Every name, path and address a sandbox uses, derived from its name alone so
+// that `down` can find what a crashed sandbox left behind without sandbox.json.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../errors.ts';
+import type { SandboxNodeInfo } from './info.ts';
+
+export const RUN_ROOT = '/run/meshlet';
+export const BPF_ROOT = '/sys/fs/bpf/meshlet';
+export const NETNS_DIR = '/run/netns';
+export const DEFAULT_NAME = 'meshlet';
+export const MAX_NODES = 20;
+
+/** The meshlet checkout: pods run with it as working directory, children run its CLI. */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
+
+// No hyphen: "meshlet-<name>-" must not be a prefix of another sandbox's names.
+const NAME_RE = /^[a-z0-9]{1,16}$/;
+
+export function checkName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new ConfigError(`sandbox name "${name}" is invalid: use 1-16 lowercase letters or digits (no "-": it separates the name from what the sandbox creates)`);
+  }
+  return name;
+}
+
+export function checkNodeCount(nodes: number): number {
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) {
+    throw new ConfigError(`--nodes must be an integer from 1 to ${MAX_NODES}, got ${nodes}`);
+  }
+  return nodes;
+}
+
+/** Prefix of every network namespace of the sandbox; also its cgroup directory name. */
+export const prefixOf = (name: string): string => `meshlet-${name}`;
+
+export interface SandboxPaths {
+  name: string;
+  prefix: string;
+  runDir: string;
+  stateFile: string;
+  infoFile: string;
+  lockFile: string;
+  podLogDir: string;
+  underlayNetns: string;
+  bpfDir: string;
+}
+
+export function sandboxPaths(name: string): SandboxPaths {
+  const prefix = prefixOf(name);
+  const runDir = join(RUN_ROOT, name);
+  return {
+    name,
+    prefix,
+    runDir,
+    stateFile: join(runDir, 'cluster.yaml'),
+    infoFile: join(runDir, 'sandbox.json'),
+    lockFile: join(runDir, 'cluster.lock'),
+    podLogDir: join(runDir, 'pods'),
+    underlayNetns: `${prefix}-underlay`,
+    bpfDir: join(BPF_ROOT, name),
+  };
+}
+
+export const nodeName = (index: number): string => `node-${index}`;
+export const nodeDir = (name: string, node: string): string => join(RUN_ROOT, name, 'nodes', node);
+export const pidsFile = (name: string, node: string): string => join(nodeDir(name, node), 'pids.json');
+export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
+/** Host side of a pod's veth, inside the node namespace (15 chars max). */
+export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
+export const podLogFile = (name: string, namespace: string, pod: string): string => join(RUN_ROOT, name, 'pods', `${namespace}_${pod}.log`);
+
+/** Node `index` (1-based): its namespace, addresses, sockets and cgroup under `cgroupRoot` (the sandbox's). */
+export function planNode(name: string, index: number, cgroupRoot: string): SandboxNodeInfo {
+  const node = nodeName(index);
+  const dir = nodeDir(name, node);
+  return {
+    name: node,
+    netns: `${prefixOf(name)}-${node}`,
+    underlayIp: `10.200.0.${10 + index}`,
+    underlayIp6: `fd00:200::${10 + index}`,
+    podCidr: `10.244.${index}.0/24`,
+    podCidr6: `fd00:244:${index}::/64`,
+    podGatewayIp: `10.244.${index}.1`,
+    podGatewayIp6: `fd00:244:${index}::1`,
+    ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
+    agentAdminSocket: join(dir, 'agent.sock'),
+    controlSocket: join(dir, 'control.sock'),
+    agentLog: join(dir, 'agent.log'),
+    ztunnelLog: join(dir, 'ztunnel.log'),
+    bpfDir: join(BPF_ROOT, name, node),
+    cgroup: join(cgroupRoot, node),
+  };
+}
+
+/** Host number `host` (2..254) of a node's pod CIDRs. */
+export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string; ip6?: string } {
+  const base4 = node.podCidr.split('/')[0]!.split('.').slice(0, 3).join('.');
+  const ip = `${base4}.${host}`;
+  if (node.podCidr6 === undefined) return { ip };
+  return { ip, ip6: `${node.podCidr6.split('/')[0]}${host.toString(16)}` };
+}
+
+export const nodeCgroups = (node: SandboxNodeInfo) => ({
+  supervisor: join(node.cgroup, 'supervisor'),
+  agent: join(node.cgroup, 'agent'),
+  ztunnel: join(node.cgroup, 'ztunnel'),
+  pods: join(node.cgroup, 'pods'),
+});

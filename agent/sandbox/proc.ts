@@ -1,0 +1,118 @@
+// Starting processes inside a sandbox cgroup and network namespace, and
+// finding sandbox processes that escaped their cgroups.
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { NETNS_DIR } from './layout.ts';
+
+export interface Placement {
+  /** cgroup-v2 directory to join. */
+  cgroup: string;
+  /** Network namespace name (under /run/netns). */
+  netns: string;
+}
+
+export interface NameFiles {
+  hosts: string;
+  resolvConf: string;
+}
+
+export interface SpawnInOptions {
+  stdio?: StdioOptions;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** New session: survives the caller's terminal and exit. */
+  detached?: boolean;
+  /** Bind-mounted over /etc/hosts and /etc/resolv.conf for the command (Service names). */
+  names?: NameFiles;
+}
+
+// The shell joins the cgroup first (`ip netns exec` would remount /sys and
+// hide it), then nsenter switches the network namespace and execs, so the
+// child's pid is the command's pid. With name files, unshare gives the
+// command a private mount namespace with them over /etc/hosts and
+// /etc/resolv.conf.
+const ENTER = [
+  'cg="$1" ns="$2" hosts="$3" resolv="$4"; shift 4',
+  'echo $$ > "$cg/cgroup.procs" || exit 126',
+  'if [ -z "$hosts" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
+  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c \'mount --bind "$0" /etc/hosts && { mount --bind "$1" /etc/resolv.conf 2>/dev/null || :; } && shift && exec "$@"\' "$hosts" "$resolv" "$@"',
+].join('\n');
+
+export function spawnIn(where: Placement, argv: readonly string[], options: SpawnInOptions = {}): ChildProcess {
+  const names = options.names;
+  return spawn('sh', ['-c', ENTER, NETNS_DIR, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...argv], {
+    stdio: options.stdio ?? 'pipe',
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    detached: options.detached ?? false,
+  });
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Resolves `command` the way execvp would with `PATH`, or undefined. */
+export function findExecutable(command: string, path: string | undefined, cwd: string): string | undefined {
+  const candidates = command.includes('/')
+    ? [isAbsolute(command) ? command : resolve(cwd, command)]
+    : (path ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  for (const file of candidates) {
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // try the next directory
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Pids of processes that belong to sandbox `prefix` but may sit outside its
+ * cgroup: in a cgroup below it, or started with its run dir in their
+ * arguments (agent, ztunnel, supervisor). Never the caller or its ancestors.
+ */
+export async function findSandboxProcesses(cgroupName: string, runDir: string, supervisorArgs: readonly string[]): Promise<number[]> {
+  const spare = await ancestors(process.pid);
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || spare.has(pid)) continue;
+    try {
+      const cgroup = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      const inCgroup = cgroup.split('\n').some((l) => l.startsWith('0::') && (l.slice(3) + '/').startsWith(`/${cgroupName}/`));
+      const usesRunDir = argv.some((a) => a.startsWith(`${runDir}/`));
+      const isSupervisor = supervisorArgs.every((a) => argv.includes(a));
+      if (inCgroup || usesRunDir || isSupervisor) found.push(pid);
+    } catch {
+      // exited meanwhile, or a kernel thread
+    }
+  }
+  return found;
+}
+
+async function ancestors(pid: number): Promise<Set<number>> {
+  const seen = new Set<number>();
+  let current = pid;
+  while (current > 1 && !seen.has(current)) {
+    seen.add(current);
+    try {
+      const stat = await readFile(`/proc/${current}/stat`, 'utf8');
+      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  seen.add(1);
+  return seen;
+}

@@ -1,0 +1,43 @@
+// sandbox.json (what `up` built) and each node's pids.json (what its
+// supervisor runs now).
+import { readFile } from 'node:fs/promises';
+import type { SandboxInfo } from './info.ts';
+import { pidsFile, sandboxPaths } from './layout.ts';
+import { SandboxNotFoundError } from './errors.ts';
+import { writeFileAtomic } from './store.ts';
+
+export interface NodePids {
+  supervisorPid: number;
+  agentPid?: number;
+  ztunnelPid?: number;
+  agentRestarts: number;
+  ztunnelRestarts: number;
+}
+
+export async function readSandboxFile(name: string): Promise<SandboxInfo> {
+  const { infoFile } = sandboxPaths(name);
+  try {
+    return JSON.parse(await readFile(infoFile, 'utf8')) as SandboxInfo;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SandboxNotFoundError(`no sandbox named "${name}" is up (no ${infoFile}); start one with \`meshlet sandbox up --name ${name}\``);
+    }
+    throw err;
+  }
+}
+
+export async function writeSandboxFile(info: SandboxInfo): Promise<void> {
+  await writeFileAtomic(sandboxPaths(info.name).infoFile, `${JSON.stringify(info, null, 2)}\n`);
+}
+
+export async function readPids(name: string, node: string): Promise<NodePids | undefined> {
+  try {
+    return JSON.parse(await readFile(pidsFile(name, node), 'utf8')) as NodePids;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writePids(name: string, node: string, pids: NodePids): Promise<void> {
+  await writeFileAtomic(pidsFile(name, node), `${JSON.stringify(pids)}\n`);
+}

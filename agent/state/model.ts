@@ -1,0 +1,62 @@
+// The mesh's own view of the cluster: what the agent derives from Kubernetes
+// objects and pushes to the ztunnel. The data path reads only these types,
+// never raw API objects.
+
+export interface Workload {
+  uid: string;
+  name: string;
+  namespace: string;
+  serviceAccount: string;
+  /** Node the pod runs on. */
+  node: string;
+  /** Pod IPs, IPv4 first when the pod has one. */
+  ips: string[];
+  labels: Record<string, string>;
+  /** Captured by the mesh (namespace enrolled, pod not opted out). */
+  enrolled: boolean;
+  /** Named container ports, for Services whose targetPort is a name. */
+  namedPorts: Record<string, number>;
+  /** Outbound ports the pod asked to bypass the mesh (meshlet.io/exclude-outbound-ports). */
+  excludeOutboundPorts: number[];
+}
+
+export interface ServicePort {
+  name?: string;
+  port: number;
+  targetPort: number | string;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+export interface Service {
+  namespace: string;
+  name: string;
+  /** ClusterIPs. */
+  vips: string[];
+  ports: ServicePort[];
+  /** Empty selector: the Service has no automatic endpoints. */
+  selector: Record<string, string>;
+}
+
+export interface MeshNode {
+  name: string;
+  /** Address other ztunnels reach this node's inbound (HBONE) port on. */
+  address: string;
+}
+
+export interface MeshState {
+  nodes: MeshNode[];
+  workloads: Workload[];
+  services: Service[];
+}
+
+export const serviceKey = (s: Pick<Service, 'namespace' | 'name'>): string => `${s.namespace}/${s.name}`;
+
+/** Ports, after Istio's ztunnel. */
+export const PORTS = {
+  admin: 15000,
+  outbound: 15001,
+  inboundPlaintext: 15006,
+  hbone: 15008,
+  metrics: 15020,
+  readiness: 15021,
+} as const;

@@ -1,0 +1,61 @@
+// Admin API (Unix socket and 127.0.0.1:15000): flows, follow stream, state,
+// health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
+// NDJSON for the follow stream.
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { FlowTable } from './flow-table.ts';
+import type { StateStore } from './state.ts';
+
+/** A follower that stops reading gets dropped instead of buffering without bound. */
+const FOLLOW_BUFFER_LIMIT = 4 * 1024 * 1024;
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function health(store: StateStore, res: ServerResponse): void {
+  const view = store.view;
+  if (view) json(res, 200, { status: 'ready', version: view.version });
+  else json(res, 503, { status: 'waiting for the first snapshot from the agent' });
+}
+
+function follow(flows: FlowTable, req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  res.flushHeaders();
+  const unsubscribe = flows.subscribe((event) => {
+    if (res.writableLength > FOLLOW_BUFFER_LIMIT) return void res.destroy();
+    res.write(`${JSON.stringify(event)}\n`);
+  });
+  res.once('close', unsubscribe);
+  req.resume();
+}
+
+export function adminHandler(store: StateStore, flows: FlowTable): RequestListener {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
+    switch (url.pathname) {
+      case '/flows':
+        if (url.searchParams.get('follow') === '1') return follow(flows, req, res);
+        return json(res, 200, { flows: flows.list() });
+      case '/state': {
+        const view = store.view;
+        if (!view) return json(res, 503, { error: 'no snapshot from the agent yet' });
+        return json(res, 200, { version: view.version, state: view.state });
+      }
+      case '/healthz':
+      case '/healthz/ready':
+        return health(store, res);
+      default:
+        return json(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz'] });
+    }
+  };
+}
+
+export function readinessHandler(store: StateStore): RequestListener {
+  return (req, res) => {
+    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, res);
+    json(res, 404, { error: 'only GET /healthz/ready' });
+  };
+}

@@ -1,0 +1,77 @@
+// `meshlet ztunnel`: the node proxy, run in the node's network namespace and
+// its own cgroup (the capture hooks recognise it by that cgroup).
+import { isIP } from 'node:net';
+import { Command, Option } from 'commander';
+import { ConfigError } from '../errors.ts';
+import { PORTS } from '../state/model.ts';
+import { jsonLogger } from './log.ts';
+import { startZtunnel } from './ztunnel.ts';
+
+interface ZtunnelCliOptions {
+  node: string;
+  captureIp4: string;
+  captureIp6?: string;
+  nodeIp: string;
+  nodeIp6?: string;
+  controlSocket: string;
+  adminSocket: string;
+  outboundPort: number;
+  hbonePort: number;
+  adminPort: number;
+  readinessPort: number;
+  drainSeconds: number;
+}
+
+const ipOf = (family: 4 | 6) => (value: string, flag: string): string => {
+  if (isIP(value) !== family) throw new ConfigError(`${flag} must be an IPv${family} address, got "${value}"`);
+  return value;
+};
+
+function parsePort(flag: string, { zero = false } = {}) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < (zero ? 0 : 1) || n > 65535) throw new ConfigError(`${flag} must be a port number${zero ? ' (0 turns it off)' : ''}, got "${value}"`);
+    return n;
+  };
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`--drain-seconds must be a non-negative number, got "${value}"`);
+  return n;
+}
+
+const ipOption = (flags: string, description: string, family: 4 | 6) => {
+  const flag = flags.split(' ')[0];
+  return new Option(flags, description).argParser((v: string) => ipOf(family)(v, flag));
+};
+
+export function ztunnelCommand(): Command {
+  return new Command('ztunnel')
+    .description('run the node proxy: outbound capture, inbound tunnel, flow table and admin API (started per node, next to the agent)')
+    .requiredOption('--node <name>', 'name of this node in mesh state')
+    .addOption(ipOption('--capture-ip4 <ip>', 'IPv4 address the capture hooks redirect outbound connections to', 4).makeOptionMandatory())
+    .addOption(ipOption('--capture-ip6 <ip>', 'IPv6 capture address', 6))
+    .addOption(ipOption('--node-ip <ip>', 'node IPv4 address: inbound tunnel listener, and the source of connections to local pods', 4).makeOptionMandatory())
+    .addOption(ipOption('--node-ip6 <ip>', 'node IPv6 address', 6))
+    .requiredOption('--control-socket <path>', 'Unix socket the agent pushes state to')
+    .requiredOption('--admin-socket <path>', 'Unix socket of the admin API (flows, state, health)')
+    .addOption(new Option('--outbound-port <port>', 'outbound capture port').argParser(parsePort('--outbound-port')).default(PORTS.outbound))
+    .addOption(new Option('--hbone-port <port>', 'inbound tunnel port, here and on peers').argParser(parsePort('--hbone-port')).default(PORTS.hbone))
+    .addOption(new Option('--admin-port <port>', 'admin API on 127.0.0.1 (0: off)').argParser(parsePort('--admin-port', { zero: true })).default(PORTS.admin))
+    .addOption(new Option('--readiness-port <port>', 'GET /healthz/ready on the node IPs (0: off)').argParser(parsePort('--readiness-port', { zero: true })).default(PORTS.readiness))
+    .addOption(new Option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish').argParser(parseSeconds).default(5))
+    .action(async (opts: ZtunnelCliOptions) => {
+      const log = jsonLogger();
+      const zt = await startZtunnel({ ...opts, log });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info('signal', { signal });
+          resolve();
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      await zt.shutdown(opts.drainSeconds * 1000);
+    });
+}

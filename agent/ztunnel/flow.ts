@@ -1,0 +1,46 @@
+// One captured connection as the ztunnel saw it; served by the admin API and
+// rendered by `meshlet flows`.
+
+export interface WorkloadRef {
+  namespace: string;
+  name: string;
+}
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+export type FlowDirection = 'outbound' | 'inbound';
+export type FlowState = 'open' | 'closed';
+
+export interface FlowRecord {
+  id: string;
+  node: string;
+  direction: FlowDirection;
+  source: Endpoint & { workload?: WorkloadRef };
+  /** Where the application connected (for a Service: its VIP and port). */
+  originalDestination: Endpoint;
+  service?: WorkloadRef;
+  /** Where the ztunnel sent it: the chosen pod, and its node. */
+  destination?: Endpoint & { workload?: WorkloadRef; node?: string };
+  /** How it travelled: direct to a local pod, tunnelled to another node, or passthrough (not a mesh destination). */
+  path?: 'local' | 'tunnel' | 'passthrough';
+  /** Bytes from the client towards the server. */
+  bytesSent: number;
+  /** Bytes from the server back to the client. */
+  bytesReceived: number;
+  state: FlowState;
+  startedAt: string;
+  durationMs?: number;
+  /** W3C trace id sent in the tunnel's traceparent: the same at both ends of a tunnelled connection. */
+  traceId?: string;
+  /** Why it ended: e.g. client_closed, server_closed, client_reset, upstream_reset, upstream_connect_failed, no_endpoint. */
+  closeReason?: string;
+}
+
+/** Event on the admin API's follow stream (`GET /flows?follow=1`, NDJSON). */
+export interface FlowEvent {
+  event: 'open' | 'close';
+  flow: FlowRecord;
+}

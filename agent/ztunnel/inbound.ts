@@ -1,0 +1,101 @@
+// Inbound end of the tunnel: an HTTP/2 server taking CONNECT streams from
+// other nodes' ztunnels to pods on this node. The pod sees the node's address
+// as its peer; the client's address and workload travel in the headers and
+// end up in the flow table.
+import { createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { refOf, type FlowTable } from './flow-table.ts';
+import { dial, forward } from './forward.ts';
+import { parseForwardedFor, traceIdOf } from './hbone-headers.ts';
+import { endpointOf, parseHostPort } from './ip.ts';
+import type { Logger } from './log.ts';
+import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
+import { h2Leg } from './relay.ts';
+import { closeServer, listenTcp } from './listen.ts';
+import type { StateStore } from './state.ts';
+
+export interface InboundOptions {
+  node: string;
+  store: StateStore;
+  flows: FlowTable;
+  log: Logger;
+  /** Source address for connections to local pods (the node's), by the pod's IP. */
+  sourceAddress(targetIp: string): string | undefined;
+}
+
+function refuse(stream: ServerHttp2Stream, status: number): void {
+  stream.on('error', () => {});
+  if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': status }, { endStream: true });
+}
+
+export class InboundServer {
+  readonly #o: InboundOptions;
+  readonly #servers: Http2Server[] = [];
+  readonly #sessions = new Set<Http2Session>();
+
+  constructor(options: InboundOptions) {
+    this.#o = options;
+  }
+
+  /** HTTP/2 sessions currently connected, over all listeners. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Adds a listener on host:port (one per address family). */
+  listen(host: string, port: number): Promise<AddressInfo> {
+    // Cleartext HTTP/2 with prior knowledge; mutual TLS becomes createSecureServer here.
+    const server = createServer({
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS_PER_SESSION },
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+    });
+    server.on('session', (session) => {
+      session.setLocalWindowSize(SESSION_WINDOW);
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+      session.on('error', (err) => this.#o.log.warn('tunnel_session_error', { peer: session.socket?.remoteAddress, error: err }));
+    });
+    server.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    this.#servers.push(server);
+    return listenTcp(server, host, port);
+  }
+
+  /** Stops accepting sessions and tells connected peers (GOAWAY) to open no new streams; open streams finish. */
+  async close(): Promise<void> {
+    for (const s of this.#sessions) s.close();
+    await Promise.all(this.#servers.map(closeServer));
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const authority = headers[':authority'];
+    const target = typeof authority === 'string' ? parseHostPort(authority) : undefined;
+    if (headers[':method'] !== 'CONNECT' || !target) return refuse(stream, 400);
+    const view = this.#o.store.view;
+    const workload = view?.workloadByIp(target.ip);
+    // Only pods on this node are reachable here: the tunnel is not an open relay.
+    if (!workload || workload.node !== this.#o.node) return refuse(stream, 503);
+    const forwarded = headers.forwarded;
+    const src = parseForwardedFor(typeof forwarded === 'string' ? forwarded : undefined) ?? endpointOf(stream.session?.socket?.remoteAddress, stream.session?.socket?.remotePort);
+    if (!src) return refuse(stream, 400);
+    const traceparent = headers.traceparent;
+    const pending = dial(target, this.#o.sourceAddress(target.ip));
+    const flow = this.#o.flows.open(
+      {
+        direction: 'inbound',
+        source: { ...src, workload: refOf(view?.workloadByIp(src.ip)) },
+        originalDestination: target,
+        destination: { ...target, workload: refOf(workload), node: workload.node },
+        path: 'tunnel',
+        traceId: traceIdOf(typeof traceparent === 'string' ? traceparent : undefined),
+      },
+      { socket: pending.socket, facing: 'server' },
+    );
+    forward(h2Leg(stream), pending, flow, {
+      up: () => stream.respond({ ':status': 200 }),
+      failed: (err) => {
+        refuse(stream, 503);
+        this.#o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });
+      },
+    });
+  }
+}

@@ -1,0 +1,72 @@
+// Splices two byte streams (a TCP socket, or an HTTP/2 CONNECT stream) as if
+// they were one TCP connection: data both ways with backpressure (pipe), a
+// half-close passed on as a half-close (FIN <-> END_STREAM), and a reset passed
+// on as a reset (RST <-> RST_STREAM CONNECT_ERROR, RFC 9113 §8.5).
+import { constants as h2, type Http2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+export interface Leg {
+  readonly stream: Duplex;
+  /** Ends the leg abortively so its peer sees a reset. */
+  reset(): void;
+  /** Calls back if the peer reset the leg or it failed. */
+  onReset(callback: () => void): void;
+}
+
+const ignore = () => {};
+
+export function socketLeg(socket: Socket): Leg {
+  // Errors are reported through onReset; never let one escape as an uncaught exception.
+  socket.on('error', ignore);
+  return {
+    stream: socket,
+    reset: () => {
+      if (!socket.destroyed) socket.resetAndDestroy();
+    },
+    onReset: (callback) => socket.once('error', callback),
+  };
+}
+
+export function h2Leg(stream: Http2Stream): Leg {
+  stream.on('error', ignore);
+  return {
+    stream,
+    reset: () => {
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CONNECT_ERROR);
+    },
+    // Any close other than both sides' END_STREAM (RST_STREAM, GOAWAY, session loss) leaves a non-zero code.
+    onReset: (callback) => stream.once('close', () => stream.rstCode !== h2.NGHTTP2_NO_ERROR && callback()),
+  };
+}
+
+/** How a relayed connection ended: who half-closed first, or who reset it. */
+export type RelayEnd = 'client_closed' | 'server_closed' | 'client_reset' | 'upstream_reset';
+
+/** Pipes `client` and `upstream` into each other; `done` runs once both legs have closed. */
+export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void): void {
+  let reset: RelayEnd | undefined;
+  let firstFin: RelayEnd | undefined;
+  let legsClosed = 0;
+  const onClose = () => {
+    if (++legsClosed === 2) done(reset ?? firstFin ?? 'client_closed');
+  };
+  const propagate = (end: RelayEnd, to: Leg) => () => {
+    if (reset) return;
+    reset = end;
+    to.reset();
+  };
+  client.onReset(propagate('client_reset', upstream));
+  upstream.onReset(propagate('upstream_reset', client));
+  client.stream.once('end', () => (firstFin ??= 'client_closed'));
+  upstream.stream.once('end', () => (firstFin ??= 'server_closed'));
+  // A leg that closes without a clean half-close each way was torn down (destroyed, timed out): abort the other.
+  const closed = (leg: Leg, end: RelayEnd, other: Leg) => () => {
+    if (!leg.stream.readableEnded || !leg.stream.writableFinished) propagate(end, other)();
+    onClose();
+  };
+  client.stream.once('close', closed(client, 'client_reset', upstream));
+  upstream.stream.once('close', closed(upstream, 'upstream_reset', client));
+  client.stream.pipe(upstream.stream);
+  upstream.stream.pipe(client.stream);
+}

@@ -1,0 +1,103 @@
+// Client end of the tunnel: HTTP/2 sessions to other nodes' ztunnels, pooled,
+// each carrying up to MAX_STREAMS_PER_SESSION CONNECT streams.
+import { connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { MeshNode } from '../state/model.ts';
+import type { Endpoint } from './flow.ts';
+import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
+import { hostPort } from './ip.ts';
+import type { Logger } from './log.ts';
+
+/**
+ * What a session is shared by. Plaintext needs only the destination node; with
+ * mutual TLS the source and destination identities join the key, since a
+ * session's certificates are theirs.
+ */
+export interface PoolKey {
+  node: MeshNode;
+}
+
+const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}`;
+
+interface PooledSession {
+  session: ClientHttp2Session;
+  streams: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+export interface TunnelPoolOptions {
+  /** Port of the peers' inbound tunnel listener. */
+  port: number;
+  log: Logger;
+  maxStreamsPerSession?: number;
+  /** Close a session after this long without streams. */
+  idleMs?: number;
+}
+
+export class TunnelPool {
+  readonly #port: number;
+  readonly #log: Logger;
+  readonly #maxStreams: number;
+  readonly #idleMs: number;
+  readonly #pools = new Map<string, PooledSession[]>();
+
+  constructor(options: TunnelPoolOptions) {
+    this.#port = options.port;
+    this.#log = options.log;
+    this.#maxStreams = options.maxStreamsPerSession ?? MAX_STREAMS_PER_SESSION;
+    this.#idleMs = options.idleMs ?? 60_000;
+  }
+
+  /** Opens a CONNECT stream to `target` through the peer; the caller waits for its response. */
+  open(key: PoolKey, target: Endpoint, headers: OutgoingHttpHeaders): ClientHttp2Stream {
+    const pooled = this.#session(key);
+    pooled.streams++;
+    clearTimeout(pooled.idleTimer);
+    const stream = pooled.session.request({ ...headers, ':method': 'CONNECT', ':authority': hostPort(target.ip, target.port) });
+    stream.once('close', () => {
+      if (--pooled.streams === 0 && !pooled.session.closed) pooled.idleTimer = setTimeout(() => pooled.session.close(), this.#idleMs).unref();
+    });
+    return stream;
+  }
+
+  /** Lets open streams finish, then closes every session. */
+  close(): void {
+    for (const pool of this.#pools.values()) for (const p of pool) p.session.close();
+    this.#pools.clear();
+  }
+
+  #session(key: PoolKey): PooledSession {
+    const k = keyString(key);
+    let pool = this.#pools.get(k);
+    const free = pool?.find((p) => p.streams < this.#maxStreams);
+    if (free) return free;
+    if (!pool) this.#pools.set(k, (pool = []));
+    const pooled: PooledSession = { session: this.#connect(key.node), streams: 0 };
+    pool.push(pooled);
+    const drop = () => {
+      clearTimeout(pooled.idleTimer);
+      const i = pool.indexOf(pooled);
+      if (i >= 0) pool.splice(i, 1);
+      if (pool.length === 0 && this.#pools.get(k) === pool) this.#pools.delete(k);
+    };
+    // A session the peer is draining (GOAWAY) or that failed takes no new streams.
+    pooled.session.once('goaway', drop);
+    pooled.session.once('close', drop);
+    return pooled;
+  }
+
+  #connect(node: MeshNode): ClientHttp2Session {
+    const authority = hostPort(node.address, this.#port);
+    // Cleartext HTTP/2 with prior knowledge. Mutual TLS 1.3 (ALPN h2, SNI naming
+    // the destination identity) goes in here, as an https: authority with TLS options.
+    const session = connect(`http://${authority}`, {
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+    });
+    session.once('connect', () => {
+      session.setLocalWindowSize(SESSION_WINDOW);
+      this.#log.info('tunnel_session_open', { peer: node.name, address: authority });
+    });
+    session.on('error', (err) => this.#log.warn('tunnel_session_error', { peer: node.name, address: authority, error: err }));
+    return session;
+  }
+}

@@ -1,0 +1,112 @@
+// One node's ztunnel: control channel, outbound capture, inbound tunnel,
+// admin and readiness, wired to one state store and one flow table.
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createTcpServer, type Server } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { adminHandler, readinessHandler } from './admin.ts';
+import { startControlServer } from './control-server.ts';
+import { FlowTable } from './flow-table.ts';
+import { InboundServer } from './inbound.ts';
+import { closeServer, listenTcp, listenUnix } from './listen.ts';
+import { hostPort, isV6 } from './ip.ts';
+import type { Logger } from './log.ts';
+import { createOutboundHandler } from './outbound.ts';
+import { Resolver } from './resolve.ts';
+import { StateStore } from './state.ts';
+import { TunnelPool } from './tunnel-pool.ts';
+
+export interface ZtunnelOptions {
+  node: string;
+  captureIp4: string;
+  captureIp6?: string;
+  nodeIp: string;
+  nodeIp6?: string;
+  controlSocket: string;
+  adminSocket: string;
+  outboundPort: number;
+  /** Inbound tunnel port, here and on every peer. */
+  hbonePort: number;
+  /** 0: no TCP admin listener (the Unix socket stays). */
+  adminPort: number;
+  /** 0: no readiness listener. */
+  readinessPort: number;
+  log: Logger;
+}
+
+export interface Ztunnel {
+  readonly store: StateStore;
+  readonly flows: FlowTable;
+  /** Stops accepting, lets open flows finish for up to `drainMs`, then tears down what is left. */
+  shutdown(drainMs: number): Promise<void>;
+}
+
+const present = <T>(v: T | undefined): v is T => v !== undefined;
+
+export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
+  const { log } = o;
+  const store = new StateStore();
+  const flows = new FlowTable(o.node);
+  flows.subscribe((e) => e.event === 'close' && log.info('access', { ...e.flow }));
+  const sourceAddress = (ip: string) => (isV6(ip) ? o.nodeIp6 : o.nodeIp);
+  const pool = new TunnelPool({ port: o.hbonePort, log });
+  const captureIps = [o.captureIp4, o.captureIp6].filter(present);
+  const ownAddresses = new Set<string>();
+  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses });
+
+  const listening = (what: string, address: string) => log.info('listening', { what, address });
+  const control = await startControlServer({ path: o.controlSocket, store, log });
+  listening('control', o.controlSocket);
+
+  const http: HttpServer[] = [];
+  const admin = createHttpServer(adminHandler(store, flows));
+  http.push(admin);
+  await listenUnix(admin, o.adminSocket);
+  listening('admin', o.adminSocket);
+  if (o.adminPort !== 0) {
+    const adminTcp = createHttpServer(adminHandler(store, flows));
+    http.push(adminTcp);
+    await listenTcp(adminTcp, '127.0.0.1', o.adminPort);
+    listening('admin', hostPort('127.0.0.1', o.adminPort));
+  }
+  if (o.readinessPort !== 0) {
+    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+      const ready = createHttpServer(readinessHandler(store));
+      http.push(ready);
+      const a = await listenTcp(ready, ip, o.readinessPort);
+      listening('readiness', hostPort(a.address, a.port));
+    }
+  }
+
+  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress });
+  for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+    const a = await inbound.listen(ip, o.hbonePort);
+    listening('inbound', hostPort(a.address, a.port));
+  }
+  const capture: Server[] = [];
+  for (const ip of captureIps) {
+    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
+    server.on('error', (err) => log.error('capture_listener_error', { error: err }));
+    capture.push(server);
+    const a = await listenTcp(server, ip, o.outboundPort);
+    ownAddresses.add(hostPort(a.address, a.port));
+    listening('outbound', hostPort(a.address, a.port));
+  }
+
+  return {
+    store,
+    flows,
+    async shutdown(drainMs) {
+      log.info('shutting_down', { openFlows: flows.openCount, drainMs });
+      const stopped = Promise.all([...capture.map(closeServer), inbound.close()]);
+      const deadline = Date.now() + drainMs;
+      while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
+      if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
+      flows.abortAll();
+      pool.close();
+      await stopped;
+      for (const s of http) s.closeAllConnections();
+      await Promise.all([control.close(), ...http.map(closeServer)]);
+      log.info('stopped');
+    },
+  };
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Makes this machine ready to run meshlet (Debian/Ubuntu, as root). Idempotent:
+# installs only what is missing, so `npm start` and `npm test` can always call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "meshlet setup: run as root (it installs packages, loads BPF programs and builds network namespaces)" >&2
+  exit 1
+fi
+
+# command → Debian package that provides it
+declare -A packages=(
+  [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [nsenter]=util-linux
+  [curl]=curl [socat]=socat [tcpdump]=tcpdump [redis-server]=redis-server
+  [redis-benchmark]=redis-tools [wrk]=wrk [hey]=hey [haproxy]=haproxy [python3]=python3
+)
+missing=()
+for cmd in "${!packages[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+[ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "meshlet setup: installing ${missing[*]}"
+  apt-get update -qq
+  # Ubuntu ships bpftool in linux-tools, Debian as its own package.
+  if [[ " ${missing[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool >/dev/null 2>&1; then
+    missing=("${missing[@]/bpftool/linux-tools-generic}")
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node 24 comes from the `node` dev dependency; npm scripts put it first on PATH.
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+if ! grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+bash scripts/build-bpf.sh

@@ -1,0 +1,206 @@
+// The capture path on the real kernel: pod connects land at the ztunnel's
+// outbound listener, which reads the original destination from
+// socket.localAddress/localPort, while the pod still sees that destination as
+// its peer. Runs in a per-run netns and cgroups; needs root.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { rmdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BpfDatapath } from '../../agent/bpf/datapath.ts';
+import { cgroupId } from '../../agent/bpf/cgroup.ts';
+import { dumpMap } from '../../agent/bpf/maps.ts';
+import { POD_PROGRAMS, ZTUNNEL_PROGRAMS } from '../../agent/bpf/objects.ts';
+import { buildBpf } from './build.ts';
+import { ADDR, cannotRun, cgroupPrograms, KernelSandbox, type LineProcess } from './harness.ts';
+
+const skip = cannotRun();
+const EXCLUDED = 5432;
+const POD_NAMES = POD_PROGRAMS.map((p) => p.name).sort();
+
+describe('eBPF capture', { timeout: 180_000 }, () => {
+  const sb = new KernelSandbox();
+  let dp: BpfDatapath;
+  let client: LineProcess;
+  let container: LineProcess;
+  let connSeq = 0;
+
+  const connect = async (proc: LineProcess, host: string, port: number): Promise<{ conn: string; r: Record<string, unknown>; greeting: Record<string, unknown> }> => {
+    const conn = `c${++connSeq}`;
+    const r = await proc.request({ op: 'connect', conn, host, port });
+    assert.equal(r.error, undefined, `connect ${host}:${port}: ${String(r.error)}`);
+    return { conn, r, greeting: r.greeting as Record<string, unknown> };
+  };
+  const enrollPod = (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => d.enroll([{ cgroupPath: sb.podCgroup, excludeOutboundPorts: ports }]);
+
+  before(async () => {
+    if (skip) {
+      if (process.env.CI === 'true') throw new Error(`CI must not skip: ${skip}`);
+      return;
+    }
+    await buildBpf();
+    await sb.setUp();
+    dp = await BpfDatapath.open({ pinDir: sb.pinDir, ztunnelIp4: ADDR.ztunnel4, ztunnelIp6: ADDR.ztunnel6 });
+    await dp.attachZtunnel(sb.ztunnelCgroup);
+    await enrollPod(dp);
+    const server = sb.spawn(sb.ztunnelCgroup, 'server-fixture.ts', [
+      `ztunnel@${ADDR.ztunnel4}:15001`,
+      `ztunnel6@[${ADDR.ztunnel6}]:15001`,
+      `ztunnel-other@${ADDR.ztunnel4}:8081`,
+      `direct@${ADDR.dest4}:8080`,
+      `direct6@[${ADDR.dest6}]:8080`,
+      `excluded@${ADDR.dest4}:${EXCLUDED}`,
+      'loopback@127.0.0.1:9000',
+      `udp:udp@${ADDR.dest4}:5353`,
+    ]);
+    await server.waitFor((m) => m.ready === true);
+    client = sb.spawn(sb.podCgroup, 'client-fixture.ts');
+    container = sb.spawn(sb.containerCgroup, 'client-fixture.ts');
+  });
+
+  after(() => sb.cleanUp());
+
+  test('IPv4: redirected to the ztunnel, which sees the original destination', async (t) => {
+    if (skip) return t.skip(skip);
+    const { conn, r, greeting } = await connect(client, ADDR.dest4, 8080);
+    assert.deepEqual([greeting.server, greeting.localAddress, greeting.localPort], ['ztunnel', ADDR.dest4, 8080]);
+    assert.deepEqual([r.remoteAddress, r.remotePort], [ADDR.dest4, 8080], 'getpeername reports the original destination');
+    assert.deepEqual([greeting.remoteAddress, greeting.remotePort], [r.localAddress, r.localPort], 'the ztunnel peer is the pod side');
+
+    const isThisFlow = (e: { key: { address: string; port: number } }): boolean => e.key.address === r.localAddress && e.key.port === r.localPort;
+    const flow = (await dumpMap(sb.pinDir, 'flow_dst')).find(isThisFlow);
+    assert.deepEqual(flow?.value, { address: ADDR.dest4, port: 8080, family: 4 });
+
+    await client.request({ op: 'close', conn });
+    for (let i = 0; i < 50 && (await dumpMap(sb.pinDir, 'flow_dst')).some(isThisFlow); i++) await sleep(100);
+    assert.ok(!(await dumpMap(sb.pinDir, 'flow_dst')).some(isThisFlow), 'flow_dst entry removed at TCP close');
+  });
+
+  test('a container in a child cgroup of the pod is captured', async (t) => {
+    if (skip) return t.skip(skip);
+    const { r, greeting } = await connect(container, ADDR.dest4, 8080);
+    assert.deepEqual([greeting.server, greeting.localAddress, greeting.localPort], ['ztunnel', ADDR.dest4, 8080]);
+    assert.deepEqual([r.remoteAddress, r.remotePort], [ADDR.dest4, 8080]);
+  });
+
+  test('IPv6: redirected to the ztunnel, which sees the original destination', async (t) => {
+    if (skip) return t.skip(skip);
+    const { r, greeting } = await connect(client, ADDR.dest6, 8080);
+    assert.deepEqual([greeting.server, greeting.localAddress, greeting.localPort], ['ztunnel6', ADDR.dest6, 8080]);
+    assert.deepEqual([r.remoteAddress, r.remotePort], [ADDR.dest6, 8080]);
+  });
+
+  test('dual-stack socket to a v4-mapped address goes to the IPv4 ztunnel', async (t) => {
+    if (skip) return t.skip(skip);
+    const { r, greeting } = await connect(client, `::ffff:${ADDR.dest4}`, 8080);
+    assert.deepEqual([greeting.server, greeting.localAddress, greeting.localPort], ['ztunnel', ADDR.dest4, 8080]);
+    assert.deepEqual([r.remoteAddress, r.remotePort], [`::ffff:${ADDR.dest4}`, 8080]);
+  });
+
+  test('excluded port, loopback, the ztunnel address and UDP go direct', async (t) => {
+    if (skip) return t.skip(skip);
+    const excluded = await connect(client, ADDR.dest4, EXCLUDED);
+    assert.deepEqual([excluded.greeting.server, excluded.greeting.localPort, excluded.r.remotePort], ['excluded', EXCLUDED, EXCLUDED]);
+    const loopback = await connect(client, '127.0.0.1', 9000);
+    assert.equal(loopback.greeting.server, 'loopback');
+    const ztunnel = await connect(client, ADDR.ztunnel4, 8081);
+    assert.equal(ztunnel.greeting.server, 'ztunnel-other');
+    const udp = await client.request({ op: 'udp', host: ADDR.dest4, port: 5353, text: 'hi' });
+    assert.deepEqual(udp.reply, { server: 'udp', text: 'hi' });
+  });
+
+  test('enroll is idempotent and keeps excluded ports in step', async (t) => {
+    if (skip) return t.skip(skip);
+    const podId = await cgroupId(sb.podCgroup);
+    const portsOf = async (): Promise<number[]> =>
+      (await dumpMap(sb.pinDir, 'excluded_ports')).filter((e) => e.key.cgroupId === podId).map((e) => e.key.port).sort((a, b) => a - b);
+
+    await enrollPod(dp, [EXCLUDED, 6000]);
+    assert.deepEqual(await portsOf(), [EXCLUDED, 6000]);
+    await enrollPod(dp);
+    assert.deepEqual(await portsOf(), [EXCLUDED]);
+
+    const progs = await cgroupPrograms(sb.podCgroup);
+    assert.deepEqual(progs.map((p) => p.name).sort(), POD_NAMES, 'each pod program attached once');
+    assert.deepEqual((await dp.attachedTo(sb.podCgroup)).sort(), POD_NAMES);
+    assert.deepEqual((await dp.attachedTo(sb.ztunnelCgroup)).sort(), ZTUNNEL_PROGRAMS.map((p) => p.name).sort());
+    assert.deepEqual(await dp.attachedTo(sb.containerCgroup), [], 'containers inherit, nothing attached directly');
+    assert.deepEqual(await dp.enrolledCgroupIds(), [podId]);
+  });
+
+  test('unenroll: new connects go direct, an open redirected connection keeps working', async (t) => {
+    if (skip) return t.skip(skip);
+    const podId = await cgroupId(sb.podCgroup);
+    const open = await connect(client, ADDR.dest4, 8080);
+    assert.equal(open.greeting.server, 'ztunnel');
+
+    await dp.unenroll([sb.podCgroup]);
+    assert.deepEqual(await dp.enrolledCgroupIds(), []);
+    assert.deepEqual(await dp.attachedTo(sb.podCgroup), []);
+    assert.ok(!(await dumpMap(sb.pinDir, 'excluded_ports')).some((e) => e.key.cgroupId === podId));
+
+    const fresh = await connect(client, ADDR.dest4, 8080);
+    assert.deepEqual([fresh.greeting.server, fresh.r.remoteAddress], ['direct', ADDR.dest4]);
+    const echo = await client.request({ op: 'send', conn: open.conn, text: 'still there' });
+    assert.deepEqual(echo.reply, { server: 'ztunnel', echo: 'still there' });
+
+    await enrollPod(dp);
+    assert.equal((await connect(client, ADDR.dest4, 8080)).greeting.server, 'ztunnel');
+  });
+
+  test('unenroll tolerates cgroups that are already gone', async (t) => {
+    if (skip) return t.skip(skip);
+    const known = join(sb.cgroupRoot, 'gone-known');
+    const unknown = join(sb.cgroupRoot, 'gone-unknown');
+    await sb.makeCgroup(known);
+    await sb.makeCgroup(unknown);
+    await dp.enroll([{ cgroupPath: known, excludeOutboundPorts: [1] }, { cgroupPath: unknown, excludeOutboundPorts: [] }]);
+    const ids = [await cgroupId(known), await cgroupId(unknown)];
+    await rmdir(known);
+    await rmdir(unknown);
+
+    await dp.unenroll([known]);
+    // A second handle never saw this cgroup's id: it prunes entries of every vanished cgroup.
+    const other = await BpfDatapath.open({ pinDir: sb.pinDir, ztunnelIp4: ADDR.ztunnel4, ztunnelIp6: ADDR.ztunnel6 });
+    await other.unenroll([unknown]);
+    const enrolled = await dp.enrolledCgroupIds();
+    assert.ok(ids.every((id) => !enrolled.includes(id)));
+    assert.deepEqual(enrolled, [await cgroupId(sb.podCgroup)]);
+    assert.ok(!(await dumpMap(sb.pinDir, 'excluded_ports')).some((e) => ids.includes(e.key.cgroupId)));
+  });
+
+  test('re-open on the same pin dir re-adopts without loading or attaching twice', async (t) => {
+    if (skip) return t.skip(skip);
+    const before = await dp.status();
+    const again = await BpfDatapath.open({ pinDir: sb.pinDir, ztunnelIp4: ADDR.ztunnel4, ztunnelIp6: ADDR.ztunnel6 });
+    const status = await again.status();
+    assert.equal(status.adopted, true);
+    assert.deepEqual(status.programs, before.programs, 'same program ids');
+    await again.attachZtunnel(sb.ztunnelCgroup);
+    await enrollPod(again);
+
+    const ids = (await cgroupPrograms(sb.podCgroup)).map((p) => p.id).sort();
+    const ours = before.programs.filter((p) => POD_NAMES.includes(p.name)).map((p) => p.id).sort();
+    assert.deepEqual(ids, ours, 'bpftool cgroup show: each pod program once');
+    assert.equal((await cgroupPrograms(sb.ztunnelCgroup)).length, ZTUNNEL_PROGRAMS.length);
+    const { greeting } = await connect(client, ADDR.dest4, 8080);
+    assert.deepEqual([greeting.server, greeting.localAddress], ['ztunnel', ADDR.dest4]);
+  });
+
+  test('status reports programs and map occupancy', async (t) => {
+    if (skip) return t.skip(skip);
+    const status = await dp.status();
+    assert.equal(status.programs.length, 7);
+    const maps = Object.fromEntries(status.maps.map((m) => [m.name, m]));
+    assert.deepEqual(maps.pods, { name: 'pods', entries: 1, maxEntries: 4096 });
+    assert.deepEqual(maps.node_config, { name: 'node_config', entries: 1, maxEntries: 1 });
+    assert.equal(maps.flow_dst?.maxEntries, 65536);
+    assert.ok((maps.flow_dst?.entries ?? 0) >= 1, 'open connections have flow entries');
+  });
+
+  test('destroy removes the pins', async (t) => {
+    if (skip) return t.skip(skip);
+    await BpfDatapath.destroy(sb.pinDir);
+    await assert.rejects(dp.enrolledCgroupIds(), { code: 'MESHLET_BPF' });
+  });
+});

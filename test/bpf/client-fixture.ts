@@ -1,0 +1,71 @@
+// Test fixture run in a pod cgroup inside the test netns: opens and drives
+// connections on request. Reads JSON lines on stdin, answers each with one
+// JSON line carrying the same request id; conn names a connection:
+//   {op:'connect', conn, host, port}  → addresses as the client sees them + the server's greeting
+//   {op:'send', conn, text}           → the server's echo
+//   {op:'close', conn}                → closed
+//   {op:'udp', host, port, text}      → the UDP reply (null after 2 s)
+import { connect, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { createInterface } from 'node:readline';
+
+interface Request {
+  op: string;
+  id: string;
+  conn?: string;
+  host?: string;
+  port?: number;
+  text?: string;
+}
+
+const sockets = new Map<string, { socket: Socket; lines: AsyncIterator<string> }>();
+const reply = (id: string, body: Record<string, unknown>): void => void process.stdout.write(JSON.stringify({ id, ...body }) + '\n');
+
+async function handle(req: Request): Promise<Record<string, unknown>> {
+  switch (req.op) {
+    case 'connect': {
+      const socket = connect({ host: req.host ?? '', port: req.port ?? 0 });
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
+      sockets.set(req.conn ?? '', { socket, lines });
+      const greeting = JSON.parse((await lines.next()).value as string) as unknown;
+      return { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort, greeting };
+    }
+    case 'send': {
+      const conn = sockets.get(req.conn ?? '');
+      if (!conn) throw new Error(`no connection ${req.conn}`);
+      conn.socket.write(`${req.text ?? ''}\n`);
+      return { reply: JSON.parse((await conn.lines.next()).value as string) as unknown };
+    }
+    case 'close': {
+      const conn = sockets.get(req.conn ?? '');
+      sockets.delete(req.conn ?? '');
+      await new Promise<void>((resolve) => (conn ? conn.socket.end(resolve) : resolve()));
+      return { closed: true };
+    }
+    case 'udp': {
+      const sock = createSocket((req.host ?? '').includes(':') ? 'udp6' : 'udp4');
+      try {
+        await new Promise<void>((resolve) => sock.connect(req.port ?? 0, req.host, resolve));
+        const answer = new Promise<string>((resolve) => sock.once('message', (m) => resolve(m.toString())));
+        sock.send(req.text ?? '');
+        const timeout = new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref());
+        const got = await Promise.race([answer, timeout]);
+        return { reply: got === null ? null : (JSON.parse(got) as unknown), remoteAddress: sock.remoteAddress().address };
+      } finally {
+        sock.close();
+      }
+    }
+    default:
+      throw new Error(`unknown op ${req.op}`);
+  }
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const req = JSON.parse(line) as Request;
+  handle(req).then(
+    (body) => reply(req.id, body),
+    (err: unknown) => reply(req.id, { error: err instanceof Error ? err.message : String(err) }),
+  );
+}
+for (const { socket } of sockets.values()) socket.destroy();

@@ -1,0 +1,286 @@
+// The sandbox itself, on real namespaces and cgroups: nodes, pods on both,
+// direct (un-enrolled) pod-to-pod traffic across nodes over IPv4 and IPv6,
+// status, restarts, recovery after a crash, and a teardown that leaves
+// nothing behind. Needs root; under CI=true it never skips.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  ApplyRefusedError, sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxIsRunning, sandboxSpawn, sandboxStatus, sandboxUp, SandboxRunningError,
+  type SandboxInfo,
+} from '../../agent/sandbox/api.ts';
+import { cgroup2Root, cgroupProcs } from '../../agent/sandbox/cgroup.ts';
+import { CLI_MAIN } from '../../agent/sandbox/layout.ts';
+
+const run = promisify(execFile);
+const name = `t${randomBytes(4).toString('hex')}`;
+const prefix = `meshlet-${name}`;
+
+function unavailable(): string | false {
+  if (process.platform !== 'linux') return 'the sandbox needs Linux';
+  if (process.getuid?.() !== 0) return 'the sandbox needs root';
+  if (!readFileSync('/proc/self/mounts', 'utf8').includes(' cgroup2 ')) return 'the sandbox needs cgroup v2';
+  return false;
+}
+const skip = process.env.CI === 'true' ? false : unavailable();
+
+const podsYaml = `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: lc
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: alpha
+  namespace: lc
+  labels: {app: alpha}
+spec:
+  nodeName: node-1
+  containers:
+    - name: echo
+      command: [node, scripts/workloads/http-echo.ts, --port, "8080"]
+      env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: beta
+  namespace: lc
+  labels: {app: beta}
+spec:
+  nodeName: node-2
+  containers:
+    - name: web
+      command: [python3, -m, http.server, "8080", --bind, "::"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: beta
+  namespace: lc
+spec:
+  selector: {app: beta}
+  ports: [{port: 80, targetPort: 8080}]
+`;
+
+/** What the sandbox must never change: the root namespace's addresses, routes, rules and links. */
+async function rootNetwork(): Promise<string> {
+  const ip = async (...args: string[]): Promise<unknown> => JSON.parse((await run('ip', ['-j', ...args])).stdout || '[]');
+  const addrs = (await ip('addr')) as { ifname: string; addr_info: { local: string; prefixlen: number }[] }[];
+  const links = (await ip('link')) as { ifname: string }[];
+  return JSON.stringify({
+    addrs: addrs.map((l) => [l.ifname, l.addr_info.map((a) => `${a.local}/${a.prefixlen}`).sort()]),
+    routes4: await ip('-4', 'route', 'show', 'table', 'all'),
+    routes6: await ip('-6', 'route', 'show', 'table', 'all'),
+    rules: await ip('rule'),
+    links: links.map((l) => l.ifname).sort(),
+  });
+}
+
+/** Everything of the sandbox that could outlive it, by its prefix. */
+function leftovers(): string[] {
+  const found: string[] = [];
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  found.push(...netns.filter((n) => n.startsWith(`${prefix}-`)).map((n) => `netns ${n}`));
+  if (existsSync(join(cgroup2Root(), prefix))) found.push(`cgroup ${join(cgroup2Root(), prefix)}`);
+  if (existsSync(`/run/meshlet/${name}`)) found.push(`run dir /run/meshlet/${name}`);
+  if (existsSync(`/sys/fs/bpf/meshlet/${name}`)) found.push(`pin dir /sys/fs/bpf/meshlet/${name}`);
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      // A killed process whose parent has not reaped it yet is dead already.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      if (cgroup.includes(`/${prefix}/`) || argv.some((a) => a.includes(prefix) || a.includes(`/run/meshlet/${name}/`)) || (argv.includes('supervise') && argv.includes(name))) {
+        found.push(`process ${pid}: ${argv.join(' ')}`);
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+const curl = async (from: string, url: string): Promise<string | undefined> => {
+  const res = await sandboxExec(name, { pod: from, namespace: 'lc' }, ['curl', '-sS', '--max-time', '2', url], { timeoutMs: 5000 });
+  return res.exitCode === 0 ? res.stdout : undefined;
+};
+
+const cliStatus = async (): Promise<SandboxInfo> =>
+  JSON.parse((await run(process.execPath, [CLI_MAIN, 'sandbox', 'status', '--name', name, '-o', 'json'])).stdout) as SandboxInfo;
+
+const killSupervisors = async (): Promise<void> => {
+  for (const node of (await sandboxStatus(name)).nodes) process.kill(node.supervisorPid!, 'SIGKILL');
+  await eventually('supervisors to die', async () => ((await sandboxIsRunning(name)) ? undefined : true));
+};
+
+describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
+  let rootBefore = '';
+
+  before(async () => {
+    rootBefore = await rootNetwork();
+    // The agent's own readiness is not this suite's concern.
+    await sandboxUp({ name, nodes: 2, waitReady: false });
+  });
+
+  after(async () => {
+    await sandboxDown(name);
+    assert.deepEqual(leftovers(), [], 'down left things behind');
+    assert.equal(await rootNetwork(), rootBefore, 'the root network namespace changed');
+  });
+
+  it('runs pods on both nodes that reach each other directly over IPv4 and IPv6', async () => {
+    const applied = await sandboxApply(name, podsYaml);
+    assert.deepEqual(applied.map((r) => `${r.ref} ${r.action}`), ['namespace/lc created', 'pod/alpha created', 'pod/beta created', 'service/beta created']);
+    const info = await sandboxStatus(name);
+    const alpha = info.pods.find((p) => p.name === 'alpha')!;
+    const beta = info.pods.find((p) => p.name === 'beta')!;
+    assert.equal(alpha.node, 'node-1');
+    assert.equal(beta.node, 'node-2');
+    assert.match(alpha.ip, /^10\.244\.1\.\d+$/);
+    assert.match(beta.ip6 ?? '', /^fd00:244:2::/);
+
+    const v4 = await eventually('alpha -> beta over IPv4', () => curl('alpha', `http://${beta.ip}:8080/`));
+    assert.match(v4, /Directory listing/);
+    const v6 = await eventually('alpha -> beta over IPv6', () => curl('alpha', `http://[${beta.ip6}]:8080/`));
+    assert.match(v6, /Directory listing/);
+    const back = JSON.parse((await eventually('beta -> alpha over IPv4', () => curl('beta', `http://${alpha.ip}:8080/hello`)))) as { pod: string; peer: string };
+    assert.equal(back.pod, 'alpha');
+    assert.equal(back.peer.replace(/^::ffff:/, '').split(':')[0], beta.ip, 'un-enrolled traffic keeps its source address');
+
+    const exit = await sandboxExec(name, { pod: 'alpha', namespace: 'lc' }, ['sh', '-c', 'cat; exit 3'], { input: 'hi' });
+    assert.deepEqual([exit.stdout, exit.exitCode], ['hi', 3]);
+    const vip = (await sandboxStatus(name)).services?.find((s) => s.name === 'beta')?.clusterIPs[0];
+    const resolved = await sandboxExec(name, { pod: 'alpha', namespace: 'lc' }, ['getent', 'hosts', 'beta', 'beta.lc.svc.cluster.local']);
+    assert.match(resolved.stdout, new RegExp(`^${vip?.replaceAll('.', '\\.')}\\s+beta\\.lc\\.svc\\.cluster\\.local`, 'm'), 'Service names resolve in pods');
+
+    const child = await sandboxSpawn(name, { pod: 'beta', namespace: 'lc' }, ['cat']);
+    child.stdin!.write('ping\n');
+    const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+    assert.equal(chunk.toString(), 'ping\n');
+    child.kill();
+  });
+
+  it('reports nodes, pods and Services with `status -o json`', async () => {
+    const info = await cliStatus();
+    assert.equal(info.name, name);
+    assert.equal(info.stateFile, `/run/meshlet/${name}/cluster.yaml`);
+    assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.underlayIp, n.underlayIp6, n.podCidr, n.podGatewayIp]), [
+      ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1'],
+      ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1'],
+    ]);
+    for (const n of info.nodes) {
+      assert.ok(n.supervisorPid && n.supervisorPid > 0, `${n.name} has a live supervisor`);
+      assert.equal(n.bpfDir, `/sys/fs/bpf/meshlet/${name}/${n.name}`);
+      assert.equal(n.cgroup, join(cgroup2Root(), prefix, n.name));
+    }
+    assert.deepEqual(info.pods.map((p) => [p.namespace, p.name, p.node, p.enrolled, p.running]), [
+      ['lc', 'alpha', 'node-1', false, true],
+      ['lc', 'beta', 'node-2', false, true],
+    ]);
+    for (const p of info.pods) {
+      assert.equal(p.netns, `${prefix}-${p.uid.slice(0, 8)}`);
+      assert.equal(p.cgroup, join(cgroup2Root(), prefix, p.node, 'pods', p.uid));
+    }
+    assert.match(info.services?.find((s) => s.name === 'beta')?.clusterIPs[0] ?? '', /^10\.96\.\d+\.\d+$/);
+    const state = readFileSync(info.stateFile, 'utf8');
+    assert.match(state, /kind: Node\n/);
+    assert.match(state, /type: InternalIP\n\s+address: 10\.200\.0\.12/);
+  });
+
+  it('enrolls by re-applying labels, keeping pod identity and processes', async () => {
+    const before = await sandboxStatus(name);
+    const betaPids = await cgroupProcs(before.pods.find((p) => p.name === 'beta')!.cgroup);
+    const relabel = podsYaml
+      .replace('  name: lc\n', '  name: lc\n  labels: {istio.io/dataplane-mode: ambient}\n')
+      .replace('labels: {app: beta}', 'labels: {app: beta, istio.io/dataplane-mode: none}');
+    const results = await sandboxApply(name, relabel);
+    assert.deepEqual(results.map((r) => r.action), ['configured', 'unchanged', 'configured', 'unchanged']);
+    const afterwards = await sandboxStatus(name);
+    assert.deepEqual(afterwards.pods.map((p) => [p.name, p.enrolled]), [['alpha', true], ['beta', false]]);
+    assert.deepEqual(afterwards.pods.map((p) => [p.uid, p.ip]), before.pods.map((p) => [p.uid, p.ip]));
+    assert.deepEqual(await cgroupProcs(afterwards.pods.find((p) => p.name === 'beta')!.cgroup), betaPids);
+  });
+
+  it('refuses a pod without a command alone, and deletes pods completely', async () => {
+    const manifest = `
+apiVersion: v1
+kind: Pod
+metadata: {name: image-only, namespace: lc}
+spec:
+  containers: [{name: app, image: nginx}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gamma, namespace: lc}
+spec:
+  containers: [{name: app, command: [sleep, infinity]}]
+`;
+    await assert.rejects(sandboxApply(name, manifest), (err: unknown) => {
+      assert.ok(err instanceof ApplyRefusedError);
+      assert.match(err.message, /image-only: sandbox pods run host commands: set spec\.containers\[\]\.command/);
+      return true;
+    });
+    const gamma = (await sandboxStatus(name)).pods.find((p) => p.name === 'gamma');
+    assert.ok(gamma?.running, 'the rest of the manifest applied');
+    const deleted = await sandboxDelete(name, manifest, { strict: false });
+    assert.deepEqual(deleted.map((r) => r.action), ['not found', 'deleted']);
+    assert.ok(!existsSync(`/run/netns/${gamma.netns}`), 'pod namespace removed');
+    assert.ok(!existsSync(gamma.cgroup), 'pod cgroup removed');
+    assert.equal((await sandboxStatus(name)).pods.some((p) => p.name === 'gamma'), false);
+  });
+
+  it('restarts a node component that dies', async () => {
+    const node = (await sandboxStatus(name)).nodes[0]!;
+    const pids = join(`/run/meshlet/${name}/nodes/${node.name}/pids.json`);
+    const { ztunnelPid, ztunnelRestarts } = JSON.parse(readFileSync(pids, 'utf8')) as { ztunnelPid?: number; ztunnelRestarts: number };
+    if (ztunnelPid) process.kill(ztunnelPid, 'SIGKILL');
+    await eventually('the ztunnel to be restarted', async () => {
+      const now = JSON.parse(readFileSync(pids, 'utf8')) as { ztunnelPid?: number; ztunnelRestarts: number };
+      return now.ztunnelRestarts > ztunnelRestarts && now.ztunnelPid !== undefined && now.ztunnelPid !== ztunnelPid ? true : undefined;
+    });
+  });
+
+  it('refuses a second up, and comes back after its supervisors are killed', async () => {
+    await assert.rejects(sandboxUp({ name, nodes: 2, waitReady: false }), SandboxRunningError);
+
+    await killSupervisors();
+    await sandboxDown(name);
+    assert.deepEqual(leftovers(), []);
+    let info = await sandboxUp({ name, nodes: 2, waitReady: false });
+    assert.equal(info.nodes.filter((n) => n.supervisorPid).length, 2);
+
+    // Straight after a crash, without down: up cleans the leftovers itself.
+    await sandboxApply(name, podsYaml);
+    await killSupervisors();
+    info = await sandboxUp({ name, nodes: 2, waitReady: false });
+    assert.equal(info.nodes.filter((n) => n.supervisorPid).length, 2);
+    assert.deepEqual(info.pods, [], 'a fresh cluster');
+    assert.equal(readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`)).length, 3, 'underlay and two nodes, no stale pods');
+  });
+});

@@ -1,0 +1,53 @@
+// Shared pieces of the suites that build real namespaces: a per-run name, the
+// real CLI as a subprocess, polling, and a check that nothing was left behind.
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { run, type RunResult } from '../../agent/exec.ts';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = `${REPO}agent/cli/main.ts`;
+
+/** Short, so derived interface and namespace names stay within kernel limits. */
+export const runName = (tag: string): string => `${tag}${randomBytes(3).toString('hex')}`;
+
+/** Runs `meshlet ARGS…` exactly as an operator would. */
+export function meshlet(args: readonly string[], input?: string): Promise<RunResult> {
+  return run(process.execPath, [CLI, ...args], { allowFailure: true, ...(input === undefined ? {} : { input }) });
+}
+
+export async function meshletJson<T>(args: readonly string[]): Promise<T> {
+  const r = await meshlet(args);
+  if (r.exitCode !== 0) throw new Error(`meshlet ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** Polls until `check` returns a value other than undefined/false, or fails with the last reason. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Everything on this machine whose name carries `prefix`: what a finished test must not leave. */
+export async function leftovers(prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  const netns = await run('ip', ['netns', 'list'], { allowFailure: true });
+  for (const line of netns.stdout.split('\n')) if (line.includes(prefix)) found.push(`netns ${line.split(' ')[0]}`);
+  for (const dir of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup', '/sys/fs/bpf/meshlet', '/run/meshlet']) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (n.includes(prefix)) found.push(`${dir}/${n}`);
+  }
+  const procs = await run('pgrep', ['-af', prefix], { allowFailure: true });
+  for (const line of procs.stdout.split('\n')) if (line.trim() !== '' && !line.includes('pgrep')) found.push(`process ${line}`);
+  return found;
+}

@@ -1,0 +1,134 @@
+// The TypeScript codec of every map against the compiled object's BTF, and
+// encode/decode round trips.
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run } from '../../agent/exec.ts';
+import {
+  type Codec,
+  excludedPortKeyCodec,
+  flowKeyCodec,
+  fromHexTokens,
+  type Layout,
+  MAP_CODECS,
+  nodeConfigCodec,
+  origDstCodec,
+  podInfoCodec,
+  toHexArgs,
+  u32Codec,
+  u64Codec,
+} from '../../agent/bpf/codec.ts';
+import { buildBpf, OBJECT, toolchainMissing } from '../bpf/build.ts';
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  members?: { name: string; type_id: number; bits_offset: number }[];
+  vars?: { type_id: number }[];
+}
+
+/** Map name → its key and value types, from the .maps section's BTF. */
+function mapTypes(types: BtfType[]): Map<string, { key: Layout; value: Layout }> {
+  const byId = new Map(types.map((t) => [t.id, t]));
+  const get = (id: number | undefined): BtfType => {
+    const t = id === undefined ? undefined : byId.get(id);
+    assert.ok(t, `BTF type ${id} missing`);
+    return t;
+  };
+  const sizeOf = (t: BtfType): number => (t.kind === 'TYPEDEF' || t.kind === 'CONST' || t.kind === 'VOLATILE' ? sizeOf(get(t.type_id)) : (t.size ?? NaN));
+  const layoutOf = (t: BtfType): Layout => {
+    let body = t;
+    while (body.kind === 'TYPEDEF') body = get(body.type_id);
+    const members = Object.fromEntries((body.kind === 'STRUCT' ? (body.members ?? []) : []).map((m) => [m.name, m.bits_offset / 8]));
+    return { cType: t.name, size: sizeOf(t), members };
+  };
+  const maps = types.find((t) => t.kind === 'DATASEC' && t.name === '.maps');
+  assert.ok(maps?.vars, 'object has no .maps section');
+  return new Map(
+    maps.vars.map((v) => {
+      const mapVar = get(v.type_id);
+      const def = get(mapVar.type_id);
+      const member = (name: string): BtfType => get(get(def.members?.find((m) => m.name === name)?.type_id).type_id);
+      return [mapVar.name, { key: layoutOf(member('key')), value: layoutOf(member('value')) }];
+    }),
+  );
+}
+
+describe('BPF map codec', () => {
+  let btf: Map<string, { key: Layout; value: Layout }> | undefined;
+  let skip: string | null = null;
+
+  before(async () => {
+    skip = await toolchainMissing();
+    if (skip && process.env.CI === 'true') throw new Error(`CI must not skip: ${skip}`);
+    if (skip) return;
+    await buildBpf();
+    const { stdout } = await run('bpftool', ['btf', 'dump', 'file', OBJECT, '-j']);
+    btf = mapTypes((JSON.parse(stdout) as { types: BtfType[] }).types);
+  });
+
+  test('the object defines exactly the maps the codec knows', (t) => {
+    if (skip) return t.skip(skip);
+    assert.deepEqual([...(btf?.keys() ?? [])].sort(), Object.keys(MAP_CODECS).sort());
+  });
+
+  for (const [name, codecs] of Object.entries(MAP_CODECS)) {
+    for (const part of ['key', 'value'] as const) {
+      test(`${name} ${part}: size and member offsets match BTF`, (t) => {
+        if (skip) return t.skip(skip);
+        const fromBtf = btf?.get(name)?.[part];
+        assert.ok(fromBtf, `map ${name} not in the object`);
+        const layout = codecs[part].layout;
+        assert.deepEqual({ ...layout, members: { ...layout.members } }, fromBtf);
+      });
+    }
+  }
+
+  // Expected bytes assume a little-endian host (x86-64, arm64).
+  const roundTrip = <T>(codec: Codec<T>, value: T, hex?: string): void => {
+    const bytes = codec.encode(value);
+    assert.equal(bytes.length, codec.layout.size);
+    if (hex !== undefined) assert.equal(toHexArgs(bytes).join(''), hex);
+    assert.deepEqual(codec.decode(fromHexTokens(toHexArgs(bytes).map((b) => `0x${b}`))), value);
+  };
+
+  test('scalars', () => {
+    roundTrip(u32Codec, 0, '00000000');
+    roundTrip(u64Codec, 0x0102030405060708n, '0807060504030201');
+    roundTrip(u64Codec, 0xffffffffffffffffn);
+  });
+
+  test('node_config', () => {
+    roundTrip(
+      nodeConfigCodec,
+      { ztunnelIp4: '10.0.0.1', ztunnelIp6: 'fd00::1', outboundPort: 15001 },
+      'fd000000000000000000000000000001' + '0a000001' + '993a' + '0000',
+    );
+    roundTrip(nodeConfigCodec, { ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 15001 });
+    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: '::ffff:10.0.0.1', outboundPort: 1 }), { code: 'MESHLET_BPF' });
+  });
+
+  test('pods', () => {
+    roundTrip(podInfoCodec, { flags: 1 }, '0100000000000000');
+  });
+
+  test('excluded_ports', () => {
+    roundTrip(excludedPortKeyCodec, { cgroupId: 4242n, port: 5432 }, '9210000000000000' + '3815' + '000000000000');
+    assert.throws(() => excludedPortKeyCodec.encode({ cgroupId: 1n, port: 70000 }), { code: 'MESHLET_BPF' });
+  });
+
+  test('flow_dst and cookie_dst', () => {
+    roundTrip(flowKeyCodec, { address: '10.1.2.3', port: 40000 }, '00000000000000000000ffff0a010203' + '409c' + '0000');
+    roundTrip(flowKeyCodec, { address: 'fd00:1::2', port: 1 });
+    roundTrip(origDstCodec, { address: '10.9.8.7', port: 8080, family: 4 }, '00000000000000000000ffff0a090807' + '901f' + '0200');
+    roundTrip(origDstCodec, { address: 'fd00:2::7', port: 443, family: 6 }, 'fd000002000000000000000000000007' + 'bb01' + '0a00');
+    assert.throws(() => origDstCodec.encode({ address: 'fd00::1', port: 1, family: 4 }), { code: 'MESHLET_BPF' });
+  });
+
+  test('decode rejects wrong sizes and bad hex', () => {
+    assert.throws(() => flowKeyCodec.decode(new Uint8Array(19)), { code: 'MESHLET_BPF' });
+    assert.throws(() => fromHexTokens(['0xzz']), { code: 'MESHLET_BPF' });
+  });
+});

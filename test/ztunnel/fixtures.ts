@@ -1,0 +1,171 @@
+// Mesh state and two-node loopback set-ups for the ztunnel tests. Addresses
+// are 127.0.0.x so every hop is a real socket with a distinct IP:
+// node n1 127.0.0.1 (capture listener), client pod 127.0.0.11 on n1,
+// node n2 127.0.0.2 (inbound listener), server pod 127.0.0.21 on n2.
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
+import type { MeshState, Service, Workload } from '../../agent/state/model.ts';
+import type { Endpoint } from '../../agent/ztunnel/flow.ts';
+import { FlowTable } from '../../agent/ztunnel/flow-table.ts';
+import { InboundServer } from '../../agent/ztunnel/inbound.ts';
+import { silentLogger } from '../../agent/ztunnel/log.ts';
+import { createOutboundHandler } from '../../agent/ztunnel/outbound.ts';
+import { Resolver } from '../../agent/ztunnel/resolve.ts';
+import { StateStore } from '../../agent/ztunnel/state.ts';
+import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';
+
+export const CLIENT_IP = '127.0.0.11';
+export const SERVER_IP = '127.0.0.21';
+
+export function workload(w: Partial<Workload> & Pick<Workload, 'name' | 'ips' | 'node'>): Workload {
+  return {
+    uid: `uid-${w.name}`,
+    namespace: 'default',
+    serviceAccount: 'default',
+    labels: {},
+    enrolled: true,
+    namedPorts: {},
+    excludeOutboundPorts: [],
+    ...w,
+  };
+}
+
+export function service(s: Partial<Service> & Pick<Service, 'name' | 'vips' | 'ports'>): Service {
+  return { namespace: 'default', selector: { app: s.name }, ...s };
+}
+
+/** Nodes n1 (127.0.0.1) and n2 (127.0.0.2), a client pod on n1 and a server pod on n2 listening on `serverPort`. */
+export function twoNodeState(serverPort: number): MeshState {
+  return {
+    nodes: [
+      { name: 'n1', address: '127.0.0.1' },
+      { name: 'n2', address: '127.0.0.2' },
+    ],
+    workloads: [
+      workload({ name: 'client', ips: [CLIENT_IP], node: 'n1', labels: { app: 'client' } }),
+      workload({ name: 'server', ips: [SERVER_IP], node: 'n2', labels: { app: 'server' }, namedPorts: { data: serverPort } }),
+    ],
+    services: [service({ name: 'server', vips: ['10.96.0.10'], ports: [{ port: 80, targetPort: 'data', protocol: 'TCP' }] })],
+  };
+}
+
+const teardowns = new WeakMap<TestContext, (() => unknown)[]>();
+
+/** Registers cleanup that runs after the test, last registered first (clients before the servers they hold open). */
+export function defer(t: TestContext, fn: () => unknown): void {
+  let stack = teardowns.get(t);
+  if (!stack) {
+    const fns: (() => unknown)[] = [];
+    teardowns.set(t, (stack = fns));
+    t.after(async () => {
+      for (const f of fns.reverse()) await f();
+    });
+  }
+  stack.push(fn);
+}
+
+export async function listen(t: TestContext, server: Server, host: string): Promise<AddressInfo> {
+  server.listen(0, host);
+  await once(server, 'listening');
+  defer(t, () => server.close());
+  return server.address() as AddressInfo;
+}
+
+/** A TCP server standing in for the destination pod. */
+export async function upstream(t: TestContext, onConnection: (socket: Socket) => void): Promise<{ server: Server; port: number }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    onConnection(s);
+  });
+  const { port } = await listen(t, server, SERVER_IP);
+  defer(t, () => {
+    for (const s of sockets) s.destroy();
+  });
+  return { server, port };
+}
+
+export interface TwoNodes {
+  n1: { store: StateStore; flows: FlowTable; pool: TunnelPool; capture: AddressInfo };
+  n2: { store: StateStore; flows: FlowTable; inbound: InboundServer; address: AddressInfo };
+  /** Connects from the client pod's IP as if the application had connected to `dst`. */
+  dial(dst: Endpoint): Socket;
+}
+
+/**
+ * The client end (n1: capture listener, resolver, tunnel pool) and the server
+ * end (n2: inbound tunnel server), each with its own state and flow table.
+ * Without the BPF hooks the capture listener cannot learn the original
+ * destination from the socket, so `dial` hands it over directly.
+ */
+export async function twoNodes(t: TestContext, serverPort: number): Promise<TwoNodes> {
+  const state = twoNodeState(serverPort);
+  const mkStore = () => {
+    const store = new StateStore();
+    store.apply({ type: 'snapshot', version: 1, state });
+    return store;
+  };
+  const n2 = { store: mkStore(), flows: new FlowTable('n2') };
+  const inbound = new InboundServer({ node: 'n2', ...n2, log: silentLogger, sourceAddress: () => '127.0.0.2' });
+  const address = await inbound.listen('127.0.0.2', 0);
+  defer(t, () => inbound.close());
+
+  const n1 = { store: mkStore(), flows: new FlowTable('n1') };
+  const pool = new TunnelPool({ port: address.port, log: silentLogger });
+  defer(t, () => pool.close());
+  const destinations = new Map<number, Endpoint>();
+  const handler = createOutboundHandler({
+    ...n1,
+    resolver: new Resolver('n1'),
+    pool,
+    log: silentLogger,
+    sourceAddress: () => '127.0.0.1',
+    ownAddresses: new Set(),
+    originalDestination: (s) => destinations.get(s.remotePort ?? 0),
+  });
+  // The accept can be seen before the client's own connect event: whichever comes second hands the socket over.
+  const waiting = new Map<number, () => void>();
+  const sockets = new Set<Socket>();
+  const capture = await listen(t, createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    const port = s.remotePort ?? 0;
+    if (destinations.has(port)) handler(s);
+    else waiting.set(port, () => handler(s));
+  }), '127.0.0.1');
+  defer(t, () => {
+    for (const s of sockets) s.destroy();
+  });
+  return {
+    n1: { ...n1, pool, capture },
+    n2: { ...n2, inbound, address },
+    dial(dst) {
+      const s = connect({ host: capture.address, port: capture.port, localAddress: CLIENT_IP, allowHalfOpen: true });
+      s.once('connect', () => {
+        const port = s.localPort ?? 0;
+        destinations.set(port, dst);
+        waiting.get(port)?.();
+        waiting.delete(port);
+      });
+      defer(t, () => s.destroy());
+      return s;
+    },
+  };
+}
+
+export async function readAll(s: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  await once(s, 'end');
+  return Buffer.concat(chunks);
+}
+
+/** Resolves when `check` holds, polling briefly; rejects with `what` after 5 s. */
+export async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
