@@ -7,6 +7,8 @@
 #include "meshlet.h"
 
 #define POD_F_CAPTURE_OUTBOUND (1U << 0)
+/* Default inbound mode STRICT; unset is PERMISSIVE. port_mode overrides per port. */
+#define POD_F_STRICT_INBOUND (1U << 1)
 
 /* Containers sit in child cgroups of the pod cgroup; bounds the ancestor walk. */
 #define POD_MAX_CGROUP_DEPTH 16
@@ -42,6 +44,27 @@ static __always_inline __u64 current_pod(__u32 want_flags)
 			break;
 		info = bpf_map_lookup_elem(&pods, &anc);
 		if (info && (info->flags & want_flags) == want_flags)
+			found = anc;
+	}
+	return found;
+}
+
+/* The same walk for a packet, from the cgroup of the socket it is delivered to. */
+static __always_inline __u64 skb_pod(struct __sk_buff *skb)
+{
+	__u64 id = bpf_skb_cgroup_id(skb);
+	__u64 found = 0;
+
+	if (!id)
+		return 0;
+	if (bpf_map_lookup_elem(&pods, &id))
+		return id;
+	for (int level = 1; level < POD_MAX_CGROUP_DEPTH; level++) {
+		__u64 anc = bpf_skb_ancestor_cgroup_id(skb, level);
+
+		if (!anc || anc == id)
+			break;
+		if (bpf_map_lookup_elem(&pods, &anc))
 			found = anc;
 	}
 	return found;

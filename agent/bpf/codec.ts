@@ -1,5 +1,5 @@
-// Byte layouts of every map key and value, mirroring bpf/map_*.h and
-// bpf/orig_dst.h, and their conversion to and from the hex bytes bpftool takes
+// Byte layouts of every map key and value and of the drop event record,
+// mirroring bpf/map_*.h, bpf/orig_dst.h and bpf/pod_port_key.h, and their conversion to and from the hex bytes bpftool takes
 // and prints. Host-order fields follow this machine's byte order, as the
 // kernel reads them; addresses stay in network order. test/unit/bpf-codec
 // checks every layout against the compiled object's BTF.
@@ -26,17 +26,41 @@ export interface NodeConfig {
   /** null: no IPv6 capture. */
   ztunnelIp6: string | null;
   outboundPort: number;
+  /** The ztunnel's source address towards local pods; null never matches. */
+  inboundSourceIp4: string | null;
+  inboundSourceIp6: string | null;
+  /** The node's address, admitted on probe ports; null never matches. */
+  nodeIp4: string | null;
+  nodeIp6: string | null;
 }
 
-export const POD_FLAGS = { captureOutbound: 1 } as const;
+export const POD_FLAGS = { captureOutbound: 1, strictInbound: 2 } as const;
 
 export interface PodInfo {
   flags: number;
 }
 
-export interface ExcludedPortKey {
+/** Key of excluded_ports, port_mode and probe_ports. */
+export interface PodPortKey {
   cgroupId: bigint;
   port: number;
+}
+export type ExcludedPortKey = PodPortKey;
+
+export type InboundMode = 'STRICT' | 'PERMISSIVE';
+/** PORT_MODE_* in bpf/map_port_mode.h. */
+const PORT_MODES: Readonly<Record<InboundMode, number>> = { STRICT: 1, PERMISSIVE: 2 };
+
+export type DropReason = 'not_from_ztunnel' | 'unparsed_headers';
+/** DROP_* in bpf/map_drop_events.h. */
+const DROP_REASONS: Readonly<Record<DropReason, number>> = { not_from_ztunnel: 1, unparsed_headers: 2 };
+
+/** A drop_events record: an inbound connection attempt the kernel dropped. */
+export interface DropRecord {
+  cgroupId: bigint;
+  source: { ip: string; port: number };
+  destination: { ip: string; port: number };
+  reason: DropReason;
 }
 
 /** One side of a connection; IPv4 as dotted text, also when v4-mapped. */
@@ -59,11 +83,17 @@ export const LAYOUTS = {
   u8: scalar('__u8', 1),
   u32: scalar('__u32', 4),
   u64: scalar('__u64', 8),
-  nodeConfig: { cType: 'node_config', size: 24, members: { ztunnel_ip6: 0, ztunnel_ip4: 16, outbound_port: 20, pad: 22 } },
+  nodeConfig: {
+    cType: 'node_config',
+    size: 64,
+    members: { ztunnel_ip6: 0, ztunnel_ip4: 16, outbound_port: 20, pad: 22, inbound_src_ip6: 24, node_ip6: 40, inbound_src_ip4: 56, node_ip4: 60 },
+  },
   podInfo: { cType: 'pod_info', size: 8, members: { flags: 0, pad: 4 } },
   excludedPortKey: { cType: 'excluded_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
+  podPortKey: { cType: 'pod_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
   flowKey: { cType: 'flow_key', size: 20, members: { addr: 0, port: 16, pad: 18 } },
   origDst: { cType: 'orig_dst', size: 20, members: { addr: 0, port: 16, family: 18 } },
+  dropEvent: { cType: 'drop_event', size: 48, members: { cgroup_id: 0, src: 8, dst: 24, sport: 40, dport: 42, family: 44, reason: 46 } },
 } as const satisfies Record<string, Layout>;
 
 function alloc(layout: Layout): { bytes: Uint8Array; view: DataView } {
@@ -76,6 +106,19 @@ function view(layout: Layout, bytes: Uint8Array): DataView {
     throw new BpfError(`${layout.cType}: expected ${layout.size} bytes, got ${bytes.length}`);
   }
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Enumerations cross as small integers; checked both ways, as callers may be untyped. */
+function codeOf<N extends string>(table: Readonly<Record<N, number>>, name: N, what: string): number {
+  const code = Object.hasOwn(table, name) ? table[name] : undefined;
+  if (code === undefined) throw new BpfError(`invalid ${what}: ${String(name)}`);
+  return code;
+}
+
+function nameOf<N extends string>(table: Readonly<Record<N, number>>, code: number, what: string): N {
+  const name = (Object.keys(table) as N[]).find((n) => table[n] === code);
+  if (name === undefined) throw new BpfError(`${what} ${code} unknown`);
+  return name;
 }
 
 function checkPort(port: number): number {
@@ -104,8 +147,8 @@ export const u64Codec: Codec<bigint> = {
   decode: (bytes) => view(LAYOUTS.u64, bytes).getBigUint64(0, LITTLE_ENDIAN),
 };
 
-/** excluded_ports values: present means excluded. */
-export const excludedCodec: Codec<true> = {
+/** Values of set-like maps (excluded_ports, probe_ports): present means in the set. */
+export const presentCodec: Codec<true> = {
   layout: LAYOUTS.u8,
   encode: () => Uint8Array.of(1),
   decode(bytes) {
@@ -114,29 +157,53 @@ export const excludedCodec: Codec<true> = {
   },
 };
 
+/** An IPv6 field of node_config: v4-mapped would never match an IPv6 packet. */
+function setIp6(bytes: Uint8Array, offset: number, ip: string | null, what: string): void {
+  if (ip === null) return;
+  const ip6 = ip16Bytes(ip);
+  if (isV4Mapped(ip6)) throw new BpfError(`${what} must be IPv6: ${ip}`);
+  bytes.set(ip6, offset);
+}
+
+function setIp4(bytes: Uint8Array, offset: number, ip: string | null): void {
+  if (ip !== null) bytes.set(ip4Bytes(ip), offset);
+}
+
+function getIp6(bytes: Uint8Array, offset: number): string | null {
+  const ip6 = bytes.subarray(offset, offset + 16);
+  return isZero(ip6) ? null : formatIp16(ip6);
+}
+
+function getIp4(bytes: Uint8Array, offset: number): string | null {
+  const ip4 = bytes.subarray(offset, offset + 4);
+  return isZero(ip4) ? null : formatIp4(ip4);
+}
+
 export const nodeConfigCodec: Codec<NodeConfig> = {
   layout: LAYOUTS.nodeConfig,
   encode(cfg) {
     const m = LAYOUTS.nodeConfig.members;
     const { bytes, view } = alloc(LAYOUTS.nodeConfig);
-    if (cfg.ztunnelIp6 !== null) {
-      const ip6 = ip16Bytes(cfg.ztunnelIp6);
-      if (isV4Mapped(ip6)) throw new BpfError(`ztunnel IPv6 capture address must be IPv6: ${cfg.ztunnelIp6}`);
-      bytes.set(ip6, m.ztunnel_ip6);
-    }
-    if (cfg.ztunnelIp4 !== null) bytes.set(ip4Bytes(cfg.ztunnelIp4), m.ztunnel_ip4);
+    setIp6(bytes, m.ztunnel_ip6, cfg.ztunnelIp6, 'ztunnel IPv6 capture address');
+    setIp4(bytes, m.ztunnel_ip4, cfg.ztunnelIp4);
     view.setUint16(m.outbound_port, checkPort(cfg.outboundPort), LITTLE_ENDIAN);
+    setIp6(bytes, m.inbound_src_ip6, cfg.inboundSourceIp6, 'inbound source IPv6 address');
+    setIp6(bytes, m.node_ip6, cfg.nodeIp6, 'node IPv6 address');
+    setIp4(bytes, m.inbound_src_ip4, cfg.inboundSourceIp4);
+    setIp4(bytes, m.node_ip4, cfg.nodeIp4);
     return bytes;
   },
   decode(bytes) {
     const m = LAYOUTS.nodeConfig.members;
     const v = view(LAYOUTS.nodeConfig, bytes);
-    const ip6 = bytes.subarray(m.ztunnel_ip6, m.ztunnel_ip6 + 16);
-    const ip4 = bytes.subarray(m.ztunnel_ip4, m.ztunnel_ip4 + 4);
     return {
-      ztunnelIp4: isZero(ip4) ? null : formatIp4(ip4),
-      ztunnelIp6: isZero(ip6) ? null : formatIp16(ip6),
+      ztunnelIp4: getIp4(bytes, m.ztunnel_ip4),
+      ztunnelIp6: getIp6(bytes, m.ztunnel_ip6),
       outboundPort: v.getUint16(m.outbound_port, LITTLE_ENDIAN),
+      inboundSourceIp4: getIp4(bytes, m.inbound_src_ip4),
+      inboundSourceIp6: getIp6(bytes, m.inbound_src_ip6),
+      nodeIp4: getIp4(bytes, m.node_ip4),
+      nodeIp6: getIp6(bytes, m.node_ip6),
     };
   },
 };
@@ -151,20 +218,33 @@ export const podInfoCodec: Codec<PodInfo> = {
   decode: (bytes) => ({ flags: view(LAYOUTS.podInfo, bytes).getUint32(LAYOUTS.podInfo.members.flags, LITTLE_ENDIAN) }),
 };
 
-export const excludedPortKeyCodec: Codec<ExcludedPortKey> = {
-  layout: LAYOUTS.excludedPortKey,
-  encode(key) {
-    const m = LAYOUTS.excludedPortKey.members;
-    const { bytes, view } = alloc(LAYOUTS.excludedPortKey);
-    view.setBigUint64(m.cgroup_id, key.cgroupId, LITTLE_ENDIAN);
-    view.setUint16(m.port, checkPort(key.port), LITTLE_ENDIAN);
-    return bytes;
+function podPortKeyCodec(layout: typeof LAYOUTS.excludedPortKey | typeof LAYOUTS.podPortKey): Codec<PodPortKey> {
+  const m = layout.members;
+  return {
+    layout,
+    encode(key) {
+      const { bytes, view } = alloc(layout);
+      view.setBigUint64(m.cgroup_id, key.cgroupId, LITTLE_ENDIAN);
+      view.setUint16(m.port, checkPort(key.port), LITTLE_ENDIAN);
+      return bytes;
+    },
+    decode(bytes) {
+      const v = view(layout, bytes);
+      return { cgroupId: v.getBigUint64(m.cgroup_id, LITTLE_ENDIAN), port: v.getUint16(m.port, LITTLE_ENDIAN) };
+    },
+  };
+}
+
+export const excludedPortKeyCodec = podPortKeyCodec(LAYOUTS.excludedPortKey);
+export const portKeyCodec = podPortKeyCodec(LAYOUTS.podPortKey);
+
+/** port_mode values. */
+export const portModeCodec: Codec<InboundMode> = {
+  layout: LAYOUTS.u8,
+  encode(mode) {
+    return Uint8Array.of(codeOf(PORT_MODES, mode, 'inbound mode'));
   },
-  decode(bytes) {
-    const m = LAYOUTS.excludedPortKey.members;
-    const v = view(LAYOUTS.excludedPortKey, bytes);
-    return { cgroupId: v.getBigUint64(m.cgroup_id, LITTLE_ENDIAN), port: v.getUint16(m.port, LITTLE_ENDIAN) };
-  },
+  decode: (bytes) => nameOf(PORT_MODES, view(LAYOUTS.u8, bytes).getUint8(0), 'port_mode: mode'),
 };
 
 export const flowKeyCodec: Codec<Endpoint> = {
@@ -208,13 +288,54 @@ export const origDstCodec: Codec<OrigDst> = {
   },
 };
 
+export const dropEventCodec: Codec<DropRecord> = {
+  layout: LAYOUTS.dropEvent,
+  encode(e) {
+    const m = LAYOUTS.dropEvent.members;
+    const { bytes, view } = alloc(LAYOUTS.dropEvent);
+    const src = ip16Bytes(e.source.ip);
+    const dst = ip16Bytes(e.destination.ip);
+    if (isV4Mapped(src) !== isV4Mapped(dst)) throw new BpfError(`drop event mixes address families: ${e.source.ip} → ${e.destination.ip}`);
+    view.setBigUint64(m.cgroup_id, e.cgroupId, LITTLE_ENDIAN);
+    bytes.set(src, m.src);
+    bytes.set(dst, m.dst);
+    view.setUint16(m.sport, checkPort(e.source.port), LITTLE_ENDIAN);
+    view.setUint16(m.dport, checkPort(e.destination.port), LITTLE_ENDIAN);
+    view.setUint16(m.family, isV4Mapped(src) ? AF_INET : AF_INET6, LITTLE_ENDIAN);
+    view.setUint16(m.reason, codeOf(DROP_REASONS, e.reason, 'drop reason'), LITTLE_ENDIAN);
+    return bytes;
+  },
+  decode(bytes) {
+    const m = LAYOUTS.dropEvent.members;
+    const v = view(LAYOUTS.dropEvent, bytes);
+    const family = v.getUint16(m.family, LITTLE_ENDIAN);
+    const src = bytes.subarray(m.src, m.src + 16);
+    const dst = bytes.subarray(m.dst, m.dst + 16);
+    if ((family !== AF_INET && family !== AF_INET6) || (family === AF_INET) !== isV4Mapped(src) || isV4Mapped(src) !== isV4Mapped(dst)) {
+      throw new BpfError(`drop_event: family ${family} does not match its addresses`);
+    }
+    const reason = nameOf(DROP_REASONS, v.getUint16(m.reason, LITTLE_ENDIAN), 'drop_event: reason');
+    return {
+      cgroupId: v.getBigUint64(m.cgroup_id, LITTLE_ENDIAN),
+      source: { ip: formatIp16(src), port: v.getUint16(m.sport, LITTLE_ENDIAN) },
+      destination: { ip: formatIp16(dst), port: v.getUint16(m.dport, LITTLE_ENDIAN) },
+      reason,
+    };
+  },
+};
+
 /** Key and value codec of every map the object defines, by map name. */
 export const MAP_CODECS = {
   node_config: { key: u32Codec, value: nodeConfigCodec },
   pods: { key: u64Codec, value: podInfoCodec },
-  excluded_ports: { key: excludedPortKeyCodec, value: excludedCodec },
+  excluded_ports: { key: excludedPortKeyCodec, value: presentCodec },
   cookie_dst: { key: u64Codec, value: origDstCodec },
   flow_dst: { key: flowKeyCodec, value: origDstCodec },
+  port_mode: { key: portKeyCodec, value: portModeCodec },
+  probe_ports: { key: portKeyCodec, value: presentCodec },
+  drop_count: { key: u64Codec, value: u64Codec },
+  /** Perf event fds by CPU: read with event_pipe, never dumped. */
+  drop_events: { key: u32Codec, value: u32Codec },
 } as const;
 
 export type MapName = keyof typeof MAP_CODECS;

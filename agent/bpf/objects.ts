@@ -17,6 +17,7 @@ export interface ProgramSpec {
 /**
  * Pod programs in attach order: sockops and getpeername are in place before
  * connect starts redirecting, so no redirected socket misses its re-keying.
+ * ingress comes last: its map entries are written before any attach anyway.
  */
 export const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'ml_sockops', attachType: 'sock_ops', target: 'pod' },
@@ -24,6 +25,7 @@ export const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'ml_getpeername6', attachType: 'getpeername6', target: 'pod' },
   { name: 'ml_connect4', attachType: 'connect4', target: 'pod' },
   { name: 'ml_connect6', attachType: 'connect6', target: 'pod' },
+  { name: 'ml_ingress', attachType: 'ingress', target: 'pod' },
   { name: 'ml_getsockname4', attachType: 'getsockname4', target: 'ztunnel' },
   { name: 'ml_getsockname6', attachType: 'getsockname6', target: 'ztunnel' },
 ];
@@ -31,7 +33,17 @@ export const PROGRAMS: readonly ProgramSpec[] = [
 export const POD_PROGRAMS = PROGRAMS.filter((p) => p.target === 'pod');
 export const ZTUNNEL_PROGRAMS = PROGRAMS.filter((p) => p.target === 'ztunnel');
 
-export const MAP_NAMES: readonly MapName[] = ['node_config', 'pods', 'excluded_ports', 'cookie_dst', 'flow_dst'];
+export const MAP_NAMES: readonly MapName[] = [
+  'node_config',
+  'pods',
+  'excluded_ports',
+  'cookie_dst',
+  'flow_dst',
+  'port_mode',
+  'probe_ports',
+  'drop_count',
+  'drop_events',
+];
 
 export const progPin = (pinDir: string, name: string): string => join(pinDir, 'progs', name);
 export const mapPin = (pinDir: string, name: MapName): string => join(pinDir, 'maps', name);

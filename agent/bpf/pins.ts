@@ -2,7 +2,7 @@
 // re-adopting what an earlier agent pinned there, so a restarted agent keeps
 // the maps live connections depend on and never attaches a second copy.
 import { access, mkdir, readdir, rename, rm } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BpfError } from '../errors.ts';
 import { bpftool } from './bpftool.ts';
@@ -11,12 +11,22 @@ import { MAP_NAMES, mapPin, PROGRAMS, progPin } from './objects.ts';
 
 const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
 
-async function pinState(pinDir: string): Promise<'complete' | 'absent' | 'partial'> {
+/** 'partial' lists the pins this build expects but does not find. */
+async function pinState(pinDir: string): Promise<'complete' | 'absent' | string[]> {
   const pins = [...PROGRAMS.map((p) => progPin(pinDir, p.name)), ...MAP_NAMES.map((m) => mapPin(pinDir, m))];
   const present = await Promise.all(pins.map(exists));
   if (present.every(Boolean)) return 'complete';
   const entries = await readdir(pinDir).catch(() => []);
-  return entries.length === 0 ? 'absent' : 'partial';
+  return entries.length === 0 ? 'absent' : pins.filter((_, i) => !present[i]);
+}
+
+/** What to tell the operator when pinDir holds pins this build cannot use. */
+export function stalePinsError(pinDir: string, problem: string): BpfError {
+  return new BpfError(
+    `pin directory ${pinDir} ${problem}: pins from another meshlet build (or an interrupted load). ` +
+      `Run \`meshlet sandbox down\` (sandbox), or remove the pin directory (rm -r ${pinDir}) and restart the agent ` +
+      '(the old programs stay attached to pod cgroups until those pods restart).',
+  );
 }
 
 /** Staging directories sit next to pinDir so the final rename is atomic. (bpffs refuses '.' in names.) */
@@ -41,9 +51,7 @@ export async function loadOrAdopt(objectPath: string, pinDir: string): Promise<b
 
   const state = await pinState(pinDir);
   if (state === 'complete') return true;
-  if (state === 'partial') {
-    throw new BpfError(`pin directory ${pinDir} holds an incomplete set of meshlet pins; remove it (BpfDatapath.destroy) and restart`);
-  }
+  if (state !== 'absent') throw stalePinsError(pinDir, `lacks ${state.map((p) => relative(pinDir, p)).join(', ')}`);
   if (!(await exists(objectPath))) throw new BpfError(`BPF object ${objectPath} not found; build it with scripts/build-bpf.sh`);
 
   const staging = join(parent, `${stagingPrefix(pinDir)}${process.pid}-${randomBytes(4).toString('hex')}`);

@@ -20,24 +20,35 @@ function health(store: StateStore, res: ServerResponse): void {
   else json(res, 503, { status: 'waiting for the first snapshot from the agent' });
 }
 
-function follow(flows: FlowTable, req: IncomingMessage, res: ServerResponse): void {
+function follow(flows: FlowTable, followers: Set<ServerResponse>, req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   res.flushHeaders();
   const unsubscribe = flows.subscribe((event) => {
     if (res.writableLength > FOLLOW_BUFFER_LIMIT) return void res.destroy();
     res.write(`${JSON.stringify(event)}\n`);
   });
-  res.once('close', unsubscribe);
+  followers.add(res);
+  res.once('close', () => {
+    unsubscribe();
+    followers.delete(res);
+  });
   req.resume();
 }
 
-export function adminHandler(store: StateStore, flows: FlowTable): RequestListener {
-  return (req, res) => {
+export interface Admin {
+  handler: RequestListener;
+  /** Ends follow streams cleanly, so followers see the end of the stream rather than an abort. */
+  endStreams(): void;
+}
+
+export function createAdmin(store: StateStore, flows: FlowTable): Admin {
+  const followers = new Set<ServerResponse>();
+  const handler: RequestListener = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
     switch (url.pathname) {
       case '/flows':
-        if (url.searchParams.get('follow') === '1') return follow(flows, req, res);
+        if (url.searchParams.get('follow') === '1') return follow(flows, followers, req, res);
         return json(res, 200, { flows: flows.list() });
       case '/state': {
         const view = store.view;
@@ -50,6 +61,12 @@ export function adminHandler(store: StateStore, flows: FlowTable): RequestListen
       default:
         return json(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz'] });
     }
+  };
+  return {
+    handler,
+    endStreams: () => {
+      for (const res of followers) res.end();
+    },
   };
 }
 

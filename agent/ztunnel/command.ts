@@ -13,6 +13,8 @@ interface ZtunnelCliOptions {
   captureIp6?: string;
   nodeIp: string;
   nodeIp6?: string;
+  inboundSourceIp?: string;
+  inboundSourceIp6?: string;
   controlSocket: string;
   adminSocket: string;
   outboundPort: number;
@@ -52,8 +54,10 @@ export function ztunnelCommand(): Command {
     .requiredOption('--node <name>', 'name of this node in mesh state')
     .addOption(ipOption('--capture-ip4 <ip>', 'IPv4 address the capture hooks redirect outbound connections to', 4).makeOptionMandatory())
     .addOption(ipOption('--capture-ip6 <ip>', 'IPv6 capture address', 6))
-    .addOption(ipOption('--node-ip <ip>', 'node IPv4 address: inbound tunnel listener, and the source of connections to local pods', 4).makeOptionMandatory())
+    .addOption(ipOption('--node-ip <ip>', 'node IPv4 address: inbound tunnel and readiness listeners', 4).makeOptionMandatory())
     .addOption(ipOption('--node-ip6 <ip>', 'node IPv6 address', 6))
+    .addOption(ipOption('--inbound-source-ip <ip>', 'source of connections to local pods, as the ingress hook admits it (default: --node-ip)', 4))
+    .addOption(ipOption('--inbound-source-ip6 <ip>', 'IPv6 source of connections to local pods (default: --node-ip6)', 6))
     .requiredOption('--control-socket <path>', 'Unix socket the agent pushes state to')
     .requiredOption('--admin-socket <path>', 'Unix socket of the admin API (flows, state, health)')
     .addOption(new Option('--outbound-port <port>', 'outbound capture port').argParser(parsePort('--outbound-port')).default(PORTS.outbound))
@@ -72,6 +76,11 @@ export function ztunnelCommand(): Command {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      // Open flows are cut after the drain time; this only guards against a peer that never lets a session close.
+      setTimeout(() => {
+        log.error('shutdown_timeout');
+        process.exit(1);
+      }, opts.drainSeconds * 1000 + 5000).unref();
       await zt.shutdown(opts.drainSeconds * 1000);
     });
 }

@@ -69,11 +69,18 @@ export class InboundServer {
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const authority = headers[':authority'];
     const target = typeof authority === 'string' ? parseHostPort(authority) : undefined;
-    if (headers[':method'] !== 'CONNECT' || !target) return refuse(stream, 400);
+    const peer = stream.session?.socket?.remoteAddress;
+    if (headers[':method'] !== 'CONNECT' || !target) {
+      this.#o.log.warn('tunnel_refused', { peer, status: 400, method: headers[':method'], authority });
+      return refuse(stream, 400);
+    }
     const view = this.#o.store.view;
     const workload = view?.workloadByIp(target.ip);
     // Only pods on this node are reachable here: the tunnel is not an open relay.
-    if (!workload || workload.node !== this.#o.node) return refuse(stream, 503);
+    if (!workload || workload.node !== this.#o.node) {
+      this.#o.log.warn('tunnel_refused', { peer, status: 503, authority, reason: workload ? `pod is on node ${workload.node}` : 'not a known pod' });
+      return refuse(stream, 503);
+    }
     const forwarded = headers.forwarded;
     const src = parseForwardedFor(typeof forwarded === 'string' ? forwarded : undefined) ?? endpointOf(stream.session?.socket?.remoteAddress, stream.session?.socket?.remotePort);
     if (!src) return refuse(stream, 400);

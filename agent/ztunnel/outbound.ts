@@ -1,7 +1,7 @@
 // Outbound capture: a connection the kernel redirected from an enrolled pod.
 // The cgroup getsockname hook makes the accepted socket's local address the
 // application's original destination and its remote address the pod's.
-import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { ForwardError } from '../errors.ts';
 import type { Endpoint } from './flow.ts';
@@ -10,7 +10,7 @@ import { dial, forward, type PendingLeg } from './forward.ts';
 import { baggage, forwardedFor, newTraceContext } from './hbone-headers.ts';
 import { endpointOf, hostPort } from './ip.ts';
 import type { Logger } from './log.ts';
-import { h2Leg, socketLeg, type Leg } from './relay.ts';
+import { h2Leg, socketLeg, streamResetter, type Leg } from './relay.ts';
 import type { Resolver, Route } from './resolve.ts';
 import type { StateStore } from './state.ts';
 import type { TunnelPool } from './tunnel-pool.ts';
@@ -29,6 +29,14 @@ export interface OutboundOptions {
   originalDestination?(socket: Socket): Endpoint | undefined;
 }
 
+/** Connections refused before resolution. */
+interface Refusal {
+  kind: 'reject';
+  reason: 'not_ready' | 'loop';
+  service?: undefined;
+  workload?: undefined;
+}
+
 const localEndpoint = (s: Socket): Endpoint | undefined => endpointOf(s.localAddress, s.localPort);
 
 function tunnelStatusReason(status: number): string {
@@ -39,6 +47,7 @@ function tunnelStatusReason(status: number): string {
 
 /** Waits for the tunnel's response: 200 gives the stream as a leg, anything else a ForwardError. */
 export function awaitTunnel(stream: ClientHttp2Stream, peer: string): PendingLeg {
+  const cancel = streamResetter(stream);
   const ready = new Promise<Leg>((resolve, reject) => {
     const closed = () => reject(new ForwardError('tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
     stream.on('error', () => {});
@@ -47,11 +56,11 @@ export function awaitTunnel(stream: ClientHttp2Stream, peer: string): PendingLeg
       stream.off('close', closed);
       const status = Number(headers[':status']);
       if (status === 200) return resolve(h2Leg(stream));
-      stream.close(h2.NGHTTP2_CANCEL);
+      cancel();
       reject(new ForwardError(tunnelStatusReason(status), `tunnel to ${peer} answered ${status}`));
     });
   });
-  return { ready, cancel: () => stream.close(h2.NGHTTP2_CANCEL) };
+  return { ready, cancel };
 }
 
 export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => void {
@@ -62,7 +71,7 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
     if (!src || !dst) return void client.destroy();
     const view = o.store.view;
     const srcWorkload = view?.workloadByIp(src.ip);
-    let route: Route | { kind: 'reject'; reason: string; service?: undefined; workload?: undefined };
+    let route: Route | Refusal;
     if (!view) route = { kind: 'reject', reason: 'not_ready' };
     else if (o.ownAddresses.has(hostPort(dst.ip, dst.port))) route = { kind: 'reject', reason: 'loop' };
     else route = o.resolver.resolve(view, dst);

@@ -1,10 +1,10 @@
 // Splices two byte streams (a TCP socket, or an HTTP/2 CONNECT stream) as if
 // they were one TCP connection: data both ways with backpressure (pipe), a
 // half-close passed on as a half-close (FIN <-> END_STREAM), and a reset passed
-// on as a reset (RST <-> RST_STREAM CONNECT_ERROR, RFC 9113 §8.5).
+// on as a reset (RST <-> RST_STREAM).
 import { constants as h2, type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { addAbortSignal, type Duplex } from 'node:stream';
 
 export interface Leg {
   readonly stream: Duplex;
@@ -12,6 +12,8 @@ export interface Leg {
   reset(): void;
   /** Calls back if the peer reset the leg or it failed. */
   onReset(callback: () => void): void;
+  /** Whether the leg has been reset; an HTTP/2 stream emits 'end' even then. */
+  wasReset(): boolean;
 }
 
 const ignore = () => {};
@@ -25,18 +27,35 @@ export function socketLeg(socket: Socket): Leg {
       if (!socket.destroyed) socket.resetAndDestroy();
     },
     onReset: (callback) => socket.once('error', callback),
+    // A socket emits 'end' only for a FIN, never on error.
+    wasReset: () => false,
   };
+}
+
+/**
+ * Resets a stream with RST_STREAM(CANCEL) and nothing before it. `close(code)`
+ * would first end the writable side, sending END_STREAM, so the peer would see
+ * a clean half-close before the reset (RFC 9113 §8.5 asks for CONNECT_ERROR,
+ * but Node only resets without END_STREAM when destroying with an AbortError).
+ */
+export function streamResetter(stream: Http2Stream): () => void {
+  const abort = new AbortController();
+  addAbortSignal(abort.signal, stream);
+  return () => abort.abort();
 }
 
 export function h2Leg(stream: Http2Stream): Leg {
   stream.on('error', ignore);
+  const reset = streamResetter(stream);
+  const wasReset = () => stream.rstCode !== undefined && stream.rstCode !== h2.NGHTTP2_NO_ERROR;
   return {
     stream,
     reset: () => {
-      if (!stream.destroyed) stream.close(h2.NGHTTP2_CONNECT_ERROR);
+      if (!stream.destroyed) reset();
     },
     // Any close other than both sides' END_STREAM (RST_STREAM, GOAWAY, session loss) leaves a non-zero code.
-    onReset: (callback) => stream.once('close', () => stream.rstCode !== h2.NGHTTP2_NO_ERROR && callback()),
+    onReset: (callback) => stream.once('close', () => wasReset() && callback()),
+    wasReset,
   };
 }
 
@@ -58,8 +77,19 @@ export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void)
   };
   client.onReset(propagate('client_reset', upstream));
   upstream.onReset(propagate('upstream_reset', client));
-  client.stream.once('end', () => (firstFin ??= 'client_closed'));
-  upstream.stream.once('end', () => (firstFin ??= 'server_closed'));
+  // Half-close by hand rather than by pipe: a reset stream also ends, and must not pass on a FIN.
+  // A socket can have ended already, before the relay began (a FIN with nothing before it).
+  const halfClose = (from: Leg, to: Leg, end: RelayEnd) => {
+    const onEnd = () => {
+      if (from.wasReset()) return;
+      firstFin ??= end;
+      to.stream.end();
+    };
+    if (from.stream.readableEnded) onEnd();
+    else from.stream.once('end', onEnd);
+  };
+  halfClose(client, upstream, 'client_closed');
+  halfClose(upstream, client, 'server_closed');
   // A leg that closes without a clean half-close each way was torn down (destroyed, timed out): abort the other.
   const closed = (leg: Leg, end: RelayEnd, other: Leg) => () => {
     if (!leg.stream.readableEnded || !leg.stream.writableFinished) propagate(end, other)();
@@ -67,6 +97,6 @@ export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void)
   };
   client.stream.once('close', closed(client, 'client_reset', upstream));
   upstream.stream.once('close', closed(upstream, 'upstream_reset', client));
-  client.stream.pipe(upstream.stream);
-  upstream.stream.pipe(client.stream);
+  client.stream.pipe(upstream.stream, { end: false });
+  upstream.stream.pipe(client.stream, { end: false });
 }

@@ -68,7 +68,8 @@ export class TunnelPool {
   #session(key: PoolKey): PooledSession {
     const k = keyString(key);
     let pool = this.#pools.get(k);
-    const free = pool?.find((p) => p.streams < this.#maxStreams);
+    // A session closing on idle is still listed until its 'close'; it takes no new streams.
+    const free = pool?.find((p) => p.streams < this.#maxStreams && !p.session.closed && !p.session.destroyed);
     if (free) return free;
     if (!pool) this.#pools.set(k, (pool = []));
     const pooled: PooledSession = { session: this.#connect(key.node), streams: 0 };

@@ -3,7 +3,8 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { adminHandler, readinessHandler } from './admin.ts';
+import { ConfigError } from '../errors.ts';
+import { createAdmin, readinessHandler } from './admin.ts';
 import { startControlServer } from './control-server.ts';
 import { FlowTable } from './flow-table.ts';
 import { InboundServer } from './inbound.ts';
@@ -21,6 +22,9 @@ export interface ZtunnelOptions {
   captureIp6?: string;
   nodeIp: string;
   nodeIp6?: string;
+  /** Source address of connections to local pods (the address the ingress hook admits); default the node's. */
+  inboundSourceIp?: string;
+  inboundSourceIp6?: string;
   controlSocket: string;
   adminSocket: string;
   outboundPort: number;
@@ -47,49 +51,53 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const store = new StateStore();
   const flows = new FlowTable(o.node);
   flows.subscribe((e) => e.event === 'close' && log.info('access', { ...e.flow }));
-  const sourceAddress = (ip: string) => (isV6(ip) ? o.nodeIp6 : o.nodeIp);
+  const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp ?? o.nodeIp));
   const pool = new TunnelPool({ port: o.hbonePort, log });
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
   const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses });
 
-  const listening = (what: string, address: string) => log.info('listening', { what, address });
-  const control = await startControlServer({ path: o.controlSocket, store, log });
-  listening('control', o.controlSocket);
+  /** Listens, naming the listener in the log, or in the error an operator sees when the address is taken or missing. */
+  const bind = async <T>(what: string, address: string, listen: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await listen();
+      log.info('listening', { what, address });
+      return result;
+    } catch (err) {
+      throw new ConfigError(`cannot listen for ${what} on ${address}: ${(err as Error).message}`);
+    }
+  };
+  const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log }));
 
   const http: HttpServer[] = [];
-  const admin = createHttpServer(adminHandler(store, flows));
-  http.push(admin);
-  await listenUnix(admin, o.adminSocket);
-  listening('admin', o.adminSocket);
+  const admin = createAdmin(store, flows);
+  const adminUnix = createHttpServer(admin.handler);
+  http.push(adminUnix);
+  await bind('admin', o.adminSocket, () => listenUnix(adminUnix, o.adminSocket));
   if (o.adminPort !== 0) {
-    const adminTcp = createHttpServer(adminHandler(store, flows));
+    const adminTcp = createHttpServer(admin.handler);
     http.push(adminTcp);
-    await listenTcp(adminTcp, '127.0.0.1', o.adminPort);
-    listening('admin', hostPort('127.0.0.1', o.adminPort));
+    await bind('admin', hostPort('127.0.0.1', o.adminPort), () => listenTcp(adminTcp, '127.0.0.1', o.adminPort));
   }
   if (o.readinessPort !== 0) {
     for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
       const ready = createHttpServer(readinessHandler(store));
       http.push(ready);
-      const a = await listenTcp(ready, ip, o.readinessPort);
-      listening('readiness', hostPort(a.address, a.port));
+      await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
     }
   }
 
   const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress });
   for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
-    const a = await inbound.listen(ip, o.hbonePort);
-    listening('inbound', hostPort(a.address, a.port));
+    await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
   }
   const capture: Server[] = [];
   for (const ip of captureIps) {
     const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
     server.on('error', (err) => log.error('capture_listener_error', { error: err }));
     capture.push(server);
-    const a = await listenTcp(server, ip, o.outboundPort);
+    const a = await bind('outbound', hostPort(ip, o.outboundPort), () => listenTcp(server, ip, o.outboundPort));
     ownAddresses.add(hostPort(a.address, a.port));
-    listening('outbound', hostPort(a.address, a.port));
   }
 
   return {
@@ -104,7 +112,8 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       flows.abortAll();
       pool.close();
       await stopped;
-      for (const s of http) s.closeAllConnections();
+      admin.endStreams();
+      for (const s of http) s.closeIdleConnections();
       await Promise.all([control.close(), ...http.map(closeServer)]);
       log.info('stopped');
     },

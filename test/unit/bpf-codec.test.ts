@@ -1,10 +1,11 @@
-// The TypeScript codec of every map against the compiled object's BTF, and
-// encode/decode round trips.
+// The TypeScript codec of every map and of the drop event record against the
+// compiled object's BTF, and encode/decode round trips.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run } from '../../agent/exec.ts';
 import {
   type Codec,
+  dropEventCodec,
   excludedPortKeyCodec,
   flowKeyCodec,
   fromHexTokens,
@@ -13,6 +14,9 @@ import {
   nodeConfigCodec,
   origDstCodec,
   podInfoCodec,
+  portKeyCodec,
+  portModeCodec,
+  presentCodec,
   toHexArgs,
   u32Codec,
   u64Codec,
@@ -29,8 +33,8 @@ interface BtfType {
   vars?: { type_id: number }[];
 }
 
-/** Map name → its key and value types, from the .maps section's BTF. */
-function mapTypes(types: BtfType[]): Map<string, { key: Layout; value: Layout }> {
+/** Map name → its key and value types, from the .maps section's BTF; and struct layouts by name. */
+function btfLayouts(types: BtfType[]): { maps: Map<string, { key: Layout; value: Layout }>; structs: Map<string, Layout> } {
   const byId = new Map(types.map((t) => [t.id, t]));
   const get = (id: number | undefined): BtfType => {
     const t = id === undefined ? undefined : byId.get(id);
@@ -46,7 +50,8 @@ function mapTypes(types: BtfType[]): Map<string, { key: Layout; value: Layout }>
   };
   const maps = types.find((t) => t.kind === 'DATASEC' && t.name === '.maps');
   assert.ok(maps?.vars, 'object has no .maps section');
-  return new Map(
+  const structs = new Map(types.filter((t) => t.kind === 'STRUCT' && t.name !== '').map((t) => [t.name, layoutOf(t)]));
+  const byMap = new Map(
     maps.vars.map((v) => {
       const mapVar = get(v.type_id);
       const def = get(mapVar.type_id);
@@ -54,10 +59,12 @@ function mapTypes(types: BtfType[]): Map<string, { key: Layout; value: Layout }>
       return [mapVar.name, { key: layoutOf(member('key')), value: layoutOf(member('value')) }];
     }),
   );
+  return { maps: byMap, structs };
 }
 
 describe('BPF map codec', () => {
   let btf: Map<string, { key: Layout; value: Layout }> | undefined;
+  let structs: Map<string, Layout> | undefined;
   let skip: string | null = null;
 
   before(async () => {
@@ -66,7 +73,7 @@ describe('BPF map codec', () => {
     if (skip) return;
     await buildBpf();
     const { stdout } = await run('bpftool', ['btf', 'dump', 'file', OBJECT, '-j']);
-    btf = mapTypes((JSON.parse(stdout) as { types: BtfType[] }).types);
+    ({ maps: btf, structs } = btfLayouts((JSON.parse(stdout) as { types: BtfType[] }).types));
   });
 
   test('the object defines exactly the maps the codec knows', (t) => {
@@ -86,6 +93,12 @@ describe('BPF map codec', () => {
     }
   }
 
+  test('drop_event (perf record, not a map type): size and member offsets match BTF', (t) => {
+    if (skip) return t.skip(skip);
+    const layout = dropEventCodec.layout;
+    assert.deepEqual({ ...layout, members: { ...layout.members } }, structs?.get('drop_event'));
+  });
+
   // Expected bytes assume a little-endian host (x86-64, arm64).
   const roundTrip = <T>(codec: Codec<T>, value: T, hex?: string): void => {
     const bytes = codec.encode(value);
@@ -101,17 +114,46 @@ describe('BPF map codec', () => {
   });
 
   test('node_config', () => {
+    const none = { inboundSourceIp4: null, inboundSourceIp6: null, nodeIp4: null, nodeIp6: null };
     roundTrip(
       nodeConfigCodec,
-      { ztunnelIp4: '10.0.0.1', ztunnelIp6: 'fd00::1', outboundPort: 15001 },
-      'fd000000000000000000000000000001' + '0a000001' + '993a' + '0000',
+      { ztunnelIp4: '10.0.0.1', ztunnelIp6: 'fd00::1', outboundPort: 15001, inboundSourceIp4: '10.0.0.6', inboundSourceIp6: 'fd00::6', nodeIp4: '10.0.0.2', nodeIp6: 'fd00::2' },
+      'fd000000000000000000000000000001' + '0a000001' + '993a' + '0000' +
+        'fd000000000000000000000000000006' + 'fd000000000000000000000000000002' + '0a000006' + '0a000002',
     );
-    roundTrip(nodeConfigCodec, { ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 15001 });
-    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: '::ffff:10.0.0.1', outboundPort: 1 }), { code: 'MESHLET_BPF' });
+    roundTrip(nodeConfigCodec, { ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 15001, ...none });
+    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: '::ffff:10.0.0.1', outboundPort: 1, ...none }), { code: 'MESHLET_BPF' });
+    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 1, ...none, nodeIp6: '::ffff:10.0.0.2' }), { code: 'MESHLET_BPF' });
   });
 
   test('pods', () => {
     roundTrip(podInfoCodec, { flags: 1 }, '0100000000000000');
+    roundTrip(podInfoCodec, { flags: 3 }, '0300000000000000');
+  });
+
+  test('port_mode and probe_ports', () => {
+    roundTrip(portKeyCodec, { cgroupId: 4242n, port: 8080 }, '9210000000000000' + '901f' + '000000000000');
+    roundTrip(portModeCodec, 'STRICT', '01');
+    roundTrip(portModeCodec, 'PERMISSIVE', '02');
+    roundTrip(presentCodec, true, '01');
+    assert.throws(() => portModeCodec.decode(Uint8Array.of(3)), { code: 'MESHLET_BPF' });
+    assert.throws(() => portModeCodec.encode('DISABLE' as 'STRICT'), { code: 'MESHLET_BPF' });
+  });
+
+  test('drop_event', () => {
+    roundTrip(
+      dropEventCodec,
+      { cgroupId: 7n, source: { ip: '10.0.0.9', port: 40000 }, destination: { ip: '10.0.2.2', port: 8080 }, reason: 'not_from_ztunnel' },
+      '0700000000000000' + '00000000000000000000ffff0a000009' + '00000000000000000000ffff0a000202' + '409c' + '901f' + '0200' + '0100',
+    );
+    roundTrip(dropEventCodec, { cgroupId: 7n, source: { ip: 'fd00::9', port: 1 }, destination: { ip: 'fd00:2::2', port: 2 }, reason: 'unparsed_headers' });
+    const bytes = dropEventCodec.encode({ cgroupId: 1n, source: { ip: 'fd00::9', port: 1 }, destination: { ip: 'fd00::2', port: 2 }, reason: 'not_from_ztunnel' });
+    bytes[44] = 2; // AF_INET with IPv6 addresses
+    assert.throws(() => dropEventCodec.decode(bytes), { code: 'MESHLET_BPF' });
+    bytes[44] = 10;
+    bytes[46] = 99;
+    assert.throws(() => dropEventCodec.decode(bytes), { code: 'MESHLET_BPF' });
+    assert.throws(() => dropEventCodec.encode({ cgroupId: 1n, source: { ip: '10.0.0.1', port: 1 }, destination: { ip: 'fd00::2', port: 2 }, reason: 'not_from_ztunnel' }), { code: 'MESHLET_BPF' });
   });
 
   test('excluded_ports', () => {

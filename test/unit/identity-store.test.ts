@@ -109,24 +109,32 @@ test('rotation at half life keeps an open mutual TLS 1.3 connection transferring
   await store.ensure(client);
 
   const seenClients: string[] = [];
+  const accepted: TLSSocket[] = [];
   const server = createServer(hboneServerTlsOptions(store), (socket) => {
-    seenClients.push(`${formatSpiffeId(clientIdentity(socket, 'cluster.local'))} ${socket.getPeerCertificate().serialNumber}`);
+    accepted.push(socket);
+    // The SNI tells the server which local identity the client wants to reach.
+    const target = store.identityForSni(socket.servername || '');
+    seenClients.push(`${formatSpiffeId(clientIdentity(socket, 'cluster.local'))} ${socket.getPeerCertificate().serialNumber} -> ${target && formatSpiffeId(target)}`);
     socket.pipe(socket);
   });
   server.on('tlsClientError', () => {});
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.after(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    for (const socket of accepted) socket.destroy();
+  }));
 
-  const dial = async (source: SpiffeId, destination: SpiffeId): Promise<TLSSocket> => {
-    const socket = connect({ host: '127.0.0.1', port, ...hboneClientTlsOptions(await store.ensure(source), destination) });
+  const dial = async (source: SpiffeId, destination: SpiffeId) => {
+    const held = await store.ensure(source);
+    const socket = connect({ host: '127.0.0.1', port, ...hboneClientTlsOptions(held, destination) });
     t.after(() => socket.destroy());
     await once(socket, 'secureConnect');
-    return socket;
+    return { socket, sourceSerial: held.serial };
   };
 
-  const live = await dial(client, web);
+  const { socket: live } = await dial(client, web);
   assert.equal(live.getProtocol(), 'TLSv1.3');
   assert.equal(live.getPeerCertificate().serialNumber, webCert.serial);
   let echoed = 0;
@@ -143,12 +151,14 @@ test('rotation at half life keeps an open mutual TLS 1.3 connection transferring
   assert.equal(live.getPeerCertificate().serialNumber, webCert.serial);
   assert.ok(!live.destroyed);
 
-  const fresh = await dial(client, web);
-  assert.equal(fresh.getPeerCertificate().serialNumber, serialOf(store, web));
-  assert.notEqual(fresh.getPeerCertificate().serialNumber, webCert.serial);
+  const webSerialAtDial = serialOf(store, web);
+  const { socket: fresh, sourceSerial } = await dial(client, web);
+  const freshSerial = fresh.getPeerCertificate().serialNumber;
+  assert.notEqual(freshSerial, webCert.serial);
+  assert.ok([webSerialAtDial, serialOf(store, web)].includes(freshSerial), 'the current web certificate (rotations run every ~1.5 s)');
   await eventually('the server to see both clients', () => seenClients.length === 2);
-  assert.ok(seenClients.every((s) => s.startsWith('spiffe://cluster.local/ns/demo/sa/client ')));
-  assert.equal(seenClients[1], `spiffe://cluster.local/ns/demo/sa/client ${serialOf(store, client)}`);
+  assert.ok(seenClients.every((s) => s.startsWith('spiffe://cluster.local/ns/demo/sa/client ') && s.endsWith(' -> spiffe://cluster.local/ns/demo/sa/web')));
+  assert.equal(seenClients[1], `spiffe://cluster.local/ns/demo/sa/client ${sourceSerial} -> spiffe://cluster.local/ns/demo/sa/web`);
 
   // The client insists on the identity it asked for in SNI.
   const wrong = connect({ host: '127.0.0.1', port, ...hboneClientTlsOptions(await store.ensure(client), web), checkServerIdentity: hboneClientTlsOptions(await store.ensure(client), client).checkServerIdentity });

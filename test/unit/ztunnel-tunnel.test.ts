@@ -8,6 +8,7 @@ import { connect as h2connect, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { silentLogger } from '../../agent/ztunnel/log.ts';
+import { awaitTunnel } from '../../agent/ztunnel/outbound.ts';
 import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';
 import { CLIENT_IP, SERVER_IP, readAll, twoNodes, until, upstream } from '../ztunnel/fixtures.ts';
 
@@ -120,14 +121,14 @@ test('an upstream reset reaches the client as a reset', async (t) => {
   assert.equal(n2.flows.list()[0].closeReason, 'upstream_reset');
 });
 
-test('the inbound server answers 400 to anything but CONNECT', async (t) => {
+test('the inbound server answers 400 to anything but CONNECT to an IP:port', async (t) => {
   const { n2 } = await twoNodes(t, 1);
   const session = h2connect(`http://127.0.0.2:${n2.address.port}`);
   t.after(() => session.close());
-  const req = session.request({ ':method': 'GET', ':path': '/' });
-  req.end();
-  const [headers] = await once(req, 'response');
-  assert.equal(headers[':status'], 400);
+  const get = session.request({ ':method': 'GET', ':path': '/' });
+  get.end();
+  assert.equal(await status(get), 400);
+  assert.equal(await status(session.request({ ':method': 'CONNECT', ':authority': 'server.default:80' })), 400);
 });
 
 async function status(stream: ClientHttp2Stream): Promise<number> {
@@ -153,6 +154,17 @@ test('503 when the upstream refuses, or the target is not a pod of that node', a
   await until('flow closed', () => closedFlows(n1.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'upstream_connect_failed');
   assert.equal(n2.flows.list().at(-1)?.closeReason, 'upstream_connect_failed');
+});
+
+test('a peer ztunnel that is down fails the tunnel, not the pool', async (t) => {
+  const up = await upstream(t, () => {});
+  const closedPort = up.port;
+  up.server.close();
+  const pool = new TunnelPool({ port: closedPort, log: silentLogger });
+  t.after(() => pool.close());
+  const node = { name: 'n2', address: SERVER_IP };
+  await assert.rejects(awaitTunnel(pool.open({ node }, { ip: SERVER_IP, port: 80 }, {}), 'n2').ready, { reason: 'tunnel_failed' });
+  await assert.rejects(awaitTunnel(pool.open({ node }, { ip: SERVER_IP, port: 80 }, {}), 'n2').ready, { reason: 'tunnel_failed' });
 });
 
 test('more than 100 concurrent streams open a second session', async (t) => {

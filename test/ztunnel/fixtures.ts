@@ -1,6 +1,6 @@
 // Mesh state and two-node loopback set-ups for the ztunnel tests. Addresses
 // are 127.0.0.x so every hop is a real socket with a distinct IP:
-// node n1 127.0.0.1 (capture listener), client pod 127.0.0.11 on n1,
+// node n1 127.0.0.1 (capture listener), client pod 127.0.0.11 and local pod 127.0.0.12 on n1,
 // node n2 127.0.0.2 (inbound listener), server pod 127.0.0.21 on n2.
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -17,6 +17,7 @@ import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';
 
 export const CLIENT_IP = '127.0.0.11';
 export const SERVER_IP = '127.0.0.21';
+export const LOCAL_IP = '127.0.0.12';
 
 export function workload(w: Partial<Workload> & Pick<Workload, 'name' | 'ips' | 'node'>): Workload {
   return {
@@ -35,7 +36,7 @@ export function service(s: Partial<Service> & Pick<Service, 'name' | 'vips' | 'p
   return { namespace: 'default', selector: { app: s.name }, ...s };
 }
 
-/** Nodes n1 (127.0.0.1) and n2 (127.0.0.2), a client pod on n1 and a server pod on n2 listening on `serverPort`. */
+/** Nodes n1 (127.0.0.1) and n2 (127.0.0.2), client and local pods on n1, a server pod on n2 listening on `serverPort`, a Service without endpoints. */
 export function twoNodeState(serverPort: number): MeshState {
   return {
     nodes: [
@@ -45,8 +46,12 @@ export function twoNodeState(serverPort: number): MeshState {
     workloads: [
       workload({ name: 'client', ips: [CLIENT_IP], node: 'n1', labels: { app: 'client' } }),
       workload({ name: 'server', ips: [SERVER_IP], node: 'n2', labels: { app: 'server' }, namedPorts: { data: serverPort } }),
+      workload({ name: 'local', ips: [LOCAL_IP], node: 'n1', labels: { app: 'local' } }),
     ],
-    services: [service({ name: 'server', vips: ['10.96.0.10'], ports: [{ port: 80, targetPort: 'data', protocol: 'TCP' }] })],
+    services: [
+      service({ name: 'server', vips: ['10.96.0.10'], ports: [{ port: 80, targetPort: 'data', protocol: 'TCP' }] }),
+      service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] }),
+    ],
   };
 }
 
@@ -72,15 +77,15 @@ export async function listen(t: TestContext, server: Server, host: string): Prom
   return server.address() as AddressInfo;
 }
 
-/** A TCP server standing in for the destination pod. */
-export async function upstream(t: TestContext, onConnection: (socket: Socket) => void): Promise<{ server: Server; port: number }> {
+/** A TCP server standing in for the destination pod (by default the server pod on n2). */
+export async function upstream(t: TestContext, onConnection: (socket: Socket) => void, host = SERVER_IP): Promise<{ server: Server; port: number }> {
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
     onConnection(s);
   });
-  const { port } = await listen(t, server, SERVER_IP);
+  const { port } = await listen(t, server, host);
   defer(t, () => {
     for (const s of sockets) s.destroy();
   });

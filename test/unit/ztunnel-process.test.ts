@@ -1,0 +1,135 @@
+// The real `meshlet ztunnel` process: control socket, admin API, readiness,
+// the inbound tunnel, the outbound loop guard, access logs and SIGTERM.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { get, type RequestOptions } from 'node:http';
+import { connect as h2connect } from 'node:http2';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import type { ControlReply } from '../../agent/ztunnel/control-protocol.ts';
+import type { FlowEvent, FlowRecord } from '../../agent/ztunnel/flow.ts';
+import { CLI } from '../support/harness.ts';
+import { until, workload } from '../ztunnel/fixtures.ts';
+
+const CAPTURE = '127.0.0.51';
+const NODE = '127.0.0.52';
+const POD = '127.0.0.53';
+
+async function freePort(host: string): Promise<number> {
+  const s = createServer().listen(0, host);
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  return port;
+}
+
+function request(options: RequestOptions): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drains on SIGTERM', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshlet-ztp-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const control = join(dir, 'control.sock');
+  const admin = join(dir, 'admin.sock');
+  const [outboundPort, hbonePort, readinessPort] = [await freePort(CAPTURE), await freePort(NODE), await freePort(NODE)];
+
+  // The local pod: records who it sees as its peer.
+  const peers: string[] = [];
+  const podSockets = new Set<Socket>();
+  const pod = createServer({ allowHalfOpen: true }, (s) => {
+    peers.push(s.remoteAddress ?? '');
+    podSockets.add(s);
+    s.on('error', () => {});
+    s.pipe(s);
+  }).listen(0, POD);
+  await once(pod, 'listening');
+  t.after(() => {
+    for (const s of podSockets) s.destroy();
+    pod.close();
+  });
+  const podPort = (pod.address() as AddressInfo).port;
+
+  const child = spawn(process.execPath, [
+    CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip', NODE,
+    '--control-socket', control, '--admin-socket', admin,
+    '--outbound-port', String(outboundPort), '--hbone-port', String(hbonePort),
+    '--admin-port', '0', '--readiness-port', String(readinessPort), '--drain-seconds', '1',
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  const logs: Record<string, unknown>[] = [];
+  createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as Record<string, unknown>));
+  await until('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
+
+  const adminGet = (path: string) => request({ socketPath: admin, path });
+  assert.equal((await adminGet('/healthz')).status, 503);
+
+  const agent = connect(control);
+  t.after(() => agent.destroy());
+  const replies = createInterface({ input: agent })[Symbol.asyncIterator]();
+  const state = {
+    nodes: [{ name: 'n1', address: NODE }],
+    workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' })],
+    services: [],
+  };
+  agent.write(`${JSON.stringify({ type: 'snapshot', version: 7, state })}\n`);
+  assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version: 7 });
+
+  assert.equal((await adminGet('/healthz')).status, 200);
+  assert.equal((await request({ host: NODE, port: readinessPort, path: '/healthz/ready' })).status, 200);
+  const snapshot = JSON.parse((await adminGet('/state')).body) as { version: number; state: typeof state };
+  assert.equal(snapshot.version, 7);
+  assert.equal(snapshot.state.workloads[0].name, 'pod');
+
+  const events: FlowEvent[] = [];
+  const follow = get({ socketPath: admin, path: '/flows?follow=1' });
+  const [followRes] = (await once(follow, 'response')) as [NodeJS.ReadableStream];
+  createInterface({ input: followRes }).on('line', (l) => events.push(JSON.parse(l) as FlowEvent));
+  t.after(() => follow.destroy());
+
+  // Without the BPF hooks a connection to the capture port names the listener itself: refused, not looped.
+  const direct = connect({ host: CAPTURE, port: outboundPort });
+  const [err] = (await once(direct, 'error')) as [NodeJS.ErrnoException];
+  assert.equal(err.code, 'ECONNRESET');
+  await until('the loop flow to close', () => events.some((e) => e.event === 'close' && e.flow.closeReason === 'loop'));
+
+  // A tunnel into the local pod, which sees the node's address as its peer.
+  const session = h2connect(`http://${NODE}:${hbonePort}`);
+  session.on('error', () => {});
+  t.after(() => session.destroy());
+  const stream = session.request({ ':method': 'CONNECT', ':authority': `${POD}:${podPort}`, forwarded: 'for="10.9.9.9:4242"' });
+  stream.on('error', () => {});
+  const [headers] = await once(stream, 'response');
+  assert.equal(headers[':status'], 200);
+  stream.write('echo');
+  const [echo] = (await once(stream, 'data')) as [Buffer];
+  assert.equal(echo.toString(), 'echo');
+  assert.deepEqual(peers, [NODE]);
+  const { flows } = JSON.parse((await adminGet('/flows')).body) as { flows: FlowRecord[] };
+  const inbound = flows.find((f) => f.direction === 'inbound');
+  assert.equal(inbound?.state, 'open');
+  assert.deepEqual(inbound?.source, { ip: '10.9.9.9', port: 4242 });
+  assert.equal(inbound?.bytesSent, 4);
+
+  // SIGTERM: the open tunnel gets the drain time, then is cut; the process exits cleanly.
+  const started = Date.now();
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0);
+  assert.ok(Date.now() - started >= 900, 'waited for the open flow');
+  assert.ok(logs.some((l) => l.event === 'access' && l.closeReason === 'shutdown' && l.direction === 'inbound'));
+  assert.ok(logs.some((l) => l.event === 'access' && l.closeReason === 'loop'));
+  assert.ok(logs.some((l) => l.event === 'snapshot_applied' && l.version === 7));
+  assert.ok(logs.some((l) => l.event === 'stopped'));
+});
