@@ -8,7 +8,7 @@ import { Enrollment } from './enrollment.ts';
 import type { Logger } from './log.ts';
 import { ClusterState, type Rejection } from './state/cluster-state.ts';
 import { StateFileSource, type StateFileRead } from './state/file-source.ts';
-import type { MeshState } from './state/model.ts';
+import { emptyMeshState, type MeshState } from './state/model.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
 
 export interface AgentOptions {
@@ -34,7 +34,7 @@ export class NodeAgent {
   #admin: Server | undefined;
   #pending: StateFileRead | undefined;
   #running = false;
-  #state: MeshState = { nodes: [], workloads: [], services: [] };
+  #state: MeshState = emptyMeshState();
   #rejected: Rejection[] = [];
   #startedAt = new Date().toISOString();
   #reconciledAt: string | undefined;

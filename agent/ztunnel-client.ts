@@ -4,7 +4,7 @@ import { createConnection, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { ControlProtocolError } from './errors.ts';
 import { stateDelta } from './state/delta.ts';
-import type { MeshState } from './state/model.ts';
+import { emptyMeshState, type MeshState } from './state/model.ts';
 import type { ControlMessage, ControlReply } from './ztunnel/control-protocol.ts';
 import type { Logger } from './log.ts';
 
@@ -23,7 +23,7 @@ export class ZtunnelControlClient {
   #log: Logger;
   #socket: Socket | undefined;
   #sent: MeshState | undefined;
-  #desired: MeshState = { nodes: [], workloads: [], services: [] };
+  #desired: MeshState = emptyMeshState();
   #version = 0;
   #waiters = new Map<number, (reply: ControlReply) => void>();
   #status: ControlStatus = { connected: false, ackedVersion: 0 };

@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { isRecord } from '../state/objects.ts';
 
@@ -48,9 +49,13 @@ export class NodeTokens {
   async start(): Promise<void> {
     const name = basename(this.path);
     // Writers replace the file by rename, so watch the directory; poll as a backstop.
-    this.#watcher = watch(dirname(this.path), (_event, file) => {
-      if (file === null || file === name) void this.reload();
-    });
+    try {
+      this.#watcher = watch(dirname(this.path), (_event, file) => {
+        if (file === null || file === name) void this.reload();
+      });
+    } catch (err) {
+      throw new ConfigError(`cannot watch the directory of --node-tokens ${this.path}: ${(err as Error).message}`);
+    }
     this.#poll = setInterval(() => void this.reload(), 1000).unref();
     await this.reload();
   }

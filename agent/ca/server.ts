@@ -47,7 +47,7 @@ export class CaServer {
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const server = createServer({ ...(await this.#servingCredentials()), minVersion: 'TLSv1.2' }, (req, res) => void this.#handle(req, res));
+    const server = createServer({ ...(await this.#servingCredentials()), minVersion: 'TLSv1.3' }, (req, res) => void this.#handle(req, res));
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -112,7 +112,7 @@ export class CaServer {
         this.#o.metrics.refusals.inc({ reason: err.reason });
         this.#o.log.warn('signing refused', { node: node ?? null, reason: err.reason, message: err.message, remote: req.socket.remoteAddress });
       }
-      const headers: Record<string, string> = err.status === 401 ? { 'www-authenticate': 'Bearer realm="meshlet-ca"' } : {};
+      const headers: Record<string, string> = err.status === 401 ? { 'www-authenticate': 'Bearer realm="meshlet-ca"' } : err.status === 413 ? { connection: 'close' } : {};
       send(res, err.status, { error: err.reason, message: err.message }, headers);
     }
   }
@@ -145,19 +145,31 @@ export class CaServer {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) throw new SignRefusal(413, 'too-large', `the request body exceeds ${MAX_BODY} bytes`);
-    chunks.push(chunk);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new SignRefusal(400, 'bad-request', 'the body is not JSON; send {"csr": "<PEM>"}');
-  }
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY) {
+        chunks.push(chunk);
+        return;
+      }
+      // Stop buffering but keep draining, so the 413 reaches the client.
+      req.off('data', onData);
+      req.resume();
+      reject(new SignRefusal(413, 'too-large', `the request body exceeds ${MAX_BODY} bytes`));
+    };
+    req.on('data', onData);
+    req.once('error', reject);
+    req.once('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new SignRefusal(400, 'bad-request', 'the body is not JSON; send {"csr": "<PEM>"}'));
+      }
+    });
+  });
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

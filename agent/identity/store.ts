@@ -229,8 +229,8 @@ export class CertificateStore {
     const receivedAt = Date.now();
     const { leaf, chain, bundle } = checkIssuedSvid(id, keyPem, issued.certChain, issued.trustBundle);
     this.#bundle = bundle;
-    const notBefore = new Date(leaf.validFrom);
-    const notAfter = new Date(leaf.validTo);
+    const notBefore = leaf.validFromDate;
+    const notAfter = leaf.validToDate;
     // Half of the lifetime left when it arrived, so a backdated notBefore
     // cannot schedule the rotation in the past.
     const start = Math.max(notBefore.getTime(), receivedAt);

@@ -99,7 +99,7 @@ export function checkIssuedSvid(id: SpiffeId, keyPem: string, chainPem: readonly
   if (typeof got === 'string') throw fail(got);
   if (formatSpiffeId(got) !== uri) throw fail(`it names ${formatSpiffeId(got)}`);
   if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw fail('it is not for the key in our request');
-  if (now < new Date(leaf.validFrom) || now >= new Date(leaf.validTo)) throw fail(`it is not valid now (${leaf.validFrom} – ${leaf.validTo})`);
+  if (now < leaf.validFromDate || now >= leaf.validToDate) throw fail(`it is not valid now (${leaf.validFrom} – ${leaf.validTo})`);
   for (let i = 0; i < certs.length; i++) {
     const cert = certs[i]!;
     const issuers = i + 1 < certs.length ? [certs[i + 1]!] : roots;

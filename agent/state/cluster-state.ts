@@ -3,6 +3,7 @@
 // before, its last good form stays in effect.
 import { InvalidObjectError } from '../errors.ts';
 import { convertObject, type Converted, type DataplaneMode } from './convert.ts';
+import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
 import type { MeshNode, MeshState, Service, Workload } from './model.ts';
 import { objectRef, type KubeObject } from './objects.ts';
 
@@ -21,6 +22,11 @@ export interface StateUpdate {
 export class ClusterState {
   #lastGood = new Map<string, Converted>();
   #rejections = new Map<string, Rejection>();
+  #policyOptions: PolicyOptions;
+
+  constructor(policyOptions: PolicyOptions = {}) {
+    this.#policyOptions = policyOptions;
+  }
 
   update(objects: readonly KubeObject[]): StateUpdate {
     const converted: Converted[] = [];
@@ -30,7 +36,7 @@ export class ClusterState {
       const ref = objectRef(obj);
       seen.add(ref);
       try {
-        const value = convertObject(obj);
+        const value = convertObject(obj, this.#policyOptions);
         this.#lastGood.set(ref, value);
         converted.push(value);
       } catch (err) {
@@ -53,10 +59,14 @@ function assemble(objects: readonly Converted[]): MeshState {
   const nodes: MeshNode[] = [];
   const services: Service[] = [];
   const workloads: Workload[] = [];
+  const authorizationPolicies: AuthzPolicy[] = [];
+  const peerAuthentications: PeerAuthPolicy[] = [];
   for (const o of objects) {
     if (o.kind === 'Namespace') namespaceMode.set(o.value.name, o.value.mode);
     else if (o.kind === 'Node') nodes.push(o.value);
     else if (o.kind === 'Service') services.push(o.value);
+    else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o.value);
+    else if (o.kind === 'PeerAuthentication') peerAuthentications.push(o.value);
   }
   for (const o of objects) {
     if (o.kind !== 'Pod' || o.value === null) continue;
@@ -66,5 +76,12 @@ function assemble(objects: readonly Converted[]): MeshState {
     workloads.push({ ...workload, enrolled });
   }
   const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);
-  return { nodes: nodes.sort(byName), services: services.sort(byName), workloads: workloads.sort(byName) };
+  const byKey = <T extends { key: string }>(a: T, b: T) => a.key.localeCompare(b.key);
+  return {
+    nodes: nodes.sort(byName),
+    services: services.sort(byName),
+    workloads: workloads.sort(byName),
+    authorizationPolicies: authorizationPolicies.sort(byKey),
+    peerAuthentications: peerAuthentications.sort(byKey),
+  };
 }

@@ -2,6 +2,8 @@
 // own, so one bad object is rejected with a reason and never blocks the rest.
 import { isIP } from 'node:net';
 import { InvalidObjectError } from '../errors.ts';
+import { convertPolicyObject } from '../policy/index.ts';
+import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
 import type { MeshNode, Service, ServicePort, Workload } from './model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
 
@@ -26,10 +28,14 @@ export type Converted =
   | { kind: 'Pod'; value: PodInfo | null }
   | { kind: 'Service'; value: Service }
   | { kind: 'Node'; value: MeshNode }
+  | { kind: 'AuthorizationPolicy'; value: AuthzPolicy }
+  | { kind: 'PeerAuthentication'; value: PeerAuthPolicy }
   | { kind: 'Ignored' };
 
 /** Throws InvalidObjectError naming the object and the fix. */
-export function convertObject(obj: KubeObject): Converted {
+export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}): Converted {
+  const policy = convertPolicyObject(obj, policyOptions);
+  if (policy) return policy;
   const ref = objectRef(obj);
   const fail = (reason: string): never => {
     throw new InvalidObjectError(ref, reason);

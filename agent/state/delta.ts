@@ -17,10 +17,12 @@ export function stateDelta(before: MeshState, after: MeshState): Changes | null 
   const nodes = diff(before.nodes, after.nodes, (n) => n.name);
   const workloads = diff(before.workloads, after.workloads, (w) => w.uid);
   const services = diff(before.services, after.services, serviceKey);
-  const empty = [nodes, workloads, services].every((d) => d.upsert.length === 0 && d.remove.length === 0);
+  const authz = diff(before.authorizationPolicies, after.authorizationPolicies, (p) => p.key);
+  const peerAuth = diff(before.peerAuthentications, after.peerAuthentications, (p) => p.key);
+  const empty = [nodes, workloads, services, authz, peerAuth].every((d) => d.upsert.length === 0 && d.remove.length === 0);
   if (empty) return null;
   return {
-    upsert: { nodes: nodes.upsert, workloads: workloads.upsert, services: services.upsert },
-    remove: { nodes: nodes.remove, workloads: workloads.remove, services: services.remove },
+    upsert: { nodes: nodes.upsert, workloads: workloads.upsert, services: services.upsert, authorizationPolicies: authz.upsert, peerAuthentications: peerAuth.upsert },
+    remove: { nodes: nodes.remove, workloads: workloads.remove, services: services.remove, authorizationPolicies: authz.remove, peerAuthentications: peerAuth.remove },
   };
 }

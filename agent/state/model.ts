@@ -1,6 +1,7 @@
 // The mesh's own view of the cluster: what the agent derives from Kubernetes
 // objects and pushes to the ztunnel. The data path reads only these types,
 // never raw API objects.
+import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 
 export interface Workload {
   uid: string;
@@ -47,7 +48,13 @@ export interface MeshState {
   nodes: MeshNode[];
   workloads: Workload[];
   services: Service[];
+  /** Istio AuthorizationPolicies, converted (agent/policy); keyed by `namespace/name`. */
+  authorizationPolicies: AuthzPolicy[];
+  /** Istio PeerAuthentications, converted; keyed by `namespace/name`. */
+  peerAuthentications: PeerAuthPolicy[];
 }
+
+export const emptyMeshState = (): MeshState => ({ nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] });
 
 export const serviceKey = (s: Pick<Service, 'namespace' | 'name'>): string => `${s.namespace}/${s.name}`;
 

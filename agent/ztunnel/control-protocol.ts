@@ -2,6 +2,7 @@
 // the ztunnel listens on. The agent sends a full snapshot on connect, then
 // deltas; the ztunnel answers each with ack or nack. A ztunnel that loses the
 // agent keeps serving its last state (fail static).
+import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 import type { MeshNode, MeshState, Service, Workload } from '../state/model.ts';
 
 export interface SnapshotMessage {
@@ -13,9 +14,9 @@ export interface SnapshotMessage {
 export interface DeltaMessage {
   type: 'delta';
   version: number;
-  upsert: { nodes: MeshNode[]; workloads: Workload[]; services: Service[] };
-  /** Keys: node name, workload uid, service "namespace/name". */
-  remove: { nodes: string[]; workloads: string[]; services: string[] };
+  upsert: { nodes: MeshNode[]; workloads: Workload[]; services: Service[]; authorizationPolicies: AuthzPolicy[]; peerAuthentications: PeerAuthPolicy[] };
+  /** Keys: node name, workload uid, service and policy "namespace/name". */
+  remove: { nodes: string[]; workloads: string[]; services: string[]; authorizationPolicies: string[]; peerAuthentications: string[] };
 }
 
 export type ControlMessage = SnapshotMessage | DeltaMessage;

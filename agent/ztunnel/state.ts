@@ -3,6 +3,8 @@
 // builds a complete new view per control message and swaps it in only if the
 // whole message is consistent (phase two of a two-phase update).
 import { ControlProtocolError } from '../errors.ts';
+import { PolicyStore } from '../policy/store.ts';
+import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 import { serviceKey, type MeshNode, type MeshState, type Service, type ServicePort, type Workload } from '../state/model.ts';
 import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
 import { hostPort, isV6 } from './ip.ts';
@@ -32,21 +34,37 @@ function targetPort(p: ServicePort, w: Workload): number | undefined {
   return typeof p.targetPort === 'number' ? p.targetPort : w.namedPorts[p.targetPort];
 }
 
-export class StateView {
+/** By node name, workload uid, service and policy "namespace/name": the keys deltas use. */
+export interface StateMaps {
+  nodes: ReadonlyMap<string, MeshNode>;
+  workloads: ReadonlyMap<string, Workload>;
+  services: ReadonlyMap<string, Service>;
+  authorizationPolicies: ReadonlyMap<string, AuthzPolicy>;
+  peerAuthentications: ReadonlyMap<string, PeerAuthPolicy>;
+}
+
+export class StateView implements StateMaps {
   readonly version: number;
-  /** By node name, workload uid, service "namespace/name": the keys deltas use. */
   readonly nodes: ReadonlyMap<string, MeshNode>;
   readonly workloads: ReadonlyMap<string, Workload>;
   readonly services: ReadonlyMap<string, Service>;
+  readonly authorizationPolicies: ReadonlyMap<string, AuthzPolicy>;
+  readonly peerAuthentications: ReadonlyMap<string, PeerAuthPolicy>;
+  /** Compiled once per view: the per-connection checks read it. */
+  readonly policies: PolicyStore;
   readonly #byIp = new Map<string, Workload>();
   readonly #targets = new Map<string, ServiceTarget>();
 
   /** Builds every index; throws ControlProtocolError if the objects contradict each other. */
-  constructor(version: number, nodes: ReadonlyMap<string, MeshNode>, workloads: ReadonlyMap<string, Workload>, services: ReadonlyMap<string, Service>) {
+  constructor(version: number, maps: StateMaps) {
     this.version = version;
+    const { nodes, workloads, services } = maps;
     this.nodes = nodes;
     this.workloads = workloads;
     this.services = services;
+    this.authorizationPolicies = maps.authorizationPolicies;
+    this.peerAuthentications = maps.peerAuthentications;
+    this.policies = new PolicyStore([...maps.authorizationPolicies.values()], [...maps.peerAuthentications.values()]);
     const byNamespace = new Map<string, Workload[]>();
     for (const w of workloads.values()) {
       for (const ip of w.ips) {
@@ -80,7 +98,13 @@ export class StateView {
   }
 
   get state(): MeshState {
-    return { nodes: [...this.nodes.values()], workloads: [...this.workloads.values()], services: [...this.services.values()] };
+    return {
+      nodes: [...this.nodes.values()],
+      workloads: [...this.workloads.values()],
+      services: [...this.services.values()],
+      authorizationPolicies: [...this.authorizationPolicies.values()],
+      peerAuthentications: [...this.peerAuthentications.values()],
+    };
   }
 
   node(name: string): MeshNode | undefined {
@@ -117,6 +141,7 @@ function indexBy<T>(items: readonly T[], key: (t: T) => string, kind: string): M
 
 const workloadKey = (w: Workload): string => w.uid;
 const nodeKey = (n: MeshNode): string => n.name;
+const policyKey = (p: AuthzPolicy | PeerAuthPolicy): string => p.key;
 
 function applyDelta(current: StateView, d: DeltaMessage): StateView {
   if (d.version <= current.version) throw new ControlProtocolError(`delta version ${d.version} is not newer than the current version ${current.version}`);
@@ -126,12 +151,13 @@ function applyDelta(current: StateView, d: DeltaMessage): StateView {
     for (const [k, v] of indexBy(upserted, key, kind)) next.set(k, v);
     return next;
   };
-  return new StateView(
-    d.version,
-    patch(current.nodes, d.remove.nodes, d.upsert.nodes, nodeKey, 'node'),
-    patch(current.workloads, d.remove.workloads, d.upsert.workloads, workloadKey, 'workload'),
-    patch(current.services, d.remove.services, d.upsert.services, serviceKey, 'service'),
-  );
+  return new StateView(d.version, {
+    nodes: patch(current.nodes, d.remove.nodes, d.upsert.nodes, nodeKey, 'node'),
+    workloads: patch(current.workloads, d.remove.workloads, d.upsert.workloads, workloadKey, 'workload'),
+    services: patch(current.services, d.remove.services, d.upsert.services, serviceKey, 'service'),
+    authorizationPolicies: patch(current.authorizationPolicies, d.remove.authorizationPolicies, d.upsert.authorizationPolicies, policyKey, 'AuthorizationPolicy'),
+    peerAuthentications: patch(current.peerAuthentications, d.remove.peerAuthentications, d.upsert.peerAuthentications, policyKey, 'PeerAuthentication'),
+  });
 }
 
 export class StateStore {
@@ -147,7 +173,13 @@ export class StateStore {
     let next: StateView;
     if (msg.type === 'snapshot') {
       const s = msg.state;
-      next = new StateView(msg.version, indexBy(s.nodes, nodeKey, 'node'), indexBy(s.workloads, workloadKey, 'workload'), indexBy(s.services, serviceKey, 'service'));
+      next = new StateView(msg.version, {
+        nodes: indexBy(s.nodes, nodeKey, 'node'),
+        workloads: indexBy(s.workloads, workloadKey, 'workload'),
+        services: indexBy(s.services, serviceKey, 'service'),
+        authorizationPolicies: indexBy(s.authorizationPolicies, policyKey, 'AuthorizationPolicy'),
+        peerAuthentications: indexBy(s.peerAuthentications, policyKey, 'PeerAuthentication'),
+      });
     } else {
       if (!this.#view) throw new ControlProtocolError('delta before any snapshot');
       next = applyDelta(this.#view, msg);

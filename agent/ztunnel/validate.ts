@@ -2,6 +2,7 @@
 // and convert it into model objects (IPs canonical), without touching state.
 // Anything wrong rejects the whole message with a reason naming the object.
 import { ControlProtocolError } from '../errors.ts';
+import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 import type { MeshNode, MeshState, Service, ServicePort, Workload } from '../state/model.ts';
 import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
 import { canonicalIp } from './ip.ts';
@@ -99,11 +100,22 @@ function service(v: unknown, where: string): Service {
   };
 }
 
+// Policies were converted and validated by the agent's policy engine; here
+// only their identity is checked, so a truncated message cannot slip through.
+function policy<T extends AuthzPolicy | PeerAuthPolicy>(v: unknown, where: string): T {
+  const o = obj(v, where);
+  const key = str(o, 'key', where);
+  if (key !== `${str(o, 'namespace', where)}/${str(o, 'name', where)}`) fail(where, `key ${key} does not match namespace/name`);
+  return o as unknown as T;
+}
+
 function objects(o: Obj, where: string, optional: boolean): MeshState {
   return {
     nodes: list(o, 'nodes', where, { optional }).map((n, i) => node(n, `${where}.nodes[${i}]`)),
     workloads: list(o, 'workloads', where, { optional }).map((w, i) => workload(w, `${where}.workloads[${i}]`)),
     services: list(o, 'services', where, { optional }).map((s, i) => service(s, `${where}.services[${i}]`)),
+    authorizationPolicies: list(o, 'authorizationPolicies', where, { optional: true }).map((p, i) => policy<AuthzPolicy>(p, `${where}.authorizationPolicies[${i}]`)),
+    peerAuthentications: list(o, 'peerAuthentications', where, { optional: true }).map((p, i) => policy<PeerAuthPolicy>(p, `${where}.peerAuthentications[${i}]`)),
   };
 }
 
@@ -126,7 +138,13 @@ export function parseControlMessage(raw: unknown): ControlMessage {
       version,
       // Empty lists may be left out of a delta.
       upsert: objects(obj(o.upsert ?? {}, 'delta.upsert'), 'delta.upsert', true),
-      remove: { nodes: keys(remove, 'nodes', 'delta.remove'), workloads: keys(remove, 'workloads', 'delta.remove'), services: keys(remove, 'services', 'delta.remove') },
+      remove: {
+        nodes: keys(remove, 'nodes', 'delta.remove'),
+        workloads: keys(remove, 'workloads', 'delta.remove'),
+        services: keys(remove, 'services', 'delta.remove'),
+        authorizationPolicies: keys(remove, 'authorizationPolicies', 'delta.remove'),
+        peerAuthentications: keys(remove, 'peerAuthentications', 'delta.remove'),
+      },
     };
     return delta;
   }

@@ -1,7 +1,9 @@
 // Test fixture run in a pod cgroup inside the test netns: opens and drives
 // connections on request. Reads JSON lines on stdin, answers each with one
 // JSON line carrying the same request id; conn names a connection:
-//   {op:'connect', conn, host, port}  → addresses as the client sees them + the server's greeting
+//   {op:'connect', conn, host, port, localAddress?, timeoutMs?}
+//                                     → addresses as the client sees them + the server's greeting,
+//                                       or {error:'timeout', localPort} when no connection came up in time
 //   {op:'send', conn, text}           → the server's echo
 //   {op:'close', conn}                → closed
 //   {op:'udp', host, port, text}      → the UDP reply (null after 2 s)
@@ -16,6 +18,8 @@ interface Request {
   host?: string;
   port?: number;
   text?: string;
+  localAddress?: string;
+  timeoutMs?: number;
 }
 
 const sockets = new Map<string, { socket: Socket; lines: AsyncIterator<string> }>();
@@ -24,8 +28,14 @@ const reply = (id: string, body: Record<string, unknown>): void => void process.
 async function handle(req: Request): Promise<Record<string, unknown>> {
   switch (req.op) {
     case 'connect': {
-      const socket = connect({ host: req.host ?? '', port: req.port ?? 0 });
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const socket = connect({ host: req.host ?? '', port: req.port ?? 0, ...(req.localAddress ? { localAddress: req.localAddress } : {}) });
+      const connected = new Promise<boolean>((resolve, reject) => socket.once('connect', () => resolve(true)).once('error', reject));
+      const timedOut = new Promise<boolean>((resolve) => setTimeout(resolve, req.timeoutMs ?? 30_000, false).unref());
+      if (!(await Promise.race([connected, timedOut]))) {
+        const localPort = socket.localPort;
+        socket.destroy();
+        return { error: 'timeout', localPort };
+      }
       const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
       sockets.set(req.conn ?? '', { socket, lines });
       const greeting = JSON.parse((await lines.next()).value as string) as unknown;

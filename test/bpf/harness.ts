@@ -1,7 +1,8 @@
 // Per-run kernel sandbox for the BPF tests: a network namespace with the
 // test addresses on a veth pair, cgroups for a pod (with a container
 // child) and a ztunnel, a pin directory, and fixture processes joined to a
-// cgroup before entering the namespace. Everything carries one random prefix
+// cgroup before entering the namespace; optionally a second namespace for the
+// pod, behind a veth like a real one. Everything carries one random prefix
 // and cleanup() removes it all, whatever state the test left.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,17 @@ export const ADDR = {
   dest4: '10.77.1.5',
   ztunnel6: 'fd77::1',
   dest6: 'fd77:1::5',
+  // With addPodNetns(): sources in the node namespace, and the pod.
+  inbound4: '10.77.0.6',
+  inbound6: 'fd77::6',
+  node4: '10.77.0.2',
+  node6: 'fd77::2',
+  other4: '10.77.0.9',
+  other6: 'fd77::9',
+  pod4: '10.77.2.2',
+  pod6: 'fd77:2::2',
+  podGateway4: '10.77.2.1',
+  podGateway6: 'fd77:2::1',
 } as const;
 
 /** Why these tests cannot run here (null: they can). Under CI=true the caller must fail instead. */
@@ -77,11 +89,13 @@ export class LineProcess {
 export class KernelSandbox {
   readonly prefix = `meshlet-t${randomBytes(4).toString('hex')}`;
   readonly netns = this.prefix;
+  readonly podNetns = `${this.prefix}-pod`;
   cgroupRoot = '';
   pinDir = '';
   #processes: LineProcess[] = [];
   #cgroups: string[] = [];
   #netnsCreated = false;
+  #podNetnsCreated = false;
 
   get podCgroup(): string {
     return join(this.cgroupRoot, 'pod');
@@ -112,17 +126,41 @@ export class KernelSandbox {
     for (const cg of [this.cgroupRoot, this.podCgroup, this.containerCgroup, this.ztunnelCgroup]) await this.makeCgroup(cg);
   }
 
+  /**
+   * The pod in its own namespace (ADDR.pod4/pod6, default routes to the node
+   * side of the veth), and more source addresses in the test namespace,
+   * which plays the node.
+   */
+  async addPodNetns(): Promise<void> {
+    await run('ip', ['netns', 'add', this.podNetns]);
+    this.#podNetnsCreated = true;
+    const node = (...args: string[]): Promise<unknown> => run('ip', ['-n', this.netns, ...args]);
+    const pod = (...args: string[]): Promise<unknown> => run('ip', ['-n', this.podNetns, ...args]);
+    for (const addr of [ADDR.inbound4, ADDR.node4, ADDR.other4]) await node('addr', 'add', `${addr}/32`, 'dev', 'ml0');
+    for (const addr of [ADDR.inbound6, ADDR.node6, ADDR.other6]) await node('-6', 'addr', 'add', `${addr}/128`, 'dev', 'ml0', 'nodad');
+    await node('link', 'add', 'name', 'mlp0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.podNetns);
+    await node('addr', 'add', `${ADDR.podGateway4}/24`, 'dev', 'mlp0');
+    await node('-6', 'addr', 'add', `${ADDR.podGateway6}/64`, 'dev', 'mlp0', 'nodad');
+    await node('link', 'set', 'mlp0', 'up');
+    await pod('link', 'set', 'lo', 'up');
+    await pod('addr', 'add', `${ADDR.pod4}/24`, 'dev', 'eth0');
+    await pod('-6', 'addr', 'add', `${ADDR.pod6}/64`, 'dev', 'eth0', 'nodad');
+    await pod('link', 'set', 'eth0', 'up');
+    await pod('route', 'add', 'default', 'via', ADDR.podGateway4);
+    await pod('-6', 'route', 'add', 'default', 'via', ADDR.podGateway6);
+  }
+
   async makeCgroup(path: string): Promise<void> {
     await mkdir(path);
     this.#cgroups.push(path);
   }
 
-  /** Starts a fixture script (test/bpf/<script>) in cgroup, then in the test netns. */
-  spawn(cgroup: string, script: string, args: string[] = []): LineProcess {
+  /** Starts a fixture script (test/bpf/<script>) in cgroup, then in netns (default: the test netns). */
+  spawn(cgroup: string, script: string, args: string[] = [], netns: string = this.netns): LineProcess {
     const file = fileURLToPath(new URL(script, import.meta.url));
     // Join the cgroup first: entering the netns with `ip netns exec` would remount /sys.
     const shell = 'cg=$1 ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"';
-    const child = spawn('sh', ['-c', shell, 'sh', cgroup, this.netns, process.execPath, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-c', shell, 'sh', cgroup, netns, process.execPath, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const proc = new LineProcess(child);
     this.#processes.push(proc);
     return proc;
@@ -142,6 +180,7 @@ export class KernelSandbox {
     if (this.pinDir) await attempt(() => BpfDatapath.destroy(this.pinDir));
     await attempt(() => rm(join('/sys/fs/bpf', this.prefix), { recursive: true, force: true }));
     for (const cg of [...this.#cgroups].reverse()) await attempt(() => removeCgroup(cg));
+    if (this.#podNetnsCreated) await attempt(() => run('ip', ['netns', 'delete', this.podNetns]));
     if (this.#netnsCreated) await attempt(() => run('ip', ['netns', 'delete', this.netns]));
     if (errors.length > 0) throw new AggregateError(errors, `cleanup of ${this.prefix} failed`);
   }

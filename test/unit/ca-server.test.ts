@@ -178,6 +178,14 @@ test('400 for CSRs that are not a single SPIFFE URI in the trust domain, or not 
 
   const dispatcher = new Agent({ connect: { ca: await readFile(ca.bundleFile, 'utf8') } });
   t.after(() => dispatcher.close());
+  const huge = await request(`${ca.url}/v1/sign`, {
+    method: 'POST', dispatcher, headers: { authorization: `Bearer ${TOKENS['node-1']}` }, body: JSON.stringify({ csr: 'x'.repeat(70_000) }),
+  });
+  assert.equal(huge.statusCode, 413);
+  assert.equal(((await huge.body.json()) as { error: string }).error, 'too-large');
+  const missing = await request(`${ca.url}/v2/sign`, { dispatcher });
+  assert.equal(missing.statusCode, 404);
+  await missing.body.dump();
   const metrics = await (await request(`${ca.url}/metrics`, { dispatcher })).body.text();
   assert.match(metrics, /meshlet_ca_refusals_total\{reason="bad-san"\} 5/);
   assert.match(metrics, /meshlet_ca_refusals_total\{reason="bad-signature"\} 1/);

@@ -22,6 +22,8 @@ const VIP = '10.96.0.10';
 function state(): MeshState {
   const web = { labels: { app: 'web' } };
   return {
+    authorizationPolicies: [],
+    peerAuthentications: [],
     nodes: [
       { name: 'n1', address: '192.168.0.1' },
       { name: 'n2', address: '192.168.0.2' },
@@ -95,8 +97,8 @@ test('deltas upsert and remove; round robin survives the swap', () => {
   const delta: DeltaMessage = {
     type: 'delta',
     version: 2,
-    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' }, namedPorts: { http: 8082 } })], services: [] },
-    remove: { nodes: [], workloads: ['uid-web-a'], services: ['default/empty'] },
+    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' }, namedPorts: { http: 8082 } })], services: [], authorizationPolicies: [], peerAuthentications: [] },
+    remove: { nodes: [], workloads: ['uid-web-a'], services: ['default/empty'], authorizationPolicies: [], peerAuthentications: [] },
   };
   store.apply(parseControlMessage(delta));
   const view = store.view!;
@@ -148,7 +150,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
   t.after(() => server.close());
 
   const a = await agent(t, path);
-  assert.deepEqual(await a.send({ type: 'delta', version: 1, upsert: { nodes: [], workloads: [], services: [] }, remove: { nodes: [], workloads: [], services: [] } }), {
+  assert.deepEqual(await a.send({ type: 'delta', version: 1, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] } }), {
     type: 'nack',
     version: 1,
     error: 'a connection must start with a snapshot',
@@ -163,7 +165,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
   const garbage = await a.send('{not json');
   assert.equal(garbage.type, 'nack');
   assert.equal(garbage.version, -1);
-  assert.deepEqual(await a.send({ type: 'delta', version: 2, upsert: { nodes: [], workloads: [], services: [] }, remove: { nodes: [], workloads: ['uid-legacy'], services: [] } }), {
+  assert.deepEqual(await a.send({ type: 'delta', version: 2, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: ['uid-legacy'], services: [], authorizationPolicies: [], peerAuthentications: [] } }), {
     type: 'ack',
     version: 2,
   });
@@ -175,7 +177,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
 
   // A new agent must start over with a snapshot.
   const b = await agent(t, path);
-  const early = await b.send({ type: 'delta', version: 3, upsert: { nodes: [], workloads: [], services: [] }, remove: { nodes: [], workloads: [], services: [] } });
+  const early = await b.send({ type: 'delta', version: 3, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] } });
   assert.equal(early.type, 'nack');
   const fresh = state();
   fresh.workloads = fresh.workloads.slice(0, 2);

@@ -39,6 +39,8 @@ export function service(s: Partial<Service> & Pick<Service, 'name' | 'vips' | 'p
 /** Nodes n1 (127.0.0.1) and n2 (127.0.0.2), client and local pods on n1, a server pod on n2 listening on `serverPort`, a Service without endpoints. */
 export function twoNodeState(serverPort: number): MeshState {
   return {
+    authorizationPolicies: [],
+    peerAuthentications: [],
     nodes: [
       { name: 'n1', address: '127.0.0.1' },
       { name: 'n2', address: '127.0.0.2' },
