@@ -6,6 +6,7 @@ import { MeshletError } from '../errors.ts';
 import { agentCommand } from '../agent-command.ts';
 import { ztunnelCommand } from '../ztunnel/command.ts';
 import { sandboxCommand } from '../sandbox/command.ts';
+import { caCommand } from '../ca/command.ts';
 import { flowsCommand } from './flows.ts';
 import { statusCommand } from './status.ts';
 
@@ -16,7 +17,8 @@ const program = new Command('meshlet')
   .addCommand(statusCommand())
   .addCommand(sandboxCommand())
   .addCommand(agentCommand())
-  .addCommand(ztunnelCommand());
+  .addCommand(ztunnelCommand())
+  .addCommand(caCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -57,7 +57,7 @@ describe('eBPF inbound enforcement', { timeout: 180_000 }, () => {
       }
       await sleep(100);
     }
-    assert.fail(`no drop event for ${from}:${String(sport)} → ${host}:${port}; watch errors: ${watchErrors.map((e) => e.message).join('; ')}`);
+    assert.fail(`no drop event for ${from}:${String(sport)} → ${host}:${port}; watch errors: ${watchErrors.map((e) => e.message).join("; ")}; got ${JSON.stringify(drops, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))}`);
   };
   const entriesOf = async (name: 'port_mode' | 'probe_ports'): Promise<string[]> =>
     (await dumpMap(sb.pinDir, name))
