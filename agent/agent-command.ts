@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { jsonLogger } from './log.ts';
-import { NodeAgent } from './node-agent.ts';
+import { NodeAgent, type AgentOptions } from './node-agent.ts';
+import { DEFAULT_ROOT_NAMESPACE } from './policy/index.ts';
 
 export function agentCommand(): Command {
   return new Command('agent')
@@ -12,9 +13,14 @@ export function agentCommand(): Command {
     .requiredOption('--bpf-dir <dir>', 'bpffs directory to pin programs and maps in')
     .requiredOption('--capture-ip4 <ip>', 'address the ztunnel accepts captured IPv4 connections on')
     .option('--capture-ip6 <ip>', 'address the ztunnel accepts captured IPv6 connections on')
+    .option('--inbound-source-ip4 <ip>', 'address the ztunnel connects to local pods from: STRICT admits it')
+    .option('--inbound-source-ip6 <ip>', 'IPv6 address the ztunnel connects to local pods from')
+    .option('--probe-source-ip4 <ip>', 'node address kubelet probes come from: admitted on declared probe ports under STRICT')
+    .option('--probe-source-ip6 <ip>', 'IPv6 node address kubelet probes come from')
+    .option('--root-namespace <ns>', 'namespace whose selector-less policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
     .requiredOption('--control-socket <path>', 'the ztunnel\'s control socket')
     .requiredOption('--admin-socket <path>', 'Unix socket for this agent\'s admin API (status)')
-    .action(async (opts: { node: string; stateFile: string; podCgroupRoot: string; ztunnelCgroup: string; bpfDir: string; captureIp4: string; captureIp6?: string; controlSocket: string; adminSocket: string }) => {
+    .action(async (opts: AgentOptions) => {
       const log = jsonLogger('agent');
       const agent = new NodeAgent(opts, log);
       const shutdown = () => {

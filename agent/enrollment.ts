@@ -5,16 +5,21 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { BpfDatapath, PodCapture } from './bpf/datapath.ts';
-import type { Workload } from './state/model.ts';
+import type { BpfDatapath, InboundEnforcement, PodCapture } from './bpf/datapath.ts';
+import { inboundEnforcement, portLevelPorts } from './inbound-mode.ts';
 import type { Logger } from './log.ts';
+import { PolicyStore } from './policy/index.ts';
+import type { MeshState, Workload } from './state/model.ts';
 
 export interface EnrolledPod {
   uid: string;
   namespace: string;
   name: string;
   cgroupPath: string;
+  /** cgroup v2 id (the directory's inode), in decimal: the kernel's name for the pod. */
+  cgroupId: string;
   excludeOutboundPorts: number[];
+  inbound?: InboundEnforcement;
   since: string;
 }
 
@@ -54,29 +59,39 @@ export class Enrollment {
       const path = this.cgroupOf(uid);
       const st = await stat(path, { bigint: true }).catch(() => undefined);
       if (!st?.isDirectory() || !ids.has(String(st.ino))) continue;
-      this.#current.set(uid, { uid, namespace: '', name: '', cgroupPath: path, excludeOutboundPorts: [], since: new Date().toISOString() });
+      this.#current.set(uid, { uid, namespace: '', name: '', cgroupPath: path, cgroupId: String(st.ino), excludeOutboundPorts: [], since: new Date().toISOString() });
     }
     if (this.#current.size > 0) this.#log.info('adopted enrolled pods from pinned maps', { pods: this.#current.size });
   }
 
-  async reconcile(workloads: readonly Workload[]): Promise<void> {
-    const desired = new Map<string, Workload>();
-    for (const w of workloads) if (w.node === this.#node && w.enrolled) desired.set(w.uid, w);
+  /** The enrolled pod whose cgroup has this id. */
+  byCgroupId(id: bigint): EnrolledPod | undefined {
+    for (const p of this.#current.values()) if (p.cgroupId === String(id)) return p;
+    return undefined;
+  }
 
-    const enroll: { workload: Workload; capture: PodCapture }[] = [];
+  async reconcile(state: MeshState): Promise<void> {
+    const desired = new Map<string, Workload>();
+    for (const w of state.workloads) if (w.node === this.#node && w.enrolled) desired.set(w.uid, w);
+    const policies = new PolicyStore(state.authorizationPolicies, state.peerAuthentications);
+    const portLevel = portLevelPorts(state.peerAuthentications);
+
+    const enroll: { workload: Workload; capture: PodCapture; cgroupId: string }[] = [];
     for (const w of desired.values()) {
+      const inbound = inboundEnforcement(w, policies, portLevel);
       const have = this.#current.get(w.uid);
-      if (have && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts)) {
+      if (have && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts) && isDeepStrictEqual(have.inbound, inbound)) {
         have.namespace = w.namespace;
         have.name = w.name;
         continue;
       }
       const cgroupPath = this.cgroupOf(w.uid);
-      if (!(await stat(cgroupPath).catch(() => undefined))) {
+      const st = await stat(cgroupPath, { bigint: true }).catch(() => undefined);
+      if (!st) {
         this.#log.warn('pod cgroup not found; will retry', { pod: `${w.namespace}/${w.name}`, cgroup: cgroupPath });
         continue;
       }
-      enroll.push({ workload: w, capture: { cgroupPath, excludeOutboundPorts: w.excludeOutboundPorts } });
+      enroll.push({ workload: w, cgroupId: String(st.ino), capture: { cgroupPath, excludeOutboundPorts: w.excludeOutboundPorts, inbound } });
     }
     const leave = [...this.#current.values()].filter((p) => !desired.has(p.uid));
 
@@ -90,8 +105,12 @@ export class Enrollment {
     if (enroll.length > 0) {
       await this.#datapath.enroll(enroll.map((e) => e.capture));
       const since = new Date().toISOString();
-      for (const { workload: w, capture } of enroll) {
-        this.#current.set(w.uid, { uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, excludeOutboundPorts: w.excludeOutboundPorts, since });
+      for (const { workload: w, capture, cgroupId } of enroll) {
+        const previous = this.#current.get(w.uid);
+        this.#current.set(w.uid, {
+          uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, cgroupId,
+          excludeOutboundPorts: w.excludeOutboundPorts, since: previous?.since ?? since, ...(capture.inbound ? { inbound: capture.inbound } : {}),
+        });
         this.#log.info('pod enrolled', { pod: `${w.namespace}/${w.name}`, uid: w.uid });
       }
     }

@@ -4,11 +4,13 @@ import type { Server } from 'node:http';
 import { listenAdmin } from './admin-http.ts';
 import type { AgentStatus } from './agent-status.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
+import type { DropWatch } from './bpf/drop-watch.ts';
+import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
 import type { Logger } from './log.ts';
 import { ClusterState, type Rejection } from './state/cluster-state.ts';
 import { StateFileSource, type StateFileRead } from './state/file-source.ts';
-import { emptyMeshState, type MeshState } from './state/model.ts';
+import { emptyMeshState, type MeshState, type Workload } from './state/model.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
 
 export interface AgentOptions {
@@ -19,6 +21,11 @@ export interface AgentOptions {
   bpfDir: string;
   captureIp4: string;
   captureIp6?: string;
+  inboundSourceIp4?: string;
+  inboundSourceIp6?: string;
+  probeSourceIp4?: string;
+  probeSourceIp6?: string;
+  rootNamespace: string;
   controlSocket: string;
   adminSocket: string;
 }
@@ -26,12 +33,16 @@ export interface AgentOptions {
 export class NodeAgent {
   #opts: AgentOptions;
   #log: Logger;
-  #cluster = new ClusterState();
   #control: ZtunnelControlClient;
+  #cluster: ClusterState;
   #datapath!: BpfDatapath;
   #enrollment!: Enrollment;
   #source: StateFileSource;
   #admin: Server | undefined;
+  #drops: DropLog;
+  #dropWatch: DropWatch | undefined;
+  #byIp = new Map<string, Workload>();
+  #byUid = new Map<string, Workload>();
   #pending: StateFileRead | undefined;
   #running = false;
   #state: MeshState = emptyMeshState();
@@ -44,16 +55,34 @@ export class NodeAgent {
     this.#opts = opts;
     this.#log = log;
     this.#control = new ZtunnelControlClient(opts.controlSocket, log);
+    this.#cluster = new ClusterState({ rootNamespace: opts.rootNamespace });
+    this.#drops = new DropLog(opts.node);
     this.#source = new StateFileSource(opts.stateFile, (read) => this.#onState(read));
   }
 
   async start(): Promise<void> {
     const o = this.#opts;
-    this.#datapath = await BpfDatapath.open({ pinDir: o.bpfDir, ztunnelIp4: o.captureIp4, ...(o.captureIp6 ? { ztunnelIp6: o.captureIp6 } : {}) });
+    this.#datapath = await BpfDatapath.open({
+      pinDir: o.bpfDir,
+      ztunnelIp4: o.captureIp4,
+      ...(o.captureIp6 ? { ztunnelIp6: o.captureIp6 } : {}),
+      ...(o.inboundSourceIp4 ? { inboundSourceIp4: o.inboundSourceIp4 } : {}),
+      ...(o.inboundSourceIp6 ? { inboundSourceIp6: o.inboundSourceIp6 } : {}),
+      ...(o.probeSourceIp4 ? { nodeIp4: o.probeSourceIp4 } : {}),
+      ...(o.probeSourceIp6 ? { nodeIp6: o.probeSourceIp6 } : {}),
+    });
     await this.#datapath.attachZtunnel(o.ztunnelCgroup);
     this.#enrollment = new Enrollment(this.#datapath, o.podCgroupRoot, o.node, this.#log);
     await this.#enrollment.adopt();
-    this.#admin = await listenAdmin(o.adminSocket, { '/status': () => this.status(), '/healthz': () => ({ ok: true }) });
+    this.#dropWatch = this.#datapath.watchDrops(
+      (e) => this.#drops.record(e, this.#byUid.get(this.#enrollment.byCgroupId(e.cgroupId)?.uid ?? ''), (ip) => this.#byIp.get(ip)),
+      (err) => this.#log.error('reading drop events failed', { error: err.message }),
+    );
+    this.#admin = await listenAdmin(o.adminSocket, {
+      '/status': () => this.status(),
+      '/healthz': () => ({ ok: true }),
+      '/flows': (_req, res, url) => (url.searchParams.get('follow') === '1' ? this.#drops.follow(res) : { flows: this.#drops.list() }),
+    });
     this.#control.start();
     await this.#source.start();
     this.#log.info('agent started', { node: o.node, bpfDir: o.bpfDir });
@@ -62,6 +91,8 @@ export class NodeAgent {
   async stop(): Promise<void> {
     this.#source.stop();
     this.#control.stop();
+    this.#dropWatch?.stop();
+    this.#drops.close();
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
   }
 
@@ -110,9 +141,11 @@ export class NodeAgent {
     this.#rejected = [...rejected, ...unreadable];
     for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });
     this.#state = state;
+    this.#byIp = new Map(state.workloads.flatMap((w) => w.ips.map((ip) => [ip, w] as const)));
+    this.#byUid = new Map(state.workloads.map((w) => [w.uid, w]));
     // The ztunnel must know a pod before its traffic is redirected to it.
     const acked = await this.#control.push(state);
     if (!acked && this.#control.status().connected) this.#log.warn('ztunnel did not acknowledge the new state', {});
-    await this.#enrollment.reconcile(state.workloads);
+    await this.#enrollment.reconcile(state);
   }
 }

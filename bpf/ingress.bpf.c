@@ -54,7 +54,7 @@ static __always_inline enum verdict parse4(struct __sk_buff *skb, struct drop_ev
 
 	if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != MESHLET_IPPROTO_TCP)
 		return NOT_ATTEMPT;
-	/* Local delivery reassembles fragments first; a later fragment has no header. */
+	/* Local delivery reassembles fragments: only a guard against reading payload as a header. */
 	if (ip.frag_off & bpf_htons(0x1fff))
 		return NOT_ATTEMPT;
 	addr_set_v4mapped(a->src, ip.saddr);

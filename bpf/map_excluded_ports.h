@@ -5,23 +5,18 @@
 #define MESHLET_MAP_EXCLUDED_PORTS_H
 
 #include "meshlet.h"
-
-struct excluded_port_key {
-	__u64 cgroup_id;	/* the pod cgroup (as found in pods) */
-	__u16 port;		/* host order */
-	__u16 pad[3];
-};
+#include "pod_port_key.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct excluded_port_key);
+	__type(key, struct pod_port_key);
 	__type(value, __u8);	/* 1: excluded */
 } excluded_ports __weak SEC(".maps");
 
 static __always_inline int port_excluded(__u64 pod_cgroup, __u16 port)
 {
-	struct excluded_port_key key = { .cgroup_id = pod_cgroup, .port = port };
+	struct pod_port_key key = { .cgroup_id = pod_cgroup, .port = port };
 
 	return bpf_map_lookup_elem(&excluded_ports, &key) != 0;
 }

@@ -89,7 +89,6 @@ export const LAYOUTS = {
     members: { ztunnel_ip6: 0, ztunnel_ip4: 16, outbound_port: 20, pad: 22, inbound_src_ip6: 24, node_ip6: 40, inbound_src_ip4: 56, node_ip4: 60 },
   },
   podInfo: { cType: 'pod_info', size: 8, members: { flags: 0, pad: 4 } },
-  excludedPortKey: { cType: 'excluded_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
   podPortKey: { cType: 'pod_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
   flowKey: { cType: 'flow_key', size: 20, members: { addr: 0, port: 16, pad: 18 } },
   origDst: { cType: 'orig_dst', size: 20, members: { addr: 0, port: 16, family: 18 } },
@@ -218,25 +217,20 @@ export const podInfoCodec: Codec<PodInfo> = {
   decode: (bytes) => ({ flags: view(LAYOUTS.podInfo, bytes).getUint32(LAYOUTS.podInfo.members.flags, LITTLE_ENDIAN) }),
 };
 
-function podPortKeyCodec(layout: typeof LAYOUTS.excludedPortKey | typeof LAYOUTS.podPortKey): Codec<PodPortKey> {
-  const m = layout.members;
-  return {
-    layout,
-    encode(key) {
-      const { bytes, view } = alloc(layout);
-      view.setBigUint64(m.cgroup_id, key.cgroupId, LITTLE_ENDIAN);
-      view.setUint16(m.port, checkPort(key.port), LITTLE_ENDIAN);
-      return bytes;
-    },
-    decode(bytes) {
-      const v = view(layout, bytes);
-      return { cgroupId: v.getBigUint64(m.cgroup_id, LITTLE_ENDIAN), port: v.getUint16(m.port, LITTLE_ENDIAN) };
-    },
-  };
-}
-
-export const excludedPortKeyCodec = podPortKeyCodec(LAYOUTS.excludedPortKey);
-export const portKeyCodec = podPortKeyCodec(LAYOUTS.podPortKey);
+/** The key of excluded_ports, port_mode and probe_ports. */
+export const portKeyCodec: Codec<PodPortKey> = {
+  layout: LAYOUTS.podPortKey,
+  encode(key) {
+    const { bytes, view } = alloc(LAYOUTS.podPortKey);
+    view.setBigUint64(LAYOUTS.podPortKey.members.cgroup_id, key.cgroupId, LITTLE_ENDIAN);
+    view.setUint16(LAYOUTS.podPortKey.members.port, checkPort(key.port), LITTLE_ENDIAN);
+    return bytes;
+  },
+  decode(bytes) {
+    const v = view(LAYOUTS.podPortKey, bytes);
+    return { cgroupId: v.getBigUint64(LAYOUTS.podPortKey.members.cgroup_id, LITTLE_ENDIAN), port: v.getUint16(LAYOUTS.podPortKey.members.port, LITTLE_ENDIAN) };
+  },
+};
 
 /** port_mode values. */
 export const portModeCodec: Codec<InboundMode> = {
@@ -328,7 +322,7 @@ export const dropEventCodec: Codec<DropRecord> = {
 export const MAP_CODECS = {
   node_config: { key: u32Codec, value: nodeConfigCodec },
   pods: { key: u64Codec, value: podInfoCodec },
-  excluded_ports: { key: excludedPortKeyCodec, value: presentCodec },
+  excluded_ports: { key: portKeyCodec, value: presentCodec },
   cookie_dst: { key: u64Codec, value: origDstCodec },
   flow_dst: { key: flowKeyCodec, value: origDstCodec },
   port_mode: { key: portKeyCodec, value: portModeCodec },

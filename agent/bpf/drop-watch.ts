@@ -1,11 +1,12 @@
 // Drop events from the kernel: `bpftool map event_pipe` as a long-running
-// child whose JSON stream is decoded record by record. bpftool writes through
-// stdio, which holds back a pipe's output until 4 KiB pile up, hence
-// `stdbuf -o0`; `setpriv --pdeathsig KILL` makes sure an agent that dies
-// (even SIGKILLed) never leaves a reader behind.
+// child, its output decoded record by record. Text output, not -j: bpftool
+// writes through stdio, and even unbuffered glibc holds back a JSON record's
+// last character (its closing brace) until the next record, while a text
+// record ends in a newline, which `stdbuf -oL` flushes at once.
+// `setpriv --pdeathsig KILL`: an agent that dies, even SIGKILLed, never
+// leaves a reader behind.
 import { spawn } from 'node:child_process';
 import { BpfError } from '../errors.ts';
-import { isRecord } from './bpftool.ts';
 import { dropEventCodec, type DropRecord } from './codec.ts';
 
 export interface DropEvent extends DropRecord {
@@ -20,66 +21,59 @@ export interface DropWatch {
   readonly lost: number;
 }
 
-const PERF_RECORD_LOST = 2;
-const PERF_RECORD_SAMPLE = 9;
-
 export type PipeRecord = { kind: 'drop'; record: DropRecord } | { kind: 'lost'; count: number };
 
-/**
- * Splits the JSON array bpftool streams (`[{…},{…}` and `]` only when it
- * exits, no newlines) into the text of its elements as they complete.
- */
-export class JsonArraySplitter {
-  #depth = 0;
-  #inString = false;
-  #escaped = false;
-  #element = '';
+const SAMPLE_HEADER = /^== @\d+\.\d+ CPU: \d+ index: \d+ =+$/;
+const HEX_LINE = /^[0-9a-f]{2}(?: {1,2}[0-9a-f]{2})*$/;
+const LOST = /^lost (\d+) events$/;
+const UNKNOWN_TYPE = /^unknown event type=\d+ size=\d+$/;
 
-  push(chunk: string): string[] {
-    const done: string[] = [];
-    for (const ch of chunk) {
-      if (this.#depth >= 2) this.#element += ch;
-      if (this.#inString) {
-        if (this.#escaped) this.#escaped = false;
-        else if (ch === '\\') this.#escaped = true;
-        else if (ch === '"') this.#inString = false;
-        continue;
-      }
-      if (ch === '"') {
-        this.#inString = true;
-      } else if (ch === '{' || ch === '[') {
-        if (++this.#depth === 2) this.#element = ch;
-      } else if (ch === '}' || ch === ']') {
-        if (--this.#depth === 1) done.push(this.#element);
-        if (this.#depth < 0) throw new BpfError('bpftool event_pipe: unbalanced JSON');
+/**
+ * Parses what bpftool 7.1 prints per perf record: a sample as
+ * `== @<time> CPU: <n> index: <n> =====` then its bytes in hex, 16 a line;
+ * a loss as `lost <n> events`.
+ */
+export class EventPipeParser {
+  #partial = '';
+  /** Bytes of the sample being read; null once decoded (the rest is the kernel's 8-byte padding). */
+  #sample: number[] | null = null;
+
+  push(chunk: string): PipeRecord[] {
+    const lines = (this.#partial + chunk).split('\n');
+    this.#partial = lines.pop() ?? '';
+    const records: PipeRecord[] = [];
+    for (const line of lines) {
+      const lost = LOST.exec(line);
+      if (SAMPLE_HEADER.test(line) || lost) {
+        this.#checkNoPartialSample();
+        this.#sample = lost ? null : [];
+        if (lost) records.push({ kind: 'lost', count: Number(lost[1]) });
+      } else if (HEX_LINE.test(line)) {
+        if (this.#sample === null) continue;
+        this.#sample.push(...line.split(/ +/).map((b) => Number.parseInt(b, 16)));
+        const size = dropEventCodec.layout.size;
+        if (this.#sample.length >= size) {
+          records.push({ kind: 'drop', record: dropEventCodec.decode(Uint8Array.from(this.#sample.slice(0, size))) });
+          this.#sample = null;
+        }
+      } else if (line !== '' && !UNKNOWN_TYPE.test(line)) {
+        throw new BpfError(`bpftool event_pipe: unexpected output: ${line.slice(0, 200)}`);
       }
     }
-    return done;
+    return records;
   }
-}
 
-/** One element of bpftool's event_pipe output; null for record types other than samples and losses. */
-export function decodePipeRecord(value: unknown): PipeRecord | null {
-  if (!isRecord(value) || typeof value.type !== 'number') throw new BpfError(`bpftool event_pipe: unexpected record ${JSON.stringify(value).slice(0, 200)}`);
-  if (value.type === PERF_RECORD_LOST) {
-    const count = isRecord(value.lost) ? value.lost.count : undefined;
-    if (typeof count !== 'number') throw new BpfError(`bpftool event_pipe: lost record without a count: ${JSON.stringify(value)}`);
-    return { kind: 'lost', count };
+  #checkNoPartialSample(): void {
+    if (this.#sample !== null && this.#sample.length > 0) {
+      throw new BpfError(`bpftool event_pipe: a ${this.#sample.length}-byte sample is no ${dropEventCodec.layout.size}-byte drop_event`);
+    }
   }
-  if (value.type !== PERF_RECORD_SAMPLE) return null;
-  const data = value.data;
-  const size = dropEventCodec.layout.size;
-  // The kernel pads samples to 8 bytes: the record is the first `size` of them.
-  if (!Array.isArray(data) || data.length < size || !data.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) {
-    throw new BpfError(`bpftool event_pipe: sample is not a ${size}-byte drop_event: ${JSON.stringify(data).slice(0, 200)}`);
-  }
-  return { kind: 'drop', record: dropEventCodec.decode(Uint8Array.from(data.slice(0, size) as number[])) };
 }
 
 export function watchDropEvents(mapPinPath: string, onDrop: (e: DropEvent) => void, onError: (err: BpfError) => void): DropWatch {
-  const args = ['--pdeathsig', 'KILL', 'stdbuf', '-o0', 'bpftool', '-j', 'map', 'event_pipe', 'pinned', mapPinPath];
+  const args = ['--pdeathsig', 'KILL', 'stdbuf', '-oL', 'bpftool', 'map', 'event_pipe', 'pinned', mapPinPath];
   const child = spawn('setpriv', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const splitter = new JsonArraySplitter();
+  const parser = new EventPipeParser();
   let stopped = false;
   let lost = 0;
   let stderr = '';
@@ -95,7 +89,7 @@ export function watchDropEvents(mapPinPath: string, onDrop: (e: DropEvent) => vo
     if (stopped) return;
     let records: PipeRecord[];
     try {
-      records = splitter.push(chunk).flatMap((text) => decodePipeRecord(JSON.parse(text) as unknown) ?? []);
+      records = parser.push(chunk);
     } catch (err) {
       return fail(err instanceof BpfError ? err : new BpfError(`bpftool event_pipe: unreadable output: ${String(err)}`, { cause: err }));
     }

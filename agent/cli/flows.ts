@@ -29,17 +29,28 @@ function row(f: FlowRecord, wide: boolean): string[] {
   const to = f.service ? `${f.service.namespace}/${f.service.name} (${hostPort(f.originalDestination.ip, f.originalDestination.port)})` : hostPort(f.originalDestination.ip, f.originalDestination.port);
   const resolved = f.destination ? `${who(f.destination)}${f.destination.node ? `@${f.destination.node}` : ''}` : '-';
   const state = f.state === 'open' ? 'OPEN' : `CLOSED ${f.closeReason ?? ''}`.trim();
-  const base = [f.startedAt.slice(11, 23), f.node, f.direction, who(f.source), to, resolved, `${formatBytes(f.bytesSent)}/${formatBytes(f.bytesReceived)}`, state];
+  const verdict = f.verdict ? `${f.verdict.toUpperCase()}${f.policy ? ` ${f.policy}` : ''}` : '-';
+  const base = [f.startedAt.slice(11, 23), f.node, f.direction, who(f.source), to, resolved, `${formatBytes(f.bytesSent)}/${formatBytes(f.bytesReceived)}`, verdict, state];
   if (!wide) return base;
-  return [...base, f.path ?? '-', f.durationMs === undefined ? '-' : `${f.durationMs}ms`, hostPort(f.source.ip, f.source.port), f.destination ? hostPort(f.destination.ip, f.destination.port) : '-'];
+  return [
+    ...base,
+    f.security ?? '-',
+    f.source.identity ?? '-',
+    f.destination?.identity ?? '-',
+    f.path ?? '-',
+    f.durationMs === undefined ? '-' : `${f.durationMs}ms`,
+    hostPort(f.source.ip, f.source.port),
+    f.destination ? hostPort(f.destination.ip, f.destination.port) : '-',
+    f.verdictReason ?? '',
+  ];
 }
 
-const HEADER = ['TIME', 'NODE', 'DIR', 'SOURCE', 'DESTINATION', 'RESOLVED', 'SENT/RECV', 'STATE'];
-const WIDE_HEADER = [...HEADER, 'PATH', 'DURATION', 'SOURCE ADDR', 'RESOLVED ADDR'];
+const HEADER = ['TIME', 'NODE', 'DIR', 'SOURCE', 'DESTINATION', 'RESOLVED', 'SENT/RECV', 'VERDICT', 'STATE'];
+const WIDE_HEADER = [...HEADER, 'SECURITY', 'SOURCE IDENTITY', 'DESTINATION IDENTITY', 'PATH', 'DURATION', 'SOURCE ADDR', 'RESOLVED ADDR', 'REASON'];
 
 export function flowsCommand(): Command {
   return new Command('flows')
-    .description('show connections captured by the mesh: who, to what original destination, resolved to which pod, bytes, state')
+    .description('show connections captured by the mesh: who, to what original destination, resolved to which pod, bytes, verdict, state')
     .addOption(sandboxOption())
     .option('--node <name>', 'only this node\'s ztunnel')
     .option('-n, --namespace <ns>', 'only flows from or to this namespace')
@@ -47,9 +58,10 @@ export function flowsCommand(): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'wide', 'json']).default('table'))
     .action(async (opts: FlowsOptions) => {
       try {
-        const nodes = await targetNodes(opts.sandbox, opts.node);
-        if (opts.follow) await follow(nodes.map((n) => n.ztunnelAdminSocket), opts);
-        else await list(nodes.map((n) => n.ztunnelAdminSocket), opts);
+        // The ztunnels know the connections they carried; the agents, what the kernel dropped.
+        const sockets = (await targetNodes(opts.sandbox, opts.node)).flatMap((n) => [n.ztunnelAdminSocket, n.agentAdminSocket]);
+        if (opts.follow) await follow(sockets, opts);
+        else await list(sockets, opts);
       } finally {
         await closeAdminClients();
       }

@@ -9,12 +9,14 @@ import { sandboxCommand } from '../sandbox/command.ts';
 import { caCommand } from '../ca/command.ts';
 import { flowsCommand } from './flows.ts';
 import { statusCommand } from './status.ts';
+import { certsCommand } from './certs.ts';
 
 const program = new Command('meshlet')
   .description('sidecarless service mesh: eBPF capture, node ztunnel, HBONE')
   .showHelpAfterError()
   .addCommand(flowsCommand())
   .addCommand(statusCommand())
+  .addCommand(certsCommand())
   .addCommand(sandboxCommand())
   .addCommand(agentCommand())
   .addCommand(ztunnelCommand())

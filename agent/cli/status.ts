@@ -1,8 +1,7 @@
 // `meshlet status`: per node, what the agent has attached, enrolled and rejected.
 import { Command, Option } from 'commander';
 import type { AgentStatus } from '../agent-status.ts';
-import { closeAdminClients, getJson } from './admin-client.ts';
-import { sandboxOption, targetNodes } from './sandbox-target.ts';
+import { queryNodes, sandboxOption } from './sandbox-target.ts';
 import { renderTable } from './table.ts';
 
 export function statusCommand(): Command {
@@ -12,14 +11,9 @@ export function statusCommand(): Command {
     .option('--node <name>', 'only this node')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (opts: { sandbox: string; node?: string; output: 'table' | 'json' }) => {
-      try {
-        const nodes = await targetNodes(opts.sandbox, opts.node);
-        const statuses = await Promise.all(nodes.map((n) => getJson<AgentStatus>(n.agentAdminSocket, '/status')));
-        if (opts.output === 'json') process.stdout.write(`${JSON.stringify({ nodes: statuses }, null, 2)}\n`);
-        else process.stdout.write(statuses.map(render).join('\n\n') + '\n');
-      } finally {
-        await closeAdminClients();
-      }
+      const statuses = (await queryNodes<AgentStatus>(opts.sandbox, opts.node, (n) => n.agentAdminSocket, '/status')).map((r) => r.reply);
+      if (opts.output === 'json') process.stdout.write(`${JSON.stringify({ nodes: statuses }, null, 2)}\n`);
+      else process.stdout.write(statuses.map(render).join('\n\n') + '\n');
     });
 }
 

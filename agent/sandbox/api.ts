@@ -29,6 +29,8 @@ export interface SandboxUpOptions {
   /** Throw ApplyRefusedError if the manifest has refused objects (default true). */
   strict?: boolean;
   log?: (line: string) => void;
+  /** Workload certificate lifetime the ztunnels ask for, e.g. "8s" (rotation at half). */
+  certTtl?: string;
 }
 
 export interface ApplyOptions {
@@ -53,6 +55,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     waitReady: options.waitReady ?? true,
     readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
     log: options.log ?? (() => undefined),
+    ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   });
   checked(applied, options.strict);
   return status(options.name);

@@ -8,7 +8,7 @@ import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
 import { down, downAll, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
-import { runSupervisor } from './supervisor.ts';
+import { runCaSupervisor, runSupervisor } from './supervisor.ts';
 
 const nameOption = (): Option => new Option('--name <name>', 'sandbox name').env('MESHLET_SANDBOX').default(DEFAULT_NAME);
 
@@ -54,10 +54,12 @@ export function sandboxCommand(): Command {
     .option('-f, --file <file>', 'manifest to apply once the nodes run')
     .option('--no-wait', 'do not wait for the agents and ztunnels to answer')
     .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 30_000)
-    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number }) => {
+    .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
+    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string }) => {
       const manifest = opts.file === undefined ? undefined : await readManifest(opts.file);
       const { info, applied } = await up({
         name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out,
+        ...(opts.certTtl ? { certTtl: opts.certTtl } : {}),
         ...(manifest !== undefined ? { manifest, manifestSource: opts.file } : {}),
       });
       report(applied);
@@ -142,11 +144,14 @@ export function sandboxCommand(): Command {
 
   sandbox
     .command('supervise', { hidden: true })
-    .description('run and restart one node\'s agent and ztunnel (started by `up`)')
+    .description('run and restart one node\'s agent and ztunnel, or the CA (started by `up`)')
     .addOption(nameOption())
-    .requiredOption('--node <node>', 'node name')
-    .action(async (opts: { name: string; node: string }) => {
-      await runSupervisor(opts.name, opts.node);
+    .option('--node <node>', 'node name')
+    .option('--ca', 'supervise the CA')
+    .action(async (opts: { name: string; node?: string; ca?: boolean }) => {
+      if (opts.ca) await runCaSupervisor(opts.name);
+      else if (opts.node) await runSupervisor(opts.name, opts.node);
+      else throw new ConfigError('supervise needs --node NAME or --ca');
     });
 
   return sandbox;

@@ -12,6 +12,11 @@ export interface SandboxNodeInfo {
   /** Node-side address on the pod bridge: pods' gateway and the ztunnel's capture address. */
   podGatewayIp: string;
   podGatewayIp6?: string;
+  /** Second address on the pod bridge that the ztunnel connects to local pods from; STRICT admits only it. */
+  inboundSourceIp?: string;
+  inboundSourceIp6?: string;
+  /** This node's bootstrap credential for the CA. */
+  caTokenFile?: string;
   agentPid?: number;
   ztunnelPid?: number;
   supervisorPid?: number;
@@ -66,4 +71,21 @@ export interface SandboxInfo {
   underlayNetns?: string;
   /** The sandbox's cgroup-v2 directory; every process it runs is below it. */
   cgroup?: string;
+  ca?: SandboxCaInfo;
+  /** Workload certificate lifetime the ztunnels ask for (e.g. "24h"). */
+  certTtl?: string;
+  trustDomain?: string;
+}
+
+/** The mesh CA, running on its own in the underlay namespace. */
+export interface SandboxCaInfo {
+  url: string;
+  listen: string;
+  stateDir: string;
+  /** The mesh root every ztunnel trusts. */
+  bundleFile: string;
+  nodeTokensFile: string;
+  cgroup: string;
+  log: string;
+  pid?: number;
 }

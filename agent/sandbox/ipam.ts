@@ -3,7 +3,7 @@
 // free address wins, so addresses are predictable in a fresh sandbox.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { SandboxNodeInfo } from './info.ts';
-import { podAddresses } from './layout.ts';
+import { LAST_POD_HOST, podAddresses } from './layout.ts';
 
 export const SERVICE_CIDR = '10.96.0.0/16';
 export const SERVICE_CIDR6 = 'fd00:96::/112';
@@ -12,7 +12,7 @@ const FIRST_SERVICE_HOST = 11;
 const LAST_SERVICE_HOST = 65_534;
 
 export function allocatePodAddresses(node: SandboxNodeInfo, used: ReadonlySet<string>): { ip: string; ip6?: string } | undefined {
-  for (let host = 2; host <= 254; host++) {
+  for (let host = 2; host <= LAST_POD_HOST; host++) {
     const addrs = podAddresses(node, host);
     if (!used.has(addrs.ip) && (addrs.ip6 === undefined || !used.has(addrs.ip6))) return addrs;
   }

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.ts';
-import type { SandboxNodeInfo } from './info.ts';
+import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
 
 export const RUN_ROOT = '/run/meshlet';
 export const BPF_ROOT = '/sys/fs/bpf/meshlet';
@@ -66,6 +66,8 @@ export function sandboxPaths(name: string): SandboxPaths {
 export const nodeName = (index: number): string => `node-${index}`;
 export const nodeDir = (name: string, node: string): string => join(RUN_ROOT, name, 'nodes', node);
 export const pidsFile = (name: string, node: string): string => join(nodeDir(name, node), 'pids.json');
+export const caDir = (name: string): string => join(RUN_ROOT, name, 'ca');
+export const caPidsFile = (name: string): string => join(caDir(name), 'pids.json');
 export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
 /** Host side of a pod's veth, inside the node namespace (15 chars max). */
 export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
@@ -84,6 +86,9 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     podCidr6: `fd00:244:${index}::/64`,
     podGatewayIp: `10.244.${index}.1`,
     podGatewayIp6: `fd00:244:${index}::1`,
+    inboundSourceIp: podAddresses4(index, INBOUND_SOURCE_HOST),
+    inboundSourceIp6: `fd00:244:${index}::${INBOUND_SOURCE_HOST.toString(16)}`,
+    caTokenFile: join(dir, 'ca-token'),
     ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
     agentAdminSocket: join(dir, 'agent.sock'),
     controlSocket: join(dir, 'control.sock'),
@@ -94,13 +99,40 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
   };
 }
 
-/** Host number `host` (2..254) of a node's pod CIDRs. */
+/** The ztunnel's inbound source address is this host of the node's pod CIDRs, so pods get 2..LAST_POD_HOST. */
+export const INBOUND_SOURCE_HOST = 254;
+export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
+const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;
+
+/** The CA listens on the underlay bridge, as a control plane on the node network would. */
+export const CA_IP = '10.200.0.2';
+export const CA_PORT = 15012;
+
+export function planCa(name: string, cgroupRoot: string): SandboxCaInfo {
+  const dir = caDir(name);
+  return {
+    url: `https://${CA_IP}:${CA_PORT}`,
+    listen: `${CA_IP}:${CA_PORT}`,
+    stateDir: dir,
+    bundleFile: join(dir, 'root-cert.pem'),
+    nodeTokensFile: join(dir, 'node-tokens.json'),
+    cgroup: join(cgroupRoot, 'ca'),
+    log: join(dir, 'ca.log'),
+  };
+}
+
+/** Host number `host` (2..LAST_POD_HOST) of a node's pod CIDRs. */
 export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string; ip6?: string } {
   const base4 = node.podCidr.split('/')[0]!.split('.').slice(0, 3).join('.');
   const ip = `${base4}.${host}`;
   if (node.podCidr6 === undefined) return { ip };
   return { ip, ip6: `${node.podCidr6.split('/')[0]}${host.toString(16)}` };
 }
+
+export const caCgroups = (ca: SandboxCaInfo) => ({
+  supervisor: join(ca.cgroup, 'supervisor'),
+  ca: join(ca.cgroup, 'ca'),
+});
 
 export const nodeCgroups = (node: SandboxNodeInfo) => ({
   supervisor: join(node.cgroup, 'supervisor'),

@@ -1,9 +1,9 @@
 // Bringing a sandbox up and tearing it down. `down` works from the name's
 // prefix (cgroups, namespaces, run dir, pin dir, processes), not from
 // sandbox.json, so it also cleans up after a crash.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { V1Namespace, V1Node } from '@kubernetes/client-node';
@@ -12,9 +12,9 @@ import { SandboxError } from '../errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
 import { SandboxRunningError } from './errors.ts';
-import type { SandboxInfo, SandboxNodeInfo } from './info.ts';
+import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import {
-  BPF_ROOT, checkName, checkNodeCount, CLI_MAIN, nodeCgroups, nodeDir, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, CA_IP, caCgroups, checkName, checkNodeCount, CLI_MAIN, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -35,6 +35,8 @@ export interface UpOptions {
   readyTimeoutMs?: number;
   /** Progress lines for a terminal. */
   log?: (line: string) => void;
+  /** Workload certificate lifetime the ztunnels ask the CA for (default: the CA's, 24h). */
+  certTtl?: string;
 }
 
 export interface UpResult {
@@ -60,8 +62,10 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const paths = sandboxPaths(name);
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
   const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
+  const ca = planCa(name, cgroupRoot);
   const info: SandboxInfo = {
-    name, runDir: paths.runDir, stateFile: paths.stateFile, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot,
+    name, runDir: paths.runDir, stateFile: paths.stateFile, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
+    ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   };
   try {
     await ensureBpffs(log);
@@ -71,12 +75,19 @@ export async function up(options: UpOptions): Promise<UpResult> {
     await writeState(paths.stateFile, objects);
     await writeHostsFiles(name, new Map(objects.map((o) => [objectKey(o), o])));
     log(`network: underlay ${paths.underlayNetns}, ${nodes.map((n) => `${n.name} ${n.underlayIp}`).join(', ')}`);
-    await createUnderlay(paths.underlayNetns);
+    await createUnderlay(paths.underlayNetns, `${CA_IP}/24`);
     for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
     for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
+    for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
+    await writeNodeTokens(ca, nodes);
     await writeSandboxFile(info);
-    for (const node of nodes) startSupervisor(name, node);
-    await Promise.all(nodes.map((node) => waitSupervisor(name, node)));
+    // The CA first: ztunnels fetch their certificates from it as soon as they start.
+    startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'] });
+    await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
+    for (const node of nodes) {
+      startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name] });
+    }
+    await Promise.all(nodes.map(async (node) => waitFor(`the supervisor of ${node.name}`, async () => (await readPids(name, node.name)) !== undefined, join(nodeDir(name, node.name), 'supervisor.log'))));
   } catch (err) {
     await down(name).catch(() => undefined);
     throw err;
@@ -123,10 +134,29 @@ async function ensureBpffs(log: (line: string) => void): Promise<void> {
   else log(`warning: bpffs is not mounted at /sys/fs/bpf and mounting it failed (${res.stderr.trim()}); the agents cannot pin`);
 }
 
-function startSupervisor(name: string, node: SandboxNodeInfo): void {
-  const fd = openSync(join(nodeDir(name, node.name), 'supervisor.log'), 'a');
+/** Per-node bootstrap credentials for the CA: the CA maps a token to the node it may sign for. */
+async function writeNodeTokens(ca: SandboxCaInfo, nodes: readonly SandboxNodeInfo[]): Promise<void> {
+  await mkdir(ca.stateDir, { recursive: true });
+  const tokens: Record<string, string> = {};
+  for (const node of nodes) {
+    tokens[node.name] = randomBytes(32).toString('hex');
+    await writeFile(node.caTokenFile!, `${tokens[node.name]}\n`, { mode: 0o600 });
+  }
+  await writeFile(ca.nodeTokensFile, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
+}
+
+interface SupervisorSpec {
+  cgroup: string;
+  netns: string;
+  logFile: string;
+  /** What to supervise: `--node NAME` or `--ca`. */
+  args: string[];
+}
+
+function startSupervisor(name: string, spec: SupervisorSpec): void {
+  const fd = openSync(spec.logFile, 'a');
   try {
-    const child = spawnIn({ cgroup: nodeCgroups(node).supervisor, netns: node.netns }, [process.execPath, CLI_MAIN, 'sandbox', 'supervise', '--name', name, '--node', node.name], {
+    const child = spawnIn({ cgroup: spec.cgroup, netns: spec.netns }, [process.execPath, CLI_MAIN, 'sandbox', 'supervise', '--name', name, ...spec.args], {
       stdio: ['ignore', fd, fd],
       cwd: REPO_ROOT,
       detached: true,
@@ -138,15 +168,14 @@ function startSupervisor(name: string, node: SandboxNodeInfo): void {
   }
 }
 
-async function waitSupervisor(name: string, node: SandboxNodeInfo): Promise<void> {
+async function waitFor(what: string, done: () => boolean | Promise<boolean>, logFile: string): Promise<void> {
   const deadline = Date.now() + SUPERVISOR_START_MS;
   while (Date.now() < deadline) {
-    if (await readPids(name, node.name)) return;
+    if (await done()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  const logFile = join(nodeDir(name, node.name), 'supervisor.log');
   const tail = existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n').slice(-10).join('\n') : '';
-  throw new SandboxError(`the supervisor of ${node.name} did not start within ${SUPERVISOR_START_MS} ms; see ${logFile}${tail ? `:\n${tail}` : ''}`);
+  throw new SandboxError(`${what} did not appear within ${SUPERVISOR_START_MS} ms; see ${logFile}${tail ? `:\n${tail}` : ''}`);
 }
 
 const canConnect = (path: string): Promise<boolean> =>

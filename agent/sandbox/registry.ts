@@ -2,7 +2,7 @@
 // supervisor runs now).
 import { readFile } from 'node:fs/promises';
 import type { SandboxInfo } from './info.ts';
-import { pidsFile, sandboxPaths } from './layout.ts';
+import { caPidsFile, pidsFile, sandboxPaths } from './layout.ts';
 import { SandboxNotFoundError } from './errors.ts';
 import { writeFileAtomic } from './store.ts';
 
@@ -40,4 +40,22 @@ export async function readPids(name: string, node: string): Promise<NodePids | u
 
 export async function writePids(name: string, node: string, pids: NodePids): Promise<void> {
   await writeFileAtomic(pidsFile(name, node), `${JSON.stringify(pids)}\n`);
+}
+
+export interface CaPids {
+  supervisorPid: number;
+  caPid?: number;
+  caRestarts: number;
+}
+
+export async function readCaPids(name: string): Promise<CaPids | undefined> {
+  try {
+    return JSON.parse(await readFile(caPidsFile(name), 'utf8')) as CaPids;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeCaPids(name: string, pids: CaPids): Promise<void> {
+  await writeFileAtomic(caPidsFile(name), `${JSON.stringify(pids)}\n`);
 }

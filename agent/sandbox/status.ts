@@ -5,14 +5,15 @@ import type { SandboxInfo, SandboxPodInfo, SandboxServiceInfo } from './info.ts'
 import { cgroupPopulated } from './cgroup.ts';
 import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
-import { readPids, readSandboxFile } from './registry.ts';
+import { readCaPids, readPids, readSandboxFile } from './registry.ts';
 import { readState, type StoredObject } from './store.ts';
 
 export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
 
-/** Enrolled: namespace labelled ambient, pod not opted out. */
+/** Enrolled as Istio decides it: a pod's own label wins over its namespace's. */
 export function isEnrolled(pod: V1Pod, namespace: V1Namespace | undefined): boolean {
-  return namespace?.metadata?.labels?.[DATAPLANE_MODE] === 'ambient' && pod.metadata?.labels?.[DATAPLANE_MODE] !== 'none';
+  const mode = pod.metadata?.labels?.[DATAPLANE_MODE];
+  return mode === 'ambient' || (mode !== 'none' && namespace?.metadata?.labels?.[DATAPLANE_MODE] === 'ambient');
 }
 
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
@@ -29,6 +30,8 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
       ztunnelRestarts: pids?.ztunnelRestarts,
     };
   }));
+  const caPids = await readCaPids(name);
+  const ca = info.ca ? { ...info.ca, pid: pidAlive(caPids?.caPid) ? caPids?.caPid : undefined } : undefined;
   const objects = await readState(info.stateFile);
   const namespaces = new Map<string, V1Namespace>();
   for (const o of objects) if (o.kind === 'Namespace' && o.metadata?.name) namespaces.set(o.metadata.name, o as V1Namespace);
@@ -73,7 +76,7 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
         })),
       };
     });
-  return { ...info, nodes, pods, services };
+  return { ...info, nodes, pods, services, ...(ca ? { ca } : {}) };
 }
 
 function table(header: string[], rows: string[][]): string {

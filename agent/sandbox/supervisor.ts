@@ -1,12 +1,13 @@
-// A node's supervisor, the sandbox's kubelet for the DaemonSet pod: runs the
-// agent and the ztunnel in their cgroups inside the node namespace, restarts
-// them when they exit (with a crash-loop backoff), and records their pids.
+// Supervisors, the sandbox's kubelet: a node's runs its agent and ztunnel in
+// their cgroups inside the node namespace, the CA's runs the CA in the
+// underlay; each restarts its children when they exit (with a crash-loop
+// backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
-import type { SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { CLI_MAIN, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
+import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
+import { caCgroups, CLI_MAIN, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
-import { readSandboxFile, writePids, type NodePids } from './registry.ts';
+import { readSandboxFile, writeCaPids, writePids } from './registry.ts';
 import { SandboxError } from '../errors.ts';
 
 const BACKOFF_MIN_MS = 250;
@@ -26,13 +27,18 @@ export function agentArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
     '--bpf-dir', node.bpfDir,
     '--capture-ip4', node.podGatewayIp,
     ...(node.podGatewayIp6 ? ['--capture-ip6', node.podGatewayIp6] : []),
+    ...(node.inboundSourceIp ? ['--inbound-source-ip4', node.inboundSourceIp] : []),
+    ...(node.inboundSourceIp6 ? ['--inbound-source-ip6', node.inboundSourceIp6] : []),
+    // Kubelet-style probes come from the node's address on the pod bridge.
+    '--probe-source-ip4', node.podGatewayIp,
+    ...(node.podGatewayIp6 ? ['--probe-source-ip6', node.podGatewayIp6] : []),
     '--control-socket', node.controlSocket!,
     '--admin-socket', node.agentAdminSocket,
   ];
 }
 
 /** The ztunnel's command line: a contract with agent/ztunnel/command.ts. */
-export function ztunnelArgs(node: SandboxNodeInfo): string[] {
+export function ztunnelArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
   return [
     'ztunnel',
     '--node', node.name,
@@ -40,13 +46,30 @@ export function ztunnelArgs(node: SandboxNodeInfo): string[] {
     ...(node.podGatewayIp6 ? ['--capture-ip6', node.podGatewayIp6] : []),
     '--node-ip', node.underlayIp,
     ...(node.underlayIp6 ? ['--node-ip6', node.underlayIp6] : []),
+    ...(node.inboundSourceIp ? ['--inbound-source-ip', node.inboundSourceIp] : []),
+    ...(node.inboundSourceIp6 ? ['--inbound-source-ip6', node.inboundSourceIp6] : []),
+    ...(info.ca ? ['--ca-url', info.ca.url, '--ca-bundle', info.ca.bundleFile, '--ca-token-file', node.caTokenFile!] : []),
+    ...(info.trustDomain ? ['--trust-domain', info.trustDomain] : []),
+    ...(info.certTtl ? ['--cert-ttl', info.certTtl] : []),
     '--control-socket', node.controlSocket!,
     '--admin-socket', node.ztunnelAdminSocket,
   ];
 }
 
+/** The CA's command line: a contract with agent/ca/command.ts. */
+export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
+  return [
+    'ca',
+    '--listen', ca.listen,
+    '--state-dir', ca.stateDir,
+    '--state-file', info.stateFile,
+    '--node-tokens', ca.nodeTokensFile,
+    ...(info.trustDomain ? ['--trust-domain', info.trustDomain] : []),
+  ];
+}
+
 interface Managed {
-  role: 'agent' | 'ztunnel';
+  role: 'agent' | 'ztunnel' | 'ca';
   argv: string[];
   cgroup: string;
   log: string;
@@ -61,7 +84,7 @@ const say = (line: string): void => {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 };
 
-/** Runs until SIGTERM/SIGINT or until the sandbox disappears; never returns early on child failures. */
+/** A node's supervisor: its agent and ztunnel in the node namespace. */
 export async function runSupervisor(name: string, nodeName: string): Promise<void> {
   const info = await readSandboxFile(name);
   const node = info.nodes.find((n) => n.name === nodeName);
@@ -69,23 +92,34 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const cgroups = nodeCgroups(node);
   const managed: Managed[] = [
     { role: 'agent', argv: agentArgs(info, node), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-    { role: 'ztunnel', argv: ztunnelArgs(node), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
+    { role: 'ztunnel', argv: ztunnelArgs(info, node), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
   ];
+  await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {
+    supervisorPid: process.pid,
+    agentPid: children[0]!.child?.pid,
+    ztunnelPid: children[1]!.child?.pid,
+    agentRestarts: children[0]!.restarts,
+    ztunnelRestarts: children[1]!.restarts,
+  }));
+}
+
+/** The CA's supervisor: the CA alone, in the underlay namespace. */
+export async function runCaSupervisor(name: string): Promise<void> {
+  const info = await readSandboxFile(name);
+  if (!info.ca) throw new SandboxError(`sandbox "${name}" has no CA`);
+  const ca = info.ca;
+  const managed: Managed[] = [{ role: 'ca', argv: caArgs(info, ca), cgroup: caCgroups(ca).ca, log: ca.log, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS }];
+  await supervise(name, info.underlayNetns!, managed, (children) => writeCaPids(name, { supervisorPid: process.pid, caPid: children[0]!.child?.pid, caRestarts: children[0]!.restarts }));
+}
+
+/** Runs `managed` in `netns` until SIGTERM/SIGINT or until the sandbox disappears; never returns early on child failures. */
+async function supervise(name: string, netns: string, managed: Managed[], writeState: (children: readonly Managed[]) => Promise<void>): Promise<void> {
   let stopping = false;
 
   // Writes are chained so that the last one on disk reflects the latest state.
   let writing = Promise.resolve();
   const recordPids = (): void => {
-    writing = writing.then(() => {
-      const pids: NodePids = {
-        supervisorPid: process.pid,
-        agentPid: managed[0]!.child?.pid,
-        ztunnelPid: managed[1]!.child?.pid,
-        agentRestarts: managed[0]!.restarts,
-        ztunnelRestarts: managed[1]!.restarts,
-      };
-      return writePids(name, nodeName, pids).catch((err: unknown) => say(`cannot write pids.json: ${(err as Error).message}`));
-    });
+    writing = writing.then(() => writeState(managed).catch((err: unknown) => say(`cannot write pids.json: ${(err as Error).message}`)));
   };
 
   const start = (m: Managed): void => {
@@ -94,7 +128,7 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
     const fd = openSync(m.log, 'a');
     try {
       writeSync(fd, `--- ${new Date().toISOString()} meshlet supervisor: starting ${m.role} (restart ${m.restarts})\n`);
-      m.child = spawnIn({ cgroup: m.cgroup, netns: node.netns }, [process.execPath, CLI_MAIN, ...m.argv], {
+      m.child = spawnIn({ cgroup: m.cgroup, netns }, [process.execPath, CLI_MAIN, ...m.argv], {
         stdio: ['ignore', fd, fd],
         cwd: REPO_ROOT,
       });

@@ -10,9 +10,10 @@ export const POD_BRIDGE = 'cni0';
 const UNDERLAY_PREFIX4 = 24;
 const UNDERLAY_PREFIX6 = 64;
 
-export async function createUnderlay(netns: string): Promise<void> {
+/** `address` (with prefix length) is the control plane's own address on the bridge. */
+export async function createUnderlay(netns: string, address: string): Promise<void> {
   await addNetns(netns);
-  await ipBatch(netns, ['link set lo up', `link add ${UNDERLAY_BRIDGE} type bridge`, `link set ${UNDERLAY_BRIDGE} up`]);
+  await ipBatch(netns, ['link set lo up', `link add ${UNDERLAY_BRIDGE} type bridge`, `addr add ${address} dev ${UNDERLAY_BRIDGE}`, `link set ${UNDERLAY_BRIDGE} up`]);
 }
 
 /** Port name of node `node` on the underlay bridge. */
@@ -38,6 +39,9 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
   ];
   if (node.underlayIp6) commands.push(`addr add ${node.underlayIp6}/${UNDERLAY_PREFIX6} dev eth0 nodad`);
   if (node.podGatewayIp6 && node.podCidr6) commands.push(`addr add ${node.podGatewayIp6}/${node.podCidr6.split('/')[1]} dev ${POD_BRIDGE} nodad`);
+  // Secondary addresses: the gateway stays the source of the node's own (probe) traffic.
+  if (node.inboundSourceIp) commands.push(`addr add ${node.inboundSourceIp}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`);
+  if (node.inboundSourceIp6 && node.podCidr6) commands.push(`addr add ${node.inboundSourceIp6}/${node.podCidr6.split('/')[1]} dev ${POD_BRIDGE} nodad`);
   for (const peer of peers) {
     if (peer.name === node.name) continue;
     commands.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev eth0`);

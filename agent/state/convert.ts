@@ -134,6 +134,7 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
       if (typeof port.name === 'string') namedPorts[port.name] = port.containerPort;
     }
   }
+  const probePorts = containerProbePorts(containers as Record<string, unknown>[], namedPorts, fail);
 
   const serviceAccount = spec.serviceAccountName ?? 'default';
   if (typeof serviceAccount !== 'string' || serviceAccount === '') fail('spec.serviceAccountName must be a non-empty string');
@@ -155,8 +156,33 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
       labels,
       namedPorts,
       excludeOutboundPorts,
+      probePorts,
     },
   };
+}
+
+const PROBES = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const;
+
+/** Ports kubelet probes over the network (tcpSocket, httpGet, grpc); exec probes need no exemption. */
+function containerProbePorts(containers: readonly Record<string, unknown>[], namedPorts: Record<string, number>, fail: Fail): number[] {
+  const ports = new Set<number>();
+  containers.forEach((c, i) => {
+    for (const probe of PROBES) {
+      const p = c[probe];
+      if (p === undefined) continue;
+      const where = `spec.containers[${i}].${probe}`;
+      if (!isRecord(p)) return fail(`${where} must be an object`);
+      for (const handler of ['tcpSocket', 'httpGet', 'grpc'] as const) {
+        const h = p[handler];
+        if (h === undefined) continue;
+        const port = isRecord(h) ? h.port : undefined;
+        const resolved = typeof port === 'string' ? namedPorts[port] : port;
+        if (!isPort(resolved)) fail(`${where}.${handler}.port must be a port number or a named container port, got ${JSON.stringify(port)}`);
+        ports.add(resolved as number);
+      }
+    }
+  });
+  return [...ports].sort((a, b) => a - b);
 }
 
 function podIps(status: Record<string, unknown>, fail: Fail): string[] {

@@ -19,6 +19,8 @@ export interface Workload {
   namedPorts: Record<string, number>;
   /** Outbound ports the pod asked to bypass the mesh (meshlet.io/exclude-outbound-ports). */
   excludeOutboundPorts: number[];
+  /** Ports of the pod's tcpSocket/httpGet probes: the node may reach them in plaintext under STRICT. Agent-only. */
+  probePorts?: number[];
 }
 
 export interface ServicePort {

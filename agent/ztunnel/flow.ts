@@ -18,12 +18,13 @@ export interface FlowRecord {
   id: string;
   node: string;
   direction: FlowDirection;
-  source: Endpoint & { workload?: WorkloadRef };
+  /** `identity`: the SPIFFE ID the source proved (mTLS) or is known by. */
+  source: Endpoint & { workload?: WorkloadRef; identity?: string };
   /** Where the application connected (for a Service: its VIP and port). */
   originalDestination: Endpoint;
   service?: WorkloadRef;
   /** Where the ztunnel sent it: the chosen pod, and its node. */
-  destination?: Endpoint & { workload?: WorkloadRef; node?: string };
+  destination?: Endpoint & { workload?: WorkloadRef; node?: string; identity?: string };
   /** How it travelled: direct to a local pod, tunnelled to another node, or passthrough (not a mesh destination). */
   path?: 'local' | 'tunnel' | 'passthrough';
   /** Bytes from the client towards the server. */
@@ -35,6 +36,11 @@ export interface FlowRecord {
   durationMs?: number;
   /** W3C trace id sent in the tunnel's traceparent: the same at both ends of a tunnelled connection. */
   traceId?: string;
+  /** The destination's authorization decision, and the policy (`namespace/name`) that made it. */
+  verdict?: 'allow' | 'deny';
+  policy?: string;
+  verdictReason?: string;
+  security?: 'mutual_tls' | 'plaintext';
   /** Why it ended: e.g. client_closed, server_closed, client_reset, upstream_reset, upstream_connect_failed, no_endpoint. */
   closeReason?: string;
 }

@@ -6,7 +6,6 @@ import { run } from '../../agent/exec.ts';
 import {
   type Codec,
   dropEventCodec,
-  excludedPortKeyCodec,
   flowKeyCodec,
   fromHexTokens,
   type Layout,
@@ -157,8 +156,8 @@ describe('BPF map codec', () => {
   });
 
   test('excluded_ports', () => {
-    roundTrip(excludedPortKeyCodec, { cgroupId: 4242n, port: 5432 }, '9210000000000000' + '3815' + '000000000000');
-    assert.throws(() => excludedPortKeyCodec.encode({ cgroupId: 1n, port: 70000 }), { code: 'MESHLET_BPF' });
+    roundTrip(portKeyCodec, { cgroupId: 4242n, port: 5432 }, '9210000000000000' + '3815' + '000000000000');
+    assert.throws(() => portKeyCodec.encode({ cgroupId: 1n, port: 70000 }), { code: 'MESHLET_BPF' });
   });
 
   test('flow_dst and cookie_dst', () => {

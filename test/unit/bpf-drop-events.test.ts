@@ -1,40 +1,61 @@
-// Decoding what `bpftool -j map event_pipe` (7.1) streams: an unterminated
-// JSON array without newlines, arriving in arbitrary chunks.
+// Decoding what `bpftool map event_pipe` (7.1) prints, arriving in arbitrary
+// chunks.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePipeRecord, JsonArraySplitter } from '../../agent/bpf/drop-watch.ts';
-import { dropEventCodec, type DropRecord } from '../../agent/bpf/codec.ts';
+import { EventPipeParser, type PipeRecord, watchDropEvents } from '../../agent/bpf/drop-watch.ts';
+import { BpfError } from '../../agent/errors.ts';
+import { type DropRecord } from '../../agent/bpf/codec.ts';
 
-const record: DropRecord = { cgroupId: 9202n, source: { ip: '10.99.0.2', port: 34198 }, destination: { ip: '10.99.0.1', port: 8080 }, reason: 'not_from_ztunnel' };
-// As bpftool printed it for a real drop: 48 bytes of drop_event, 4 of perf padding.
-const sample = `{"type":9,"cpu":1,"index":1,"timestamp":1694441949965,"data":[${[...dropEventCodec.encode(record), 0, 0, 0, 0].join(',')}]}`;
-const lost = '{"type":2,"cpu":0,"index":0,"lost":{"id":5,"count":17}}';
-const stream = `[${sample},${lost},${sample}`;
+// As bpftool printed them for real drops: 48 bytes of drop_event, 4 of perf padding.
+const sample4 =
+  '== @2195.358475186 CPU: 1 index: 1 =====\n' +
+  'f6 2b 00 00 00 00 00 00  00 00 00 00 00 00 00 00\n' +
+  '00 00 ff ff 0a 4d 00 09  00 00 00 00 00 00 00 00\n' +
+  '00 00 ff ff 0a 4d 02 02  79 a3 90 1f 02 00 01 00\n' +
+  '00 00 00 00\n';
+const record4: DropRecord = { cgroupId: 11254n, source: { ip: '10.77.0.9', port: 41849 }, destination: { ip: '10.77.2.2', port: 8080 }, reason: 'not_from_ztunnel' };
+const sample6 =
+  '== @2196.868721971 CPU: 1 index: 1 =====\n' +
+  'f6 2b 00 00 00 00 00 00  fd 77 00 00 00 00 00 00\n' +
+  '00 00 00 00 00 00 00 09  fd 77 00 02 00 00 00 00\n' +
+  '00 00 00 00 00 00 00 02  6b 86 90 1f 0a 00 01 00\n' +
+  '00 00 00 00\n';
+const record6: DropRecord = { cgroupId: 11254n, source: { ip: 'fd77::9', port: 34411 }, destination: { ip: 'fd77:2::2', port: 8080 }, reason: 'not_from_ztunnel' };
+const stream = `${sample4}lost 17 events\nunknown event type=3 size=8\n${sample6}`;
+const expected: PipeRecord[] = [
+  { kind: 'drop', record: record4 },
+  { kind: 'lost', count: 17 },
+  { kind: 'drop', record: record6 },
+];
 
 describe('drop event pipe', () => {
-  test('splits the stream at every chunk boundary', () => {
+  test('decodes samples and losses at every chunk boundary', () => {
     for (let cut = 0; cut <= stream.length; cut++) {
-      const splitter = new JsonArraySplitter();
-      const parts = [...splitter.push(stream.slice(0, cut)), ...splitter.push(stream.slice(cut)), ...splitter.push(']')];
-      assert.deepEqual(parts, [sample, lost, sample], `cut at ${cut}`);
+      const parser = new EventPipeParser();
+      assert.deepEqual([...parser.push(stream.slice(0, cut)), ...parser.push(stream.slice(cut))], expected, `cut at ${cut}`);
     }
   });
 
-  test('a brace inside a string does not end an element', () => {
-    const odd = '{"type":1,"note":"a}\\"{"}';
-    assert.deepEqual(new JsonArraySplitter().push(`[${odd},${lost}`), [odd, lost]);
+  test('a sample is out as soon as its 48 bytes are', () => {
+    const lines = sample4.split('\n');
+    const parser = new EventPipeParser();
+    assert.deepEqual(parser.push(lines.slice(0, 4).join('\n') + '\n'), [{ kind: 'drop', record: record4 }]);
+    assert.deepEqual(parser.push('00 00 00 00\n'), [], 'padding is skipped');
   });
 
-  test('decodes samples, counts lost records, ignores other types', () => {
-    assert.deepEqual(decodePipeRecord(JSON.parse(sample)), { kind: 'drop', record });
-    assert.deepEqual(decodePipeRecord(JSON.parse(lost)), { kind: 'lost', count: 17 });
-    assert.equal(decodePipeRecord({ type: 3, cpu: 0 }), null);
+  test('rejects short samples and unexpected output', () => {
+    assert.throws(() => new EventPipeParser().push('== @1.1 CPU: 0 index: 0 =====\n01 02\nlost 1 events\n'), { code: 'MESHLET_BPF' });
+    assert.throws(() => new EventPipeParser().push('Error: something\n'), { code: 'MESHLET_BPF' });
   });
 
-  test('rejects malformed records', () => {
-    assert.throws(() => decodePipeRecord({ cpu: 0 }), { code: 'MESHLET_BPF' });
-    assert.throws(() => decodePipeRecord({ type: 9, data: [1, 2, 3] }), { code: 'MESHLET_BPF' });
-    assert.throws(() => decodePipeRecord({ type: 9, data: new Array(48).fill(300) }), { code: 'MESHLET_BPF' });
-    assert.throws(() => decodePipeRecord({ type: 2, lost: {} }), { code: 'MESHLET_BPF' });
+  test('a reader that cannot run reports a BpfError once', async () => {
+    const errors: BpfError[] = [];
+    const watch = watchDropEvents('/nonexistent/meshlet/drop_events', () => assert.fail('no events expected'), (err) => errors.push(err));
+    for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    watch.stop();
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof BpfError);
+    assert.equal(errors[0].code, 'MESHLET_BPF');
+    assert.equal(watch.lost, 0);
   });
 });

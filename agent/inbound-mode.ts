@@ -1,0 +1,26 @@
+// What the kernel's STRICT ingress hook enforces for one pod, from Istio's
+// PeerAuthentication and AuthorizationPolicy. Plaintext is admitted only where
+// the effective mode is PERMISSIVE and no AuthorizationPolicy selects the
+// workload: a plaintext peer has no identity to authorize, so fail closed.
+import type { InboundEnforcement } from './bpf/datapath.ts';
+import { effectiveMtlsMode, selectsWorkload, type PolicyStore } from './policy/index.ts';
+import type { PeerAuthPolicy } from './policy/types.ts';
+import type { Workload } from './state/model.ts';
+
+/** Every port some PeerAuthentication sets a port-level mode for. */
+export function portLevelPorts(peerAuthentications: readonly PeerAuthPolicy[]): number[] {
+  return [...new Set(peerAuthentications.flatMap((p) => p.portLevelMtls.map((l) => l.port)))].sort((a, b) => a - b);
+}
+
+export function inboundEnforcement(workload: Workload, policies: PolicyStore, portLevel: readonly number[]): InboundEnforcement {
+  const probePorts = workload.probePorts ?? [];
+  if (selectsWorkload(policies, workload)) return { mode: 'STRICT', probePorts };
+  // Port 0 never carries a port-level setting: it yields the workload's default.
+  const mode = effectiveMtlsMode(policies, workload, 0);
+  const portModes: Record<number, 'STRICT' | 'PERMISSIVE'> = {};
+  for (const port of portLevel) {
+    const m = effectiveMtlsMode(policies, workload, port);
+    if (m !== mode) portModes[port] = m;
+  }
+  return { mode, portModes, probePorts };
+}

@@ -1,0 +1,80 @@
+// Command line of `npm run bench` and the two profiles: full (the published
+// figures) and quick (a smoke run that only proves the harness works).
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../../agent/errors.ts';
+import { REPO_ROOT } from '../../agent/sandbox/layout.ts';
+
+export interface Profile {
+  mode: 'full' | 'quick';
+  /** Repetitions of every figure; the report gives their median. */
+  runs: number;
+  /** wrk keep-alive and hey new-connection runs. */
+  loadSeconds: number;
+  /** hey at a fixed 1,000 requests/s. */
+  latencySeconds: number;
+  /** Size of the single-stream transfer. */
+  transferBytes: number;
+  /** Connections held open for the idle-memory figure. */
+  idleConnections: number;
+  /** Pods enrolled at once by one namespace label. */
+  pods: number;
+  /** Enroll/un-enroll cycles of one pod per run, for the per-pod p99. */
+  podCycles: number;
+}
+
+export interface BenchOptions {
+  profile: Profile;
+  outDir: string;
+  /** Per-run sandbox name: everything the bench creates carries it. */
+  name: string;
+  /** Progress lines (stderr); the table goes to stdout. */
+  log: (line: string) => void;
+}
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+export const FULL: Profile = {
+  mode: 'full', runs: 3, loadSeconds: 10, latencySeconds: 10, transferBytes: GiB,
+  idleConnections: 1000, pods: 100, podCycles: 40,
+};
+
+export const QUICK: Profile = {
+  mode: 'quick', runs: 1, loadSeconds: 2, latencySeconds: 2, transferBytes: 64 * MiB,
+  idleConnections: 200, pods: 10, podCycles: 8,
+};
+
+export const USAGE = `usage: npm run bench [-- [--quick] [--runs N] [--out DIR] [--name NAME]]
+  --quick      smoke run (1 run, short durations, ${QUICK.pods} pods): proves the harness works
+  --runs N     repetitions per figure (full default ${FULL.runs}); the report shows medians
+  --out DIR    where <date>.json, latest.json and latest.md go (default bench-results/)
+  --name NAME  sandbox name (default bench<random hex>)`;
+
+export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      out: { type: 'string' },
+      name: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const profile = { ...(values.quick ? QUICK : FULL) };
+  if (values.runs !== undefined) {
+    const runs = Number(values.runs);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new ConfigError(`--runs must be an integer from 1 to 20, got ${values.runs}`);
+    profile.runs = runs;
+  }
+  return {
+    profile,
+    outDir: resolve(values.out ?? resolve(REPO_ROOT, 'bench-results')),
+    name: values.name ?? `bench${randomBytes(3).toString('hex')}`,
+    log: (line) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
+  };
+}

@@ -1,0 +1,134 @@
+// The three measured paths, client pod on node-1 and server pod on node-2:
+// direct (neither enrolled), meshlet (both enrolled, HBONE between the
+// ztunnels) and haproxy-mtls (the same pods as direct, through a haproxy per
+// node). Each is checked to really take its route before it is measured.
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { AgentStatus } from '../../agent/agent-status.ts';
+import { getJson } from '../../agent/cli/admin-client.ts';
+import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../agent/sandbox/api.ts';
+import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
+import { BenchSetupError } from './errors.ts';
+import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
+import { NS_DIRECT, NS_MESH } from './manifest.ts';
+import { probe, type Client } from './workloads.ts';
+import { SERVER_PORT, SMALL_PATH } from './www.ts';
+
+export const PATH_IDS = ['direct', 'meshlet', 'haproxy-mtls'] as const;
+export type PathId = (typeof PATH_IDS)[number];
+
+export interface BenchPath {
+  id: PathId;
+  client: Client;
+  /** The proxies this path's bytes cross (none for direct): their memory and CPU are the path's cost. */
+  proxyPids(): Promise<number[]>;
+  /** What the proxies logged lately, to quote when a workload fails (their logs go with the sandbox). */
+  diagnose(): Promise<string>;
+}
+
+export interface Paths {
+  all: BenchPath[];
+  byId(id: PathId): BenchPath;
+  stop(): void;
+}
+
+const podIp = (info: SandboxInfo, ns: string, name: string): string => {
+  const ip = info.pods.find((p) => p.namespace === ns && p.name === name)?.ip;
+  if (!ip) throw new BenchSetupError(`pod ${ns}/${name} has no address; was the manifest applied?`);
+  return ip;
+};
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new BenchSetupError(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The last lines matching `interesting` of each log file. */
+async function logTails(files: readonly string[], interesting: RegExp, lines = 4): Promise<string> {
+  const parts: string[] = [];
+  for (const file of files) {
+    const text = await readFile(file, 'utf8').catch(() => '');
+    const tail = text.split('\n').filter((l) => l.trim() !== '' && interesting.test(l)).slice(-lines);
+    if (tail.length > 0) parts.push(`${basename(dirname(file))}/${basename(file)}:\n${tail.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`);
+  }
+  return parts.join('\n');
+}
+
+async function ztunnelPids(sandbox: string): Promise<number[]> {
+  const info = await sandboxStatus(sandbox);
+  return info.nodes.map((n) => {
+    if (n.ztunnelPid === undefined) throw new BenchSetupError(`the ztunnel of ${n.name} is not running; see ${n.ztunnelLog}`);
+    return n.ztunnelPid;
+  });
+}
+
+export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: string): Promise<Paths> {
+  const [front, back] = info.nodes;
+  if (!front || !back) throw new BenchSetupError('the bench needs a two-node sandbox');
+  const client = (ns: string, base: string): Client => ({ sandbox, pod: { pod: 'client', namespace: ns }, base });
+
+  const direct: BenchPath = {
+    id: 'direct',
+    client: client(NS_DIRECT, `http://${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`),
+    proxyPids: async () => [],
+    diagnose: async () => '',
+  };
+  const meshlet: BenchPath = {
+    id: 'meshlet',
+    client: client(NS_MESH, `http://${podIp(info, NS_MESH, 'server')}:${SERVER_PORT}`),
+    proxyPids: () => ztunnelPids(sandbox),
+    // Warnings, errors and the supervisor's (non-JSON) lines of the ztunnels and agents.
+    diagnose: () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), /"level":"(warn|error)"|^(?!\{)/),
+  };
+  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.ca!.stateDir, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
+  const haproxy: BenchPath = {
+    id: 'haproxy-mtls',
+    client: client(NS_DIRECT, pair.base),
+    proxyPids: async () => pair.pids,
+    diagnose: () => logTails(pair.logs, /./),
+  };
+  const all = [direct, meshlet, haproxy];
+  const paths: Paths = { all, byId: (id) => all.find((p) => p.id === id)!, stop: pair.stop };
+  try {
+    await waitFor('the mesh pods to be enrolled', async () => {
+      const statuses = await Promise.all(info.nodes.map((n) => getJson<AgentStatus>(n.agentAdminSocket, '/status')));
+      const enrolled = statuses.flatMap((s) => s.enrolledPods).filter((p) => p.namespace === NS_MESH);
+      return enrolled.length === 2;
+    });
+    for (const path of all) await waitFor(`the ${path.id} path to serve ${path.client.base}${SMALL_PATH}`, () => probe(path.client));
+    await checkMeshletCaptured(info, meshlet);
+    await checkHaproxyMutualTls(sandbox, direct.client, pair, back.underlayIp);
+  } catch (err) {
+    pair.stop();
+    throw err;
+  }
+  return paths;
+}
+
+/** The mesh client's request must show up as a tunnelled flow on node-1's ztunnel, or "meshlet" would be measuring direct. */
+async function checkMeshletCaptured(info: SandboxInfo, meshlet: BenchPath): Promise<void> {
+  const clientIp = podIp(info, NS_MESH, 'client');
+  const { flows } = await getJson<{ flows: FlowRecord[] }>(info.nodes[0]!.ztunnelAdminSocket, '/flows');
+  if (!flows.some((f) => f.direction === 'outbound' && f.source.ip === clientIp && f.path === 'tunnel')) {
+    throw new BenchSetupError(`no tunnelled flow from ${NS_MESH}/client on node-1's ztunnel after probing ${meshlet.client.base}: the meshlet path is not captured`);
+  }
+}
+
+/** node-2's haproxy must refuse a TLS client without a certificate and accept ours: the baseline really is mutual TLS. */
+async function checkHaproxyMutualTls(sandbox: string, from: Client, pair: HaproxyPair, backIp: string): Promise<void> {
+  const url = `https://${pair.serverName}:${TLS_PORT}${SMALL_PATH}`;
+  const common = ['-s', '-o', '/dev/null', '--max-time', '5', '--tlsv1.3', '--cacert', pair.rootCertFile, '--resolve', `${pair.serverName}:${TLS_PORT}:${backIp}`];
+  const anonymous = await sandboxExec(sandbox, from.pod, ['curl', ...common, url], { timeoutMs: 15_000 });
+  if (anonymous.exitCode === 0) throw new BenchSetupError(`node-2's haproxy accepted a TLS client without a certificate; see ${pair.logs[1]}`);
+  const mutual = await sandboxExec(sandbox, from.pod, ['curl', ...common, '-f', '--cert', pair.clientPemFile, url], { timeoutMs: 15_000 });
+  if (mutual.exitCode !== 0) throw new BenchSetupError(`node-2's haproxy refused our client certificate (curl exit ${mutual.exitCode}: ${mutual.stderr.trim()}); see ${pair.logs[1]}`);
+}

@@ -1,0 +1,68 @@
+// Resident memory and CPU time of the proxies (ztunnels, haproxies) from
+// /proc, read around a workload: what the data path costs, not the client.
+import { readFile } from 'node:fs/promises';
+import { run } from '../../agent/exec.ts';
+import { BenchSetupError } from './errors.ts';
+
+let clockTicks: number | undefined;
+
+async function ticksPerSecond(): Promise<number> {
+  clockTicks ??= Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
+  return clockTicks;
+}
+
+/** VmRSS of `pid` in MB (10^6 bytes' worth of KiB, as `ps` users read it: MiB). */
+export async function rssMB(pid: number): Promise<number> {
+  const status = await readProc(pid, 'status');
+  const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
+  if (kb === undefined) throw new BenchSetupError(`no VmRSS in /proc/${pid}/status`);
+  return Number(kb) / 1024;
+}
+
+/** utime + stime of `pid` (all its threads) in seconds. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readProc(pid, 'stat');
+  // Fields after the parenthesised command, which may itself hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return (utime + stime) / (await ticksPerSecond());
+}
+
+async function readProc(pid: number, file: string): Promise<string> {
+  try {
+    return await readFile(`/proc/${pid}/${file}`, 'utf8');
+  } catch (err) {
+    throw new BenchSetupError(`process ${pid} is gone (reading /proc/${pid}/${file}); did the proxy crash? see its log`, { cause: err });
+  }
+}
+
+export interface ProxyUsage {
+  /** Highest VmRSS seen of each process, MB. */
+  peakRssMB: number[];
+  /** CPU seconds each process spent during the window. */
+  cpuSeconds: number[];
+}
+
+/**
+ * Samples the processes' RSS every `intervalMs` while `body` runs and their
+ * CPU time before and after it.
+ */
+export async function measureAround<T>(pids: readonly number[], body: () => Promise<T>, intervalMs = 250): Promise<{ result: T; usage: ProxyUsage }> {
+  const cpuBefore = await Promise.all(pids.map(cpuSeconds));
+  const peak = await Promise.all(pids.map(rssMB));
+  const sample = async () => {
+    const now = await Promise.all(pids.map((p) => rssMB(p).catch(() => 0)));
+    now.forEach((v, i) => (peak[i] = Math.max(peak[i]!, v)));
+  };
+  const timer = setInterval(() => void sample(), intervalMs);
+  let result: T;
+  try {
+    result = await body();
+  } finally {
+    clearInterval(timer);
+  }
+  await sample();
+  const cpuAfter = await Promise.all(pids.map(cpuSeconds));
+  return { result, usage: { peakRssMB: peak, cpuSeconds: cpuAfter.map((v, i) => v - cpuBefore[i]!) } };
+}

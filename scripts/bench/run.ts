@@ -1,0 +1,131 @@
+// `npm run bench [-- --quick] [--out DIR]`: issue 4's benchmark. Builds a
+// two-node sandbox with a per-run name, measures every workload on the
+// direct, meshlet and haproxy-mtls paths, writes <date>.json, latest.json and
+// latest.md to the output directory and prints the table. The sandbox is
+// removed on success, failure and SIGINT/SIGTERM/SIGHUP.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { closeAdminClients } from '../../agent/cli/admin-client.ts';
+import { MeshletError } from '../../agent/errors.ts';
+import { sandboxApply, sandboxDown, sandboxStatus, sandboxUp } from '../../agent/sandbox/api.ts';
+import { BenchInterruptedError } from './errors.ts';
+import { machineInfo } from './machine.ts';
+import { workloadManifest, NS_DIRECT, NS_MESH } from './manifest.ts';
+import { createEnrollmentPods, measureEnrollmentRound, measureRound, type Context } from './measure.ts';
+import { parseOptions, USAGE, type BenchOptions } from './options.ts';
+import { setupPaths, type Paths } from './paths.ts';
+import { Collector, figureDefs, judgeTargets, renderMarkdown, summarize, type BenchResults } from './report.ts';
+import { median, round } from './stats.ts';
+import { wwwLayout, writeWww } from './www.ts';
+
+async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promise<BenchResults> {
+  const { profile, name, log } = opts;
+  const machine = await machineInfo();
+  const started = new Date();
+  log(`${profile.mode} run in sandbox ${name}: ${profile.runs} run(s), ${machine.nproc} CPUs, load ${machine.loadStart.toFixed(2)}`);
+
+  await sandboxUp({ name, nodes: 2, readyTimeoutMs: 60_000, log: (l) => log(`sandbox: ${l}`) });
+  let info = await sandboxStatus(name);
+  const benchDir = join(info.runDir, 'bench');
+  const www = wwwLayout(benchDir);
+  await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
+  await sandboxApply(name, workloadManifest(www.confFor));
+  info = await sandboxStatus(name);
+  const paths = await setupPaths(name, info, benchDir);
+  onPaths(paths);
+  log('paths ready: direct, meshlet (tunnelled), haproxy-mtls (client certificate verified)');
+
+  const ctx: Context = { profile, collector: new Collector(), extra: new Map(), log };
+  const restartsBefore = info.nodes.map((n) => n.ztunnelRestarts ?? 0);
+  for (let r = 0; r < profile.runs; r++) await measureRound(ctx, paths.all, r);
+  await createEnrollmentPods(ctx, name);
+  info = await sandboxStatus(name);
+  for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
+  const restartsAfter = (await sandboxStatus(name)).nodes.map((n) => n.ztunnelRestarts ?? 0);
+
+  const defs = figureDefs(profile);
+  const figures = summarize(defs, ctx.collector);
+  const notes: string[] = [
+    'Every tool runs on the same 2-core-class machine as the proxies and the server: figures compare paths within one run, not with other machines.',
+    'hey prints latencies with 0.1 ms resolution. haproxy runs with its defaults (one process, a thread per CPU, TLS session resumption to its peer).',
+  ];
+  if (restartsAfter.some((v, i) => v !== restartsBefore[i])) notes.push(`a ztunnel restarted during the run (restarts ${restartsBefore.join(',')} → ${restartsAfter.join(',')}): its figures may mix two processes`);
+  if (profile.mode === 'quick') notes.push('quick run: targets are judged on shortened workloads and fewer pods, for a smoke check only');
+  const extra: Record<string, number | null> = {};
+  for (const [k, v] of ctx.extra) extra[k] = round(median(v) ?? Number.NaN, 2);
+  return {
+    schema: 1,
+    date: started.toISOString(),
+    mode: profile.mode,
+    profile,
+    sandbox: name,
+    machine: { ...machine, loadEnd: loadavg()[0]! },
+    figures,
+    targets: judgeTargets(figures, profile),
+    extra,
+    notes,
+  };
+}
+
+async function writeResults(outDir: string, results: BenchResults, markdown: string): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const dated = join(outDir, `${results.date.slice(0, 19).replaceAll(':', '-')}.json`);
+  await writeFile(dated, json);
+  await writeFile(join(outDir, 'latest.json'), json);
+  await writeFile(join(outDir, 'latest.md'), markdown);
+  return dated;
+}
+
+async function main(): Promise<number> {
+  let opts: BenchOptions | 'help';
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { name, log } = opts;
+  let paths: Paths | undefined;
+  let teardown: Promise<void> | undefined;
+  // One teardown whoever asks first (the run's end or a signal).
+  const down = (): Promise<void> => (teardown ??= (async () => {
+    paths?.stop();
+    log(`removing sandbox ${name}`);
+    await sandboxDown(name);
+    await closeAdminClients();
+  })());
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(new BenchInterruptedError(signal).message);
+    void down().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15)));
+  };
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
+
+  try {
+    const results = await bench(opts, (p) => (paths = p));
+    await down();
+    const defs = figureDefs(opts.profile);
+    const markdown = renderMarkdown(results, defs);
+    const dated = await writeResults(opts.outDir, results, markdown);
+    process.stdout.write(markdown);
+    log(`wrote ${dated}, latest.json and latest.md`);
+    const missing = Object.entries(results.figures).flatMap(([id, f]) => Object.entries(f.paths).filter(([, p]) => p.applicable && p.median === null).map(([path]) => `${id}/${path}`));
+    if (missing.length > 0) {
+      log(`no figure for: ${missing.join(', ')}`);
+      return 1;
+    }
+    return 0;
+  } catch (err) {
+    log(`failed: ${err instanceof MeshletError ? `${err.code}: ` : ''}${(err as Error).stack ?? String(err)}`);
+    return 1;
+  } finally {
+    await down().catch((err: unknown) => log(`teardown failed: ${(err as Error).message}; run \`meshlet sandbox down --name ${name}\``));
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,70 @@
+// The server side of every path: nginx serving a 1 KiB file and a large
+// sparse one, so the server is never the bottleneck (sendfile, no logging).
+// Everything lives in the sandbox's run dir, so `sandbox down` removes it.
+import { mkdir, open, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const SERVER_PORT = 8080;
+export const SMALL_PATH = '/1k';
+export const BLOB_PATH = '/blob';
+
+export interface WwwLayout {
+  dir: string;
+  root: string;
+  /** nginx.conf for the server pod of namespace `ns`. */
+  confFor(ns: string): string;
+}
+
+export function wwwLayout(benchDir: string): WwwLayout {
+  const dir = join(benchDir, 'www');
+  return { dir, root: join(dir, 'root'), confFor: (ns) => join(dir, `nginx-${ns}.conf`) };
+}
+
+/** Writes the content (the blob sparse: holes cost no memory on tmpfs) and one config per server pod. */
+export async function writeWww(layout: WwwLayout, namespaces: readonly string[], blobBytes: number): Promise<void> {
+  await mkdir(layout.root, { recursive: true });
+  await writeFile(join(layout.root, SMALL_PATH.slice(1)), Buffer.alloc(1024, 'x'));
+  const blob = await open(join(layout.root, BLOB_PATH.slice(1)), 'w');
+  try {
+    await blob.truncate(blobBytes);
+  } finally {
+    await blob.close();
+  }
+  for (const ns of namespaces) {
+    const temp = join(layout.dir, `tmp-${ns}`);
+    await mkdir(temp, { recursive: true });
+    await writeFile(layout.confFor(ns), nginxConf(layout.root, temp, join(layout.dir, `nginx-${ns}.pid`)));
+  }
+}
+
+// Keep-alive without limits: nginx's default of 1,000 requests per connection
+// would turn the keep-alive workload into a slow trickle of new connections.
+function nginxConf(root: string, temp: string, pidFile: string): string {
+  return `# meshlet bench server (generated)
+user root;
+worker_processes 2;
+worker_rlimit_nofile 16384;
+daemon off;
+pid ${pidFile};
+error_log stderr warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 900s;
+  keepalive_requests 1000000000;
+  default_type application/octet-stream;
+  client_body_temp_path ${temp}/body;
+  proxy_temp_path ${temp}/proxy;
+  fastcgi_temp_path ${temp}/fastcgi;
+  uwsgi_temp_path ${temp}/uwsgi;
+  scgi_temp_path ${temp}/scgi;
+  server {
+    listen ${SERVER_PORT} backlog=4096;
+    root ${root};
+  }
+}
+`;
+}

@@ -1,0 +1,135 @@
+// The benchmark harness (issue 4): `scripts/bench/run.ts --quick` as a
+// subprocess into a temporary --out, on a real two-node sandbox. Checks that
+// every figure exists for every path, that the table renders, and that the
+// run left nothing behind. No timing assertions: the quick run only proves
+// the harness works. Also the readers of wrk/hey/curl output, on real output.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { QUICK } from '../../scripts/bench/options.ts';
+import { parseCurl, parseHey, parseWrk } from '../../scripts/bench/parse.ts';
+import { PATH_IDS } from '../../scripts/bench/paths.ts';
+import { figureDefs, type BenchResults } from '../../scripts/bench/report.ts';
+import { leftovers, REPO, runName } from '../support/harness.ts';
+
+const NAME = runName('bq');
+/** Past this the bench is stopped with SIGTERM, which must still tear the sandbox down. */
+const BENCH_LIMIT_MS = 150_000;
+
+interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+async function runBench(args: readonly string[]): Promise<Finished> {
+  const child = spawn(process.execPath, [join(REPO, 'scripts/bench/run.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  const timer = setTimeout(() => child.kill('SIGTERM'), BENCH_LIMIT_MS);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
+  test('measures every figure on every path, renders the table and leaves nothing behind', async (t) => {
+    const out = await mkdtemp(join(tmpdir(), 'meshlet-bench-'));
+    t.after(() => rm(out, { recursive: true, force: true }));
+
+    const r = await runBench(['--quick', '--out', out, '--name', NAME]);
+    assert.deepEqual(await leftovers(NAME), [], 'the bench left something of its sandbox behind');
+    assert.equal(r.code, 0, `bench failed (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
+
+    const files = (await readdir(out)).sort();
+    const dated = files.filter((f) => /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.json$/.test(f));
+    assert.equal(dated.length, 1, `files written: ${files.join(', ')}`);
+    assert.ok(files.includes('latest.json') && files.includes('latest.md'), `files written: ${files.join(', ')}`);
+    const latest = await readFile(join(out, 'latest.json'), 'utf8');
+    assert.equal(await readFile(join(out, dated[0]!), 'utf8'), latest);
+
+    const results = JSON.parse(latest) as BenchResults;
+    assert.equal(results.mode, 'quick');
+    assert.equal(results.sandbox, NAME);
+    assert.ok(results.machine.nproc >= 1 && results.machine.cpuModel !== '' && results.machine.kernel !== '');
+    const defs = figureDefs(QUICK);
+    assert.deepEqual(Object.keys(results.figures).sort(), defs.map((d) => d.id).sort());
+    for (const def of defs) {
+      const figure = results.figures[def.id]!;
+      for (const path of PATH_IDS) {
+        const cell = figure.paths[path];
+        assert.ok(cell, `${def.id} has no entry for ${path}`);
+        assert.equal(cell.applicable, def.paths.includes(path), `${def.id} on ${path}: applicable`);
+        if (!cell.applicable) {
+          assert.equal(cell.median, null);
+          continue;
+        }
+        assert.deepEqual(cell.errors, [], `${def.id} on ${path} failed`);
+        assert.ok(typeof cell.median === 'number' && Number.isFinite(cell.median) && cell.median >= 0, `${def.id} on ${path}: median ${cell.median}`);
+        assert.equal(cell.samples.length, QUICK.runs, `${def.id} on ${path}: one sample per run`);
+      }
+    }
+    assert.equal(results.targets.length, 8);
+    for (const target of results.targets) assert.equal(typeof target.pass, 'boolean', `target ${target.id} was not judged`);
+
+    const markdown = await readFile(join(out, 'latest.md'), 'utf8');
+    assert.equal(r.stdout, markdown, 'the table printed is the one written');
+    assert.match(markdown, /^\| figure \| unit \| direct \| meshlet \| haproxy-mtls \| meshlet ÷ haproxy \| meshlet ÷ direct \|$/m);
+    assert.match(markdown, new RegExp(`Machine: ${results.machine.nproc} × `));
+    for (const def of defs) assert.ok(markdown.includes(`| ${def.title} |`), `the table has no row for ${def.id}`);
+    for (const target of results.targets) assert.match(markdown, new RegExp(`\\| ${target.text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\|.*\\| (pass|\\*\\*miss\\*\\*) \\|`));
+  });
+});
+
+describe('bench output readers', () => {
+  test('wrk', () => {
+    const out = `Running 1s test @ http://127.0.0.1:18999/1k
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   236.25us  292.82us   4.36ms   97.44%
+    Req/Sec    38.13k     5.04k   41.80k    85.00%
+  Latency Distribution
+     50%  189.00us
+     99%    1.73ms
+  75813 requests in 1.00s, 91.39MB read
+Requests/sec:  75788.22
+Transfer/sec:     91.36MB
+`;
+    assert.deepEqual(parseWrk(out), { requestsPerSecond: 75788.22, requests: 75813 });
+    assert.throws(() => parseWrk(out.replace('Requests/sec', '  Socket errors: connect 0, read 3, write 0, timeout 0\nRequests/sec')), { code: 'MESHLET_BENCH_WORKLOAD' });
+    assert.throws(() => parseWrk(out.replace('Requests/sec', '  Non-2xx or 3xx responses: 12\nRequests/sec')), /12 responses were not 2xx/);
+    assert.throws(() => parseWrk('unable to connect to 10.244.2.2:8080 Connection refused'), /unreadable output/);
+  });
+
+  test('hey', () => {
+    const out = `
+Summary:
+  Total:	1.0070 secs
+  Requests/sec:	993.0206
+
+Latency distribution:
+  10% in 0.0001 secs
+  50% in 0.0002 secs
+  95% in 0.0006 secs
+  99% in 0.0014 secs
+
+Status code distribution:
+  [200]	1000 responses
+`;
+    assert.deepEqual(parseHey(out), { requestsPerSecond: 993.0206, requests: 1000, p50: 0.0002, p99: 0.0014 });
+    assert.throws(() => parseHey(out.replace('[200]\t1000', '[404]\t1000')), /non-200 responses: 1000×404/);
+    assert.throws(() => parseHey(`${out}\nError distribution:\n  [3]\tGet "http://10.244.2.2:8080/1k": dial tcp: connection refused\n`), /requests failed/);
+  });
+
+  test('curl', () => {
+    assert.deepEqual(parseCurl('200 1048576 350000000.000', 1048576), { bytesPerSecond: 350_000_000, bytes: 1048576 });
+    assert.throws(() => parseCurl('200 1000 350000000', 1048576), /got 1000 bytes/);
+    assert.throws(() => parseCurl('503 0 0', 0), /HTTP 503/);
+  });
+});

@@ -1,0 +1,194 @@
+// Zero trust end to end: mTLS on the wire, Istio policies at the destination,
+// STRICT in the kernel, certificates from the sandbox CA with fast rotation.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { run } from '../../agent/exec.ts';
+import type { AgentStatus } from '../../agent/agent-status.ts';
+import type { CertificateListing } from '../../agent/identity/store.ts';
+import { sandboxApply, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../agent/sandbox/api.ts';
+import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
+import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
+
+const NAME = runName('sec');
+const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
+const MARKER = `meshlet-plaintext-${randomBytes(8).toString('hex')}`;
+const CERT_TTL = '6s';
+const demo = (pod: string) => ({ pod, namespace: 'demo' });
+
+let info: SandboxInfo;
+let blobSha = '';
+
+const vip = (name: string) => info.services!.find((s) => s.name === name && s.namespace === 'demo')!.clusterIPs[0]!;
+const podOf = (name: string, namespace = 'demo') => info.pods.find((p) => p.name === name && p.namespace === namespace)!;
+const nodeOf = (name: string) => info.nodes.find((n) => n.name === name)!;
+const flows = async () => (await meshletJson<{ flows: FlowRecord[] }>(['flows', '--sandbox', NAME, '-o', 'json'])).flows;
+const agents = async () => (await meshletJson<{ nodes: AgentStatus[] }>(['status', '--sandbox', NAME, '-o', 'json'])).nodes;
+const certs = async () => (await meshletJson<{ nodes: { node: string; certificates: CertificateListing[] }[] }>(['certs', '--sandbox', NAME, '-o', 'json'])).nodes;
+
+const curl = (pod: string, url: string, namespace = 'demo', seconds = 5) =>
+  sandboxExec(NAME, { pod, namespace }, ['curl', '-sf', '--max-time', String(seconds), url], { timeoutMs: 30_000 });
+
+/** Runs argv inside a node's network namespace only, as the kubelet's probes do. */
+const inNode = (node: string, argv: string[]) => run('nsenter', [`--net=/run/netns/${nodeOf(node).netns}`, '--', ...argv], { allowFailure: true });
+
+const policy = (name: string, app: string, spec: string) =>
+  `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ${name}, namespace: demo}\nspec:\n  selector: {matchLabels: {app: ${app}}}\n${spec}`;
+const peerAuth = (mode: string) =>
+  `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: demo}\nspec:\n  mtls: {mode: ${mode}}\n`;
+
+describe('zero trust between pods', { timeout: 300_000 }, () => {
+  before(async () => {
+    await mkdir(WWW, { recursive: true });
+    await writeFile(join(WWW, 'index.html'), `${MARKER}\n`);
+    const blob = randomBytes(40 * 1024 * 1024);
+    blobSha = createHash('sha256').update(blob).digest('hex');
+    await writeFile(join(WWW, 'blob'), blob);
+    const manifest = (await readFile(join(REPO, 'test/e2e/fixtures/security.yaml'), 'utf8')).replaceAll('WWW_DIR', WWW);
+    await sandboxUp({ name: NAME, nodes: 2, manifest, certTtl: CERT_TTL });
+    info = await sandboxStatus(NAME);
+    await eventually('pods enrolled', async () => (await agents()).flatMap((n) => n.enrolledPods).length === 5, 30_000);
+    await eventually('web reachable through the mesh', async () => (await curl('client-a', `http://${vip('web')}/index.html`)).exitCode === 0, 30_000);
+  });
+
+  after(async () => {
+    await sandboxDown(NAME);
+    await rm(WWW, { recursive: true, force: true });
+    assert.deepEqual(await leftovers(NAME), [], 'the sandbox left something behind');
+  });
+
+  test('the underlay between nodes carries TLS 1.3 and never the application\'s plaintext', async () => {
+    const pcap = join(WWW, 'underlay.pcap');
+    const dump = spawn('nsenter', [`--net=/run/netns/${info.underlayNetns}`, '--', 'tcpdump', '-i', 'br0', '-U', '-n', '-w', pcap, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const stopped = new Promise((resolve) => dump.once('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
+      dump.once('exit', () => reject(new Error('tcpdump exited before listening')));
+    });
+    const r = await curl('client-a', `http://${vip('web')}/index.html?q=${MARKER}`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout.trim(), MARKER);
+    await new Promise((res) => setTimeout(res, 300));
+    dump.kill('SIGINT');
+    await stopped;
+    const bytes = await readFile(pcap);
+    assert.ok(bytes.length > 1000, `captured ${bytes.length} bytes`);
+    assert.equal(bytes.indexOf(MARKER), -1, 'the application bytes appear in clear on the underlay');
+    // ServerHello's supported_versions extension selecting TLS 1.3 (0x002b, length 2, 0x0304).
+    assert.notEqual(bytes.indexOf(Buffer.from([0x00, 0x2b, 0x00, 0x02, 0x03, 0x04])), -1, 'no TLS 1.3 ServerHello on the underlay');
+    // Application data records: content type 23, legacy version 3.3.
+    assert.notEqual(bytes.indexOf(Buffer.from([0x17, 0x03, 0x03])), -1, 'no TLS application data records');
+  });
+
+  test('flows carry both SPIFFE identities and the verdict; metrics use Istio\'s names', async () => {
+    const flow = await eventually('an allowed mTLS flow', async () =>
+      (await flows()).find((f) => f.direction === 'inbound' && f.source.workload?.name === 'client-a' && f.destination?.workload?.name === 'web' && f.state === 'closed'));
+    assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/demo/sa/alpha');
+    assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/demo/sa/web');
+    assert.equal(flow.verdict, 'allow');
+    assert.equal(flow.security, 'mutual_tls');
+    const wide = await meshlet(['flows', '--sandbox', NAME, '-o', 'wide']);
+    assert.match(wide.stdout, /spiffe:\/\/cluster\.local\/ns\/demo\/sa\/alpha/);
+
+    const metrics = await run('curl', ['-sf', '--unix-socket', nodeOf('node-2').ztunnelAdminSocket, 'http://ztunnel/metrics']);
+    const opened = metrics.stdout.split('\n').find((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="destination"') && l.includes('source_principal="spiffe://cluster.local/ns/demo/sa/alpha"'));
+    assert.ok(opened, 'istio_tcp_connections_opened_total for the alpha → web connection');
+    assert.match(opened, /connection_security_policy="mutual_tls"/);
+    assert.match(opened, /destination_workload="web"/);
+    assert.match(metrics.stdout, /istio_tcp_received_bytes_total\{/);
+    assert.match(metrics.stdout, /istio_tcp_sent_bytes_total\{/);
+    assert.match(metrics.stdout, /istio_tcp_connections_closed_total\{/);
+  });
+
+  test('meshlet certs lists each node\'s identities; rotation at half of a short TTL keeps a long transfer intact', async () => {
+    const webCert = async () => (await certs()).find((n) => n.node === 'node-2')!.certificates.find((c) => c.identity === 'spiffe://cluster.local/ns/demo/sa/web');
+    const first = await eventually('web certificate', webCert);
+    assert.equal(first.state, 'valid');
+    const table = await meshlet(['certs', '--sandbox', NAME]);
+    assert.match(table.stdout, /node-1\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/alpha\s+valid/);
+
+    const transfer = sandboxExec(NAME, demo('client-a'), ['sh', '-c', `curl -sf --limit-rate 5M http://${vip('web')}/blob | sha256sum`], { timeoutMs: 120_000 });
+    const result = await transfer;
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(result.stdout.split(' ')[0], blobSha, 'the transfer arrived intact across rotations');
+    const later = await webCert();
+    assert.notEqual(later?.serial, first.serial, 'the certificate rotated during the transfer');
+  });
+
+  test('the CA signs only identities with a pod on the asking node', async () => {
+    const ca = info.ca!;
+    const ask = async (sa: string) => {
+      const r = await inNode('node-1', [process.execPath, join(REPO, 'test/e2e/fixtures/ca-request.ts'), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', sa]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      return JSON.parse(r.stdout) as { signed: boolean; status?: number; message?: string };
+    };
+    assert.deepEqual((await ask('alpha')).signed, true);
+    const refused = await ask('web');
+    assert.equal(refused.signed, false);
+    assert.equal(refused.status, 403);
+    assert.match(refused.message!, /node-1/);
+  });
+
+  test('an ALLOW policy naming one principal admits that pod and refuses another with 401', async () => {
+    await sandboxApply(NAME, policy('web-allow-alpha', 'web', '  action: ALLOW\n  rules: [{from: [{source: {principals: ["cluster.local/ns/demo/sa/alpha"]}}]}]\n'));
+    await eventually('beta refused', async () => (await curl('client-b', `http://${vip('web')}/index.html`)).exitCode !== 0);
+    const allowed = await curl('client-a', `http://${vip('web')}/index.html`);
+    assert.equal(allowed.exitCode, 0, allowed.stderr);
+    const denied = await eventually('deny verdict in flows', async () =>
+      (await flows()).find((f) => f.source.workload?.name === 'client-b' && f.verdict === 'deny' && f.node === 'node-2'));
+    assert.match(denied.verdictReason ?? '', /.+/);
+    const log = await readFile(nodeOf('node-2').ztunnelLog!, 'utf8');
+    assert.ok(log.split('\n').some((l) => l.includes('"status":401') && l.includes('sa/beta')), 'a 401 for beta in the destination ztunnel\'s log');
+    const table = await meshlet(['flows', '--sandbox', NAME, '--namespace', 'demo']);
+    assert.match(table.stdout, /demo\/client-b.*DENY/);
+  });
+
+  test('a DENY policy on a port closes a connection that is already open', async () => {
+    const open = await sandboxSpawn(NAME, demo('client-a'), ['python3', join(REPO, 'test/e2e/fixtures/line-client.py'), podOf('banner').ip, '2525']);
+    const lines = createInterface({ input: open.stdout! })[Symbol.asyncIterator]();
+    const next = async () => (await lines.next()).value as string | undefined;
+    try {
+      assert.match((await next())!, /^peer /);
+      assert.match((await next())!, /^220 /);
+      open.stdin!.write('before\n');
+      assert.equal(await next(), 'before');
+      await sandboxApply(NAME, policy('banner-deny-2525', 'banner', '  action: DENY\n  rules: [{to: [{operation: {ports: ["2525"]}}]}]\n'));
+      const closed = await eventually('open connection closed by policy', async () =>
+        (await flows()).find((f) => f.node === 'node-2' && f.destination?.workload?.name === 'banner' && f.closeReason === 'policy_denied'), 10_000);
+      assert.equal(closed.verdict, 'deny');
+      const fresh = await sandboxExec(NAME, demo('client-a'), ['python3', join(REPO, 'test/e2e/fixtures/line-client.py'), podOf('banner').ip, '2525'], { timeoutMs: 15_000 });
+      assert.notEqual(fresh.exitCode, 0, 'a new connection to the denied port is refused');
+    } finally {
+      open.kill('SIGKILL');
+    }
+  });
+
+  test('STRICT drops plaintext from outside the mesh in the kernel, but lets the node probe a declared port', async () => {
+    await sandboxApply(NAME, peerAuth('STRICT'));
+    await eventually('STRICT in force', async () => (await curl('outsider', `http://${podOf('echo').ip}:8080/`, 'plain', 2)).exitCode !== 0, 15_000);
+    const drop = await eventually('drop in flows', async () =>
+      (await flows()).find((f) => f.source.ip === podOf('outsider', 'plain').ip && f.closeReason === 'dropped'));
+    assert.equal(drop.verdict, 'deny');
+    assert.equal(drop.destination?.workload?.name, 'echo');
+    assert.match(drop.verdictReason!, /STRICT/);
+
+    const probe = await inNode('node-2', ['curl', '-sf', '--max-time', '5', `http://${podOf('echo').ip}:8080/`]);
+    assert.equal(probe.exitCode, 0, `the node's probe on the declared port: ${probe.stderr}`);
+    const notProbe = await inNode('node-2', ['curl', '-s', '--max-time', '2', `http://${podOf('banner').ip}:2525/`]);
+    assert.notEqual(notProbe.exitCode, 0, 'the node reaches only declared probe ports');
+    const meshed = await curl('client-a', `http://${podOf('echo').ip}:8080/`);
+    assert.equal(meshed.exitCode, 0, 'mesh traffic still flows under STRICT');
+  });
+
+  test('PERMISSIVE admits plaintext, but only to workloads no AuthorizationPolicy selects', async () => {
+    await sandboxApply(NAME, peerAuth('PERMISSIVE'));
+    await eventually('PERMISSIVE in force', async () => (await curl('outsider', `http://${podOf('echo').ip}:8080/`, 'plain', 2)).exitCode === 0, 15_000);
+    const web = await curl('outsider', `http://${podOf('web').ip}:8080/index.html`, 'plain', 2);
+    assert.notEqual(web.exitCode, 0, 'web is selected by an AuthorizationPolicy: plaintext stays out (fail closed)');
+  });
+});
