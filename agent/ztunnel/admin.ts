@@ -3,6 +3,7 @@
 // NDJSON for the follow stream.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { FlowTable } from './flow-table.ts';
+import type { CertificateListing } from '../identity/store.ts';
 import type { StateStore } from './state.ts';
 
 /** A follower that stops reading gets dropped instead of buffering without bound. */
@@ -41,7 +42,13 @@ export interface Admin {
   endStreams(): void;
 }
 
-export function createAdmin(store: StateStore, flows: FlowTable): Admin {
+/** Optional parts: present when the ztunnel has them. */
+export interface AdminExtras {
+  metrics?: () => Promise<string>;
+  certs?: () => CertificateListing[];
+}
+
+export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminExtras = {}): Admin {
   const followers = new Set<ServerResponse>();
   const handler: RequestListener = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
@@ -58,8 +65,16 @@ export function createAdmin(store: StateStore, flows: FlowTable): Admin {
       case '/healthz':
       case '/healthz/ready':
         return health(store, res);
+      case '/certs':
+        return json(res, 200, { certificates: extras.certs?.() ?? [] });
+      case '/metrics':
+        if (!extras.metrics) return json(res, 404, { error: 'metrics are off' });
+        return void extras.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+          res.end(text);
+        });
       default:
-        return json(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz'] });
+        return json(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics'] });
     }
   };
   return {

@@ -4,7 +4,12 @@ import { isIP } from 'node:net';
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.ts';
 import { PORTS } from '../state/model.ts';
-import { jsonLogger } from './log.ts';
+import { parseDuration } from '../ca/duration.ts';
+import { CaClient } from '../identity/ca-client.ts';
+import { DEFAULT_TRUST_DOMAIN, trustDomainProblem } from '../identity/spiffe.ts';
+import { CertificateStore } from '../identity/store.ts';
+import { jsonLogger, type Logger } from './log.ts';
+import type { MeshIdentity } from './mesh-identity.ts';
 import { startZtunnel } from './ztunnel.ts';
 
 interface ZtunnelCliOptions {
@@ -21,7 +26,13 @@ interface ZtunnelCliOptions {
   hbonePort: number;
   adminPort: number;
   readinessPort: number;
+  metricsPort: number;
   drainSeconds: number;
+  trustDomain: string;
+  caUrl?: string;
+  caBundle?: string;
+  caTokenFile?: string;
+  certTtl?: number;
 }
 
 const ipOf = (family: 4 | 6) => (value: string, flag: string): string => {
@@ -48,6 +59,18 @@ const ipOption = (flags: string, description: string, family: 4 | 6) => {
   return new Option(flags, description).argParser((v: string) => ipOf(family)(v, flag));
 };
 
+/** Certificates from the CA when one is configured; all three CA flags go together. */
+function identityFrom(opts: ZtunnelCliOptions, log: Logger): { identity?: MeshIdentity } {
+  const given = [opts.caUrl, opts.caBundle, opts.caTokenFile].filter((v) => v !== undefined).length;
+  if (given === 0) return {};
+  if (given < 3) throw new ConfigError('--ca-url, --ca-bundle and --ca-token-file go together: the ztunnel needs all three to get certificates');
+  const problem = trustDomainProblem(opts.trustDomain);
+  if (problem) throw new ConfigError(`--trust-domain: ${problem}`);
+  const issuer = new CaClient({ url: opts.caUrl!, bundleFile: opts.caBundle!, tokenFile: opts.caTokenFile! });
+  const certs = new CertificateStore({ issuer, log, ...(opts.certTtl ? { ttlSeconds: opts.certTtl } : {}) });
+  return { identity: { trustDomain: opts.trustDomain, certs } };
+}
+
 export function ztunnelCommand(): Command {
   return new Command('ztunnel')
     .description('run the node proxy: outbound capture, inbound tunnel, flow table and admin API (started per node, next to the agent)')
@@ -64,10 +87,16 @@ export function ztunnelCommand(): Command {
     .addOption(new Option('--hbone-port <port>', 'inbound tunnel port, here and on peers').argParser(parsePort('--hbone-port')).default(PORTS.hbone))
     .addOption(new Option('--admin-port <port>', 'admin API on 127.0.0.1 (0: off)').argParser(parsePort('--admin-port', { zero: true })).default(PORTS.admin))
     .addOption(new Option('--readiness-port <port>', 'GET /healthz/ready on the node IPs (0: off)').argParser(parsePort('--readiness-port', { zero: true })).default(PORTS.readiness))
+    .addOption(new Option('--metrics-port <port>', 'Prometheus /metrics on the node IPs (0: admin socket only)').argParser(parsePort('--metrics-port', { zero: true })).default(PORTS.metrics))
     .addOption(new Option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish').argParser(parseSeconds).default(5))
+    .option('--trust-domain <domain>', 'SPIFFE trust domain of the mesh', DEFAULT_TRUST_DOMAIN)
+    .option('--ca-url <url>', 'the mesh CA (meshlet ca), e.g. https://10.200.0.2:15012; without it tunnels are cleartext')
+    .option('--ca-bundle <file>', 'PEM file of the mesh root the CA and peers chain to')
+    .option('--ca-token-file <file>', 'this node\'s bootstrap credential for the CA')
+    .addOption(new Option('--cert-ttl <duration>', 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)').argParser((v: string) => parseDuration(v, '--cert-ttl')))
     .action(async (opts: ZtunnelCliOptions) => {
       const log = jsonLogger();
-      const zt = await startZtunnel({ ...opts, log });
+      const zt = await startZtunnel({ ...opts, log, ...identityFrom(opts, log) });
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info('signal', { signal });

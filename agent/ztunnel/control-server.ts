@@ -15,6 +15,8 @@ export interface ControlServerOptions {
   path: string;
   store: StateStore;
   log: Logger;
+  /** Runs after each view is swapped in (certificates to hold, policies to re-check). */
+  onApplied?(view: StateView): void;
 }
 
 const versionOf = (raw: unknown): number =>
@@ -56,6 +58,7 @@ function serve(socket: Socket, o: ControlServerOptions): void {
     if (applied) {
       const { type, view } = applied;
       if (type === 'snapshot') synced = true;
+      o.onApplied?.(view);
       o.log.info(`${type}_applied`, { version: view.version, nodes: view.nodes.size, workloads: view.workloads.size, services: view.services.size });
     }
     if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);

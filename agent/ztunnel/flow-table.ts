@@ -18,13 +18,14 @@ export interface ByteCounter {
 
 export class Flow {
   readonly #table: FlowTable;
-  readonly #counter: ByteCounter;
+  /** Absent for a connection refused before any upstream existed. */
+  readonly #counter: ByteCounter | undefined;
   readonly #started = Date.now();
   readonly record: FlowRecord;
-  /** Tears the connection down; set by whoever carries it, used on shutdown. */
-  abort: () => void = () => {};
+  /** Tears the connection down with `reason` (default shutdown); set by whoever carries it. */
+  abort: (reason?: string) => void = () => {};
 
-  constructor(table: FlowTable, record: FlowRecord, counter: ByteCounter) {
+  constructor(table: FlowTable, record: FlowRecord, counter: ByteCounter | undefined) {
     this.#table = table;
     this.record = record;
     this.#counter = counter;
@@ -36,6 +37,7 @@ export class Flow {
 
   /** The record with current byte counts. */
   snapshot(): FlowRecord {
+    if (!this.#counter) return { ...this.record };
     const { socket, facing } = this.#counter;
     const [fromClient, toClient] = facing === 'client' ? [socket.bytesRead, socket.bytesWritten] : [socket.bytesWritten, socket.bytesRead];
     return { ...this.record, bytesSent: fromClient, bytesReceived: toClient };
@@ -70,7 +72,7 @@ export class FlowTable {
     return this.#open.size;
   }
 
-  open(init: FlowInit, counter: ByteCounter): Flow {
+  open(init: FlowInit, counter?: ByteCounter): Flow {
     const record: FlowRecord = { id: `${this.node}-${++this.#ids}`, node: this.node, ...init, bytesSent: 0, bytesReceived: 0, state: 'open', startedAt: new Date().toISOString() };
     const flow = new Flow(this, record, counter);
     this.#open.add(flow);

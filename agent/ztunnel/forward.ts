@@ -41,11 +41,11 @@ export function forward(client: Leg, pending: PendingLeg, flow: Flow, hooks: For
     flow.close('client_reset');
   };
   client.stream.once('close', clientGone);
-  flow.abort = () => {
+  flow.abort = (reason = 'shutdown') => {
     client.reset();
     if (upstream) upstream.reset();
     else pending.cancel();
-    flow.close('shutdown');
+    flow.close(reason);
   };
   pending.ready.then(
     (leg) => {

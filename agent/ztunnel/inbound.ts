@@ -2,8 +2,16 @@
 // other nodes' ztunnels to pods on this node. The pod sees the node's address
 // as its peer; the client's address and workload travel in the headers and
 // end up in the flow table.
-import { createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { formatSpiffeId, sameIdentity } from '../identity/spiffe.ts';
+import { clientIdentity, hboneServerTlsOptions } from '../identity/tls.ts';
+import type { DestinationPolicy } from './destination-policy.ts';
+import { verdictOf } from './destination-policy.ts';
+import { identityOf, type MeshIdentity } from './mesh-identity.ts';
+import type { ZtunnelMetrics } from './metrics.ts';
+import { handshakeFailure } from './tunnel-pool.ts';
 import { refOf, type FlowTable } from './flow-table.ts';
 import { dial, forward } from './forward.ts';
 import { parseForwardedFor, traceIdOf } from './hbone-headers.ts';
@@ -21,6 +29,10 @@ export interface InboundOptions {
   log: Logger;
   /** Source address for connections to local pods (the node's), by the pod's IP. */
   sourceAddress(targetIp: string): string | undefined;
+  policy: DestinationPolicy;
+  metrics: ZtunnelMetrics;
+  /** Absent: cleartext HTTP/2 (no CA configured). */
+  identity?: MeshIdentity;
 }
 
 function refuse(stream: ServerHttp2Stream, status: number): void {
@@ -30,7 +42,7 @@ function refuse(stream: ServerHttp2Stream, status: number): void {
 
 export class InboundServer {
   readonly #o: InboundOptions;
-  readonly #servers: Http2Server[] = [];
+  readonly #servers: (Http2Server | Http2SecureServer)[] = [];
   readonly #sessions = new Set<Http2Session>();
 
   constructor(options: InboundOptions) {
@@ -44,10 +56,14 @@ export class InboundServer {
 
   /** Adds a listener on host:port (one per address family). */
   listen(host: string, port: number): Promise<AddressInfo> {
-    // Cleartext HTTP/2 with prior knowledge; mutual TLS becomes createSecureServer here.
-    const server = createServer({
-      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS_PER_SESSION },
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS_PER_SESSION }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    const { identity } = this.#o;
+    // Mutual TLS 1.3: the certificate is picked by SNI among local identities, the client's must chain to the mesh root.
+    const server = identity ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs) }) : createServer(h2);
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      const reason = handshakeFailure(err);
+      this.#o.metrics.handshakeFailed('inbound', reason);
+      this.#o.log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: err });
     });
     server.on('session', (session) => {
       session.setLocalWindowSize(SESSION_WINDOW);
@@ -84,19 +100,51 @@ export class InboundServer {
     const forwarded = headers.forwarded;
     const src = parseForwardedFor(typeof forwarded === 'string' ? forwarded : undefined) ?? endpointOf(stream.session?.socket?.remoteAddress, stream.session?.socket?.remotePort);
     if (!src) return refuse(stream, 400);
+    const { identity } = this.#o;
+    let sourceIdentity: string | undefined;
+    let destinationIdentity: string | undefined;
+    if (identity) {
+      const socket = stream.session?.socket as TLSSocket | undefined;
+      if (!socket) return refuse(stream, 400);
+      const expected = identityOf(workload, identity.trustDomain);
+      const named = identity.certs.identityForSni(socket.servername || '');
+      // The client proved it wanted this workload's identity (SNI); a stream may not reach another.
+      if (!named || !sameIdentity(named, expected)) {
+        this.#o.log.warn('tunnel_refused', { peer, status: 400, authority, reason: `the session is for ${named ? formatSpiffeId(named) : 'no local identity'}, the target is ${formatSpiffeId(expected)}` });
+        return refuse(stream, 400);
+      }
+      try {
+        sourceIdentity = formatSpiffeId(clientIdentity(socket, identity.trustDomain));
+      } catch (err) {
+        this.#o.log.warn('tunnel_refused', { peer, status: 401, authority, error: err });
+        return refuse(stream, 401);
+      }
+      destinationIdentity = formatSpiffeId(expected);
+    }
     const traceparent = headers.traceparent;
-    const pending = dial(target, this.#o.sourceAddress(target.ip));
+    const request = { source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) }, destination: { ip: target.ip, port: target.port, workload } };
+    const decision = this.#o.policy.decide(view!, request);
+    // A denied connection never reaches the pod.
+    const pending = decision.allowed ? dial(target, this.#o.sourceAddress(target.ip)) : undefined;
     const flow = this.#o.flows.open(
       {
         direction: 'inbound',
-        source: { ...src, workload: refOf(view?.workloadByIp(src.ip)) },
+        source: { ...src, workload: refOf(view?.workloadByIp(src.ip)), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
         originalDestination: target,
-        destination: { ...target, workload: refOf(workload), node: workload.node },
+        destination: { ...target, workload: refOf(workload), node: workload.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
         path: 'tunnel',
         traceId: traceIdOf(typeof traceparent === 'string' ? traceparent : undefined),
+        security: identity ? 'mutual_tls' : 'plaintext',
+        ...verdictOf(decision),
       },
-      { socket: pending.socket, facing: 'server' },
+      pending && { socket: pending.socket, facing: 'server' },
     );
+    if (!pending) {
+      this.#o.policy.denied(flow, decision, 401);
+      refuse(stream, 401);
+      return flow.close('denied');
+    }
+    this.#o.policy.watch(flow, request);
     forward(h2Leg(stream), pending, flow, {
       up: () => stream.respond({ ':status': 200 }),
       failed: (err) => {

@@ -4,6 +4,11 @@
 import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { ForwardError } from '../errors.ts';
+import { formatSpiffeId } from '../identity/spiffe.ts';
+import { hboneClientTlsOptions } from '../identity/tls.ts';
+import type { Workload } from '../state/model.ts';
+import { verdictOf, type DestinationPolicy } from './destination-policy.ts';
+import { identityOf, type MeshIdentity } from './mesh-identity.ts';
 import type { Endpoint } from './flow.ts';
 import { refOf, type FlowTable } from './flow-table.ts';
 import { dial, forward, type PendingLeg } from './forward.ts';
@@ -27,6 +32,10 @@ export interface OutboundOptions {
   ownAddresses: ReadonlySet<string>;
   /** Where the application connected; by default the socket's local address, as the kernel rewrote it. */
   originalDestination?(socket: Socket): Endpoint | undefined;
+  /** Authorizes same-node connections, as the destination's ztunnel (which this is). */
+  policy: DestinationPolicy;
+  /** Absent: cleartext tunnels (no CA configured). */
+  identity?: MeshIdentity;
 }
 
 /** Connections refused before resolution. */
@@ -46,10 +55,10 @@ function tunnelStatusReason(status: number): string {
 }
 
 /** Waits for the tunnel's response: 200 gives the stream as a leg, anything else a ForwardError. */
-export function awaitTunnel(stream: ClientHttp2Stream, peer: string): PendingLeg {
+export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: (s: ClientHttp2Stream) => string | undefined = () => undefined): PendingLeg {
   const cancel = streamResetter(stream);
   const ready = new Promise<Leg>((resolve, reject) => {
-    const closed = () => reject(new ForwardError('tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
+    const closed = () => reject(new ForwardError(failureOf(stream) ?? 'tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
     stream.on('error', () => {});
     stream.once('close', closed);
     stream.once('response', (headers: IncomingHttpHeaders) => {
@@ -63,7 +72,31 @@ export function awaitTunnel(stream: ClientHttp2Stream, peer: string): PendingLeg
   return { ready, cancel };
 }
 
+/** A tunnel whose stream can only be opened once the source's certificate is at hand. */
+function deferredTunnel(open: () => Promise<ClientHttp2Stream>, peer: string, failureOf: (s: ClientHttp2Stream) => string | undefined): PendingLeg {
+  let inner: PendingLeg | undefined;
+  let cancelled = false;
+  const ready = open().then(
+    (stream) => {
+      inner = awaitTunnel(stream, peer, failureOf);
+      if (cancelled) inner.cancel();
+      return inner.ready;
+    },
+    (cause: unknown) => {
+      throw new ForwardError('no_certificate', `no certificate for the source identity: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    },
+  );
+  return {
+    ready,
+    cancel: () => {
+      cancelled = true;
+      inner?.cancel();
+    },
+  };
+}
+
 export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => void {
+  const uri = (w: Workload | undefined) => (w && o.identity ? formatSpiffeId(identityOf(w, o.identity.trustDomain)) : undefined);
   const originalDestination = o.originalDestination ?? localEndpoint;
   return (client) => {
     const src = endpointOf(client.remoteAddress, client.remotePort);
@@ -76,15 +109,25 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
     else if (o.ownAddresses.has(hostPort(dst.ip, dst.port))) route = { kind: 'reject', reason: 'loop' };
     else route = o.resolver.resolve(view, dst);
     const trace = route.kind === 'tunnel' ? newTraceContext() : undefined;
+    const meshed = route.kind === 'tunnel' || (route.kind === 'direct' && route.path === 'local');
+    const sourceIdentity = uri(srcWorkload);
+    const destinationIdentity = meshed && route.kind !== 'reject' ? uri(route.workload) : undefined;
+    // Same node: this ztunnel is also the destination's, so policy is decided here.
+    const request = route.kind === 'direct' && route.path === 'local' && route.workload
+      ? { source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) }, destination: { ip: route.target.ip, port: route.target.port, workload: route.workload } }
+      : undefined;
+    const decision = request && view ? o.policy.decide(view, request) : undefined;
     const flow = o.flows.open(
       {
         direction: 'outbound',
-        source: { ...src, workload: refOf(srcWorkload) },
+        source: { ...src, workload: refOf(srcWorkload), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
         originalDestination: dst,
         service: refOf(route.service),
-        destination: route.kind === 'reject' ? undefined : { ...route.target, workload: refOf(route.workload), node: route.workload?.node },
+        destination: route.kind === 'reject' ? undefined : { ...route.target, workload: refOf(route.workload), node: route.workload?.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
         path: route.kind === 'reject' ? undefined : route.kind === 'tunnel' ? 'tunnel' : route.path,
         traceId: trace?.traceId,
+        ...(meshed ? { security: o.identity ? 'mutual_tls' : 'plaintext' } as const : {}),
+        ...(decision ? verdictOf(decision) : {}),
       },
       { socket: client, facing: 'client' },
     );
@@ -92,13 +135,31 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
       client.resetAndDestroy();
       return flow.close(route.reason);
     }
+    if (decision && !decision.allowed) {
+      o.policy.denied(flow, decision, 401);
+      client.resetAndDestroy();
+      return flow.close('denied');
+    }
+    if (request) o.policy.watch(flow, request);
     let pending: PendingLeg;
     if (route.kind === 'direct') {
       pending = dial(route.target, route.path === 'local' ? o.sourceAddress(route.target.ip) : undefined);
     } else {
       const headers: Record<string, string> = { forwarded: forwardedFor(src), traceparent: trace!.traceparent };
       if (srcWorkload) headers.baggage = baggage(srcWorkload);
-      pending = awaitTunnel(o.pool.open({ node: route.node }, route.target, headers), route.node.name);
+      const failureOf = (s: ClientHttp2Stream) => o.pool.failureOf(s);
+      const { identity } = o;
+      if (identity && srcWorkload) {
+        const source = identityOf(srcWorkload, identity.trustDomain);
+        const destination = identityOf(route.workload, identity.trustDomain);
+        pending = deferredTunnel(async () => {
+          const held = await identity.certs.ensure(source);
+          const key = { node: route.node, source: sourceIdentity, destination: destinationIdentity, tls: hboneClientTlsOptions(held, destination) };
+          return o.pool.open(key, route.target, headers);
+        }, route.node.name, failureOf);
+      } else {
+        pending = awaitTunnel(o.pool.open({ node: route.node }, route.target, headers), route.node.name, failureOf);
+      }
     }
     forward(socketLeg(client), pending, flow, {
       failed: (err) => {

@@ -1,6 +1,8 @@
 // Client end of the tunnel: HTTP/2 sessions to other nodes' ztunnels, pooled,
 // each carrying up to MAX_STREAMS_PER_SESSION CONNECT streams.
 import { connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { ConnectionOptions } from 'node:tls';
+import { PeerIdentityError } from '../identity/errors.ts';
 import type { MeshNode } from '../state/model.ts';
 import type { Endpoint } from './flow.ts';
 import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
@@ -8,15 +10,27 @@ import { hostPort } from './ip.ts';
 import type { Logger } from './log.ts';
 
 /**
- * What a session is shared by. Plaintext needs only the destination node; with
- * mutual TLS the source and destination identities join the key, since a
- * session's certificates are theirs.
+ * What a session is shared by: the destination node and, with mutual TLS, the
+ * source and destination identities, since a session's certificates are theirs.
  */
 export interface PoolKey {
   node: MeshNode;
+  /** SPIFFE IDs; with `tls`, the session presents `source` and accepts only `destination`. */
+  source?: string;
+  destination?: string;
+  /** Mutual TLS 1.3 options (identity/tls.ts); absent: cleartext HTTP/2. */
+  tls?: ConnectionOptions;
 }
 
-const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}`;
+const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}|${k.source ?? ''}|${k.destination ?? ''}`;
+
+/** Why a session failed its handshake, as flows and metrics name it. */
+export function handshakeFailure(err: Error & { code?: string }): string {
+  if (err instanceof PeerIdentityError || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'peer_identity_mismatch';
+  if (err.code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
+  if (err.code !== undefined && /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALERT|TLS|SSL/.test(err.code)) return 'tls_failed';
+  return 'tunnel_failed';
+}
 
 interface PooledSession {
   session: ClientHttp2Session;
@@ -28,6 +42,8 @@ export interface TunnelPoolOptions {
   /** Port of the peers' inbound tunnel listener. */
   port: number;
   log: Logger;
+  /** A session could not be set up (its streams then close before answering). */
+  onSessionFailure?(reason: string): void;
   maxStreamsPerSession?: number;
   /** Close a session after this long without streams. */
   idleMs?: number;
@@ -39,12 +55,20 @@ export class TunnelPool {
   readonly #maxStreams: number;
   readonly #idleMs: number;
   readonly #pools = new Map<string, PooledSession[]>();
+  readonly #failures = new WeakMap<object, string>();
+  readonly #onFailure: (reason: string) => void;
 
   constructor(options: TunnelPoolOptions) {
     this.#port = options.port;
     this.#log = options.log;
     this.#maxStreams = options.maxStreamsPerSession ?? MAX_STREAMS_PER_SESSION;
     this.#idleMs = options.idleMs ?? 60_000;
+    this.#onFailure = options.onSessionFailure ?? (() => {});
+  }
+
+  /** Why the stream's session failed, if it did (a handshake refusal, say). */
+  failureOf(stream: ClientHttp2Stream): string | undefined {
+    return stream.session ? this.#failures.get(stream.session) : undefined;
   }
 
   /** Opens a CONNECT stream to `target` through the peer; the caller waits for its response. */
@@ -72,7 +96,7 @@ export class TunnelPool {
     const free = pool?.find((p) => p.streams < this.#maxStreams && !p.session.closed && !p.session.destroyed);
     if (free) return free;
     if (!pool) this.#pools.set(k, (pool = []));
-    const pooled: PooledSession = { session: this.#connect(key.node), streams: 0 };
+    const pooled: PooledSession = { session: this.#connect(key), streams: 0 };
     pool.push(pooled);
     const drop = () => {
       clearTimeout(pooled.idleTimer);
@@ -86,19 +110,26 @@ export class TunnelPool {
     return pooled;
   }
 
-  #connect(node: MeshNode): ClientHttp2Session {
+  #connect(key: PoolKey): ClientHttp2Session {
+    const { node } = key;
     const authority = hostPort(node.address, this.#port);
-    // Cleartext HTTP/2 with prior knowledge. Mutual TLS 1.3 (ALPN h2, SNI naming
-    // the destination identity) goes in here, as an https: authority with TLS options.
-    const session = connect(`http://${authority}`, {
-      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-    });
+    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    // With TLS: HTTP/2 over mutual TLS 1.3, ALPN h2, SNI naming the destination identity.
+    const session = key.tls ? connect(`https://${authority}`, { ...h2, ...key.tls }) : connect(`http://${authority}`, h2);
+    let up = false;
     session.once('connect', () => {
+      up = true;
       session.setLocalWindowSize(SESSION_WINDOW);
-      this.#log.info('tunnel_session_open', { peer: node.name, address: authority });
+      this.#log.info('tunnel_session_open', { peer: node.name, address: authority, source: key.source, destination: key.destination });
     });
-    session.on('error', (err) => this.#log.warn('tunnel_session_error', { peer: node.name, address: authority, error: err }));
+    session.on('error', (err: Error & { code?: string }) => {
+      if (!up) {
+        const reason = handshakeFailure(err);
+        this.#failures.set(session, reason);
+        this.#onFailure(reason);
+      }
+      this.#log.warn('tunnel_session_error', { peer: node.name, address: authority, destination: key.destination, error: err });
+    });
     return session;
   }
 }

@@ -13,7 +13,10 @@ import { hostPort, isV6 } from './ip.ts';
 import type { Logger } from './log.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { Resolver } from './resolve.ts';
-import { StateStore } from './state.ts';
+import { StateStore, type StateView } from './state.ts';
+import { DestinationPolicy } from './destination-policy.ts';
+import { localIdentities, type MeshIdentity } from './mesh-identity.ts';
+import { ZtunnelMetrics } from './metrics.ts';
 import { TunnelPool } from './tunnel-pool.ts';
 
 export interface ZtunnelOptions {
@@ -34,6 +37,10 @@ export interface ZtunnelOptions {
   adminPort: number;
   /** 0: no readiness listener. */
   readinessPort: number;
+  /** 0: metrics only on the admin socket. */
+  metricsPort: number;
+  /** Workload identities and mutual TLS; absent: cleartext tunnels. */
+  identity?: MeshIdentity;
   log: Logger;
 }
 
@@ -50,12 +57,25 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const { log } = o;
   const store = new StateStore();
   const flows = new FlowTable(o.node);
-  flows.subscribe((e) => e.event === 'close' && log.info('access', { ...e.flow }));
+  const { identity } = o;
+  const metrics = new ZtunnelMetrics(identity ? () => identity.certs.counters : undefined);
+  const policy = new DestinationPolicy(metrics, log);
+  flows.subscribe((e) => {
+    if (e.event === 'open') return metrics.flowOpened(e.flow);
+    policy.forget(e.flow.id);
+    metrics.flowClosed(e.flow);
+    log.info('access', { ...e.flow });
+  });
   const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp ?? o.nodeIp));
-  const pool = new TunnelPool({ port: o.hbonePort, log });
+  const pool = new TunnelPool({ port: o.hbonePort, log, onSessionFailure: (reason) => metrics.handshakeFailed('outbound', reason) });
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
-  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses });
+  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, ...(identity ? { identity } : {}) });
+  if (!identity) log.warn('no_ca', { message: 'no CA configured (--ca-url): tunnels between nodes are cleartext HTTP/2' });
+  const onApplied = (view: StateView) => {
+    if (identity) identity.certs.retain(localIdentities(view, o.node, identity.trustDomain));
+    policy.onView(view);
+  };
 
   /** Listens, naming the listener in the log, or in the error an operator sees when the address is taken or missing. */
   const bind = async <T>(what: string, address: string, listen: () => Promise<T>): Promise<T> => {
@@ -67,10 +87,10 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       throw new ConfigError(`cannot listen for ${what} on ${address}: ${(err as Error).message}`);
     }
   };
-  const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log }));
+  const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log, onApplied }));
 
   const http: HttpServer[] = [];
-  const admin = createAdmin(store, flows);
+  const admin = createAdmin(store, flows, { metrics: () => metrics.text(), ...(identity ? { certs: () => identity.certs.list() } : {}) });
   const adminUnix = createHttpServer(admin.handler);
   http.push(adminUnix);
   await bind('admin', o.adminSocket, () => listenUnix(adminUnix, o.adminSocket));
@@ -87,7 +107,18 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     }
   }
 
-  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress });
+  if (o.metricsPort !== 0) {
+    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+      const server = createHttpServer((req, res) => {
+        if (req.method !== 'GET' || req.url !== '/metrics') return void res.writeHead(404).end();
+        void metrics.text().then((text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text));
+      });
+      http.push(server);
+      await bind('metrics', hostPort(ip, o.metricsPort), () => listenTcp(server, ip, o.metricsPort));
+    }
+  }
+
+  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, ...(identity ? { identity } : {}) });
   for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
     await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
   }
@@ -111,6 +142,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
       flows.abortAll();
       pool.close();
+      identity?.certs.close();
       await stopped;
       admin.endStreams();
       for (const s of http) s.closeIdleConnections();

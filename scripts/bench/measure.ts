@@ -7,7 +7,7 @@ import { rssWithIdleConnections } from './idle.ts';
 import { scaleManifest, soloNamespaceManifest, soloPodManifest } from './manifest.ts';
 import type { Profile } from './options.ts';
 import type { BenchPath } from './paths.ts';
-import { measureAround } from './proc-stats.ts';
+import { measureAround, rssMB } from './proc-stats.ts';
 import type { Collector } from './report.ts';
 import { percentile } from './stats.ts';
 import { fixedRate, keepAlive, newConnections, singleStream } from './workloads.ts';
@@ -42,6 +42,14 @@ async function attempt(ctx: Context, figures: readonly string[], path: BenchPath
   }
   // Let connections close and the proxies settle before the next path starts.
   await pause(500);
+}
+
+/** Each proxy's RSS before any load (after one probe), to tell what the workloads added. */
+export async function recordStartRss(ctx: Context, paths: readonly BenchPath[]): Promise<void> {
+  for (const path of paths) {
+    const pids = await path.proxyPids();
+    if (pids.length > 0) addExtra(ctx, `startRssMB.${path.id}`, max(await Promise.all(pids.map(rssMB))));
+  }
 }
 
 /** Every workload once per path; the path order rotates with `round` so none always goes first. */
@@ -105,10 +113,10 @@ export async function measureRound(ctx: Context, paths: readonly BenchPath[], ro
   }
 }
 
-/** Creates the idle pods (outside the mesh) and the solo pod's namespace. */
-export async function createEnrollmentPods(ctx: Context, sandbox: string): Promise<void> {
-  ctx.log(`creating ${ctx.profile.pods} idle pods and the solo pod`);
-  await sandboxApply(sandbox, scaleManifest(ctx.profile.pods));
+/** Creates the idle pods (outside the mesh) and the solo pod with its namespace. */
+export async function createEnrollmentPods(profile: Profile, sandbox: string, log: (line: string) => void): Promise<void> {
+  log(`creating ${profile.pods} idle pods and the solo pod`);
+  await sandboxApply(sandbox, scaleManifest(profile.pods));
   await sandboxApply(sandbox, `${soloNamespaceManifest()}---\n${soloPodManifest(false)}`);
 }
 

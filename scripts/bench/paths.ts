@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../agent/agent-status.ts';
 import { getJson } from '../../agent/cli/admin-client.ts';
 import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../agent/sandbox/api.ts';
+import { PORTS } from '../../agent/state/model.ts';
 import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
@@ -29,8 +30,12 @@ export interface BenchPath {
 export interface Paths {
   all: BenchPath[];
   byId(id: PathId): BenchPath;
+  /** Whether node-2's HBONE port speaks TLS: mutual TLS between the ztunnels is landing separately, and the report says which was measured. */
+  meshletTunnel: 'tls' | 'cleartext';
   stop(): void;
 }
+
+const HBONE_PORT = PORTS.hbone;
 
 const podIp = (info: SandboxInfo, ns: string, name: string): string => {
   const ip = info.pods.find((p) => p.namespace === ns && p.name === name)?.ip;
@@ -97,7 +102,6 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     diagnose: () => logTails(pair.logs, /./),
   };
   const all = [direct, meshlet, haproxy];
-  const paths: Paths = { all, byId: (id) => all.find((p) => p.id === id)!, stop: pair.stop };
   try {
     await waitFor('the mesh pods to be enrolled', async () => {
       const statuses = await Promise.all(info.nodes.map((n) => getJson<AgentStatus>(n.agentAdminSocket, '/status')));
@@ -107,11 +111,18 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     for (const path of all) await waitFor(`the ${path.id} path to serve ${path.client.base}${SMALL_PATH}`, () => probe(path.client));
     await checkMeshletCaptured(info, meshlet);
     await checkHaproxyMutualTls(sandbox, direct.client, pair, back.underlayIp);
+    const meshletTunnel = await tunnelProtocol(sandbox, direct.client, back.underlayIp);
+    return { all, byId: (id) => all.find((p) => p.id === id)!, meshletTunnel, stop: pair.stop };
   } catch (err) {
     pair.stop();
     throw err;
   }
-  return paths;
+}
+
+/** A TLS server answers curl's ClientHello with a ServerHello (whatever it thinks of our missing certificate); a cleartext HTTP/2 one does not. */
+async function tunnelProtocol(sandbox: string, from: Client, nodeIp: string): Promise<'tls' | 'cleartext'> {
+  const r = await sandboxExec(sandbox, from.pod, ['curl', '-vsk', '--max-time', '5', '-o', '/dev/null', `https://${nodeIp}:${HBONE_PORT}/`], { timeoutMs: 15_000 });
+  return /Server hello/i.test(r.stderr) ? 'tls' : 'cleartext';
 }
 
 /** The mesh client's request must show up as a tunnelled flow on node-1's ztunnel, or "meshlet" would be measuring direct. */

@@ -94,6 +94,8 @@ export interface BenchResults {
   mode: Profile['mode'];
   profile: Profile;
   sandbox: string;
+  /** What carried meshlet's HBONE between the ztunnels in this run. */
+  meshletTunnel: 'tls' | 'cleartext';
   machine: MachineInfo;
   figures: Record<string, FigureResult>;
   targets: TargetResult[];
@@ -163,6 +165,8 @@ export function renderMarkdown(r: BenchResults, defs: readonly FigureDef[]): str
     '',
     `Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMB} MiB, kernel ${m.kernel}, ${load} (1-minute average at start → end). Sandbox \`${r.sandbox}\`: client pod on node-1, server pod (nginx) on node-2.`,
     '',
+    `meshlet's HBONE between the ztunnels: ${r.meshletTunnel === 'tls' ? 'TLS (HTTP/2 CONNECT over TLS)' : '**cleartext HTTP/2** (mutual TLS had not landed): the haproxy-mtls comparison favours meshlet'}.`,
+    '',
     '| figure | unit | direct | meshlet | haproxy-mtls | meshlet ÷ haproxy | meshlet ÷ direct |',
     '|---|---|--:|--:|--:|--:|--:|',
   ];
@@ -176,6 +180,8 @@ export function renderMarkdown(r: BenchResults, defs: readonly FigureDef[]): str
     const limit = t.id === 'p99' ? ` (haproxy ${fmt(t.limit, 2)} ms)` : '';
     lines.push(`| ${t.text} | ${value}${limit} | ${t.pass === null ? '—' : t.pass ? 'pass' : '**miss**'} |`);
   }
+  const extras = Object.entries(r.extra).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v}`);
+  if (extras.length > 0) lines.push('', `Other readings (medians): ${extras.join(', ')}.`);
   const failures = Object.entries(r.figures).flatMap(([id, f]) => PATH_IDS.flatMap((p) => f.paths[p].errors.map((e) => `${id} on ${p}: ${e}`)));
   if (r.notes.length || failures.length) {
     lines.push('');

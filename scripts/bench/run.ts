@@ -12,7 +12,7 @@ import { sandboxApply, sandboxDown, sandboxStatus, sandboxUp } from '../../agent
 import { BenchInterruptedError } from './errors.ts';
 import { machineInfo } from './machine.ts';
 import { workloadManifest, NS_DIRECT, NS_MESH } from './manifest.ts';
-import { createEnrollmentPods, measureEnrollmentRound, measureRound, type Context } from './measure.ts';
+import { createEnrollmentPods, measureEnrollmentRound, measureRound, recordStartRss, type Context } from './measure.ts';
 import { parseOptions, USAGE, type BenchOptions } from './options.ts';
 import { setupPaths, type Paths } from './paths.ts';
 import { Collector, figureDefs, judgeTargets, renderMarkdown, summarize, type BenchResults } from './report.ts';
@@ -31,6 +31,10 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
   const www = wwwLayout(benchDir);
   await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
   await sandboxApply(name, workloadManifest(www.confFor));
+  // Every pod before any traffic: the sandbox's pod bridge has no set MAC, so
+  // it takes its lowest port's, and a pod added later can change it under
+  // the other pods' ARP caches (they lose the gateway until the entry expires).
+  await createEnrollmentPods(profile, name, log);
   info = await sandboxStatus(name);
   const paths = await setupPaths(name, info, benchDir);
   onPaths(paths);
@@ -38,16 +42,15 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
 
   const ctx: Context = { profile, collector: new Collector(), extra: new Map(), log };
   const restartsBefore = info.nodes.map((n) => n.ztunnelRestarts ?? 0);
+  await recordStartRss(ctx, paths.all);
   for (let r = 0; r < profile.runs; r++) await measureRound(ctx, paths.all, r);
-  await createEnrollmentPods(ctx, name);
-  info = await sandboxStatus(name);
   for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
   const restartsAfter = (await sandboxStatus(name)).nodes.map((n) => n.ztunnelRestarts ?? 0);
 
   const defs = figureDefs(profile);
   const figures = summarize(defs, ctx.collector);
   const notes: string[] = [
-    'Every tool runs on the same 2-core-class machine as the proxies and the server: figures compare paths within one run, not with other machines.',
+    `Clients, server and proxies share this machine's ${machine.nproc} CPUs: figures compare paths within one run, not with other machines.`,
     'hey prints latencies with 0.1 ms resolution. haproxy runs with its defaults (one process, a thread per CPU, TLS session resumption to its peer).',
   ];
   if (restartsAfter.some((v, i) => v !== restartsBefore[i])) notes.push(`a ztunnel restarted during the run (restarts ${restartsBefore.join(',')} → ${restartsAfter.join(',')}): its figures may mix two processes`);
@@ -60,6 +63,7 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     mode: profile.mode,
     profile,
     sandbox: name,
+    meshletTunnel: paths.meshletTunnel,
     machine: { ...machine, loadEnd: loadavg()[0]! },
     figures,
     targets: judgeTargets(figures, profile),

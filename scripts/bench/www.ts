@@ -1,5 +1,5 @@
 // The server side of every path: nginx serving a 1 KiB file and a large
-// sparse one, so the server is never the bottleneck (sendfile, no logging).
+// one, so the server is never the bottleneck (sendfile, no logging).
 // Everything lives in the sandbox's run dir, so `sandbox down` removes it.
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,13 +20,18 @@ export function wwwLayout(benchDir: string): WwwLayout {
   return { dir, root: join(dir, 'root'), confFor: (ns) => join(dir, `nginx-${ns}.conf`) };
 }
 
-/** Writes the content (the blob sparse: holes cost no memory on tmpfs) and one config per server pod. */
+/**
+ * Writes the content and one config per server pod. The blob is written out,
+ * not left sparse: the first sendfile of a hole fills the page cache at a
+ * fraction of line rate, which would slow whichever path happened to read it first.
+ */
 export async function writeWww(layout: WwwLayout, namespaces: readonly string[], blobBytes: number): Promise<void> {
   await mkdir(layout.root, { recursive: true });
   await writeFile(join(layout.root, SMALL_PATH.slice(1)), Buffer.alloc(1024, 'x'));
   const blob = await open(join(layout.root, BLOB_PATH.slice(1)), 'w');
   try {
-    await blob.truncate(blobBytes);
+    const chunk = Buffer.alloc(4 * 1024 * 1024);
+    for (let at = 0; at < blobBytes; at += chunk.length) await blob.write(chunk, 0, Math.min(chunk.length, blobBytes - at));
   } finally {
     await blob.close();
   }

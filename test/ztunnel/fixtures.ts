@@ -2,6 +2,9 @@
 // are 127.0.0.x so every hop is a real socket with a distinct IP:
 // node n1 127.0.0.1 (capture listener), client pod 127.0.0.11 and local pod 127.0.0.12 on n1,
 // node n2 127.0.0.2 (inbound listener), server pod 127.0.0.21 on n2.
+import { DestinationPolicy } from '../../agent/ztunnel/destination-policy.ts';
+import type { MeshIdentity } from '../../agent/ztunnel/mesh-identity.ts';
+import { ZtunnelMetrics } from '../../agent/ztunnel/metrics.ts';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
@@ -107,15 +110,19 @@ export interface TwoNodes {
  * Without the BPF hooks the capture listener cannot learn the original
  * destination from the socket, so `dial` hands it over directly.
  */
-export async function twoNodes(t: TestContext, serverPort: number): Promise<TwoNodes> {
+export async function twoNodes(t: TestContext, serverPort: number, identities: { n1?: MeshIdentity; n2?: MeshIdentity } = {}): Promise<TwoNodes> {
   const state = twoNodeState(serverPort);
+  const security = (identity: MeshIdentity | undefined) => {
+    const metrics = new ZtunnelMetrics();
+    return { metrics, policy: new DestinationPolicy(metrics, silentLogger), ...(identity ? { identity } : {}) };
+  };
   const mkStore = () => {
     const store = new StateStore();
     store.apply({ type: 'snapshot', version: 1, state });
     return store;
   };
   const n2 = { store: mkStore(), flows: new FlowTable('n2') };
-  const inbound = new InboundServer({ node: 'n2', ...n2, log: silentLogger, sourceAddress: () => '127.0.0.2' });
+  const inbound = new InboundServer({ node: 'n2', ...n2, ...security(identities.n2), log: silentLogger, sourceAddress: () => '127.0.0.2' });
   const address = await inbound.listen('127.0.0.2', 0);
   defer(t, () => inbound.close());
 
@@ -125,6 +132,7 @@ export async function twoNodes(t: TestContext, serverPort: number): Promise<TwoN
   const destinations = new Map<number, Endpoint>();
   const handler = createOutboundHandler({
     ...n1,
+    ...security(identities.n1),
     resolver: new Resolver('n1'),
     pool,
     log: silentLogger,

@@ -1,0 +1,23 @@
+// The ztunnel's side of workload identity: which SPIFFE IDs this node must
+// hold certificates for, and how a workload maps to its ID.
+import { formatSpiffeId, workloadIdentity, type SpiffeId } from '../identity/spiffe.ts';
+import type { CertificateStore } from '../identity/store.ts';
+import type { Workload } from '../state/model.ts';
+import type { StateView } from './state.ts';
+
+export interface MeshIdentity {
+  trustDomain: string;
+  certs: CertificateStore;
+}
+
+export const identityOf = (w: Workload, trustDomain: string): SpiffeId => workloadIdentity(w, trustDomain);
+export const identityUri = (w: Workload, trustDomain: string): string => formatSpiffeId(identityOf(w, trustDomain));
+
+/** Identities of the enrolled pods on `node`: the certificates the node needs, requested ahead of their traffic. */
+export function localIdentities(view: StateView, node: string, trustDomain: string): SpiffeId[] {
+  const ids = new Map<string, SpiffeId>();
+  for (const w of view.workloads.values()) {
+    if (w.node === node && w.enrolled) ids.set(identityUri(w, trustDomain), identityOf(w, trustDomain));
+  }
+  return [...ids.values()];
+}
