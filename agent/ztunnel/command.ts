@@ -33,6 +33,7 @@ interface ZtunnelCliOptions {
   caBundle?: string;
   caTokenFile?: string;
   certTtl?: number;
+  plaintextTunnels?: boolean;
 }
 
 const ipOf = (family: 4 | 6) => (value: string, flag: string): string => {
@@ -62,7 +63,8 @@ const ipOption = (flags: string, description: string, family: 4 | 6) => {
 /** Certificates from the CA when one is configured; all three CA flags go together. */
 function identityFrom(opts: ZtunnelCliOptions, log: Logger): { identity?: MeshIdentity } {
   const given = [opts.caUrl, opts.caBundle, opts.caTokenFile].filter((v) => v !== undefined).length;
-  if (given === 0) return {};
+  if (given === 0 && opts.plaintextTunnels) return {};
+  if (given === 0) throw new ConfigError('the ztunnel needs --ca-url, --ca-bundle and --ca-token-file to secure tunnels with mutual TLS (--plaintext-tunnels runs without a CA, for tests only)');
   if (given < 3) throw new ConfigError('--ca-url, --ca-bundle and --ca-token-file go together: the ztunnel needs all three to get certificates');
   const problem = trustDomainProblem(opts.trustDomain);
   if (problem) throw new ConfigError(`--trust-domain: ${problem}`);
@@ -93,6 +95,7 @@ export function ztunnelCommand(): Command {
     .option('--ca-url <url>', 'the mesh CA (meshlet ca), e.g. https://10.200.0.2:15012; without it tunnels are cleartext')
     .option('--ca-bundle <file>', 'PEM file of the mesh root the CA and peers chain to')
     .option('--ca-token-file <file>', 'this node\'s bootstrap credential for the CA')
+    .option('--plaintext-tunnels', 'no CA: tunnels between nodes are cleartext HTTP/2 (tests only; never in a mesh)')
     .addOption(new Option('--cert-ttl <duration>', 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)').argParser((v: string) => parseDuration(v, '--cert-ttl')))
     .action(async (opts: ZtunnelCliOptions) => {
       const log = jsonLogger();

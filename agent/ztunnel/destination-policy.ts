@@ -12,9 +12,10 @@ export function verdictOf(d: AuthzDecision): { verdict: 'allow' | 'deny'; policy
   return { verdict: d.verdict, verdictReason: d.reason, ...(d.policy ? { policy: d.policy } : {}) };
 }
 
-const samePolicies = (a: StateView, b: StateView): boolean => {
+/** Whether a decision could differ between two views: the policies, or the workloads they select, changed. */
+const sameInputs = (a: StateView, b: StateView): boolean => {
   const same = <T>(x: ReadonlyMap<string, T>, y: ReadonlyMap<string, T>) => x.size === y.size && [...x].every(([k, v]) => y.get(k) === v);
-  return same(a.authorizationPolicies, b.authorizationPolicies);
+  return same(a.authorizationPolicies, b.authorizationPolicies) && same(a.workloads, b.workloads);
 };
 
 export class DestinationPolicy {
@@ -33,8 +34,8 @@ export class DestinationPolicy {
     return authorize(view.policies, request);
   }
 
-  /** Records a denial the caller is about to answer (401 or a reset). */
-  denied(flow: Flow, decision: AuthzDecision, status: number): void {
+  /** Records a denial; `status` is the HTTP answer, when the denial is one (401 on a tunnel). */
+  denied(flow: Flow, decision: AuthzDecision, status?: number): void {
     Object.assign(flow.record, verdictOf(decision));
     this.#metrics.denied(flow.record);
     this.#log.warn('denied', { flow: flow.record.id, source: flow.record.source, principal: flow.record.source.identity, destination: flow.record.destination, policy: decision.policy, reason: decision.reason, status });
@@ -50,16 +51,20 @@ export class DestinationPolicy {
     this.#watched.delete(flowId);
   }
 
-  /** A new state view: if its policies changed, re-check every watched connection. */
+  /** A new state view: if what decisions depend on changed, re-check every watched connection. */
   onView(view: StateView): void {
     const previous = this.#view;
     this.#view = view;
-    if (!previous || samePolicies(previous, view)) return;
-    for (const [id, { flow, request }] of this.#watched) {
+    if (!previous || sameInputs(previous, view)) return;
+    for (const [id, entry] of this.#watched) {
+      const { flow } = entry;
+      // The destination's labels may have changed too: judge it as the new view has it.
+      const workload = view.workloadByIp(entry.request.destination.ip) ?? entry.request.destination.workload;
+      const request = { ...entry.request, destination: { ...entry.request.destination, workload } };
       const decision = this.decide(view, request);
       if (decision.allowed) continue;
       this.#watched.delete(id);
-      this.denied(flow, decision, 0);
+      this.denied(flow, decision);
       flow.abort('policy_denied');
     }
   }

@@ -2,7 +2,7 @@
 // other nodes' ztunnels to pods on this node. The pod sees the node's address
 // as its peer; the client's address and workload travel in the headers and
 // end up in the flow table.
-import { createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { formatSpiffeId, sameIdentity } from '../identity/spiffe.ts';
@@ -35,6 +35,13 @@ export interface InboundOptions {
   identity?: MeshIdentity;
 }
 
+/** OpenSSL's verification error codes, as flows and metrics name the refusal. */
+function certificateRefusal(code: string): string {
+  if (code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
+  if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
+  return 'peer_certificate_invalid';
+}
+
 function refuse(stream: ServerHttp2Stream, status: number): void {
   stream.on('error', () => {});
   if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': status }, { endStream: true });
@@ -59,13 +66,23 @@ export class InboundServer {
     const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS_PER_SESSION }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     const { identity } = this.#o;
     // Mutual TLS 1.3: the certificate is picked by SNI among local identities, the client's must chain to the mesh root.
-    const server = identity ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs) }) : createServer(h2);
+    // Client chains are checked after the handshake (rejectUnauthorized off), so a refusal can say why and be counted.
+    const server = identity ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs), rejectUnauthorized: false }) : createServer(h2);
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       const reason = handshakeFailure(err);
       this.#o.metrics.handshakeFailed('inbound', reason);
       this.#o.log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: err });
     });
     server.on('session', (session) => {
+      const socket = session.socket as TLSSocket;
+      if (identity && !socket.authorized) {
+        const reason = certificateRefusal(String(socket.authorizationError));
+        this.#o.metrics.handshakeFailed('inbound', reason);
+        this.#o.log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: String(socket.authorizationError) });
+        session.goaway(constants.NGHTTP2_INADEQUATE_SECURITY);
+        session.destroy();
+        return;
+      }
       session.setLocalWindowSize(SESSION_WINDOW);
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));

@@ -71,8 +71,9 @@ export class ZtunnelMetrics {
     const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] });
     this.#opened = tcp('istio_tcp_connections_opened_total', 'TCP connections opened');
     this.#closed = tcp('istio_tcp_connections_closed_total', 'TCP connections closed');
-    this.#sent = tcp('istio_tcp_sent_bytes_total', 'bytes sent by the client towards the server');
-    this.#received = tcp('istio_tcp_received_bytes_total', 'bytes received by the client from the server');
+    // Istio's meaning: "sent" is the response (server → client), "received" the request.
+    this.#sent = tcp('istio_tcp_sent_bytes_total', 'bytes sent in response (server to client)');
+    this.#received = tcp('istio_tcp_received_bytes_total', 'bytes received in request (client to server)');
     this.#denials = new Counter({
       name: 'meshlet_authorization_denials_total',
       help: 'connections an AuthorizationPolicy denied at this destination',
@@ -102,8 +103,8 @@ export class ZtunnelMetrics {
   flowClosed(f: FlowRecord): void {
     const labels = labelsOf(f);
     this.#closed.inc(labels);
-    if (f.bytesSent > 0) this.#sent.inc(labels, f.bytesSent);
-    if (f.bytesReceived > 0) this.#received.inc(labels, f.bytesReceived);
+    if (f.bytesReceived > 0) this.#sent.inc(labels, f.bytesReceived);
+    if (f.bytesSent > 0) this.#received.inc(labels, f.bytesSent);
   }
 
   denied(f: FlowRecord): void {

@@ -1,7 +1,7 @@
 // Outbound capture: a connection the kernel redirected from an enrolled pod.
 // The cgroup getsockname hook makes the accepted socket's local address the
 // application's original destination and its remote address the pod's.
-import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Stream, Http2Session, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { ForwardError } from '../errors.ts';
 import { formatSpiffeId } from '../identity/spiffe.ts';
@@ -55,10 +55,13 @@ function tunnelStatusReason(status: number): string {
 }
 
 /** Waits for the tunnel's response: 200 gives the stream as a leg, anything else a ForwardError. */
-export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: (s: ClientHttp2Stream) => string | undefined = () => undefined): PendingLeg {
+export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: (s: Http2Session | undefined) => string | undefined = () => undefined): PendingLeg {
   const cancel = streamResetter(stream);
+  const session = stream.session;
   const ready = new Promise<Leg>((resolve, reject) => {
-    const closed = () => reject(new ForwardError(failureOf(stream) ?? 'tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
+    const fail = () => reject(new ForwardError(failureOf(session) ?? 'tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
+    // A failed handshake closes the streams before the session reports why: wait for the session to finish.
+    const closed = () => (session && !session.closed ? session.once('close', fail) : fail());
     stream.on('error', () => {});
     stream.once('close', closed);
     stream.once('response', (headers: IncomingHttpHeaders) => {
@@ -73,7 +76,7 @@ export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: 
 }
 
 /** A tunnel whose stream can only be opened once the source's certificate is at hand. */
-function deferredTunnel(open: () => Promise<ClientHttp2Stream>, peer: string, failureOf: (s: ClientHttp2Stream) => string | undefined): PendingLeg {
+function deferredTunnel(open: () => Promise<ClientHttp2Stream>, peer: string, failureOf: (s: Http2Session | undefined) => string | undefined): PendingLeg {
   let inner: PendingLeg | undefined;
   let cancelled = false;
   const ready = open().then(
@@ -147,7 +150,7 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
     } else {
       const headers: Record<string, string> = { forwarded: forwardedFor(src), traceparent: trace!.traceparent };
       if (srcWorkload) headers.baggage = baggage(srcWorkload);
-      const failureOf = (s: ClientHttp2Stream) => o.pool.failureOf(s);
+      const failureOf = (s: Http2Session | undefined) => o.pool.failureOf(s);
       const { identity } = o;
       if (identity && srcWorkload) {
         const source = identityOf(srcWorkload, identity.trustDomain);
@@ -163,6 +166,7 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
     }
     forward(socketLeg(client), pending, flow, {
       failed: (err) => {
+        if (err.reason === 'denied') Object.assign(flow.record, { verdict: 'deny', verdictReason: 'the destination ztunnel answered 401' });
         // The application's connect already succeeded (to us); a reset is the closest to "refused".
         client.resetAndDestroy();
         o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });

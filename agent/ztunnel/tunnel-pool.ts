@@ -1,6 +1,6 @@
 // Client end of the tunnel: HTTP/2 sessions to other nodes' ztunnels, pooled,
 // each carrying up to MAX_STREAMS_PER_SESSION CONNECT streams.
-import { connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import { connect, type ClientHttp2Session, type ClientHttp2Stream, type Http2Session, type OutgoingHttpHeaders } from 'node:http2';
 import type { ConnectionOptions } from 'node:tls';
 import { PeerIdentityError } from '../identity/errors.ts';
 import type { MeshNode } from '../state/model.ts';
@@ -66,9 +66,9 @@ export class TunnelPool {
     this.#onFailure = options.onSessionFailure ?? (() => {});
   }
 
-  /** Why the stream's session failed, if it did (a handshake refusal, say). */
-  failureOf(stream: ClientHttp2Stream): string | undefined {
-    return stream.session ? this.#failures.get(stream.session) : undefined;
+  /** Why a session failed, if it did (a handshake refusal, say). */
+  failureOf(session: Http2Session | undefined): string | undefined {
+    return session ? this.#failures.get(session) : undefined;
   }
 
   /** Opens a CONNECT stream to `target` through the peer; the caller waits for its response. */
@@ -116,18 +116,15 @@ export class TunnelPool {
     const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     // With TLS: HTTP/2 over mutual TLS 1.3, ALPN h2, SNI naming the destination identity.
     const session = key.tls ? connect(`https://${authority}`, { ...h2, ...key.tls }) : connect(`http://${authority}`, h2);
-    let up = false;
     session.once('connect', () => {
-      up = true;
       session.setLocalWindowSize(SESSION_WINDOW);
       this.#log.info('tunnel_session_open', { peer: node.name, address: authority, source: key.source, destination: key.destination });
     });
     session.on('error', (err: Error & { code?: string }) => {
-      if (!up) {
-        const reason = handshakeFailure(err);
-        this.#failures.set(session, reason);
-        this.#onFailure(reason);
-      }
+      // Streams that closed before an answer take their close reason from this.
+      const reason = handshakeFailure(err);
+      this.#failures.set(session, reason);
+      if (reason !== 'tunnel_failed') this.#onFailure(reason);
       this.#log.warn('tunnel_session_error', { peer: node.name, address: authority, destination: key.destination, error: err });
     });
     return session;

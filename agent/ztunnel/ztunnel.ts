@@ -71,7 +71,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
   const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, ...(identity ? { identity } : {}) });
-  if (!identity) log.warn('no_ca', { message: 'no CA configured (--ca-url): tunnels between nodes are cleartext HTTP/2' });
+  if (!identity) log.warn('plaintext_tunnels', { message: 'no CA: tunnels between nodes are cleartext HTTP/2' });
   const onApplied = (view: StateView) => {
     if (identity) identity.certs.retain(localIdentities(view, o.node, identity.trustDomain));
     policy.onView(view);

@@ -7,7 +7,6 @@ import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../agent/agent-status.ts';
 import { getJson } from '../../agent/cli/admin-client.ts';
 import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../agent/sandbox/api.ts';
-import { PORTS } from '../../agent/state/model.ts';
 import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
@@ -27,15 +26,15 @@ export interface BenchPath {
   diagnose(): Promise<string>;
 }
 
+export type MeshletTunnel = 'mutual_tls' | 'plaintext' | 'unknown';
+
 export interface Paths {
   all: BenchPath[];
   byId(id: PathId): BenchPath;
-  /** Whether node-2's HBONE port speaks TLS: mutual TLS between the ztunnels is landing separately, and the report says which was measured. */
-  meshletTunnel: 'tls' | 'cleartext';
+  /** How node-1's ztunnel carried the probe (its flow record's `security`): the report says which was measured. */
+  meshletTunnel: MeshletTunnel;
   stop(): void;
 }
-
-const HBONE_PORT = PORTS.hbone;
 
 const podIp = (info: SandboxInfo, ns: string, name: string): string => {
   const ip = info.pods.find((p) => p.namespace === ns && p.name === name)?.ip;
@@ -94,7 +93,8 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     // Warnings, errors and the supervisor's (non-JSON) lines of the ztunnels and agents.
     diagnose: () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), /"level":"(warn|error)"|^(?!\{)/),
   };
-  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.ca!.stateDir, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
+  if (!info.ca) throw new BenchSetupError('the sandbox runs no CA: the haproxy-mtls baseline needs its root to sign certificates');
+  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.ca.stateDir, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
   const haproxy: BenchPath = {
     id: 'haproxy-mtls',
     client: client(NS_DIRECT, pair.base),
@@ -108,10 +108,17 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
       const enrolled = statuses.flatMap((s) => s.enrolledPods).filter((p) => p.namespace === NS_MESH);
       return enrolled.length === 2;
     });
-    for (const path of all) await waitFor(`the ${path.id} path to serve ${path.client.base}${SMALL_PATH}`, () => probe(path.client));
-    await checkMeshletCaptured(info, meshlet);
+    for (const path of all) {
+      try {
+        await waitFor(`the ${path.id} path to serve ${path.client.base}${SMALL_PATH}`, () => probe(path.client));
+      } catch (err) {
+        // The logs go with the sandbox: quote them now.
+        const logs = await path.diagnose().catch(() => '');
+        throw new BenchSetupError(`${(err as Error).message}${logs ? `\n${logs}` : ''}`, { cause: err });
+      }
+    }
+    const meshletTunnel = await checkMeshletCaptured(info, meshlet);
     await checkHaproxyMutualTls(sandbox, direct.client, pair, back.underlayIp);
-    const meshletTunnel = await tunnelProtocol(sandbox, direct.client, back.underlayIp);
     return { all, byId: (id) => all.find((p) => p.id === id)!, meshletTunnel, stop: pair.stop };
   } catch (err) {
     pair.stop();
@@ -119,19 +126,13 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
   }
 }
 
-/** A TLS server answers curl's ClientHello with a ServerHello (whatever it thinks of our missing certificate); a cleartext HTTP/2 one does not. */
-async function tunnelProtocol(sandbox: string, from: Client, nodeIp: string): Promise<'tls' | 'cleartext'> {
-  const r = await sandboxExec(sandbox, from.pod, ['curl', '-vsk', '--max-time', '5', '-o', '/dev/null', `https://${nodeIp}:${HBONE_PORT}/`], { timeoutMs: 15_000 });
-  return /Server hello/i.test(r.stderr) ? 'tls' : 'cleartext';
-}
-
 /** The mesh client's request must show up as a tunnelled flow on node-1's ztunnel, or "meshlet" would be measuring direct. */
-async function checkMeshletCaptured(info: SandboxInfo, meshlet: BenchPath): Promise<void> {
+async function checkMeshletCaptured(info: SandboxInfo, meshlet: BenchPath): Promise<MeshletTunnel> {
   const clientIp = podIp(info, NS_MESH, 'client');
   const { flows } = await getJson<{ flows: FlowRecord[] }>(info.nodes[0]!.ztunnelAdminSocket, '/flows');
-  if (!flows.some((f) => f.direction === 'outbound' && f.source.ip === clientIp && f.path === 'tunnel')) {
-    throw new BenchSetupError(`no tunnelled flow from ${NS_MESH}/client on node-1's ztunnel after probing ${meshlet.client.base}: the meshlet path is not captured`);
-  }
+  const flow = flows.find((f) => f.direction === 'outbound' && f.source.ip === clientIp && f.path === 'tunnel');
+  if (!flow) throw new BenchSetupError(`no tunnelled flow from ${NS_MESH}/client on node-1's ztunnel after probing ${meshlet.client.base}: the meshlet path is not captured`);
+  return flow.security ?? 'unknown';
 }
 
 /** node-2's haproxy must refuse a TLS client without a certificate and accept ours: the baseline really is mutual TLS. */

@@ -2,7 +2,7 @@
 // from issue 4 and the Markdown table printed at the end.
 import type { MachineInfo } from './machine.ts';
 import type { Profile } from './options.ts';
-import { PATH_IDS, type PathId } from './paths.ts';
+import { PATH_IDS, type MeshletTunnel, type PathId } from './paths.ts';
 import { median, round } from './stats.ts';
 
 export interface FigureDef {
@@ -95,7 +95,7 @@ export interface BenchResults {
   profile: Profile;
   sandbox: string;
   /** What carried meshlet's HBONE between the ztunnels in this run. */
-  meshletTunnel: 'tls' | 'cleartext';
+  meshletTunnel: MeshletTunnel;
   machine: MachineInfo;
   figures: Record<string, FigureResult>;
   targets: TargetResult[];
@@ -155,6 +155,12 @@ function cellText(pf: PathFigure, digits: number): string {
   return fmt(pf.median, digits);
 }
 
+const TUNNEL_TEXT: Record<MeshletTunnel, string> = {
+  mutual_tls: 'HTTP/2 CONNECT over mutual TLS 1.3',
+  plaintext: '**cleartext HTTP/2** (no workload certificates): the comparison with haproxy-mtls favours meshlet',
+  unknown: 'not reported by the ztunnel (its flow records carry no `security`)',
+};
+
 export function renderMarkdown(r: BenchResults, defs: readonly FigureDef[]): string {
   const m = r.machine;
   const load = `load ${m.loadStart.toFixed(2)}${m.loadEnd === undefined ? '' : ` → ${m.loadEnd.toFixed(2)}`}`;
@@ -165,7 +171,7 @@ export function renderMarkdown(r: BenchResults, defs: readonly FigureDef[]): str
     '',
     `Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMB} MiB, kernel ${m.kernel}, ${load} (1-minute average at start → end). Sandbox \`${r.sandbox}\`: client pod on node-1, server pod (nginx) on node-2.`,
     '',
-    `meshlet's HBONE between the ztunnels: ${r.meshletTunnel === 'tls' ? 'TLS (HTTP/2 CONNECT over TLS)' : '**cleartext HTTP/2** (mutual TLS had not landed): the haproxy-mtls comparison favours meshlet'}.`,
+    `meshlet's HBONE between the ztunnels: ${TUNNEL_TEXT[r.meshletTunnel]}.`,
     '',
     '| figure | unit | direct | meshlet | haproxy-mtls | meshlet ÷ haproxy | meshlet ÷ direct |',
     '|---|---|--:|--:|--:|--:|--:|',

@@ -106,7 +106,11 @@ async function main(): Promise<number> {
   })());
   const onSignal = (signal: NodeJS.Signals) => {
     log(new BenchInterruptedError(signal).message);
-    void down().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15)));
+    // Twice: a `sandbox up` still running may have created something after the first pass listed what to remove.
+    void down()
+      .then(() => sandboxDown(name))
+      .catch((err: unknown) => log(`teardown failed: ${(err as Error).message}; run \`meshlet sandbox down --name ${name}\``))
+      .finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15)));
   };
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
 

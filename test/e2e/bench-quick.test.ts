@@ -57,7 +57,7 @@ describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
     const results = JSON.parse(latest) as BenchResults;
     assert.equal(results.mode, 'quick');
     assert.equal(results.sandbox, NAME);
-    assert.ok(results.meshletTunnel === 'tls' || results.meshletTunnel === 'cleartext');
+    assert.ok(['mutual_tls', 'plaintext', 'unknown'].includes(results.meshletTunnel), `meshletTunnel ${results.meshletTunnel}`);
     assert.ok(results.machine.nproc >= 1 && results.machine.cpuModel !== '' && results.machine.kernel !== '');
     const defs = figureDefs(QUICK);
     assert.deepEqual(Object.keys(results.figures).sort(), defs.map((d) => d.id).sort());

@@ -65,7 +65,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
     CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip', NODE,
     '--control-socket', control, '--admin-socket', admin,
     '--outbound-port', String(outboundPort), '--hbone-port', String(hbonePort),
-    '--admin-port', '0', '--readiness-port', String(readinessPort), '--drain-seconds', '1',
+    '--admin-port', '0', '--readiness-port', String(readinessPort), '--drain-seconds', '1', '--plaintext-tunnels', '--metrics-port', '0',
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => child.kill('SIGKILL'));
   const logs: Record<string, unknown>[] = [];
