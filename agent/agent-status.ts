@@ -13,6 +13,8 @@ export interface AgentStatus {
   datapath: DatapathStatus;
   enrolledPods: EnrolledPod[];
   rejected: Rejection[];
+  /** What accepted policies cannot enforce at L4, and how they fail closed instead. */
+  policyWarnings: { policy: string; warning: string }[];
   ztunnel: ControlStatus;
   counts: { workloads: number; services: number; nodes: number };
 }

@@ -103,6 +103,7 @@ export class NodeAgent {
       datapath: await this.#datapath.status(),
       enrolledPods: this.#enrollment.enrolled(),
       rejected: this.#rejected,
+      policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
       ztunnel: this.#control.status(),
       counts: { workloads: this.#state.workloads.length, services: this.#state.services.length, nodes: this.#state.nodes.length },
     };

@@ -30,6 +30,8 @@ function render(s: AgentStatus): string {
   }
   out.push(`  rejected objects (${s.rejected.length}):`);
   for (const r of s.rejected) out.push(`    ${r.object}: ${r.reason}`);
+  if (s.policyWarnings.length > 0) out.push(`  policy warnings (${s.policyWarnings.length}):`);
+  for (const w of s.policyWarnings) out.push(`    ${w.policy}: ${w.warning}`);
   if (s.lastError) out.push(`  last error: ${s.lastError}`);
   return out.join('\n');
 }

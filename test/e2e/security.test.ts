@@ -197,4 +197,12 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     const web = await curl('outsider', `http://${podOf('web').ip}:8080/index.html`, 'plain', 2);
     assert.notEqual(web.exitCode, 0, 'web is selected by an AuthorizationPolicy: plaintext stays out (fail closed)');
   });
+
+  test('an ALLOW rule on HTTP-only attributes fails closed at L4 and the operator sees why', async () => {
+    assert.equal((await curl('client-a', `http://${podOf('echo').ip}:8080/`)).exitCode, 0);
+    await sandboxApply(NAME, policy('echo-get-only', 'echo', '  action: ALLOW\n  rules: [{to: [{operation: {methods: ["GET"]}}]}]\n'));
+    await eventually('echo denied: the rule can never match at L4', async () => (await curl('client-a', `http://${podOf('echo').ip}:8080/`)).exitCode !== 0);
+    const text = await meshlet(['status', '--sandbox', NAME]);
+    assert.match(text.stdout, /AuthorizationPolicy demo\/echo-get-only: .*methods/);
+  });
 });
