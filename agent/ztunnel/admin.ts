@@ -2,6 +2,7 @@
 // health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
 // NDJSON for the follow stream.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { sendJson } from '../admin-http.ts';
 import type { FlowTable } from './flow-table.ts';
 import type { CertificateListing } from '../identity/store.ts';
 import type { StateStore } from './state.ts';
@@ -9,16 +10,11 @@ import type { StateStore } from './state.ts';
 /** A follower that stops reading gets dropped instead of buffering without bound. */
 const FOLLOW_BUFFER_LIMIT = 4 * 1024 * 1024;
 
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
 function health(store: StateStore, res: ServerResponse): void {
   const view = store.view;
-  if (view) json(res, 200, { status: 'ready', version: view.version });
-  else json(res, 503, { status: 'waiting for the first snapshot from the agent' });
+  if (view) sendJson(res, 200, { status: 'ready', version: view.version });
+  else sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
 }
 
 function follow(flows: FlowTable, followers: Set<ServerResponse>, req: IncomingMessage, res: ServerResponse): void {
@@ -52,29 +48,29 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
   const followers = new Set<ServerResponse>();
   const handler: RequestListener = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
-    if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
+    if (req.method !== 'GET') return sendJson(res, 405, { error: 'only GET' });
     switch (url.pathname) {
       case '/flows':
         if (url.searchParams.get('follow') === '1') return follow(flows, followers, req, res);
-        return json(res, 200, { flows: flows.list() });
+        return sendJson(res, 200, { flows: flows.list() });
       case '/state': {
         const view = store.view;
-        if (!view) return json(res, 503, { error: 'no snapshot from the agent yet' });
-        return json(res, 200, { version: view.version, state: view.state });
+        if (!view) return sendJson(res, 503, { error: 'no snapshot from the agent yet' });
+        return sendJson(res, 200, { version: view.version, state: view.state });
       }
       case '/healthz':
       case '/healthz/ready':
         return health(store, res);
       case '/certs':
-        return json(res, 200, { certificates: extras.certs?.() ?? [] });
+        return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
       case '/metrics':
-        if (!extras.metrics) return json(res, 404, { error: 'metrics are off' });
+        if (!extras.metrics) return sendJson(res, 404, { error: 'metrics are off' });
         return void extras.metrics().then((text) => {
           res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
           res.end(text);
         });
       default:
-        return json(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics'] });
+        return sendJson(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics'] });
     }
   };
   return {
@@ -88,6 +84,6 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
 export function readinessHandler(store: StateStore): RequestListener {
   return (req, res) => {
     if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, res);
-    json(res, 404, { error: 'only GET /healthz/ready' });
+    sendJson(res, 404, { error: 'only GET /healthz/ready' });
   };
 }

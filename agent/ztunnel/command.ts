@@ -8,25 +8,12 @@ import { parseDuration } from '../ca/duration.ts';
 import { CaClient } from '../identity/ca-client.ts';
 import { DEFAULT_TRUST_DOMAIN, trustDomainProblem } from '../identity/spiffe.ts';
 import { CertificateStore } from '../identity/store.ts';
-import { jsonLogger, type Logger } from './log.ts';
+import { jsonLogger, type Logger } from '../log.ts';
 import type { MeshIdentity } from './mesh-identity.ts';
-import { startZtunnel } from './ztunnel.ts';
+import { startZtunnel, type ZtunnelOptions } from './ztunnel.ts';
 
-interface ZtunnelCliOptions {
-  node: string;
-  captureIp4: string;
-  captureIp6?: string;
-  nodeIp: string;
-  nodeIp6?: string;
-  inboundSourceIp?: string;
-  inboundSourceIp6?: string;
-  controlSocket: string;
-  adminSocket: string;
-  outboundPort: number;
-  hbonePort: number;
-  adminPort: number;
-  readinessPort: number;
-  metricsPort: number;
+/** The flags: the ztunnel's options, plus how to reach the CA. */
+interface ZtunnelCliOptions extends Omit<ZtunnelOptions, 'log' | 'identity'> {
   drainSeconds: number;
   trustDomain: string;
   caUrl?: string;
@@ -98,7 +85,7 @@ export function ztunnelCommand(): Command {
     .option('--plaintext-tunnels', 'no CA: tunnels between nodes are cleartext HTTP/2 (tests only; never in a mesh)')
     .addOption(new Option('--cert-ttl <duration>', 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)').argParser((v: string) => parseDuration(v, '--cert-ttl')))
     .action(async (opts: ZtunnelCliOptions) => {
-      const log = jsonLogger();
+      const log = jsonLogger('ztunnel');
       const zt = await startZtunnel({ ...opts, log, ...identityFrom(opts, log) });
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { ControlProtocolError } from '../errors.ts';
 import type { ControlReply } from './control-protocol.ts';
 import { closeServer, listenUnix } from './listen.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import type { StateStore, StateView } from './state.ts';
 import { parseControlMessage } from './validate.ts';
 

@@ -3,7 +3,7 @@
 // watch, so a policy change closes the ones it now denies.
 import { authorize, type AuthzDecision, type AuthzRequest } from '../policy/index.ts';
 import type { Flow } from './flow-table.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
 import type { StateView } from './state.ts';
 

@@ -16,7 +16,7 @@ import { refOf, type FlowTable } from './flow-table.ts';
 import { dial, forward } from './forward.ts';
 import { parseForwardedFor, traceIdOf } from './hbone-headers.ts';
 import { endpointOf, parseHostPort } from './ip.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
 import { h2Leg } from './relay.ts';
 import { closeServer, listenTcp } from './listen.ts';

@@ -14,7 +14,7 @@ import { refOf, type FlowTable } from './flow-table.ts';
 import { dial, forward, type PendingLeg } from './forward.ts';
 import { baggage, forwardedFor, newTraceContext } from './hbone-headers.ts';
 import { endpointOf, hostPort } from './ip.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import { h2Leg, socketLeg, streamResetter, type Leg } from './relay.ts';
 import type { Resolver, Route } from './resolve.ts';
 import type { StateStore } from './state.ts';

@@ -7,7 +7,7 @@ import type { MeshNode } from '../state/model.ts';
 import type { Endpoint } from './flow.ts';
 import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
 import { hostPort } from './ip.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 
 /**
  * What a session is shared by: the destination node and, with mutual TLS, the

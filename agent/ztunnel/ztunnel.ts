@@ -10,7 +10,7 @@ import { FlowTable } from './flow-table.ts';
 import { InboundServer } from './inbound.ts';
 import { closeServer, listenTcp, listenUnix } from './listen.ts';
 import { hostPort, isV6 } from './ip.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { Resolver } from './resolve.ts';
 import { StateStore, type StateView } from './state.ts';

@@ -12,7 +12,7 @@ import { CaClient } from '../../agent/identity/ca-client.ts';
 import { spiffeId } from '../../agent/identity/spiffe.ts';
 import { CertificateStore } from '../../agent/identity/store.ts';
 import { hboneClientTlsOptions } from '../../agent/identity/tls.ts';
-import { silentLogger } from '../../agent/ztunnel/log.ts';
+import { silentLogger } from '../../agent/log.ts';
 import type { MeshIdentity } from '../../agent/ztunnel/mesh-identity.ts';
 import { awaitTunnel } from '../../agent/ztunnel/outbound.ts';
 import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';

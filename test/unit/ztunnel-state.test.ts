@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import type { MeshState } from '../../agent/state/model.ts';
 import type { ControlMessage, ControlReply, DeltaMessage } from '../../agent/ztunnel/control-protocol.ts';
 import { startControlServer } from '../../agent/ztunnel/control-server.ts';
-import { silentLogger } from '../../agent/ztunnel/log.ts';
+import { silentLogger } from '../../agent/log.ts';
 import { Resolver, type Route } from '../../agent/ztunnel/resolve.ts';
 import { StateStore } from '../../agent/ztunnel/state.ts';
 import { parseControlMessage } from '../../agent/ztunnel/validate.ts';

@@ -12,7 +12,7 @@ import type { MeshState, Service, Workload } from '../../agent/state/model.ts';
 import type { Endpoint } from '../../agent/ztunnel/flow.ts';
 import { FlowTable } from '../../agent/ztunnel/flow-table.ts';
 import { InboundServer } from '../../agent/ztunnel/inbound.ts';
-import { silentLogger } from '../../agent/ztunnel/log.ts';
+import { silentLogger } from '../../agent/log.ts';
 import { createOutboundHandler } from '../../agent/ztunnel/outbound.ts';
 import { Resolver } from '../../agent/ztunnel/resolve.ts';
 import { StateStore } from '../../agent/ztunnel/state.ts';
