@@ -27,7 +27,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool >/dev/null 2>&1; then
     missing=("${missing[@]/bpftool/linux-tools-generic}")
   fi
+  # Servers (redis, haproxy, nginx) are for sandbox pods and benchmarks only:
+  # keep their packages from starting system-wide services while installing.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod +x "$guard"
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$guard" ] || rm -f "$guard"
 fi
 
 # Node 24 comes from the `node` dev dependency; npm scripts put it first on PATH.

@@ -88,4 +88,5 @@ export interface SandboxCaInfo {
   cgroup: string;
   log: string;
   pid?: number;
+  supervisorPid?: number;
 }

@@ -31,7 +31,8 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
     };
   }));
   const caPids = await readCaPids(name);
-  const ca = info.ca ? { ...info.ca, pid: pidAlive(caPids?.caPid) ? caPids?.caPid : undefined } : undefined;
+  const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
+  const ca = info.ca ? { ...info.ca, pid: live(caPids?.caPid), supervisorPid: live(caPids?.supervisorPid) } : undefined;
   const objects = await readState(info.stateFile);
   const namespaces = new Map<string, V1Namespace>();
   for (const o of objects) if (o.kind === 'Namespace' && o.metadata?.name) namespaces.set(o.metadata.name, o as V1Namespace);

@@ -10,10 +10,17 @@ export const POD_BRIDGE = 'cni0';
 const UNDERLAY_PREFIX4 = 24;
 const UNDERLAY_PREFIX6 = 64;
 
+/**
+ * A fixed, locally administered MAC: a bridge without one takes the lowest MAC
+ * of its ports, so adding a pod could change the gateway's MAC under pods that
+ * have it cached, and their traffic would vanish until the ARP entry expired.
+ */
+const bridgeMac = (n: number): string => `02:6d:6c:00:00:${n.toString(16).padStart(2, '0')}`;
+
 /** `address` (with prefix length) is the control plane's own address on the bridge. */
 export async function createUnderlay(netns: string, address: string): Promise<void> {
   await addNetns(netns);
-  await ipBatch(netns, ['link set lo up', `link add ${UNDERLAY_BRIDGE} type bridge`, `addr add ${address} dev ${UNDERLAY_BRIDGE}`, `link set ${UNDERLAY_BRIDGE} up`]);
+  await ipBatch(netns, ['link set lo up', `link add ${UNDERLAY_BRIDGE} address ${bridgeMac(0)} type bridge`, `addr add ${address} dev ${UNDERLAY_BRIDGE}`, `link set ${UNDERLAY_BRIDGE} up`]);
 }
 
 /** Port name of node `node` on the underlay bridge. */
@@ -33,7 +40,7 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
     'link set lo up',
     `addr add ${node.underlayIp}/${UNDERLAY_PREFIX4} dev eth0`,
     'link set eth0 up',
-    `link add ${POD_BRIDGE} type bridge`,
+    `link add ${POD_BRIDGE} address ${bridgeMac(Number(node.underlayIp.split('.')[3]))} type bridge`,
     `addr add ${node.podGatewayIp}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`,
     `link set ${POD_BRIDGE} up`,
   ];

@@ -135,7 +135,8 @@ const cliStatus = async (): Promise<SandboxInfo> =>
   JSON.parse((await run(process.execPath, [CLI_MAIN, 'sandbox', 'status', '--name', name, '-o', 'json'])).stdout) as SandboxInfo;
 
 const killSupervisors = async (): Promise<void> => {
-  for (const node of (await sandboxStatus(name)).nodes) process.kill(node.supervisorPid!, 'SIGKILL');
+  const status = await sandboxStatus(name);
+  for (const pid of [...status.nodes.map((n) => n.supervisorPid), status.ca?.supervisorPid]) if (pid) process.kill(pid, 'SIGKILL');
   await eventually('supervisors to die', async () => ((await sandboxIsRunning(name)) ? undefined : true));
 };
 
