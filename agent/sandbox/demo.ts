@@ -36,6 +36,8 @@ export function demoHints(info: SandboxInfo): string[] {
     `  ${cli} sandbox exec${sb} client -n demo -- redis-cli -h redis ping       # redis, ${vip('redis')}`,
     `  ${cli} flows${view}                 # connections the ztunnels carried`,
     `  ${cli} status${view}                # agents, ztunnels, enrolled workloads`,
+    `  ${cli} certs${view}                 # each node's workload certificates (SPIFFE identities)`,
+    `  ${cli} flows${view} -o wide         # with both identities, mTLS and the policy verdict`,
     `  ${cli} sandbox status${sb}`,
     `  ${cli} sandbox down${sb}            # or Ctrl-C here`,
     '',
