@@ -11,7 +11,6 @@ import { BpfDatapath } from '../../agent/bpf/datapath.ts';
 import { cgroupId } from '../../agent/bpf/cgroup.ts';
 import { dumpMap } from '../../agent/bpf/maps.ts';
 import { POD_PROGRAMS, PROGRAMS, ZTUNNEL_PROGRAMS } from '../../agent/bpf/objects.ts';
-import { buildBpf } from './build.ts';
 import { ADDR, cannotRun, cgroupPrograms, KernelSandbox, type LineProcess } from './harness.ts';
 
 const skip = cannotRun();
@@ -34,12 +33,7 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
   const enrollPod = (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => d.enroll([{ cgroupPath: sb.podCgroup, excludeOutboundPorts: ports }]);
 
   before(async () => {
-    if (skip) {
-      if (process.env.CI === 'true') throw new Error(`CI must not skip: ${skip}`);
-      return;
-    }
-    await buildBpf();
-    await sb.setUp();
+    if (!(await sb.prepare(skip))) return;
     dp = await BpfDatapath.open({ pinDir: sb.pinDir, ztunnelIp4: ADDR.ztunnel4, ztunnelIp6: ADDR.ztunnel6 });
     await dp.attachZtunnel(sb.ztunnelCgroup);
     await enrollPod(dp);

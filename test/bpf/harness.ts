@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../agent/exec.ts';
 import { cgroup2Mount } from '../../agent/bpf/cgroup.ts';
 import { BpfDatapath } from '../../agent/bpf/datapath.ts';
+import { buildBpf } from './build.ts';
 
 export const ADDR = {
   ztunnel4: '10.77.0.1',
@@ -105,6 +106,17 @@ export class KernelSandbox {
   }
   get ztunnelCgroup(): string {
     return join(this.cgroupRoot, 'ztunnel');
+  }
+
+  /** Fails under CI=true instead of skipping; returns false when this run skips. Builds the object, then the sandbox. */
+  async prepare(skip: string | null): Promise<boolean> {
+    if (skip) {
+      if (process.env.CI === 'true') throw new Error(`CI must not skip: ${skip}`);
+      return false;
+    }
+    await buildBpf();
+    await this.setUp();
+    return true;
   }
 
   async setUp(): Promise<void> {

@@ -12,7 +12,6 @@ import { bpftool } from '../../agent/bpf/bpftool.ts';
 import { cgroupId } from '../../agent/bpf/cgroup.ts';
 import { dumpMap } from '../../agent/bpf/maps.ts';
 import { mapPin } from '../../agent/bpf/objects.ts';
-import { buildBpf } from './build.ts';
 import { ADDR, cannotRun, cgroupPrograms, KernelSandbox, type LineProcess } from './harness.ts';
 
 const skip = cannotRun();
@@ -68,12 +67,7 @@ describe('eBPF inbound enforcement', { timeout: 180_000 }, () => {
       .sort();
 
   before(async () => {
-    if (skip) {
-      if (process.env.CI === 'true') throw new Error(`CI must not skip: ${skip}`);
-      return;
-    }
-    await buildBpf();
-    await sb.setUp();
+    if (!(await sb.prepare(skip))) return;
     await sb.addPodNetns();
     const peerCgroup = join(sb.cgroupRoot, 'peer');
     await sb.makeCgroup(peerCgroup);
