@@ -7,7 +7,7 @@ import { ApplyRefusedError } from './errors.ts';
 import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, type SpawnInPodOptions } from './exec.ts';
 import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
-import { down, downAll, isRunning, listSandboxes, up } from './lifecycle.ts';
+import { down, isRunning, up } from './lifecycle.ts';
 import { sandboxStatus as status } from './status.ts';
 
 export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
@@ -66,10 +66,6 @@ export async function sandboxDown(name: string): Promise<void> {
   await down(name);
 }
 
-/** Removes every meshlet sandbox on this host; returns their names. */
-export async function sandboxDownAll(): Promise<string[]> {
-  return downAll();
-}
 
 export async function sandboxApply(name: string, yamlText: string, options: ApplyOptions = {}): Promise<ObjectResult[]> {
   return checked(await applyManifest(name, yamlText), options.strict);
@@ -89,9 +85,6 @@ export async function sandboxIsRunning(name: string): Promise<boolean> {
   return isRunning(name);
 }
 
-export async function sandboxList(): Promise<string[]> {
-  return listSandboxes();
-}
 
 /** Runs `argv` in the pod's cgroup and network namespace to completion. */
 export async function sandboxExec(name: string, pod: PodRef, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {

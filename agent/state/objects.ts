@@ -1,6 +1,5 @@
 // Raw cluster objects as they arrive (from the API server or the sandbox's
 // state file): untrusted until convert.ts has checked them.
-import type { V1ObjectMeta } from '@kubernetes/client-node';
 
 export interface KubeObject {
   apiVersion?: unknown;
@@ -10,8 +9,6 @@ export interface KubeObject {
   status?: unknown;
   [field: string]: unknown;
 }
-
-export type Metadata = Pick<V1ObjectMeta, 'name' | 'namespace' | 'uid' | 'labels' | 'annotations'>;
 
 /** "Kind namespace/name" (or "Kind name"), the way operators refer to an object. */
 export function objectRef(obj: KubeObject): string {

@@ -11,13 +11,12 @@ export interface MeshIdentity {
 }
 
 export const identityOf = (w: Workload, trustDomain: string): SpiffeId => workloadIdentity(w, trustDomain);
-export const identityUri = (w: Workload, trustDomain: string): string => formatSpiffeId(identityOf(w, trustDomain));
 
 /** Identities of the enrolled pods on `node`: the certificates the node needs, requested ahead of their traffic. */
 export function localIdentities(view: StateView, node: string, trustDomain: string): SpiffeId[] {
   const ids = new Map<string, SpiffeId>();
   for (const w of view.workloads.values()) {
-    if (w.node === node && w.enrolled) ids.set(identityUri(w, trustDomain), identityOf(w, trustDomain));
+    if (w.node === node && w.enrolled) ids.set(formatSpiffeId(identityOf(w, trustDomain)), identityOf(w, trustDomain));
   }
   return [...ids.values()];
 }
