@@ -262,8 +262,9 @@ export class BpfDatapath {
     });
   }
 
+  /** Read-only, so it does not queue behind enrollment: `meshlet status` must never delay capture. */
   status(): Promise<DatapathStatus> {
-    return this.#serial(async () => {
+    return (async () => {
       const outputs = await batch([...MAP_NAMES.map((m) => ['map', 'show', 'pinned', mapPin(this.#pinDir, m)]), ...MAP_NAMES.map((m) => dumpCommand(this.#pinDir, m))]);
       return {
         programs: PROGRAMS.map((p) => ({ name: p.name, id: this.#progId(p) })),
@@ -274,7 +275,7 @@ export class BpfDatapath {
         })),
         adopted: this.#adopted,
       };
-    });
+    })();
   }
 
   async #target(path: string): Promise<Target> {

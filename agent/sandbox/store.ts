@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
+import { parseJsonDocuments } from '../state/file-source.ts';
 import { ConfigError, SandboxError } from '../errors.ts';
 import { pidAlive } from './proc.ts';
 
@@ -65,11 +66,12 @@ export async function readState(file: string): Promise<StoredObject[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  return parseManifest(text, file);
+  return (parseJsonDocuments(text) as StoredObject[] | undefined) ?? parseManifest(text, file);
 }
 
 export async function writeState(file: string, objects: readonly StoredObject[]): Promise<void> {
-  const text = objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
+  // One JSON document per object: still YAML to any reader, and fast to parse for the agents (state/file-source.ts).
+  const text = `# meshlet sandbox cluster state: one Kubernetes object per document\n${objects.map((o) => JSON.stringify(o)).join('\n---\n')}\n`;
   await writeFileAtomic(file, text);
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ClusterState } from '../../agent/state/cluster-state.ts';
 import { parsePortList } from '../../agent/state/convert.ts';
 import { stateDelta } from '../../agent/state/delta.ts';
-import { parseStateYaml } from '../../agent/state/file-source.ts';
+import { parseJsonDocuments, parseStateYaml } from '../../agent/state/file-source.ts';
 import type { KubeObject } from '../../agent/state/objects.ts';
 
 const ns = (name: string, mode?: string): KubeObject => ({
@@ -113,4 +113,12 @@ test('state file: multi-document YAML, with unreadable documents reported', () =
   const read = parseStateYaml('kind: Namespace\nmetadata: {name: a}\n---\n- not a map\n---\nkind: [\n');
   assert.equal(read.objects.length, 1);
   assert.deepEqual(read.unreadable.map((u) => u.document), [2, 3]);
+});
+
+test('state file: JSON documents take the fast path and read the same as YAML', () => {
+  const objects = [{ kind: 'Namespace', metadata: { name: 'a' } }, { kind: 'Pod', metadata: { name: 'p', annotations: { note: 'x\n---\ny' } } }];
+  const json = `# header\n${objects.map((o) => JSON.stringify(o)).join('\n---\n')}\n`;
+  assert.deepEqual(parseJsonDocuments(json), objects);
+  assert.deepEqual(parseStateYaml(json).objects, objects);
+  assert.equal(parseJsonDocuments('kind: Namespace\nmetadata: {name: a}\n'), undefined, 'YAML falls back to the YAML parser');
 });
