@@ -7,14 +7,8 @@ import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
 import { readCaPids, readPids, readSandboxFile } from './registry.ts';
 import { readState, type StoredObject } from './store.ts';
+import { DATAPLANE_MODE_LABEL, isEnrolled } from '../state/convert.ts';
 
-export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
-
-/** Enrolled as Istio decides it: a pod's own label wins over its namespace's. */
-export function isEnrolled(pod: V1Pod, namespace: V1Namespace | undefined): boolean {
-  const mode = pod.metadata?.labels?.[DATAPLANE_MODE];
-  return mode === 'ambient' || (mode !== 'none' && namespace?.metadata?.labels?.[DATAPLANE_MODE] === 'ambient');
-}
 
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   const info = await readSandboxFile(name);
@@ -55,7 +49,7 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
       cgroup: place.cgroup,
       ip: ips[0] ?? '',
       ...(ips[1] ? { ip6: ips[1] } : {}),
-      enrolled: isEnrolled(pod, namespaces.get(namespace)),
+      enrolled: isEnrolled(pod.metadata?.labels?.[DATAPLANE_MODE_LABEL], namespaces.get(namespace)?.metadata?.labels?.[DATAPLANE_MODE_LABEL]),
       serviceAccount: pod.spec?.serviceAccountName ?? 'default',
       running: await cgroupPopulated(place.cgroup),
       logFile: place.logFile,

@@ -2,7 +2,7 @@
 // MeshState. An object that fails conversion is reported and, if it was valid
 // before, its last good form stays in effect.
 import { InvalidObjectError } from '../errors.ts';
-import { convertObject, type Converted, type DataplaneMode } from './convert.ts';
+import { convertObject, isEnrolled, type Converted, type DataplaneMode } from './convert.ts';
 import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
 import type { MeshNode, MeshState, Service, Workload } from './model.ts';
 import { objectRef, type KubeObject } from './objects.ts';
@@ -71,8 +71,7 @@ function assemble(objects: readonly Converted[]): MeshState {
   for (const o of objects) {
     if (o.kind !== 'Pod' || o.value === null) continue;
     const { workload, mode } = o.value;
-    // Istio's rule: a pod label wins over its namespace's.
-    const enrolled = mode === 'ambient' || (mode !== 'none' && namespaceMode.get(workload.namespace) === 'ambient');
+    const enrolled = isEnrolled(mode, namespaceMode.get(workload.namespace));
     workloads.push({ ...workload, enrolled });
   }
   const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);

@@ -12,6 +12,11 @@ export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'meshlet.io/exclude-outbound-po
 
 export type DataplaneMode = 'ambient' | 'none' | undefined;
 
+/** Istio's rule: a pod's own label wins over its namespace's. */
+export function isEnrolled(podMode: string | undefined, namespaceMode: string | undefined): boolean {
+  return podMode === 'ambient' || (podMode !== 'none' && namespaceMode === 'ambient');
+}
+
 export interface NamespaceInfo {
   name: string;
   mode: DataplaneMode;

@@ -2,8 +2,8 @@
 // namespace outside the mesh and in an enrolled one, plus idle pods for the
 // enrollment figures. Built as objects and serialised, never by string pasting.
 import { stringify } from 'yaml';
+import { DATAPLANE_MODE_LABEL as DATAPLANE_MODE } from '../../agent/state/convert.ts';
 
-export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
 export const NS_DIRECT = 'bench-direct';
 export const NS_MESH = 'bench-mesh';
 /** Pods enrolled all at once by labelling their namespace. */
