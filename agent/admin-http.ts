@@ -34,3 +34,25 @@ export async function listenAdmin(socketPath: string, routes: Record<string, Rou
   await chmod(socketPath, 0o600);
   return server;
 }
+
+/** A follower that stops reading gets dropped instead of buffering without bound. */
+const FOLLOW_BUFFER_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * Streams events as NDJSON until the client goes away. `followers` holds the
+ * open streams so a shutdown can end them cleanly.
+ */
+export function streamEvents<E>(subscribe: (listener: (event: E) => void) => () => void, followers: Set<ServerResponse>, req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  res.flushHeaders();
+  const unsubscribe = subscribe((event) => {
+    if (res.writableLength > FOLLOW_BUFFER_LIMIT) return void res.destroy();
+    res.write(`${JSON.stringify(event)}\n`);
+  });
+  followers.add(res);
+  res.once('close', () => {
+    unsubscribe();
+    followers.delete(res);
+  });
+  req.resume();
+}

@@ -1,7 +1,6 @@
 // Connection attempts the kernel's STRICT ingress hook dropped, as flow
 // records with a deny verdict, so `meshlet flows` shows them beside the
 // ztunnel's flows.
-import type { ServerResponse } from 'node:http';
 import type { DropEvent } from './bpf/drop-watch.ts';
 import type { Workload } from './state/model.ts';
 import type { FlowEvent, FlowRecord } from './ztunnel/flow.ts';
@@ -17,7 +16,7 @@ export class DropLog {
   #node: string;
   #records: FlowRecord[] = [];
   #seq = 0;
-  #followers = new Set<ServerResponse>();
+  #listeners = new Set<(event: FlowEvent) => void>();
 
   constructor(node: string) {
     this.#node = node;
@@ -46,23 +45,15 @@ export class DropLog {
     };
     this.#records.push(flow);
     if (this.#records.length > KEEP) this.#records.splice(0, this.#records.length - KEEP);
-    const line = `${JSON.stringify({ event: 'close', flow } satisfies FlowEvent)}\n`;
-    for (const res of this.#followers) res.write(line);
+    for (const listener of this.#listeners) listener({ event: 'close', flow });
   }
 
   list(): FlowRecord[] {
     return [...this.#records];
   }
 
-  /** Streams new drops as NDJSON FlowEvents until the client goes away. */
-  follow(res: ServerResponse): void {
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    res.flushHeaders();
-    this.#followers.add(res);
-    res.once('close', () => this.#followers.delete(res));
-  }
-
-  close(): void {
-    for (const res of this.#followers) res.end();
+  subscribe(listener: (event: FlowEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }

@@ -1,7 +1,7 @@
 // The node agent: cluster state in, BPF maps and ztunnel state out. One
 // reconcile runs at a time; changes that arrive meanwhile fold into the next.
-import type { Server } from 'node:http';
-import { listenAdmin } from './admin-http.ts';
+import type { Server, ServerResponse } from 'node:http';
+import { listenAdmin, streamEvents } from './admin-http.ts';
 import type { AgentStatus } from './agent-status.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
@@ -41,6 +41,8 @@ export class NodeAgent {
   #admin: Server | undefined;
   #drops: DropLog;
   #dropWatch: DropWatch | undefined;
+  /** Open `flows --follow` streams of drops. */
+  #followers = new Set<ServerResponse>();
   #byIp = new Map<string, Workload>();
   #byUid = new Map<string, Workload>();
   #pending: StateFileRead | undefined;
@@ -81,7 +83,7 @@ export class NodeAgent {
     this.#admin = await listenAdmin(o.adminSocket, {
       '/status': () => this.status(),
       '/healthz': () => ({ ok: true }),
-      '/flows': (_req, res, url) => (url.searchParams.get('follow') === '1' ? this.#drops.follow(res) : { flows: this.#drops.list() }),
+      '/flows': (req, res, url) => (url.searchParams.get('follow') === '1' ? streamEvents((l) => this.#drops.subscribe(l), this.#followers, req, res) : { flows: this.#drops.list() }),
     });
     this.#control.start();
     await this.#source.start();
@@ -92,7 +94,7 @@ export class NodeAgent {
     this.#source.stop();
     this.#control.stop();
     this.#dropWatch?.stop();
-    this.#drops.close();
+    for (const res of this.#followers) res.end();
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
   }
 

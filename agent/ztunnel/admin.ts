@@ -1,35 +1,16 @@
 // Admin API (Unix socket and 127.0.0.1:15000): flows, follow stream, state,
 // health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
 // NDJSON for the follow stream.
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { sendJson } from '../admin-http.ts';
+import type { RequestListener, ServerResponse } from 'node:http';
+import { sendJson, streamEvents } from '../admin-http.ts';
 import type { FlowTable } from './flow-table.ts';
 import type { CertificateListing } from '../identity/store.ts';
 import type { StateStore } from './state.ts';
-
-/** A follower that stops reading gets dropped instead of buffering without bound. */
-const FOLLOW_BUFFER_LIMIT = 4 * 1024 * 1024;
-
 
 function health(store: StateStore, res: ServerResponse): void {
   const view = store.view;
   if (view) sendJson(res, 200, { status: 'ready', version: view.version });
   else sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
-}
-
-function follow(flows: FlowTable, followers: Set<ServerResponse>, req: IncomingMessage, res: ServerResponse): void {
-  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-  res.flushHeaders();
-  const unsubscribe = flows.subscribe((event) => {
-    if (res.writableLength > FOLLOW_BUFFER_LIMIT) return void res.destroy();
-    res.write(`${JSON.stringify(event)}\n`);
-  });
-  followers.add(res);
-  res.once('close', () => {
-    unsubscribe();
-    followers.delete(res);
-  });
-  req.resume();
 }
 
 export interface Admin {
@@ -51,7 +32,7 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
     if (req.method !== 'GET') return sendJson(res, 405, { error: 'only GET' });
     switch (url.pathname) {
       case '/flows':
-        if (url.searchParams.get('follow') === '1') return follow(flows, followers, req, res);
+        if (url.searchParams.get('follow') === '1') return streamEvents((l) => flows.subscribe(l), followers, req, res);
         return sendJson(res, 200, { flows: flows.list() });
       case '/state': {
         const view = store.view;
