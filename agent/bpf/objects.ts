@@ -1,11 +1,11 @@
 // What build/bpf/meshlet.bpf.o contains and where its pins live. Program
 // names are the C function names (kernel names stop at 15 characters).
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../repo.ts';
 import type { MapName } from './codec.ts';
 
 export const OBJECT_FILE = 'meshlet.bpf.o';
-export const DEFAULT_OBJECT_DIR = fileURLToPath(new URL('../../build/bpf/', import.meta.url));
+export const DEFAULT_OBJECT_DIR = join(REPO_ROOT, 'build', 'bpf');
 
 export interface ProgramSpec {
   name: string;

@@ -46,10 +46,18 @@ export function expectPeerIdentity(expected: SpiffeId): (host: string, cert: Pee
   };
 }
 
+/**
+ * A session's client certificate never changes: its identity is read once
+ * per TLS connection, not per stream (getPeerCertificate and the X.509 parse
+ * were a fifth of the destination ztunnel's CPU per new connection).
+ */
+const clientIds = new WeakMap<TLSSocket, SpiffeId>();
+
 /** Server side, after the handshake: the verified client's identity, in our trust domain. */
 export function clientIdentity(socket: TLSSocket, trustDomain: string): SpiffeId {
   if (!socket.authorized) throw new PeerIdentityError(`the client certificate did not verify: ${String(socket.authorizationError)}`);
-  const id = peerIdentity(socket.getPeerCertificate());
+  let id = clientIds.get(socket);
+  if (!id) clientIds.set(socket, (id = peerIdentity(socket.getPeerCertificate())));
   if (id.trustDomain !== trustDomain) throw new PeerIdentityError(`the client ${formatSpiffeId(id)} is not in trust domain ${trustDomain}`);
   return id;
 }

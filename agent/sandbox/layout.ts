@@ -1,7 +1,7 @@
 // Every name, path and address a sandbox uses, derived from its name alone so
 // that `down` can find what a crashed sandbox left behind without sandbox.json.
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../repo.ts';
 import { ConfigError } from '../errors.ts';
 import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
 
@@ -11,9 +11,10 @@ export const NETNS_DIR = '/run/netns';
 export const DEFAULT_NAME = 'meshlet';
 export const MAX_NODES = 20;
 
-/** The meshlet checkout: pods run with it as working directory, children run its CLI. */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
+/** The meshlet checkout: pods run with it as working directory. */
+export { REPO_ROOT };
+/** The CLI from source; node processes run its compiled copy (compiled.ts). */
+export const CLI_MAIN = join(REPO_ROOT, 'agent', 'cli', 'main.ts');
 
 // No hyphen: "meshlet-<name>-" must not be a prefix of another sandbox's names.
 const NAME_RE = /^[a-z0-9]{1,16}$/;

@@ -11,10 +11,11 @@ import { run } from '../exec.ts';
 import { SandboxError } from '../errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
+import { compiledCliMain } from './compiled.ts';
 import { SandboxRunningError } from './errors.ts';
 import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import {
-  BPF_ROOT, CA_IP, caCgroups, checkName, checkNodeCount, CLI_MAIN, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, CA_IP, caCgroups, checkName, checkNodeCount, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -68,6 +69,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   };
   try {
+    const main = await compiledCliMain(log);
     await ensureBpffs(log);
     await mkdir(paths.podLogDir, { recursive: true });
     for (const node of nodes) await mkdir(nodeDir(name, node.name), { recursive: true });
@@ -82,10 +84,10 @@ export async function up(options: UpOptions): Promise<UpResult> {
     await writeNodeTokens(ca, nodes);
     await writeSandboxFile(info);
     // The CA first: ztunnels fetch their certificates from it as soon as they start.
-    startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'] });
+    startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
     await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
     for (const node of nodes) {
-      startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name] });
+      startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name], main });
     }
     await Promise.all(nodes.map(async (node) => waitFor(`the supervisor of ${node.name}`, async () => (await readPids(name, node.name)) !== undefined, join(nodeDir(name, node.name), 'supervisor.log'))));
   } catch (err) {
@@ -151,12 +153,14 @@ interface SupervisorSpec {
   logFile: string;
   /** What to supervise: `--node NAME` or `--ca`. */
   args: string[];
+  /** The compiled CLI the supervisor and its children run. */
+  main: string;
 }
 
 function startSupervisor(name: string, spec: SupervisorSpec): void {
   const fd = openSync(spec.logFile, 'a');
   try {
-    const child = spawnIn({ cgroup: spec.cgroup, netns: spec.netns }, [process.execPath, CLI_MAIN, 'sandbox', 'supervise', '--name', name, ...spec.args], {
+    const child = spawnIn({ cgroup: spec.cgroup, netns: spec.netns }, [process.execPath, spec.main, 'sandbox', 'supervise', '--name', name, ...spec.args], {
       stdio: ['ignore', fd, fd],
       cwd: REPO_ROOT,
       detached: true,

@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { caCgroups, CLI_MAIN, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
+import { caCgroups, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
 import { readSandboxFile, writeCaPids, writePids } from './registry.ts';
 import { SandboxError } from '../errors.ts';
@@ -15,6 +15,27 @@ const BACKOFF_MAX_MS = 5000;
 /** A child that ran this long was healthy: its next crash starts the backoff over. */
 const HEALTHY_AFTER_MS = 10_000;
 const STOP_GRACE_MS = 3000;
+/** Children run the same (compiled) CLI as their supervisor. */
+const SELF_MAIN = process.argv[1]!;
+
+/**
+ * Node flags per component. The ztunnel's young generation is capped at
+ * 1 MB a semi-space (V8's default grows to 16 MB): a proxy allocates little
+ * that lives, and frequent small scavenges free the read buffers of relayed
+ * bytes sooner, which took ~70 MB off its RSS after a bulk transfer at no
+ * measured throughput cost. The DaemonSet's container command carries the same.
+ */
+export const NODE_FLAGS: Readonly<Record<'agent' | 'ztunnel' | 'ca', readonly string[]>> = {
+  agent: [],
+  ztunnel: ['--max-semi-space-size=1'],
+  ca: [],
+};
+
+/** Extra flags for the ztunnels from MESHLET_ZTUNNEL_NODE_FLAGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
+function nodeFlags(role: keyof typeof NODE_FLAGS): string[] {
+  const extra = role === 'ztunnel' ? (process.env.MESHLET_ZTUNNEL_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean) : [];
+  return [...NODE_FLAGS[role], ...extra];
+}
 
 /** The agent's command line: a contract with agent/agent-command.ts. */
 export function agentArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
@@ -128,7 +149,7 @@ async function supervise(name: string, netns: string, managed: Managed[], writeS
     const fd = openSync(m.log, 'a');
     try {
       writeSync(fd, `--- ${new Date().toISOString()} meshlet supervisor: starting ${m.role} (restart ${m.restarts})\n`);
-      m.child = spawnIn({ cgroup: m.cgroup, netns }, [process.execPath, CLI_MAIN, ...m.argv], {
+      m.child = spawnIn({ cgroup: m.cgroup, netns }, [process.execPath, ...nodeFlags(m.role), SELF_MAIN, ...m.argv], {
         stdio: ['ignore', fd, fd],
         cwd: REPO_ROOT,
       });

@@ -1,6 +1,7 @@
 // Admin API (Unix socket and 127.0.0.1:15000): flows, follow stream, state,
 // health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
 // NDJSON for the follow stream.
+import { getHeapSpaceStatistics } from 'node:v8';
 import type { RequestListener, ServerResponse } from 'node:http';
 import { sendJson, streamEvents } from '../admin-http.ts';
 import type { FlowTable } from './flow-table.ts';
@@ -44,6 +45,9 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
         return health(store, res);
       case '/certs':
         return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
+      case '/memory':
+        // Where the resident memory is: JS heap, buffers and native, by V8's and Node's counters.
+        return sendJson(res, 200, { usage: process.memoryUsage(), heapSpaces: getHeapSpaceStatistics().map((s) => ({ space: s.space_name, used: s.space_used_size, size: s.space_size })) });
       case '/metrics':
         if (!extras.metrics) return sendJson(res, 404, { error: 'metrics are off' });
         return void extras.metrics().then((text) => {
@@ -51,7 +55,7 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
           res.end(text);
         });
       default:
-        return sendJson(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics'] });
+        return sendJson(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics', '/memory'] });
     }
   };
   return {
