@@ -1,4 +1,5 @@
-// What `GET /status` on the agent's admin socket returns; `meshlet status` renders it.
+// What `GET /status` on the agent's admin socket returns; `meshlet status`
+// renders it. `GET /enrolled` is its cheap part, for pollers: no BPF map reads.
 import type { DatapathStatus } from './bpf/datapath.ts';
 import type { EnrolledPod } from './enrollment.ts';
 import type { Rejection } from './state/cluster-state.ts';
@@ -17,4 +18,9 @@ export interface AgentStatus {
   policyWarnings: { policy: string; warning: string }[];
   ztunnel: ControlStatus;
   counts: { workloads: number; services: number; nodes: number };
+}
+
+export interface AgentEnrolled {
+  node: string;
+  enrolledPods: EnrolledPod[];
 }

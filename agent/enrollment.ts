@@ -48,6 +48,7 @@ export class Enrollment {
 
   /** After a restart: take over what the pinned maps say is enrolled, so nothing is attached twice. */
   async adopt(): Promise<void> {
+    await this.#datapath.learnAttachments(this.#podCgroupRoot);
     const ids = new Set((await this.#datapath.enrolledCgroupIds()).map(String));
     let entries: string[] = [];
     try {
@@ -70,13 +71,14 @@ export class Enrollment {
     return undefined;
   }
 
-  async reconcile(state: MeshState): Promise<void> {
+  /** Brings capture in line with `state`; returns how many pods it enrolled (or updated) and un-enrolled. */
+  async reconcile(state: MeshState): Promise<{ enrolled: number; unenrolled: number }> {
     const desired = new Map<string, Workload>();
     for (const w of state.workloads) if (w.node === this.#node && w.enrolled) desired.set(w.uid, w);
     const policies = new PolicyStore(state.authorizationPolicies, state.peerAuthentications);
     const portLevel = portLevelPorts(state.peerAuthentications);
 
-    const enroll: { workload: Workload; capture: PodCapture; cgroupId: string }[] = [];
+    const changed: { workload: Workload; inbound: InboundEnforcement | undefined }[] = [];
     for (const w of desired.values()) {
       const inbound = inboundEnforcement(w, policies, portLevel);
       const have = this.#current.get(w.uid);
@@ -85,8 +87,15 @@ export class Enrollment {
         have.name = w.name;
         continue;
       }
-      const cgroupPath = this.cgroupOf(w.uid);
-      const st = await stat(cgroupPath, { bigint: true }).catch(() => undefined);
+      changed.push({ workload: w, inbound });
+    }
+    // All at once: a namespace label enrolls many pods in one reconcile.
+    const found = await Promise.all(changed.map(async (c) => {
+      const cgroupPath = this.cgroupOf(c.workload.uid);
+      return { ...c, cgroupPath, st: await stat(cgroupPath, { bigint: true }).catch(() => undefined) };
+    }));
+    const enroll: { workload: Workload; capture: PodCapture; cgroupId: string }[] = [];
+    for (const { workload: w, inbound, cgroupPath, st } of found) {
       if (!st) {
         this.#log.warn('pod cgroup not found; will retry', { pod: `${w.namespace}/${w.name}`, cgroup: cgroupPath });
         continue;
@@ -114,5 +123,6 @@ export class Enrollment {
         this.#log.info('pod enrolled', { pod: `${w.namespace}/${w.name}`, uid: w.uid });
       }
     }
+    return { enrolled: enroll.length, unenrolled: leave.length };
   }
 }

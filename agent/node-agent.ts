@@ -2,7 +2,7 @@
 // reconcile runs at a time; changes that arrive meanwhile fold into the next.
 import type { Server, ServerResponse } from 'node:http';
 import { listenAdmin, streamEvents } from './admin-http.ts';
-import type { AgentStatus } from './agent-status.ts';
+import type { AgentEnrolled, AgentStatus } from './agent-status.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
 import { DropLog } from './drop-log.ts';
@@ -82,6 +82,7 @@ export class NodeAgent {
     );
     this.#admin = await listenAdmin(o.adminSocket, {
       '/status': () => this.status(),
+      '/enrolled': (): AgentEnrolled => ({ node: this.#opts.node, enrolledPods: this.#enrollment.enrolled() }),
       '/healthz': () => ({ ok: true }),
       '/flows': (req, res, url) => (url.searchParams.get('follow') === '1' ? streamEvents((l) => this.#drops.subscribe(l), this.#followers, req, res) : { flows: this.#drops.list() }),
     });
@@ -139,6 +140,8 @@ export class NodeAgent {
   }
 
   async #reconcile(read: StateFileRead): Promise<void> {
+    const started = performance.now();
+    const waitMs = read.changedAtMs === undefined ? undefined : Date.now() - read.changedAtMs;
     const { state, rejected } = this.#cluster.update(read.objects);
     const unreadable = read.unreadable.map((u) => ({ object: `${this.#opts.stateFile} document ${u.document}`, reason: u.reason, since: new Date().toISOString() }));
     this.#rejected = [...rejected, ...unreadable];
@@ -146,9 +149,16 @@ export class NodeAgent {
     this.#state = state;
     this.#byIp = new Map(state.workloads.flatMap((w) => w.ips.map((ip) => [ip, w] as const)));
     this.#byUid = new Map(state.workloads.map((w) => [w.uid, w]));
+    const converted = performance.now();
     // The ztunnel must know a pod before its traffic is redirected to it.
     const acked = await this.#control.push(state);
     if (!acked && this.#control.status().connected) this.#log.warn('ztunnel did not acknowledge the new state', {});
-    await this.#enrollment.reconcile(state);
+    const pushed = performance.now();
+    const changed = await this.#enrollment.reconcile(state);
+    // Where enrollment latency goes, per phase, whenever capture changed.
+    if (changed.enrolled + changed.unenrolled > 0) {
+      const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+      this.#log.info('reconciled', { ...changed, ...(waitMs === undefined ? {} : { waitMs: ms(0, waitMs) }), stateMs: ms(started, converted), ztunnelMs: ms(converted, pushed), datapathMs: ms(pushed, performance.now()) });
+    }
   }
 }

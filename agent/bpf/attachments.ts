@@ -1,5 +1,5 @@
 // Which programs are attached directly to which cgroups, from one
-// `bpftool cgroup tree` walk below the paths' common ancestor. (`cgroup show`
+// `bpftool cgroup tree` walk below a root or the paths' common ancestor. (`cgroup show`
 // prints invalid JSON for an empty cgroup inside a batch.)
 import { resolve, sep } from 'node:path';
 import { BpfError } from '../errors.ts';
@@ -10,14 +10,25 @@ export async function attachedProgramIds(paths: readonly string[]): Promise<Map<
   const wanted = paths.map((p) => resolve(p));
   const result = new Map(wanted.map((p) => [p, new Set<number>()]));
   if (wanted.length === 0) return result;
-  const tree = await bpftoolJson(['cgroup', 'tree', commonAncestor(wanted)]);
+  for (const [path, ids] of await attachedUnder(commonAncestor(wanted))) {
+    const want = result.get(path);
+    if (want) for (const id of ids) want.add(id);
+  }
+  return result;
+}
+
+/** Every cgroup at or below root that has programs attached directly, with their ids (resolved paths as keys). */
+export async function attachedUnder(root: string): Promise<Map<string, Set<number>>> {
+  const tree = await bpftoolJson(['cgroup', 'tree', resolve(root)]);
+  const result = new Map<string, Set<number>>();
   for (const cgroup of Array.isArray(tree) ? tree : []) {
     if (!isRecord(cgroup) || typeof cgroup.cgroup !== 'string' || !Array.isArray(cgroup.programs)) {
       throw new BpfError(`bpftool cgroup tree: unexpected entry ${JSON.stringify(cgroup).slice(0, 200)}`);
     }
-    const ids = result.get(resolve(cgroup.cgroup));
-    if (!ids) continue;
+    const path = resolve(cgroup.cgroup);
+    const ids = result.get(path) ?? new Set<number>();
     for (const prog of cgroup.programs) if (isRecord(prog) && typeof prog.id === 'number') ids.add(prog.id);
+    result.set(path, ids);
   }
   return result;
 }

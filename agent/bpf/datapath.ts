@@ -2,17 +2,20 @@
 // programs and maps, enrolls pod cgroups (map entries + attaches, including
 // inbound enforcement) and un-enrolls them, and reports inbound drops. Never
 // touches cookie_dst/flow_dst, which belong to live connections. Operations
-// run one at a time.
+// run one at a time. The agent is the only writer of the per-pod maps and of
+// pod attachments, so it plans writes from a mirror of them (mirror.ts) and an
+// enroll is one bpftool process.
 import { join, resolve } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
-import { BpfError } from '../errors.ts';
 import { PORTS } from '../state/model.ts';
-import { attachedProgramIds } from './attachments.ts';
+import { BpfError, CommandError } from '../errors.ts';
+import { attachedProgramIds, attachedUnder } from './attachments.ts';
 import { batch, isRecord } from './bpftool.ts';
 import { cgroup2Mount, cgroupIdIfExists, cgroupIdsUnder } from './cgroup.ts';
 import { type InboundMode, MAP_CODECS, POD_FLAGS } from './codec.ts';
 import { type DropEvent, type DropWatch, watchDropEvents } from './drop-watch.ts';
-import { decodeDump, deleteCommand, dumpCommand, dumpMap, type Entry, type KeyOf, updateCommand, type ValueOf } from './maps.ts';
+import { decodeDump, deleteCommand, dumpCommand, dumpMap, updateCommand } from './maps.ts';
+import { AttachmentMirror, type MapChange, MapMirror, type MirroredMap, type PodEntries } from './mirror.ts';
 import { DEFAULT_OBJECT_DIR, MAP_NAMES, mapPin, OBJECT_FILE, POD_PROGRAMS, type ProgramSpec, progPin, PROGRAMS, ZTUNNEL_PROGRAMS } from './objects.ts';
 import { loadOrAdopt, removePins, stalePinsError } from './pins.ts';
 
@@ -66,12 +69,39 @@ export interface DatapathStatus {
   adopted?: boolean;
 }
 
-/** Maps keyed by (pod cgroup, port). */
-type PodPortMap = 'excluded_ports' | 'port_mode' | 'probe_ports';
-
 interface Target {
   path: string;
   id: bigint;
+}
+
+const MIRRORED: readonly MirroredMap[] = ['pods', 'excluded_ports', 'port_mode', 'probe_ports'];
+
+const mirrorCommands = (pinDir: string): string[][] => MIRRORED.map((m) => dumpCommand(pinDir, m));
+
+function mirrorOf(outputs: readonly unknown[]): MapMirror {
+  return new MapMirror({
+    pods: decodeDump('pods', outputs[0]),
+    excluded_ports: decodeDump('excluded_ports', outputs[1]),
+    port_mode: decodeDump('port_mode', outputs[2]),
+    probe_ports: decodeDump('probe_ports', outputs[3]),
+  });
+}
+
+/** A write batch planned from the mirrors, and how to record it there once the kernel has taken it. */
+interface WritePlan {
+  commands: string[][];
+  commit(): void;
+}
+
+function entriesOf(pod: PodCapture): PodEntries {
+  const inbound = pod.inbound;
+  const strict = inbound?.mode === 'STRICT' ? POD_FLAGS.strictInbound : 0;
+  return {
+    flags: POD_FLAGS.captureOutbound | strict,
+    excluded_ports: new Map(pod.excludeOutboundPorts.map((port) => [port, true])),
+    port_mode: new Map(Object.entries(inbound?.portModes ?? {}).map(([port, mode]) => [Number(port), mode])),
+    probe_ports: new Map((inbound?.probePorts ?? []).map((port) => [port, true])),
+  };
 }
 
 export class BpfDatapath {
@@ -80,12 +110,19 @@ export class BpfDatapath {
   readonly #adopted: boolean;
   /** Ids of cgroups enrolled by this process, so a removed cgroup can still be cleaned up. */
   readonly #knownIds = new Map<string, bigint>();
+  /** The per-pod maps as this process last wrote or read them; undefined until re-read after a failed write. */
+  #maps: MapMirror | undefined;
+  /** Where our programs are attached; undefined until the roots are walked again after a failed write. */
+  #attachments: AttachmentMirror | undefined = new AttachmentMirror();
+  /** Cgroup trees walked whole (learnAttachments), to walk again when the mirror is rebuilt. */
+  readonly #roots = new Set<string>();
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, adopted: boolean) {
+  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, adopted: boolean, maps: MapMirror) {
     this.#pinDir = pinDir;
     this.#progIds = progIds;
     this.#adopted = adopted;
+    this.#maps = maps;
   }
 
   static async open(opts: DatapathOptions): Promise<BpfDatapath> {
@@ -105,6 +142,7 @@ export class BpfDatapath {
     const shown = await batch([
       ...MAP_NAMES.map((m) => ['map', 'show', 'pinned', mapPin(pinDir, m)]),
       ...PROGRAMS.map((p) => ['prog', 'show', 'pinned', progPin(pinDir, p.name)]),
+      ...mirrorCommands(pinDir),
     ]);
     // Adopted pins may come from another build: refuse layouts this codec would misread.
     MAP_NAMES.forEach((name, i) => {
@@ -126,12 +164,25 @@ export class BpfDatapath {
         nodeIp6: opts.nodeIp6 ?? null,
       }),
     ]);
-    return new BpfDatapath(pinDir, progIds, adopted);
+    return new BpfDatapath(pinDir, progIds, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)));
   }
 
   /** Removes pinDir and its pins. Attachments stay until their cgroups are removed. */
   static async destroy(pinDir: string): Promise<void> {
     await removePins(resolve(pinDir));
+  }
+
+  /**
+   * Takes in which of our programs are attached anywhere below root (the
+   * node's pod cgroups), with one walk, so enrolling a pod there needs none
+   * and a restarted agent never attaches twice.
+   */
+  learnAttachments(root: string): Promise<void> {
+    return this.#serial(async () => {
+      const path = resolve(root);
+      this.#roots.add(path);
+      await this.#walk(this.#attachments ??= new AttachmentMirror(), path);
+    });
   }
 
   /**
@@ -142,36 +193,23 @@ export class BpfDatapath {
     return this.#serial(async () => {
       if (pods.length === 0) return;
       const byPath = new Map(pods.map((p) => [resolve(p.cgroupPath), p]));
-      const targets = await Promise.all([...byPath.keys()].map((path) => this.#target(path)));
-      const [attached, dumped] = await Promise.all([
-        attachedProgramIds(targets.map((t) => t.path)),
-        batch([dumpCommand(this.#pinDir, 'excluded_ports'), dumpCommand(this.#pinDir, 'port_mode'), dumpCommand(this.#pinDir, 'probe_ports')]),
-      ]);
-      const excluded = decodeDump('excluded_ports', dumped[0]);
-      const portModes = decodeDump('port_mode', dumped[1]);
-      const probePorts = decodeDump('probe_ports', dumped[2]);
-
-      // Additions go in before the pod entry (an excluded port is never
-      // captured, a probe port never dropped), stale entries after it.
-      const writes: string[][] = [];
-      const deletes: string[][] = [];
-      for (const t of targets) {
-        const pod = byPath.get(t.path);
-        const inbound = pod?.inbound;
-        if (inbound !== undefined && inbound.mode !== 'STRICT' && inbound.mode !== 'PERMISSIVE') throw new BpfError(`${t.path}: invalid inbound mode ${String(inbound.mode)}`);
-        const sync = <N extends PodPortMap>(name: N, have: Entry<N>[], want: Map<number, ValueOf<N>>): void => {
-          const current = new Map(have.filter((e) => e.key.cgroupId === t.id).map((e) => [e.key.port, e.value]));
-          for (const [port, value] of want) if (current.get(port) !== value) writes.push(updateCommand(this.#pinDir, name, { cgroupId: t.id, port } as KeyOf<N>, value));
-          for (const port of current.keys()) if (!want.has(port)) deletes.push(deleteCommand(this.#pinDir, name, { cgroupId: t.id, port } as KeyOf<N>));
-        };
-        sync('excluded_ports', excluded, new Map((pod?.excludeOutboundPorts ?? []).map((port) => [port, true])));
-        sync('port_mode', portModes, new Map(Object.entries(inbound?.portModes ?? {}).map(([port, mode]) => [Number(port), mode])));
-        sync('probe_ports', probePorts, new Map((inbound?.probePorts ?? []).map((port) => [port, true])));
-        const strict = inbound?.mode === 'STRICT' ? POD_FLAGS.strictInbound : 0;
-        writes.push(updateCommand(this.#pinDir, 'pods', t.id, { flags: POD_FLAGS.captureOutbound | strict }));
+      for (const [path, pod] of byPath) {
+        const mode = pod.inbound?.mode;
+        if (mode !== undefined && mode !== 'STRICT' && mode !== 'PERMISSIVE') throw new BpfError(`${path}: invalid inbound mode ${String(mode)}`);
       }
-      const attaches = targets.flatMap((t) => this.#attachCommands(t.path, POD_PROGRAMS, attached.get(t.path)));
-      await batch([...writes, ...deletes, ...attaches]);
+      const targets = await Promise.all([...byPath.keys()].map((path) => this.#target(path)));
+      await this.#write(async () => {
+        const [maps, attachments] = await Promise.all([this.#mapMirror(), this.#attachmentsFor(targets)]);
+        const changes = targets.flatMap((t) => maps.podChanges(t.id, entriesOf(byPath.get(t.path)!)));
+        const attaches = targets.map((t) => ({ t, programs: POD_PROGRAMS.filter((p) => !attachments.attached(t.id).has(this.#progId(p))) }));
+        return {
+          commands: [...changes.map((c) => this.#command(c)), ...attaches.flatMap(({ t, programs }) => programs.map((p) => this.#attachCommand(t.path, p)))],
+          commit: () => {
+            maps.apply(changes);
+            for (const { t, programs } of attaches) attachments.attach(t.id, programs.map((p) => this.#progId(p)));
+          },
+        };
+      });
       for (const t of targets) this.#knownIds.set(t.path, t.id);
     });
   }
@@ -182,45 +220,37 @@ export class BpfDatapath {
       const paths = [...new Set(cgroupPaths.map((p) => resolve(p)))];
       const found = await Promise.all(paths.map(async (path) => ({ path, id: await cgroupIdIfExists(path) })));
       const live = found.filter((t): t is Target => t.id !== null);
-      const [attached, dumped] = await Promise.all([
-        attachedProgramIds(live.map((t) => t.path)),
-        batch([
-          dumpCommand(this.#pinDir, 'pods'),
-          dumpCommand(this.#pinDir, 'excluded_ports'),
-          dumpCommand(this.#pinDir, 'port_mode'),
-          dumpCommand(this.#pinDir, 'probe_ports'),
-          dumpCommand(this.#pinDir, 'drop_count'),
-        ]),
-      ]);
-      const enrolled = new Set(decodeDump('pods', dumped[0]).map((e) => e.key));
-      const excluded = decodeDump('excluded_ports', dumped[1]);
-      const portModes = decodeDump('port_mode', dumped[2]);
-      const probePorts = decodeDump('probe_ports', dumped[3]);
-      const dropCounts = decodeDump('drop_count', dumped[4]);
-
-      const remove = new Set<bigint>(live.map((t) => t.id));
-      let unknownGone = false;
-      for (const t of found) {
-        if (t.id !== null) continue;
-        const known = this.#knownIds.get(t.path);
-        if (known === undefined) unknownGone = true;
-        else remove.add(known);
-      }
-      // A cgroup removed before we learnt its id: drop every entry whose cgroup is gone.
-      if (unknownGone) {
-        const existing = await cgroupIdsUnder(await cgroup2Mount());
-        for (const id of enrolled) if (!existing.has(id)) remove.add(id);
-      }
-
-      // Map entries first: capture and enforcement stop at once, before any detach.
-      const commands: string[][] = [];
-      for (const id of remove) if (enrolled.has(id)) commands.push(deleteCommand(this.#pinDir, 'pods', id));
-      for (const e of excluded) if (remove.has(e.key.cgroupId)) commands.push(deleteCommand(this.#pinDir, 'excluded_ports', e.key));
-      for (const e of portModes) if (remove.has(e.key.cgroupId)) commands.push(deleteCommand(this.#pinDir, 'port_mode', e.key));
-      for (const e of probePorts) if (remove.has(e.key.cgroupId)) commands.push(deleteCommand(this.#pinDir, 'probe_ports', e.key));
-      for (const e of dropCounts) if (remove.has(e.key)) commands.push(deleteCommand(this.#pinDir, 'drop_count', e.key));
-      for (const t of live) commands.push(...this.#detachCommands(t.path, [...POD_PROGRAMS].reverse(), attached.get(t.path)));
-      await batch(commands);
+      await this.#write(async () => {
+        const [maps, attachments, dropCounts] = await Promise.all([this.#mapMirror(), this.#attachmentsFor(live), dumpMap(this.#pinDir, 'drop_count')]);
+        const remove = new Set<bigint>(live.map((t) => t.id));
+        let unknownGone = false;
+        for (const t of found) {
+          if (t.id !== null) continue;
+          const known = this.#knownIds.get(t.path);
+          if (known === undefined) unknownGone = true;
+          else remove.add(known);
+        }
+        // A cgroup removed before we learnt its id: drop every entry whose cgroup is gone.
+        if (unknownGone) {
+          const existing = await cgroupIdsUnder(await cgroup2Mount());
+          for (const id of maps.enrolledIds()) if (!existing.has(id)) remove.add(id);
+        }
+        // Map entries first: capture and enforcement stop at once, before any detach.
+        const changes = maps.removalChanges(remove);
+        const detaches = live.map((t) => ({ t, programs: [...POD_PROGRAMS].reverse().filter((p) => attachments.attached(t.id).has(this.#progId(p))) }));
+        return {
+          commands: [
+            ...changes.map((c) => this.#command(c)),
+            ...dropCounts.filter((e) => remove.has(e.key)).map((e) => deleteCommand(this.#pinDir, 'drop_count', e.key)),
+            ...detaches.flatMap(({ t, programs }) => programs.map((p) => this.#detachCommand(t.path, p))),
+          ],
+          commit: () => {
+            maps.apply(changes);
+            for (const { t, programs } of detaches) attachments.detach(t.id, programs.map((p) => this.#progId(p)));
+            for (const id of remove) if (!live.some((t) => t.id === id)) attachments.forget(id);
+          },
+        };
+      });
       for (const path of paths) this.#knownIds.delete(path);
     });
   }
@@ -228,8 +258,8 @@ export class BpfDatapath {
   attachZtunnel(cgroupPath: string): Promise<void> {
     return this.#serial(async () => {
       const t = await this.#target(resolve(cgroupPath));
-      const attached = await attachedProgramIds([t.path]);
-      await batch(this.#attachCommands(t.path, ZTUNNEL_PROGRAMS, attached.get(t.path)));
+      const attached = (await attachedProgramIds([t.path])).get(t.path);
+      await batch(ZTUNNEL_PROGRAMS.filter((p) => !attached?.has(this.#progId(p))).map((p) => this.#attachCommand(t.path, p)));
     });
   }
 
@@ -290,16 +320,71 @@ export class BpfDatapath {
     return id;
   }
 
-  #attachCommands(path: string, programs: readonly ProgramSpec[], attached: ReadonlySet<number> | undefined): string[][] {
-    return programs
-      .filter((p) => !attached?.has(this.#progId(p)))
-      .map((p) => ['cgroup', 'attach', path, p.attachType, 'pinned', progPin(this.#pinDir, p.name), 'multi']);
+  #attachCommand(path: string, p: ProgramSpec): string[] {
+    return ['cgroup', 'attach', path, p.attachType, 'pinned', progPin(this.#pinDir, p.name), 'multi'];
   }
 
-  #detachCommands(path: string, programs: readonly ProgramSpec[], attached: ReadonlySet<number> | undefined): string[][] {
-    return programs
-      .filter((p) => attached?.has(this.#progId(p)))
-      .map((p) => ['cgroup', 'detach', path, p.attachType, 'pinned', progPin(this.#pinDir, p.name)]);
+  #detachCommand(path: string, p: ProgramSpec): string[] {
+    return ['cgroup', 'detach', path, p.attachType, 'pinned', progPin(this.#pinDir, p.name)];
+  }
+
+  #command(c: MapChange): string[] {
+    return c.value === undefined ? deleteCommand(this.#pinDir, c.map, c.key) : updateCommand(this.#pinDir, c.map, c.key as never, c.value as never);
+  }
+
+  async #mapMirror(): Promise<MapMirror> {
+    return (this.#maps ??= mirrorOf(await batch(mirrorCommands(this.#pinDir))));
+  }
+
+  /** The attachment mirror, knowing every target (walking for those outside the learnt roots). */
+  async #attachmentsFor(targets: readonly Target[]): Promise<AttachmentMirror> {
+    let mirror = this.#attachments;
+    if (!mirror) {
+      mirror = new AttachmentMirror();
+      for (const root of this.#roots) await this.#walk(mirror, root);
+      this.#attachments = mirror;
+    }
+    const unknown = targets.filter((t) => !mirror.knows(t.path, t.id));
+    if (unknown.length > 0) {
+      const found = await attachedProgramIds(unknown.map((t) => t.path));
+      mirror.recordCgroups(new Map(unknown.map((t) => [t.id, found.get(t.path) ?? new Set<number>()])));
+    }
+    return mirror;
+  }
+
+  async #walk(mirror: AttachmentMirror, root: string): Promise<void> {
+    if ((await cgroupIdIfExists(root)) === null) return mirror.recordWalk(root, new Map());
+    const ours = new Set(this.#progIds.values());
+    const byId = new Map<bigint, Set<number>>();
+    for (const [path, ids] of await attachedUnder(root)) {
+      const mine = new Set([...ids].filter((id) => ours.has(id)));
+      if (mine.size === 0) continue;
+      const id = await cgroupIdIfExists(path);
+      if (id !== null) byId.set(id, mine);
+    }
+    mirror.recordWalk(root, byId);
+  }
+
+  /**
+   * Runs a batch planned from the mirrors and records it there. A failure
+   * means the kernel may differ from them (part of the batch ran, or a cgroup
+   * went away meanwhile): they are read again from the kernel and the batch
+   * planned once more.
+   */
+  async #write(plan: () => Promise<WritePlan>): Promise<void> {
+    const attempt = async (): Promise<void> => {
+      const p = await plan();
+      await batch(p.commands);
+      p.commit();
+    };
+    try {
+      await attempt();
+    } catch (err) {
+      if (!(err instanceof BpfError || err instanceof CommandError)) throw err;
+      this.#maps = undefined;
+      this.#attachments = undefined;
+      await attempt();
+    }
   }
 
   #serial<T>(op: () => Promise<T>): Promise<T> {

@@ -1,8 +1,7 @@
 // Cluster state from a YAML file of ordinary Kubernetes objects (the
 // sandbox's "API server"). Watches the directory, since writers replace the
 // file by rename, and polls as a backstop, so changes land within a second.
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { isRecord, type KubeObject } from './objects.ts';
@@ -11,6 +10,8 @@ export interface StateFileRead {
   objects: KubeObject[];
   /** Documents that are not YAML mappings, with the parser's reason. */
   unreadable: { document: number; reason: string }[];
+  /** When the file last changed (its ctime, epoch ms), to tell how long a change took to apply. */
+  changedAtMs?: number;
 }
 
 /**
@@ -56,7 +57,7 @@ export class StateFileSource {
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
   #lastStamp = '';
-  #pending: NodeJS.Timeout | undefined;
+  #pending: NodeJS.Immediate | undefined;
   #onChange: (read: StateFileRead) => void;
 
   constructor(path: string, onChange: (read: StateFileRead) => void) {
@@ -70,36 +71,43 @@ export class StateFileSource {
       if (file === null || file === name) this.#schedule();
     });
     this.#poll = setInterval(() => this.#schedule(), 500);
-    await this.#check();
+    this.#check();
   }
 
   stop(): void {
     this.#watcher?.close();
     clearInterval(this.#poll);
-    clearTimeout(this.#pending);
+    clearImmediate(this.#pending);
   }
 
   #schedule(): void {
     if (this.#pending) return;
-    // Coalesce the events of one write (the rename, the directory): they arrive within a tick or two.
-    this.#pending = setTimeout(() => {
+    // Coalesce the events of one write (the rename, the directory): they arrive in the same turn of the loop.
+    this.#pending = setImmediate(() => {
       this.#pending = undefined;
-      void this.#check();
-    }, 2);
+      this.#check();
+    });
   }
 
-  async #check(): Promise<void> {
+  /**
+   * Synchronous on purpose: a stat and a read of a small local file take
+   * microseconds, while each hop through the thread pool can wait
+   * milliseconds on a busy node, and every change is on the enrollment path.
+   */
+  #check(): void {
     let text: string;
+    let changedAtMs: number;
     try {
-      const st = await stat(this.path);
+      const st = statSync(this.path);
+      changedAtMs = st.ctimeMs;
       const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
       if (stamp === this.#lastStamp) return;
       this.#lastStamp = stamp;
-      text = await readFile(this.path, 'utf8');
+      text = readFileSync(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    this.#onChange(parseStateYaml(text));
+    this.#onChange({ ...parseStateYaml(text), changedAtMs });
   }
 }

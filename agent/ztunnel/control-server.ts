@@ -53,15 +53,20 @@ function serve(socket: Socket, o: ControlServerOptions): void {
   const lines = createInterface({ input: socket, crlfDelay: Infinity });
   lines.on('line', (line) => {
     if (line.trim() === '') return;
+    const started = performance.now();
     const { reply, applied } = handleLine(line, synced, o);
+    const applyMs = Math.round((performance.now() - started) * 100) / 100;
+    if (applied?.type === 'snapshot') synced = true;
+    // The ack goes first: the view is in place, and the agent waits for it
+    // before redirecting traffic; onApplied's work (certificate requests,
+    // re-checking live connections) need not delay that.
+    if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
     if (reply.type === 'nack') o.log.warn('control_nack', { version: reply.version, error: reply.error });
     if (applied) {
       const { type, view } = applied;
-      if (type === 'snapshot') synced = true;
       o.onApplied?.(view);
-      o.log.info(`${type}_applied`, { version: view.version, nodes: view.nodes.size, workloads: view.workloads.size, services: view.services.size });
+      o.log.info(`${type}_applied`, { version: view.version, applyMs, nodes: view.nodes.size, workloads: view.workloads.size, services: view.services.size });
     }
-    if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
   });
 }
 

@@ -2,10 +2,11 @@
 // capture being active, as the agents report it. The start is the state
 // file's ctime (the sandbox API server's rename of the new state); the end is
 // each pod's `since`, which the agent stamps once its BPF programs are
-// attached. The agents' status is polled at a fine interval only to learn
-// when to stop.
+// attached. The agents' enrolled pods are polled at a fine interval only to
+// learn when to stop, on `/enrolled`, which reads no BPF maps: a poller
+// spawning bpftool would compete for the CPUs with the enrollment it times.
 import { stat } from 'node:fs/promises';
-import type { AgentStatus } from '../../agent/agent-status.ts';
+import type { AgentEnrolled } from '../../agent/agent-status.ts';
 import { getJson } from '../../agent/cli/admin-client.ts';
 import { sandboxApply, type SandboxInfo } from '../../agent/sandbox/api.ts';
 import { BenchSetupError } from './errors.ts';
@@ -23,7 +24,7 @@ export interface EnrollSample {
 
 /** Enrolled pods of namespace `ns` on every node, by name, with the agent's `since` (epoch ms). */
 async function enrolledIn(info: SandboxInfo, ns: string): Promise<Map<string, number>> {
-  const statuses = await Promise.all(info.nodes.map((n) => getJson<AgentStatus>(n.agentAdminSocket, '/status')));
+  const statuses = await Promise.all(info.nodes.map((n) => getJson<AgentEnrolled>(n.agentAdminSocket, '/enrolled')));
   const found = new Map<string, number>();
   for (const s of statuses) for (const p of s.enrolledPods) if (p.namespace === ns) found.set(p.name, Date.parse(p.since));
   return found;

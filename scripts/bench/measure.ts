@@ -31,7 +31,7 @@ function addExtra(ctx: Context, name: string, value: number): void {
 }
 
 /** Runs `body` and records its failure, with what the path's proxies logged, against `figures` instead of throwing. */
-async function attempt(ctx: Context, figures: readonly string[], path: BenchPath, body: () => Promise<void>): Promise<void> {
+async function attempt(ctx: Context, figures: readonly string[], path: Pick<BenchPath, 'id' | 'diagnose'>, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
@@ -120,31 +120,39 @@ export async function createEnrollmentPods(profile: Profile, sandbox: string, lo
   await sandboxApply(sandbox, `${soloNamespaceManifest()}---\n${soloPodManifest(false)}`);
 }
 
-/** Enrollment of many pods at once and of one pod at a time; the ztunnels' memory while many are enrolled. */
-export async function measureEnrollmentRound(ctx: Context, sandbox: string, info: SandboxInfo, meshlet: BenchPath, round: number): Promise<void> {
+/** Failures of an enrollment-only run have no traffic path whose proxies could explain them. */
+const NO_PATH: Pick<BenchPath, 'id' | 'diagnose'> = { id: 'meshlet', diagnose: async () => '' };
+
+/**
+ * Enrollment of many pods at once and of one pod at a time; the ztunnels'
+ * memory while many are enrolled, unless there is no meshlet path to load
+ * (`--only enrollment`).
+ */
+export async function measureEnrollmentRound(ctx: Context, sandbox: string, info: SandboxInfo, meshlet: BenchPath | undefined, round: number): Promise<void> {
   const { profile: p, collector: c } = ctx;
-  ctx.log(`run ${round + 1}/${p.runs}: enrollment of ${p.pods} pods, then ${p.idleConnections} idle connections`);
+  const target = meshlet ?? NO_PATH;
+  ctx.log(`run ${round + 1}/${p.runs}: enrollment of ${p.pods} pods${meshlet ? `, then ${p.idleConnections} idle connections` : ''}`);
   let enrolled = false;
-  await attempt(ctx, ['enrollPodsMs'], meshlet, async () => {
+  await attempt(ctx, ['enrollPodsMs'], target, async () => {
     const sample = await enrollNamespace(sandbox, info, p.pods);
     enrolled = true;
     c.add('enrollPodsMs', 'meshlet', sample.ms);
     addExtra(ctx, 'enrollPodsObservedMs', sample.observedMs);
     ctx.log(`  ${p.pods} pods: ${sample.ms.toFixed(1)} ms (seen after ${sample.observedMs.toFixed(1)} ms)`);
   });
-  if (enrolled) {
+  if (enrolled && meshlet) {
     await attempt(ctx, ['loadedRssMB'], meshlet, async () => {
       const rss = await rssWithIdleConnections(meshlet.client, p.idleConnections, () => meshlet.proxyPids());
       c.add('loadedRssMB', 'meshlet', max(rss));
       ctx.log(`  ztunnels with ${p.pods} pods + ${p.idleConnections} connections: ${rss.map((v) => v.toFixed(1)).join(' / ')} MiB`);
     });
-  } else {
+  } else if (meshlet) {
     c.fail('loadedRssMB', 'meshlet', new Error('the pods did not enroll'));
   }
-  await attempt(ctx, ['enrollPodsMs'], meshlet, () => unenrollNamespace(sandbox, info));
+  await attempt(ctx, ['enrollPodsMs'], target, () => unenrollNamespace(sandbox, info));
 
   ctx.log(`run ${round + 1}/${p.runs}: ${p.podCycles} single-pod enrollments`);
-  await attempt(ctx, ['enrollPodP99Ms'], meshlet, async () => {
+  await attempt(ctx, ['enrollPodP99Ms'], target, async () => {
     const samples = await enrollPodCycles(sandbox, info, p.podCycles);
     const ms = samples.map((s) => s.ms);
     c.add('enrollPodP99Ms', 'meshlet', percentile(ms, 99)!);

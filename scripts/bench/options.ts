@@ -26,6 +26,8 @@ export interface Profile {
 
 export interface BenchOptions {
   profile: Profile;
+  /** Run only this group of figures (the others are reported as not measured). */
+  only?: 'enrollment';
   outDir: string;
   /** Per-run sandbox name: everything the bench creates carries it. */
   name: string;
@@ -46,8 +48,13 @@ export const QUICK: Profile = {
   idleConnections: 200, pods: 10, podCycles: 8,
 };
 
-export const USAGE = `usage: npm run bench [-- [--quick] [--runs N] [--out DIR] [--name NAME]]
+export const ONLY_GROUPS = ['enrollment'] as const;
+
+export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment] [--runs N] [--out DIR] [--name NAME]]
   --quick      smoke run (1 run, short durations, ${QUICK.pods} pods): proves the harness works
+  --only enrollment
+               just the enrollment figures (${FULL.pods} idle pods, ${FULL.podCycles} single-pod cycles in the full
+               profile), without the traffic paths or the ztunnel-memory figure: for iterating on enrollment
   --runs N     repetitions per figure (full default ${FULL.runs}); the report shows medians
   --out DIR    where <date>.json, latest.json and latest.md go (default bench-results/)
   --name NAME  sandbox name (default bench<random hex>)`;
@@ -58,6 +65,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     options: {
       quick: { type: 'boolean', default: false },
       runs: { type: 'string' },
+      only: { type: 'string' },
       out: { type: 'string' },
       name: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -71,8 +79,12 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new ConfigError(`--runs must be an integer from 1 to 20, got ${values.runs}`);
     profile.runs = runs;
   }
+  if (values.only !== undefined && !(ONLY_GROUPS as readonly string[]).includes(values.only)) {
+    throw new ConfigError(`--only must be one of ${ONLY_GROUPS.join(', ')}, got ${values.only}`);
+  }
   return {
     profile,
+    ...(values.only === undefined ? {} : { only: values.only as (typeof ONLY_GROUPS)[number] }),
     outDir: resolve(values.out ?? resolve(REPO_ROOT, 'bench-results')),
     name: values.name ?? `bench${randomBytes(3).toString('hex')}`,
     log: (line) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`),

@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--out DIR]`: issue 4's benchmark. Builds a
+// `npm run bench [-- --quick] [--only enrollment] [--out DIR]`: issue 4's benchmark. Builds a
 // two-node sandbox with a per-run name, measures every workload on the
 // direct, meshlet and haproxy-mtls paths, writes <date>.json, latest.json and
 // latest.md to the output directory and prints the table. The sandbox is
@@ -15,7 +15,7 @@ import { workloadManifest, NS_DIRECT, NS_MESH } from './manifest.ts';
 import { createEnrollmentPods, measureEnrollmentRound, measureRound, recordStartRss, type Context } from './measure.ts';
 import { parseOptions, USAGE, type BenchOptions } from './options.ts';
 import { setupPaths, type Paths } from './paths.ts';
-import { Collector, figureDefs, judgeTargets, renderMarkdown, summarize, type BenchResults } from './report.ts';
+import { Collector, figureDefs, judgeTargets, renderMarkdown, summarize, type BenchResults, type FigureDef } from './report.ts';
 import { median, round } from './stats.ts';
 import { wwwLayout, writeWww } from './www.ts';
 
@@ -27,24 +27,32 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
 
   await sandboxUp({ name, nodes: 2, readyTimeoutMs: 60_000, log: (l) => log(`sandbox: ${l}`) });
   let info = await sandboxStatus(name);
-  const benchDir = join(info.runDir, 'bench');
-  const www = wwwLayout(benchDir);
-  await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
-  await sandboxApply(name, workloadManifest(www.confFor));
-  // Every pod before any traffic: the sandbox's pod bridge has no set MAC, so
-  // it takes its lowest port's, and a pod added later can change it under
-  // the other pods' ARP caches (they lose the gateway until the entry expires).
-  await createEnrollmentPods(profile, name, log);
-  info = await sandboxStatus(name);
-  const paths = await setupPaths(name, info, benchDir);
-  onPaths(paths);
-  log('paths ready: direct, meshlet (tunnelled), haproxy-mtls (client certificate verified)');
-
   const ctx: Context = { profile, collector: new Collector(), extra: new Map(), log };
   const restartsBefore = info.nodes.map((n) => n.ztunnelRestarts ?? 0);
-  await recordStartRss(ctx, paths.all);
-  for (let r = 0; r < profile.runs; r++) await measureRound(ctx, paths.all, r);
-  for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
+  let meshletTunnel: Paths['meshletTunnel'] = 'unknown';
+  if (opts.only === 'enrollment') {
+    await createEnrollmentPods(profile, name, log);
+    info = await sandboxStatus(name);
+    for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, undefined, r);
+  } else {
+    const benchDir = join(info.runDir, 'bench');
+    const www = wwwLayout(benchDir);
+    await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
+    await sandboxApply(name, workloadManifest(www.confFor));
+    // Every pod before any traffic: the sandbox's pod bridge has no set MAC, so
+    // it takes its lowest port's, and a pod added later can change it under
+    // the other pods' ARP caches (they lose the gateway until the entry expires).
+    await createEnrollmentPods(profile, name, log);
+    info = await sandboxStatus(name);
+    const paths = await setupPaths(name, info, benchDir);
+    onPaths(paths);
+    meshletTunnel = paths.meshletTunnel;
+    log('paths ready: direct, meshlet (tunnelled), haproxy-mtls (client certificate verified)');
+
+    await recordStartRss(ctx, paths.all);
+    for (let r = 0; r < profile.runs; r++) await measureRound(ctx, paths.all, r);
+    for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
+  }
   const restartsAfter = (await sandboxStatus(name)).nodes.map((n) => n.ztunnelRestarts ?? 0);
 
   const defs = figureDefs(profile);
@@ -54,6 +62,7 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     'hey prints latencies with 0.1 ms resolution. haproxy runs with its defaults (one process, a thread per CPU, TLS session resumption to its peer).',
   ];
   if (restartsAfter.some((v, i) => v !== restartsBefore[i])) notes.push(`a ztunnel restarted during the run (restarts ${restartsBefore.join(',')} → ${restartsAfter.join(',')}): its figures may mix two processes`);
+  if (opts.only) notes.push(`--only ${opts.only}: the other figures were not measured`);
   if (profile.mode === 'quick') notes.push('quick run: targets are judged on shortened workloads and fewer pods, for a smoke check only');
   const extra: Record<string, number | null> = {};
   for (const [k, v] of ctx.extra) extra[k] = round(median(v) ?? Number.NaN, 2);
@@ -63,13 +72,22 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     mode: profile.mode,
     profile,
     sandbox: name,
-    meshletTunnel: paths.meshletTunnel,
+    meshletTunnel,
     machine: { ...machine, loadEnd: loadavg()[0]! },
     figures,
-    targets: judgeTargets(figures, profile),
+    targets: opts.only === 'enrollment' ? judgeTargets(figures, profile).filter((t) => ENROLLMENT_TARGETS.has(t.id)) : judgeTargets(figures, profile),
     extra,
     notes,
   };
+}
+
+const ENROLLMENT_FIGURES: ReadonlySet<string> = new Set(['enrollPodsMs', 'enrollPodP99Ms']);
+const ENROLLMENT_TARGETS: ReadonlySet<string> = new Set(['enrollPod', 'enrollPods']);
+
+/** The figures the table shows: all of them, or those of the `--only` group. */
+function shownFigures(opts: BenchOptions): FigureDef[] {
+  const defs = figureDefs(opts.profile);
+  return opts.only === 'enrollment' ? defs.filter((d) => ENROLLMENT_FIGURES.has(d.id)) : defs;
 }
 
 async function writeResults(outDir: string, results: BenchResults, markdown: string): Promise<string> {
@@ -117,12 +135,13 @@ async function main(): Promise<number> {
   try {
     const results = await bench(opts, (p) => (paths = p));
     await down();
-    const defs = figureDefs(opts.profile);
+    const defs = shownFigures(opts);
     const markdown = renderMarkdown(results, defs);
     const dated = await writeResults(opts.outDir, results, markdown);
     process.stdout.write(markdown);
     log(`wrote ${dated}, latest.json and latest.md`);
-    const missing = Object.entries(results.figures).flatMap(([id, f]) => Object.entries(f.paths).filter(([, p]) => p.applicable && p.median === null).map(([path]) => `${id}/${path}`));
+    const shown = new Set(defs.map((d) => d.id));
+    const missing = Object.entries(results.figures).filter(([id]) => shown.has(id)).flatMap(([id, f]) => Object.entries(f.paths).filter(([, p]) => p.applicable && p.median === null).map(([path]) => `${id}/${path}`));
     if (missing.length > 0) {
       log(`no figure for: ${missing.join(', ')}`);
       return 1;

@@ -9,7 +9,8 @@ import { rmdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfDatapath } from '../../agent/bpf/datapath.ts';
 import { cgroupId } from '../../agent/bpf/cgroup.ts';
-import { dumpMap } from '../../agent/bpf/maps.ts';
+import { batch } from '../../agent/bpf/bpftool.ts';
+import { deleteCommand, dumpMap } from '../../agent/bpf/maps.ts';
 import { POD_PROGRAMS, PROGRAMS, ZTUNNEL_PROGRAMS } from '../../agent/bpf/objects.ts';
 import { ADDR, cannotRun, cgroupPrograms, KernelSandbox, type LineProcess } from './harness.ts';
 
@@ -120,6 +121,35 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
     assert.deepEqual((await dp.attachedTo(sb.ztunnelCgroup)).sort(), ZTUNNEL_PROGRAMS.map((p) => p.name).sort());
     assert.deepEqual(await dp.attachedTo(sb.containerCgroup), [], 'containers inherit, nothing attached directly');
     assert.deepEqual(await dp.enrolledCgroupIds(), [podId]);
+  });
+
+  test('a datapath whose mirror went stale (an entry deleted behind it) re-reads the maps and retries', async (t) => {
+    if (skip) return t.skip(skip);
+    const podId = await cgroupId(sb.podCgroup);
+    await enrollPod(dp, [EXCLUDED, 6000]);
+    await batch([deleteCommand(sb.pinDir, 'excluded_ports', { cgroupId: podId, port: 6000 })]);
+    // The planned delete of 6000 now fails the batch; the retry plans from the kernel.
+    await enrollPod(dp);
+    const ports = (await dumpMap(sb.pinDir, 'excluded_ports')).filter((e) => e.key.cgroupId === podId).map((e) => e.key.port);
+    assert.deepEqual(ports, [EXCLUDED]);
+    assert.deepEqual((await cgroupPrograms(sb.podCgroup)).map((p) => p.name).sort(), POD_NAMES, 'each pod program attached once');
+  });
+
+  test('a re-opened datapath that learnt the cgroup tree enrolls without walking it or attaching twice', async (t) => {
+    if (skip) return t.skip(skip);
+    const again = await BpfDatapath.open({ pinDir: sb.pinDir, ztunnelIp4: ADDR.ztunnel4, ztunnelIp6: ADDR.ztunnel6 });
+    await again.learnAttachments(sb.cgroupRoot);
+    await enrollPod(again, [EXCLUDED, 7000]);
+    await enrollPod(again);
+    assert.deepEqual((await cgroupPrograms(sb.podCgroup)).map((p) => p.name).sort(), POD_NAMES, 'each pod program attached once');
+    const fresh = join(sb.cgroupRoot, 'learnt-later');
+    await sb.makeCgroup(fresh);
+    t.after(() => rmdir(fresh).catch(() => undefined));
+    await again.enroll([{ cgroupPath: fresh, excludeOutboundPorts: [] }]);
+    assert.deepEqual((await cgroupPrograms(fresh)).map((p) => p.name).sort(), POD_NAMES, 'a cgroup made after the walk gets its programs');
+    await again.unenroll([fresh]);
+    assert.deepEqual(await cgroupPrograms(fresh), []);
+    assert.deepEqual(await dp.enrolledCgroupIds(), [await cgroupId(sb.podCgroup)]);
   });
 
   test('unenroll: new connects go direct, an open redirected connection keeps working', async (t) => {
