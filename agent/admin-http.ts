@@ -1,6 +1,7 @@
 // A tiny JSON-over-HTTP server on a Unix socket: the node components' admin
 // APIs, reachable by the CLI without entering the node's network namespace.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from './http-server.ts';
 import { chmod, rm } from 'node:fs/promises';
 
 export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => unknown | Promise<unknown>;

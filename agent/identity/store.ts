@@ -19,6 +19,13 @@ export interface CertificateStoreOptions {
   /** First retry delay after a failed request; doubles up to retryMaxMs. */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /**
+   * How long a certificate is kept after the last pod with its identity left
+   * the node (default 30 s; 0 drops at once). A pod restarted or re-enrolled
+   * meanwhile needs no new key: an RSA key and CA round trip cost tens of
+   * milliseconds of CPU on the enrollment path.
+   */
+  dropAfterMs?: number;
   log?: Logger;
 }
 
@@ -59,6 +66,8 @@ interface Entry {
   held: HeldCertificate | undefined;
   inflight: Promise<HeldCertificate> | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Set while the identity is no longer wanted: the grace before it is dropped. */
+  dropTimer: NodeJS.Timeout | undefined;
   nextAttempt: Date | undefined;
   failures: number;
   lastError: Error | undefined;
@@ -75,6 +84,7 @@ export class CertificateStore {
   readonly #ttlSeconds: number | undefined;
   readonly #retryInitialMs: number;
   readonly #retryMaxMs: number;
+  readonly #dropAfterMs: number;
   readonly #log: Logger | undefined;
   readonly #entries = new Map<string, Entry>();
   readonly #sni = new SniIndex();
@@ -86,6 +96,7 @@ export class CertificateStore {
     this.#ttlSeconds = options.ttlSeconds;
     this.#retryInitialMs = options.retryInitialMs ?? 1000;
     this.#retryMaxMs = options.retryMaxMs ?? 60_000;
+    this.#dropAfterMs = options.dropAfterMs ?? 30_000;
     this.#log = options.log;
   }
 
@@ -106,11 +117,20 @@ export class CertificateStore {
     return this.#request(entry);
   }
 
-  /** Sets the identities this node needs: requests new ones in the background, drops the rest. */
+  /** Sets the identities this node needs: requests new ones in the background, drops the rest after the grace. */
   retain(ids: Iterable<SpiffeId>): void {
     const wanted = new Map<string, SpiffeId>();
     for (const id of ids) wanted.set(formatSpiffeId(id), id);
-    for (const [uri, entry] of this.#entries) if (!wanted.has(uri)) this.#drop(entry);
+    for (const [uri, entry] of this.#entries) {
+      if (wanted.has(uri)) {
+        clearTimeout(entry.dropTimer);
+        entry.dropTimer = undefined;
+      } else if (this.#dropAfterMs === 0) {
+        this.#drop(entry);
+      } else {
+        entry.dropTimer ??= setTimeout(() => this.#drop(entry), this.#dropAfterMs).unref();
+      }
+    }
     for (const [uri, id] of wanted) {
       if (this.#entries.has(uri)) continue;
       // Failures are recorded on the entry and retried; nobody awaits this one.
@@ -168,7 +188,7 @@ export class CertificateStore {
     const uri = formatSpiffeId(id);
     let entry = this.#entries.get(uri);
     if (!entry) {
-      entry = { id, uri, held: undefined, inflight: undefined, timer: undefined, nextAttempt: undefined, failures: 0, lastError: undefined };
+      entry = { id, uri, held: undefined, inflight: undefined, timer: undefined, dropTimer: undefined, nextAttempt: undefined, failures: 0, lastError: undefined };
       this.#entries.set(uri, entry);
       this.#sni.add(id);
     }
@@ -177,6 +197,7 @@ export class CertificateStore {
 
   #drop(entry: Entry): void {
     clearTimeout(entry.timer);
+    clearTimeout(entry.dropTimer);
     this.#entries.delete(entry.uri);
     this.#sni.delete(entry.id);
     this.#log?.info('certificate dropped', { identity: entry.uri });

@@ -1,9 +1,10 @@
 // One node's ztunnel: control channel, outbound capture, inbound tunnel,
 // admin and readiness, wired to one state store and one flow table.
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../errors.ts';
+import { createServer as createHttpServer } from '../http-server.ts';
 import { createAdmin, readinessHandler } from './admin.ts';
 import { startControlServer } from './control-server.ts';
 import { FlowTable } from './flow-table.ts';

@@ -61,7 +61,7 @@ async function eventually(what: string, check: () => boolean, timeoutMs = 8000):
 const serialOf = (store: CertificateStore, id: SpiffeId) => store.list().find((c) => c.identity === formatSpiffeId(id))?.serial;
 
 test('ensure() obtains a certificate once, shares one request, reports refusals, and retain() drops', async (t) => {
-  const { store } = await fixture(t, {});
+  const { store } = await fixture(t, { dropAfterMs: 0 });
   const held = await store.ensure(web);
   assert.equal(formatSpiffeId(held.identity), 'spiffe://cluster.local/ns/demo/sa/web');
   assert.equal((held.notAfter.getTime() - held.notBefore.getTime()) / 1000, 3600, 'CA default TTL');
@@ -101,6 +101,21 @@ test('ensure() obtains a certificate once, shares one request, reports refusals,
   assert.equal(store.identityForSni(sniFor(client)), undefined);
   store.retain([web, client]);
   await eventually('retain() to request the new identity', () => store.list().every((c) => c.state === 'valid'));
+});
+
+test('retain() keeps a dropped identity through the grace, so a returning pod reuses its certificate', async (t) => {
+  const { store } = await fixture(t, { dropAfterMs: 300 });
+  const first = await store.ensure(client);
+  store.retain([]);
+  // Still held (and served by SNI) during the grace; wanted again, it is the same certificate.
+  assert.equal(store.identityForSni(sniFor(client))?.serviceAccount, client.serviceAccount);
+  store.retain([client]);
+  await new Promise((r) => setTimeout(r, 450));
+  assert.equal(serialOf(store, client), first.serial);
+  assert.equal(store.counters.requestsOk, 1);
+  store.retain([]);
+  await eventually('the certificate to be dropped after the grace', () => store.list().length === 0);
+  assert.equal(store.secureContext(client), undefined);
 });
 
 test('rotation at half life keeps an open mutual TLS 1.3 connection transferring; new handshakes get the new certificate', async (t) => {
