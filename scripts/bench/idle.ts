@@ -7,15 +7,15 @@ import { createInterface } from 'node:readline';
 import { REPO_ROOT } from '../../agent/sandbox/layout.ts';
 import { sandboxSpawn } from '../../agent/sandbox/api.ts';
 import { WorkloadError } from './errors.ts';
-import { rssMB } from './proc-stats.ts';
+import { resident, type Resident } from './proc-stats.ts';
 import type { Client } from './workloads.ts';
 
 const HOLDER = fileURLToPath(new URL('./hold-connections.ts', import.meta.url));
 /** Let the proxies finish their bookkeeping for the last connections before reading RSS. */
 const SETTLE_MS = 1000;
 
-/** Opens `count` connections through the path, returns each proxy's RSS (MiB) while they are held. */
-export async function rssWithIdleConnections(client: Client, count: number, pids: () => Promise<number[]>): Promise<number[]> {
+/** Opens `count` connections through the path, returns each proxy's resident memory while they are held. */
+export async function rssWithIdleConnections(client: Client, count: number, pids: () => Promise<number[]>): Promise<Resident[]> {
   const url = new URL(client.base);
   const child = await sandboxSpawn(client.sandbox, client.pod, ['node', HOLDER, url.hostname, url.port, String(count)], { cwd: REPO_ROOT });
   try {
@@ -31,7 +31,7 @@ export async function rssWithIdleConnections(client: Client, count: number, pids
     }
     if (first !== `ready ${count}`) throw new WorkloadError('hold-connections', `${first} ${Buffer.concat(stderr).toString().trim()}`);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    return await Promise.all((await pids()).map(rssMB));
+    return await Promise.all((await pids()).map(resident));
   } finally {
     child.stdin!.end();
     const exited = child.exitCode !== null ? Promise.resolve() : once(child, 'exit');

@@ -11,12 +11,28 @@ async function ticksPerSecond(): Promise<number> {
   return clockTicks;
 }
 
+/** Resident memory of a process in MiB: all of it, and its anonymous and file-backed parts. */
+export interface Resident {
+  rss: number;
+  /** Heap, stacks, buffers: what the process itself allocated. */
+  anon: number;
+  /** Mapped files, chiefly the executable's own code (for Node, most of the node binary's pages). */
+  file: number;
+}
+
+export async function resident(pid: number): Promise<Resident> {
+  const status = await readProc(pid, 'status');
+  const field = (name: string): number => {
+    const kb = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1];
+    if (kb === undefined) throw new BenchSetupError(`no ${name} in /proc/${pid}/status`);
+    return Number(kb) / 1024;
+  };
+  return { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile') };
+}
+
 /** VmRSS of `pid` in MB (10^6 bytes' worth of KiB, as `ps` users read it: MiB). */
 export async function rssMB(pid: number): Promise<number> {
-  const status = await readProc(pid, 'status');
-  const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
-  if (kb === undefined) throw new BenchSetupError(`no VmRSS in /proc/${pid}/status`);
-  return Number(kb) / 1024;
+  return (await resident(pid)).rss;
 }
 
 /** utime + stime of `pid` (all its threads) in seconds. */
