@@ -8,7 +8,7 @@ import type { Entry, KeyOf, ValueOf } from './maps.ts';
 
 export type PortMapName = 'excluded_ports' | 'port_mode' | 'probe_ports';
 export type MirroredMap = 'pods' | PortMapName;
-export const PORT_MAPS: readonly PortMapName[] = ['excluded_ports', 'port_mode', 'probe_ports'];
+const PORT_MAPS: readonly PortMapName[] = ['excluded_ports', 'port_mode', 'probe_ports'];
 
 /** One map write: an update, or a delete when `value` is absent. */
 export type MapChange = { [N in MirroredMap]: { map: N; key: KeyOf<N>; value?: ValueOf<N> } }[MirroredMap];
@@ -115,7 +115,7 @@ export class AttachmentMirror {
   /** Takes in a walk of `root` (absolute, resolved): the attached ids of the cgroups below it that have any. */
   recordWalk(root: string, attached: ReadonlyMap<bigint, ReadonlySet<number>>): void {
     this.#roots.add(root);
-    for (const [id, progs] of attached) this.#byId.set(id, new Set(progs));
+    this.recordCgroups(attached);
   }
 
   /** Takes in what a walk found for individual cgroups. */

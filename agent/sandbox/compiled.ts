@@ -13,7 +13,7 @@ import { run } from '../exec.ts';
 import { REPO_ROOT } from '../repo.ts';
 import { CommandError, SandboxError } from '../errors.ts';
 
-export const BUILD_ROOT = join(REPO_ROOT, 'build', 'js');
+const BUILD_ROOT = join(REPO_ROOT, 'build', 'js');
 const SOURCES = join(REPO_ROOT, 'agent');
 const TSC = join(REPO_ROOT, 'node_modules', '.bin', 'tsc');
 const BUILD_CONFIG = join(REPO_ROOT, 'tsconfig.build.json');

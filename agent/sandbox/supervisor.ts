@@ -23,9 +23,10 @@ const SELF_MAIN = process.argv[1]!;
  * 1 MB a semi-space (V8's default grows to 16 MB): a proxy allocates little
  * that lives, and frequent small scavenges free the read buffers of relayed
  * bytes sooner, which took ~70 MB off its RSS after a bulk transfer at no
- * measured throughput cost. The DaemonSet's container command carries the same.
+ * measured throughput cost. Outside the sandbox the ztunnel container's
+ * command must pass the same (see daemonset/Dockerfile).
  */
-export const NODE_FLAGS: Readonly<Record<'agent' | 'ztunnel' | 'ca', readonly string[]>> = {
+const NODE_FLAGS: Readonly<Record<'agent' | 'ztunnel' | 'ca', readonly string[]>> = {
   agent: [],
   ztunnel: ['--max-semi-space-size=1'],
   ca: [],

@@ -109,7 +109,7 @@ export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void)
  * reading and lets writev batch. Costs at most this much per direction of an
  * active connection, nothing for an idle one.
  */
-export const RELAY_QUEUE_BYTES = 512 * 1024;
+const RELAY_QUEUE_BYTES = 512 * 1024;
 
 /** Moves data from `from` to `to` until either ends; never ends or destroys `to` (the relay does). */
 function pump(from: Duplex, to: Duplex): void {

@@ -54,7 +54,8 @@ export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment] [--
   --quick      smoke run (1 run, short durations, ${QUICK.pods} pods): proves the harness works
   --only enrollment
                just the enrollment figures (${FULL.pods} idle pods, ${FULL.podCycles} single-pod cycles in the full
-               profile), without the traffic paths or the ztunnel-memory figure: for iterating on enrollment
+               profile), without the traffic paths or the ztunnel-memory figure: for iterating on enrollment;
+               writes only <date>.json, so latest.json and latest.md stay those of the last whole run
   --runs N     repetitions per figure (full default ${FULL.runs}); the report shows medians
   --out DIR    where <date>.json, latest.json and latest.md go (default bench-results/)
   --name NAME  sandbox name (default bench<random hex>)`;

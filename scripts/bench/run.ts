@@ -90,11 +90,13 @@ function shownFigures(opts: BenchOptions): FigureDef[] {
   return opts.only === 'enrollment' ? defs.filter((d) => ENROLLMENT_FIGURES.has(d.id)) : defs;
 }
 
-async function writeResults(outDir: string, results: BenchResults, markdown: string): Promise<string> {
+/** Writes <date>.json, and latest.json/latest.md unless `partial` (an --only run must not replace a whole run's latest). */
+async function writeResults(outDir: string, results: BenchResults, markdown: string, partial: boolean): Promise<string> {
   await mkdir(outDir, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
   const dated = join(outDir, `${results.date.slice(0, 19).replaceAll(':', '-')}.json`);
   await writeFile(dated, json);
+  if (partial) return dated;
   await writeFile(join(outDir, 'latest.json'), json);
   await writeFile(join(outDir, 'latest.md'), markdown);
   return dated;
@@ -137,9 +139,10 @@ async function main(): Promise<number> {
     await down();
     const defs = shownFigures(opts);
     const markdown = renderMarkdown(results, defs);
-    const dated = await writeResults(opts.outDir, results, markdown);
+    const partial = opts.only !== undefined;
+    const dated = await writeResults(opts.outDir, results, markdown, partial);
     process.stdout.write(markdown);
-    log(`wrote ${dated}, latest.json and latest.md`);
+    log(`wrote ${dated}${partial ? '' : ', latest.json and latest.md'}`);
     const shown = new Set(defs.map((d) => d.id));
     const missing = Object.entries(results.figures).filter(([id]) => shown.has(id)).flatMap(([id, f]) => Object.entries(f.paths).filter(([, p]) => p.applicable && p.median === null).map(([path]) => `${id}/${path}`));
     if (missing.length > 0) {
