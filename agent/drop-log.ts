@@ -2,8 +2,8 @@
 // records with a deny verdict, so `meshlet flows` shows them beside the
 // ztunnel's flows.
 import type { DropEvent } from './bpf/drop-watch.ts';
-import type { Workload } from './state/model.ts';
-import type { FlowEvent, FlowRecord } from './ztunnel/flow.ts';
+import type { Workload } from '../lib/mesh/model.ts';
+import type { FlowEvent, FlowRecord } from '../lib/telemetry/flow.ts';
 
 const KEEP = 2000;
 

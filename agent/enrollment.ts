@@ -5,23 +5,12 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { BpfDatapath, InboundEnforcement, PodCapture } from './bpf/datapath.ts';
+import type { BpfDatapath, PodCapture } from './bpf/datapath.ts';
+import type { EnrolledPod, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import { inboundEnforcement, portLevelPorts } from './inbound-mode.ts';
-import type { Logger } from './log.ts';
-import { PolicyStore } from './policy/index.ts';
-import type { MeshState, Workload } from './state/model.ts';
-
-export interface EnrolledPod {
-  uid: string;
-  namespace: string;
-  name: string;
-  cgroupPath: string;
-  /** cgroup v2 id (the directory's inode), in decimal: the kernel's name for the pod. */
-  cgroupId: string;
-  excludeOutboundPorts: number[];
-  inbound?: InboundEnforcement;
-  since: string;
-}
+import type { Logger } from '../lib/core/log.ts';
+import { PolicyStore } from '../lib/policy/index.ts';
+import type { MeshState, Workload } from '../lib/mesh/model.ts';
 
 export class Enrollment {
   #datapath: BpfDatapath;

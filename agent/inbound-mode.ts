@@ -3,9 +3,9 @@
 // the effective mode is PERMISSIVE and no AuthorizationPolicy selects the
 // workload: a plaintext peer has no identity to authorize, so fail closed.
 import type { InboundEnforcement } from './bpf/datapath.ts';
-import { effectiveMtlsMode, selectsWorkload, type PolicyStore } from './policy/index.ts';
-import type { PeerAuthPolicy } from './policy/types.ts';
-import type { Workload } from './state/model.ts';
+import { effectiveMtlsMode, selectsWorkload, type PolicyStore } from '../lib/policy/index.ts';
+import type { PeerAuthPolicy } from '../lib/policy/types.ts';
+import type { Workload } from '../lib/mesh/model.ts';
 
 /** Every port some PeerAuthentication sets a port-level mode for. */
 export function portLevelPorts(peerAuthentications: readonly PeerAuthPolicy[]): number[] {

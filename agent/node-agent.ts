@@ -1,16 +1,16 @@
 // The node agent: cluster state in, BPF maps and ztunnel state out. One
 // reconcile runs at a time; changes that arrive meanwhile fold into the next.
 import type { Server, ServerResponse } from 'node:http';
-import { listenAdmin, streamEvents } from './admin-http.ts';
-import type { AgentEnrolled, AgentStatus } from './agent-status.ts';
+import { listenAdmin, streamEvents } from '../lib/core/admin-http.ts';
+import type { AgentEnrolled, AgentStatus } from '../lib/mesh/agent-status.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
 import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
-import type { Logger } from './log.ts';
-import { ClusterState, type Rejection } from './state/cluster-state.ts';
-import { StateFileSource, type StateFileRead } from './state/file-source.ts';
-import { emptyMeshState, type MeshState, type Workload } from './state/model.ts';
+import type { Logger } from '../lib/core/log.ts';
+import { ClusterState, type Rejection } from '../lib/cluster/cluster-state.ts';
+import { StateFileSource, type StateFileRead } from '../lib/cluster/sources/file.ts';
+import { emptyMeshState, type MeshState, type Workload } from '../lib/mesh/model.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
 
 export interface AgentOptions {

@@ -2,21 +2,15 @@
 // (re)connect, deltas after, each waiting for the ztunnel's ack.
 import { createConnection, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
-import { ControlProtocolError } from './errors.ts';
-import { stateDelta } from './state/delta.ts';
-import { emptyMeshState, type MeshState } from './state/model.ts';
-import type { ControlMessage, ControlReply } from './ztunnel/control-protocol.ts';
-import type { Logger } from './log.ts';
+import { ControlProtocolError } from '../lib/core/errors.ts';
+import { stateDelta } from '../lib/mesh/delta.ts';
+import { emptyMeshState, type MeshState } from '../lib/mesh/model.ts';
+import type { ControlMessage, ControlReply } from '../lib/mesh/control-protocol.ts';
+import type { Logger } from '../lib/core/log.ts';
+import type { ControlStatus } from '../lib/mesh/agent-status.ts';
 
 const ACK_TIMEOUT_MS = 5000;
 const RECONNECT_MS = 250;
-
-export interface ControlStatus {
-  connected: boolean;
-  /** Last version the ztunnel acknowledged. */
-  ackedVersion: number;
-  lastError?: string;
-}
 
 export class ZtunnelControlClient {
   readonly socketPath: string;

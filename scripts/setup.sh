@@ -48,3 +48,10 @@ if ! grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; then
 fi
 
 bash scripts/build-bpf.sh
+
+# `meshlet` on the PATH, as istioctl, linkerd and cilium are: the package's bin
+# (bin/meshlet, which runs this checkout with its own Node 24).
+link=/usr/local/bin/meshlet
+if [ "$(readlink "$link" 2>/dev/null)" != "$PWD/bin/meshlet" ]; then
+  ln -sfn "$PWD/bin/meshlet" "$link"
+fi

@@ -2,7 +2,7 @@
 // `bpftool cgroup tree` walk below a root or the paths' common ancestor. (`cgroup show`
 // prints invalid JSON for an empty cgroup inside a batch.)
 import { resolve, sep } from 'node:path';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 import { bpftoolJson, isRecord } from './bpftool.ts';
 
 /** Program ids attached to each of paths (resolved absolute paths as keys). */

@@ -1,7 +1,7 @@
 // The BPF filesystem that pins outlive the agent in.
 import { mkdir, statfs } from 'node:fs/promises';
-import { BpfError } from '../errors.ts';
-import { run } from '../exec.ts';
+import { BpfError } from '../../lib/core/errors.ts';
+import { run } from '../../lib/core/exec.ts';
 
 export const BPFFS_ROOT = '/sys/fs/bpf';
 const BPF_FS_MAGIC = 0xcafe4a11;

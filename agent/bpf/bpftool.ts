@@ -1,7 +1,7 @@
 // bpftool through child_process: single commands with JSON output, and many
 // commands in one process with `bpftool batch file -`.
-import { BpfError, CommandError } from '../errors.ts';
-import { run } from '../exec.ts';
+import { BpfError, CommandError } from '../../lib/core/errors.ts';
+import { run } from '../../lib/core/exec.ts';
 
 const BPFTOOL = 'bpftool';
 

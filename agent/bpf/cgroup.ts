@@ -2,7 +2,7 @@
 // bpf_get_current_cgroup_id(), is the inode number of its directory.
 import { readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 

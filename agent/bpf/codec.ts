@@ -4,7 +4,8 @@
 // kernel reads them; addresses stay in network order. test/unit/bpf-codec
 // checks every layout against the compiled object's BTF.
 import { endianness } from 'node:os';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
+import type { InboundMode } from '../../lib/mesh/agent-status.ts';
 import { formatIp16, formatIp4, ip16Bytes, ip4Bytes, isV4Mapped, isZero } from './inet.ts';
 
 /** A C type as BTF describes it: its name, size and member byte offsets. */
@@ -47,7 +48,6 @@ export interface PodPortKey {
 }
 export type ExcludedPortKey = PodPortKey;
 
-export type InboundMode = 'STRICT' | 'PERMISSIVE';
 /** PORT_MODE_* in bpf/map_port_mode.h. */
 const PORT_MODES: Readonly<Record<InboundMode, number>> = { STRICT: 1, PERMISSIVE: 2 };
 

@@ -7,19 +7,21 @@
 // enroll is one bpftool process.
 import { join, resolve } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
-import { PORTS } from '../state/model.ts';
-import { BpfError, CommandError } from '../errors.ts';
+import { PORTS } from '../../lib/mesh/model.ts';
+import { BpfError, CommandError } from '../../lib/core/errors.ts';
 import { attachedProgramIds, attachedUnder } from './attachments.ts';
 import { batch, isRecord } from './bpftool.ts';
 import { cgroup2Mount, cgroupIdIfExists, cgroupIdsUnder } from './cgroup.ts';
-import { type InboundMode, MAP_CODECS, POD_FLAGS } from './codec.ts';
+import { MAP_CODECS, POD_FLAGS } from './codec.ts';
+import type { DatapathStatus, InboundEnforcement } from '../../lib/mesh/agent-status.ts';
 import { type DropEvent, type DropWatch, watchDropEvents } from './drop-watch.ts';
 import { decodeDump, deleteCommand, dumpCommand, dumpMap, updateCommand } from './maps.ts';
 import { AttachmentMirror, type MapChange, MapMirror, type MirroredMap, type PodEntries } from './mirror.ts';
 import { DEFAULT_OBJECT_DIR, MAP_NAMES, mapPin, OBJECT_FILE, POD_PROGRAMS, type ProgramSpec, progPin, PROGRAMS, ZTUNNEL_PROGRAMS } from './objects.ts';
 import { loadOrAdopt, removePins, stalePinsError } from './pins.ts';
 
-export type { DropReason, InboundMode } from './codec.ts';
+export type { DropReason } from './codec.ts';
+export type { DatapathStatus, InboundEnforcement, InboundMode } from '../../lib/mesh/agent-status.ts';
 export type { DropEvent, DropWatch } from './drop-watch.ts';
 
 export interface DatapathOptions {
@@ -40,33 +42,11 @@ export interface DatapathOptions {
   nodeIp6?: string;
 }
 
-/**
- * Inbound mTLS mode as the agent computed it (PERMISSIVE only where the
- * PeerAuthentication says so and no AuthorizationPolicy selects the pod).
- * Under STRICT the kernel drops TCP connection attempts except from loopback,
- * the inbound source address, or the node address on a probe port.
- */
-export interface InboundEnforcement {
-  /** The pod's default. */
-  mode: InboundMode;
-  /** Per destination port, overriding the default. */
-  portModes?: Record<number, InboundMode>;
-  /** Ports the node address may reach under STRICT. */
-  probePorts?: number[];
-}
-
 export interface PodCapture {
   cgroupPath: string;
   excludeOutboundPorts: number[];
   /** Absent: PERMISSIVE, nothing enforced. */
   inbound?: InboundEnforcement;
-}
-
-export interface DatapathStatus {
-  programs: { name: string; id: number }[];
-  maps: { name: string; entries: number; maxEntries: number }[];
-  /** True when open() found the programs already pinned (agent restart). */
-  adopted?: boolean;
 }
 
 interface Target {

@@ -6,7 +6,7 @@
 // `setpriv --pdeathsig KILL`: an agent that dies, even SIGKILLed, never
 // leaves a reader behind.
 import { spawn } from 'node:child_process';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 import { dropEventCodec, type DropRecord } from './codec.ts';
 
 export interface DropEvent extends DropRecord {

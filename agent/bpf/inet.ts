@@ -1,7 +1,7 @@
 // IP addresses as the BPF maps hold them: 16 bytes in network order, IPv4 as
 // v4-mapped IPv6 (::ffff:a.b.c.d), so one key layout serves both families.
 import { isIPv4, isIPv6 } from 'node:net';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 
 const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 

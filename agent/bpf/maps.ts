@@ -1,6 +1,6 @@
 // Typed access to the pinned maps: bpftool commands that update or delete one
 // entry (to run in a batch), and dumps decoded with the map's codec.
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 import { batch, isRecord } from './bpftool.ts';
 import { type Codec, fromHexTokens, MAP_CODECS, type MapName, toHexArgs } from './codec.ts';
 import { mapPin } from './objects.ts';

@@ -3,7 +3,7 @@
 // attached to which cgroups. Seeded from the kernel (a map dump, a cgroup tree
 // walk), so an enroll needs no read before its one write batch. Plain data:
 // the datapath turns the changes into bpftool commands.
-import type { InboundMode } from './codec.ts';
+import type { InboundMode } from '../../lib/mesh/agent-status.ts';
 import type { Entry, KeyOf, ValueOf } from './maps.ts';
 
 export type PortMapName = 'excluded_ports' | 'port_mode' | 'probe_ports';

@@ -1,7 +1,7 @@
 // What build/bpf/meshlet.bpf.o contains and where its pins live. Program
 // names are the C function names (kernel names stop at 15 characters).
 import { join } from 'node:path';
-import { REPO_ROOT } from '../repo.ts';
+import { REPO_ROOT } from '../../lib/core/repo.ts';
 import type { MapName } from './codec.ts';
 
 export const OBJECT_FILE = 'meshlet.bpf.o';

@@ -4,7 +4,7 @@
 import { access, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BpfError } from '../errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 import { bpftool } from './bpftool.ts';
 import { ensureBpffs, isBpffs } from './bpffs.ts';
 import { MAP_NAMES, mapPin, PROGRAMS, progPin } from './objects.ts';

@@ -6,9 +6,9 @@
 // learn when to stop, on `/enrolled`, which reads no BPF maps: a poller
 // spawning bpftool would compete for the CPUs with the enrollment it times.
 import { stat } from 'node:fs/promises';
-import type { AgentEnrolled } from '../../agent/agent-status.ts';
-import { getJson } from '../../agent/cli/admin-client.ts';
-import { sandboxApply, type SandboxInfo } from '../../agent/sandbox/api.ts';
+import type { AgentEnrolled } from '../../lib/mesh/agent-status.ts';
+import { getJson } from '../../cli/admin-client.ts';
+import { sandboxApply, type SandboxInfo } from '../../sandbox/api.ts';
 import { BenchSetupError } from './errors.ts';
 import { namespace, NS_SCALE, NS_SOLO, SOLO_POD, soloPodManifest, toYaml } from './manifest.ts';
 

@@ -1,6 +1,6 @@
 // Errors of the bench harness, with stable codes like the rest of meshlet
 // (agent/errors.ts), so the e2e test and operators can tell them apart.
-import { MeshletError } from '../../agent/errors.ts';
+import { MeshletError } from '../../lib/core/errors.ts';
 
 /** A load tool (wrk, hey, curl) failed, or its output could not be read. */
 export class WorkloadError extends MeshletError {

@@ -7,8 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SandboxNodeInfo } from '../../agent/sandbox/info.ts';
-import { spawnIn } from '../../agent/sandbox/proc.ts';
+import type { SandboxNodeInfo } from '../../sandbox/info.ts';
+import { spawnIn } from '../../sandbox/proc.ts';
 import { issueLeaf, loadRoot } from './certs.ts';
 import { BenchSetupError } from './errors.ts';
 

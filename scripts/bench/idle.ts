@@ -4,8 +4,8 @@
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { REPO_ROOT } from '../../agent/sandbox/layout.ts';
-import { sandboxSpawn } from '../../agent/sandbox/api.ts';
+import { REPO_ROOT } from '../../sandbox/layout.ts';
+import { sandboxSpawn } from '../../sandbox/api.ts';
 import { WorkloadError } from './errors.ts';
 import { resident, type Resident } from './proc-stats.ts';
 import type { Client } from './workloads.ts';

@@ -2,7 +2,7 @@
 // namespace outside the mesh and in an enrolled one, plus idle pods for the
 // enrollment figures. Built as objects and serialised, never by string pasting.
 import { stringify } from 'yaml';
-import { DATAPLANE_MODE_LABEL as DATAPLANE_MODE } from '../../agent/state/convert.ts';
+import { DATAPLANE_MODE_LABEL as DATAPLANE_MODE } from '../../lib/cluster/convert.ts';
 
 export const NS_DIRECT = 'bench-direct';
 export const NS_MESH = 'bench-mesh';

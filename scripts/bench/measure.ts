@@ -1,7 +1,7 @@
 // One run of every workload on every path, and the enrollment figures; each
 // sample goes to the collector, each failure is recorded against its figure
 // and path so one broken path never hides the others' figures.
-import { sandboxApply, type SandboxInfo } from '../../agent/sandbox/api.ts';
+import { sandboxApply, type SandboxInfo } from '../../sandbox/api.ts';
 import { enrollNamespace, enrollPodCycles, unenrollNamespace } from './enrollment.ts';
 import { rssWithIdleConnections } from './idle.ts';
 import { scaleManifest, soloNamespaceManifest, soloPodManifest } from './manifest.ts';

@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../../agent/errors.ts';
-import { REPO_ROOT } from '../../agent/sandbox/layout.ts';
+import { ConfigError } from '../../lib/core/errors.ts';
+import { REPO_ROOT } from '../../sandbox/layout.ts';
 
 export interface Profile {
   mode: 'full' | 'quick';

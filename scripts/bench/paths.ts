@@ -4,10 +4,10 @@
 // node). Each is checked to really take its route before it is measured.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { AgentStatus } from '../../agent/agent-status.ts';
-import { getJson } from '../../agent/cli/admin-client.ts';
-import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../agent/sandbox/api.ts';
-import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
+import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
+import { getJson } from '../../cli/admin-client.ts';
+import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../sandbox/api.ts';
+import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
 import { NS_DIRECT, NS_MESH } from './manifest.ts';

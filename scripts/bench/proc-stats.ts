@@ -1,7 +1,7 @@
 // Resident memory and CPU time of the proxies (ztunnels, haproxies) from
 // /proc, read around a workload: what the data path costs, not the client.
 import { readFile } from 'node:fs/promises';
-import { run } from '../../agent/exec.ts';
+import { run } from '../../lib/core/exec.ts';
 import { BenchSetupError } from './errors.ts';
 
 let clockTicks: number | undefined;

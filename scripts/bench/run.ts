@@ -6,9 +6,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { closeAdminClients } from '../../agent/cli/admin-client.ts';
-import { MeshletError } from '../../agent/errors.ts';
-import { sandboxApply, sandboxDown, sandboxStatus, sandboxUp } from '../../agent/sandbox/api.ts';
+import { closeAdminClients } from '../../cli/admin-client.ts';
+import { MeshletError } from '../../lib/core/errors.ts';
+import { sandboxApply, sandboxDown, sandboxStatus, sandboxUp } from '../../sandbox/api.ts';
 import { BenchInterruptedError } from './errors.ts';
 import { machineInfo } from './machine.ts';
 import { workloadManifest, NS_DIRECT, NS_MESH } from './manifest.ts';

@@ -1,6 +1,6 @@
 // The workloads, run by real tools inside the client pod (so an enrolled
 // pod's connections are captured exactly like its own processes').
-import { sandboxExec, type PodRef } from '../../agent/sandbox/api.ts';
+import { sandboxExec, type PodRef } from '../../sandbox/api.ts';
 import { WorkloadError } from './errors.ts';
 import { parseCurl, parseHey, parseWrk, type CurlResult, type HeyResult, type WrkResult } from './parse.ts';
 import { BLOB_PATH, SMALL_PATH } from './www.ts';

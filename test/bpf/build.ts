@@ -1,6 +1,6 @@
 // Builds build/bpf/meshlet.bpf.o for the tests (a no-op when up to date).
 import { fileURLToPath } from 'node:url';
-import { run } from '../../agent/exec.ts';
+import { run } from '../../lib/core/exec.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const OBJECT = `${REPO}build/bpf/meshlet.bpf.o`;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { run } from '../../agent/exec.ts';
+import { run } from '../../lib/core/exec.ts';
 import { cgroup2Mount } from '../../agent/bpf/cgroup.ts';
 import { BpfDatapath } from '../../agent/bpf/datapath.ts';
 import { buildBpf } from './build.ts';

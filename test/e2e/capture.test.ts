@@ -7,10 +7,10 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { run } from '../../agent/exec.ts';
-import type { AgentStatus } from '../../agent/agent-status.ts';
-import { sandboxApply, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../agent/sandbox/api.ts';
-import type { FlowRecord } from '../../agent/ztunnel/flow.ts';
+import { run } from '../../lib/core/exec.ts';
+import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
+import { sandboxApply, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
 
 const NAME = runName('cap');

@@ -13,9 +13,9 @@ import { promisify } from 'node:util';
 import {
   ApplyRefusedError, sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxIsRunning, sandboxSpawn, sandboxStatus, sandboxUp, SandboxRunningError,
   type SandboxInfo,
-} from '../../agent/sandbox/api.ts';
-import { cgroup2Root, cgroupProcs } from '../../agent/sandbox/cgroup.ts';
-import { CLI_MAIN } from '../../agent/sandbox/layout.ts';
+} from '../../sandbox/api.ts';
+import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
+import { CLI_MAIN } from '../../sandbox/layout.ts';
 import { parseAllDocuments } from 'yaml';
 
 const run = promisify(execFile);

@@ -3,10 +3,10 @@
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { run, type RunResult } from '../../agent/exec.ts';
+import { run, type RunResult } from '../../lib/core/exec.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI = `${REPO}agent/cli/main.ts`;
+export const CLI = `${REPO}cli/main.ts`;
 
 /** Short, so derived interface and namespace names stay within kernel limits. */
 export const runName = (tag: string): string => `${tag}${randomBytes(3).toString('hex')}`;

@@ -2,7 +2,7 @@
 // compiled object's BTF, and encode/decode round trips.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { run } from '../../agent/exec.ts';
+import { run } from '../../lib/core/exec.ts';
 import {
   type Codec,
   dropEventCodec,

@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventPipeParser, type PipeRecord, watchDropEvents } from '../../agent/bpf/drop-watch.ts';
-import { BpfError } from '../../agent/errors.ts';
+import { BpfError } from '../../lib/core/errors.ts';
 import { type DropRecord } from '../../agent/bpf/codec.ts';
 
 // As bpftool printed them for real drops: 48 bytes of drop_event, 4 of perf padding.

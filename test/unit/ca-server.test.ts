@@ -7,15 +7,15 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import forge from 'node-forge';
 import { Agent, request } from 'undici';
-import { parseDuration } from '../../agent/ca/duration.ts';
-import { CaStateError } from '../../agent/ca/errors.ts';
-import { parseNodeTokens } from '../../agent/ca/node-tokens.ts';
-import { startCa, type RunningCa } from '../../agent/ca/service.ts';
-import { CaClient } from '../../agent/identity/ca-client.ts';
-import { createCsr, generateKeyPair, newCertificateRequest } from '../../agent/identity/csr.ts';
-import { CaRefusedError, CaUnreachableError } from '../../agent/identity/errors.ts';
-import { spiffeId } from '../../agent/identity/spiffe.ts';
-import { jsonLogger } from '../../agent/log.ts';
+import { parseDuration } from '../../lib/core/duration.ts';
+import { CaStateError } from '../../ca/errors.ts';
+import { parseNodeTokens } from '../../ca/node-tokens.ts';
+import { startCa, type RunningCa } from '../../ca/service.ts';
+import { CaClient } from '../../lib/identity/ca-client.ts';
+import { createCsr, generateKeyPair, newCertificateRequest } from '../../lib/identity/csr.ts';
+import { CaRefusedError, CaUnreachableError } from '../../lib/identity/errors.ts';
+import { spiffeId } from '../../lib/identity/spiffe.ts';
+import { jsonLogger } from '../../lib/core/log.ts';
 
 const pod = (name: string, sa: string, node: string, ip: string) => `
 apiVersion: v1
@@ -222,7 +222,7 @@ test('the client says when the CA is unreachable or not the pinned one', async (
   const tokenFile = join(other, 'token');
   await writeFile(tokenFile, TOKENS['node-1']);
   // A bundle from another mesh root.
-  const foreign = await (await import('../../agent/ca/root.ts')).loadOrCreateRoot(join(other, 'ca'), 'cluster.local');
+  const foreign = await (await import('../../ca/root.ts')).loadOrCreateRoot(join(other, 'ca'), 'cluster.local');
   await writeFile(join(other, 'bundle.pem'), foreign.certPem);
   const untrusting = new CaClient({ url: ca.url, bundleFile: join(other, 'bundle.pem'), tokenFile });
   t.after(() => untrusting.close());

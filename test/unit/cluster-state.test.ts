@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClusterState } from '../../agent/state/cluster-state.ts';
-import { parsePortList } from '../../agent/state/convert.ts';
-import { stateDelta } from '../../agent/state/delta.ts';
-import { parseJsonDocuments, parseStateYaml } from '../../agent/state/file-source.ts';
-import type { KubeObject } from '../../agent/state/objects.ts';
+import { ClusterState } from '../../lib/cluster/cluster-state.ts';
+import { parsePortList } from '../../lib/cluster/convert.ts';
+import { stateDelta } from '../../lib/mesh/delta.ts';
+import { parseJsonDocuments, parseStateYaml } from '../../lib/cluster/sources/file.ts';
+import type { KubeObject } from '../../lib/cluster/objects.ts';
 
 const ns = (name: string, mode?: string): KubeObject => ({
   apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: mode ? { 'istio.io/dataplane-mode': mode } : {} },

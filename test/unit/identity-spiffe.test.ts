@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InvalidSpiffeIdError } from '../../agent/identity/errors.ts';
-import { SNI_SUFFIX, SniIndex, sniFor } from '../../agent/identity/sni.ts';
+import { InvalidSpiffeIdError } from '../../lib/identity/errors.ts';
+import { SNI_SUFFIX, SniIndex, sniFor } from '../../lib/identity/sni.ts';
 import {
   formatPrincipal, formatSpiffeId, parsePrincipal, parseSpiffeId, sameIdentity, spiffeId, workloadIdentity,
-} from '../../agent/identity/spiffe.ts';
-import { uriSans } from '../../agent/identity/svid.ts';
+} from '../../lib/identity/spiffe.ts';
+import { uriSans } from '../../lib/identity/svid.ts';
 
 test('an identity formats as a SPIFFE ID and an Istio principal, and parses back', () => {
   const id = spiffeId('demo', 'web');

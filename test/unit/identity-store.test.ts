@@ -6,14 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect, createServer, type TLSSocket } from 'node:tls';
-import { startCa, type RunningCa } from '../../agent/ca/service.ts';
-import { CaClient } from '../../agent/identity/ca-client.ts';
-import { CaRefusedError, CertificateUnavailableError } from '../../agent/identity/errors.ts';
-import { sniFor } from '../../agent/identity/sni.ts';
-import { formatSpiffeId, spiffeId, type SpiffeId } from '../../agent/identity/spiffe.ts';
-import { CertificateStore, type CertificateStoreOptions } from '../../agent/identity/store.ts';
-import { clientIdentity, hboneClientTlsOptions, hboneServerTlsOptions } from '../../agent/identity/tls.ts';
-import { jsonLogger } from '../../agent/log.ts';
+import { startCa, type RunningCa } from '../../ca/service.ts';
+import { CaClient } from '../../lib/identity/ca-client.ts';
+import { CaRefusedError, CertificateUnavailableError } from '../../lib/identity/errors.ts';
+import { sniFor } from '../../lib/identity/sni.ts';
+import { formatSpiffeId, spiffeId, type SpiffeId } from '../../lib/identity/spiffe.ts';
+import { CertificateStore, type CertificateStoreOptions } from '../../lib/identity/store.ts';
+import { clientIdentity, hboneClientTlsOptions, hboneServerTlsOptions } from '../../lib/identity/tls.ts';
+import { jsonLogger } from '../../lib/core/log.ts';
 
 const pod = (name: string, sa: string) => `
 apiVersion: v1

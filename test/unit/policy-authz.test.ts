@@ -2,9 +2,9 @@
 // docs, checked against the L4 engine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { authorize, compilePolicies, convertAuthorizationPolicy, selectsWorkload, type AuthzRequest, type PolicyOptions, type PolicyStore } from '../../agent/policy/index.ts';
-import { InvalidObjectError } from '../../agent/errors.ts';
-import type { KubeObject } from '../../agent/state/objects.ts';
+import { authorize, compilePolicies, convertAuthorizationPolicy, selectsWorkload, type AuthzRequest, type PolicyOptions, type PolicyStore } from '../../lib/policy/index.ts';
+import { InvalidObjectError } from '../../lib/core/errors.ts';
+import type { KubeObject } from '../../lib/cluster/objects.ts';
 
 const ap = (name: string, namespace: string, spec: unknown, apiVersion = 'security.istio.io/v1'): KubeObject => ({
   apiVersion, kind: 'AuthorizationPolicy', metadata: { name, namespace }, spec,

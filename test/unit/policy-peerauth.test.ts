@@ -2,9 +2,9 @@
 // docs: precedence, inheritance, port-level settings, what ambient rejects.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compilePolicies, convertPeerAuthentication, effectiveMtlsMode, type MtlsMode, type PolicyOptions, type PolicyStore } from '../../agent/policy/index.ts';
-import { InvalidObjectError } from '../../agent/errors.ts';
-import type { KubeObject } from '../../agent/state/objects.ts';
+import { compilePolicies, convertPeerAuthentication, effectiveMtlsMode, type MtlsMode, type PolicyOptions, type PolicyStore } from '../../lib/policy/index.ts';
+import { InvalidObjectError } from '../../lib/core/errors.ts';
+import type { KubeObject } from '../../lib/cluster/objects.ts';
 
 const pa = (name: string, namespace: string, spec: unknown, created?: string): KubeObject => ({
   apiVersion: 'security.istio.io/v1',

@@ -1,8 +1,8 @@
 // Address literals and the tunnel's request headers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { baggage, forwardedFor, newTraceContext, parseForwardedFor, traceIdOf } from '../../agent/ztunnel/hbone-headers.ts';
-import { canonicalIp, hostPort, parseHostPort } from '../../agent/ztunnel/ip.ts';
+import { baggage, forwardedFor, newTraceContext, parseForwardedFor, traceIdOf } from '../../lib/hbone/headers.ts';
+import { canonicalIp, hostPort, parseHostPort } from '../../lib/core/ip.ts';
 import { workload } from '../ztunnel/fixtures.ts';
 
 test('IP literals are canonical; authorities need brackets for IPv6 and a real port', () => {

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import type { ControlReply } from '../../agent/ztunnel/control-protocol.ts';
-import type { FlowEvent, FlowRecord } from '../../agent/ztunnel/flow.ts';
+import type { ControlReply } from '../../lib/mesh/control-protocol.ts';
+import type { FlowEvent, FlowRecord } from '../../lib/telemetry/flow.ts';
 import { CLI } from '../support/harness.ts';
 import { until, workload } from '../ztunnel/fixtures.ts';
 

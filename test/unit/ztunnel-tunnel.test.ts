@@ -7,9 +7,9 @@ import { once } from 'node:events';
 import { connect as h2connect, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { silentLogger } from '../../agent/log.ts';
-import { awaitTunnel } from '../../agent/ztunnel/outbound.ts';
-import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';
+import { silentLogger } from '../../lib/core/log.ts';
+import { awaitTunnel } from '../../ztunnel/outbound.ts';
+import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
 import { CLIENT_IP, SERVER_IP, readAll, twoNodes, until, upstream } from '../ztunnel/fixtures.ts';
 
 const closedFlows = (flows: { list(): { state: string; closeReason?: string }[] }) => flows.list().filter((f) => f.state === 'closed');

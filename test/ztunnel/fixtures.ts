@@ -2,21 +2,21 @@
 // are 127.0.0.x so every hop is a real socket with a distinct IP:
 // node n1 127.0.0.1 (capture listener), client pod 127.0.0.11 and local pod 127.0.0.12 on n1,
 // node n2 127.0.0.2 (inbound listener), server pod 127.0.0.21 on n2.
-import { DestinationPolicy } from '../../agent/ztunnel/destination-policy.ts';
-import type { MeshIdentity } from '../../agent/ztunnel/mesh-identity.ts';
-import { ZtunnelMetrics } from '../../agent/ztunnel/metrics.ts';
+import { DestinationPolicy } from '../../ztunnel/destination-policy.ts';
+import type { MeshIdentity } from '../../lib/identity/mesh-identity.ts';
+import { ZtunnelMetrics } from '../../ztunnel/metrics.ts';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
-import type { MeshState, Service, Workload } from '../../agent/state/model.ts';
-import type { Endpoint } from '../../agent/ztunnel/flow.ts';
-import { FlowTable } from '../../agent/ztunnel/flow-table.ts';
-import { InboundServer } from '../../agent/ztunnel/inbound.ts';
-import { silentLogger } from '../../agent/log.ts';
-import { createOutboundHandler } from '../../agent/ztunnel/outbound.ts';
-import { Resolver } from '../../agent/ztunnel/resolve.ts';
-import { StateStore } from '../../agent/ztunnel/state.ts';
-import { TunnelPool } from '../../agent/ztunnel/tunnel-pool.ts';
+import type { MeshState, Service, Workload } from '../../lib/mesh/model.ts';
+import type { Endpoint } from '../../lib/telemetry/flow.ts';
+import { FlowTable } from '../../lib/telemetry/flow-table.ts';
+import { InboundServer } from '../../ztunnel/inbound.ts';
+import { silentLogger } from '../../lib/core/log.ts';
+import { createOutboundHandler } from '../../ztunnel/outbound.ts';
+import { Resolver } from '../../ztunnel/resolve.ts';
+import { StateStore } from '../../lib/mesh/state.ts';
+import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
 
 export const CLIENT_IP = '127.0.0.11';
 export const SERVER_IP = '127.0.0.21';

@@ -1,0 +1,24 @@
+// CA errors with stable codes (see ../errors.ts).
+import { MeshletError } from '../lib/core/errors.ts';
+
+/**
+ * The CA will not sign (or serve) this request. `status` is the HTTP status
+ * it answers with; `reason` is the stable word clients and metrics use.
+ */
+export class SignRefusal extends MeshletError {
+  readonly status: number;
+  readonly reason: string;
+
+  constructor(status: number, reason: string, message: string) {
+    super('MESHLET_CA_REFUSAL', message);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+/** The root in --state-dir cannot be used (half written, mismatched, expired, other trust domain). */
+export class CaStateError extends MeshletError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHLET_CA_STATE', message, options);
+  }
+}

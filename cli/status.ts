@@ -1,0 +1,39 @@
+// `meshlet status`: per node, what the agent has attached, enrolled and rejected.
+import { Command, Option } from 'commander';
+import type { AgentStatus } from '../lib/mesh/agent-status.ts';
+import { queryNodes, sandboxOption } from './sandbox-target.ts';
+import { renderTable } from './table.ts';
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('per node: BPF programs attached, pods enrolled, map fill, ztunnel sync, rejected objects')
+    .addOption(sandboxOption())
+    .option('--node <name>', 'only this node')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (opts: { sandbox: string; node?: string; output: 'table' | 'json' }) => {
+      const statuses = (await queryNodes<AgentStatus>(opts.sandbox, opts.node, (n) => n.agentAdminSocket, '/status')).map((r) => r.reply);
+      if (opts.output === 'json') process.stdout.write(`${JSON.stringify({ nodes: statuses }, null, 2)}\n`);
+      else process.stdout.write(statuses.map(render).join('\n\n') + '\n');
+    });
+}
+
+function render(s: AgentStatus): string {
+  const out = [
+    `NODE ${s.node}   ztunnel: ${s.ztunnel.connected ? `in sync (version ${s.ztunnel.ackedVersion})` : 'NOT CONNECTED'}   last reconcile: ${s.reconciledAt ?? 'never'}`,
+    `  programs: ${s.datapath.programs.map((p) => `${p.name}#${p.id}`).join(' ') || 'none loaded'}`,
+    `  maps: ${s.datapath.maps.map((m) => `${m.name} ${m.entries}/${m.maxEntries}`).join(', ')}`,
+    `  enrolled pods (${s.enrolledPods.length}):`,
+  ];
+  if (s.enrolledPods.length > 0) {
+    const rows = s.enrolledPods.map((p) => [`${p.namespace}/${p.name}`, p.uid, p.excludeOutboundPorts.join(',') || '-', p.since]);
+    out.push(indent(renderTable(['POD', 'UID', 'EXCLUDED PORTS', 'SINCE'], rows)));
+  }
+  out.push(`  rejected objects (${s.rejected.length}):`);
+  for (const r of s.rejected) out.push(`    ${r.object}: ${r.reason}`);
+  if (s.policyWarnings.length > 0) out.push(`  policy warnings (${s.policyWarnings.length}):`);
+  for (const w of s.policyWarnings) out.push(`    ${w.policy}: ${w.warning}`);
+  if (s.lastError) out.push(`  last error: ${s.lastError}`);
+  return out.join('\n');
+}
+
+const indent = (text: string) => text.split('\n').map((l) => `    ${l}`).join('\n');

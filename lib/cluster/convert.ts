@@ -1,0 +1,243 @@
+// Phase one of a state update: each object is checked and converted on its
+// own, so one bad object is rejected with a reason and never blocks the rest.
+import { isIP } from 'node:net';
+import { InvalidObjectError } from '../core/errors.ts';
+import { convertPolicyObject } from '../policy/index.ts';
+import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
+import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
+import { isRecord, objectRef, type KubeObject } from './objects.ts';
+
+export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'meshlet.io/exclude-outbound-ports';
+
+export type DataplaneMode = 'ambient' | 'none' | undefined;
+
+/** Istio's rule: a pod's own label wins over its namespace's. */
+export function isEnrolled(podMode: string | undefined, namespaceMode: string | undefined): boolean {
+  return podMode === 'ambient' || (podMode !== 'none' && namespaceMode === 'ambient');
+}
+
+export interface NamespaceInfo {
+  name: string;
+  mode: DataplaneMode;
+}
+
+/** A pod before its namespace is known: enrollment is decided when the batch is assembled. */
+export interface PodInfo {
+  workload: Omit<Workload, 'enrolled'>;
+  mode: DataplaneMode;
+}
+
+export type Converted =
+  | { kind: 'Namespace'; value: NamespaceInfo }
+  | { kind: 'Pod'; value: PodInfo | null }
+  | { kind: 'Service'; value: Service }
+  | { kind: 'Node'; value: MeshNode }
+  | { kind: 'AuthorizationPolicy'; value: AuthzPolicy }
+  | { kind: 'PeerAuthentication'; value: PeerAuthPolicy }
+  | { kind: 'Ignored' };
+
+/** Throws InvalidObjectError naming the object and the fix. */
+export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}): Converted {
+  const policy = convertPolicyObject(obj, policyOptions);
+  if (policy) return policy;
+  const ref = objectRef(obj);
+  const fail = (reason: string): never => {
+    throw new InvalidObjectError(ref, reason);
+  };
+  if (!isRecord(obj.metadata) || typeof obj.metadata.name !== 'string' || obj.metadata.name === '') {
+    fail('metadata.name is missing');
+  }
+  switch (obj.kind) {
+    case 'Namespace':
+      return { kind: 'Namespace', value: convertNamespace(obj, fail) };
+    case 'Pod':
+      return { kind: 'Pod', value: convertPod(obj, fail) };
+    case 'Service':
+      return { kind: 'Service', value: convertService(obj, fail) };
+    case 'Node':
+      return { kind: 'Node', value: convertNode(obj, fail) };
+    default:
+      return { kind: 'Ignored' };
+  }
+}
+
+type Fail = (reason: string) => never;
+
+function meta(obj: KubeObject): Record<string, unknown> {
+  return obj.metadata as Record<string, unknown>;
+}
+
+function stringMap(value: unknown, field: string, fail: Fail): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (!isRecord(value)) return fail(`${field} must be a map of strings`);
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') fail(`${field}["${k}"] must be a string, got ${JSON.stringify(v)}`);
+  }
+  return value as Record<string, string>;
+}
+
+function dataplaneMode(labels: Record<string, string>, fail: Fail): DataplaneMode {
+  const mode = labels[DATAPLANE_MODE_LABEL];
+  if (mode === undefined) return undefined;
+  if (mode !== 'ambient' && mode !== 'none') {
+    fail(`label ${DATAPLANE_MODE_LABEL}="${mode}" is not a mode meshlet knows; use "ambient" or "none"`);
+  }
+  return mode;
+}
+
+function namespaceOf(obj: KubeObject, fail: Fail): string {
+  const ns = meta(obj).namespace;
+  if (ns === undefined) return 'default';
+  if (typeof ns !== 'string' || ns === '') return fail('metadata.namespace must be a non-empty string');
+  return ns;
+}
+
+function convertNamespace(obj: KubeObject, fail: Fail): NamespaceInfo {
+  const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
+  return { name: meta(obj).name as string, mode: dataplaneMode(labels, fail) };
+}
+
+function isPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+export function parsePortList(text: string): number[] | null {
+  const parts = text.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const ports = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : NaN));
+  return ports.every(isPort) ? [...new Set(ports)].sort((a, b) => a - b) : null;
+}
+
+/** Returns null for a pod that is not running yet (no node or IP): not an error, just not a workload. */
+function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
+  const m = meta(obj);
+  const namespace = namespaceOf(obj, fail);
+  const labels = stringMap(m.labels, 'metadata.labels', fail);
+  const annotations = stringMap(m.annotations, 'metadata.annotations', fail);
+  const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
+  const status = isRecord(obj.status) ? obj.status : {};
+
+  let excludeOutboundPorts: number[] = [];
+  const excluded = annotations[EXCLUDE_OUTBOUND_PORTS_ANNOTATION];
+  if (excluded !== undefined) {
+    excludeOutboundPorts =
+      parsePortList(excluded) ??
+      fail(`annotation ${EXCLUDE_OUTBOUND_PORTS_ANNOTATION}="${excluded}" is not a port list; use comma-separated numbers 1-65535, e.g. "5432,6379"`);
+  }
+
+  const namedPorts: Record<string, number> = {};
+  const containers = Array.isArray(spec.containers) ? spec.containers : fail('spec.containers must be a list');
+  for (const [i, c] of containers.entries()) {
+    if (!isRecord(c)) fail(`spec.containers[${i}] must be an object`);
+    const ports = (c as Record<string, unknown>).ports;
+    if (ports === undefined) continue;
+    if (!Array.isArray(ports)) fail(`spec.containers[${i}].ports must be a list`);
+    for (const [j, p] of (ports as unknown[]).entries()) {
+      const where = `spec.containers[${i}].ports[${j}]`;
+      if (!isRecord(p) || !isPort(p.containerPort)) fail(`${where}.containerPort must be a number from 1 to 65535`);
+      const port = p as { containerPort: number; name?: unknown };
+      if (typeof port.name === 'string') namedPorts[port.name] = port.containerPort;
+    }
+  }
+  const probePorts = containerProbePorts(containers as Record<string, unknown>[], namedPorts, fail);
+
+  const serviceAccount = spec.serviceAccountName ?? 'default';
+  if (typeof serviceAccount !== 'string' || serviceAccount === '') fail('spec.serviceAccountName must be a non-empty string');
+
+  const uid = m.uid;
+  const node = spec.nodeName;
+  const ips = podIps(status, fail);
+  if (typeof uid !== 'string' || typeof node !== 'string' || ips.length === 0 || status.phase !== 'Running') return null;
+
+  return {
+    mode: dataplaneMode(labels, fail),
+    workload: {
+      uid,
+      name: m.name as string,
+      namespace,
+      serviceAccount: serviceAccount as string,
+      node,
+      ips,
+      labels,
+      namedPorts,
+      excludeOutboundPorts,
+      probePorts,
+    },
+  };
+}
+
+const PROBES = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const;
+
+/** Ports kubelet probes over the network (tcpSocket, httpGet, grpc); exec probes need no exemption. */
+function containerProbePorts(containers: readonly Record<string, unknown>[], namedPorts: Record<string, number>, fail: Fail): number[] {
+  const ports = new Set<number>();
+  containers.forEach((c, i) => {
+    for (const probe of PROBES) {
+      const p = c[probe];
+      if (p === undefined) continue;
+      const where = `spec.containers[${i}].${probe}`;
+      if (!isRecord(p)) return fail(`${where} must be an object`);
+      for (const handler of ['tcpSocket', 'httpGet', 'grpc'] as const) {
+        const h = p[handler];
+        if (h === undefined) continue;
+        const port = isRecord(h) ? h.port : undefined;
+        const resolved = typeof port === 'string' ? namedPorts[port] : port;
+        if (!isPort(resolved)) fail(`${where}.${handler}.port must be a port number or a named container port, got ${JSON.stringify(port)}`);
+        ports.add(resolved as number);
+      }
+    }
+  });
+  return [...ports].sort((a, b) => a - b);
+}
+
+function podIps(status: Record<string, unknown>, fail: Fail): string[] {
+  const ips = new Set<string>();
+  if (status.podIP !== undefined) ips.add(String(status.podIP));
+  if (Array.isArray(status.podIPs)) {
+    for (const entry of status.podIPs) if (isRecord(entry) && entry.ip !== undefined) ips.add(String(entry.ip));
+  }
+  for (const ip of ips) if (!isIP(ip)) fail(`status.podIPs has "${ip}", which is not an IP address`);
+  return [...ips].sort((a, b) => isIP(a) - isIP(b));
+}
+
+const PORT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function convertService(obj: KubeObject, fail: Fail): Service {
+  const namespace = namespaceOf(obj, fail);
+  const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
+  const selector = stringMap(spec.selector, 'spec.selector', fail);
+
+  const vips = new Set<string>();
+  for (const ip of [spec.clusterIP, ...(Array.isArray(spec.clusterIPs) ? spec.clusterIPs : [])]) {
+    if (ip === undefined || ip === 'None' || ip === '') continue;
+    if (typeof ip !== 'string' || !isIP(ip)) fail(`spec.clusterIP "${String(ip)}" is not an IP address`);
+    vips.add(ip as string);
+  }
+
+  const rawPorts = Array.isArray(spec.ports) ? spec.ports : fail('spec.ports must be a list');
+  const ports: ServicePort[] = rawPorts.map((p: unknown, i: number): ServicePort => {
+    const where = `spec.ports[${i}]`;
+    if (!isRecord(p)) return fail(`${where} must be an object`);
+    if (!isPort(p.port)) return fail(`${where}.port must be a number from 1 to 65535, got ${JSON.stringify(p.port)}`);
+    const target = p.targetPort ?? p.port;
+    if (!isPort(target) && !(typeof target === 'string' && PORT_NAME.test(target))) {
+      return fail(`${where}.targetPort must be a port number or a container port name, got ${JSON.stringify(target)}`);
+    }
+    const protocol = p.protocol ?? 'TCP';
+    if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') return fail(`${where}.protocol must be TCP, UDP or SCTP`);
+    const port: ServicePort = { port: p.port, targetPort: target as number | string, protocol };
+    if (typeof p.name === 'string') port.name = p.name;
+    return port;
+  });
+
+  return { namespace, name: meta(obj).name as string, vips: [...vips], ports, selector };
+}
+
+function convertNode(obj: KubeObject, fail: Fail): MeshNode {
+  const status = isRecord(obj.status) ? obj.status : fail('status.addresses is missing');
+  const addresses = Array.isArray(status.addresses) ? status.addresses : [];
+  const internal = addresses.find((a: unknown) => isRecord(a) && a.type === 'InternalIP' && typeof a.address === 'string' && isIP(a.address) === 4)
+    ?? addresses.find((a: unknown) => isRecord(a) && a.type === 'InternalIP' && typeof a.address === 'string' && isIP(a.address) !== 0);
+  if (!isRecord(internal)) return fail('status.addresses has no InternalIP address');
+  return { name: meta(obj).name as string, address: internal.address as string };
+}

@@ -1,0 +1,41 @@
+// IP literals as the data path compares them: one canonical spelling per
+// address, so a lookup by `socket.remoteAddress` finds what the agent sent.
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Endpoint } from '../telemetry/flow.ts';
+
+const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
+
+/** Canonical form of an IP literal (IPv6 lower-case and compressed, IPv4-mapped IPv6 as IPv4), or undefined if it is not one. */
+export function canonicalIp(text: string): string | undefined {
+  if (isIPv4(text)) return text;
+  if (!isIPv6(text)) return undefined;
+  const mapped = V4_MAPPED.exec(text);
+  if (mapped) return mapped[1];
+  // The WHATWG URL parser serialises IPv6 hosts in RFC 5952 form.
+  return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+}
+
+export const isV6 = (ip: string): boolean => ip.includes(':');
+
+/** `ip:port`, with IPv6 in brackets (HTTP authority, RFC 7239 node). */
+export const hostPort = (ip: string, port: number): string => (isV6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+const isPort = (n: number): boolean => Number.isInteger(n) && n > 0 && n <= 65535;
+
+/** Parses `ip:port` / `[ip6]:port` with an IP literal (no names) and a non-zero port. */
+export function parseHostPort(text: string): Endpoint | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const bracketed = m[1] !== undefined;
+  const ip = canonicalIp(m[1] ?? m[2]);
+  const port = Number(m[3]);
+  if (ip === undefined || isV6(ip) !== bracketed || !isPort(port)) return undefined;
+  return { ip, port };
+}
+
+/** A socket's address pair as an Endpoint, if it still has one (a socket closed early has none). */
+export function endpointOf(address: string | undefined, port: number | undefined): Endpoint | undefined {
+  if (address === undefined || port === undefined) return undefined;
+  const ip = canonicalIp(address);
+  return ip === undefined ? undefined : { ip, port };
+}

@@ -1,0 +1,44 @@
+// The request headers a tunnel carries about its source (as Istio's HBONE
+// does): the client's address (RFC 7239 Forwarded), the source workload
+// (W3C Baggage), and a fresh W3C trace context naming the connection.
+import { randomBytes } from 'node:crypto';
+import type { Workload } from '../mesh/model.ts';
+import type { Endpoint } from '../telemetry/flow.ts';
+import { hostPort, parseHostPort } from '../core/ip.ts';
+
+/** `for="ip:port"`: quoted, since a port (and an IPv6 literal) is not an RFC 7239 token. */
+export const forwardedFor = (src: Endpoint): string => `for="${hostPort(src.ip, src.port)}"`;
+
+/** The client endpoint from the first `for=` of a Forwarded header. */
+export function parseForwardedFor(value: string | undefined): Endpoint | undefined {
+  const m = value === undefined ? null : /(?:^|[;,\s])for="?([^";,]+)"?/i.exec(value);
+  return m ? parseHostPort(m[1]) : undefined;
+}
+
+/** Source workload metadata, keys after OpenTelemetry's k8s semantic conventions. */
+export function baggage(w: Workload): string {
+  const members: [string, string][] = [
+    ['k8s.namespace.name', w.namespace],
+    ['k8s.pod.name', w.name],
+    ['k8s.node.name', w.node],
+    ['k8s.serviceaccount.name', w.serviceAccount],
+  ];
+  return members.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join(',');
+}
+
+export interface TraceContext {
+  traceId: string;
+  traceparent: string;
+}
+
+/** A new W3C traceparent (version 00, not sampled). */
+export function newTraceContext(): TraceContext {
+  const ids = randomBytes(24).toString('hex');
+  const traceId = ids.slice(0, 32);
+  return { traceId, traceparent: `00-${traceId}-${ids.slice(32)}-00` };
+}
+
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  const m = traceparent === undefined ? null : /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent.trim());
+  return m ? m[1] : undefined;
+}

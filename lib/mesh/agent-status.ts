@@ -1,0 +1,67 @@
+// The agent's admin API as JSON: what `GET /status` on its admin socket
+// returns and `meshlet status` renders. `GET /enrolled` is its cheap part, for
+// pollers: no BPF map reads. The CLI reads these types without importing the
+// agent.
+import type { Rejection } from '../cluster/cluster-state.ts';
+
+export type InboundMode = 'STRICT' | 'PERMISSIVE';
+
+/**
+ * What the ingress hook enforces for one enrolled pod: its mode, per-port
+ * overrides, and the probe ports the node address may reach under STRICT.
+ */
+export interface InboundEnforcement {
+  /** The pod's default. */
+  mode: InboundMode;
+  /** Per destination port, overriding the default. */
+  portModes?: Record<number, InboundMode>;
+  /** Ports the node address may reach under STRICT. */
+  probePorts?: number[];
+}
+
+export interface DatapathStatus {
+  programs: { name: string; id: number }[];
+  maps: { name: string; entries: number; maxEntries: number }[];
+  /** True when open() found the programs already pinned (agent restart). */
+  adopted?: boolean;
+}
+
+export interface EnrolledPod {
+  uid: string;
+  namespace: string;
+  name: string;
+  cgroupPath: string;
+  /** cgroup v2 id (the directory's inode), in decimal: the kernel's name for the pod. */
+  cgroupId: string;
+  excludeOutboundPorts: number[];
+  inbound?: InboundEnforcement;
+  since: string;
+}
+
+/** The agent's end of the control channel to its ztunnel. */
+export interface ControlStatus {
+  connected: boolean;
+  /** Last version the ztunnel acknowledged. */
+  ackedVersion: number;
+  lastError?: string;
+}
+
+export interface AgentStatus {
+  node: string;
+  startedAt: string;
+  /** Time of the last successful reconcile. */
+  reconciledAt?: string;
+  lastError?: string;
+  datapath: DatapathStatus;
+  enrolledPods: EnrolledPod[];
+  rejected: Rejection[];
+  /** What accepted policies cannot enforce at L4, and how they fail closed instead. */
+  policyWarnings: { policy: string; warning: string }[];
+  ztunnel: ControlStatus;
+  counts: { workloads: number; services: number; nodes: number };
+}
+
+export interface AgentEnrolled {
+  node: string;
+  enrolledPods: EnrolledPod[];
+}

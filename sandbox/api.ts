@@ -1,0 +1,98 @@
+// The programmatic sandbox, for e2e tests and scripts: the same operations as
+// `meshlet sandbox …`, promise-first. Needs root.
+import type { ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
+import { ApplyRefusedError } from './errors.ts';
+import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, type SpawnInPodOptions } from './exec.ts';
+import type { SandboxInfo } from './info.ts';
+import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
+import { down, isRunning, up } from './lifecycle.ts';
+import { sandboxStatus as status } from './status.ts';
+
+export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
+export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
+export type { SandboxNodeInfo } from './info.ts';
+export { PodNotFoundError, SandboxNotFoundError, SandboxRunningError } from './errors.ts';
+
+export interface SandboxUpOptions {
+  name: string;
+  /** Default 2. */
+  nodes?: number;
+  /** Manifest file applied after boot. */
+  file?: string;
+  /** Manifest text applied after boot (after `file`). */
+  manifest?: string;
+  /** Wait for every agent and ztunnel admin socket (default true). */
+  waitReady?: boolean;
+  /** Default 30 s. */
+  readyTimeoutMs?: number;
+  /** Throw ApplyRefusedError if the manifest has refused objects (default true). */
+  strict?: boolean;
+  log?: (line: string) => void;
+  /** Workload certificate lifetime the ztunnels ask for, e.g. "8s" (rotation at half). */
+  certTtl?: string;
+}
+
+export interface ApplyOptions {
+  /** Throw ApplyRefusedError when some object was refused; the others are applied anyway (default true). */
+  strict?: boolean;
+}
+
+function checked(results: ObjectResult[], strict: boolean | undefined): ObjectResult[] {
+  if ((strict ?? true) && results.some((r) => r.action === 'refused')) throw new ApplyRefusedError(results);
+  return results;
+}
+
+/** Builds the sandbox (cleaning a crashed one of the same name first) and returns its live status. */
+export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo> {
+  const parts: string[] = [];
+  if (options.file !== undefined) parts.push(await readFile(options.file, 'utf8'));
+  if (options.manifest !== undefined) parts.push(options.manifest);
+  const { applied } = await up({
+    name: options.name,
+    nodes: options.nodes ?? 2,
+    ...(parts.length ? { manifest: parts.join('\n---\n'), manifestSource: options.file ?? 'manifest' } : {}),
+    waitReady: options.waitReady ?? true,
+    readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
+    log: options.log ?? (() => undefined),
+    ...(options.certTtl ? { certTtl: options.certTtl } : {}),
+  });
+  checked(applied, options.strict);
+  return status(options.name);
+}
+
+/** Removes everything of sandbox `name`; idempotent. */
+export async function sandboxDown(name: string): Promise<void> {
+  await down(name);
+}
+
+
+export async function sandboxApply(name: string, yamlText: string, options: ApplyOptions = {}): Promise<ObjectResult[]> {
+  return checked(await applyManifest(name, yamlText), options.strict);
+}
+
+export async function sandboxDelete(name: string, yamlText: string, options: ApplyOptions = {}): Promise<ObjectResult[]> {
+  return checked(await deleteManifest(name, yamlText), options.strict);
+}
+
+/** sandbox.json with live pids, pods and Services. Throws SandboxNotFoundError if it is not up. */
+export async function sandboxStatus(name: string): Promise<SandboxInfo> {
+  return status(name);
+}
+
+/** Some supervisor of the sandbox runs. */
+export async function sandboxIsRunning(name: string): Promise<boolean> {
+  return isRunning(name);
+}
+
+
+/** Runs `argv` in the pod's cgroup and network namespace to completion. */
+export async function sandboxExec(name: string, pod: PodRef, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+  return execInPod(name, pod, argv, options);
+}
+
+/** Starts `argv` in the pod for long-running clients; stdio are pipes unless options.stdio says otherwise. Kill it when done. */
+export async function sandboxSpawn(name: string, pod: PodRef, argv: readonly string[], options: SpawnInPodOptions = {}): Promise<ChildProcess> {
+  return spawnInPod(name, pod, argv, options);
+}

@@ -1,0 +1,93 @@
+// `exec`: a command inside a pod's cgroup and network namespace, so it is
+// captured and policed exactly like the pod's own processes.
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import type { V1Pod } from '@kubernetes/client-node';
+import { ConfigError, SandboxError } from '../lib/core/errors.ts';
+import { PodNotFoundError } from './errors.ts';
+import { existingNameFiles } from './hosts.ts';
+import { netnsExists } from './netns.ts';
+import { containerEnv, placePod, type PodPlace } from './pods.ts';
+import { spawnIn } from './proc.ts';
+import { readSandboxFile } from './registry.ts';
+import { readState } from './store.ts';
+
+export interface PodRef {
+  pod: string;
+  /** Default "default". */
+  namespace?: string;
+}
+
+export interface SpawnInPodOptions {
+  stdio?: StdioOptions;
+  /** Added to the pod's container environment. */
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface ExecOptions {
+  /** Written to stdin, then closed. */
+  input?: string;
+  /** SIGKILL the command after this long; the result then has timedOut set. */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** null when killed by a signal (see `signal`). */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+}
+
+export async function resolvePod(sandbox: string, ref: PodRef): Promise<{ pod: V1Pod; place: PodPlace }> {
+  const info = await readSandboxFile(sandbox);
+  const namespace = ref.namespace ?? 'default';
+  const pods = (await readState(info.stateFile)).filter((o) => o.kind === 'Pod') as V1Pod[];
+  const pod = pods.find((p) => p.metadata?.name === ref.pod && (p.metadata?.namespace ?? 'default') === namespace);
+  if (!pod) {
+    const here = pods.filter((p) => (p.metadata?.namespace ?? 'default') === namespace).map((p) => p.metadata?.name);
+    throw new PodNotFoundError(`sandbox "${sandbox}" has no pod ${namespace}/${ref.pod}; pods in namespace ${namespace}: ${here.join(', ') || 'none'} (set the namespace with -n)`);
+  }
+  const node = info.nodes.find((n) => n.name === pod.spec?.nodeName);
+  if (!node || !pod.metadata?.uid) throw new SandboxError(`pod ${namespace}/${ref.pod} is not scheduled on a sandbox node; delete and re-apply it`);
+  const place = placePod(sandbox, node, pod.metadata.uid, namespace, ref.pod);
+  if (!(await netnsExists(place.netns))) throw new SandboxError(`the network namespace ${place.netns} of pod ${namespace}/${ref.pod} is gone; delete and re-apply the pod`);
+  return { pod, place };
+}
+
+export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly string[], options: SpawnInPodOptions = {}): Promise<ChildProcess> {
+  if (argv.length === 0) throw new ConfigError('no command given: `meshlet sandbox exec POD -- CMD [ARGS…]`');
+  const { pod, place } = await resolvePod(sandbox, ref);
+  const env = { ...containerEnv(pod, pod.spec?.containers[0]), ...(process.env.TERM ? { TERM: process.env.TERM } : {}), ...options.env };
+  const names = existingNameFiles(sandbox, pod.metadata?.namespace ?? 'default');
+  return spawnIn(place, argv, { stdio: options.stdio ?? 'pipe', env, cwd: options.cwd ?? process.cwd(), ...(names ? { names } : {}) });
+}
+
+/** Runs `argv` in the pod to completion and collects its output. */
+export async function execInPod(sandbox: string, ref: PodRef, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+  const child = await spawnInPod(sandbox, ref, argv, { stdio: 'pipe', env: options.env, cwd: options.cwd });
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs);
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new SandboxError(`cannot run ${argv.join(' ')} in pod ${ref.pod}: ${e.message}`, { cause: e }));
+    });
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      resolve({ stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), exitCode, signal, timedOut });
+    });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(options.input ?? '');
+  });
+}

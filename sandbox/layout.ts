@@ -1,0 +1,143 @@
+// Every name, path and address a sandbox uses, derived from its name alone so
+// that `down` can find what a crashed sandbox left behind without sandbox.json.
+import { join } from 'node:path';
+import { REPO_ROOT } from '../lib/core/repo.ts';
+import { ConfigError } from '../lib/core/errors.ts';
+import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
+
+export const RUN_ROOT = '/run/meshlet';
+export const BPF_ROOT = '/sys/fs/bpf/meshlet';
+export const NETNS_DIR = '/run/netns';
+export const DEFAULT_NAME = 'meshlet';
+export const MAX_NODES = 20;
+
+/** The meshlet checkout: pods run with it as working directory. */
+export { REPO_ROOT };
+/** The CLI from source; node processes run its compiled copy (compiled.ts). */
+export const CLI_MAIN = join(REPO_ROOT, 'cli', 'main.ts');
+
+// No hyphen: "meshlet-<name>-" must not be a prefix of another sandbox's names.
+const NAME_RE = /^[a-z0-9]{1,16}$/;
+
+export function checkName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new ConfigError(`sandbox name "${name}" is invalid: use 1-16 lowercase letters or digits (no "-": it separates the name from what the sandbox creates)`);
+  }
+  return name;
+}
+
+export function checkNodeCount(nodes: number): number {
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) {
+    throw new ConfigError(`--nodes must be an integer from 1 to ${MAX_NODES}, got ${nodes}`);
+  }
+  return nodes;
+}
+
+/** Prefix of every network namespace of the sandbox; also its cgroup directory name. */
+export const prefixOf = (name: string): string => `meshlet-${name}`;
+
+export interface SandboxPaths {
+  name: string;
+  prefix: string;
+  runDir: string;
+  stateFile: string;
+  infoFile: string;
+  lockFile: string;
+  podLogDir: string;
+  underlayNetns: string;
+  bpfDir: string;
+}
+
+export function sandboxPaths(name: string): SandboxPaths {
+  const prefix = prefixOf(name);
+  const runDir = join(RUN_ROOT, name);
+  return {
+    name,
+    prefix,
+    runDir,
+    stateFile: join(runDir, 'cluster.yaml'),
+    infoFile: join(runDir, 'sandbox.json'),
+    lockFile: join(runDir, 'cluster.lock'),
+    podLogDir: join(runDir, 'pods'),
+    underlayNetns: `${prefix}-underlay`,
+    bpfDir: join(BPF_ROOT, name),
+  };
+}
+
+export const nodeName = (index: number): string => `node-${index}`;
+export const nodeDir = (name: string, node: string): string => join(RUN_ROOT, name, 'nodes', node);
+export const pidsFile = (name: string, node: string): string => join(nodeDir(name, node), 'pids.json');
+export const caDir = (name: string): string => join(RUN_ROOT, name, 'ca');
+export const caPidsFile = (name: string): string => join(caDir(name), 'pids.json');
+export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
+/** Host side of a pod's veth, inside the node namespace (15 chars max). */
+export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
+export const podLogFile = (name: string, namespace: string, pod: string): string => join(RUN_ROOT, name, 'pods', `${namespace}_${pod}.log`);
+
+/** Node `index` (1-based): its namespace, addresses, sockets and cgroup under `cgroupRoot` (the sandbox's). */
+export function planNode(name: string, index: number, cgroupRoot: string): SandboxNodeInfo {
+  const node = nodeName(index);
+  const dir = nodeDir(name, node);
+  return {
+    name: node,
+    netns: `${prefixOf(name)}-${node}`,
+    underlayIp: `10.200.0.${10 + index}`,
+    underlayIp6: `fd00:200::${10 + index}`,
+    podCidr: `10.244.${index}.0/24`,
+    podCidr6: `fd00:244:${index}::/64`,
+    podGatewayIp: `10.244.${index}.1`,
+    podGatewayIp6: `fd00:244:${index}::1`,
+    inboundSourceIp: podAddresses4(index, INBOUND_SOURCE_HOST),
+    inboundSourceIp6: `fd00:244:${index}::${INBOUND_SOURCE_HOST.toString(16)}`,
+    caTokenFile: join(dir, 'ca-token'),
+    ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
+    agentAdminSocket: join(dir, 'agent.sock'),
+    controlSocket: join(dir, 'control.sock'),
+    agentLog: join(dir, 'agent.log'),
+    ztunnelLog: join(dir, 'ztunnel.log'),
+    bpfDir: join(BPF_ROOT, name, node),
+    cgroup: join(cgroupRoot, node),
+  };
+}
+
+/** The ztunnel's inbound source address is this host of the node's pod CIDRs, so pods get 2..LAST_POD_HOST. */
+export const INBOUND_SOURCE_HOST = 254;
+export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
+const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;
+
+/** The CA listens on the underlay bridge, as a control plane on the node network would. */
+export const CA_IP = '10.200.0.2';
+export const CA_PORT = 15012;
+
+export function planCa(name: string, cgroupRoot: string): SandboxCaInfo {
+  const dir = caDir(name);
+  return {
+    url: `https://${CA_IP}:${CA_PORT}`,
+    listen: `${CA_IP}:${CA_PORT}`,
+    stateDir: dir,
+    bundleFile: join(dir, 'root-cert.pem'),
+    nodeTokensFile: join(dir, 'node-tokens.json'),
+    cgroup: join(cgroupRoot, 'ca'),
+    log: join(dir, 'ca.log'),
+  };
+}
+
+/** Host number `host` (2..LAST_POD_HOST) of a node's pod CIDRs. */
+export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string; ip6?: string } {
+  const base4 = node.podCidr.split('/')[0]!.split('.').slice(0, 3).join('.');
+  const ip = `${base4}.${host}`;
+  if (node.podCidr6 === undefined) return { ip };
+  return { ip, ip6: `${node.podCidr6.split('/')[0]}${host.toString(16)}` };
+}
+
+export const caCgroups = (ca: SandboxCaInfo) => ({
+  supervisor: join(ca.cgroup, 'supervisor'),
+  ca: join(ca.cgroup, 'ca'),
+});
+
+export const nodeCgroups = (node: SandboxNodeInfo) => ({
+  supervisor: join(node.cgroup, 'supervisor'),
+  agent: join(node.cgroup, 'agent'),
+  ztunnel: join(node.cgroup, 'ztunnel'),
+  pods: join(node.cgroup, 'pods'),
+});

@@ -1,0 +1,294 @@
+// Bringing a sandbox up and tearing it down. `down` works from the name's
+// prefix (cgroups, namespaces, run dir, pin dir, processes), not from
+// sandbox.json, so it also cleans up after a crash.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { V1Namespace, V1Node } from '@kubernetes/client-node';
+import { run } from '../lib/core/exec.ts';
+import { SandboxError } from '../lib/core/errors.ts';
+import { applyManifest, type ObjectResult } from './apply.ts';
+import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
+import { compiledCliMain } from './compiled.ts';
+import { SandboxRunningError } from './errors.ts';
+import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
+import {
+  BPF_ROOT, CA_IP, caCgroups, checkName, checkNodeCount, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+} from './layout.ts';
+import { deleteNetns, listNetns } from './netns.ts';
+import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
+import { readPids, writeSandboxFile } from './registry.ts';
+import { objectKey, writeState, type StoredObject } from './store.ts';
+import { writeHostsFiles } from './hosts.ts';
+import { createNode, createUnderlay } from './topology.ts';
+
+export interface UpOptions {
+  name: string;
+  nodes: number;
+  /** Manifest text applied once the nodes run. */
+  manifest?: string;
+  /** Where `manifest` came from, for messages. */
+  manifestSource?: string;
+  /** Wait until every agent and ztunnel answers on its admin socket (default true). */
+  waitReady?: boolean;
+  readyTimeoutMs?: number;
+  /** Progress lines for a terminal. */
+  log?: (line: string) => void;
+  /** Workload certificate lifetime the ztunnels ask the CA for (default: the CA's, 24h). */
+  certTtl?: string;
+}
+
+export interface UpResult {
+  info: SandboxInfo;
+  applied: ObjectResult[];
+}
+
+const SUPERVISOR_START_MS = 10_000;
+
+export async function up(options: UpOptions): Promise<UpResult> {
+  const name = checkName(options.name);
+  const nodeCount = checkNodeCount(options.nodes);
+  const log = options.log ?? (() => undefined);
+  await checkHost();
+  if (await isRunning(name)) {
+    throw new SandboxRunningError(`sandbox "${name}" is already up (its supervisors run); use it, or \`meshlet sandbox down --name ${name}\` first`);
+  }
+  if (await hasLeftovers(name)) {
+    log(`cleaning up what a previous sandbox "${name}" left behind`);
+    await down(name);
+  }
+
+  const paths = sandboxPaths(name);
+  const cgroupRoot = join(cgroup2Root(), prefixOf(name));
+  const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
+  const ca = planCa(name, cgroupRoot);
+  const info: SandboxInfo = {
+    name, runDir: paths.runDir, stateFile: paths.stateFile, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
+    ...(options.certTtl ? { certTtl: options.certTtl } : {}),
+  };
+  try {
+    const main = await compiledCliMain(log);
+    await ensureBpffs(log);
+    await mkdir(paths.podLogDir, { recursive: true });
+    for (const node of nodes) await mkdir(nodeDir(name, node.name), { recursive: true });
+    const objects = initialObjects(nodes);
+    await writeState(paths.stateFile, objects);
+    await writeHostsFiles(name, new Map(objects.map((o) => [objectKey(o), o])));
+    log(`network: underlay ${paths.underlayNetns}, ${nodes.map((n) => `${n.name} ${n.underlayIp}`).join(', ')}`);
+    await createUnderlay(paths.underlayNetns, `${CA_IP}/24`);
+    for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
+    for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
+    for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
+    await writeNodeTokens(ca, nodes);
+    await writeSandboxFile(info);
+    // The CA first: ztunnels fetch their certificates from it as soon as they start.
+    startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
+    await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
+    for (const node of nodes) {
+      startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name], main });
+    }
+    await Promise.all(nodes.map(async (node) => waitFor(`the supervisor of ${node.name}`, async () => (await readPids(name, node.name)) !== undefined, join(nodeDir(name, node.name), 'supervisor.log'))));
+  } catch (err) {
+    await down(name).catch(() => undefined);
+    throw err;
+  }
+  log(`supervisors started; agent and ztunnel logs in ${paths.runDir}/nodes/<node>/`);
+  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 30_000, log);
+  const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
+  return { info, applied };
+}
+
+async function checkHost(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new SandboxError('the sandbox needs root (network namespaces, cgroups, bpffs); run it with sudo');
+  for (const tool of ['ip', 'nsenter', 'sysctl', 'sh']) {
+    if (!findExecutable(tool, process.env.PATH, '/')) throw new SandboxError(`\`${tool}\` is not on PATH; the sandbox needs iproute2, util-linux (nsenter) and procps (sysctl)`);
+  }
+}
+
+/** The API server's built-in objects: one Node per node and the default namespace. */
+function initialObjects(nodes: readonly SandboxNodeInfo[]): StoredObject[] {
+  const nodeObjects = nodes.map((n): V1Node & StoredObject => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: n.name, uid: randomUUID(), labels: { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' } },
+    spec: { podCIDR: n.podCidr, podCIDRs: [n.podCidr, ...(n.podCidr6 ? [n.podCidr6] : [])] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: n.underlayIp },
+        ...(n.underlayIp6 ? [{ type: 'InternalIP', address: n.underlayIp6 }] : []),
+        { type: 'Hostname', address: n.name },
+      ],
+      conditions: [{ type: 'Ready', status: 'True' }],
+    },
+  }));
+  const defaultNs: V1Namespace & StoredObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default', uid: randomUUID() }, status: { phase: 'Active' } };
+  return [...nodeObjects, defaultNs];
+}
+
+/** bpffs at /sys/fs/bpf, where the agents pin; mounted if missing. */
+async function ensureBpffs(log: (line: string) => void): Promise<void> {
+  const mounted = readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+  if (mounted) return;
+  const res = await run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { allowFailure: true });
+  if (res.exitCode === 0) log('mounted bpffs at /sys/fs/bpf');
+  else log(`warning: bpffs is not mounted at /sys/fs/bpf and mounting it failed (${res.stderr.trim()}); the agents cannot pin`);
+}
+
+/** Per-node bootstrap credentials for the CA: the CA maps a token to the node it may sign for. */
+async function writeNodeTokens(ca: SandboxCaInfo, nodes: readonly SandboxNodeInfo[]): Promise<void> {
+  await mkdir(ca.stateDir, { recursive: true });
+  const tokens: Record<string, string> = {};
+  for (const node of nodes) {
+    tokens[node.name] = randomBytes(32).toString('hex');
+    await writeFile(node.caTokenFile!, `${tokens[node.name]}\n`, { mode: 0o600 });
+  }
+  await writeFile(ca.nodeTokensFile, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
+}
+
+interface SupervisorSpec {
+  cgroup: string;
+  netns: string;
+  logFile: string;
+  /** What to supervise: `--node NAME` or `--ca`. */
+  args: string[];
+  /** The compiled CLI the supervisor and its children run. */
+  main: string;
+}
+
+function startSupervisor(name: string, spec: SupervisorSpec): void {
+  const fd = openSync(spec.logFile, 'a');
+  try {
+    const child = spawnIn({ cgroup: spec.cgroup, netns: spec.netns }, [process.execPath, spec.main, 'sandbox', 'supervise', '--name', name, ...spec.args], {
+      stdio: ['ignore', fd, fd],
+      cwd: REPO_ROOT,
+      detached: true,
+    });
+    child.on('error', () => undefined);
+    child.unref();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function waitFor(what: string, done: () => boolean | Promise<boolean>, logFile: string): Promise<void> {
+  const deadline = Date.now() + SUPERVISOR_START_MS;
+  while (Date.now() < deadline) {
+    if (await done()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const tail = existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n').slice(-10).join('\n') : '';
+  throw new SandboxError(`${what} did not appear within ${SUPERVISOR_START_MS} ms; see ${logFile}${tail ? `:\n${tail}` : ''}`);
+}
+
+const canConnect = (path: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = connect({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+
+/** Waits until every node's agent and ztunnel accept connections on their admin sockets. */
+export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Map(info.nodes.flatMap((n) => [
+    [`${n.name} agent`, { socket: n.agentAdminSocket, logFile: n.agentLog }],
+    [`${n.name} ztunnel`, { socket: n.ztunnelAdminSocket, logFile: n.ztunnelLog }],
+  ]));
+  for (;;) {
+    for (const [what, { socket }] of pending) if (await canConnect(socket)) pending.delete(what);
+    if (pending.size === 0) break;
+    if (Date.now() > deadline) {
+      const missing = [...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile}`).join('\n');
+      throw new SandboxError(`sandbox "${info.name}" is up but not ready after ${timeoutMs} ms:\n${missing}\nthe sandbox is left running for inspection; \`meshlet sandbox down --name ${info.name}\` removes it`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  log('agents and ztunnels are ready');
+}
+
+/** Some supervisor of the sandbox is alive. */
+export async function isRunning(name: string): Promise<boolean> {
+  const root = join(cgroup2Root(), prefixOf(name));
+  let nodes: string[];
+  try {
+    nodes = await readdir(root);
+  } catch {
+    return false;
+  }
+  for (const node of nodes) {
+    try {
+      if ((await readFile(join(root, node, 'supervisor', 'cgroup.procs'), 'utf8')).trim() !== '') return true;
+    } catch {
+      // not a node directory
+    }
+  }
+  return false;
+}
+
+async function hasLeftovers(name: string): Promise<boolean> {
+  const prefix = `${prefixOf(name)}-`;
+  return (
+    existsSync(join(cgroup2Root(), prefixOf(name))) ||
+    existsSync(sandboxPaths(name).runDir) ||
+    existsSync(join(BPF_ROOT, name)) ||
+    (await listNetns()).some((ns) => ns.startsWith(prefix))
+  );
+}
+
+/** Removes everything sandbox `name` created; idempotent, and safe after a crash. */
+export async function down(name: string): Promise<void> {
+  checkName(name);
+  const paths = sandboxPaths(name);
+  // Processes first: a namespace or cgroup in use cannot go.
+  await removeCgroup(join(cgroup2Root(), prefixOf(name)));
+  const strays = await findSandboxProcesses(prefixOf(name), paths.runDir, ['sandbox', 'supervise', '--name', name]);
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  // Pods first, then nodes, then the underlay: each veth dies with its namespace.
+  const prefix = `${prefixOf(name)}-`;
+  const mine = (await listNetns()).filter((ns) => ns.startsWith(prefix));
+  const rank = (ns: string): number => (ns === paths.underlayNetns ? 2 : /-node-\d+$/.test(ns) ? 1 : 0);
+  for (const ns of mine.sort((a, b) => rank(a) - rank(b))) await deleteNetns(ns);
+  await rm(paths.bpfDir, { recursive: true, force: true });
+  await rm(paths.runDir, { recursive: true, force: true });
+  await rmdirIfEmpty(BPF_ROOT);
+  await rmdirIfEmpty(RUN_ROOT);
+}
+
+async function rmdirIfEmpty(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch {
+    // not empty or not there
+  }
+}
+
+/** Names of every sandbox with something left on this host. */
+export async function listSandboxes(): Promise<string[]> {
+  const names = new Set<string>();
+  const readNames = async (dir: string): Promise<string[]> => readdir(dir).catch(() => []);
+  for (const entry of await readNames(RUN_ROOT)) names.add(entry);
+  for (const entry of await readNames(BPF_ROOT)) names.add(entry);
+  for (const entry of await readNames(cgroup2Root())) if (entry.startsWith('meshlet-')) names.add(entry.slice('meshlet-'.length));
+  for (const ns of await listNetns()) {
+    const m = /^meshlet-([a-z0-9]+)-/.exec(ns);
+    if (m) names.add(m[1]!);
+  }
+  return [...names].filter((n) => /^[a-z0-9]{1,16}$/.test(n)).sort();
+}
+
+export async function downAll(): Promise<string[]> {
+  const names = await listSandboxes();
+  for (const name of names) await down(name);
+  return names;
+}

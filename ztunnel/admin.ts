@@ -1,0 +1,74 @@
+// Admin API (Unix socket and 127.0.0.1:15000): flows, follow stream, state,
+// health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
+// NDJSON for the follow stream.
+import { getHeapSpaceStatistics } from 'node:v8';
+import type { RequestListener, ServerResponse } from 'node:http';
+import { sendJson, streamEvents } from '../lib/core/admin-http.ts';
+import type { FlowTable } from '../lib/telemetry/flow-table.ts';
+import type { CertificateListing } from '../lib/identity/store.ts';
+import type { StateStore } from '../lib/mesh/state.ts';
+
+function health(store: StateStore, res: ServerResponse): void {
+  const view = store.view;
+  if (view) sendJson(res, 200, { status: 'ready', version: view.version });
+  else sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
+}
+
+export interface Admin {
+  handler: RequestListener;
+  /** Ends follow streams cleanly, so followers see the end of the stream rather than an abort. */
+  endStreams(): void;
+}
+
+/** Optional parts: present when the ztunnel has them. */
+export interface AdminExtras {
+  metrics?: () => Promise<string>;
+  certs?: () => CertificateListing[];
+}
+
+export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminExtras = {}): Admin {
+  const followers = new Set<ServerResponse>();
+  const handler: RequestListener = (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (req.method !== 'GET') return sendJson(res, 405, { error: 'only GET' });
+    switch (url.pathname) {
+      case '/flows':
+        if (url.searchParams.get('follow') === '1') return streamEvents((l) => flows.subscribe(l), followers, req, res);
+        return sendJson(res, 200, { flows: flows.list() });
+      case '/state': {
+        const view = store.view;
+        if (!view) return sendJson(res, 503, { error: 'no snapshot from the agent yet' });
+        return sendJson(res, 200, { version: view.version, state: view.state });
+      }
+      case '/healthz':
+      case '/healthz/ready':
+        return health(store, res);
+      case '/certs':
+        return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
+      case '/memory':
+        // Where the resident memory is: JS heap, buffers and native, by V8's and Node's counters.
+        return sendJson(res, 200, { usage: process.memoryUsage(), heapSpaces: getHeapSpaceStatistics().map((s) => ({ space: s.space_name, used: s.space_used_size, size: s.space_size })) });
+      case '/metrics':
+        if (!extras.metrics) return sendJson(res, 404, { error: 'metrics are off' });
+        return void extras.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+          res.end(text);
+        });
+      default:
+        return sendJson(res, 404, { error: `no such path: ${url.pathname}`, paths: ['/flows', '/flows?follow=1', '/state', '/healthz', '/certs', '/metrics', '/memory'] });
+    }
+  };
+  return {
+    handler,
+    endStreams: () => {
+      for (const res of followers) res.end();
+    },
+  };
+}
+
+export function readinessHandler(store: StateStore): RequestListener {
+  return (req, res) => {
+    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, res);
+    sendJson(res, 404, { error: 'only GET /healthz/ready' });
+  };
+}

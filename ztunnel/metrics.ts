@@ -1,0 +1,125 @@
+// Prometheus metrics with Istio's names and labels, so existing dashboards
+// work. TCP counters are updated when a flow closes, never per chunk.
+import { Counter, Registry } from 'prom-client';
+import type { StoreCounters } from '../lib/identity/store.ts';
+import type { FlowRecord } from '../lib/telemetry/flow.ts';
+
+const TCP_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'connection_security_policy',
+  'response_flags',
+] as const;
+
+type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
+
+/** Envoy-style response flags, as Istio reports them for TCP. */
+function responseFlags(f: FlowRecord): string {
+  if (f.verdict === 'deny') return 'DENY';
+  switch (f.closeReason) {
+    case 'upstream_connect_failed':
+    case 'tunnel_failed':
+    case 'tunnel_rejected':
+    case 'tls_failed':
+    case 'no_certificate':
+      return 'UF';
+    case 'no_endpoint':
+    case 'no_route':
+      return 'NR';
+    default:
+      return '-';
+  }
+}
+
+function labelsOf(f: FlowRecord): TcpLabels {
+  const unknown = 'unknown';
+  const service = f.service ? `${f.service.name}.${f.service.namespace}.svc.cluster.local` : unknown;
+  return {
+    reporter: f.direction === 'outbound' ? 'source' : 'destination',
+    source_workload: f.source.workload?.name ?? unknown,
+    source_workload_namespace: f.source.workload?.namespace ?? unknown,
+    source_principal: f.source.identity ?? unknown,
+    destination_workload: f.destination?.workload?.name ?? unknown,
+    destination_workload_namespace: f.destination?.workload?.namespace ?? unknown,
+    destination_principal: f.destination?.identity ?? unknown,
+    destination_service: service,
+    destination_service_name: f.service?.name ?? unknown,
+    destination_service_namespace: f.service?.namespace ?? unknown,
+    connection_security_policy: f.security === 'mutual_tls' ? 'mutual_tls' : 'unknown',
+    response_flags: responseFlags(f),
+  };
+}
+
+export class ZtunnelMetrics {
+  readonly registry = new Registry();
+  readonly #opened: Counter<string>;
+  readonly #closed: Counter<string>;
+  readonly #sent: Counter<string>;
+  readonly #received: Counter<string>;
+  readonly #denials: Counter<string>;
+  readonly #handshakeFailures: Counter<string>;
+
+  constructor(certCounters?: () => StoreCounters) {
+    const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] });
+    this.#opened = tcp('istio_tcp_connections_opened_total', 'TCP connections opened');
+    this.#closed = tcp('istio_tcp_connections_closed_total', 'TCP connections closed');
+    // Istio's meaning: "sent" is the response (server → client), "received" the request.
+    this.#sent = tcp('istio_tcp_sent_bytes_total', 'bytes sent in response (server to client)');
+    this.#received = tcp('istio_tcp_received_bytes_total', 'bytes received in request (client to server)');
+    this.#denials = new Counter({
+      name: 'meshlet_authorization_denials_total',
+      help: 'connections an AuthorizationPolicy denied at this destination',
+      labelNames: ['destination_workload', 'destination_workload_namespace', 'policy'],
+      registers: [this.registry],
+    });
+    this.#handshakeFailures = new Counter({
+      name: 'meshlet_hbone_handshake_failures_total',
+      help: 'mutual TLS handshakes with peer ztunnels that failed',
+      labelNames: ['direction', 'reason'],
+      registers: [this.registry],
+    });
+    if (certCounters) {
+      const registry = this.registry;
+      const fromStore = (name: string, help: string, pick: (c: StoreCounters) => number) =>
+        new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(pick(certCounters())); } });
+      fromStore('meshlet_ca_requests_ok_total', 'certificates the CA issued to this ztunnel', (c) => c.requestsOk);
+      fromStore('meshlet_ca_requests_failed_total', 'certificate requests that failed or were refused', (c) => c.requestsFailed);
+      fromStore('meshlet_certificate_rotations_total', 'workload certificates rotated', (c) => c.rotations);
+    }
+  }
+
+  flowOpened(f: FlowRecord): void {
+    this.#opened.inc(labelsOf(f));
+  }
+
+  flowClosed(f: FlowRecord): void {
+    const labels = labelsOf(f);
+    this.#closed.inc(labels);
+    if (f.bytesReceived > 0) this.#sent.inc(labels, f.bytesReceived);
+    if (f.bytesSent > 0) this.#received.inc(labels, f.bytesSent);
+  }
+
+  denied(f: FlowRecord): void {
+    this.#denials.inc({
+      destination_workload: f.destination?.workload?.name ?? 'unknown',
+      destination_workload_namespace: f.destination?.workload?.namespace ?? 'unknown',
+      policy: f.policy ?? 'default-deny',
+    });
+  }
+
+  handshakeFailed(direction: 'inbound' | 'outbound', reason: string): void {
+    this.#handshakeFailures.inc({ direction, reason });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,154 @@
+// One node's ztunnel: control channel, outbound capture, inbound tunnel,
+// admin and readiness, wired to one state store and one flow table.
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createTcpServer, type Server } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '../lib/core/errors.ts';
+import { createServer as createHttpServer } from '../lib/core/http-server.ts';
+import { createAdmin, readinessHandler } from './admin.ts';
+import { startControlServer } from './control-server.ts';
+import { FlowTable } from '../lib/telemetry/flow-table.ts';
+import { InboundServer } from './inbound.ts';
+import { closeServer, listenTcp, listenUnix } from '../lib/core/listen.ts';
+import { hostPort, isV6 } from '../lib/core/ip.ts';
+import type { Logger } from '../lib/core/log.ts';
+import { createOutboundHandler } from './outbound.ts';
+import { Resolver } from './resolve.ts';
+import { StateStore, type StateView } from '../lib/mesh/state.ts';
+import { DestinationPolicy } from './destination-policy.ts';
+import { localIdentities, type MeshIdentity } from '../lib/identity/mesh-identity.ts';
+import { ZtunnelMetrics } from './metrics.ts';
+import { TunnelPool } from '../lib/hbone/tunnel-pool.ts';
+
+export interface ZtunnelOptions {
+  node: string;
+  captureIp4: string;
+  captureIp6?: string;
+  nodeIp: string;
+  nodeIp6?: string;
+  /** Source address of connections to local pods (the address the ingress hook admits); default the node's. */
+  inboundSourceIp?: string;
+  inboundSourceIp6?: string;
+  controlSocket: string;
+  adminSocket: string;
+  outboundPort: number;
+  /** Inbound tunnel port, here and on every peer. */
+  hbonePort: number;
+  /** 0: no TCP admin listener (the Unix socket stays). */
+  adminPort: number;
+  /** 0: no readiness listener. */
+  readinessPort: number;
+  /** 0: metrics only on the admin socket. */
+  metricsPort: number;
+  /** Workload identities and mutual TLS; absent: cleartext tunnels. */
+  identity?: MeshIdentity;
+  log: Logger;
+}
+
+export interface Ztunnel {
+  readonly store: StateStore;
+  readonly flows: FlowTable;
+  /** Stops accepting, lets open flows finish for up to `drainMs`, then tears down what is left. */
+  shutdown(drainMs: number): Promise<void>;
+}
+
+const present = <T>(v: T | undefined): v is T => v !== undefined;
+
+export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
+  const { log } = o;
+  const store = new StateStore();
+  const flows = new FlowTable(o.node);
+  const { identity } = o;
+  const metrics = new ZtunnelMetrics(identity ? () => identity.certs.counters : undefined);
+  const policy = new DestinationPolicy(metrics, log);
+  flows.subscribe((e) => {
+    if (e.event === 'open') return metrics.flowOpened(e.flow);
+    policy.forget(e.flow.id);
+    metrics.flowClosed(e.flow);
+    log.info('access', { ...e.flow });
+  });
+  const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp ?? o.nodeIp));
+  const pool = new TunnelPool({ port: o.hbonePort, log, onSessionFailure: (reason) => metrics.handshakeFailed('outbound', reason) });
+  const captureIps = [o.captureIp4, o.captureIp6].filter(present);
+  const ownAddresses = new Set<string>();
+  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, ...(identity ? { identity } : {}) });
+  if (!identity) log.warn('plaintext_tunnels', { message: 'no CA: tunnels between nodes are cleartext HTTP/2' });
+  const onApplied = (view: StateView) => {
+    if (identity) identity.certs.retain(localIdentities(view, o.node, identity.trustDomain));
+    policy.onView(view);
+  };
+
+  /** Listens, naming the listener in the log, or in the error an operator sees when the address is taken or missing. */
+  const bind = async <T>(what: string, address: string, listen: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await listen();
+      log.info('listening', { what, address });
+      return result;
+    } catch (err) {
+      throw new ConfigError(`cannot listen for ${what} on ${address}: ${(err as Error).message}`);
+    }
+  };
+  const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log, onApplied }));
+
+  const http: HttpServer[] = [];
+  const admin = createAdmin(store, flows, { metrics: () => metrics.text(), ...(identity ? { certs: () => identity.certs.list() } : {}) });
+  const adminUnix = createHttpServer(admin.handler);
+  http.push(adminUnix);
+  await bind('admin', o.adminSocket, () => listenUnix(adminUnix, o.adminSocket));
+  if (o.adminPort !== 0) {
+    const adminTcp = createHttpServer(admin.handler);
+    http.push(adminTcp);
+    await bind('admin', hostPort('127.0.0.1', o.adminPort), () => listenTcp(adminTcp, '127.0.0.1', o.adminPort));
+  }
+  if (o.readinessPort !== 0) {
+    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+      const ready = createHttpServer(readinessHandler(store));
+      http.push(ready);
+      await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
+    }
+  }
+
+  if (o.metricsPort !== 0) {
+    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+      const server = createHttpServer((req, res) => {
+        if (req.method !== 'GET' || req.url !== '/metrics') return void res.writeHead(404).end();
+        void metrics.text().then((text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text));
+      });
+      http.push(server);
+      await bind('metrics', hostPort(ip, o.metricsPort), () => listenTcp(server, ip, o.metricsPort));
+    }
+  }
+
+  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, ...(identity ? { identity } : {}) });
+  for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+    await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
+  }
+  const capture: Server[] = [];
+  for (const ip of captureIps) {
+    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
+    server.on('error', (err) => log.error('capture_listener_error', { error: err }));
+    capture.push(server);
+    const a = await bind('outbound', hostPort(ip, o.outboundPort), () => listenTcp(server, ip, o.outboundPort));
+    ownAddresses.add(hostPort(a.address, a.port));
+  }
+
+  return {
+    store,
+    flows,
+    async shutdown(drainMs) {
+      log.info('shutting_down', { openFlows: flows.openCount, drainMs });
+      const stopped = Promise.all([...capture.map(closeServer), inbound.close()]);
+      const deadline = Date.now() + drainMs;
+      while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
+      if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
+      flows.abortAll();
+      pool.close();
+      identity?.certs.close();
+      await stopped;
+      admin.endStreams();
+      for (const s of http) s.closeIdleConnections();
+      await Promise.all([control.close(), ...http.map(closeServer)]);
+      log.info('stopped');
+    },
+  };
+}
