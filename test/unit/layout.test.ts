@@ -61,6 +61,11 @@ test('the layout has lib/ and every process folder', () => {
   }
 });
 
+test('the build compiles lib/, every process folder and cli/', () => {
+  const config = JSON.parse(readFileSync(join(REPO_ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+  assert.deepEqual(config.include, PROCESS_SOURCE_DIRS.map((d) => `${d}/**/*.ts`));
+});
+
 test('imports follow the layout rule', () => {
   const bad: string[] = [];
   for (const [from, targets] of graph) {
