@@ -1,28 +1,30 @@
 import { Command } from 'commander';
 import { jsonLogger } from '../lib/core/log.ts';
-import { NodeAgent, type AgentOptions } from './node-agent.ts';
-import { DEFAULT_ROOT_NAMESPACE } from '../lib/policy/index.ts';
+import { AGENT_FLAGS, type AgentConfig } from '../lib/config/agent.ts';
+import { addFlags } from '../lib/config/flags.ts';
+import { StateFileSource } from '../lib/cluster/sources/file.ts';
+import { BpfDatapath } from './bpf/datapath.ts';
+import { NodeAgent } from './node-agent.ts';
+import { ZtunnelControlClient } from './ztunnel-client.ts';
+
+/** Loads the prebuilt programs, or adopts the pinned ones, with this node's addresses. */
+function openDatapath(o: AgentConfig): Promise<BpfDatapath> {
+  const { captureIp4, captureIp6, inboundSourceIp4, inboundSourceIp6, probeSourceIp4, probeSourceIp6 } = o;
+  return BpfDatapath.open({ pinDir: o.bpfDir, captureIp4, captureIp6, inboundSourceIp4, inboundSourceIp6, probeSourceIp4, probeSourceIp6 });
+}
 
 export function agentCommand(): Command {
-  return new Command('agent')
-    .description('run the node agent: watch cluster state, keep BPF capture and the ztunnel in sync')
-    .requiredOption('--node <name>', 'this node\'s name, as in the cluster')
-    .requiredOption('--state-file <path>', 'YAML file of Kubernetes objects to watch (the sandbox\'s API server)')
-    .requiredOption('--pod-cgroup-root <dir>', 'cgroup v2 directory holding one cgroup per pod, named by pod UID')
-    .requiredOption('--ztunnel-cgroup <dir>', 'cgroup v2 directory of the node\'s ztunnel')
-    .requiredOption('--bpf-dir <dir>', 'bpffs directory to pin programs and maps in')
-    .requiredOption('--capture-ip4 <ip>', 'address the ztunnel accepts captured IPv4 connections on')
-    .option('--capture-ip6 <ip>', 'address the ztunnel accepts captured IPv6 connections on')
-    .option('--inbound-source-ip4 <ip>', 'address the ztunnel connects to local pods from: STRICT admits it')
-    .option('--inbound-source-ip6 <ip>', 'IPv6 address the ztunnel connects to local pods from')
-    .option('--probe-source-ip4 <ip>', 'node address kubelet probes come from: admitted on declared probe ports under STRICT')
-    .option('--probe-source-ip6 <ip>', 'IPv6 node address kubelet probes come from')
-    .option('--root-namespace <ns>', 'namespace whose selector-less policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
-    .requiredOption('--control-socket <path>', 'the ztunnel\'s control socket')
-    .requiredOption('--admin-socket <path>', 'Unix socket for this agent\'s admin API (status)')
-    .action(async (opts: AgentOptions) => {
+  const command = new Command('agent')
+    .description('run the node agent: watch cluster state, keep BPF capture and the ztunnel in sync');
+  return addFlags(command, AGENT_FLAGS)
+    .action(async (opts: AgentConfig) => {
       const log = jsonLogger('agent');
-      const agent = new NodeAgent(opts, log);
+      const agent = new NodeAgent(opts, {
+        source: new StateFileSource(opts.stateFile),
+        openDatapath: () => openDatapath(opts),
+        control: new ZtunnelControlClient(opts.controlSocket, log),
+        log,
+      });
       const shutdown = () => {
         // Leaves programs and maps pinned and attached: capture outlives the agent.
         void agent.stop().then(() => process.exit(0));

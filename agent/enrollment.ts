@@ -5,25 +5,35 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { BpfDatapath, PodCapture } from './bpf/datapath.ts';
+import type { EnrollmentDatapath, PodCapture } from './datapath.ts';
 import type { EnrolledPod, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import { inboundEnforcement, portLevelPorts } from './inbound-mode.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { PolicyStore } from '../lib/policy/index.ts';
-import type { MeshState, Workload } from '../lib/mesh/model.ts';
+import type { MeshState } from '../lib/mesh/kinds.ts';
+import type { Workload } from '../lib/mesh/model.ts';
+
+export interface EnrollmentOptions {
+  datapath: EnrollmentDatapath;
+  /** cgroup v2 directory holding one cgroup per pod, named by pod UID. */
+  podCgroupRoot: string;
+  /** This node: only its pods are enrolled here. */
+  node: string;
+  log: Logger;
+}
 
 export class Enrollment {
-  #datapath: BpfDatapath;
+  #datapath: EnrollmentDatapath;
   #podCgroupRoot: string;
   #node: string;
   #log: Logger;
   #current = new Map<string, EnrolledPod>();
 
-  constructor(datapath: BpfDatapath, podCgroupRoot: string, node: string, log: Logger) {
-    this.#datapath = datapath;
-    this.#podCgroupRoot = podCgroupRoot;
-    this.#node = node;
-    this.#log = log;
+  constructor(opts: EnrollmentOptions) {
+    this.#datapath = opts.datapath;
+    this.#podCgroupRoot = opts.podCgroupRoot;
+    this.#node = opts.node;
+    this.#log = opts.log;
   }
 
   /** Pod cgroups are named by pod UID under the node's pod cgroup root. */

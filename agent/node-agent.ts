@@ -3,41 +3,47 @@
 import type { Server, ServerResponse } from 'node:http';
 import { listenAdmin, streamEvents } from '../lib/core/admin-http.ts';
 import type { AgentEnrolled, AgentStatus } from '../lib/mesh/agent-status.ts';
-import { BpfDatapath } from './bpf/datapath.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
+import type { Datapath } from './datapath.ts';
 import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { ClusterState, type Rejection } from '../lib/cluster/cluster-state.ts';
-import { StateFileSource, type StateFileRead } from '../lib/cluster/sources/file.ts';
-import { emptyMeshState, type MeshState, type Workload } from '../lib/mesh/model.ts';
-import { ZtunnelControlClient } from './ztunnel-client.ts';
+import type { ClusterSource, ClusterUpdate } from '../lib/cluster/sources/source.ts';
+import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
+import type { Workload } from '../lib/mesh/model.ts';
+import type { ZtunnelControl } from './ztunnel-client.ts';
+import type { AgentConfig } from '../lib/config/agent.ts';
 
-export interface AgentOptions {
-  node: string;
-  stateFile: string;
-  podCgroupRoot: string;
-  ztunnelCgroup: string;
-  bpfDir: string;
-  captureIp4: string;
-  captureIp6?: string;
-  inboundSourceIp4?: string;
-  inboundSourceIp6?: string;
-  probeSourceIp4?: string;
-  probeSourceIp6?: string;
-  rootNamespace: string;
-  controlSocket: string;
-  adminSocket: string;
+/** The agent's own settings; the rest of AgentConfig configures its dependencies (command.ts). */
+export type NodeAgentConfig = Pick<AgentConfig, 'node' | 'podCgroupRoot' | 'ztunnelCgroup' | 'bpfDir' | 'rootNamespace' | 'adminSocket'>;
+
+export interface NodeAgentDeps {
+  source: ClusterSource;
+  /** Loads or adopts the capture layer: the first thing start() does. */
+  openDatapath: () => Promise<Datapath>;
+  control: ZtunnelControl;
+  log: Logger;
+  /** Runs `retry` after `delayMs` (a failed reconcile's retry). Default: a timer that does not hold the process. */
+  schedule?: (retry: () => void, delayMs: number) => void;
 }
 
+const RETRY_MS = 1000;
+
+const unrefTimer = (retry: () => void, delayMs: number): void => {
+  setTimeout(retry, delayMs).unref();
+};
+
 export class NodeAgent {
-  #opts: AgentOptions;
+  #opts: NodeAgentConfig;
   #log: Logger;
-  #control: ZtunnelControlClient;
+  #control: ZtunnelControl;
   #cluster: ClusterState;
-  #datapath!: BpfDatapath;
+  #openDatapath: () => Promise<Datapath>;
+  #schedule: (retry: () => void, delayMs: number) => void;
+  #datapath!: Datapath;
   #enrollment!: Enrollment;
-  #source: StateFileSource;
+  #source: ClusterSource;
   #admin: Server | undefined;
   #drops: DropLog;
   #dropWatch: DropWatch | undefined;
@@ -45,36 +51,33 @@ export class NodeAgent {
   #followers = new Set<ServerResponse>();
   #byIp = new Map<string, Workload>();
   #byUid = new Map<string, Workload>();
-  #pending: StateFileRead | undefined;
+  #pending: ClusterUpdate | undefined;
+  /** The newest update the source delivered: what a retry applies. */
+  #latest: ClusterUpdate | undefined;
   #running = false;
+  #drained: Promise<void> = Promise.resolve();
   #state: MeshState = emptyMeshState();
   #rejected: Rejection[] = [];
   #startedAt = new Date().toISOString();
   #reconciledAt: string | undefined;
   #lastError: string | undefined;
 
-  constructor(opts: AgentOptions, log: Logger) {
+  constructor(opts: NodeAgentConfig, deps: NodeAgentDeps) {
     this.#opts = opts;
-    this.#log = log;
-    this.#control = new ZtunnelControlClient(opts.controlSocket, log);
+    this.#log = deps.log;
+    this.#control = deps.control;
+    this.#source = deps.source;
+    this.#openDatapath = deps.openDatapath;
+    this.#schedule = deps.schedule ?? unrefTimer;
     this.#cluster = new ClusterState({ rootNamespace: opts.rootNamespace });
     this.#drops = new DropLog(opts.node);
-    this.#source = new StateFileSource(opts.stateFile, (read) => this.#onState(read));
   }
 
   async start(): Promise<void> {
     const o = this.#opts;
-    this.#datapath = await BpfDatapath.open({
-      pinDir: o.bpfDir,
-      ztunnelIp4: o.captureIp4,
-      ...(o.captureIp6 ? { ztunnelIp6: o.captureIp6 } : {}),
-      ...(o.inboundSourceIp4 ? { inboundSourceIp4: o.inboundSourceIp4 } : {}),
-      ...(o.inboundSourceIp6 ? { inboundSourceIp6: o.inboundSourceIp6 } : {}),
-      ...(o.probeSourceIp4 ? { nodeIp4: o.probeSourceIp4 } : {}),
-      ...(o.probeSourceIp6 ? { nodeIp6: o.probeSourceIp6 } : {}),
-    });
+    this.#datapath = await this.#openDatapath();
     await this.#datapath.attachZtunnel(o.ztunnelCgroup);
-    this.#enrollment = new Enrollment(this.#datapath, o.podCgroupRoot, o.node, this.#log);
+    this.#enrollment = new Enrollment({ datapath: this.#datapath, podCgroupRoot: o.podCgroupRoot, node: o.node, log: this.#log });
     await this.#enrollment.adopt();
     this.#dropWatch = this.#datapath.watchDrops(
       (e) => this.#drops.record(e, this.#byUid.get(this.#enrollment.byCgroupId(e.cgroupId)?.uid ?? ''), (ip) => this.#byIp.get(ip)),
@@ -87,7 +90,7 @@ export class NodeAgent {
       '/flows': (req, res, url) => (url.searchParams.get('follow') === '1' ? streamEvents((l) => this.#drops.subscribe(l), this.#followers, req, res) : { flows: this.#drops.list() }),
     });
     this.#control.start();
-    await this.#source.start();
+    await this.#source.start((update) => this.#onState(update));
     this.#log.info('agent started', { node: o.node, bpfDir: o.bpfDir });
   }
 
@@ -108,6 +111,7 @@ export class NodeAgent {
       rejected: this.#rejected,
       policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
       ztunnel: this.#control.status(),
+      source: this.#source.status(),
       counts: { workloads: this.#state.workloads.length, services: this.#state.services.length, nodes: this.#state.nodes.length },
     };
     if (this.#reconciledAt) status.reconciledAt = this.#reconciledAt;
@@ -115,9 +119,15 @@ export class NodeAgent {
     return status;
   }
 
-  #onState(read: StateFileRead): void {
-    this.#pending = read;
-    if (!this.#running) void this.#drain();
+  /** Settles once no reconcile is running or waiting: everything the source delivered so far has been applied, or has failed. */
+  idle(): Promise<void> {
+    return this.#drained;
+  }
+
+  #onState(update: ClusterUpdate): void {
+    this.#latest = update;
+    this.#pending = update;
+    if (!this.#running) this.#drained = this.#drain();
   }
 
   async #drain(): Promise<void> {
@@ -132,18 +142,18 @@ export class NodeAgent {
       } catch (err) {
         this.#lastError = err instanceof Error ? err.message : String(err);
         this.#log.error('reconcile failed; will retry on the next change', { error: this.#lastError });
-        // Retry the same input soon unless something newer arrived.
-        setTimeout(() => this.#onState(this.#pending ?? read), 1000).unref();
+        // Retry soon with the newest input: the failed one unless something newer arrived, never an older one.
+        this.#schedule(() => this.#onState(this.#latest ?? read), RETRY_MS);
       }
     }
     this.#running = false;
   }
 
-  async #reconcile(read: StateFileRead): Promise<void> {
+  async #reconcile(read: ClusterUpdate): Promise<void> {
     const started = performance.now();
     const waitMs = read.changedAtMs === undefined ? undefined : Date.now() - read.changedAtMs;
     const { state, rejected } = this.#cluster.update(read.objects);
-    const unreadable = read.unreadable.map((u) => ({ object: `${this.#opts.stateFile} document ${u.document}`, reason: u.reason, since: new Date().toISOString() }));
+    const unreadable = read.unreadable.map((u) => ({ ...u, since: new Date().toISOString() }));
     this.#rejected = [...rejected, ...unreadable];
     for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });
     this.#state = state;

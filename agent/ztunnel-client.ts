@@ -4,7 +4,7 @@ import { createConnection, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { ControlProtocolError } from '../lib/core/errors.ts';
 import { stateDelta } from '../lib/mesh/delta.ts';
-import { emptyMeshState, type MeshState } from '../lib/mesh/model.ts';
+import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
 import type { ControlMessage, ControlReply } from '../lib/mesh/control-protocol.ts';
 import type { Logger } from '../lib/core/log.ts';
 import type { ControlStatus } from '../lib/mesh/agent-status.ts';
@@ -12,7 +12,16 @@ import type { ControlStatus } from '../lib/mesh/agent-status.ts';
 const ACK_TIMEOUT_MS = 5000;
 const RECONNECT_MS = 250;
 
-export class ZtunnelControlClient {
+/** What the node agent needs of its ztunnel's control channel. */
+export interface ZtunnelControl {
+  start(): void;
+  stop(): void;
+  /** Resolves true once the ztunnel holds `state`; false when it is not connected or did not acknowledge. */
+  push(state: MeshState): Promise<boolean>;
+  status(): ControlStatus;
+}
+
+export class ZtunnelControlClient implements ZtunnelControl {
   readonly socketPath: string;
   #log: Logger;
   #socket: Socket | undefined;

@@ -41,7 +41,7 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	__u32 addr[4];
 
 	/* 0.0.0.0 means this host, like loopback. */
-	if (!cfg || !cfg->ztunnel_ip4 || !dst || ip4_is_loopback(dst) || dst == cfg->ztunnel_ip4)
+	if (!cfg || !cfg->capture_ip4 || !dst || ip4_is_loopback(dst) || dst == cfg->capture_ip4)
 		return SOCK_ADDR_ALLOW;
 	if (!capturing_pod(ctx, port))
 		return SOCK_ADDR_ALLOW;
@@ -49,7 +49,7 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	if (remember(ctx, addr, port, MESHLET_AF_INET))
 		return SOCK_ADDR_ALLOW;
 
-	ctx->user_ip4 = cfg->ztunnel_ip4;
+	ctx->user_ip4 = cfg->capture_ip4;
 	ctx->user_port = bpf_htons(cfg->outbound_port);
 	return SOCK_ADDR_ALLOW;
 }
@@ -71,16 +71,16 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 
 	if (addr_is_v4mapped(dst)) {
 		/* A dual-stack socket reaching an IPv4 peer: redirect within IPv4. */
-		if (!cfg->ztunnel_ip4 || !dst[3] || ip4_is_loopback(dst[3]) || dst[3] == cfg->ztunnel_ip4)
+		if (!cfg->capture_ip4 || !dst[3] || ip4_is_loopback(dst[3]) || dst[3] == cfg->capture_ip4)
 			return SOCK_ADDR_ALLOW;
-		addr_set_v4mapped(ztunnel, cfg->ztunnel_ip4);
+		addr_set_v4mapped(ztunnel, cfg->capture_ip4);
 		family = MESHLET_AF_INET;
 	} else {
 		/* :: means this host, like loopback. */
-		if (addr_is_zero(cfg->ztunnel_ip6) || addr_is_zero(dst) || ip6_is_loopback(dst) ||
-		    addr_equal(dst, cfg->ztunnel_ip6))
+		if (addr_is_zero(cfg->capture_ip6) || addr_is_zero(dst) || ip6_is_loopback(dst) ||
+		    addr_equal(dst, cfg->capture_ip6))
 			return SOCK_ADDR_ALLOW;
-		addr_copy(ztunnel, cfg->ztunnel_ip6);
+		addr_copy(ztunnel, cfg->capture_ip6);
 		family = MESHLET_AF_INET6;
 	}
 	if (!capturing_pod(ctx, port))

@@ -25,7 +25,7 @@ int ml_getpeername4(struct bpf_sock_addr *ctx)
 	const struct orig_dst *od;
 	__u32 local[4];
 
-	if (!cfg || !sk || !cfg->ztunnel_ip4 || ctx->user_ip4 != cfg->ztunnel_ip4)
+	if (!cfg || !sk || !cfg->capture_ip4 || ctx->user_ip4 != cfg->capture_ip4)
 		return SOCK_ADDR_ALLOW;
 	addr_set_v4mapped(local, sk->src_ip4);
 	od = redirected_flow(ctx, cfg, local);
@@ -51,8 +51,8 @@ int ml_getpeername6(struct bpf_sock_addr *ctx)
 	peer[1] = ctx->user_ip6[1];
 	peer[2] = ctx->user_ip6[2];
 	peer[3] = ctx->user_ip6[3];
-	addr_set_v4mapped(ztunnel4, cfg->ztunnel_ip4);
-	if (addr_is_zero(peer) || !(addr_equal(peer, cfg->ztunnel_ip6) || addr_equal(peer, ztunnel4)))
+	addr_set_v4mapped(ztunnel4, cfg->capture_ip4);
+	if (addr_is_zero(peer) || !(addr_equal(peer, cfg->capture_ip6) || addr_equal(peer, ztunnel4)))
 		return SOCK_ADDR_ALLOW;
 	/* Dual-stack sockets talking IPv4 have a v4-mapped source, like the key. */
 	local[0] = sk->src_ip6[0];

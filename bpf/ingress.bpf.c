@@ -109,9 +109,9 @@ static __always_inline int admitted(const struct drop_event *a, __u64 pod, const
 {
 	if (a->family == MESHLET_AF_INET ? ip4_is_loopback(a->src[3]) : ip6_is_loopback(a->src))
 		return 1;
-	if (from(a, cfg->inbound_src_ip4, cfg->inbound_src_ip6))
+	if (from(a, cfg->inbound_source_ip4, cfg->inbound_source_ip6))
 		return 1;
-	if (from(a, cfg->node_ip4, cfg->node_ip6) && is_probe_port(pod, a->dport))
+	if (from(a, cfg->probe_source_ip4, cfg->probe_source_ip6) && is_probe_port(pod, a->dport))
 		return 1;
 	return inbound_permissive(pod, info, a->dport);
 }

@@ -1,7 +1,7 @@
 // Which service accounts each node hosts, from cluster state: the CA signs an
 // identity only for a node that runs a pod with that namespace and service
 // account (any running pod, enrolled or not, as the state file lists it).
-import type { MeshState } from '../lib/mesh/model.ts';
+import type { MeshState } from '../lib/mesh/kinds.ts';
 
 export class HostedIdentities {
   #byNode: Map<string, Set<string>> | undefined;

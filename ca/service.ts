@@ -5,7 +5,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../lib/core/log.ts';
 import { ClusterState } from '../lib/cluster/cluster-state.ts';
-import { StateFileSource } from '../lib/cluster/sources/file.ts';
+import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import { HostedIdentities } from './hosted.ts';
 import { CaMetrics } from './metrics.ts';
 import { NodeTokens } from './node-tokens.ts';
@@ -16,7 +16,8 @@ export interface CaConfig {
   host: string;
   port: number;
   stateDir: string;
-  stateFile: string;
+  /** Which node runs which service accounts: the CA signs only for those. */
+  source: ClusterSource;
   nodeTokensFile: string;
   trustDomain: string;
   defaultTtlSeconds: number;
@@ -51,16 +52,16 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
   const tokens = new NodeTokens(config.nodeTokensFile, log);
   const hosted = new HostedIdentities();
   const clusterState = new ClusterState();
-  const source = new StateFileSource(config.stateFile, (read) => {
-    const { state, rejected } = clusterState.update(read.objects);
+  const { source } = config;
+  await tokens.start();
+  await source.start((update) => {
+    const { state, rejected } = clusterState.update(update.objects);
     hosted.update(state);
-    if (rejected.length > 0 || read.unreadable.length > 0) {
-      log.warn('cluster state has objects the CA ignores', { rejected: rejected.map((r) => `${r.object}: ${r.reason}`), unreadable: read.unreadable });
+    if (rejected.length > 0 || update.unreadable.length > 0) {
+      log.warn('cluster state has objects the CA ignores', { rejected: rejected.map((r) => `${r.object}: ${r.reason}`), unreadable: update.unreadable.map((u) => `${u.object}: ${u.reason}`) });
     }
   });
-  await tokens.start();
-  await source.start();
-  if (!hosted.ready) log.warn('cluster state file not found yet; signing waits for it', { file: config.stateFile });
+  if (!hosted.ready) log.warn('cluster state not read yet; signing waits for it', { source: source.status().name });
   const server = new CaServer({
     root, trustDomain: config.trustDomain, tokens, hosted,
     defaultTtlSeconds: config.defaultTtlSeconds, maxTtlSeconds: config.maxTtlSeconds,

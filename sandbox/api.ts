@@ -9,6 +9,7 @@ import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
 import { down, isRunning, up } from './lifecycle.ts';
 import { sandboxStatus as status } from './status.ts';
+import { clusterSource } from './store.ts';
 
 export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
 export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
@@ -59,7 +60,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   });
   checked(applied, options.strict);
-  return status(options.name);
+  return status(options.name, clusterSource);
 }
 
 /** Removes everything of sandbox `name`; idempotent. */
@@ -78,7 +79,7 @@ export async function sandboxDelete(name: string, yamlText: string, options: App
 
 /** sandbox.json with live pids, pods and Services. Throws SandboxNotFoundError if it is not up. */
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
-  return status(name);
+  return status(name, clusterSource);
 }
 
 /** Some supervisor of the sandbox runs. */

@@ -157,12 +157,12 @@ async function applyPod(ctx: Context, pod: V1Pod & StoredObject, existing: (V1Po
   pod.spec!.nodeName = node.name;
   pod.spec!.serviceAccountName ??= pod.spec!.serviceAccount ?? 'default';
   const podIPs = [{ ip: addrs.ip }, ...(addrs.ip6 ? [{ ip: addrs.ip6 }] : [])];
-  const hostIPs = [{ ip: node.underlayIp }, ...(node.underlayIp6 ? [{ ip: node.underlayIp6 }] : [])];
+  const hostIPs = [{ ip: node.nodeIp4 }, ...(node.nodeIp6 ? [{ ip: node.nodeIp6 }] : [])];
   pod.status = {
     phase: 'Running',
     podIP: addrs.ip,
     podIPs,
-    hostIP: node.underlayIp,
+    hostIP: node.nodeIp4,
     hostIPs,
     conditions: [{ type: 'Ready', status: 'True' }],
   };

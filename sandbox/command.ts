@@ -8,6 +8,7 @@ import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
 import { down, downAll, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
+import { clusterSource } from './store.ts';
 import { runCaSupervisor, runSupervisor } from './supervisor.ts';
 
 const nameOption = (): Option => new Option('--name <name>', 'sandbox name').env('MESHLET_SANDBOX').default(DEFAULT_NAME);
@@ -64,7 +65,7 @@ export function sandboxCommand(): Command {
       });
       report(applied);
       out('');
-      out(formatStatus(await sandboxStatus(info.name)));
+      out(formatStatus(await sandboxStatus(info.name, clusterSource)));
     });
 
   sandbox
@@ -114,7 +115,7 @@ export function sandboxCommand(): Command {
     .addOption(nameOption())
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (opts: { name: string; output: string }) => {
-      const info = await sandboxStatus(opts.name);
+      const info = await sandboxStatus(opts.name, clusterSource);
       out(opts.output === 'json' ? JSON.stringify(info, null, 2) : formatStatus(info));
     });
 

@@ -8,6 +8,7 @@ import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { down, up, waitReady } from './lifecycle.ts';
 import { sandboxStatus } from './status.ts';
+import { clusterSource } from './store.ts';
 
 export const SAMPLE_MANIFEST = join(REPO_ROOT, 'scripts', 'sandbox', 'sample.yaml');
 
@@ -73,7 +74,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     if (!stopRequested) {
       for (const line of formatResults(await applyManifest(name, await readFile(SAMPLE_MANIFEST, 'utf8'), SAMPLE_MANIFEST))) out(line);
       out('');
-      for (const line of demoHints(await sandboxStatus(name))) out(line);
+      for (const line of demoHints(await sandboxStatus(name, clusterSource))) out(line);
     }
     const infoFile = sandboxPaths(name).infoFile;
     while (!stopRequested && existsSync(infoFile)) {

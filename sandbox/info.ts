@@ -1,20 +1,20 @@
 // What `sandbox up` records about a running sandbox, for the CLI and tests.
+import type { NodeAddresses } from '../lib/config/addresses.ts';
 
-export interface SandboxNodeInfo {
+/**
+ * A node's mesh addresses (NodeAddresses): nodeIp on the underlay bridge; the
+ * pod gateway doubles as the capture and probe source address; the inbound
+ * source is a second address on the pod bridge.
+ */
+export interface SandboxNodeInfo extends NodeAddresses {
   name: string;
   /** Network namespace name (`ip netns`). */
   netns: string;
-  /** Node address on the underlay bridge. */
-  underlayIp: string;
-  underlayIp6?: string;
   podCidr: string;
   podCidr6?: string;
-  /** Node-side address on the pod bridge: pods' gateway and the ztunnel's capture address. */
-  podGatewayIp: string;
+  /** Node-side address on the pod bridge: the pods' default gateway. */
+  podGatewayIp4: string;
   podGatewayIp6?: string;
-  /** Second address on the pod bridge that the ztunnel connects to local pods from; STRICT admits only it. */
-  inboundSourceIp?: string;
-  inboundSourceIp6?: string;
   /** This node's bootstrap credential for the CA. */
   caTokenFile?: string;
   agentPid?: number;

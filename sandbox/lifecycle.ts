@@ -76,7 +76,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const objects = initialObjects(nodes);
     await writeState(paths.stateFile, objects);
     await writeHostsFiles(name, new Map(objects.map((o) => [objectKey(o), o])));
-    log(`network: underlay ${paths.underlayNetns}, ${nodes.map((n) => `${n.name} ${n.underlayIp}`).join(', ')}`);
+    log(`network: underlay ${paths.underlayNetns}, ${nodes.map((n) => `${n.name} ${n.nodeIp4}`).join(', ')}`);
     await createUnderlay(paths.underlayNetns, `${CA_IP}/24`);
     for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
     for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
@@ -116,8 +116,8 @@ function initialObjects(nodes: readonly SandboxNodeInfo[]): StoredObject[] {
     spec: { podCIDR: n.podCidr, podCIDRs: [n.podCidr, ...(n.podCidr6 ? [n.podCidr6] : [])] },
     status: {
       addresses: [
-        { type: 'InternalIP', address: n.underlayIp },
-        ...(n.underlayIp6 ? [{ type: 'InternalIP', address: n.underlayIp6 }] : []),
+        { type: 'InternalIP', address: n.nodeIp4 },
+        ...(n.nodeIp6 ? [{ type: 'InternalIP', address: n.nodeIp6 }] : []),
         { type: 'Hostname', address: n.name },
       ],
       conditions: [{ type: 'Ready', status: 'True' }],

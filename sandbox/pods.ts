@@ -96,7 +96,7 @@ export async function startPod(place: PodPlace, pod: V1Pod, names?: NameFiles): 
       veth: podVeth(place.uid),
       ip,
       prefix: Number(place.node.podCidr.split('/')[1]),
-      gateway: place.node.podGatewayIp,
+      gateway: place.node.podGatewayIp4,
       ip6,
       prefix6: place.node.podCidr6 ? Number(place.node.podCidr6.split('/')[1]) : undefined,
       gateway6: place.node.podGatewayIp6,

@@ -1,16 +1,17 @@
 // `status`: sandbox.json merged with live pids and the pods and Services of
-// the cluster state.
+// the cluster state, read once through the cluster source the caller names.
 import type { V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { SandboxInfo, SandboxPodInfo, SandboxServiceInfo } from './info.ts';
 import { cgroupPopulated } from './cgroup.ts';
 import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
 import { readCaPids, readPids, readSandboxFile } from './registry.ts';
-import { readState, type StoredObject } from './store.ts';
+import type { StoredObject } from './store.ts';
 import { DATAPLANE_MODE_LABEL, isEnrolled } from '../lib/cluster/convert.ts';
+import { readOnce, type ClusterSource } from '../lib/cluster/sources/source.ts';
 
-
-export async function sandboxStatus(name: string): Promise<SandboxInfo> {
+/** `sourceOf` names where the sandbox's cluster objects are read from (store.ts clusterSource: its state file). */
+export async function sandboxStatus(name: string, sourceOf: (info: SandboxInfo) => ClusterSource): Promise<SandboxInfo> {
   const info = await readSandboxFile(name);
   const nodes = await Promise.all(info.nodes.map(async (node) => {
     const pids = await readPids(name, node.name);
@@ -27,7 +28,8 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   const caPids = await readCaPids(name);
   const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
   const ca = info.ca ? { ...info.ca, pid: live(caPids?.caPid), supervisorPid: live(caPids?.supervisorPid) } : undefined;
-  const objects = await readState(info.stateFile);
+  // Raw objects as the sandbox stored them: the StoredObject shape that readState gives its callers too.
+  const objects = ((await readOnce(sourceOf(info)))?.objects ?? []) as StoredObject[];
   const namespaces = new Map<string, V1Namespace>();
   for (const o of objects) if (o.kind === 'Namespace' && o.metadata?.name) namespaces.set(o.metadata.name, o as V1Namespace);
   const pods: SandboxPodInfo[] = [];
@@ -85,7 +87,7 @@ export function formatStatus(info: SandboxInfo): string {
   const out = [`sandbox ${info.name}: state ${info.stateFile}`, ''];
   out.push(table(['NODE', 'UNDERLAY', 'POD CIDRS', 'SUPERVISOR', 'AGENT', 'ZTUNNEL', 'RESTARTS'], info.nodes.map((n) => [
     n.name,
-    [n.underlayIp, n.underlayIp6].filter(Boolean).join(','),
+    [n.nodeIp4, n.nodeIp6].filter(Boolean).join(','),
     [n.podCidr, n.podCidr6].filter(Boolean).join(','),
     pidText(n.supervisorPid),
     pidText(n.agentPid),

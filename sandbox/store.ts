@@ -6,7 +6,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { parseJsonDocuments } from '../lib/cluster/sources/file.ts';
+import { parseJsonDocuments, StateFileSource } from '../lib/cluster/sources/file.ts';
+import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import { ConfigError, SandboxError } from '../lib/core/errors.ts';
 import { pidAlive } from './proc.ts';
 
@@ -57,6 +58,9 @@ export function parseManifest(text: string, source = 'manifest'): StoredObject[]
   });
   return objects;
 }
+
+/** The sandbox's cluster objects as the agents and the CA read them. */
+export const clusterSource = (info: { stateFile: string }): ClusterSource => new StateFileSource(info.stateFile);
 
 export async function readState(file: string): Promise<StoredObject[]> {
   let text: string;

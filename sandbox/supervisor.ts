@@ -9,6 +9,11 @@ import { caCgroups, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
 import { readSandboxFile, writeCaPids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
+import { parseDuration } from '../lib/core/duration.ts';
+import { AGENT_FLAGS } from '../lib/config/agent.ts';
+import { CA_FLAGS } from '../lib/config/ca.ts';
+import { configArgs } from '../lib/config/flags.ts';
+import { ZTUNNEL_FLAGS } from '../lib/config/ztunnel.ts';
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
@@ -38,56 +43,53 @@ function nodeFlags(role: keyof typeof NODE_FLAGS): string[] {
   return [...NODE_FLAGS[role], ...extra];
 }
 
-/** The agent's command line: a contract with agent/agent-command.ts. */
+/** The agent's command line, from its config (lib/config/agent.ts). */
 export function agentArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
-  return [
-    'agent',
-    '--node', node.name,
-    '--state-file', info.stateFile,
-    '--pod-cgroup-root', nodeCgroups(node).pods,
-    '--ztunnel-cgroup', nodeCgroups(node).ztunnel,
-    '--bpf-dir', node.bpfDir,
-    '--capture-ip4', node.podGatewayIp,
-    ...(node.podGatewayIp6 ? ['--capture-ip6', node.podGatewayIp6] : []),
-    ...(node.inboundSourceIp ? ['--inbound-source-ip4', node.inboundSourceIp] : []),
-    ...(node.inboundSourceIp6 ? ['--inbound-source-ip6', node.inboundSourceIp6] : []),
-    // Kubelet-style probes come from the node's address on the pod bridge.
-    '--probe-source-ip4', node.podGatewayIp,
-    ...(node.podGatewayIp6 ? ['--probe-source-ip6', node.podGatewayIp6] : []),
-    '--control-socket', node.controlSocket!,
-    '--admin-socket', node.agentAdminSocket,
-  ];
+  const cgroups = nodeCgroups(node);
+  return ['agent', ...configArgs(AGENT_FLAGS, {
+    node: node.name,
+    stateFile: info.stateFile,
+    podCgroupRoot: cgroups.pods,
+    ztunnelCgroup: cgroups.ztunnel,
+    bpfDir: node.bpfDir,
+    captureIp4: node.captureIp4,
+    captureIp6: node.captureIp6,
+    inboundSourceIp4: node.inboundSourceIp4,
+    inboundSourceIp6: node.inboundSourceIp6,
+    probeSourceIp4: node.probeSourceIp4,
+    probeSourceIp6: node.probeSourceIp6,
+    controlSocket: node.controlSocket,
+    adminSocket: node.agentAdminSocket,
+  })];
 }
 
-/** The ztunnel's command line: a contract with agent/ztunnel/command.ts. */
+/** The ztunnel's command line, from its config (lib/config/ztunnel.ts). */
 export function ztunnelArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
-  return [
-    'ztunnel',
-    '--node', node.name,
-    '--capture-ip4', node.podGatewayIp,
-    ...(node.podGatewayIp6 ? ['--capture-ip6', node.podGatewayIp6] : []),
-    '--node-ip', node.underlayIp,
-    ...(node.underlayIp6 ? ['--node-ip6', node.underlayIp6] : []),
-    ...(node.inboundSourceIp ? ['--inbound-source-ip', node.inboundSourceIp] : []),
-    ...(node.inboundSourceIp6 ? ['--inbound-source-ip6', node.inboundSourceIp6] : []),
-    ...(info.ca ? ['--ca-url', info.ca.url, '--ca-bundle', info.ca.bundleFile, '--ca-token-file', node.caTokenFile!] : []),
-    ...(info.trustDomain ? ['--trust-domain', info.trustDomain] : []),
-    ...(info.certTtl ? ['--cert-ttl', info.certTtl] : []),
-    '--control-socket', node.controlSocket!,
-    '--admin-socket', node.ztunnelAdminSocket,
-  ];
+  return ['ztunnel', ...configArgs(ZTUNNEL_FLAGS, {
+    node: node.name,
+    captureIp4: node.captureIp4,
+    captureIp6: node.captureIp6,
+    nodeIp4: node.nodeIp4,
+    nodeIp6: node.nodeIp6,
+    inboundSourceIp4: node.inboundSourceIp4,
+    inboundSourceIp6: node.inboundSourceIp6,
+    ...(info.ca ? { caUrl: info.ca.url, caBundle: info.ca.bundleFile, caTokenFile: node.caTokenFile } : {}),
+    trustDomain: info.trustDomain,
+    certTtl: info.certTtl === undefined ? undefined : parseDuration(info.certTtl, '--cert-ttl'),
+    controlSocket: node.controlSocket,
+    adminSocket: node.ztunnelAdminSocket,
+  })];
 }
 
-/** The CA's command line: a contract with agent/ca/command.ts. */
+/** The CA's command line, from its config (lib/config/ca.ts). */
 export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
-  return [
-    'ca',
-    '--listen', ca.listen,
-    '--state-dir', ca.stateDir,
-    '--state-file', info.stateFile,
-    '--node-tokens', ca.nodeTokensFile,
-    ...(info.trustDomain ? ['--trust-domain', info.trustDomain] : []),
-  ];
+  return ['ca', ...configArgs(CA_FLAGS, {
+    listen: ca.listen,
+    stateDir: ca.stateDir,
+    stateFile: info.stateFile,
+    nodeTokens: ca.nodeTokensFile,
+    trustDomain: info.trustDomain,
+  })];
 }
 
 interface Managed {

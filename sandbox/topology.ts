@@ -38,21 +38,21 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
   // them tentative (unusable) for a second or two.
   const commands = [
     'link set lo up',
-    `addr add ${node.underlayIp}/${UNDERLAY_PREFIX4} dev eth0`,
+    `addr add ${node.nodeIp4}/${UNDERLAY_PREFIX4} dev eth0`,
     'link set eth0 up',
-    `link add ${POD_BRIDGE} address ${bridgeMac(Number(node.underlayIp.split('.')[3]))} type bridge`,
-    `addr add ${node.podGatewayIp}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`,
+    `link add ${POD_BRIDGE} address ${bridgeMac(Number(node.nodeIp4.split('.')[3]))} type bridge`,
+    `addr add ${node.podGatewayIp4}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`,
     `link set ${POD_BRIDGE} up`,
   ];
-  if (node.underlayIp6) commands.push(`addr add ${node.underlayIp6}/${UNDERLAY_PREFIX6} dev eth0 nodad`);
+  if (node.nodeIp6) commands.push(`addr add ${node.nodeIp6}/${UNDERLAY_PREFIX6} dev eth0 nodad`);
   if (node.podGatewayIp6 && node.podCidr6) commands.push(`addr add ${node.podGatewayIp6}/${node.podCidr6.split('/')[1]} dev ${POD_BRIDGE} nodad`);
   // Secondary addresses: the gateway stays the source of the node's own (probe) traffic.
-  if (node.inboundSourceIp) commands.push(`addr add ${node.inboundSourceIp}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`);
+  if (node.inboundSourceIp4) commands.push(`addr add ${node.inboundSourceIp4}/${node.podCidr.split('/')[1]} dev ${POD_BRIDGE}`);
   if (node.inboundSourceIp6 && node.podCidr6) commands.push(`addr add ${node.inboundSourceIp6}/${node.podCidr6.split('/')[1]} dev ${POD_BRIDGE} nodad`);
   for (const peer of peers) {
     if (peer.name === node.name) continue;
-    commands.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev eth0`);
-    if (peer.podCidr6 && peer.underlayIp6 && node.underlayIp6) commands.push(`route add ${peer.podCidr6} via ${peer.underlayIp6} dev eth0`);
+    commands.push(`route add ${peer.podCidr} via ${peer.nodeIp4} dev eth0`);
+    if (peer.podCidr6 && peer.nodeIp6 && node.nodeIp6) commands.push(`route add ${peer.podCidr6} via ${peer.nodeIp6} dev eth0`);
   }
   await sysctl(node.netns, {
     'net.ipv4.ip_forward': '1',

@@ -5,11 +5,10 @@
 import { createServer, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { ControlProtocolError } from '../lib/core/errors.ts';
-import type { ControlReply } from '../lib/mesh/control-protocol.ts';
+import { parseControlMessage, type ControlReply } from '../lib/mesh/control-protocol.ts';
 import { closeServer, listenUnix } from '../lib/core/listen.ts';
 import type { Logger } from '../lib/core/log.ts';
 import type { StateStore, StateView } from '../lib/mesh/state.ts';
-import { parseControlMessage } from '../lib/mesh/validate.ts';
 
 export interface ControlServerOptions {
   path: string;

@@ -3,14 +3,24 @@
 // watch, so a policy change closes the ones it now denies.
 import { authorize, type AuthzDecision, type AuthzRequest } from '../lib/policy/index.ts';
 import type { Flow } from '../lib/telemetry/flow-table.ts';
+import type { Verdict } from '../lib/telemetry/reasons.ts';
 import type { Logger } from '../lib/core/log.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
 import type { StateView } from '../lib/mesh/state.ts';
 
 /** The verdict fields a flow record carries. */
-export function verdictOf(d: AuthzDecision): { verdict: 'allow' | 'deny'; policy?: string; verdictReason: string } {
+export function verdictOf(d: AuthzDecision): { verdict: Verdict; policy?: string; verdictReason: string } {
   return { verdict: d.verdict, verdictReason: d.reason, ...(d.policy ? { policy: d.policy } : {}) };
 }
+
+/** A connection's authorization request and the decision on it, as a plan carries them. */
+export interface Authorization {
+  request: AuthzRequest;
+  decision: AuthzDecision;
+}
+
+/** The destination's L4 decision on `request` as `view` has it; pure, so a plan can carry it. */
+export const decide = (view: StateView, request: AuthzRequest): AuthzDecision => authorize(view.policies, request);
 
 /** Whether a decision could differ between two views: the policies, or the workloads they select, changed. */
 const sameInputs = (a: StateView, b: StateView): boolean => {
@@ -28,10 +38,6 @@ export class DestinationPolicy {
   constructor(metrics: ZtunnelMetrics, log: Logger) {
     this.#metrics = metrics;
     this.#log = log;
-  }
-
-  decide(view: StateView, request: AuthzRequest): AuthzDecision {
-    return authorize(view.policies, request);
   }
 
   /** Records a denial; `status` is the HTTP answer, when the denial is one (401 on a tunnel). */
@@ -61,7 +67,7 @@ export class DestinationPolicy {
       // The destination's labels may have changed too: judge it as the new view has it.
       const workload = view.workloadByIp(entry.request.destination.ip) ?? entry.request.destination.workload;
       const request = { ...entry.request, destination: { ...entry.request.destination, workload } };
-      const decision = this.decide(view, request);
+      const decision = decide(view, request);
       if (decision.allowed) continue;
       this.#watched.delete(id);
       this.denied(flow, decision);

@@ -1,26 +1,26 @@
 // Inbound end of the tunnel: an HTTP/2 server taking CONNECT streams from
 // other nodes' ztunnels to pods on this node. The pod sees the node's address
 // as its peer; the client's address and workload travel in the headers and
-// end up in the flow table.
+// end up in the flow table. inbound-plan.ts decides each stream; this
+// answers, dials and relays.
 import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { formatSpiffeId, sameIdentity } from '../lib/identity/spiffe.ts';
-import { clientIdentity, hboneServerTlsOptions } from '../lib/identity/tls.ts';
-import type { DestinationPolicy } from './destination-policy.ts';
-import { verdictOf } from './destination-policy.ts';
-import { identityOf, type MeshIdentity } from '../lib/identity/mesh-identity.ts';
-import type { ZtunnelMetrics } from './metrics.ts';
-import { handshakeFailure } from '../lib/hbone/tunnel-pool.ts';
-import { refOf, type FlowTable } from '../lib/telemetry/flow-table.ts';
-import { dial, forward } from '../lib/hbone/forward.ts';
-import { parseForwardedFor, traceIdOf } from '../lib/hbone/headers.ts';
-import { endpointOf, parseHostPort } from '../lib/core/ip.ts';
+import { endpointOf } from '../lib/core/ip.ts';
+import { closeServer, listenTcp } from '../lib/core/listen.ts';
 import type { Logger } from '../lib/core/log.ts';
+import { dial, forward } from '../lib/hbone/forward.ts';
 import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from '../lib/hbone/h2-settings.ts';
 import { h2Leg } from '../lib/hbone/relay.ts';
-import { closeServer, listenTcp } from '../lib/core/listen.ts';
+import { handshakeFailure } from '../lib/hbone/tunnel-pool.ts';
+import type { MeshIdentity } from '../lib/identity/mesh-identity.ts';
+import { clientIdentity, hboneServerTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
+import type { FlowTable } from '../lib/telemetry/flow-table.ts';
+import type { HandshakeFailure } from '../lib/telemetry/reasons.ts';
+import type { DestinationPolicy } from './destination-policy.ts';
+import { planInbound, type InboundPlan, type SessionTls } from './inbound-plan.ts';
+import type { ZtunnelMetrics } from './metrics.ts';
 
 export interface InboundOptions {
   node: string;
@@ -36,10 +36,23 @@ export interface InboundOptions {
 }
 
 /** OpenSSL's verification error codes, as flows and metrics name the refusal. */
-function certificateRefusal(code: string): string {
+function certificateRefusal(code: string): HandshakeFailure {
   if (code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
   if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
   return 'peer_certificate_invalid';
+}
+
+/** A request header that must appear once. */
+const header = (v: string | string[] | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The session's TLS facts for planning: the identity named in SNI, and the client's (read once per session). */
+function sessionTls(socket: TLSSocket, identity: MeshIdentity): SessionTls {
+  const sni = identity.certs.identityForSni(socket.servername || '');
+  try {
+    return { sni, client: { identity: clientIdentity(socket, identity.trustDomain) } };
+  } catch (error) {
+    return { sni, client: { error } };
+  }
 }
 
 function refuse(stream: ServerHttp2Stream, status: number): void {
@@ -100,74 +113,41 @@ export class InboundServer {
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    const authority = headers[':authority'];
-    const target = typeof authority === 'string' ? parseHostPort(authority) : undefined;
-    const peer = stream.session?.socket?.remoteAddress;
-    if (headers[':method'] !== 'CONNECT' || !target) {
-      this.#o.log.warn('tunnel_refused', { peer, status: 400, method: headers[':method'], authority });
-      return refuse(stream, 400);
-    }
-    const view = this.#o.store.view;
-    const workload = view?.workloadByIp(target.ip);
-    // Only pods on this node are reachable here: the tunnel is not an open relay.
-    if (!workload || workload.node !== this.#o.node) {
-      this.#o.log.warn('tunnel_refused', { peer, status: 503, authority, reason: workload ? `pod is on node ${workload.node}` : 'not a known pod' });
-      return refuse(stream, 503);
-    }
-    const forwarded = headers.forwarded;
-    const src = parseForwardedFor(typeof forwarded === 'string' ? forwarded : undefined) ?? endpointOf(stream.session?.socket?.remoteAddress, stream.session?.socket?.remotePort);
-    if (!src) return refuse(stream, 400);
+    const socket = stream.session?.socket as TLSSocket | undefined;
     const { identity } = this.#o;
-    let sourceIdentity: string | undefined;
-    let destinationIdentity: string | undefined;
-    if (identity) {
-      const socket = stream.session?.socket as TLSSocket | undefined;
-      if (!socket) return refuse(stream, 400);
-      const expected = identityOf(workload, identity.trustDomain);
-      const named = identity.certs.identityForSni(socket.servername || '');
-      // The client proved it wanted this workload's identity (SNI); a stream may not reach another.
-      if (!named || !sameIdentity(named, expected)) {
-        this.#o.log.warn('tunnel_refused', { peer, status: 400, authority, reason: `the session is for ${named ? formatSpiffeId(named) : 'no local identity'}, the target is ${formatSpiffeId(expected)}` });
-        return refuse(stream, 400);
-      }
-      try {
-        sourceIdentity = formatSpiffeId(clientIdentity(socket, identity.trustDomain));
-      } catch (err) {
-        this.#o.log.warn('tunnel_refused', { peer, status: 401, authority, error: err });
-        return refuse(stream, 401);
-      }
-      destinationIdentity = formatSpiffeId(expected);
-    }
-    const traceparent = headers.traceparent;
-    const request = { source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) }, destination: { ip: target.ip, port: target.port, workload } };
-    const decision = this.#o.policy.decide(view!, request);
-    // A denied connection never reaches the pod.
-    const pending = decision.allowed ? dial(target, this.#o.sourceAddress(target.ip)) : undefined;
-    const flow = this.#o.flows.open(
-      {
-        direction: 'inbound',
-        source: { ...src, workload: refOf(view?.workloadByIp(src.ip)), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
-        originalDestination: target,
-        destination: { ...target, workload: refOf(workload), node: workload.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
-        path: 'tunnel',
-        traceId: traceIdOf(typeof traceparent === 'string' ? traceparent : undefined),
-        security: identity ? 'mutual_tls' : 'plaintext',
-        ...verdictOf(decision),
-      },
-      pending && { socket: pending.socket, facing: 'server' },
-    );
-    if (!pending) {
-      this.#o.policy.denied(flow, decision, 401);
-      refuse(stream, 401);
-      return flow.close('denied');
-    }
-    this.#o.policy.watch(flow, request);
-    forward(h2Leg(stream), pending, flow, {
-      up: () => stream.respond({ ':status': 200 }),
-      failed: (err) => {
-        refuse(stream, 503);
-        this.#o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });
-      },
+    const plan = planInbound(this.#o.store.view, {
+      node: this.#o.node,
+      request: { method: headers[':method'], authority: headers[':authority'], forwarded: header(headers.forwarded), traceparent: header(headers.traceparent) },
+      peer: endpointOf(socket?.remoteAddress, socket?.remotePort),
+      ...(identity ? { mtls: { trustDomain: identity.trustDomain, session: socket && sessionTls(socket, identity) } } : {}),
     });
+    this.#act(stream, plan, socket?.remoteAddress);
+  }
+
+  #act(stream: ServerHttp2Stream, plan: InboundPlan, peer: string | undefined): void {
+    switch (plan.kind) {
+      case 'refuse':
+        if (plan.log) this.#o.log.warn('tunnel_refused', { peer, status: plan.status, ...plan.log });
+        return refuse(stream, plan.status);
+      case 'deny': {
+        // A denied connection never reaches the pod.
+        const flow = this.#o.flows.open(plan.flow);
+        this.#o.policy.denied(flow, plan.authz.decision, plan.status);
+        refuse(stream, plan.status);
+        return flow.close('denied');
+      }
+      case 'accept': {
+        const pending = dial(plan.target, this.#o.sourceAddress(plan.target.ip));
+        const flow = this.#o.flows.open(plan.flow, { socket: pending.socket, facing: 'server' });
+        this.#o.policy.watch(flow, plan.authz.request);
+        return forward(h2Leg(stream), pending, flow, {
+          up: () => stream.respond({ ':status': 200 }),
+          failed: (err) => {
+            refuse(stream, 503);
+            this.#o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });
+          },
+        });
+      }
+    }
   }
 }

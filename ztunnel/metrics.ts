@@ -3,6 +3,7 @@
 import { Counter, Registry } from 'prom-client';
 import type { StoreCounters } from '../lib/identity/store.ts';
 import type { FlowRecord } from '../lib/telemetry/flow.ts';
+import type { CloseReason, HandshakeFailure } from '../lib/telemetry/reasons.ts';
 
 const TCP_LABELS = [
   'reporter',
@@ -21,22 +22,36 @@ const TCP_LABELS = [
 
 type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
 
+type ResponseFlag = 'UF' | 'NR' | '-';
+
+/** Envoy's response flag for each close reason: UF upstream connection failure, NR no route. Every reason must say. */
+const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
+  client_closed: '-',
+  server_closed: '-',
+  client_reset: '-',
+  upstream_reset: '-',
+  upstream_connect_failed: 'UF',
+  upstream_failed: '-',
+  tunnel_failed: 'UF',
+  tunnel_rejected: 'UF',
+  tls_failed: 'UF',
+  peer_identity_mismatch: '-',
+  peer_certificate_expired: '-',
+  no_certificate: 'UF',
+  denied: '-',
+  not_ready: '-',
+  loop: '-',
+  no_endpoint: 'NR',
+  no_route: 'NR',
+  shutdown: '-',
+  policy_denied: '-',
+  dropped: '-',
+};
+
 /** Envoy-style response flags, as Istio reports them for TCP. */
-function responseFlags(f: FlowRecord): string {
+function responseFlags(f: FlowRecord): ResponseFlag | 'DENY' {
   if (f.verdict === 'deny') return 'DENY';
-  switch (f.closeReason) {
-    case 'upstream_connect_failed':
-    case 'tunnel_failed':
-    case 'tunnel_rejected':
-    case 'tls_failed':
-    case 'no_certificate':
-      return 'UF';
-    case 'no_endpoint':
-    case 'no_route':
-      return 'NR';
-    default:
-      return '-';
-  }
+  return f.closeReason ? RESPONSE_FLAGS[f.closeReason] : '-';
 }
 
 function labelsOf(f: FlowRecord): TcpLabels {
@@ -115,7 +130,7 @@ export class ZtunnelMetrics {
     });
   }
 
-  handshakeFailed(direction: 'inbound' | 'outbound', reason: string): void {
+  handshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailure): void {
     this.#handshakeFailures.inc({ direction, reason });
   }
 

@@ -4,12 +4,14 @@
 // node or outside the mesh, or through the tunnel to the pod's node.
 import type { MeshNode, Service, Workload } from '../lib/mesh/model.ts';
 import type { Endpoint } from '../lib/telemetry/flow.ts';
+import type { Refusal } from '../lib/telemetry/reasons.ts';
 import type { StateView } from '../lib/mesh/state.ts';
 
 export type Route =
-  | { kind: 'direct'; path: 'local' | 'passthrough'; target: Endpoint; workload?: Workload; service?: Service }
+  | { kind: 'direct'; path: 'local'; target: Endpoint; workload: Workload; service?: Service }
+  | { kind: 'direct'; path: 'passthrough'; target: Endpoint; workload?: Workload; service?: Service }
   | { kind: 'tunnel'; target: Endpoint; workload: Workload; node: MeshNode; service?: Service }
-  | { kind: 'reject'; reason: 'no_endpoint' | 'no_route'; service?: Service; workload?: Workload };
+  | { kind: 'reject'; reason: Extract<Refusal, 'no_endpoint' | 'no_route'>; service?: Service; workload?: Workload };
 
 export class Resolver {
   readonly #node: string;

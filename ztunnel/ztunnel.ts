@@ -4,6 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../lib/core/errors.ts';
+import type { ZtunnelConfig } from '../lib/config/ztunnel.ts';
 import { createServer as createHttpServer } from '../lib/core/http-server.ts';
 import { createAdmin, readinessHandler } from './admin.ts';
 import { startControlServer } from './control-server.ts';
@@ -20,26 +21,8 @@ import { localIdentities, type MeshIdentity } from '../lib/identity/mesh-identit
 import { ZtunnelMetrics } from './metrics.ts';
 import { TunnelPool } from '../lib/hbone/tunnel-pool.ts';
 
-export interface ZtunnelOptions {
-  node: string;
-  captureIp4: string;
-  captureIp6?: string;
-  nodeIp: string;
-  nodeIp6?: string;
-  /** Source address of connections to local pods (the address the ingress hook admits); default the node's. */
-  inboundSourceIp?: string;
-  inboundSourceIp6?: string;
-  controlSocket: string;
-  adminSocket: string;
-  outboundPort: number;
-  /** Inbound tunnel port, here and on every peer. */
-  hbonePort: number;
-  /** 0: no TCP admin listener (the Unix socket stays). */
-  adminPort: number;
-  /** 0: no readiness listener. */
-  readinessPort: number;
-  /** 0: metrics only on the admin socket. */
-  metricsPort: number;
+/** The flags' config without how certificates are obtained: the command turns those into `identity`. */
+export interface ZtunnelOptions extends Omit<ZtunnelConfig, 'drainSeconds' | 'trustDomain' | 'caUrl' | 'caBundle' | 'caTokenFile' | 'plaintextTunnels' | 'certTtl'> {
   /** Workload identities and mutual TLS; absent: cleartext tunnels. */
   identity?: MeshIdentity;
   log: Logger;
@@ -67,7 +50,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     metrics.flowClosed(e.flow);
     log.info('access', { ...e.flow });
   });
-  const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp ?? o.nodeIp));
+  const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp4 ?? o.nodeIp4));
   const pool = new TunnelPool({ port: o.hbonePort, log, onSessionFailure: (reason) => metrics.handshakeFailed('outbound', reason) });
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
@@ -101,7 +84,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     await bind('admin', hostPort('127.0.0.1', o.adminPort), () => listenTcp(adminTcp, '127.0.0.1', o.adminPort));
   }
   if (o.readinessPort !== 0) {
-    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+    for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
       const ready = createHttpServer(readinessHandler(store));
       http.push(ready);
       await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
@@ -109,7 +92,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
 
   if (o.metricsPort !== 0) {
-    for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+    for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
       const server = createHttpServer((req, res) => {
         if (req.method !== 'GET' || req.url !== '/metrics') return void res.writeHead(404).end();
         void metrics.text().then((text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text));
@@ -120,7 +103,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
 
   const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, ...(identity ? { identity } : {}) });
-  for (const ip of [o.nodeIp, o.nodeIp6].filter(present)) {
+  for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
     await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
   }
   const capture: Server[] = [];

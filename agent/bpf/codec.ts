@@ -23,16 +23,16 @@ export interface Codec<T> {
 
 export interface NodeConfig {
   /** null: no IPv4 capture. */
-  ztunnelIp4: string | null;
+  captureIp4: string | null;
   /** null: no IPv6 capture. */
-  ztunnelIp6: string | null;
+  captureIp6: string | null;
   outboundPort: number;
   /** The ztunnel's source address towards local pods; null never matches. */
   inboundSourceIp4: string | null;
   inboundSourceIp6: string | null;
-  /** The node's address, admitted on probe ports; null never matches. */
-  nodeIp4: string | null;
-  nodeIp6: string | null;
+  /** Where kubelet probes come from, admitted on probe ports; null never matches. */
+  probeSourceIp4: string | null;
+  probeSourceIp6: string | null;
 }
 
 export const POD_FLAGS = { captureOutbound: 1, strictInbound: 2 } as const;
@@ -86,7 +86,7 @@ export const LAYOUTS = {
   nodeConfig: {
     cType: 'node_config',
     size: 64,
-    members: { ztunnel_ip6: 0, ztunnel_ip4: 16, outbound_port: 20, pad: 22, inbound_src_ip6: 24, node_ip6: 40, inbound_src_ip4: 56, node_ip4: 60 },
+    members: { capture_ip6: 0, capture_ip4: 16, outbound_port: 20, pad: 22, inbound_source_ip6: 24, probe_source_ip6: 40, inbound_source_ip4: 56, probe_source_ip4: 60 },
   },
   podInfo: { cType: 'pod_info', size: 8, members: { flags: 0, pad: 4 } },
   podPortKey: { cType: 'pod_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
@@ -183,26 +183,26 @@ export const nodeConfigCodec: Codec<NodeConfig> = {
   encode(cfg) {
     const m = LAYOUTS.nodeConfig.members;
     const { bytes, view } = alloc(LAYOUTS.nodeConfig);
-    setIp6(bytes, m.ztunnel_ip6, cfg.ztunnelIp6, 'ztunnel IPv6 capture address');
-    setIp4(bytes, m.ztunnel_ip4, cfg.ztunnelIp4);
+    setIp6(bytes, m.capture_ip6, cfg.captureIp6, 'IPv6 capture address');
+    setIp4(bytes, m.capture_ip4, cfg.captureIp4);
     view.setUint16(m.outbound_port, checkPort(cfg.outboundPort), LITTLE_ENDIAN);
-    setIp6(bytes, m.inbound_src_ip6, cfg.inboundSourceIp6, 'inbound source IPv6 address');
-    setIp6(bytes, m.node_ip6, cfg.nodeIp6, 'node IPv6 address');
-    setIp4(bytes, m.inbound_src_ip4, cfg.inboundSourceIp4);
-    setIp4(bytes, m.node_ip4, cfg.nodeIp4);
+    setIp6(bytes, m.inbound_source_ip6, cfg.inboundSourceIp6, 'inbound source IPv6 address');
+    setIp6(bytes, m.probe_source_ip6, cfg.probeSourceIp6, 'probe source IPv6 address');
+    setIp4(bytes, m.inbound_source_ip4, cfg.inboundSourceIp4);
+    setIp4(bytes, m.probe_source_ip4, cfg.probeSourceIp4);
     return bytes;
   },
   decode(bytes) {
     const m = LAYOUTS.nodeConfig.members;
     const v = view(LAYOUTS.nodeConfig, bytes);
     return {
-      ztunnelIp4: getIp4(bytes, m.ztunnel_ip4),
-      ztunnelIp6: getIp6(bytes, m.ztunnel_ip6),
+      captureIp4: getIp4(bytes, m.capture_ip4),
+      captureIp6: getIp6(bytes, m.capture_ip6),
       outboundPort: v.getUint16(m.outbound_port, LITTLE_ENDIAN),
-      inboundSourceIp4: getIp4(bytes, m.inbound_src_ip4),
-      inboundSourceIp6: getIp6(bytes, m.inbound_src_ip6),
-      nodeIp4: getIp4(bytes, m.node_ip4),
-      nodeIp6: getIp6(bytes, m.node_ip6),
+      inboundSourceIp4: getIp4(bytes, m.inbound_source_ip4),
+      inboundSourceIp6: getIp6(bytes, m.inbound_source_ip6),
+      probeSourceIp4: getIp4(bytes, m.probe_source_ip4),
+      probeSourceIp6: getIp6(bytes, m.probe_source_ip6),
     };
   },
 };

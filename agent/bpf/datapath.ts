@@ -12,41 +12,29 @@ import { BpfError, CommandError } from '../../lib/core/errors.ts';
 import { attachedProgramIds, attachedUnder } from './attachments.ts';
 import { batch, isRecord } from './bpftool.ts';
 import { cgroup2Mount, cgroupIdIfExists, cgroupIdsUnder } from './cgroup.ts';
-import { MAP_CODECS, POD_FLAGS } from './codec.ts';
-import type { DatapathStatus, InboundEnforcement } from '../../lib/mesh/agent-status.ts';
+import { MAP_CODECS, POD_FLAGS, type NodeConfig } from './codec.ts';
+import type { DatapathStatus } from '../../lib/mesh/agent-status.ts';
+import type { NodeAddresses } from '../../lib/config/addresses.ts';
 import { type DropEvent, type DropWatch, watchDropEvents } from './drop-watch.ts';
 import { decodeDump, deleteCommand, dumpCommand, dumpMap, updateCommand } from './maps.ts';
 import { AttachmentMirror, type MapChange, MapMirror, type MirroredMap, type PodEntries } from './mirror.ts';
 import { DEFAULT_OBJECT_DIR, MAP_NAMES, mapPin, OBJECT_FILE, POD_PROGRAMS, type ProgramSpec, progPin, PROGRAMS, ZTUNNEL_PROGRAMS } from './objects.ts';
 import { loadOrAdopt, removePins, stalePinsError } from './pins.ts';
+import type { Datapath, PodCapture } from '../datapath.ts';
 
 export type { DropReason } from './codec.ts';
 export type { DatapathStatus, InboundEnforcement, InboundMode } from '../../lib/mesh/agent-status.ts';
 export type { DropEvent, DropWatch } from './drop-watch.ts';
+export type { PodCapture } from '../datapath.ts';
 
-export interface DatapathOptions {
+/** The node's addresses the hooks need (absent inbound/probe sources: none admitted). */
+export interface DatapathOptions extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
   /** e.g. /sys/fs/bpf/meshlet/<cluster>/<node>; progs and maps are pinned below it. */
   pinDir: string;
   /** Where meshlet.bpf.o is; default <repo>/build/bpf. */
   objectDir?: string;
-  /** Capture address the ztunnel listens on (port = outboundPort). */
-  ztunnelIp4: string;
-  ztunnelIp6?: string;
-  /** Default PORTS.outbound (15001). */
+  /** Default PORTS.outbound (15001): the capture port on the capture address. */
   outboundPort?: number;
-  /** The source address of the ztunnel's connections to local pods: always admitted inbound. Absent: none. */
-  inboundSourceIp4?: string;
-  inboundSourceIp6?: string;
-  /** The node's own address (kubelet probes): admitted on a pod's probe ports. Absent: none. */
-  nodeIp4?: string;
-  nodeIp6?: string;
-}
-
-export interface PodCapture {
-  cgroupPath: string;
-  excludeOutboundPorts: number[];
-  /** Absent: PERMISSIVE, nothing enforced. */
-  inbound?: InboundEnforcement;
 }
 
 interface Target {
@@ -84,7 +72,13 @@ function entriesOf(pod: PodCapture): PodEntries {
   };
 }
 
-export class BpfDatapath {
+/** The addresses node_config holds, under their one name (absent: none set). */
+function nodeConfigAddresses(config: NodeConfig): DatapathStatus['addresses'] {
+  const { outboundPort: _port, ...addresses } = config;
+  return Object.fromEntries(Object.entries(addresses).filter(([, ip]) => ip !== null));
+}
+
+export class BpfDatapath implements Datapath {
   readonly #pinDir: string;
   readonly #progIds: ReadonlyMap<string, number>;
   readonly #adopted: boolean;
@@ -108,12 +102,12 @@ export class BpfDatapath {
   static async open(opts: DatapathOptions): Promise<BpfDatapath> {
     const pinDir = resolve(opts.pinDir);
     const outboundPort = opts.outboundPort ?? PORTS.outbound;
-    if (!isIPv4(opts.ztunnelIp4)) throw new BpfError(`ztunnelIp4 is not an IPv4 address: ${opts.ztunnelIp4}`);
-    for (const field of ['ztunnelIp6', 'inboundSourceIp6', 'nodeIp6'] as const) {
+    if (!isIPv4(opts.captureIp4)) throw new BpfError(`captureIp4 is not an IPv4 address: ${opts.captureIp4}`);
+    for (const field of ['captureIp6', 'inboundSourceIp6', 'probeSourceIp6'] as const) {
       const ip = opts[field];
       if (ip !== undefined && !isIPv6(ip)) throw new BpfError(`${field} is not an IPv6 address: ${ip}`);
     }
-    for (const field of ['inboundSourceIp4', 'nodeIp4'] as const) {
+    for (const field of ['inboundSourceIp4', 'probeSourceIp4'] as const) {
       const ip = opts[field];
       if (ip !== undefined && !isIPv4(ip)) throw new BpfError(`${field} is not an IPv4 address: ${ip}`);
     }
@@ -135,13 +129,13 @@ export class BpfDatapath {
     const progIds = new Map(PROGRAMS.map((p, i) => [p.name, numberField(shown[MAP_NAMES.length + i], 'id', p.name)]));
     await batch([
       updateCommand(pinDir, 'node_config', 0, {
-        ztunnelIp4: opts.ztunnelIp4,
-        ztunnelIp6: opts.ztunnelIp6 ?? null,
+        captureIp4: opts.captureIp4,
+        captureIp6: opts.captureIp6 ?? null,
         outboundPort,
         inboundSourceIp4: opts.inboundSourceIp4 ?? null,
         inboundSourceIp6: opts.inboundSourceIp6 ?? null,
-        nodeIp4: opts.nodeIp4 ?? null,
-        nodeIp6: opts.nodeIp6 ?? null,
+        probeSourceIp4: opts.probeSourceIp4 ?? null,
+        probeSourceIp6: opts.probeSourceIp6 ?? null,
       }),
     ]);
     return new BpfDatapath(pinDir, progIds, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)));
@@ -276,8 +270,10 @@ export class BpfDatapath {
   status(): Promise<DatapathStatus> {
     return (async () => {
       const outputs = await batch([...MAP_NAMES.map((m) => ['map', 'show', 'pinned', mapPin(this.#pinDir, m)]), ...MAP_NAMES.map((m) => dumpCommand(this.#pinDir, m))]);
+      const config = decodeDump('node_config', outputs[MAP_NAMES.length + MAP_NAMES.indexOf('node_config')])[0]?.value;
       return {
         programs: PROGRAMS.map((p) => ({ name: p.name, id: this.#progId(p) })),
+        addresses: config ? nodeConfigAddresses(config) : {},
         maps: MAP_NAMES.map((name, i) => ({
           name,
           entries: Array.isArray(outputs[MAP_NAMES.length + i]) ? (outputs[MAP_NAMES.length + i] as unknown[]).length : 0,

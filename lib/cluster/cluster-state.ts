@@ -3,8 +3,8 @@
 // before, its last good form stays in effect.
 import { InvalidObjectError } from '../core/errors.ts';
 import { convertObject, isEnrolled, type Converted, type DataplaneMode } from './convert.ts';
-import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
-import type { MeshNode, MeshState, Service, Workload } from '../mesh/model.ts';
+import type { PolicyOptions } from '../policy/types.ts';
+import { emptyMeshState, MESH_KIND_NAMES, MESH_KINDS, type KindValue, type MeshKind, type MeshState } from '../mesh/kinds.ts';
 import { objectRef, type KubeObject } from './objects.ts';
 
 export interface Rejection {
@@ -56,31 +56,22 @@ export class ClusterState {
 
 function assemble(objects: readonly Converted[]): MeshState {
   const namespaceMode = new Map<string, DataplaneMode>();
-  const nodes: MeshNode[] = [];
-  const services: Service[] = [];
-  const workloads: Workload[] = [];
-  const authorizationPolicies: AuthzPolicy[] = [];
-  const peerAuthentications: PeerAuthPolicy[] = [];
+  const state = emptyMeshState();
+  const add = <K extends MeshKind>(kind: K, value: KindValue<K>): void => void (state[kind] as KindValue<K>[]).push(value);
   for (const o of objects) {
     if (o.kind === 'Namespace') namespaceMode.set(o.value.name, o.value.mode);
-    else if (o.kind === 'Node') nodes.push(o.value);
-    else if (o.kind === 'Service') services.push(o.value);
-    else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o.value);
-    else if (o.kind === 'PeerAuthentication') peerAuthentications.push(o.value);
+    else if (o.kind !== 'Pod' && o.kind !== 'Ignored') add(o.kind, o.value);
   }
   for (const o of objects) {
     if (o.kind !== 'Pod' || o.value === null) continue;
     const { workload, mode } = o.value;
-    const enrolled = isEnrolled(mode, namespaceMode.get(workload.namespace));
-    workloads.push({ ...workload, enrolled });
+    add('workloads', { ...workload, enrolled: isEnrolled(mode, namespaceMode.get(workload.namespace)) });
   }
-  const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);
-  const byKey = <T extends { key: string }>(a: T, b: T) => a.key.localeCompare(b.key);
-  return {
-    nodes: nodes.sort(byName),
-    services: services.sort(byName),
-    workloads: workloads.sort(byName),
-    authorizationPolicies: authorizationPolicies.sort(byKey),
-    peerAuthentications: peerAuthentications.sort(byKey),
-  };
+  for (const kind of MESH_KIND_NAMES) sortKind(kind, state[kind]);
+  return state;
+}
+
+function sortKind<K extends MeshKind>(kind: K, values: KindValue<K>[]): void {
+  const order = MESH_KINDS[kind].order as (a: KindValue<K>, b: KindValue<K>) => number;
+  values.sort(order);
 }

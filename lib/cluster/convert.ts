@@ -3,7 +3,8 @@
 import { isIP } from 'node:net';
 import { InvalidObjectError } from '../core/errors.ts';
 import { convertPolicyObject } from '../policy/index.ts';
-import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from '../policy/types.ts';
+import type { PolicyOptions } from '../policy/types.ts';
+import type { KindValue, MeshKind } from '../mesh/kinds.ts';
 import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
 
@@ -28,13 +29,14 @@ export interface PodInfo {
   mode: DataplaneMode;
 }
 
+/** An object that becomes one mesh-state object as it is, named by its kind in the table. */
+type MeshObject = { [K in Exclude<MeshKind, 'workloads'>]: { kind: K; value: KindValue<K> } }[Exclude<MeshKind, 'workloads'>];
+
+/** Pods become workloads once their namespace's mode is known (cluster-state.ts); namespaces only inform that. */
 export type Converted =
+  | MeshObject
   | { kind: 'Namespace'; value: NamespaceInfo }
   | { kind: 'Pod'; value: PodInfo | null }
-  | { kind: 'Service'; value: Service }
-  | { kind: 'Node'; value: MeshNode }
-  | { kind: 'AuthorizationPolicy'; value: AuthzPolicy }
-  | { kind: 'PeerAuthentication'; value: PeerAuthPolicy }
   | { kind: 'Ignored' };
 
 /** Throws InvalidObjectError naming the object and the fix. */
@@ -54,9 +56,9 @@ export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}
     case 'Pod':
       return { kind: 'Pod', value: convertPod(obj, fail) };
     case 'Service':
-      return { kind: 'Service', value: convertService(obj, fail) };
+      return { kind: 'services', value: convertService(obj, fail) };
     case 'Node':
-      return { kind: 'Node', value: convertNode(obj, fail) };
+      return { kind: 'nodes', value: convertNode(obj, fail) };
     default:
       return { kind: 'Ignored' };
   }

@@ -1,5 +1,6 @@
 // Error classes with stable codes (after undici's lib/core/errors.js): callers
 // and tests match on `code`, operators read `message`, which says what to check.
+import type { UpstreamFailure } from '../telemetry/reasons.ts';
 
 export class MeshletError extends Error {
   readonly code: string;
@@ -68,9 +69,10 @@ export class ControlProtocolError extends MeshletError {
 
 /** The ztunnel could not carry a connection (resolution, upstream, tunnel). */
 export class ForwardError extends MeshletError {
-  readonly reason: string;
+  /** Becomes the flow's close reason. */
+  readonly reason: UpstreamFailure;
 
-  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+  constructor(reason: UpstreamFailure, message: string, options?: { cause?: unknown }) {
     super('MESHLET_FORWARD', message, options);
     this.reason = reason;
   }

@@ -5,6 +5,7 @@
 import { constants as h2, type Http2Stream } from 'node:http2';
 import { Socket } from 'node:net';
 import { addAbortSignal, type Duplex } from 'node:stream';
+import type { RelayEnd } from '../telemetry/reasons.ts';
 
 export interface Leg {
   readonly stream: Duplex;
@@ -58,9 +59,6 @@ export function h2Leg(stream: Http2Stream): Leg {
     wasReset,
   };
 }
-
-/** How a relayed connection ended: who half-closed first, or who reset it. */
-export type RelayEnd = 'client_closed' | 'server_closed' | 'client_reset' | 'upstream_reset';
 
 /** Pipes `client` and `upstream` into each other; `done` runs once both legs have closed. */
 export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void): void {

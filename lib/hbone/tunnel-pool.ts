@@ -5,6 +5,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { PeerIdentityError } from '../identity/errors.ts';
 import type { MeshNode } from '../mesh/model.ts';
 import type { Endpoint } from '../telemetry/flow.ts';
+import type { SessionFailure } from '../telemetry/reasons.ts';
 import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from './h2-settings.ts';
 import { hostPort } from '../core/ip.ts';
 import type { Logger } from '../core/log.ts';
@@ -25,7 +26,7 @@ export interface PoolKey {
 const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}|${k.source ?? ''}|${k.destination ?? ''}`;
 
 /** Why a session failed its handshake, as flows and metrics name it. */
-export function handshakeFailure(err: Error & { code?: string }): string {
+export function handshakeFailure(err: Error & { code?: string }): SessionFailure {
   if (err instanceof PeerIdentityError || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'peer_identity_mismatch';
   if (err.code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
   if (err.code !== undefined && /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALERT|TLS|SSL/.test(err.code)) return 'tls_failed';
@@ -43,7 +44,7 @@ export interface TunnelPoolOptions {
   port: number;
   log: Logger;
   /** A session could not be set up (its streams then close before answering). */
-  onSessionFailure?(reason: string): void;
+  onSessionFailure?(reason: SessionFailure): void;
   maxStreamsPerSession?: number;
   /** Close a session after this long without streams. */
   idleMs?: number;
@@ -55,8 +56,8 @@ export class TunnelPool {
   readonly #maxStreams: number;
   readonly #idleMs: number;
   readonly #pools = new Map<string, PooledSession[]>();
-  readonly #failures = new WeakMap<object, string>();
-  readonly #onFailure: (reason: string) => void;
+  readonly #failures = new WeakMap<object, SessionFailure>();
+  readonly #onFailure: (reason: SessionFailure) => void;
 
   constructor(options: TunnelPoolOptions) {
     this.#port = options.port;
@@ -67,7 +68,7 @@ export class TunnelPool {
   }
 
   /** Why a session failed, if it did (a handshake refusal, say). */
-  failureOf(session: Http2Session | undefined): string | undefined {
+  failureOf(session: Http2Session | undefined): SessionFailure | undefined {
     return session ? this.#failures.get(session) : undefined;
   }
 

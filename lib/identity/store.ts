@@ -12,6 +12,21 @@ import { SniIndex } from './sni.ts';
 import { formatSpiffeId, type SpiffeId } from './spiffe.ts';
 import { checkIssuedSvid } from './svid.ts';
 
+/** Milliseconds since the epoch, as Date.now(). */
+export type Clock = () => number;
+
+/** setTimeout/clearTimeout as the store uses them; injectable so that tests drive time by hand. */
+export interface Scheduler<Handle = unknown> {
+  set(fn: () => void, ms: number): Handle;
+  clear(handle: Handle | undefined): void;
+}
+
+/** The real timers, unref'd: a pending rotation or drop must not keep the process alive. */
+export const realScheduler: Scheduler<NodeJS.Timeout> = {
+  set: (fn, ms) => setTimeout(fn, ms).unref(),
+  clear: (handle) => clearTimeout(handle),
+};
+
 export interface CertificateStoreOptions {
   issuer: CertificateIssuer;
   /** Lifetime asked of the CA; unset means the CA's default (24 h). */
@@ -27,6 +42,10 @@ export interface CertificateStoreOptions {
    */
   dropAfterMs?: number;
   log?: Logger;
+  /** Decides validity, rotation and retry times (default Date.now). */
+  clock?: Clock;
+  /** Runs rotations, retries and drops (default the real timers). */
+  scheduler?: Scheduler;
 }
 
 export interface HeldCertificate {
@@ -65,9 +84,9 @@ interface Entry {
   readonly uri: string;
   held: HeldCertificate | undefined;
   inflight: Promise<HeldCertificate> | undefined;
-  timer: NodeJS.Timeout | undefined;
+  timer: unknown;
   /** Set while the identity is no longer wanted: the grace before it is dropped. */
-  dropTimer: NodeJS.Timeout | undefined;
+  dropTimer: unknown;
   nextAttempt: Date | undefined;
   failures: number;
   lastError: Error | undefined;
@@ -76,7 +95,7 @@ interface Entry {
 // setTimeout fires at once for delays above 2^31-1 ms; longer waits re-arm.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const isValid = (held: HeldCertificate | undefined, now = Date.now()): held is HeldCertificate =>
+const isValid = (held: HeldCertificate | undefined, now: number): held is HeldCertificate =>
   held !== undefined && now >= held.notBefore.getTime() && now < held.notAfter.getTime();
 
 export class CertificateStore {
@@ -86,6 +105,8 @@ export class CertificateStore {
   readonly #retryMaxMs: number;
   readonly #dropAfterMs: number;
   readonly #log: Logger | undefined;
+  readonly #now: Clock;
+  readonly #timers: Scheduler;
   readonly #entries = new Map<string, Entry>();
   readonly #sni = new SniIndex();
   readonly #counters: StoreCounters = { requestsOk: 0, requestsFailed: 0, rotations: 0 };
@@ -98,6 +119,8 @@ export class CertificateStore {
     this.#retryMaxMs = options.retryMaxMs ?? 60_000;
     this.#dropAfterMs = options.dropAfterMs ?? 30_000;
     this.#log = options.log;
+    this.#now = options.clock ?? Date.now;
+    this.#timers = options.scheduler ?? realScheduler;
   }
 
   /**
@@ -108,7 +131,7 @@ export class CertificateStore {
    */
   ensure(id: SpiffeId): Promise<HeldCertificate> {
     const entry = this.#entry(id);
-    if (isValid(entry.held)) return Promise.resolve(entry.held);
+    if (isValid(entry.held, this.#now())) return Promise.resolve(entry.held);
     if (entry.inflight) return entry.inflight;
     if (entry.failures > 0 && entry.lastError) {
       return Promise.reject(new CertificateUnavailableError(entry.uri,
@@ -123,12 +146,12 @@ export class CertificateStore {
     for (const id of ids) wanted.set(formatSpiffeId(id), id);
     for (const [uri, entry] of this.#entries) {
       if (wanted.has(uri)) {
-        clearTimeout(entry.dropTimer);
+        this.#timers.clear(entry.dropTimer);
         entry.dropTimer = undefined;
       } else if (this.#dropAfterMs === 0) {
         this.#drop(entry);
       } else {
-        entry.dropTimer ??= setTimeout(() => this.#drop(entry), this.#dropAfterMs).unref();
+        entry.dropTimer ??= this.#timers.set(() => this.#drop(entry), this.#dropAfterMs);
       }
     }
     for (const [uri, id] of wanted) {
@@ -141,7 +164,7 @@ export class CertificateStore {
   /** The context for handshakes as `id`, while its certificate is valid. */
   secureContext(id: SpiffeId): SecureContext | undefined {
     const held = this.#entries.get(formatSpiffeId(id))?.held;
-    return isValid(held) ? held.secureContext : undefined;
+    return isValid(held, this.#now()) ? held.secureContext : undefined;
   }
 
   /** Which local identity a client named in SNI (see sni.ts). */
@@ -163,7 +186,7 @@ export class CertificateStore {
   }
 
   list(): CertificateListing[] {
-    const now = Date.now();
+    const now = this.#now();
     return [...this.#entries.values()].sort((a, b) => a.uri.localeCompare(b.uri)).map((e) => ({
       identity: e.uri,
       state: e.held === undefined ? 'pending' : isValid(e.held, now) ? 'valid' : 'expired',
@@ -196,8 +219,8 @@ export class CertificateStore {
   }
 
   #drop(entry: Entry): void {
-    clearTimeout(entry.timer);
-    clearTimeout(entry.dropTimer);
+    this.#timers.clear(entry.timer);
+    this.#timers.clear(entry.dropTimer);
     this.#entries.delete(entry.uri);
     this.#sni.delete(entry.id);
     this.#log?.info('certificate dropped', { identity: entry.uri });
@@ -205,7 +228,7 @@ export class CertificateStore {
 
   #request(entry: Entry): Promise<HeldCertificate> {
     if (entry.inflight) return entry.inflight;
-    clearTimeout(entry.timer);
+    this.#timers.clear(entry.timer);
     entry.nextAttempt = undefined;
     const live = () => this.#entries.get(entry.uri) === entry;
     const attempt = this.#obtain(entry.id).then(
@@ -229,10 +252,10 @@ export class CertificateStore {
           entry.failures++;
           entry.lastError = error;
           const delay = Math.min(this.#retryInitialMs * 2 ** (entry.failures - 1), this.#retryMaxMs);
-          this.#schedule(entry, new Date(Date.now() + delay));
+          this.#schedule(entry, new Date(this.#now() + delay));
           this.#log?.warn('certificate request failed', {
             identity: entry.uri, error: error.message, retryInMs: delay,
-            keeping: isValid(entry.held) ? { serial: entry.held.serial, notAfter: entry.held.notAfter.toISOString() } : null,
+            keeping: isValid(entry.held, this.#now()) ? { serial: entry.held.serial, notAfter: entry.held.notAfter.toISOString() } : null,
           });
         }
         throw new CertificateUnavailableError(entry.uri, `the CA request failed: ${error.message}`, { cause: error });
@@ -247,7 +270,7 @@ export class CertificateStore {
   async #obtain(id: SpiffeId): Promise<HeldCertificate> {
     const { keyPem, csrPem } = await newCertificateRequest(id);
     const issued = await this.#issuer.issue(this.#ttlSeconds === undefined ? { csrPem } : { csrPem, ttlSeconds: this.#ttlSeconds });
-    const receivedAt = Date.now();
+    const receivedAt = this.#now();
     const { leaf, chain, bundle } = checkIssuedSvid(id, keyPem, issued.certChain, issued.trustBundle);
     this.#bundle = bundle;
     const notBefore = leaf.validFromDate;
@@ -267,16 +290,16 @@ export class CertificateStore {
   }
 
   #schedule(entry: Entry, at: Date): void {
-    clearTimeout(entry.timer);
+    this.#timers.clear(entry.timer);
     entry.nextAttempt = at;
     const fire = () => {
-      const left = at.getTime() - Date.now();
+      const left = at.getTime() - this.#now();
       if (left > 0) {
-        entry.timer = setTimeout(fire, Math.min(left, MAX_TIMER_MS)).unref();
+        entry.timer = this.#timers.set(fire, Math.min(left, MAX_TIMER_MS));
         return;
       }
       this.#request(entry).catch(() => {});
     };
-    entry.timer = setTimeout(fire, Math.min(Math.max(0, at.getTime() - Date.now()), MAX_TIMER_MS)).unref();
+    entry.timer = this.#timers.set(fire, Math.min(Math.max(0, at.getTime() - this.#now()), MAX_TIMER_MS));
   }
 }

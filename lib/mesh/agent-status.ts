@@ -3,6 +3,8 @@
 // pollers: no BPF map reads. The CLI reads these types without importing the
 // agent.
 import type { Rejection } from '../cluster/cluster-state.ts';
+import type { NodeAddresses } from '../config/addresses.ts';
+import type { ClusterSourceStatus } from '../cluster/sources/source.ts';
 
 export type InboundMode = 'STRICT' | 'PERMISSIVE';
 
@@ -21,6 +23,8 @@ export interface InboundEnforcement {
 
 export interface DatapathStatus {
   programs: { name: string; id: number }[];
+  /** What the kernel's node_config holds: the capture address and the sources STRICT admits. */
+  addresses: Partial<Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'>>;
   maps: { name: string; entries: number; maxEntries: number }[];
   /** True when open() found the programs already pinned (agent restart). */
   adopted?: boolean;
@@ -58,6 +62,8 @@ export interface AgentStatus {
   /** What accepted policies cannot enforce at L4, and how they fail closed instead. */
   policyWarnings: { policy: string; warning: string }[];
   ztunnel: ControlStatus;
+  /** Where the cluster objects come from, and whether the first full snapshot has arrived. */
+  source: ClusterSourceStatus;
   counts: { workloads: number; services: number; nodes: number };
 }
 

@@ -1,7 +1,6 @@
 // The mesh's own view of the cluster: what the agent derives from Kubernetes
 // objects and pushes to the ztunnel. The data path reads only these types,
-// never raw API objects.
-import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
+// never raw API objects; kinds.ts lists them (and the policies) as MeshState.
 
 export interface Workload {
   uid: string;
@@ -45,18 +44,6 @@ export interface MeshNode {
   /** Address other ztunnels reach this node's inbound (HBONE) port on. */
   address: string;
 }
-
-export interface MeshState {
-  nodes: MeshNode[];
-  workloads: Workload[];
-  services: Service[];
-  /** Istio AuthorizationPolicies, converted (agent/policy); keyed by `namespace/name`. */
-  authorizationPolicies: AuthzPolicy[];
-  /** Istio PeerAuthentications, converted; keyed by `namespace/name`. */
-  peerAuthentications: PeerAuthPolicy[];
-}
-
-export const emptyMeshState = (): MeshState => ({ nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] });
 
 export const serviceKey = (s: Pick<Service, 'namespace' | 'name'>): string => `${s.namespace}/${s.name}`;
 

@@ -4,9 +4,9 @@
 // whole message is consistent (phase two of a two-phase update).
 import { ControlProtocolError } from '../core/errors.ts';
 import { PolicyStore } from '../policy/store.ts';
-import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
-import { serviceKey, type MeshNode, type MeshState, type Service, type ServicePort, type Workload } from './model.ts';
+import { serviceKey, type MeshNode, type Service, type ServicePort, type Workload } from './model.ts';
 import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
+import { keyOf, listOf, mapOf, mapsOf, MESH_KINDS, stateOf, type KindValue, type MeshKind, type MeshMaps, type MeshState } from './kinds.ts';
 import { hostPort, isV6 } from '../core/ip.ts';
 
 /** One pod behind a Service port, with the address and target port to reach it on. */
@@ -34,36 +34,25 @@ function targetPort(p: ServicePort, w: Workload): number | undefined {
   return typeof p.targetPort === 'number' ? p.targetPort : w.namedPorts[p.targetPort];
 }
 
-/** By node name, workload uid, service and policy "namespace/name": the keys deltas use. */
-export interface StateMaps {
-  nodes: ReadonlyMap<string, MeshNode>;
-  workloads: ReadonlyMap<string, Workload>;
-  services: ReadonlyMap<string, Service>;
-  authorizationPolicies: ReadonlyMap<string, AuthzPolicy>;
-  peerAuthentications: ReadonlyMap<string, PeerAuthPolicy>;
-}
+/**
+ * A view's maps per kind (MeshMaps, keyed as deltas name objects) are its own
+ * properties: this interface merges into the class, so a new kind in the
+ * table is a new property of every view without an edit here.
+ */
+export interface StateView extends MeshMaps {}
 
-export class StateView implements StateMaps {
+export class StateView {
   readonly version: number;
-  readonly nodes: ReadonlyMap<string, MeshNode>;
-  readonly workloads: ReadonlyMap<string, Workload>;
-  readonly services: ReadonlyMap<string, Service>;
-  readonly authorizationPolicies: ReadonlyMap<string, AuthzPolicy>;
-  readonly peerAuthentications: ReadonlyMap<string, PeerAuthPolicy>;
   /** Compiled once per view: the per-connection checks read it. */
   readonly policies: PolicyStore;
   readonly #byIp = new Map<string, Workload>();
   readonly #targets = new Map<string, ServiceTarget>();
 
   /** Builds every index; throws ControlProtocolError if the objects contradict each other. */
-  constructor(version: number, maps: StateMaps) {
+  constructor(version: number, maps: MeshMaps) {
     this.version = version;
-    const { nodes, workloads, services } = maps;
-    this.nodes = nodes;
-    this.workloads = workloads;
-    this.services = services;
-    this.authorizationPolicies = maps.authorizationPolicies;
-    this.peerAuthentications = maps.peerAuthentications;
+    Object.assign(this, maps);
+    const { workloads, services } = maps;
     this.policies = new PolicyStore([...maps.authorizationPolicies.values()], [...maps.peerAuthentications.values()]);
     const byNamespace = new Map<string, Workload[]>();
     for (const w of workloads.values()) {
@@ -98,13 +87,7 @@ export class StateView implements StateMaps {
   }
 
   get state(): MeshState {
-    return {
-      nodes: [...this.nodes.values()],
-      workloads: [...this.workloads.values()],
-      services: [...this.services.values()],
-      authorizationPolicies: [...this.authorizationPolicies.values()],
-      peerAuthentications: [...this.peerAuthentications.values()],
-    };
+    return stateOf((kind) => [...mapOf(this, kind).values()]);
   }
 
   node(name: string): MeshNode | undefined {
@@ -129,35 +112,26 @@ export class StateView implements StateMaps {
   }
 }
 
-function indexBy<T>(items: readonly T[], key: (t: T) => string, kind: string): Map<string, T> {
-  const m = new Map<string, T>();
+function indexBy<K extends MeshKind>(kind: K, items: readonly KindValue<K>[]): Map<string, KindValue<K>> {
+  const m = new Map<string, KindValue<K>>();
   for (const item of items) {
-    const k = key(item);
-    if (m.has(k)) throw new ControlProtocolError(`duplicate ${kind} ${k}`);
+    const k = keyOf(kind, item);
+    if (m.has(k)) throw new ControlProtocolError(`duplicate ${MESH_KINDS[kind].label} ${k}`);
     m.set(k, item);
   }
   return m;
 }
 
-const workloadKey = (w: Workload): string => w.uid;
-const nodeKey = (n: MeshNode): string => n.name;
-const policyKey = (p: AuthzPolicy | PeerAuthPolicy): string => p.key;
+const indexAll = (state: MeshState): MeshMaps => mapsOf((kind) => indexBy(kind, listOf(state, kind)));
 
 function applyDelta(current: StateView, d: DeltaMessage): StateView {
   if (d.version <= current.version) throw new ControlProtocolError(`delta version ${d.version} is not newer than the current version ${current.version}`);
-  const patch = <T>(base: ReadonlyMap<string, T>, removed: string[], upserted: T[], key: (t: T) => string, kind: string) => {
-    const next = new Map(base);
-    for (const k of removed) next.delete(k);
-    for (const [k, v] of indexBy(upserted, key, kind)) next.set(k, v);
+  return new StateView(d.version, mapsOf((kind) => {
+    const next = new Map(mapOf(current, kind));
+    for (const k of d.remove[kind]) next.delete(k);
+    for (const [k, v] of indexBy(kind, listOf(d.upsert, kind))) next.set(k, v);
     return next;
-  };
-  return new StateView(d.version, {
-    nodes: patch(current.nodes, d.remove.nodes, d.upsert.nodes, nodeKey, 'node'),
-    workloads: patch(current.workloads, d.remove.workloads, d.upsert.workloads, workloadKey, 'workload'),
-    services: patch(current.services, d.remove.services, d.upsert.services, serviceKey, 'service'),
-    authorizationPolicies: patch(current.authorizationPolicies, d.remove.authorizationPolicies, d.upsert.authorizationPolicies, policyKey, 'AuthorizationPolicy'),
-    peerAuthentications: patch(current.peerAuthentications, d.remove.peerAuthentications, d.upsert.peerAuthentications, policyKey, 'PeerAuthentication'),
-  });
+  }));
 }
 
 export class StateStore {
@@ -172,14 +146,7 @@ export class StateStore {
   apply(msg: ControlMessage): StateView {
     let next: StateView;
     if (msg.type === 'snapshot') {
-      const s = msg.state;
-      next = new StateView(msg.version, {
-        nodes: indexBy(s.nodes, nodeKey, 'node'),
-        workloads: indexBy(s.workloads, workloadKey, 'workload'),
-        services: indexBy(s.services, serviceKey, 'service'),
-        authorizationPolicies: indexBy(s.authorizationPolicies, policyKey, 'AuthorizationPolicy'),
-        peerAuthentications: indexBy(s.peerAuthentications, policyKey, 'PeerAuthentication'),
-      });
+      next = new StateView(msg.version, indexAll(msg.state));
     } else {
       if (!this.#view) throw new ControlProtocolError('delta before any snapshot');
       next = applyDelta(this.#view, msg);

@@ -1,19 +1,18 @@
-// Phase one of a control update: check the shape of everything the agent sent
-// and convert it into model objects (IPs canonical), without touching state.
-// Anything wrong rejects the whole message with a reason naming the object.
+// Phase one of a control update, per object: check the shape of what the
+// agent sent and convert it into a model object (IPs canonical), without
+// touching state. Each throws ControlProtocolError naming the object.
 import { ControlProtocolError } from '../core/errors.ts';
 import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
-import type { MeshNode, MeshState, Service, ServicePort, Workload } from './model.ts';
-import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
+import type { MeshNode, Service, ServicePort, Workload } from './model.ts';
 import { canonicalIp } from '../core/ip.ts';
 
 type Obj = Record<string, unknown>;
 
-function fail(where: string, what: string): never {
+export function fail(where: string, what: string): never {
   throw new ControlProtocolError(`${where}: ${what}`);
 }
 
-function obj(v: unknown, where: string): Obj {
+export function obj(v: unknown, where: string): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, 'expected an object');
   return v as Obj;
 }
@@ -24,14 +23,14 @@ function str(o: Obj, key: string, where: string, { empty = false } = {}): string
   return v;
 }
 
-function int(v: unknown, where: string, min: number, max: number): number {
+export function int(v: unknown, where: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(where, `expected an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
   return v;
 }
 
 const port = (v: unknown, where: string): number => int(v, where, 1, 65535);
 
-function list(o: Obj, key: string, where: string, { optional = false } = {}): unknown[] {
+export function list(o: Obj, key: string, where: string, { optional = false } = {}): unknown[] {
   const v = o[key];
   if (v === undefined && optional) return [];
   if (!Array.isArray(v)) fail(where, `${key} must be an array`);
@@ -50,13 +49,13 @@ function stringMap(o: Obj, key: string, where: string): Record<string, string> {
   return { ...(m as Record<string, string>) };
 }
 
-function node(v: unknown, where: string): MeshNode {
+export function validateNode(v: unknown, where: string): MeshNode {
   const o = obj(v, where);
   const name = str(o, 'name', where);
   return { name, address: ip(o.address, `node ${name}.address`) };
 }
 
-function workload(v: unknown, where: string): Workload {
+export function validateWorkload(v: unknown, where: string): Workload {
   const o = obj(v, where);
   const id = `workload ${str(o, 'namespace', where)}/${str(o, 'name', where)}`;
   if (typeof o.enrolled !== 'boolean') fail(id, 'enrolled must be a boolean');
@@ -88,7 +87,7 @@ function servicePort(v: unknown, where: string): ServicePort {
   return p;
 }
 
-function service(v: unknown, where: string): Service {
+export function validateService(v: unknown, where: string): Service {
   const o = obj(v, where);
   const id = `service ${str(o, 'namespace', where)}/${str(o, 'name', where)}`;
   return {
@@ -102,51 +101,9 @@ function service(v: unknown, where: string): Service {
 
 // Policies were converted and validated by the agent's policy engine; here
 // only their identity is checked, so a truncated message cannot slip through.
-function policy<T extends AuthzPolicy | PeerAuthPolicy>(v: unknown, where: string): T {
+export function validatePolicy<T extends AuthzPolicy | PeerAuthPolicy>(v: unknown, where: string): T {
   const o = obj(v, where);
   const key = str(o, 'key', where);
   if (key !== `${str(o, 'namespace', where)}/${str(o, 'name', where)}`) fail(where, `key ${key} does not match namespace/name`);
   return o as unknown as T;
-}
-
-function objects(o: Obj, where: string, optional: boolean): MeshState {
-  return {
-    nodes: list(o, 'nodes', where, { optional }).map((n, i) => node(n, `${where}.nodes[${i}]`)),
-    workloads: list(o, 'workloads', where, { optional }).map((w, i) => workload(w, `${where}.workloads[${i}]`)),
-    services: list(o, 'services', where, { optional }).map((s, i) => service(s, `${where}.services[${i}]`)),
-    authorizationPolicies: list(o, 'authorizationPolicies', where, { optional: true }).map((p, i) => policy<AuthzPolicy>(p, `${where}.authorizationPolicies[${i}]`)),
-    peerAuthentications: list(o, 'peerAuthentications', where, { optional: true }).map((p, i) => policy<PeerAuthPolicy>(p, `${where}.peerAuthentications[${i}]`)),
-  };
-}
-
-function keys(o: Obj, key: string, where: string): string[] {
-  return list(o, key, where, { optional: true }).map((k, i) => {
-    if (typeof k !== 'string' || k === '') fail(`${where}.${key}[${i}]`, 'must be a non-empty string');
-    return k;
-  });
-}
-
-/** Validates one decoded control line; throws ControlProtocolError with the first problem found. */
-export function parseControlMessage(raw: unknown): ControlMessage {
-  const o = obj(raw, 'message');
-  const version = int(o.version, 'message.version', 0, Number.MAX_SAFE_INTEGER);
-  if (o.type === 'snapshot') return { type: 'snapshot', version, state: objects(obj(o.state, 'snapshot.state'), 'snapshot.state', false) };
-  if (o.type === 'delta') {
-    const remove = obj(o.remove ?? {}, 'delta.remove');
-    const delta: DeltaMessage = {
-      type: 'delta',
-      version,
-      // Empty lists may be left out of a delta.
-      upsert: objects(obj(o.upsert ?? {}, 'delta.upsert'), 'delta.upsert', true),
-      remove: {
-        nodes: keys(remove, 'nodes', 'delta.remove'),
-        workloads: keys(remove, 'workloads', 'delta.remove'),
-        services: keys(remove, 'services', 'delta.remove'),
-        authorizationPolicies: keys(remove, 'authorizationPolicies', 'delta.remove'),
-        peerAuthentications: keys(remove, 'peerAuthentications', 'delta.remove'),
-      },
-    };
-    return delta;
-  }
-  return fail('message.type', `expected "snapshot" or "delta", got ${JSON.stringify(o.type)}`);
 }

@@ -9,9 +9,10 @@ import { convertPeerAuthentication } from './peerauth.ts';
 import { PolicyStore } from './store.ts';
 import type { AuthzPolicy, PeerAuthPolicy, PolicyOptions } from './types.ts';
 
+/** Named by their mesh-state kind (lib/mesh/kinds.ts). */
 export type ConvertedPolicy =
-  | { kind: 'AuthorizationPolicy'; value: AuthzPolicy }
-  | { kind: 'PeerAuthentication'; value: PeerAuthPolicy };
+  | { kind: 'authorizationPolicies'; value: AuthzPolicy }
+  | { kind: 'peerAuthentications'; value: PeerAuthPolicy };
 
 export interface PolicyUpdate {
   store: PolicyStore;
@@ -21,8 +22,8 @@ export interface PolicyUpdate {
 /** null for objects that are not Istio security policies. Throws InvalidObjectError for bad ones. */
 export function convertPolicyObject(obj: KubeObject, options: PolicyOptions = {}): ConvertedPolicy | null {
   if (typeof obj.apiVersion !== 'string' || !obj.apiVersion.startsWith(`${SECURITY_GROUP}/`)) return null;
-  if (obj.kind === 'AuthorizationPolicy') return { kind: obj.kind, value: convertAuthorizationPolicy(obj, options) };
-  if (obj.kind === 'PeerAuthentication') return { kind: obj.kind, value: convertPeerAuthentication(obj, options) };
+  if (obj.kind === 'AuthorizationPolicy') return { kind: 'authorizationPolicies', value: convertAuthorizationPolicy(obj, options) };
+  if (obj.kind === 'PeerAuthentication') return { kind: 'peerAuthentications', value: convertPeerAuthentication(obj, options) };
   return null;
 }
 
@@ -33,8 +34,8 @@ export function compilePolicies(objects: readonly KubeObject[], options: PolicyO
   for (const obj of objects) {
     try {
       const converted = convertPolicyObject(obj, options);
-      if (converted?.kind === 'AuthorizationPolicy') authz.push(converted.value);
-      else if (converted?.kind === 'PeerAuthentication') peerAuth.push(converted.value);
+      if (converted?.kind === 'authorizationPolicies') authz.push(converted.value);
+      else if (converted?.kind === 'peerAuthentications') peerAuth.push(converted.value);
     } catch (err) {
       if (!(err instanceof InvalidObjectError)) throw err;
       rejected.push(err);

@@ -1,6 +1,7 @@
 // The policy engine's own forms. Converted policies are plain data (JSON-safe,
 // so the agent can ship them to the ztunnel in a snapshot); the store compiles
 // them into matchers once per state change.
+import type { Verdict } from '../telemetry/reasons.ts';
 
 /** Istio's root namespace is istio-system; meshlet's own namespace plays that role. */
 export const DEFAULT_ROOT_NAMESPACE = 'meshlet-system';
@@ -96,7 +97,7 @@ export interface AuthzRequest {
 
 export interface AuthzDecision {
   allowed: boolean;
-  verdict: 'allow' | 'deny';
+  verdict: Verdict;
   /** `<namespace>/<name>` of the policy that decided, when one did. */
   policy?: string;
   reason: string;

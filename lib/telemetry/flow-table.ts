@@ -4,6 +4,7 @@
 // the data path does no per-chunk bookkeeping.
 import type { Socket } from 'node:net';
 import type { FlowEvent, FlowRecord, WorkloadRef } from './flow.ts';
+import type { CloseReason } from './reasons.ts';
 
 export type FlowInit = Omit<FlowRecord, 'id' | 'node' | 'state' | 'startedAt' | 'durationMs' | 'bytesSent' | 'bytesReceived' | 'closeReason'>;
 
@@ -23,7 +24,7 @@ export class Flow {
   readonly #started = Date.now();
   readonly record: FlowRecord;
   /** Tears the connection down with `reason` (default shutdown); set by whoever carries it. */
-  abort: (reason?: string) => void = () => {};
+  abort: (reason?: CloseReason) => void = () => {};
 
   constructor(table: FlowTable, record: FlowRecord, counter: ByteCounter | undefined) {
     this.#table = table;
@@ -44,7 +45,7 @@ export class Flow {
   }
 
   /** Closes the flow once; later calls keep the first reason. */
-  close(reason: string): void {
+  close(reason: CloseReason): void {
     if (this.closed) return;
     Object.assign(this.record, this.snapshot(), { state: 'closed', durationMs: Date.now() - this.#started, closeReason: reason });
     this.#table.retire(this);

@@ -1,5 +1,6 @@
 // One captured connection as the ztunnel saw it; served by the admin API and
 // rendered by `meshlet flows`.
+import type { CloseReason, ConnectionSecurity, Verdict } from './reasons.ts';
 
 export interface WorkloadRef {
   namespace: string;
@@ -37,12 +38,12 @@ export interface FlowRecord {
   /** W3C trace id sent in the tunnel's traceparent: the same at both ends of a tunnelled connection. */
   traceId?: string;
   /** The destination's authorization decision, and the policy (`namespace/name`) that made it. */
-  verdict?: 'allow' | 'deny';
+  verdict?: Verdict;
   policy?: string;
   verdictReason?: string;
-  security?: 'mutual_tls' | 'plaintext';
-  /** Why it ended: e.g. client_closed, server_closed, client_reset, upstream_reset, upstream_connect_failed, no_endpoint. */
-  closeReason?: string;
+  security?: ConnectionSecurity;
+  /** Why it ended (reasons.ts lists them). */
+  closeReason?: CloseReason;
 }
 
 /** Event on the admin API's follow stream (`GET /flows?follow=1`, NDJSON). */

@@ -35,18 +35,18 @@ function originatorConfig(front: SandboxNodeInfo, back: SandboxNodeInfo, crt: st
   const sni = serverNameOf(back);
   return `${GLOBAL}
 frontend bench_out
-  bind ${front.podGatewayIp}:${FRONT_PORT}
+  bind ${front.podGatewayIp4}:${FRONT_PORT}
   default_backend bench_peer
 
 backend bench_peer
-  server ${back.name} ${back.underlayIp}:${TLS_PORT} ssl crt ${crt} ca-file ${ca} verify required sni str(${sni}) verifyhost ${sni}
+  server ${back.name} ${back.nodeIp4}:${TLS_PORT} ssl crt ${crt} ca-file ${ca} verify required sni str(${sni}) verifyhost ${sni}
 `;
 }
 
 function terminatorConfig(back: SandboxNodeInfo, crt: string, ca: string, server: string): string {
   return `${GLOBAL}
 frontend bench_in
-  bind ${back.underlayIp}:${TLS_PORT} ssl crt ${crt} ca-file ${ca} verify required
+  bind ${back.nodeIp4}:${TLS_PORT} ssl crt ${crt} ca-file ${ca} verify required
   default_backend bench_app
 
 backend bench_app
@@ -119,7 +119,7 @@ export async function startHaproxyPair(dir: string, caStateDir: string, front: S
     throw err;
   }
   return {
-    base: `http://${front.podGatewayIp}:${FRONT_PORT}`,
+    base: `http://${front.podGatewayIp4}:${FRONT_PORT}`,
     pids: children.map((c) => c.pid!),
     rootCertFile: ca,
     clientPemFile: pems[0]!,

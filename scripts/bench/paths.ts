@@ -118,7 +118,7 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
       }
     }
     const meshletTunnel = await checkMeshletCaptured(info, meshlet);
-    await checkHaproxyMutualTls(sandbox, direct.client, pair, back.underlayIp);
+    await checkHaproxyMutualTls(sandbox, direct.client, pair, back.nodeIp4);
     return { all, byId: (id) => all.find((p) => p.id === id)!, meshletTunnel, stop: pair.stop };
   } catch (err) {
     pair.stop();

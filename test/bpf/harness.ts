@@ -6,14 +6,14 @@
 // and cleanup() removes it all, whatever state the test left.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../lib/core/exec.ts';
 import { cgroup2Mount } from '../../agent/bpf/cgroup.ts';
 import { BpfDatapath } from '../../agent/bpf/datapath.ts';
+import { removeCgroup } from '../../sandbox/cgroup.ts';
 import { buildBpf } from './build.ts';
 
 export const ADDR = {
@@ -195,21 +195,6 @@ export class KernelSandbox {
     if (this.#podNetnsCreated) await attempt(() => run('ip', ['netns', 'delete', this.podNetns]));
     if (this.#netnsCreated) await attempt(() => run('ip', ['netns', 'delete', this.netns]));
     if (errors.length > 0) throw new AggregateError(errors, `cleanup of ${this.prefix} failed`);
-  }
-}
-
-/** rmdir, retrying while exiting processes still hold the cgroup. */
-async function removeCgroup(path: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await rmdir(path);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 50) throw err;
-      await sleep(100);
-    }
   }
 }
 

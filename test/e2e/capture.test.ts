@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { run } from '../../lib/core/exec.ts';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
-import { sandboxApply, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { POD_PROGRAMS } from '../../agent/bpf/objects.ts';
+import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
 
@@ -32,6 +33,17 @@ async function exec(pod: string, argv: string[], namespace = 'demo') {
   return r.stdout;
 }
 
+/**
+ * The address the echo pod saw as the peer of one request from `pod`: the
+ * pod's own address when the connection went direct, the ztunnel's inbound
+ * source address when it was captured.
+ */
+async function echoPeer(pod: string, namespace = 'demo'): Promise<string> {
+  const { peer } = JSON.parse(await exec(pod, ['curl', '-sf', '--max-time', '10', `http://${podOf('echo').ip}:8080/`], namespace)) as { peer: string };
+  // host:port, IPv4 clients as ::ffff:a.b.c.d (the echo server listens dual-stack).
+  return peer.slice(0, peer.lastIndexOf(':')).replace(/^::ffff:/, '');
+}
+
 async function enrolledPods(): Promise<string[]> {
   return (await agentStatus()).flatMap((n) => n.enrolledPods.map((p) => `${p.namespace}/${p.name}`)).sort();
 }
@@ -51,9 +63,10 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
     info = await sandboxStatus(NAME);
     await eventually('demo pods enrolled', async () => {
       const pods = await enrolledPods();
-      return ['demo/banner', 'demo/client', 'demo/local-client', 'demo/redis', 'demo/web'].every((p) => pods.includes(p));
+      return ['demo/banner', 'demo/client', 'demo/echo', 'demo/local-client', 'demo/redis', 'demo/web'].every((p) => pods.includes(p));
     }, 30_000);
     await eventually('web serving', async () => (await sandboxExec(NAME, demo('client'), ['curl', '-sf', `http://${podOf('web').ip}:8080/index.html`])).exitCode === 0);
+    await eventually('echo serving', async () => (await sandboxExec(NAME, demo('client'), ['curl', '-sf', `http://${podOf('echo').ip}:8080/`])).exitCode === 0);
   });
 
   after(async () => {
@@ -124,22 +137,23 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
       (await flows()).find((f) => f.source.workload?.name === 'local-client' && f.originalDestination.ip === vip('web')));
     assert.equal(local.path, 'local');
     assert.equal(local.node, 'node-2');
-    // Port 8080 is excluded for this pod: a connection to it never reaches the ztunnel.
-    await exec('local-client', ['curl', '-sf', '--max-time', '10', `http://${podOf('web').ip}:8080/index.html`]);
-    await new Promise((r) => setTimeout(r, 300));
+    // A captured connection reaches the server from the ztunnel, not from the client.
+    assert.notEqual(await echoPeer('client'), podOf('client').ip, 'a captured connection arrives from the ztunnel');
+    // Port 8080 is excluded for this pod: the server sees the client itself, so the ztunnel never had it.
+    assert.equal(await echoPeer('local-client'), podOf('local-client').ip, 'the excluded port went direct');
     assert.equal((await flows()).filter((f) => f.source.workload?.name === 'local-client' && f.originalDestination.port === 8080).length, 0);
   });
 
   test('a pod outside the mesh talks directly', async () => {
-    await exec('outsider', ['curl', '-sf', '--max-time', '10', `http://${podOf('web').ip}:8080/index.html`], 'plain');
-    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await echoPeer('outsider', 'plain'), podOf('outsider', 'plain').ip, 'the server sees the outsider itself');
     assert.equal((await flows()).filter((f) => f.source.ip === podOf('outsider', 'plain').ip).length, 0);
   });
 
   test('kill -9 of the agents during a long transfer loses no byte, and the new agent attaches nothing twice', async () => {
     const before = await sandboxStatus(NAME);
     const transfer = sandboxExec(NAME, demo('client'), ['sh', '-c', `curl -sf --limit-rate 12M http://${vip('web')}/blob | sha256sum`], { timeoutMs: 120_000 });
-    await new Promise((r) => setTimeout(r, 1000));
+    await eventually('the transfer to be under way', async () =>
+      (await flows()).some((f) => f.direction === 'outbound' && f.source.workload?.name === 'client' && f.originalDestination.ip === vip('web') && f.state === 'open'));
     for (const node of before.nodes) process.kill(node.agentPid!, 'SIGKILL');
     const result = await transfer;
     assert.equal(result.exitCode, 0, result.stderr);
@@ -150,17 +164,23 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
       return now.nodes.every((n, i) => n.agentPid !== undefined && n.agentPid !== before.nodes[i]!.agentPid) && (await agentStatus()).every((s) => s.ztunnel.connected);
     }, 30_000);
     const attached = JSON.parse((await run('bpftool', ['cgroup', 'show', podOf('client').cgroup, '-j'])).stdout) as { id: number; name: string }[];
-    const names = attached.map((p) => p.name);
+    const names = attached.map((p) => p.name).sort();
     assert.deepEqual(names, [...new Set(names)], `programs attached twice: ${names.join(', ')}`);
-    assert.ok(names.length >= 5, `programs on the client cgroup: ${names.join(', ')}`);
+    assert.deepEqual(names, POD_PROGRAMS.map((p) => p.name).sort(), 'the client cgroup has each pod program, once');
     assert.equal(await exec('client', ['curl', '-sf', '--max-time', '10', `http://${vip('web')}/index.html`]), 'hello from web\n');
   });
 
-  test('a malformed object is rejected and reported while the rest keeps working', async () => {
-    await sandboxApply(NAME, [
+  test('a malformed object is rejected and reported while the rest keeps working', async (t) => {
+    const malformed = [
       'apiVersion: v1\nkind: Pod\nmetadata:\n  name: misconfigured\n  namespace: demo\n  annotations: {meshlet.io/exclude-outbound-ports: "postgres"}\nspec:\n  nodeName: node-1\n  containers: [{name: c, command: [sleep, infinity]}]',
       'apiVersion: v1\nkind: Service\nmetadata: {name: broken, namespace: demo}\nspec:\n  selector: {app: web}\n  ports: [{port: 99999}]',
-    ].join('\n---\n'));
+    ].join('\n---\n');
+    t.after(async () => {
+      await sandboxDelete(NAME, malformed);
+      await eventually('the rejections to clear', async () =>
+        !(await agentStatus()).flatMap((n) => n.rejected).some((r) => r.object === 'Pod demo/misconfigured' || r.object === 'Service demo/broken'));
+    });
+    await sandboxApply(NAME, malformed);
     const rejected = await eventually('rejections reported', async () => {
       const all = (await agentStatus()).flatMap((n) => n.rejected);
       return all.some((r) => r.object === 'Pod demo/misconfigured') && all.some((r) => r.object === 'Service demo/broken') ? all : undefined;
@@ -171,7 +191,12 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
     assert.equal(await exec('client', ['curl', '-sf', '--max-time', '10', `http://${vip('web')}/index.html`]), 'hello from web\n');
   });
 
-  test('un-enrolling keeps open connections and returns the pod to direct traffic; re-enrolling captures again', async () => {
+  test('un-enrolling keeps open connections and returns the pod to direct traffic; re-enrolling captures again', async (t) => {
+    // Whatever happens here, the next test finds demo enrolled.
+    t.after(async () => {
+      await sandboxApply(NAME, namespaceYaml(true));
+      await eventually('demo enrolled', async () => (await enrolledPods()).includes('demo/client'));
+    });
     const open = await sandboxSpawn(NAME, demo('client'), ['python3', join(REPO, 'test/e2e/fixtures/line-client.py'), vip('banner'), '25']);
     const lines = createInterface({ input: open.stdout! })[Symbol.asyncIterator]();
     const next = async () => (await lines.next()).value as string;
@@ -188,7 +213,7 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
       assert.equal(await exec('client', ['curl', '-sf', '--max-time', '10', `http://${podOf('web').ip}:8080/index.html`]), 'hello from web\n');
       const peer = await exec('client', ['python3', join(REPO, 'test/e2e/fixtures/peer.py'), podOf('web').ip, '8080']);
       assert.equal(peer.trim(), `${podOf('web').ip} 8080`);
-      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await echoPeer('client'), podOf('client').ip, 'the server sees the un-enrolled client itself');
       assert.equal((await flows()).filter((f) => f.source.workload?.name === 'client').length, flowsBefore, 'no new captured flow');
 
       await sandboxApply(NAME, namespaceYaml(true));

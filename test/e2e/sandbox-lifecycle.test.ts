@@ -16,6 +16,7 @@ import {
 } from '../../sandbox/api.ts';
 import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
 import { CLI_MAIN } from '../../sandbox/layout.ts';
+import { eventually } from '../support/eventually.ts';
 import { parseAllDocuments } from 'yaml';
 
 const run = promisify(execFile);
@@ -112,21 +113,6 @@ function leftovers(): string[] {
   return found;
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
 const curl = async (from: string, url: string): Promise<string | undefined> => {
   const res = await sandboxExec(name, { pod: from, namespace: 'lc' }, ['curl', '-sS', '--max-time', '2', url], { timeoutMs: 5000 });
   return res.exitCode === 0 ? res.stdout : undefined;
@@ -192,7 +178,7 @@ describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
     const info = await cliStatus();
     assert.equal(info.name, name);
     assert.equal(info.stateFile, `/run/meshlet/${name}/cluster.yaml`);
-    assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.underlayIp, n.underlayIp6, n.podCidr, n.podGatewayIp]), [
+    assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.nodeIp4, n.nodeIp6, n.podCidr, n.podGatewayIp4]), [
       ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1'],
       ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1'],
     ]);

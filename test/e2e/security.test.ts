@@ -1,6 +1,6 @@
 // Zero trust end to end: mTLS on the wire, Istio policies at the destination,
 // STRICT in the kernel, certificates from the sandbox CA with fast rotation.
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,13 +11,14 @@ import { createInterface } from 'node:readline';
 import { run } from '../../lib/core/exec.ts';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import type { CertificateListing } from '../../lib/identity/store.ts';
-import { sandboxApply, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
 
 const NAME = runName('sec');
 const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
 const MARKER = `meshlet-plaintext-${randomBytes(8).toString('hex')}`;
+const SENTINEL = `meshlet-sentinel-${randomBytes(8).toString('hex')}`;
 const CERT_TTL = '6s';
 const demo = (pod: string) => ({ pod, namespace: 'demo' });
 
@@ -41,6 +42,34 @@ const policy = (name: string, app: string, spec: string) =>
   `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ${name}, namespace: demo}\nspec:\n  selector: {matchLabels: {app: ${app}}}\n${spec}`;
 const peerAuth = (mode: string) =>
   `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: demo}\nspec:\n  mtls: {mode: ${mode}}\n`;
+const ALLOW_ALPHA_TO_WEB = policy('web-allow-alpha', 'web', '  action: ALLOW\n  rules: [{from: [{source: {principals: ["cluster.local/ns/demo/sa/alpha"]}}]}]\n');
+
+/** What the kernel enforces for a demo pod, as its node's agent reports it. */
+const inboundOf = async (pod: string) => (await agents()).flatMap((n) => n.enrolledPods).find((p) => p.namespace === 'demo' && p.name === pod)?.inbound;
+
+/**
+ * The suite's known policy set is none: no ztunnel holds an AuthorizationPolicy
+ * or PeerAuthentication, and every enrolled pod's kernel mode is plain
+ * PERMISSIVE. Each test starts there and returns there.
+ */
+async function noPolicies(): Promise<boolean> {
+  for (const node of info.nodes) {
+    const r = await run('curl', ['-sf', '--unix-socket', node.ztunnelAdminSocket, 'http://ztunnel/state']);
+    const { state } = JSON.parse(r.stdout) as { state: { authorizationPolicies: unknown[]; peerAuthentications: unknown[] } };
+    if (state.authorizationPolicies.length > 0 || state.peerAuthentications.length > 0) return false;
+  }
+  return (await agents()).flatMap((n) => n.enrolledPods).every((p) => p.inbound?.mode === 'PERMISSIVE' && Object.keys(p.inbound.portModes ?? {}).length === 0);
+}
+
+/** Applies policies for one test only: when it ends they are deleted, and the next test waits for none to be left anywhere. */
+async function withPolicies(t: TestContext, ...docs: string[]): Promise<void> {
+  const yaml = docs.join('---\n');
+  t.after(async () => {
+    await sandboxDelete(NAME, yaml);
+    await eventually('no policies left on any node', noPolicies);
+  });
+  await sandboxApply(NAME, yaml);
+}
 
 describe('zero trust between pods', { timeout: 300_000 }, () => {
   before(async () => {
@@ -54,6 +83,8 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     info = await sandboxStatus(NAME);
     await eventually('pods enrolled', async () => (await agents()).flatMap((n) => n.enrolledPods).length === 5, 30_000);
     await eventually('web reachable through the mesh', async () => (await curl('client-a', `http://${vip('web')}/index.html`)).exitCode === 0, 30_000);
+    await eventually('echo serving', async () => (await curl('client-a', `http://${podOf('echo').ip}:8080/`)).exitCode === 0, 30_000);
+    await eventually('the known policy set: none', noPolicies);
   });
 
   after(async () => {
@@ -73,13 +104,19 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
       dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
       dump.once('exit', () => reject(new Error('tcpdump exited before listening')));
     });
-    // "listening" is printed as the capture opens; give it a moment to be attached.
-    await new Promise((res) => setTimeout(res, 500));
+    // Plaintext from outside the mesh crosses the same port in clear: seeing it
+    // in the file proves the capture saw everything sent before it.
+    const captured = async (tag: string) => {
+      const r = await curl('outsider', `http://${podOf('echo').ip}:8080/${tag}`, 'plain');
+      assert.equal(r.exitCode, 0, `outsider → echo: ${r.stderr}`);
+      await eventually(`${tag} in the capture`, async () => (await readFile(pcap)).includes(tag));
+    };
+    await captured(`${SENTINEL}-before`);
     // beta has not talked to web yet: its tunnel session, and so its handshake, is new.
     const r = await curl('client-b', `http://${vip('web')}/index.html?q=${MARKER}`);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout.trim(), MARKER);
-    await new Promise((res) => setTimeout(res, 300));
+    await captured(`${SENTINEL}-after`);
     dump.kill('SIGINT');
     await stopped;
     const bytes = await readFile(pcap);
@@ -140,8 +177,8 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     assert.match(refused.message!, /node-1/);
   });
 
-  test('an ALLOW policy naming one principal admits that pod and refuses another with 401', async () => {
-    await sandboxApply(NAME, policy('web-allow-alpha', 'web', '  action: ALLOW\n  rules: [{from: [{source: {principals: ["cluster.local/ns/demo/sa/alpha"]}}]}]\n'));
+  test('an ALLOW policy naming one principal admits that pod and refuses another with 401', async (t) => {
+    await withPolicies(t, ALLOW_ALPHA_TO_WEB);
     await eventually('beta refused', async () => (await curl('client-b', `http://${vip('web')}/index.html`)).exitCode !== 0);
     const allowed = await curl('client-a', `http://${vip('web')}/index.html`);
     assert.equal(allowed.exitCode, 0, allowed.stderr);
@@ -156,7 +193,7 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     assert.match(table.stdout, /demo\/client-b.*DENY/);
   });
 
-  test('a DENY policy on a port closes a connection that is already open', async () => {
+  test('a DENY policy on a port closes a connection that is already open', async (t) => {
     const open = await sandboxSpawn(NAME, demo('client-a'), ['python3', join(REPO, 'test/e2e/fixtures/line-client.py'), podOf('banner').ip, '2525']);
     const lines = createInterface({ input: open.stdout! })[Symbol.asyncIterator]();
     const next = async () => (await lines.next()).value as string | undefined;
@@ -165,7 +202,7 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
       assert.match((await next())!, /^220 /);
       open.stdin!.write('before\n');
       assert.equal(await next(), 'before');
-      await sandboxApply(NAME, policy('banner-deny-2525', 'banner', '  action: DENY\n  rules: [{to: [{operation: {ports: ["2525"]}}]}]\n'));
+      await withPolicies(t, policy('banner-deny-2525', 'banner', '  action: DENY\n  rules: [{to: [{operation: {ports: ["2525"]}}]}]\n'));
       const closed = await eventually('open connection closed by policy', async () =>
         (await flows()).find((f) => f.node === 'node-2' && f.destination?.workload?.name === 'banner' && f.closeReason === 'policy_denied'), 10_000);
       assert.equal(closed.verdict, 'deny');
@@ -176,11 +213,12 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     }
   });
 
-  test('STRICT drops plaintext from outside the mesh in the kernel, but lets the node probe a declared port', async () => {
-    await sandboxApply(NAME, peerAuth('STRICT'));
+  test('STRICT drops plaintext from outside the mesh in the kernel, but lets the node probe a declared port', async (t) => {
+    await withPolicies(t, peerAuth('STRICT'));
     await eventually('STRICT in force', async () => (await curl('outsider', `http://${podOf('echo').ip}:8080/`, 'plain', 2)).exitCode !== 0, 15_000);
+    // Matched by destination too: another test may have had plaintext to another pod dropped.
     const drop = await eventually('drop in flows', async () =>
-      (await flows()).find((f) => f.source.ip === podOf('outsider', 'plain').ip && f.closeReason === 'dropped'));
+      (await flows()).find((f) => f.source.ip === podOf('outsider', 'plain').ip && f.destination?.workload?.name === 'echo' && f.closeReason === 'dropped'));
     assert.equal(drop.verdict, 'deny');
     assert.equal(drop.destination?.workload?.name, 'echo');
     assert.match(drop.verdictReason!, /STRICT/);
@@ -193,16 +231,18 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     assert.equal(meshed.exitCode, 0, 'mesh traffic still flows under STRICT');
   });
 
-  test('PERMISSIVE admits plaintext, but only to workloads no AuthorizationPolicy selects', async () => {
-    await sandboxApply(NAME, peerAuth('PERMISSIVE'));
+  test('PERMISSIVE admits plaintext, but only to workloads no AuthorizationPolicy selects', async (t) => {
+    await withPolicies(t, peerAuth('PERMISSIVE'), ALLOW_ALPHA_TO_WEB);
+    await eventually('web held STRICT in the kernel (a policy selects it), echo PERMISSIVE', async () =>
+      (await inboundOf('web'))?.mode === 'STRICT' && (await inboundOf('echo'))?.mode === 'PERMISSIVE');
     await eventually('PERMISSIVE in force', async () => (await curl('outsider', `http://${podOf('echo').ip}:8080/`, 'plain', 2)).exitCode === 0, 15_000);
     const web = await curl('outsider', `http://${podOf('web').ip}:8080/index.html`, 'plain', 2);
     assert.notEqual(web.exitCode, 0, 'web is selected by an AuthorizationPolicy: plaintext stays out (fail closed)');
   });
 
-  test('an ALLOW rule on HTTP-only attributes fails closed at L4 and the operator sees why', async () => {
+  test('an ALLOW rule on HTTP-only attributes fails closed at L4 and the operator sees why', async (t) => {
     assert.equal((await curl('client-a', `http://${podOf('echo').ip}:8080/`)).exitCode, 0);
-    await sandboxApply(NAME, policy('echo-get-only', 'echo', '  action: ALLOW\n  rules: [{to: [{operation: {methods: ["GET"]}}]}]\n'));
+    await withPolicies(t, policy('echo-get-only', 'echo', '  action: ALLOW\n  rules: [{to: [{operation: {methods: ["GET"]}}]}]\n'));
     await eventually('echo denied: the rule can never match at L4', async () => (await curl('client-a', `http://${podOf('echo').ip}:8080/`)).exitCode !== 0);
     const text = await meshlet(['status', '--sandbox', NAME]);
     assert.match(text.stdout, /AuthorizationPolicy demo\/echo-get-only: .*methods/);

@@ -1,9 +1,12 @@
 // Shared pieces of the suites that build real namespaces: a per-run name, the
-// real CLI as a subprocess, polling, and a check that nothing was left behind.
+// real CLI as a subprocess, polling (eventually.ts), and a check that nothing
+// was left behind.
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { run, type RunResult } from '../../lib/core/exec.ts';
+
+export { eventually } from './eventually.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = `${REPO}cli/main.ts`;
@@ -20,22 +23,6 @@ export async function meshletJson<T>(args: readonly string[]): Promise<T> {
   const r = await meshlet(args);
   if (r.exitCode !== 0) throw new Error(`meshlet ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
-}
-
-/** Polls until `check` returns a value other than undefined/false, or fails with the last reason. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** Everything on this machine whose name carries `prefix`: what a finished test must not leave. */

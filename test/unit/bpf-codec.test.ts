@@ -113,16 +113,16 @@ describe('BPF map codec', () => {
   });
 
   test('node_config', () => {
-    const none = { inboundSourceIp4: null, inboundSourceIp6: null, nodeIp4: null, nodeIp6: null };
+    const none = { inboundSourceIp4: null, inboundSourceIp6: null, probeSourceIp4: null, probeSourceIp6: null };
     roundTrip(
       nodeConfigCodec,
-      { ztunnelIp4: '10.0.0.1', ztunnelIp6: 'fd00::1', outboundPort: 15001, inboundSourceIp4: '10.0.0.6', inboundSourceIp6: 'fd00::6', nodeIp4: '10.0.0.2', nodeIp6: 'fd00::2' },
+      { captureIp4: '10.0.0.1', captureIp6: 'fd00::1', outboundPort: 15001, inboundSourceIp4: '10.0.0.6', inboundSourceIp6: 'fd00::6', probeSourceIp4: '10.0.0.2', probeSourceIp6: 'fd00::2' },
       'fd000000000000000000000000000001' + '0a000001' + '993a' + '0000' +
         'fd000000000000000000000000000006' + 'fd000000000000000000000000000002' + '0a000006' + '0a000002',
     );
-    roundTrip(nodeConfigCodec, { ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 15001, ...none });
-    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: '::ffff:10.0.0.1', outboundPort: 1, ...none }), { code: 'MESHLET_BPF' });
-    assert.throws(() => nodeConfigCodec.encode({ ztunnelIp4: '10.0.0.1', ztunnelIp6: null, outboundPort: 1, ...none, nodeIp6: '::ffff:10.0.0.2' }), { code: 'MESHLET_BPF' });
+    roundTrip(nodeConfigCodec, { captureIp4: '10.0.0.1', captureIp6: null, outboundPort: 15001, ...none });
+    assert.throws(() => nodeConfigCodec.encode({ captureIp4: '10.0.0.1', captureIp6: '::ffff:10.0.0.1', outboundPort: 1, ...none }), { code: 'MESHLET_BPF' });
+    assert.throws(() => nodeConfigCodec.encode({ captureIp4: '10.0.0.1', captureIp6: null, outboundPort: 1, ...none, probeSourceIp6: '::ffff:10.0.0.2' }), { code: 'MESHLET_BPF' });
   });
 
   test('pods', () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { EventPipeParser, type PipeRecord, watchDropEvents } from '../../agent/bpf/drop-watch.ts';
 import { BpfError } from '../../lib/core/errors.ts';
 import { type DropRecord } from '../../agent/bpf/codec.ts';
+import { eventually } from '../support/eventually.ts';
 
 // As bpftool printed them for real drops: 48 bytes of drop_event, 4 of perf padding.
 const sample4 =
@@ -51,7 +52,7 @@ describe('drop event pipe', () => {
   test('a reader that cannot run reports a BpfError once', async () => {
     const errors: BpfError[] = [];
     const watch = watchDropEvents('/nonexistent/meshlet/drop_events', () => assert.fail('no events expected'), (err) => errors.push(err));
-    for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await eventually('the reader to report its failure', () => errors.length > 0);
     watch.stop();
     assert.equal(errors.length, 1);
     assert.ok(errors[0] instanceof BpfError);

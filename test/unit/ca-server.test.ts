@@ -11,11 +11,13 @@ import { parseDuration } from '../../lib/core/duration.ts';
 import { CaStateError } from '../../ca/errors.ts';
 import { parseNodeTokens } from '../../ca/node-tokens.ts';
 import { startCa, type RunningCa } from '../../ca/service.ts';
+import { StateFileSource } from '../../lib/cluster/sources/file.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { createCsr, generateKeyPair, newCertificateRequest } from '../../lib/identity/csr.ts';
 import { CaRefusedError, CaUnreachableError } from '../../lib/identity/errors.ts';
 import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { jsonLogger } from '../../lib/core/log.ts';
+import { eventually } from '../support/eventually.ts';
 
 const pod = (name: string, sa: string, node: string, ip: string) => `
 apiVersion: v1
@@ -39,7 +41,7 @@ async function fixture(t: TestContext) {
   const out = new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); cb(); } });
   const start = async (port = 0): Promise<RunningCa> => {
     const ca = await startCa({
-      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), stateFile, nodeTokensFile: tokensFile,
+      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), source: new StateFileSource(stateFile), nodeTokensFile: tokensFile,
       trustDomain: 'cluster.local', defaultTtlSeconds: 86_400, maxTtlSeconds: 3600 * 48, serverNames: [], log: jsonLogger('ca', out),
     });
     t.after(() => ca.close());
@@ -64,14 +66,6 @@ const refusal = (status: number, reason: string, message?: RegExp) => (err: unkn
   if (message) assert.match(err.message, message);
   return true;
 };
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('signs an X.509-SVID for a node hosting the service account, verifiable with the bundle', async (t) => {
   const f = await fixture(t);
@@ -117,7 +111,7 @@ test('403 for an identity whose pods run on another node, and follows cluster st
   const tmp = `${f.stateFile}.tmp`;
   await writeFile(tmp, STATE.replace('nodeName: node-2', 'nodeName: node-1'));
   await rename(tmp, f.stateFile);
-  await eventually('node-1 to be allowed db', () => node1.issue({ csrPem: db }).then(() => true, () => false));
+  await eventually('node-1 to be allowed db', () => node1.issue({ csrPem: db }).then(() => true));
   await assert.rejects(node2.issue({ csrPem: db }), refusal(403, 'not-hosted'));
 });
 
@@ -138,14 +132,13 @@ test('401 without a valid bearer token; tokens are re-read when the file changes
   const old = await f.client(ca, TOKENS['node-1']);
   await writeFile(`${f.tokensFile}.tmp`, JSON.stringify({ ...TOKENS, 'node-1': 'rotated-token-for-node-1' }));
   await rename(`${f.tokensFile}.tmp`, f.tokensFile);
-  await eventually('the rotated token to work', () => rotated.issue({ csrPem }).then(() => true, () => false));
+  await eventually('the rotated token to work', () => rotated.issue({ csrPem }).then(() => true));
   await assert.rejects(old.issue({ csrPem }), refusal(401, 'unauthenticated'));
 
   // A broken file keeps the last good tokens.
   await writeFile(f.tokensFile, '{"node-1": ');
-  await new Promise((r) => setTimeout(r, 1200));
+  await eventually('the CA to reject the broken token file', () => f.logs.some((l) => l.includes('node token file rejected')));
   await rotated.issue({ csrPem });
-  assert.ok(f.logs.some((l) => l.includes('node token file rejected')));
   assert.match(String(parseNodeTokens('{"a": "x", "b": "x"}')), /share a token/);
 });
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { startCa, type RunningCa } from '../../ca/service.ts';
+import { StateFileSource } from '../../lib/cluster/sources/file.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { CaRefusedError, CertificateUnavailableError } from '../../lib/identity/errors.ts';
 import { sniFor } from '../../lib/identity/sni.ts';
@@ -14,6 +15,8 @@ import { formatSpiffeId, spiffeId, type SpiffeId } from '../../lib/identity/spif
 import { CertificateStore, type CertificateStoreOptions } from '../../lib/identity/store.ts';
 import { clientIdentity, hboneClientTlsOptions, hboneServerTlsOptions } from '../../lib/identity/tls.ts';
 import { jsonLogger } from '../../lib/core/log.ts';
+import { eventually } from '../support/eventually.ts';
+import { ManualClock } from '../support/manual-clock.ts';
 
 const pod = (name: string, sa: string) => `
 apiVersion: v1
@@ -26,9 +29,19 @@ const TOKEN = 'node-1-token-0123456789abcdef';
 const web = spiffeId('demo', 'web');
 const client = spiffeId('demo', 'client');
 const quiet = () => jsonLogger('test', new Writable({ write(_c, _e, cb) { cb(); } }));
+/**
+ * Where the store's clock starts: a minute ahead of the real one. The CA stamps
+ * notBefore from the real clock (floored to the second), and a certificate
+ * issued while the test runs must already be valid at the store's time.
+ */
+const CLOCK_LEAD_MS = 60_000;
 
-/** A CA on 127.0.0.1 for node-1 (hosting demo/web and demo/client), and a store using it. */
-async function fixture(t: TestContext, storeOptions: Omit<CertificateStoreOptions, 'issuer'>) {
+/**
+ * A CA on 127.0.0.1 for node-1 (hosting demo/web and demo/client), and a store
+ * using it whose time moves only with `clock`: rotation, retry, drop and
+ * expiry happen when the test advances it.
+ */
+async function fixture(t: TestContext, storeOptions: Omit<CertificateStoreOptions, 'issuer' | 'clock' | 'scheduler'>) {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-store-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'state.yaml'), [pod('web', 'web'), pod('client', 'client')].join('---\n'));
@@ -36,7 +49,7 @@ async function fixture(t: TestContext, storeOptions: Omit<CertificateStoreOption
   await writeFile(join(dir, 'token'), TOKEN);
   const start = async (port = 0): Promise<RunningCa> => {
     const ca = await startCa({
-      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), stateFile: join(dir, 'state.yaml'), nodeTokensFile: join(dir, 'tokens.json'),
+      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), source: new StateFileSource(join(dir, 'state.yaml')), nodeTokensFile: join(dir, 'tokens.json'),
       trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [], log: quiet(),
     });
     t.after(() => ca.close());
@@ -45,27 +58,40 @@ async function fixture(t: TestContext, storeOptions: Omit<CertificateStoreOption
   const ca = await start();
   const caClient = new CaClient({ url: ca.url, bundleFile: ca.bundleFile, tokenFile: join(dir, 'token') });
   t.after(() => caClient.close());
-  const store = new CertificateStore({ issuer: caClient, log: quiet(), ...storeOptions });
+  const clock = new ManualClock(Date.now() + CLOCK_LEAD_MS);
+  const store = new CertificateStore({ issuer: caClient, log: quiet(), clock: clock.now, scheduler: clock.scheduler, ...storeOptions });
   t.after(() => store.close());
-  return { ca, start, store };
+  return { ca, start, store, clock };
 }
 
-async function eventually(what: string, check: () => boolean, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const rowOf = (store: CertificateStore, id: SpiffeId) => store.list().find((c) => c.identity === formatSpiffeId(id));
+const serialOf = (store: CertificateStore, id: SpiffeId) => rowOf(store, id)?.serial;
+const isoIn = (clock: ManualClock, ms: number) => new Date(clock.now() + ms).toISOString();
 
-const serialOf = (store: CertificateStore, id: SpiffeId) => store.list().find((c) => c.identity === formatSpiffeId(id))?.serial;
+/** Writes `text` to an echoing connection and resolves with what came back once as much has. */
+async function roundTrip(socket: TLSSocket, text: string): Promise<string> {
+  let echoed = '';
+  const back = new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer) => {
+      echoed += chunk.toString();
+      if (echoed.length < text.length) return;
+      socket.off('data', onData);
+      resolve();
+    };
+    socket.on('data', onData);
+  });
+  socket.write(text);
+  await back;
+  return echoed;
+}
 
 test('ensure() obtains a certificate once, shares one request, reports refusals, and retain() drops', async (t) => {
-  const { store } = await fixture(t, { dropAfterMs: 0 });
+  const { store, clock } = await fixture(t, { dropAfterMs: 0 });
   const held = await store.ensure(web);
   assert.equal(formatSpiffeId(held.identity), 'spiffe://cluster.local/ns/demo/sa/web');
   assert.equal((held.notAfter.getTime() - held.notBefore.getTime()) / 1000, 3600, 'CA default TTL');
   assert.equal(held.rotateAt.getTime() > held.notBefore.getTime() + 1700_000, true, 'rotation near half life');
+  assert.equal(held.rotateAt.getTime(), Math.trunc(clock.now() + (held.notAfter.getTime() - clock.now()) / 2), 'at half of the lifetime left when it arrived');
   assert.equal(store.secureContext(web), held.secureContext);
   assert.equal(await store.ensure(web), held, 'a valid certificate is reused');
   assert.equal(store.identityForSni(sniFor(web)), web);
@@ -92,6 +118,7 @@ test('ensure() obtains a certificate once, shares one request, reports refusals,
     ['spiffe://cluster.local/ns/demo/sa/db', 'pending'],
     ['spiffe://cluster.local/ns/demo/sa/web', 'valid'],
   ]);
+  assert.equal(listing[1]!.nextRotation, isoIn(clock, 1000), 'the first retry after retryInitialMs (default 1 s)');
   assert.equal(listing[2]!.serial, held.serial);
   assert.equal(listing[2]!.nextRotation, held.rotateAt.toISOString());
 
@@ -104,24 +131,30 @@ test('ensure() obtains a certificate once, shares one request, reports refusals,
 });
 
 test('retain() keeps a dropped identity through the grace, so a returning pod reuses its certificate', async (t) => {
-  const { store } = await fixture(t, { dropAfterMs: 300 });
+  const { store, clock } = await fixture(t, { dropAfterMs: 300 });
   const first = await store.ensure(client);
   store.retain([]);
   // Still held (and served by SNI) during the grace; wanted again, it is the same certificate.
+  clock.advance(299);
   assert.equal(store.identityForSni(sniFor(client))?.serviceAccount, client.serviceAccount);
+  assert.equal(store.secureContext(client), first.secureContext);
   store.retain([client]);
-  await new Promise((r) => setTimeout(r, 450));
+  clock.advance(450);
   assert.equal(serialOf(store, client), first.serial);
   assert.equal(store.counters.requestsOk, 1);
   store.retain([]);
-  await eventually('the certificate to be dropped after the grace', () => store.list().length === 0);
+  clock.advance(299);
+  assert.equal(serialOf(store, client), first.serial, 'kept until the grace is over');
+  clock.advance(1);
+  assert.deepEqual(store.list(), [], 'dropped when the grace is over');
   assert.equal(store.secureContext(client), undefined);
+  assert.equal(store.identityForSni(sniFor(client)), undefined);
 });
 
 test('rotation at half life keeps an open mutual TLS 1.3 connection transferring; new handshakes get the new certificate', async (t) => {
-  const { store } = await fixture(t, { ttlSeconds: 3, retryInitialMs: 200, retryMaxMs: 500 });
+  const { store, clock } = await fixture(t, {});
   const webCert = await store.ensure(web);
-  await store.ensure(client);
+  const clientCert = await store.ensure(client);
 
   const seenClients: string[] = [];
   const accepted: TLSSocket[] = [];
@@ -152,28 +185,26 @@ test('rotation at half life keeps an open mutual TLS 1.3 connection transferring
   const { socket: live } = await dial(client, web);
   assert.equal(live.getProtocol(), 'TLSv1.3');
   assert.equal(live.getPeerCertificate().serialNumber, webCert.serial);
-  let echoed = 0;
-  live.on('data', (chunk: Buffer) => { echoed += chunk.length; });
-  const pinger = setInterval(() => live.write('ping'), 50);
-  t.after(() => clearInterval(pinger));
+  assert.equal(await roundTrip(live, 'before rotation'), 'before rotation');
 
-  await eventually('web rotated', () => serialOf(store, web) !== webCert.serial);
-  assert.ok(store.counters.rotations >= 1);
-  // Past the old certificate's expiry the session established under it keeps going.
-  await new Promise((r) => setTimeout(r, Math.max(0, webCert.notAfter.getTime() - Date.now()) + 200));
-  const before = echoed;
-  await eventually('the old connection to keep transferring', () => echoed >= before + 40);
-  assert.equal(live.getPeerCertificate().serialNumber, webCert.serial);
-  assert.ok(!live.destroyed);
+  // Half life of both certificates: each is replaced once.
+  clock.advanceTo(Math.max(webCert.rotateAt.getTime(), clientCert.rotateAt.getTime()));
+  await eventually('web and client rotated', () => store.counters.rotations === 2);
+  const webNow = serialOf(store, web);
+  const clientNow = serialOf(store, client);
+  assert.notEqual(webNow, webCert.serial);
+  assert.notEqual(clientNow, clientCert.serial);
+  assert.equal(await roundTrip(live, 'after rotation'), 'after rotation');
+  assert.equal(live.getPeerCertificate().serialNumber, webCert.serial, 'the open session keeps the certificate it was established with');
 
-  const webSerialAtDial = serialOf(store, web);
   const { socket: fresh, sourceSerial } = await dial(client, web);
-  const freshSerial = fresh.getPeerCertificate().serialNumber;
-  assert.notEqual(freshSerial, webCert.serial);
-  assert.ok([webSerialAtDial, serialOf(store, web)].includes(freshSerial), 'the current web certificate (rotations run every ~1.5 s)');
+  assert.equal(fresh.getPeerCertificate().serialNumber, webNow, 'a new handshake gets the current web certificate');
+  assert.equal(sourceSerial, clientNow);
   await eventually('the server to see both clients', () => seenClients.length === 2);
-  assert.ok(seenClients.every((s) => s.startsWith('spiffe://cluster.local/ns/demo/sa/client ') && s.endsWith(' -> spiffe://cluster.local/ns/demo/sa/web')));
-  assert.equal(seenClients[1], `spiffe://cluster.local/ns/demo/sa/client ${sourceSerial} -> spiffe://cluster.local/ns/demo/sa/web`);
+  assert.deepEqual(seenClients, [
+    `spiffe://cluster.local/ns/demo/sa/client ${clientCert.serial} -> spiffe://cluster.local/ns/demo/sa/web`,
+    `spiffe://cluster.local/ns/demo/sa/client ${clientNow} -> spiffe://cluster.local/ns/demo/sa/web`,
+  ]);
 
   // The client insists on the identity it asked for in SNI.
   const wrong = connect({ host: '127.0.0.1', port, ...hboneClientTlsOptions(await store.ensure(client), web), checkServerIdentity: hboneClientTlsOptions(await store.ensure(client), client).checkServerIdentity });
@@ -186,28 +217,69 @@ test('rotation at half life keeps an open mutual TLS 1.3 connection transferring
   assert.match(anonErr.message, /certificate required|alert/i);
   const unknown = connect({ host: '127.0.0.1', port, ...hboneClientTlsOptions(await store.ensure(client), spiffeId('demo', 'db')) });
   await once(unknown, 'error');
+
+  // Past the old certificate's notAfter on the store's clock (the current ones
+  // rotate again on the way), the session established under it keeps going.
+  clock.advanceTo(webCert.notAfter.getTime() + 1);
+  await eventually('the current certificates to rotate again', () => store.counters.rotations === 4);
+  assert.equal(await roundTrip(live, 'past the old expiry'), 'past the old expiry');
+  assert.equal(live.getPeerCertificate().serialNumber, webCert.serial);
+  assert.ok(!live.destroyed);
 });
 
 test('CA down at rotation: the still-valid certificate stays, retries back off, and it recovers', async (t) => {
-  const { ca, start, store } = await fixture(t, { ttlSeconds: 4, retryInitialMs: 200, retryMaxMs: 400 });
+  const { ca, start, store, clock } = await fixture(t, { retryInitialMs: 200, retryMaxMs: 400 });
   const first = await store.ensure(web);
   await ca.close();
 
-  await eventually('rotation attempts to fail', () => store.counters.requestsFailed >= 2);
+  clock.advanceTo(first.rotateAt);
+  await eventually('the rotation attempt to fail', () => store.counters.requestsFailed === 1);
   const [row] = store.list();
   assert.equal(row!.serial, first.serial);
   assert.equal(row!.state, 'valid');
   assert.match(row!.lastError ?? '', /cannot reach the CA/);
-  assert.ok(row!.nextRotation !== null && Date.parse(row!.nextRotation) > Date.now() - 50, 'a retry is scheduled');
+  assert.equal(row!.nextRotation, isoIn(clock, 200), 'the first retry after retryInitialMs');
+  clock.advance(200);
+  await eventually('the first retry to fail', () => store.counters.requestsFailed === 2);
+  assert.equal(rowOf(store, web)!.nextRotation, isoIn(clock, 400), 'the delay doubles');
+  clock.advance(400);
+  await eventually('the second retry to fail', () => store.counters.requestsFailed === 3);
+  assert.equal(rowOf(store, web)!.nextRotation, isoIn(clock, 400), 'and stops at retryMaxMs');
   assert.equal(store.secureContext(web), first.secureContext, 'still serving the valid certificate');
   assert.equal(await store.ensure(web), first);
-  assert.ok(Date.now() < first.notAfter.getTime(), 'the test restarts the CA before expiry');
+  assert.ok(clock.now() < first.notAfter.getTime(), 'the test restarts the CA before expiry');
 
   await start(ca.port);
+  clock.advance(400);
   await eventually('recovery', () => serialOf(store, web) !== first.serial);
   const [after] = store.list();
   assert.equal(after!.state, 'valid');
   assert.equal(after!.lastError, null);
   assert.equal(store.counters.rotations, 1);
   assert.equal(store.counters.requestsOk, 2);
+  assert.equal(store.counters.requestsFailed, 3);
+});
+
+test('CA down through notAfter: the certificate is reported expired and no longer served', async (t) => {
+  const { ca, store, clock } = await fixture(t, { retryInitialMs: 200, retryMaxMs: 400 });
+  const first = await store.ensure(web);
+  await ca.close();
+
+  clock.advanceTo(first.notAfter.getTime() - 1);
+  await eventually('the rotation attempt to fail', () => store.counters.requestsFailed === 1);
+  assert.equal(rowOf(store, web)!.state, 'valid', 'valid until its last millisecond');
+  assert.equal(store.secureContext(web), first.secureContext);
+
+  clock.advance(1);
+  const row = rowOf(store, web)!;
+  assert.equal(row.state, 'expired');
+  assert.equal(row.serial, first.serial);
+  assert.equal(store.secureContext(web), undefined);
+  store.sniCallback(sniFor(web), (err, context) => {
+    assert.match(err?.message ?? '', /not issued yet or expired/);
+    assert.equal(context, undefined);
+  });
+  // It waits for its retry rather than asking a CA that just failed.
+  await assert.rejects(store.ensure(web), (err: unknown) => err instanceof CertificateUnavailableError && /last request failed/.test(err.message));
+  assert.equal(store.counters.requestsFailed, 1);
 });

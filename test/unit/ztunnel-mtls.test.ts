@@ -8,15 +8,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCa } from '../../ca/service.ts';
+import { StateFileSource } from '../../lib/cluster/sources/file.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { CertificateStore } from '../../lib/identity/store.ts';
 import { hboneClientTlsOptions } from '../../lib/identity/tls.ts';
 import { silentLogger } from '../../lib/core/log.ts';
 import type { MeshIdentity } from '../../lib/identity/mesh-identity.ts';
-import { awaitTunnel } from '../../ztunnel/outbound.ts';
+import { awaitTunnel } from '../../lib/hbone/client.ts';
 import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
-import { CLIENT_IP, SERVER_IP, readAll, twoNodes, until, upstream } from '../ztunnel/fixtures.ts';
+import { CLIENT_IP, SERVER_IP, readAll, twoNodes, upstream } from '../ztunnel/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 
 const DEFAULT_SA = spiffeId('default', 'default');
 
@@ -29,7 +31,7 @@ async function meshCa(t: TestContext, others: string[] = []): Promise<{ n1: Mesh
   await writeFile(join(dir, 'state.yaml'), [pod('a', 'n1'), pod('bb', 'n2'), ...others.map((sa, i) => pod(`x${i}`, 'n2', sa))].join('---\n'));
   await writeFile(join(dir, 'tokens.json'), JSON.stringify({ n1: 'token-n1-0123456789abcdef', n2: 'token-n2-0123456789abcdef' }));
   const ca = await startCa({
-    host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'), stateFile: join(dir, 'state.yaml'), nodeTokensFile: join(dir, 'tokens.json'),
+    host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'), source: new StateFileSource(join(dir, 'state.yaml')), nodeTokensFile: join(dir, 'tokens.json'),
     trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [], log: silentLogger,
   });
   t.after(() => ca.close());
@@ -52,7 +54,7 @@ test('bytes cross over mutual TLS, and the destination learns the source princip
   const client = dial({ ip: SERVER_IP, port: up.port });
   client.end('over mtls');
   assert.equal((await readAll(client)).toString(), 'over mtls');
-  await until('inbound flow closed', () => n2.flows.list().some((f) => f.state === 'closed'));
+  await eventually('inbound flow closed', () => n2.flows.list().some((f) => f.state === 'closed'));
   const inbound = n2.flows.list()[0]!;
   assert.equal(inbound.security, 'mutual_tls');
   assert.equal(inbound.source.ip, CLIENT_IP);
@@ -91,7 +93,7 @@ test('a client certificate from another CA is refused by the destination', async
   const client = dial({ ip: SERVER_IP, port: up.port });
   client.on('error', () => {});
   await new Promise((r) => client.once('close', r));
-  await until('outbound flow closed', () => n1.flows.list().some((f) => f.state === 'closed'));
+  await eventually('outbound flow closed', () => n1.flows.list().some((f) => f.state === 'closed'));
   const flow = n1.flows.list()[0]!;
   assert.notEqual(flow.closeReason, 'client_closed');
   assert.match(flow.closeReason ?? '', /tls_failed|peer_identity_mismatch|tunnel_failed/);

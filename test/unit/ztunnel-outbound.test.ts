@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { LOCAL_IP, readAll, twoNodes, until, upstream } from '../ztunnel/fixtures.ts';
+import { LOCAL_IP, readAll, twoNodes, upstream } from '../ztunnel/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 
 test('a pod on this node is reached directly, from the node address', async (t) => {
   const peers: string[] = [];
@@ -16,7 +17,7 @@ test('a pod on this node is reached directly, from the node address', async (t) 
   client.end('local');
   assert.equal((await readAll(client)).toString(), 'local');
   assert.deepEqual(peers, ['127.0.0.1']);
-  await until('flow closed', () => n1.flows.list()[0]?.state === 'closed');
+  await eventually('flow closed', () => n1.flows.list()[0]?.state === 'closed');
   const [f] = n1.flows.list();
   assert.equal(f.path, 'local');
   assert.equal(f.destination?.node, 'n1');
@@ -30,7 +31,7 @@ test('a destination outside the mesh passes through as addressed', async (t) => 
   const client = dial({ ip: '127.0.0.99', port: up.port });
   assert.equal((await readAll(client)).toString(), 'outside');
   client.end();
-  await until('flow closed', () => n1.flows.list()[0]?.state === 'closed');
+  await eventually('flow closed', () => n1.flows.list()[0]?.state === 'closed');
   const [f] = n1.flows.list();
   assert.equal(f.path, 'passthrough');
   assert.equal(f.destination?.workload, undefined);

@@ -12,9 +12,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import type { ControlReply } from '../../lib/mesh/control-protocol.ts';
+import { emptyMeshState, type MeshState } from '../../lib/mesh/kinds.ts';
 import type { FlowEvent, FlowRecord } from '../../lib/telemetry/flow.ts';
+import { eventually } from '../support/eventually.ts';
 import { CLI } from '../support/harness.ts';
-import { until, workload } from '../ztunnel/fixtures.ts';
+import { workload } from '../ztunnel/fixtures.ts';
 
 const CAPTURE = '127.0.0.51';
 const NODE = '127.0.0.52';
@@ -62,7 +64,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const podPort = (pod.address() as AddressInfo).port;
 
   const child = spawn(process.execPath, [
-    CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip', NODE,
+    CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip4', NODE,
     '--control-socket', control, '--admin-socket', admin,
     '--outbound-port', String(outboundPort), '--hbone-port', String(hbonePort),
     '--admin-port', '0', '--readiness-port', String(readinessPort), '--drain-seconds', '1', '--plaintext-tunnels', '--metrics-port', '0',
@@ -70,7 +72,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   t.after(() => child.kill('SIGKILL'));
   const logs: Record<string, unknown>[] = [];
   createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as Record<string, unknown>));
-  await until('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
+  await eventually('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
 
   const adminGet = (path: string) => request({ socketPath: admin, path });
   assert.equal((await adminGet('/healthz')).status, 503);
@@ -78,10 +80,10 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const agent = connect(control);
   t.after(() => agent.destroy());
   const replies = createInterface({ input: agent })[Symbol.asyncIterator]();
-  const state = {
+  const state: MeshState = {
+    ...emptyMeshState(),
     nodes: [{ name: 'n1', address: NODE }],
     workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' })],
-    services: [],
   };
   agent.write(`${JSON.stringify({ type: 'snapshot', version: 7, state })}\n`);
   assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version: 7 });
@@ -102,7 +104,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const direct = connect({ host: CAPTURE, port: outboundPort });
   const [err] = (await once(direct, 'error')) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
-  await until('the loop flow to close', () => events.some((e) => e.event === 'close' && e.flow.closeReason === 'loop'));
+  await eventually('the loop flow to close', () => events.some((e) => e.event === 'close' && e.flow.closeReason === 'loop'));
 
   // A tunnel into the local pod, which sees the node's address as its peer.
   const session = h2connect(`http://${NODE}:${hbonePort}`);
@@ -122,13 +124,30 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   assert.deepEqual(inbound?.source, { ip: '10.9.9.9', port: 4242 });
   assert.equal(inbound?.bytesSent, 4);
 
-  // SIGTERM: the open tunnel gets the drain time, then is cut; the process exits cleanly.
-  const started = Date.now();
+  // SIGTERM: the open tunnel keeps carrying data through the drain, is cut
+  // when the drain time is over, and only then does the process exit cleanly.
+  const closed = once(child, 'close');
   child.kill('SIGTERM');
-  const [code] = await once(child, 'exit');
+  await eventually('the ztunnel to start draining', () => logs.some((l) => l.event === 'shutting_down'));
+  stream.write('draining');
+  const [during] = (await once(stream, 'data')) as [Buffer];
+  assert.equal(during.toString(), 'draining', 'the open tunnel still carries data after SIGTERM');
+  const [code] = (await closed) as [number | null];
   assert.equal(code, 0);
-  assert.ok(Date.now() - started >= 900, 'waited for the open flow');
-  assert.ok(logs.some((l) => l.event === 'access' && l.closeReason === 'shutdown' && l.direction === 'inbound'));
+  // The ztunnel's own log is one ordered stream: drain began with the flow
+  // open, ran out with it still open, then the flow was cut, then it stopped.
+  const at = (what: string, match: (l: Record<string, unknown>) => boolean) => {
+    const i = logs.findIndex(match);
+    assert.notEqual(i, -1, `no ${what} in the ztunnel's log`);
+    return i;
+  };
+  const order = [
+    at('shutting_down with the flow open', (l) => l.event === 'shutting_down' && l.openFlows === 1),
+    at('drain_timeout with the flow open', (l) => l.event === 'drain_timeout' && l.openFlows === 1),
+    at('the flow cut at shutdown', (l) => l.event === 'access' && l.closeReason === 'shutdown' && l.direction === 'inbound'),
+    at('stopped', (l) => l.event === 'stopped'),
+  ];
+  assert.deepEqual(order, [...order].sort((a, b) => a - b), 'shutting_down, drain_timeout, the flow cut, stopped: in that order');
   assert.ok(logs.some((l) => l.event === 'access' && l.closeReason === 'loop'));
   assert.ok(logs.some((l) => l.event === 'snapshot_applied' && l.version === 7));
   assert.ok(logs.some((l) => l.event === 'stopped'));

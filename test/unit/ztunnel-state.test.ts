@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
-import type { MeshState } from '../../lib/mesh/model.ts';
-import type { ControlMessage, ControlReply, DeltaMessage } from '../../lib/mesh/control-protocol.ts';
+import type { MeshState } from '../../lib/mesh/kinds.ts';
+import { parseControlMessage, type ControlMessage, type ControlReply, type DeltaMessage } from '../../lib/mesh/control-protocol.ts';
 import { startControlServer } from '../../ztunnel/control-server.ts';
 import { silentLogger } from '../../lib/core/log.ts';
 import { Resolver, type Route } from '../../ztunnel/resolve.ts';
 import { StateStore } from '../../lib/mesh/state.ts';
-import { parseControlMessage } from '../../lib/mesh/validate.ts';
 import { service, workload } from '../ztunnel/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 
 const VIP = '10.96.0.10';
 
@@ -146,7 +146,8 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
   t.after(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'control.sock');
   const store = new StateStore();
-  const server = await startControlServer({ path, store, log: silentLogger });
+  const events: string[] = [];
+  const server = await startControlServer({ path, store, log: { ...silentLogger, info: (event) => void events.push(event) } });
   t.after(() => server.close());
 
   const a = await agent(t, path);
@@ -172,7 +173,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
 
   // The agent goes away: the state stays.
   a.socket.destroy();
-  await new Promise((r) => setTimeout(r, 20));
+  await eventually('the ztunnel to see the agent go', () => events.includes('agent_disconnected'));
   assert.equal(store.view?.version, 2);
 
   // A new agent must start over with a snapshot.

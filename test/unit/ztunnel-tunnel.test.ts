@@ -8,9 +8,10 @@ import { connect as h2connect, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { silentLogger } from '../../lib/core/log.ts';
-import { awaitTunnel } from '../../ztunnel/outbound.ts';
+import { awaitTunnel } from '../../lib/hbone/client.ts';
 import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
-import { CLIENT_IP, SERVER_IP, readAll, twoNodes, until, upstream } from '../ztunnel/fixtures.ts';
+import { CLIENT_IP, SERVER_IP, readAll, twoNodes, upstream } from '../ztunnel/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 
 const closedFlows = (flows: { list(): { state: string; closeReason?: string }[] }) => flows.list().filter((f) => f.state === 'closed');
 
@@ -20,7 +21,7 @@ test('bytes flow both ways and both ends record the flow', async (t) => {
   const client = dial({ ip: SERVER_IP, port: up.port });
   client.end('ping');
   assert.equal((await readAll(client)).toString(), 'ping');
-  await until('both flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
+  await eventually('both flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
   const [out] = n1.flows.list();
   const [inb] = n2.flows.list();
   assert.equal(out.direction, 'outbound');
@@ -46,7 +47,7 @@ test('a Service VIP resolves to the pod through the tunnel, named targetPort inc
   const client = dial({ ip: '10.96.0.10', port: 80 });
   client.end();
   assert.equal((await readAll(client)).toString(), 'hello from server');
-  await until('flow closed', () => closedFlows(n1.flows).length === 1);
+  await eventually('flow closed', () => closedFlows(n1.flows).length === 1);
   const [f] = n1.flows.list();
   assert.deepEqual(f.service, { namespace: 'default', name: 'server' });
   assert.deepEqual(f.originalDestination, { ip: '10.96.0.10', port: 80 });
@@ -63,7 +64,7 @@ test('client half-close: the server sees EOF and can still answer', async (t) =>
   const client = dial({ ip: SERVER_IP, port: up.port });
   client.end('question');
   assert.equal((await readAll(client)).toString(), 'got question');
-  await until('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
+  await eventually('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'client_closed');
   assert.equal(n2.flows.list()[0].closeReason, 'client_closed');
 });
@@ -79,7 +80,7 @@ test('server half-close: the client sees EOF and can still send', async (t) => {
   assert.equal((await readAll(client)).toString(), 'bye');
   client.end('after your FIN');
   assert.equal((await received).toString(), 'after your FIN');
-  await until('flow closed', () => closedFlows(n1.flows).length === 1);
+  await eventually('flow closed', () => closedFlows(n1.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'server_closed');
 });
 
@@ -104,7 +105,7 @@ test('a client reset reaches the upstream as a reset', async (t) => {
   client.resetAndDestroy();
   const [err] = (await upstreamError) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
-  await until('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
+  await eventually('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'client_reset');
   assert.equal(n2.flows.list()[0].closeReason, 'client_reset');
 });
@@ -116,7 +117,7 @@ test('an upstream reset reaches the client as a reset', async (t) => {
   client.write('trigger');
   const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
-  await until('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
+  await eventually('flows closed', () => closedFlows(n1.flows).length === 1 && closedFlows(n2.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'upstream_reset');
   assert.equal(n2.flows.list()[0].closeReason, 'upstream_reset');
 });
@@ -151,7 +152,7 @@ test('503 when the upstream refuses, or the target is not a pod of that node', a
   const client = dial({ ip: SERVER_IP, port: refusedPort });
   const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
-  await until('flow closed', () => closedFlows(n1.flows).length === 1);
+  await eventually('flow closed', () => closedFlows(n1.flows).length === 1);
   assert.equal(n1.flows.list()[0].closeReason, 'upstream_connect_failed');
   assert.equal(n2.flows.list().at(-1)?.closeReason, 'upstream_connect_failed');
 });

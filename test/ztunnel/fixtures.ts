@@ -8,7 +8,8 @@ import { ZtunnelMetrics } from '../../ztunnel/metrics.ts';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
-import type { MeshState, Service, Workload } from '../../lib/mesh/model.ts';
+import type { MeshState } from '../../lib/mesh/kinds.ts';
+import type { Service, Workload } from '../../lib/mesh/model.ts';
 import type { Endpoint } from '../../lib/telemetry/flow.ts';
 import { FlowTable } from '../../lib/telemetry/flow-table.ts';
 import { InboundServer } from '../../ztunnel/inbound.ts';
@@ -174,13 +175,4 @@ export async function readAll(s: Socket): Promise<Buffer> {
   s.on('data', (c: Buffer) => chunks.push(c));
   await once(s, 'end');
   return Buffer.concat(chunks);
-}
-
-/** Resolves when `check` holds, polling briefly; rejects with `what` after 5 s. */
-export async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

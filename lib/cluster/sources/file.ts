@@ -5,13 +5,12 @@ import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { isRecord, type KubeObject } from '../objects.ts';
+import type { ClusterSource, ClusterSourceStatus, ClusterUpdate } from './source.ts';
 
-export interface StateFileRead {
+export interface ParsedStateFile {
   objects: KubeObject[];
-  /** Documents that are not YAML mappings, with the parser's reason. */
+  /** Documents that are not YAML mappings (1-based), with the parser's reason. */
   unreadable: { document: number; reason: string }[];
-  /** When the file last changed (its ctime, epoch ms), to tell how long a change took to apply. */
-  changedAtMs?: number;
 }
 
 /**
@@ -34,11 +33,11 @@ export function parseJsonDocuments(text: string): unknown[] | undefined {
   return values;
 }
 
-export function parseStateYaml(text: string): StateFileRead {
+export function parseStateYaml(text: string): ParsedStateFile {
   const fast = parseJsonDocuments(text);
   if (fast) return { objects: fast.filter(isRecord), unreadable: [] };
   const objects: KubeObject[] = [];
-  const unreadable: StateFileRead['unreadable'] = [];
+  const unreadable: ParsedStateFile['unreadable'] = [];
   parseAllDocuments(text).forEach((doc, i) => {
     if (doc.errors.length > 0) {
       unreadable.push({ document: i + 1, reason: doc.errors[0]!.message });
@@ -52,20 +51,30 @@ export function parseStateYaml(text: string): StateFileRead {
   return { objects, unreadable };
 }
 
-export class StateFileSource {
+export class StateFileSource implements ClusterSource {
   readonly path: string;
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
   #lastStamp = '';
   #pending: NodeJS.Immediate | undefined;
-  #onChange: (read: StateFileRead) => void;
+  #onUpdate: ((update: ClusterUpdate) => void) | undefined;
+  #synced = false;
 
-  constructor(path: string, onChange: (read: StateFileRead) => void) {
+  constructor(path: string) {
     this.path = path;
-    this.#onChange = onChange;
   }
 
-  async start(): Promise<void> {
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  status(): ClusterSourceStatus {
+    return { name: `file ${this.path}`, synced: this.#synced };
+  }
+
+  /** Reads the file in this same call, so an existing file's snapshot is delivered before it returns. */
+  async start(onUpdate: (update: ClusterUpdate) => void): Promise<void> {
+    this.#onUpdate = onUpdate;
     const name = basename(this.path);
     this.#watcher = watch(dirname(this.path), (_event, file) => {
       if (file === null || file === name) this.#schedule();
@@ -75,6 +84,7 @@ export class StateFileSource {
   }
 
   stop(): void {
+    this.#onUpdate = undefined;
     this.#watcher?.close();
     clearInterval(this.#poll);
     clearImmediate(this.#pending);
@@ -95,6 +105,8 @@ export class StateFileSource {
    * milliseconds on a busy node, and every change is on the enrollment path.
    */
   #check(): void {
+    const onUpdate = this.#onUpdate;
+    if (!onUpdate) return;
     let text: string;
     let changedAtMs: number;
     try {
@@ -108,6 +120,12 @@ export class StateFileSource {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    this.#onChange({ ...parseStateYaml(text), changedAtMs });
+    const { objects, unreadable } = parseStateYaml(text);
+    this.#synced = true;
+    onUpdate({
+      objects,
+      unreadable: unreadable.map((u) => ({ object: `${this.path} document ${u.document}`, reason: u.reason })),
+      changedAtMs,
+    });
   }
 }

@@ -1,0 +1,34 @@
+// What the node agent needs from the capture layer, and no more: the BPF
+// loader (bpf/datapath.ts) implements it on the kernel, the agent's unit
+// tests with a recording double.
+import type { BpfError } from '../lib/core/errors.ts';
+import type { DatapathStatus, InboundEnforcement } from '../lib/mesh/agent-status.ts';
+import type { DropEvent, DropWatch } from './bpf/drop-watch.ts';
+
+/** How one enrolled pod is captured. */
+export interface PodCapture {
+  cgroupPath: string;
+  excludeOutboundPorts: number[];
+  /** Absent: PERMISSIVE, nothing enforced. */
+  inbound?: InboundEnforcement;
+}
+
+/** Enrollment's part: which pod cgroups are captured, and how. */
+export interface EnrollmentDatapath {
+  /** Takes in where our programs are already attached below root, so nothing is attached twice. */
+  learnAttachments(root: string): Promise<void>;
+  /** Cgroup ids the pinned maps hold as enrolled (after a restart: what to adopt). */
+  enrolledCgroupIds(): Promise<bigint[]>;
+  /** Enrolls pods, or brings enrolled ones up to date, all at once. */
+  enroll(pods: PodCapture[]): Promise<void>;
+  /** Stops capture of these cgroups first, then detaches. */
+  unenroll(cgroupPaths: string[]): Promise<void>;
+}
+
+/** The node agent's part besides enrollment: the ztunnel's own hook, drop events, status. */
+export interface Datapath extends EnrollmentDatapath {
+  attachZtunnel(cgroupPath: string): Promise<void>;
+  /** Streams inbound drops until stop(); errors end the watch and go to onError. */
+  watchDrops(onDrop: (e: DropEvent) => void, onError: (err: BpfError) => void): DropWatch;
+  status(): Promise<DatapathStatus>;
+}

@@ -1,0 +1,66 @@
+// Where raw cluster objects come from, for every process that reads them (the
+// node agent, the CA, the sandbox's status). Today a YAML file; next the
+// Kubernetes API through informers. Consumers convert and validate what a
+// source hands them (ClusterState) and never see how it was read.
+import type { KubeObject } from '../objects.ts';
+
+/** Something the source could not turn into an object: rejected alone, the rest still applies. */
+export interface UnreadableObject {
+  /** Names it for the operator, e.g. "/run/meshlet/demo/cluster.yaml document 3". */
+  object: string;
+  reason: string;
+}
+
+/**
+ * Every object the source holds now, not only what changed: consumers diff
+ * the converted result (ClusterState, the control protocol's deltas), so a
+ * source never has to, and a consumer that missed an update loses nothing.
+ */
+export interface ClusterUpdate {
+  objects: KubeObject[];
+  unreadable: UnreadableObject[];
+  /** When the newest change was made at the source (epoch ms), to tell how long it took to apply; absent when unknown. */
+  changedAtMs?: number;
+}
+
+/** What `status` shows of a source. A source with parts (one informer per kind) may add their health beside it. */
+export interface ClusterSourceStatus {
+  /** What it reads, as an operator would name it: "file /run/meshlet/demo/cluster.yaml". */
+  name: string;
+  synced: boolean;
+}
+
+/**
+ * Delivers a full snapshot, then one update per change (bursts may be
+ * coalesced into one), until stop(). Updates are delivered one at a time, in
+ * order; the consumer keeps the latest.
+ */
+export interface ClusterSource {
+  /**
+   * Settles once the source has made its first attempt: it has delivered the
+   * initial snapshot (synced), or found nothing to read yet and delivers when
+   * there is. Rejects only on a setup error that retrying cannot fix.
+   */
+  start(onUpdate: (update: ClusterUpdate) => void): Promise<void>;
+  /** No update is delivered afterwards. */
+  stop(): void;
+  /** The initial snapshot has been delivered: from here on consumers see the whole cluster. */
+  readonly synced: boolean;
+  status(): ClusterSourceStatus;
+}
+
+/**
+ * The source's objects once, for one-shot readers (a status command): what
+ * its start delivered, or undefined when it has nothing to read yet.
+ */
+export async function readOnce(source: ClusterSource): Promise<ClusterUpdate | undefined> {
+  let latest: ClusterUpdate | undefined;
+  try {
+    await source.start((update) => {
+      latest = update;
+    });
+  } finally {
+    source.stop();
+  }
+  return latest;
+}

@@ -1,0 +1,34 @@
+// `meshlet agent`'s configuration: its flags, parsed and validated, and what a
+// launcher passes (configArgs) to start one.
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.ts';
+import type { NodeAddresses } from './addresses.ts';
+import { ipFlag, type FlagTable } from './flags.ts';
+
+export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
+  /** This node's name, as in the cluster. */
+  node: string;
+  stateFile: string;
+  podCgroupRoot: string;
+  ztunnelCgroup: string;
+  bpfDir: string;
+  rootNamespace: string;
+  controlSocket: string;
+  adminSocket: string;
+}
+
+export const AGENT_FLAGS: FlagTable<AgentConfig> = {
+  node: { value: '<name>', description: 'this node\'s name, as in the cluster', required: true },
+  stateFile: { value: '<path>', description: 'YAML file of Kubernetes objects to watch (the sandbox\'s API server)', required: true },
+  podCgroupRoot: { value: '<dir>', description: 'cgroup v2 directory holding one cgroup per pod, named by pod UID', required: true },
+  ztunnelCgroup: { value: '<dir>', description: 'cgroup v2 directory of the node\'s ztunnel', required: true },
+  bpfDir: { value: '<dir>', description: 'bpffs directory to pin programs and maps in', required: true },
+  captureIp4: { value: '<ip>', description: 'address the ztunnel accepts captured IPv4 connections on', required: true, parse: ipFlag(4) },
+  captureIp6: { value: '<ip>', description: 'address the ztunnel accepts captured IPv6 connections on', parse: ipFlag(6) },
+  inboundSourceIp4: { value: '<ip>', description: 'address the ztunnel connects to local pods from: STRICT admits it', parse: ipFlag(4) },
+  inboundSourceIp6: { value: '<ip>', description: 'IPv6 address the ztunnel connects to local pods from', parse: ipFlag(6) },
+  probeSourceIp4: { value: '<ip>', description: 'address kubelet probes come from: admitted on declared probe ports under STRICT', parse: ipFlag(4) },
+  probeSourceIp6: { value: '<ip>', description: 'IPv6 address kubelet probes come from', parse: ipFlag(6) },
+  rootNamespace: { value: '<ns>', description: 'namespace whose selector-less policies apply mesh-wide', default: DEFAULT_ROOT_NAMESPACE },
+  controlSocket: { value: '<path>', description: 'the ztunnel\'s control socket', required: true },
+  adminSocket: { value: '<path>', description: 'Unix socket for this agent\'s admin API (status)', required: true },
+};

@@ -1,0 +1,79 @@
+// The words a flow record ends with: why it closed, what policy decided, how
+// it was secured. Flows, the access log, metrics labels and `meshlet flows`
+// all use these spellings; operators' dashboards and alerts match on them, so
+// they never change, and a misspelt one fails to compile.
+
+/** How a relayed connection ended: who half-closed first, or who reset it. */
+export type RelayEnd =
+  /** The application's client half-closed first (FIN / END_STREAM), then both sides finished. */
+  | 'client_closed'
+  /** The server half-closed first. */
+  | 'server_closed'
+  /** The client reset the connection or went away before the upstream was up. */
+  | 'client_reset'
+  /** The server, or the tunnel towards it, reset the connection. */
+  | 'upstream_reset';
+
+/** Why a client HBONE session failed; its streams' flows close with it. */
+export type SessionFailure =
+  /** The peer's certificate is not the SPIFFE ID asked for in SNI. */
+  | 'peer_identity_mismatch'
+  /** The peer's certificate has expired. */
+  | 'peer_certificate_expired'
+  /** Any other TLS failure (chain, alert, protocol). */
+  | 'tls_failed'
+  /** The session failed for a reason other than TLS (refused, reset, unreachable). */
+  | 'tunnel_failed';
+
+/** Why an HBONE handshake failed, at either end (the `reason` label of meshlet_hbone_handshake_failures_total). */
+export type HandshakeFailure =
+  | SessionFailure
+  /** Inbound: the client's chain does not lead to the mesh root. */
+  | 'peer_untrusted'
+  /** Inbound: the client's certificate failed verification otherwise. */
+  | 'peer_certificate_invalid';
+
+/** Why the upstream side of a connection could not be set up (a ForwardError's reason). */
+export type UpstreamFailure =
+  | SessionFailure
+  /** TCP connect to the pod failed, or the destination ztunnel answered 503. */
+  | 'upstream_connect_failed'
+  /** Anything else that failed while setting up the upstream. */
+  | 'upstream_failed'
+  /** The destination ztunnel answered 401: its policy denied the connection. */
+  | 'denied'
+  /** The destination ztunnel answered something other than 200, 401 or 503. */
+  | 'tunnel_rejected'
+  /** No certificate could be had for the source workload's identity. */
+  | 'no_certificate';
+
+/** Why a connection was refused before any upstream was tried. */
+export type Refusal =
+  /** No mesh state from the agent yet. */
+  | 'not_ready'
+  /** Addressed to a capture listener itself: it was not redirected, and would loop. */
+  | 'loop'
+  /** A Service VIP:port with no endpoints. */
+  | 'no_endpoint'
+  /** An enrolled pod whose node has no known address: only its ztunnel may reach it (fail closed). */
+  | 'no_route'
+  /** This ztunnel's authorization policy denied it (same-node or inbound). */
+  | 'denied';
+
+/** Why a flow record closed. */
+export type CloseReason =
+  | RelayEnd
+  | UpstreamFailure
+  | Refusal
+  /** The ztunnel shut down with the connection still open. */
+  | 'shutdown'
+  /** A policy change denied a connection that was already open; it was torn down. */
+  | 'policy_denied'
+  /** The kernel's STRICT ingress hook dropped it (the agent's drop log). */
+  | 'dropped';
+
+/** The destination's authorization decision. */
+export type Verdict = 'allow' | 'deny';
+
+/** How a meshed connection travelled between the ztunnels: mutual TLS, or cleartext (no CA configured, or a drop). */
+export type ConnectionSecurity = 'mutual_tls' | 'plaintext';

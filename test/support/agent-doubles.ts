@@ -1,0 +1,190 @@
+// In-memory stand-ins for the node agent's dependencies, for unit tests of
+// the agent's own logic (what it enrolls, when, in which order). The kernel
+// side is the BPF suites' job. Every double can write into one shared `order`
+// list, so a test sees the sequence across them.
+import type { Datapath, PodCapture } from '../../agent/datapath.ts';
+import type { DropWatch } from '../../agent/bpf/drop-watch.ts';
+import type { ZtunnelControl } from '../../agent/ztunnel-client.ts';
+import type { KubeObject } from '../../lib/cluster/objects.ts';
+import type { ClusterSource, ClusterSourceStatus, ClusterUpdate } from '../../lib/cluster/sources/source.ts';
+import type { ControlStatus, DatapathStatus } from '../../lib/mesh/agent-status.ts';
+import type { MeshState } from '../../lib/mesh/kinds.ts';
+
+export type DatapathCall =
+  | { op: 'attachZtunnel'; cgroupPath: string }
+  | { op: 'learnAttachments'; root: string }
+  | { op: 'enrolledCgroupIds' }
+  | { op: 'enroll'; pods: PodCapture[] }
+  | { op: 'unenroll'; cgroupPaths: string[] }
+  | { op: 'watchDrops' };
+
+type Op = DatapathCall['op'];
+
+/** Records every call; holds no kernel state. `pinned` is what enrolledCgroupIds reports (the maps after a restart). */
+export class RecordingDatapath implements Datapath {
+  readonly calls: DatapathCall[] = [];
+  pinned: bigint[] = [];
+  readonly #order: string[];
+  readonly #failures = new Map<Op, Error>();
+
+  constructor(order: string[] = []) {
+    this.#order = order;
+  }
+
+  /** The next call of `op` is recorded, then rejects with `err`. */
+  failNext(op: Op, err: Error): void {
+    this.#failures.set(op, err);
+  }
+
+  /** The calls of one kind, in order. */
+  of<O extends Op>(op: O): Extract<DatapathCall, { op: O }>[] {
+    return this.calls.filter((c): c is Extract<DatapathCall, { op: O }> => c.op === op);
+  }
+
+  async attachZtunnel(cgroupPath: string): Promise<void> {
+    this.#record({ op: 'attachZtunnel', cgroupPath });
+  }
+
+  async learnAttachments(root: string): Promise<void> {
+    this.#record({ op: 'learnAttachments', root });
+  }
+
+  async enrolledCgroupIds(): Promise<bigint[]> {
+    this.#record({ op: 'enrolledCgroupIds' });
+    return [...this.pinned];
+  }
+
+  async enroll(pods: PodCapture[]): Promise<void> {
+    this.#record({ op: 'enroll', pods: structuredClone(pods) });
+  }
+
+  async unenroll(cgroupPaths: string[]): Promise<void> {
+    this.#record({ op: 'unenroll', cgroupPaths: [...cgroupPaths] });
+  }
+
+  watchDrops(): DropWatch {
+    this.#record({ op: 'watchDrops' });
+    return { stop: () => undefined, lost: 0 };
+  }
+
+  async status(): Promise<DatapathStatus> {
+    return { programs: [], addresses: {}, maps: [], adopted: this.pinned.length > 0 };
+  }
+
+  #record(call: DatapathCall): void {
+    this.calls.push(call);
+    this.#order.push(call.op);
+    const err = this.#failures.get(call.op);
+    if (err) {
+      this.#failures.delete(call.op);
+      throw err;
+    }
+  }
+}
+
+/** A ztunnel that acknowledges every push; one push can be held open to see what arrives meanwhile. */
+export class RecordingControl implements ZtunnelControl {
+  readonly pushes: MeshState[] = [];
+  started = false;
+  readonly #order: string[];
+  #hold: { entered: () => void; released: Promise<void> } | undefined;
+
+  constructor(order: string[] = []) {
+    this.#order = order;
+  }
+
+  /** The next push waits for release(); `entered` settles once it has begun. */
+  holdNextPush(): { entered: Promise<void>; release: () => void } {
+    const entered = Promise.withResolvers<void>();
+    const released = Promise.withResolvers<void>();
+    this.#hold = { entered: entered.resolve, released: released.promise };
+    return { entered: entered.promise, release: released.resolve };
+  }
+
+  start(): void {
+    this.started = true;
+    this.#order.push('control.start');
+  }
+
+  stop(): void {
+    this.#order.push('control.stop');
+  }
+
+  async push(state: MeshState): Promise<boolean> {
+    this.pushes.push(state);
+    this.#order.push('push');
+    const hold = this.#hold;
+    this.#hold = undefined;
+    if (hold) {
+      hold.entered();
+      await hold.released;
+    }
+    return true;
+  }
+
+  status(): ControlStatus {
+    return { connected: this.started, ackedVersion: this.pushes.length };
+  }
+}
+
+/** A source the test feeds by hand. */
+export class ManualSource implements ClusterSource {
+  synced = false;
+  #onUpdate: ((update: ClusterUpdate) => void) | undefined;
+  readonly #order: string[];
+
+  constructor(order: string[] = []) {
+    this.#order = order;
+  }
+
+  async start(onUpdate: (update: ClusterUpdate) => void): Promise<void> {
+    this.#order.push('source.start');
+    this.#onUpdate = onUpdate;
+  }
+
+  stop(): void {
+    this.#onUpdate = undefined;
+  }
+
+  status(): ClusterSourceStatus {
+    return { name: 'manual', synced: this.synced };
+  }
+
+  /** Delivers a full snapshot, as a real source does on every change. */
+  deliver(objects: KubeObject[], unreadable: ClusterUpdate['unreadable'] = []): void {
+    if (!this.#onUpdate) throw new Error('ManualSource.deliver before start (or after stop)');
+    this.synced = true;
+    this.#onUpdate({ objects, unreadable });
+  }
+}
+
+/** The node the doubles' objects live on by default. */
+export const NODE = 'node-1';
+
+export const namespace = (name: string, mode?: 'ambient' | 'none'): KubeObject => ({
+  apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: mode ? { 'istio.io/dataplane-mode': mode } : {} },
+});
+
+/** One address per pod name, so building a pod again describes the same pod. */
+const ips = new Map<string, string>();
+
+/** A running pod in namespace `demo`, UID `uid-<name>`, on NODE unless told otherwise. */
+export function pod(name: string, extra: { node?: string; labels?: Record<string, string>; annotations?: Record<string, string> } = {}): KubeObject {
+  const ip = ips.get(name) ?? `10.244.1.${ips.size + 2}`;
+  ips.set(name, ip);
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'demo', uid: `uid-${name}`, labels: { app: name, ...extra.labels }, annotations: extra.annotations ?? {} },
+    spec: { nodeName: extra.node ?? NODE, serviceAccountName: name, containers: [{ name: 'c', command: ['x'] }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+  };
+}
+
+/** A namespace-wide (or, with `app`, one workload's) PeerAuthentication. */
+export const peerAuthentication = (name: string, mode: 'STRICT' | 'PERMISSIVE', app?: string): KubeObject => ({
+  apiVersion: 'security.istio.io/v1',
+  kind: 'PeerAuthentication',
+  metadata: { name, namespace: 'demo' },
+  spec: { ...(app ? { selector: { matchLabels: { app } } } : {}), mtls: { mode } },
+});

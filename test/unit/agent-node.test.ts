@@ -1,0 +1,135 @@
+// The node agent's own sequencing, with its dependencies as in-memory
+// doubles: the order of start-up, the ztunnel told before capture changes,
+// changes folded while a reconcile runs, rejections in status, retries. Pod
+// cgroups are directories of a temp tree.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NodeAgent } from '../../agent/node-agent.ts';
+import { BpfError } from '../../lib/core/errors.ts';
+import { silentLogger } from '../../lib/core/log.ts';
+import { ManualSource, namespace, NODE, pod, RecordingControl, RecordingDatapath } from '../support/agent-doubles.ts';
+
+async function fixture(t: TestContext, pods: string[] = []) {
+  const dir = await mkdtemp(join(tmpdir(), 'meshlet-agent-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const podCgroupRoot = join(dir, 'pods');
+  await mkdir(podCgroupRoot);
+  for (const name of pods) await mkdir(join(podCgroupRoot, `uid-${name}`));
+  const order: string[] = [];
+  const datapath = new RecordingDatapath(order);
+  const control = new RecordingControl(order);
+  const source = new ManualSource(order);
+  const retries: { run: () => void; delayMs: number }[] = [];
+  const agent = new NodeAgent(
+    { node: NODE, podCgroupRoot, ztunnelCgroup: join(dir, 'ztunnel'), bpfDir: join(dir, 'bpf'), rootNamespace: 'istio-system', adminSocket: join(dir, 'admin.sock') },
+    {
+      source, control, log: silentLogger,
+      openDatapath: async () => {
+        order.push('openDatapath');
+        return datapath;
+      },
+      schedule: (run, delayMs) => retries.push({ run, delayMs }),
+    },
+  );
+  await agent.start();
+  t.after(() => agent.stop());
+  const pushedNames = () => control.pushes.map((s) => s.workloads.map((w) => w.name).sort());
+  const enrolledNames = async () => (await agent.status()).enrolledPods.map((p) => p.name).sort();
+  return { agent, datapath, control, source, order, retries, podCgroupRoot, pushedNames, enrolledNames };
+}
+
+test('start-up order, then each change reaches the ztunnel before capture changes', async (t) => {
+  const f = await fixture(t, ['web']);
+  assert.deepEqual(f.order, ['openDatapath', 'attachZtunnel', 'learnAttachments', 'enrolledCgroupIds', 'watchDrops', 'control.start', 'source.start']);
+  assert.deepEqual(f.datapath.of('attachZtunnel'), [{ op: 'attachZtunnel', cgroupPath: join(f.podCgroupRoot, '..', 'ztunnel') }]);
+
+  f.order.length = 0;
+  f.source.deliver([namespace('demo', 'ambient'), pod('web')]);
+  await f.agent.idle();
+  assert.deepEqual(f.order, ['push', 'enroll']);
+  assert.deepEqual(f.pushedNames(), [['web']]);
+  assert.deepEqual(await f.enrolledNames(), ['web']);
+
+  f.order.length = 0;
+  f.source.deliver([namespace('demo'), pod('web')]);
+  await f.agent.idle();
+  assert.deepEqual(f.order, ['push', 'unenroll'], 'the ztunnel learns the pod left before capture stops');
+});
+
+test('changes that arrive during a reconcile fold into one next reconcile, with the newest state', async (t) => {
+  const f = await fixture(t, ['a', 'b', 'c']);
+  const held = f.control.holdNextPush();
+  f.source.deliver([namespace('demo', 'ambient'), pod('a')]);
+  await held.entered;
+  f.source.deliver([namespace('demo', 'ambient'), pod('a'), pod('b')]);
+  f.source.deliver([namespace('demo', 'ambient'), pod('a'), pod('b'), pod('c')]);
+  held.release();
+  await f.agent.idle();
+
+  assert.deepEqual(f.pushedNames(), [['a'], ['a', 'b', 'c']]);
+  assert.deepEqual(f.datapath.of('enroll').map((c) => c.pods.map((p) => p.cgroupPath).sort()), [
+    [join(f.podCgroupRoot, 'uid-a')],
+    [join(f.podCgroupRoot, 'uid-b'), join(f.podCgroupRoot, 'uid-c')],
+  ]);
+  assert.deepEqual(await f.enrolledNames(), ['a', 'b', 'c']);
+});
+
+test('status names rejected objects and unreadable documents, the source and its sync, and keeps the rest working', async (t) => {
+  const f = await fixture(t, ['web']);
+  assert.deepEqual((await f.agent.status()).source, { name: 'manual', synced: false });
+
+  f.source.deliver(
+    [namespace('demo', 'ambient'), pod('web'), pod('bad', { annotations: { 'meshlet.io/exclude-outbound-ports': 'postgres' } })],
+    [{ object: 'cluster.yaml document 4', reason: 'not a YAML mapping' }],
+  );
+  await f.agent.idle();
+  const status = await f.agent.status();
+  assert.deepEqual(status.rejected.map((r) => r.object), ['Pod demo/bad', 'cluster.yaml document 4']);
+  assert.match(status.rejected[0]!.reason, /comma-separated numbers/);
+  assert.equal(status.rejected[1]!.reason, 'not a YAML mapping');
+  assert.ok(status.rejected.every((r) => !Number.isNaN(Date.parse(r.since))));
+  assert.deepEqual(status.source, { name: 'manual', synced: true });
+  assert.deepEqual(status.enrolledPods.map((p) => p.name), ['web']);
+  assert.deepEqual(status.counts, { workloads: 1, services: 0, nodes: 0 });
+  assert.equal(status.lastError, undefined);
+  assert.ok(status.reconciledAt);
+});
+
+test('a failed reconcile is retried with its input, and the retry succeeds', async (t) => {
+  const f = await fixture(t, ['web']);
+  f.datapath.failNext('enroll', new BpfError('bpftool batch failed'));
+  f.source.deliver([namespace('demo', 'ambient'), pod('web')]);
+  await f.agent.idle();
+  let status = await f.agent.status();
+  assert.match(status.lastError ?? '', /bpftool batch failed/);
+  assert.equal(status.reconciledAt, undefined);
+  assert.deepEqual(status.enrolledPods, []);
+  assert.deepEqual(f.retries.map((r) => r.delayMs), [1000]);
+
+  f.retries.shift()!.run();
+  await f.agent.idle();
+  status = await f.agent.status();
+  assert.equal(status.lastError, undefined);
+  assert.ok(status.reconciledAt);
+  assert.deepEqual(status.enrolledPods.map((p) => p.name), ['web']);
+  assert.equal(f.datapath.of('enroll').length, 2);
+  assert.deepEqual(f.retries, [], 'a success schedules nothing');
+});
+
+test('a retry never brings back state older than what arrived since', async (t) => {
+  const f = await fixture(t, ['web', 'db']);
+  f.datapath.failNext('enroll', new BpfError('bpftool batch failed'));
+  f.source.deliver([namespace('demo', 'ambient'), pod('web')]);
+  await f.agent.idle();
+  f.source.deliver([namespace('demo', 'ambient'), pod('db')]);
+  await f.agent.idle();
+  assert.deepEqual(await f.enrolledNames(), ['db']);
+
+  f.retries.shift()!.run();
+  await f.agent.idle();
+  assert.deepEqual(await f.enrolledNames(), ['db']);
+  assert.deepEqual(f.pushedNames().at(-1), ['db']);
+});

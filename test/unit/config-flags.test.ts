@@ -1,0 +1,62 @@
+// Each process's flags come from one table: what a launcher renders with
+// configArgs() is exactly what the process parses back, field for field.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Command } from 'commander';
+import { AGENT_FLAGS, type AgentConfig } from '../../lib/config/agent.ts';
+import { CA_FLAGS, type CaConfig } from '../../lib/config/ca.ts';
+import { addFlags, configArgs, flagOf, type FlagTable } from '../../lib/config/flags.ts';
+import { ZTUNNEL_FLAGS, type ZtunnelConfig } from '../../lib/config/ztunnel.ts';
+
+function parse<C>(table: FlagTable<C>, args: string[]): C {
+  const command = addFlags(new Command('x').exitOverride(), table);
+  command.parse(args, { from: 'user' });
+  return command.opts() as C;
+}
+
+const agent: AgentConfig = {
+  node: 'node-1', stateFile: '/run/s.yaml', podCgroupRoot: '/sys/fs/cgroup/pods', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
+  captureIp4: '10.244.1.1', captureIp6: 'fd00::1', inboundSourceIp4: '10.244.1.254', probeSourceIp4: '10.244.1.1',
+  rootNamespace: 'meshlet-system', controlSocket: '/run/c.sock', adminSocket: '/run/a.sock',
+};
+
+const ztunnel: ZtunnelConfig = {
+  node: 'node-1', captureIp4: '10.244.1.1', nodeIp4: '10.200.0.11', nodeIp6: 'fd00:200::11', inboundSourceIp4: '10.244.1.254',
+  controlSocket: '/run/c.sock', adminSocket: '/run/z.sock', outboundPort: 15001, hbonePort: 15008, adminPort: 0, readinessPort: 15021, metricsPort: 15020,
+  drainSeconds: 2.5, trustDomain: 'example.org', caUrl: 'https://10.200.0.2:15012', caBundle: '/ca.pem', caTokenFile: '/token', certTtl: 30,
+};
+
+const ca: CaConfig = {
+  listen: '10.200.0.2:15012', stateDir: '/run/ca', stateFile: '/run/s.yaml', nodeTokens: '/run/t.json', trustDomain: 'cluster.local',
+  defaultTtl: 3600, maxTtl: 7200, serverName: ['ca.local', '10.200.0.2'],
+};
+
+test('a field\'s flag is its name in kebab case', () => {
+  assert.deepEqual(['captureIp4', 'inboundSourceIp6', 'probeSourceIp4', 'nodeIp4', 'caTokenFile'].map(flagOf),
+    ['--capture-ip4', '--inbound-source-ip6', '--probe-source-ip4', '--node-ip4', '--ca-token-file']);
+});
+
+test('configArgs renders what the process parses back, for every process', () => {
+  assert.deepEqual(parse(AGENT_FLAGS, configArgs(AGENT_FLAGS, agent)), agent);
+  assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, ztunnel)), ztunnel);
+  assert.deepEqual(parse(CA_FLAGS, configArgs(CA_FLAGS, ca)), ca);
+  assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, plaintextTunnels: true })).plaintextTunnels, true);
+});
+
+test('defaults fill what the launcher leaves out', () => {
+  const { outboundPort, hbonePort, drainSeconds, trustDomain, ...given } = ztunnel;
+  assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, given)), { ...given, outboundPort, hbonePort, drainSeconds: 5, trustDomain: 'cluster.local' });
+  assert.equal(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, defaultTtl: undefined })).defaultTtl, 86_400);
+});
+
+test('a launcher that leaves out a required field is refused, naming the flag', () => {
+  const { captureIp4: _dropped, ...rest } = agent;
+  assert.throws(() => configArgs(AGENT_FLAGS, rest), { code: 'MESHLET_CONFIG', message: /--capture-ip4 is required/ });
+});
+
+test('bad values are refused with the flag and the fix', () => {
+  assert.throws(() => parse(AGENT_FLAGS, configArgs(AGENT_FLAGS, { ...agent, captureIp4: 'fd00::1' })), { code: 'MESHLET_CONFIG', message: /--capture-ip4 must be an IPv4 address/ });
+  assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, outboundPort: 70000 })), { code: 'MESHLET_CONFIG', message: /--outbound-port must be a port number/ });
+  assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, trustDomain: 'Bad Domain' })), { code: 'MESHLET_CONFIG', message: /--trust-domain/ });
+  assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, listen: 'nowhere' })), { code: 'MESHLET_CONFIG', message: /--listen "nowhere" is not ip:port/ });
+});

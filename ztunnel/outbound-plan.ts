@@ -1,0 +1,93 @@
+// Where and how a captured connection goes, decided without a socket: from
+// the state view, the pod's address and the application's original
+// destination to a plan that outbound.ts carries out. Each way a connection
+// can go is one kind of plan (a waypoint hop will be one more); the plan holds
+// everything the flow record and the act step need.
+import { hostPort } from '../lib/core/ip.ts';
+import { baggage, forwardedFor } from '../lib/hbone/headers.ts';
+import { identityOf } from '../lib/identity/mesh-identity.ts';
+import { formatSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
+import type { MeshNode, Workload } from '../lib/mesh/model.ts';
+import type { StateView } from '../lib/mesh/state.ts';
+import type { AuthzRequest } from '../lib/policy/index.ts';
+import type { Endpoint } from '../lib/telemetry/flow.ts';
+import { refOf, type FlowInit } from '../lib/telemetry/flow-table.ts';
+import type { Refusal } from '../lib/telemetry/reasons.ts';
+import { decide, verdictOf, type Authorization } from './destination-policy.ts';
+import type { Resolver } from './resolve.ts';
+
+export interface OutboundInput {
+  /** The pod's address: the accepted socket's peer. */
+  source: Endpoint;
+  /** Where the application connected. */
+  destination: Endpoint;
+  /** The capture listeners' own `host:port`s: a connection addressed to one was not redirected, and must not loop. */
+  ownAddresses: ReadonlySet<string>;
+  /** The mesh's trust domain when tunnels are mutual TLS; absent: cleartext (no CA configured). */
+  trustDomain?: string;
+  /** Picks among a Service's endpoints; its round-robin cursors are the only state a plan advances. */
+  resolver: Resolver;
+}
+
+/** The flow record's fields, but for the trace id the act step draws for a tunnel. */
+export type OutboundFlow = Omit<FlowInit, 'traceId'>;
+
+/** Request headers of a tunnel (the act step adds a fresh traceparent). */
+export interface TunnelHeaders {
+  forwarded: string;
+  baggage?: string;
+}
+
+export type OutboundPlan =
+  /** Refused before any upstream: the client is reset, the flow closes with `reason`. */
+  | { kind: 'refuse'; reason: Exclude<Refusal, 'denied'>; flow: OutboundFlow }
+  /** This node's policy denied a same-node connection; `status` is what a tunnel would have answered. */
+  | { kind: 'deny'; status: 401; flow: OutboundFlow; authz: Authorization }
+  /** Dial `target` straight: a pod on this node (this ztunnel is its destination's too: `authz`), or a destination outside the mesh. */
+  | { kind: 'direct'; path: 'local' | 'passthrough'; target: Endpoint; flow: OutboundFlow; authz?: Authorization }
+  /**
+   * CONNECT to `target` through the ztunnel of node `via`. `mtls`: the identities the
+   * session presents and expects; absent, the tunnel is cleartext (no CA, or a source
+   * that is not a known workload).
+   */
+  | { kind: 'tunnel'; target: Endpoint; via: MeshNode; headers: TunnelHeaders; flow: OutboundFlow; mtls?: { source: SpiffeId; destination: SpiffeId } };
+
+export function planOutbound(view: StateView | undefined, input: OutboundInput): OutboundPlan {
+  const { source: src, destination: dst, trustDomain } = input;
+  const sourceWorkload = view?.workloadByIp(src.ip);
+  const uri = (w: Workload | undefined) => (w && trustDomain ? formatSpiffeId(identityOf(w, trustDomain)) : undefined);
+  const sourceIdentity = uri(sourceWorkload);
+  const base = {
+    direction: 'outbound',
+    source: { ...src, workload: refOf(sourceWorkload), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
+    originalDestination: dst,
+  } as const;
+  if (!view) return { kind: 'refuse', reason: 'not_ready', flow: base };
+  if (input.ownAddresses.has(hostPort(dst.ip, dst.port))) return { kind: 'refuse', reason: 'loop', flow: base };
+  const route = input.resolver.resolve(view, dst);
+  if (route.kind === 'reject') return { kind: 'refuse', reason: route.reason, flow: { ...base, service: refOf(route.service) } };
+
+  const meshed = route.kind === 'tunnel' || route.path === 'local';
+  const destinationIdentity = meshed ? uri(route.workload) : undefined;
+  const flow: OutboundFlow = {
+    ...base,
+    service: refOf(route.service),
+    destination: { ...route.target, workload: refOf(route.workload), node: route.workload?.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
+    path: route.kind === 'tunnel' ? 'tunnel' : route.path,
+    ...(meshed ? { security: trustDomain ? 'mutual_tls' : 'plaintext' } as const : {}),
+  };
+  if (route.kind === 'tunnel') {
+    const headers: TunnelHeaders = { forwarded: forwardedFor(src), ...(sourceWorkload ? { baggage: baggage(sourceWorkload) } : {}) };
+    const mtls = trustDomain && sourceWorkload ? { source: identityOf(sourceWorkload, trustDomain), destination: identityOf(route.workload, trustDomain) } : undefined;
+    return { kind: 'tunnel', target: route.target, via: route.node, headers, flow, ...(mtls ? { mtls } : {}) };
+  }
+  if (route.path === 'passthrough') return { kind: 'direct', path: 'passthrough', target: route.target, flow };
+  const request: AuthzRequest = {
+    source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) },
+    destination: { ip: route.target.ip, port: route.target.port, workload: route.workload },
+  };
+  const decision = decide(view, request);
+  const authz = { request, decision };
+  const judged = { ...flow, ...verdictOf(decision) };
+  return decision.allowed ? { kind: 'direct', path: 'local', target: route.target, flow: judged, authz } : { kind: 'deny', status: 401, flow: judged, authz };
+}
