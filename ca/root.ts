@@ -1,12 +1,12 @@
 // The mesh root: a self-signed RSA CA generated on first start and kept in
 // --state-dir, so a restarted CA keeps signing under the root every ztunnel
 // already trusts. Its certificate file is the trust bundle operators hand out.
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import type { Logger } from '../lib/core/log.ts';
 import { generateKeyPair } from '../lib/identity/csr.ts';
+import { randomSerial, wholeSecond } from '../lib/identity/x509.ts';
 import { CaStateError } from './errors.ts';
 
 export const ROOT_CERT_FILE = 'root-cert.pem';
@@ -19,13 +19,6 @@ export interface MeshRoot {
   certPem: string;
   /** SubjectKeyIdentifier bytes (forge binary string), the leaves' authorityKeyIdentifier. */
   keyId: string;
-}
-
-/** A positive 128-bit serial (RFC 5280 allows up to 20 octets). */
-export function randomSerial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = bytes[0]! & 0x7f;
-  return bytes.toString('hex');
 }
 
 export async function loadOrCreateRoot(stateDir: string, trustDomain: string, log?: Logger): Promise<MeshRoot> {
@@ -55,7 +48,7 @@ async function createRoot(trustDomain: string): Promise<MeshRoot> {
   cert.publicKey = keys.publicKey;
   cert.serialNumber = randomSerial();
   const now = new Date();
-  cert.validity.notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
+  cert.validity.notBefore = wholeSecond(now);
   cert.validity.notAfter = new Date(cert.validity.notBefore);
   cert.validity.notAfter.setUTCFullYear(cert.validity.notAfter.getUTCFullYear() + ROOT_YEARS);
   const name = [{ name: 'organizationName', value: 'meshlet' }, { name: 'commonName', value: `meshlet root CA (${trustDomain})` }];

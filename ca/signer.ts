@@ -6,7 +6,8 @@ import { InvalidSpiffeIdError } from '../lib/identity/errors.ts';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
 import { SignRefusal } from './errors.ts';
-import { randomSerial, type MeshRoot } from './root.ts';
+import { randomSerial, wholeSecond } from '../lib/identity/x509.ts';
+import type { MeshRoot } from './root.ts';
 
 export interface CheckedCsr {
   id: SpiffeId;
@@ -103,7 +104,7 @@ export function signLeaf(root: MeshRoot, req: LeafRequest, now: Date = new Date(
   cert.publicKey = req.publicKey;
   cert.serialNumber = randomSerial();
   // X.509 times have whole seconds; start on one so the lifetime is exact.
-  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
+  const notBefore = wholeSecond(now);
   const notAfter = new Date(Math.min(notBefore.getTime() + req.ttlSeconds * 1000, root.cert.validity.notAfter.getTime()));
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = notAfter;

@@ -49,6 +49,11 @@ fi
 
 bash scripts/build-bpf.sh
 
+# The sandbox's Kubernetes control plane, built once from the official Go
+# modules into a cache outside the repository (the first build takes about 12
+# minutes on two cores and says so; later runs check the cache in a second).
+bash scripts/controlplane/build.sh >/dev/null
+
 # `meshlet` on the PATH, as istioctl, linkerd and cilium are: the package's bin
 # (bin/meshlet, which runs this checkout with its own Node 24).
 link=/usr/local/bin/meshlet

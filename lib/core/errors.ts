@@ -77,3 +77,20 @@ export class ForwardError extends MeshletError {
     this.reason = reason;
   }
 }
+
+/** The Kubernetes API server refused or failed a request; `statusCode` is its HTTP status (404: the kind is not served). */
+export class KubeApiError extends MeshletError {
+  readonly statusCode: number;
+
+  constructor(statusCode: number, message: string, options?: { cause?: unknown }) {
+    super('MESHLET_KUBE_API', message, options);
+    this.statusCode = statusCode;
+  }
+}
+
+/** A kind has more objects than meshlet holds of one kind; refused rather than held without bound. */
+export class ObjectLimitError extends MeshletError {
+  constructor(message: string) {
+    super('MESHLET_OBJECT_LIMIT', message);
+  }
+}

@@ -11,21 +11,8 @@ import type { CertificateIssuer } from './issuer.ts';
 import { SniIndex } from './sni.ts';
 import { formatSpiffeId, type SpiffeId } from './spiffe.ts';
 import { checkIssuedSvid } from './svid.ts';
+import { realScheduler, type Clock, type Scheduler } from '../core/clock.ts';
 
-/** Milliseconds since the epoch, as Date.now(). */
-export type Clock = () => number;
-
-/** setTimeout/clearTimeout as the store uses them; injectable so that tests drive time by hand. */
-export interface Scheduler<Handle = unknown> {
-  set(fn: () => void, ms: number): Handle;
-  clear(handle: Handle | undefined): void;
-}
-
-/** The real timers, unref'd: a pending rotation or drop must not keep the process alive. */
-export const realScheduler: Scheduler<NodeJS.Timeout> = {
-  set: (fn, ms) => setTimeout(fn, ms).unref(),
-  clear: (handle) => clearTimeout(handle),
-};
 
 export interface CertificateStoreOptions {
   issuer: CertificateIssuer;
@@ -42,8 +29,8 @@ export interface CertificateStoreOptions {
    */
   dropAfterMs?: number;
   log?: Logger;
-  /** Decides validity, rotation and retry times (default Date.now). */
-  clock?: Clock;
+  /** Milliseconds since the epoch; decides validity, rotation and retry times (default Date.now). */
+  clock?: Clock['now'];
   /** Runs rotations, retries and drops (default the real timers). */
   scheduler?: Scheduler;
 }
@@ -105,7 +92,7 @@ export class CertificateStore {
   readonly #retryMaxMs: number;
   readonly #dropAfterMs: number;
   readonly #log: Logger | undefined;
-  readonly #now: Clock;
+  readonly #now: Clock['now'];
   readonly #timers: Scheduler;
   readonly #entries = new Map<string, Entry>();
   readonly #sni = new SniIndex();

@@ -1,7 +1,7 @@
 // A clock and a scheduler that move only when the test says so, for code that
 // takes them as options (lib/identity/store.ts). Timers fire in time order
 // while advancing, each with the clock set to its due time.
-import type { Scheduler } from '../../lib/identity/store.ts';
+import type { Scheduler } from '../../lib/core/clock.ts';
 
 interface Timer {
   readonly at: number;

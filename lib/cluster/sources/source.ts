@@ -1,7 +1,7 @@
 // Where raw cluster objects come from, for every process that reads them (the
-// node agent, the CA, the sandbox's status). Today a YAML file; next the
-// Kubernetes API through informers. Consumers convert and validate what a
-// source hands them (ClusterState) and never see how it was read.
+// node agent, the CA, the sandbox's status): a YAML file (file.ts) or the
+// Kubernetes API through informers (kube.ts). Consumers convert and validate
+// what a source hands them (ClusterState) and never see how it was read.
 import type { KubeObject } from '../objects.ts';
 
 /** Something the source could not turn into an object: rejected alone, the rest still applies. */
@@ -23,11 +23,38 @@ export interface ClusterUpdate {
   changedAtMs?: number;
 }
 
-/** What `status` shows of a source. A source with parts (one informer per kind) may add their health beside it. */
+/** The health of one kind's list+watch (the Kubernetes source). */
+export interface InformerStatus {
+  /** apiVersion and kind, unique across groups: "v1 Pod", "security.istio.io/v1 AuthorizationPolicy". */
+  kind: string;
+  /** Listed at least once: its objects are in every update since. */
+  synced: boolean;
+  /** The API server does not serve the kind (404: its CRD is not installed); polled slowly, and does not hold back the source's sync. */
+  missing?: true;
+  /** Where the watch resumes after a cut; '' before the first list. */
+  resourceVersion: string;
+  /** What is wrong now; cleared once a list or watch goes through again. */
+  lastError?: string;
+  /** Times the list+watch started over: after an error, 410 Gone, or the server closing the watch (an API server restart, or its routine end of a watch every 30-60 min). Not client-node's own 30 s inactivity cut. */
+  restarts: number;
+  /** Full lists made: the first, and one per 410 Gone or fresh start. Climbing fast means a relist storm. */
+  lists: number;
+  /** Watch connections the server accepted: each resume after a cut is one. */
+  watches: number;
+  objects: number;
+  /** e.g. "spec.nodeName=node-1" for the agent's pods. */
+  fieldSelector?: string;
+}
+
+/** What `status` shows of a source. A source with parts (one informer per kind) adds their health beside it. */
 export interface ClusterSourceStatus {
-  /** What it reads, as an operator would name it: "file /run/meshlet/demo/cluster.yaml". */
+  /** What it reads, as an operator would name it: "file /run/meshlet/demo/cluster.yaml", "kubernetes". */
   name: string;
   synced: boolean;
+  /** The API server's URL (the Kubernetes source). */
+  server?: string;
+  /** One per watched kind (the Kubernetes source). */
+  informers?: InformerStatus[];
 }
 
 /**

@@ -1,0 +1,43 @@
+// The Kubernetes kinds meshlet reads, as data: adding a kind (more Istio or
+// Gateway API resources) is one entry here, no code.
+
+/** One resource the source lists and watches. */
+export interface WatchedKind {
+  /** API group; '' for the core group. */
+  group: string;
+  version: string;
+  /** The resource as it appears in the URL: "pods", "authorizationpolicies". */
+  plural: string;
+  /** Set on every object, since list responses omit it per item: "Pod". */
+  kind: string;
+  namespaced: boolean;
+}
+
+export const NAMESPACES: WatchedKind = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+export const PODS: WatchedKind = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
+export const NODES: WatchedKind = { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false };
+export const SERVICES: WatchedKind = { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true };
+export const ENDPOINT_SLICES: WatchedKind = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true };
+export const AUTHORIZATION_POLICIES: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true };
+export const PEER_AUTHENTICATIONS: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true };
+
+/** The node agent's view: its own node's pods (KubeSource's podNodeName), the services and policies that apply to them. */
+export const AGENT_KINDS: readonly WatchedKind[] = [NAMESPACES, PODS, NODES, SERVICES, ENDPOINT_SLICES, AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS];
+
+/** The CA's view: which service accounts run on which node, so pods on every node. */
+export const CA_KINDS: readonly WatchedKind[] = [PODS, NODES];
+
+/** "v1", "security.istio.io/v1": what each object's apiVersion says. */
+export function apiVersionOf(kind: WatchedKind): string {
+  return kind.group === '' ? kind.version : `${kind.group}/${kind.version}`;
+}
+
+/** Names the kind in status and logs, unique across groups (Istio and Gateway API both have a Gateway). */
+export function kindName(kind: WatchedKind): string {
+  return `${apiVersionOf(kind)} ${kind.kind}`;
+}
+
+/** The collection across all namespaces: "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies". */
+export function collectionPath(kind: WatchedKind): string {
+  return `${kind.group === '' ? '/api' : '/apis'}/${apiVersionOf(kind)}/${kind.plural}`;
+}

@@ -1,0 +1,21 @@
+// Time as components see it: every timeout, retry, rotation and probe goes
+// through an injected clock, so tests move time instead of waiting for it
+// (test/support/manual-clock.ts is the test's clock).
+
+export interface Scheduler<Handle = unknown> {
+  set(fn: () => void, ms: number): Handle;
+  clear(handle: Handle | undefined): void;
+}
+
+export interface Clock {
+  now(): number;
+  scheduler: Scheduler;
+}
+
+/** Real timers, unref'd: a pending retry never keeps a process alive on its own. */
+export const realScheduler: Scheduler<NodeJS.Timeout> = {
+  set: (fn, ms) => setTimeout(fn, ms).unref(),
+  clear: (handle) => clearTimeout(handle),
+};
+
+export const realClock: Clock = { now: () => Date.now(), scheduler: realScheduler as Scheduler };

@@ -1,0 +1,155 @@
+// Where the kubelet puts a pod's cgroup: its QoS class (computed as the API
+// server does) and UID, named exactly as kubelet's cgroup manager names them
+// for the systemd and cgroupfs drivers; and the inverse, finding a pod's
+// cgroup under a node's kubelet cgroup root, which the agent needs. Imports
+// only lib/ so it can move there unchanged.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { V1Container, V1Pod, V1ResourceRequirements } from '@kubernetes/client-node';
+import { MeshletError } from '../../lib/core/errors.ts';
+import { parseQuantity } from './quantity.ts';
+
+export const QOS_CLASSES = ['Guaranteed', 'Burstable', 'BestEffort'] as const;
+export type QosClass = (typeof QOS_CLASSES)[number];
+export type CgroupDriver = 'systemd' | 'cgroupfs';
+
+/** A pod's cgroup cannot be named or found. */
+export class PodCgroupError extends MeshletError {
+  constructor(message: string) {
+    super('MESHLET_POD_CGROUP', message);
+  }
+}
+
+// Only the compute resources QoS looks at (qos.go isSupportedQoSComputeResource).
+const QOS_RESOURCES = ['cpu', 'memory'] as const;
+
+interface Totals {
+  requests: Map<string, bigint>;
+  limits: Map<string, bigint>;
+  /** Every part had both cpu and memory limits. */
+  allLimited: boolean;
+}
+
+/** Adds one container's (or the pod-level) resources, with requests defaulted to limits as the API server defaults them. */
+function addResources(totals: Totals, resources: V1ResourceRequirements | undefined, sum: boolean): void {
+  const limits = resources?.limits ?? {};
+  const requests = { ...limits, ...(resources?.requests ?? {}) };
+  const limited = new Set<string>();
+  for (const name of QOS_RESOURCES) {
+    const request = requests[name] === undefined ? 0n : parseQuantity(requests[name]!);
+    if (request > 0n) totals.requests.set(name, (sum ? (totals.requests.get(name) ?? 0n) : 0n) + request);
+    const limit = limits[name] === undefined ? 0n : parseQuantity(limits[name]!);
+    if (limit > 0n) {
+      limited.add(name);
+      totals.limits.set(name, (sum ? (totals.limits.get(name) ?? 0n) : 0n) + limit);
+    }
+  }
+  if (limited.size < QOS_RESOURCES.length) totals.allLimited = false;
+}
+
+/**
+ * The QoS class from the pod's resources, as ComputePodQOS does: pod-level
+ * resources when set, else the sum over containers and init containers;
+ * BestEffort without any cpu/memory request or limit, Guaranteed when every
+ * part limits cpu and memory and requests equal limits, else Burstable.
+ */
+export function computeQosClass(pod: V1Pod): QosClass {
+  const totals: Totals = { requests: new Map(), limits: new Map(), allLimited: true };
+  const spec = pod.spec;
+  if (spec?.resources) addResources(totals, spec.resources, false);
+  else {
+    const containers: V1Container[] = [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])];
+    for (const c of containers) addResources(totals, c.resources, true);
+  }
+  if (totals.requests.size === 0 && totals.limits.size === 0) return 'BestEffort';
+  let guaranteed = totals.allLimited;
+  for (const [name, request] of totals.requests) if (totals.limits.get(name) !== request) guaranteed = false;
+  return guaranteed && totals.requests.size === totals.limits.size ? 'Guaranteed' : 'Burstable';
+}
+
+/** status.qosClass when the API server set it (it is immutable there), else computed from the spec. */
+export function podQosClass(pod: V1Pod): QosClass {
+  const recorded = pod.status?.qosClass;
+  return (QOS_CLASSES as readonly string[]).includes(recorded ?? '') ? (recorded as QosClass) : computeQosClass(pod);
+}
+
+// API server UIDs are UUIDs; letters, digits and single inner '-' keep any
+// test token usable while '/', '.', '_' and the empty string can never reach a path.
+const UID_RE = /^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$/;
+const UID_MAX = 64;
+
+/** Why `uid` must not become part of a cgroup path, or undefined when it may. */
+export function podUidProblem(uid: unknown): string | undefined {
+  if (typeof uid !== 'string' || uid === '') return 'the pod has no metadata.uid';
+  if (uid.length > UID_MAX || !UID_RE.test(uid)) {
+    return `pod UID ${JSON.stringify(uid.slice(0, UID_MAX + 1))} is not a UUID-like token (letters, digits and single inner "-", at most ${UID_MAX}); refusing to build a cgroup path from it`;
+  }
+  return undefined;
+}
+
+function checkedUid(uid: string): string {
+  const problem = podUidProblem(uid);
+  if (problem) throw new PodCgroupError(problem);
+  return uid;
+}
+
+/**
+ * The pod's cgroup, relative to the kubelet's cgroup root, as kubelet names it:
+ * systemd `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid with _>.slice`
+ * (Guaranteed: `kubepods.slice/kubepods-pod<uid>.slice`); cgroupfs
+ * `kubepods/burstable/pod<uid>` (Guaranteed: `kubepods/pod<uid>`).
+ */
+export function podCgroupPath(uid: string, qos: QosClass, driver: CgroupDriver): string {
+  const id = checkedUid(uid);
+  const tier = qos === 'Guaranteed' ? undefined : qos.toLowerCase();
+  if (driver === 'cgroupfs') return tier ? join('kubepods', tier, `pod${id}`) : join('kubepods', `pod${id}`);
+  // systemd: '-' in a slice name means nesting, so the UID's dashes become '_'.
+  const unit = id.replaceAll('-', '_');
+  return tier ? join('kubepods.slice', `kubepods-${tier}.slice`, `kubepods-${tier}-pod${unit}.slice`) : join('kubepods.slice', `kubepods-pod${unit}.slice`);
+}
+
+/** The pod's cgroup path (relative to the kubelet root) from the pod object. */
+export function podCgroupPathOf(pod: V1Pod, driver: CgroupDriver): string {
+  return podCgroupPath(pod.metadata?.uid ?? '', podQosClass(pod), driver);
+}
+
+const isDirectory = async (path: string): Promise<boolean> => {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+/** The driver whose top-level pods cgroup exists under `root` (kubepods.slice → systemd, kubepods → cgroupfs), or undefined when neither does. */
+export async function detectCgroupDriver(root: string): Promise<CgroupDriver | undefined> {
+  const [systemd, cgroupfs] = await Promise.all([isDirectory(join(root, 'kubepods.slice')), isDirectory(join(root, 'kubepods'))]);
+  if (systemd && cgroupfs) throw new PodCgroupError(`${root} holds both kubepods.slice (systemd driver) and kubepods (cgroupfs driver); set the cgroup driver explicitly`);
+  if (systemd) return 'systemd';
+  if (cgroupfs) return 'cgroupfs';
+  return undefined;
+}
+
+export interface ResolvedPodCgroup {
+  /** Absolute directory of the pod's cgroup. */
+  dir: string;
+  driver: CgroupDriver;
+  qos: QosClass;
+}
+
+/**
+ * The pod's cgroup directory under the kubelet cgroup root `root`; the driver
+ * is detected unless given. The expected QoS class is tried first, then the
+ * others (a class computed from an undefaulted spec can differ from the kubelet's).
+ */
+export async function resolvePodCgroupDir(root: string, uid: string, qos: QosClass, driver?: CgroupDriver): Promise<ResolvedPodCgroup> {
+  checkedUid(uid);
+  const d = driver ?? (await detectCgroupDriver(root));
+  if (!d) throw new PodCgroupError(`no kubepods.slice or kubepods cgroup under ${root}: is it the kubelet's cgroup root (check the kubelet's --cgroup-root and --cgroup-driver)?`);
+  const order = [qos, ...QOS_CLASSES.filter((q) => q !== qos)];
+  for (const q of order) {
+    const dir = join(root, podCgroupPath(uid, q, d));
+    if (await isDirectory(dir)) return { dir, driver: d, qos: q };
+  }
+  throw new PodCgroupError(`pod ${uid} has no cgroup under ${root} (${d} driver; looked for ${join(root, podCgroupPath(uid, qos, d))} and the other QoS classes): is the pod running on this node?`);
+}

@@ -1,0 +1,254 @@
+// daemonset/rbac.yaml against the components' watch lists and a real API
+// server: each ClusterRole grants exactly what its component's kinds need
+// (checked both ways, from AGENT_KINDS and CA_KINDS), and under its own
+// ServiceAccount's token each component can make its calls, the same list
+// and watch requests the Kubernetes source makes, and nothing else.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { ApiException, AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { isRecord } from '../../lib/cluster/objects.ts';
+import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
+import { AGENT_KINDS, CA_KINDS, collectionPath, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { eventually } from '../support/eventually.ts';
+import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
+
+const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url);
+const RBAC_NAME = 'daemonset/rbac.yaml';
+const KINDS_FILE = 'lib/cluster/sources/kube-kinds.ts';
+const NAMESPACE = 'meshlet-system';
+/** The agent lists and watches its own node's pods only (KubeSource's podNodeName). */
+const AGENT_NODE = 'node-1';
+
+/** "verb group/resource", one per verb a rule grants on a resource; '' is the core group. */
+type Grant = string;
+const grant = (verb: string, group: string, resource: string): Grant => `${verb} ${group}/${resource}`;
+
+interface Component {
+  name: 'agent' | 'ca';
+  /** ServiceAccount, ClusterRole and ClusterRoleBinding all carry this name. */
+  account: string;
+  kinds: readonly WatchedKind[];
+  kindsList: string;
+  /** Grants beyond list+watch of its kinds, each with the reason it exists. */
+  extra: readonly Grant[];
+}
+
+const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [] };
+const CA: Component = {
+  name: 'ca', account: 'meshlet-ca', kinds: CA_KINDS, kindsList: 'CA_KINDS',
+  // The CA authenticates each ztunnel's ServiceAccount token.
+  extra: [grant('create', 'authentication.k8s.io', 'tokenreviews')],
+};
+
+/** An informer lists and then watches: those are the only verbs a watched kind needs. */
+const WATCH_VERBS = ['list', 'watch'] as const;
+
+type Manifest = Record<string, unknown>;
+
+async function readManifests(): Promise<Manifest[]> {
+  const docs = parseAllDocuments(await readFile(RBAC_FILE, 'utf8'));
+  return docs.map((doc, i) => {
+    assert.equal(doc.errors.length, 0, `${RBAC_NAME} document ${i + 1}: ${doc.errors.map((e) => e.message).join('; ')}`);
+    const value: unknown = doc.toJS();
+    assert.ok(isRecord(value), `${RBAC_NAME} document ${i + 1} is not an object`);
+    return value;
+  });
+}
+
+function find(manifests: readonly Manifest[], kind: string, name: string): Manifest {
+  const found = manifests.find((m) => m.kind === kind && isRecord(m.metadata) && m.metadata.name === name);
+  assert.ok(found, `${RBAC_NAME} has no ${kind} ${name}`);
+  return found;
+}
+
+function strings(value: unknown, where: string): string[] {
+  assert.ok(Array.isArray(value) && value.every((v): v is string => typeof v === 'string'), `${where} must be a list of strings`);
+  return value;
+}
+
+/** Every verb on every resource the ClusterRole's rules grant; a rule with anything but apiGroups, resources and verbs is a problem of its own. */
+function grantsOf(role: Manifest, problems: string[]): Set<Grant> {
+  const name = isRecord(role.metadata) ? String(role.metadata.name) : '?';
+  const grants = new Set<Grant>();
+  const rules = Array.isArray(role.rules) ? role.rules : [];
+  rules.forEach((rule: unknown, i) => {
+    const where = `${RBAC_NAME} ClusterRole ${name} rule ${i + 1}`;
+    assert.ok(isRecord(rule), `${where} is not an object`);
+    const unexpected = Object.keys(rule).filter((key) => !['apiGroups', 'resources', 'verbs'].includes(key));
+    if (unexpected.length > 0) problems.push(`${where} has ${unexpected.join(', ')}: meshlet's rules name only apiGroups, resources and verbs`);
+    for (const group of strings(rule.apiGroups, `${where} apiGroups`)) {
+      for (const resource of strings(rule.resources, `${where} resources`)) {
+        for (const verb of strings(rule.verbs, `${where} verbs`)) grants.add(grant(verb, group, resource));
+      }
+    }
+  });
+  return grants;
+}
+
+/** What is wrong with the component's ClusterRole, each naming the kind or rule and the file to edit; empty when it grants exactly what it needs. */
+function roleProblems(manifests: readonly Manifest[], c: Component): string[] {
+  const problems: string[] = [];
+  const granted = grantsOf(find(manifests, 'ClusterRole', c.account), problems);
+  const needed = new Map<Grant, string>();
+  for (const kind of c.kinds) {
+    for (const verb of WATCH_VERBS) needed.set(grant(verb, kind.group, kind.plural), `${kindName(kind)} is in ${c.kindsList} (${KINDS_FILE})`);
+  }
+  for (const extra of c.extra) needed.set(extra, `the ${c.name} needs it`);
+  for (const [g, why] of needed) {
+    if (!granted.has(g)) problems.push(`ClusterRole ${c.account} does not grant "${g}": ${why}; add it to a rule in ${RBAC_NAME}`);
+  }
+  for (const g of granted) {
+    if (!needed.has(g)) problems.push(`ClusterRole ${c.account} grants "${g}", which nothing in ${c.kindsList} (${KINDS_FILE}) needs; remove it from ${RBAC_NAME}, or add the kind to ${c.kindsList} if the ${c.name} watches it`);
+  }
+  return problems;
+}
+
+test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on its component\'s kinds (and the CA TokenReview), bound to its ServiceAccount', async () => {
+  const manifests = await readManifests();
+  for (const c of [AGENT, CA]) {
+    const problems = roleProblems(manifests, c);
+    assert.equal(problems.length, 0, problems.join('\n'));
+    find(manifests, 'ServiceAccount', c.account);
+    const binding = find(manifests, 'ClusterRoleBinding', c.account);
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: c.account }, `${RBAC_NAME} ClusterRoleBinding ${c.account}: roleRef`);
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: c.account, namespace: NAMESPACE }], `${RBAC_NAME} ClusterRoleBinding ${c.account}: subjects`);
+  }
+  find(manifests, 'Namespace', NAMESPACE);
+  for (const m of manifests) {
+    const meta = isRecord(m.metadata) ? m.metadata : {};
+    const labels = isRecord(meta.labels) ? meta.labels : {};
+    const what = `${RBAC_NAME} ${String(m.kind)} ${String(meta.name)}`;
+    assert.equal(labels['app.kubernetes.io/part-of'], 'meshlet', `${what}: label app.kubernetes.io/part-of`);
+    if (m.kind !== 'Namespace') assert.ok(['agent', 'ca'].includes(String(labels['app.kubernetes.io/component'])), `${what}: label app.kubernetes.io/component`);
+    if (m.kind === 'ServiceAccount') assert.equal(meta.namespace, NAMESPACE, `${what}: namespace`);
+  }
+});
+
+test('the role check names the kind and the file when a watched kind has no rule, or a rule has no kind', async () => {
+  const manifests = await readManifests();
+  const has = (problems: readonly string[], text: string): void => assert.ok(problems.some((p) => p.includes(text)), `no problem says ${JSON.stringify(text)}:\n${problems.join('\n')}`);
+  const gateways: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true };
+  const watchesMore = roleProblems(manifests, { ...AGENT, kinds: [...AGENT_KINDS, gateways] });
+  for (const verb of WATCH_VERBS) {
+    has(watchesMore, `ClusterRole meshlet-agent does not grant "${verb} gateway.networking.k8s.io/gateways": gateway.networking.k8s.io/v1 Gateway is in AGENT_KINDS (${KINDS_FILE}); add it to a rule in ${RBAC_NAME}`);
+  }
+  const dropped = AGENT_KINDS[0]!;
+  const watchesLess = roleProblems(manifests, { ...AGENT, kinds: AGENT_KINDS.slice(1) });
+  for (const verb of WATCH_VERBS) {
+    has(watchesLess, `ClusterRole meshlet-agent grants "${verb} ${dropped.group}/${dropped.plural}", which nothing in AGENT_KINDS (${KINDS_FILE}) needs; remove it from ${RBAC_NAME}`);
+  }
+});
+
+/** A KubeConfig that authenticates as the ServiceAccount with a TokenRequest token, against the control plane's server and CA. */
+async function asServiceAccount(cp: TestControlPlane, account: string): Promise<{ kc: KubeConfig; token: string }> {
+  const created = await cp.kubectl(['create', 'token', account, '-n', NAMESPACE]);
+  assert.equal(created.exitCode, 0, `kubectl create token ${account}: ${created.stderr}`);
+  const token = created.stdout.trim();
+  const admin = new KubeConfig();
+  admin.loadFromFile(cp.kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  assert.ok(cluster?.caData, `${cp.kubeconfig} has no current cluster with certificate-authority-data`);
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser({ name: 'meshlet-test', server: cluster.server, caData: cluster.caData, skipTLSVerify: false }, { name: account, token });
+  return { kc, token };
+}
+
+const isPods = (kind: WatchedKind): boolean => kind.group === PODS.group && kind.plural === PODS.plural;
+
+function fieldSelectorFor(c: Component, kind: WatchedKind): string | undefined {
+  return c === AGENT && isPods(kind) ? `spec.nodeName=${AGENT_NODE}` : undefined;
+}
+
+/** The source's list, then its watch from the list's resource version; resolves once the server has accepted the watch (HTTP 200) and closes it. */
+async function listAndWatch(kc: KubeConfig, kind: WatchedKind, fieldSelector: string | undefined): Promise<{ names: string[] }> {
+  const path = collectionPath(kind);
+  const listed = await listCollection(kc, path, { fieldSelector, maxObjects: 1000 });
+  let connected = false;
+  let failure: unknown;
+  const watch = new TrackedWatch(kc, {
+    connected: () => (connected = true),
+    ended: (_how, err) => (failure = err),
+  });
+  try {
+    await watch.watch(path, { resourceVersion: listed.resourceVersion, fieldSelector }, () => undefined, () => undefined);
+  } finally {
+    watch.close();
+  }
+  assert.ok(connected, `watch ${path}: ${failure instanceof Error ? failure.message : String(failure)} (HTTP ${statusCodeOf(failure)})`);
+  return { names: listed.items.map((item) => (isRecord(item.metadata) ? String(item.metadata.name) : '')) };
+}
+
+/** Refused by RBAC: 403, and the server says which user may not do what. */
+async function assertForbidden(what: string, call: () => Promise<unknown>, account: string): Promise<void> {
+  await assert.rejects(call, (err: unknown) => {
+    assert.ok(err instanceof ApiException || statusCodeOf(err) !== undefined, `${what}: ${String(err)}`);
+    const code = err instanceof ApiException ? err.code : statusCodeOf(err);
+    assert.equal(code, 403, `${what}: expected 403 Forbidden, got ${String(err)}`);
+    assert.match(err instanceof Error ? err.message : '', new RegExp(`system:serviceaccount:${NAMESPACE}:${account}`), what);
+    return true;
+  }, `${what} must be forbidden`);
+}
+
+test('under its own ServiceAccount each component makes its calls and is refused the rest', async (t) => {
+  const cp = await startTestControlPlane(t, { crds: true });
+  const applied = await cp.kubectl(['apply', '-f', RBAC_FILE.pathname]);
+  assert.equal(applied.exitCode, 0, `kubectl apply -f ${RBAC_NAME}: ${applied.stderr}`);
+  // A pod on the agent's node and a secret beside it: targets that exist, so a refusal can only be RBAC's.
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'target', namespace: NAMESPACE }, spec: { nodeName: AGENT_NODE, serviceAccountName: 'meshlet-ca', containers: [{ name: 'main', image: 'idle' }] } };
+  for (const [what, args, input] of [
+    ['pod target', ['apply', '-f', '-'], JSON.stringify(pod)],
+    ['secret probe', ['-n', NAMESPACE, 'create', 'secret', 'generic', 'probe', '--from-literal=key=value'], undefined],
+  ] as const) {
+    const created = await cp.kubectl(args, input);
+    assert.equal(created.exitCode, 0, `create ${what}: ${created.stderr}`);
+  }
+  // The authorizer sees new roles and bindings through its informers, a moment after the apply.
+  for (const [account, verb, resource] of [['meshlet-agent', 'watch', 'namespaces'], ['meshlet-ca', 'create', 'tokenreviews.authentication.k8s.io']] as const) {
+    await eventually(`RBAC to admit ${account}`, async () => (await cp.kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${NAMESPACE}:${account}`])).stdout.trim() === 'yes');
+  }
+  const agent = await asServiceAccount(cp, AGENT.account);
+  const ca = await asServiceAccount(cp, CA.account);
+
+  await t.test('the agent lists and watches every kind in AGENT_KINDS', async () => {
+    for (const kind of AGENT_KINDS) {
+      const { names } = await listAndWatch(agent.kc, kind, fieldSelectorFor(AGENT, kind));
+      if (isPods(kind)) assert.deepEqual(names, ['target'], `the agent's pods on ${AGENT_NODE}`);
+    }
+  });
+
+  await t.test('the CA lists and watches every kind in CA_KINDS and reviews a token', async () => {
+    for (const kind of CA_KINDS) await listAndWatch(ca.kc, kind, fieldSelectorFor(CA, kind));
+    const review = await ca.kc.makeApiClient(AuthenticationV1Api).createTokenReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: agent.token } },
+    });
+    assert.equal(review.status?.authenticated, true, `TokenReview of the agent's token: ${review.status?.error ?? ''}`);
+    assert.equal(review.status?.user?.username, `system:serviceaccount:${NAMESPACE}:${AGENT.account}`);
+  });
+
+  await t.test('the agent may not write, read secrets or review tokens', async () => {
+    const core = agent.kc.makeApiClient(CoreV1Api);
+    const a = AGENT.account;
+    await assertForbidden('the agent creating a pod', () => core.createNamespacedPod({ namespace: NAMESPACE, body: { ...pod, metadata: { name: 'intruder', namespace: NAMESPACE } } }), a);
+    await assertForbidden('the agent listing secrets', () => core.listSecretForAllNamespaces(), a);
+    await assertForbidden('the agent reading a secret', () => core.readNamespacedSecret({ name: 'probe', namespace: NAMESPACE }), a);
+    await assertForbidden('the agent creating a tokenreview', () => agent.kc.makeApiClient(AuthenticationV1Api).createTokenReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: ca.token } },
+    }), a);
+  });
+
+  await t.test('the CA may not write pods, read secrets or watch what only the agent watches', async () => {
+    const core = ca.kc.makeApiClient(CoreV1Api);
+    const a = CA.account;
+    await assertForbidden('the CA patching a pod', () => core.patchNamespacedPod({
+      name: 'target', namespace: NAMESPACE, body: [{ op: 'add', path: '/metadata/labels', value: { patched: 'yes' } }],
+    }), a);
+    await assertForbidden('the CA listing secrets', () => core.listSecretForAllNamespaces(), a);
+    await assertForbidden('the CA reading a secret', () => core.readNamespacedSecret({ name: 'probe', namespace: NAMESPACE }), a);
+    const caKinds = new Set(CA_KINDS.map(kindName));
+    for (const kind of AGENT_KINDS.filter((k) => !caKinds.has(kindName(k)))) {
+      await assertForbidden(`the CA listing ${kindName(kind)}`, () => listCollection(ca.kc, collectionPath(kind), { maxObjects: 1000 }), a);
+    }
+  });
+});
