@@ -2,12 +2,15 @@
 // enrolled. Enrolling is a map update plus attaches; un-enrolling deletes the
 // pod's map entry first, so capture stops at once, and never touches
 // connections already redirected (they live on in the ztunnel).
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { EnrollmentDatapath, PodCapture } from './datapath.ts';
 import type { EnrolledPod, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import { inboundEnforcement, portLevelPorts } from './inbound-mode.ts';
+import { CGROUP_DRIVERS, detectCgroupDriver, kubepodsCgroup, listPodCgroups, PodCgroupError, resolvePodCgroupDir, type CgroupDriver, type QosClass } from '../lib/cluster/cgroup-layout.ts';
+import type { CgroupDriverSetting } from '../lib/config/agent.ts';
+import { ConfigError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { PolicyStore } from '../lib/policy/index.ts';
 import type { MeshState } from '../lib/mesh/kinds.ts';
@@ -15,53 +18,95 @@ import type { Workload } from '../lib/mesh/model.ts';
 
 export interface EnrollmentOptions {
   datapath: EnrollmentDatapath;
-  /** cgroup v2 directory holding one cgroup per pod, named by pod UID. */
-  podCgroupRoot: string;
+  /** The node's kubelet cgroup root (it holds kubepods.slice or kubepods): pod cgroups are found below it from UID and QoS class. */
+  kubeletCgroupRoot: string;
+  /** The kubelet's cgroup driver; auto: the one whose kubepods cgroup exists under the root. */
+  cgroupDriver: CgroupDriverSetting;
   /** This node: only its pods are enrolled here. */
   node: string;
   log: Logger;
 }
 
+/** Where to look first for a workload that carries no QoS class: a pod without resources is BestEffort (the other classes are tried next). */
+const UNKNOWN_QOS: QosClass = 'BestEffort';
+
 export class Enrollment {
   #datapath: EnrollmentDatapath;
-  #podCgroupRoot: string;
+  #root: string;
+  #driverSetting: CgroupDriverSetting;
+  /** The configured driver, or the detected one once detection succeeded. */
+  #driver: CgroupDriver | undefined;
   #node: string;
   #log: Logger;
   #current = new Map<string, EnrolledPod>();
+  /** Per enrolled pod, the QoS class its cgroup was found for: a workload that says another is looked up again. */
+  #foundFor = new Map<string, QosClass | undefined>();
 
   constructor(opts: EnrollmentOptions) {
     this.#datapath = opts.datapath;
-    this.#podCgroupRoot = opts.podCgroupRoot;
+    this.#root = opts.kubeletCgroupRoot;
+    this.#driverSetting = opts.cgroupDriver;
+    this.#driver = opts.cgroupDriver === 'auto' ? undefined : opts.cgroupDriver;
     this.#node = opts.node;
     this.#log = opts.log;
-  }
-
-  /** Pod cgroups are named by pod UID under the node's pod cgroup root. */
-  cgroupOf(uid: string): string {
-    return join(this.#podCgroupRoot, uid);
   }
 
   enrolled(): EnrolledPod[] {
     return [...this.#current.values()];
   }
 
-  /** After a restart: take over what the pinned maps say is enrolled, so nothing is attached twice. */
+  /** The layouts pods are looked for in: the configured driver's, or both while it is auto. */
+  #drivers(): readonly CgroupDriver[] {
+    return this.#driverSetting === 'auto' ? CGROUP_DRIVERS : [this.#driverSetting];
+  }
+
+  /**
+   * After a restart: take over what the pinned maps say is enrolled, so
+   * nothing is attached twice. Only the kubepods trees are walked, never the
+   * node's other cgroups (the agent's, the ztunnel's, system services).
+   */
   async adopt(): Promise<void> {
-    await this.#datapath.learnAttachments(this.#podCgroupRoot);
+    for (const driver of this.#drivers()) await this.#datapath.learnAttachments(join(this.#root, kubepodsCgroup(driver)));
     const ids = new Set((await this.#datapath.enrolledCgroupIds()).map(String));
-    let entries: string[] = [];
-    try {
-      entries = await readdir(this.#podCgroupRoot);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    for (const uid of entries) {
-      const path = this.cgroupOf(uid);
-      const st = await stat(path, { bigint: true }).catch(() => undefined);
+    const pods = (await Promise.all(this.#drivers().map((d) => listPodCgroups(this.#root, d)))).flat();
+    for (const pod of pods) {
+      const st = await stat(pod.dir, { bigint: true }).catch(() => undefined);
       if (!st?.isDirectory() || !ids.has(String(st.ino))) continue;
-      this.#current.set(uid, { uid, namespace: '', name: '', cgroupPath: path, cgroupId: String(st.ino), excludeOutboundPorts: [], since: new Date().toISOString() });
+      this.#current.set(pod.uid, { uid: pod.uid, namespace: '', name: '', cgroupPath: pod.dir, cgroupId: String(st.ino), excludeOutboundPorts: [], since: new Date().toISOString() });
+      this.#foundFor.set(pod.uid, pod.qos);
     }
     if (this.#current.size > 0) this.#log.info('adopted enrolled pods from pinned maps', { pods: this.#current.size });
+  }
+
+  /** The kubelet's cgroup driver; refuses (ConfigError naming the flags) when auto cannot tell. */
+  async #cgroupDriver(): Promise<CgroupDriver> {
+    if (this.#driver) return this.#driver;
+    const fix = `set --cgroup-driver to the kubelet's (systemd or cgroupfs) and --kubelet-cgroup-root to the kubelet's cgroup root (the directory holding kubepods.slice or kubepods; --kubelet-cgroup-root is ${this.#root})`;
+    let detected: CgroupDriver | undefined;
+    try {
+      detected = await detectCgroupDriver(this.#root);
+    } catch (err) {
+      if (err instanceof PodCgroupError) throw new ConfigError(`cannot tell the kubelet's cgroup driver: ${err.message}; ${fix}`);
+      throw err;
+    }
+    if (!detected) throw new ConfigError(`cannot tell the kubelet's cgroup driver: ${this.#root} holds neither kubepods.slice (systemd) nor kubepods (cgroupfs); ${fix}`);
+    this.#log.info('kubelet cgroup driver detected', { driver: detected, root: this.#root });
+    return (this.#driver = detected);
+  }
+
+  /** The pod's cgroup directory and id, or undefined (logged) while it has none. */
+  async #locate(w: Workload, driver: CgroupDriver): Promise<{ dir: string; cgroupId: string } | undefined> {
+    const pod = `${w.namespace}/${w.name}`;
+    try {
+      const { dir } = await resolvePodCgroupDir(this.#root, w.uid, w.qosClass ?? UNKNOWN_QOS, driver);
+      const st = await stat(dir, { bigint: true });
+      return { dir, cgroupId: String(st.ino) };
+    } catch (err) {
+      const missing = err instanceof PodCgroupError || (err as NodeJS.ErrnoException).code === 'ENOENT';
+      if (!missing) throw err;
+      this.#log.warn('pod cgroup not found; will retry', { pod, reason: (err as Error).message });
+      return undefined;
+    }
   }
 
   /** The enrolled pod whose cgroup has this id. */
@@ -81,35 +126,48 @@ export class Enrollment {
     for (const w of desired.values()) {
       const inbound = inboundEnforcement(w, policies, portLevel);
       const have = this.#current.get(w.uid);
-      if (have && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts) && isDeepStrictEqual(have.inbound, inbound)) {
+      const sameCgroup = this.#foundFor.has(w.uid) && this.#foundFor.get(w.uid) === w.qosClass;
+      if (have && sameCgroup && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts) && isDeepStrictEqual(have.inbound, inbound)) {
         have.namespace = w.namespace;
         have.name = w.name;
         continue;
       }
       changed.push({ workload: w, inbound });
     }
-    // All at once: a namespace label enrolls many pods in one reconcile.
-    const found = await Promise.all(changed.map(async (c) => {
-      const cgroupPath = this.cgroupOf(c.workload.uid);
-      return { ...c, cgroupPath, st: await stat(cgroupPath, { bigint: true }).catch(() => undefined) };
-    }));
-    const enroll: { workload: Workload; capture: PodCapture; cgroupId: string }[] = [];
-    for (const { workload: w, inbound, cgroupPath, st } of found) {
-      if (!st) {
-        this.#log.warn('pod cgroup not found; will retry', { pod: `${w.namespace}/${w.name}`, cgroup: cgroupPath });
-        continue;
+    // Only pods to (re-)enroll need the driver: a node that cannot tell still lets go below.
+    let driver: CgroupDriver | undefined;
+    let refusal: ConfigError | undefined;
+    if (changed.length > 0) {
+      try {
+        driver = await this.#cgroupDriver();
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        refusal = err;
       }
-      enroll.push({ workload: w, cgroupId: String(st.ino), capture: { cgroupPath, excludeOutboundPorts: w.excludeOutboundPorts, inbound } });
+    }
+    // All at once: a namespace label enrolls many pods in one reconcile.
+    const found = driver === undefined ? [] : await Promise.all(changed.map(async (c) => ({ ...c, at: await this.#locate(c.workload, driver) })));
+    const enroll: { workload: Workload; capture: PodCapture; cgroupId: string }[] = [];
+    /** Enrolled pods whose cgroup is now another (their QoS class changed): the old one is let go. */
+    const moved: EnrolledPod[] = [];
+    for (const { workload: w, inbound, at } of found) {
+      if (!at) continue;
+      const have = this.#current.get(w.uid);
+      if (have && have.cgroupPath !== at.dir) moved.push(have);
+      enroll.push({ workload: w, cgroupId: at.cgroupId, capture: { cgroupPath: at.dir, excludeOutboundPorts: w.excludeOutboundPorts, inbound } });
     }
     const leave = [...this.#current.values()].filter((p) => !desired.has(p.uid));
 
-    if (leave.length > 0) {
-      await this.#datapath.unenroll(leave.map((p) => p.cgroupPath));
+    if (leave.length + moved.length > 0) {
+      await this.#datapath.unenroll([...leave, ...moved].map((p) => p.cgroupPath));
       for (const p of leave) {
         this.#current.delete(p.uid);
+        this.#foundFor.delete(p.uid);
         this.#log.info('pod un-enrolled', { pod: `${p.namespace}/${p.name}`, uid: p.uid });
       }
+      for (const p of moved) this.#log.info('pod cgroup moved; capture follows it', { pod: `${p.namespace}/${p.name}`, uid: p.uid, from: p.cgroupPath });
     }
+    if (refusal) throw refusal;
     if (enroll.length > 0) {
       await this.#datapath.enroll(enroll.map((e) => e.capture));
       const since = new Date().toISOString();
@@ -119,6 +177,7 @@ export class Enrollment {
           uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, cgroupId,
           excludeOutboundPorts: w.excludeOutboundPorts, since: previous?.since ?? since, ...(capture.inbound ? { inbound: capture.inbound } : {}),
         });
+        this.#foundFor.set(w.uid, w.qosClass);
         this.#log.info('pod enrolled', { pod: `${w.namespace}/${w.name}`, uid: w.uid });
       }
     }

@@ -16,7 +16,7 @@ import type { ZtunnelControl } from './ztunnel-client.ts';
 import type { AgentConfig } from '../lib/config/agent.ts';
 
 /** The agent's own settings; the rest of AgentConfig configures its dependencies (command.ts). */
-export type NodeAgentConfig = Pick<AgentConfig, 'node' | 'podCgroupRoot' | 'ztunnelCgroup' | 'bpfDir' | 'rootNamespace' | 'adminSocket'>;
+export type NodeAgentConfig = Pick<AgentConfig, 'node' | 'kubeletCgroupRoot' | 'cgroupDriver' | 'ztunnelCgroup' | 'bpfDir' | 'rootNamespace' | 'adminSocket'>;
 
 export interface NodeAgentDeps {
   source: ClusterSource;
@@ -77,7 +77,7 @@ export class NodeAgent {
     const o = this.#opts;
     this.#datapath = await this.#openDatapath();
     await this.#datapath.attachZtunnel(o.ztunnelCgroup);
-    this.#enrollment = new Enrollment({ datapath: this.#datapath, podCgroupRoot: o.podCgroupRoot, node: o.node, log: this.#log });
+    this.#enrollment = new Enrollment({ datapath: this.#datapath, kubeletCgroupRoot: o.kubeletCgroupRoot, cgroupDriver: o.cgroupDriver, node: o.node, log: this.#log });
     await this.#enrollment.adopt();
     this.#dropWatch = this.#datapath.watchDrops(
       (e) => this.#drops.record(e, this.#byUid.get(this.#enrollment.byCgroupId(e.cgroupId)?.uid ?? ''), (ip) => this.#byIp.get(ip)),

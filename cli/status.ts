@@ -1,4 +1,5 @@
-// `meshlet status`: per node, what the agent has attached, enrolled and rejected.
+// `meshlet status`: per node, where the agent's cluster state comes from, what
+// it has attached, enrolled and rejected.
 import { Command, Option } from 'commander';
 import type { AgentStatus } from '../lib/mesh/agent-status.ts';
 import { queryNodes, sandboxOption } from './sandbox-target.ts';
@@ -20,6 +21,9 @@ export function statusCommand(): Command {
 function render(s: AgentStatus): string {
   const out = [
     `NODE ${s.node}   ztunnel: ${s.ztunnel.connected ? `in sync (version ${s.ztunnel.ackedVersion})` : 'NOT CONNECTED'}   last reconcile: ${s.reconciledAt ?? 'never'}`,
+    `  cluster state: ${s.source.name}${s.source.server ? ` ${s.source.server}` : ''}, ${s.source.synced ? 'synced' : 'NOT SYNCED'}`,
+    ...(s.source.informers ?? []).filter((i) => !i.synced || i.lastError).map((i) => `    ${i.kind}: ${i.synced ? 'synced' : 'not synced'}${i.lastError ? `, ${i.lastError}` : ''}`),
+    `  addresses: ${Object.entries(s.datapath.addresses).map(([name, ip]) => `${name} ${ip}`).join(', ') || 'none'}`,
     `  programs: ${s.datapath.programs.map((p) => `${p.name}#${p.id}`).join(' ') || 'none loaded'}`,
     `  maps: ${s.datapath.maps.map((m) => `${m.name} ${m.entries}/${m.maxEntries}`).join(', ')}`,
     `  enrolled pods (${s.enrolledPods.length}):`,

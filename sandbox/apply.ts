@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { V1Pod, V1Service, V1ServiceSpec } from '@kubernetes/client-node';
+import { computeQosClass } from '../lib/cluster/cgroup-layout.ts';
 import type { SandboxInfo, SandboxNodeInfo } from './info.ts';
 import { podNetns, sandboxPaths } from './layout.ts';
 import { nameFiles, writeHostsFiles } from './hosts.ts';
@@ -165,9 +166,11 @@ async function applyPod(ctx: Context, pod: V1Pod & StoredObject, existing: (V1Po
     hostIP: node.nodeIp4,
     hostIPs,
     conditions: [{ type: 'Ready', status: 'True' }],
+    // Recorded once, as the API server does: it places the pod's cgroup for its whole life.
+    qosClass: computeQosClass(pod),
   };
   await writeHostsFiles(ctx.sandbox, ctx.objects, meta.namespace!);
-  await startPod(placePod(ctx.sandbox, node, uid, meta.namespace!, meta.name!), pod, nameFiles(ctx.sandbox, meta.namespace!));
+  await startPod(placePod(ctx.sandbox, node, pod), pod, nameFiles(ctx.sandbox, meta.namespace!));
   return { object: pod, action: 'created' as const };
 }
 
@@ -277,7 +280,7 @@ async function removeObject(ctx: Context, key: string, obj: StoredObject): Promi
   if (obj.kind === 'Pod') {
     const pod = obj as V1Pod;
     const node = ctx.info.nodes.find((n) => n.name === pod.spec?.nodeName);
-    if (node && pod.metadata?.uid) await stopPod(placePod(ctx.sandbox, node, pod.metadata.uid, pod.metadata.namespace ?? 'default', pod.metadata.name ?? ''));
+    if (node && pod.metadata?.uid) await stopPod(placePod(ctx.sandbox, node, pod));
   }
   ctx.objects.delete(key);
 }

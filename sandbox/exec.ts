@@ -53,7 +53,7 @@ export async function resolvePod(sandbox: string, ref: PodRef): Promise<{ pod: V
   }
   const node = info.nodes.find((n) => n.name === pod.spec?.nodeName);
   if (!node || !pod.metadata?.uid) throw new SandboxError(`pod ${namespace}/${ref.pod} is not scheduled on a sandbox node; delete and re-apply it`);
-  const place = placePod(sandbox, node, pod.metadata.uid, namespace, ref.pod);
+  const place = placePod(sandbox, node, pod);
   if (!(await netnsExists(place.netns))) throw new SandboxError(`the network namespace ${place.netns} of pod ${namespace}/${ref.pod} is gone; delete and re-apply the pod`);
   return { pod, place };
 }

@@ -1,5 +1,6 @@
 // What `sandbox up` records about a running sandbox, for the CLI and tests.
 import type { NodeAddresses } from '../lib/config/addresses.ts';
+import type { CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 
 /**
  * A node's mesh addresses (NodeAddresses): nodeIp on the underlay bridge; the
@@ -26,7 +27,10 @@ export interface SandboxNodeInfo extends NodeAddresses {
   agentAdminSocket: string;
   /** bpffs directory the agent pins into. */
   bpfDir: string;
+  /** The node's cgroup: its kubelet cgroup root, holding the pods' kubepods tree beside the agent's and ztunnel's cgroups. */
   cgroup: string;
+  /** The kubelet cgroup driver whose layout the node's pod cgroups follow. */
+  cgroupDriver: CgroupDriver;
   /** Unix socket the agent pushes snapshots to the ztunnel on. */
   controlSocket?: string;
   agentLog?: string;

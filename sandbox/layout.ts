@@ -1,6 +1,8 @@
 // Every name, path and address a sandbox uses, derived from its name alone so
 // that `down` can find what a crashed sandbox left behind without sandbox.json.
 import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import { kubepodsCgroup, podCgroupPathOf, type CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 import { REPO_ROOT } from '../lib/core/repo.ts';
 import { ConfigError } from '../lib/core/errors.ts';
 import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
@@ -74,6 +76,9 @@ export const podNetns = (name: string, uid: string): string => `${prefixOf(name)
 export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
 export const podLogFile = (name: string, namespace: string, pod: string): string => join(RUN_ROOT, name, 'pods', `${namespace}_${pod}.log`);
 
+/** Odd nodes lay their pods out as the systemd driver does, even ones as cgroupfs does: every sandbox with two nodes runs both. */
+const cgroupDriverOf = (index: number): CgroupDriver => (index % 2 === 1 ? 'systemd' : 'cgroupfs');
+
 /** Node `index` (1-based): its namespace, addresses, sockets and cgroup under `cgroupRoot` (the sandbox's). */
 export function planNode(name: string, index: number, cgroupRoot: string): SandboxNodeInfo {
   const node = nodeName(index);
@@ -102,6 +107,7 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     ztunnelLog: join(dir, 'ztunnel.log'),
     bpfDir: join(BPF_ROOT, name, node),
     cgroup: join(cgroupRoot, node),
+    cgroupDriver: cgroupDriverOf(index),
   };
 }
 
@@ -144,5 +150,9 @@ export const nodeCgroups = (node: SandboxNodeInfo) => ({
   supervisor: join(node.cgroup, 'supervisor'),
   agent: join(node.cgroup, 'agent'),
   ztunnel: join(node.cgroup, 'ztunnel'),
-  pods: join(node.cgroup, 'pods'),
+  // Made with the node, as kubelet makes it at start: the agent can tell the driver before the first pod.
+  kubepods: join(node.cgroup, kubepodsCgroup(node.cgroupDriver)),
 });
+
+/** A pod's cgroup, as the kubelet names it for the node's driver, under the node's cgroup (its kubelet cgroup root). */
+export const podCgroup = (node: SandboxNodeInfo, pod: V1Pod): string => join(node.cgroup, podCgroupPathOf(pod, node.cgroupDriver));

@@ -3,10 +3,10 @@
 // process inside both.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { SandboxNodeInfo } from './info.ts';
-import { podLogFile, podNetns, podVeth, REPO_ROOT } from './layout.ts';
+import { podCgroup, podLogFile, podNetns, podVeth, REPO_ROOT } from './layout.ts';
 import { cgroupProcs, ensureCgroup, removeCgroup } from './cgroup.ts';
 import { deleteNetns } from './netns.ts';
 import { findExecutable, spawnIn, type NameFiles } from './proc.ts';
@@ -16,7 +16,7 @@ const CONTAINER_START_MS = 5000;
 
 export const NO_COMMAND = 'sandbox pods run host commands: set spec.containers[].command';
 
-/** Where a pod lives; derived from its uid and node, so nothing else is recorded. */
+/** Where a pod lives; derived from the pod (uid, QoS class) and its node, so nothing else is recorded. */
 export interface PodPlace {
   uid: string;
   node: SandboxNodeInfo;
@@ -25,13 +25,14 @@ export interface PodPlace {
   logFile: string;
 }
 
-export function placePod(sandbox: string, node: SandboxNodeInfo, uid: string, namespace: string, name: string): PodPlace {
+export function placePod(sandbox: string, node: SandboxNodeInfo, pod: V1Pod): PodPlace {
+  const uid = pod.metadata?.uid ?? '';
   return {
     uid,
     node,
     netns: podNetns(sandbox, uid),
-    cgroup: join(node.cgroup, 'pods', uid),
-    logFile: podLogFile(sandbox, namespace, name),
+    cgroup: podCgroup(node, pod),
+    logFile: podLogFile(sandbox, pod.metadata?.namespace ?? 'default', pod.metadata?.name ?? ''),
   };
 }
 

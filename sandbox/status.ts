@@ -40,7 +40,7 @@ export async function sandboxStatus(name: string, sourceOf: (info: SandboxInfo) 
     const meta = pod.metadata;
     if (!node || !meta?.uid || !meta.name) continue;
     const namespace = meta.namespace ?? 'default';
-    const place = placePod(name, node, meta.uid, namespace, meta.name);
+    const place = placePod(name, node, pod);
     const ips = pod.status?.podIPs?.map((p) => p.ip) ?? [];
     pods.push({
       name: meta.name,

@@ -49,7 +49,8 @@ export function agentArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
   return ['agent', ...configArgs(AGENT_FLAGS, {
     node: node.name,
     stateFile: info.stateFile,
-    podCgroupRoot: cgroups.pods,
+    kubeletCgroupRoot: node.cgroup,
+    cgroupDriver: node.cgroupDriver,
     ztunnelCgroup: cgroups.ztunnel,
     bpfDir: node.bpfDir,
     captureIp4: node.captureIp4,

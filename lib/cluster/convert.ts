@@ -1,12 +1,15 @@
 // Phase one of a state update: each object is checked and converted on its
 // own, so one bad object is rejected with a reason and never blocks the rest.
 import { isIP } from 'node:net';
+import type { V1Pod } from '@kubernetes/client-node';
 import { InvalidObjectError } from '../core/errors.ts';
 import { convertPolicyObject } from '../policy/index.ts';
 import type { PolicyOptions } from '../policy/types.ts';
 import type { KindValue, MeshKind } from '../mesh/kinds.ts';
 import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
+import { podQosClass, type QosClass } from './cgroup-layout.ts';
+import { QuantityError } from './quantity.ts';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'meshlet.io/exclude-outbound-ports';
@@ -110,13 +113,19 @@ export function parsePortList(text: string): number[] | null {
   return ports.every(isPort) ? [...new Set(ports)].sort((a, b) => a - b) : null;
 }
 
-/** Returns null for a pod that is not running yet (no node or IP): not an error, just not a workload. */
+/**
+ * Returns null for a pod that is not a workload: not running yet (no node or
+ * IP), not an error; or in its node's network namespace (hostNetwork), whose
+ * address is the node's and never the pod's own, so it is never captured nor
+ * known by that address.
+ */
 function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
   const m = meta(obj);
   const namespace = namespaceOf(obj, fail);
   const labels = stringMap(m.labels, 'metadata.labels', fail);
   const annotations = stringMap(m.annotations, 'metadata.annotations', fail);
   const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
+  if (spec.hostNetwork === true) return null;
   const status = isRecord(obj.status) ? obj.status : {};
 
   let excludeOutboundPorts: number[] = [];
@@ -142,6 +151,7 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
     }
   }
   const probePorts = containerProbePorts(containers as Record<string, unknown>[], namedPorts, fail);
+  const qosClass = qosClassOf(obj, spec, fail);
 
   const serviceAccount = spec.serviceAccountName ?? 'default';
   if (typeof serviceAccount !== 'string' || serviceAccount === '') fail('spec.serviceAccountName must be a non-empty string');
@@ -164,8 +174,21 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
       namedPorts,
       excludeOutboundPorts,
       probePorts,
+      qosClass,
     },
   };
+}
+
+/** status.qosClass, else the class the pod's resources give: it names the kubelet cgroup that holds the pod's. */
+function qosClassOf(obj: KubeObject, spec: Record<string, unknown>, fail: Fail): QosClass {
+  const init = spec.initContainers;
+  if (init !== undefined && (!Array.isArray(init) || !init.every(isRecord))) fail('spec.initContainers must be a list of objects');
+  try {
+    return podQosClass(obj as V1Pod);
+  } catch (err) {
+    if (err instanceof QuantityError) return fail(`a container's cpu or memory resources: ${err.message}`);
+    throw err;
+  }
 }
 
 const PROBES = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const;

@@ -3,12 +3,25 @@
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.ts';
 import type { NodeAddresses } from './addresses.ts';
 import { ipFlag, type FlagTable } from './flags.ts';
+import { CGROUP_DRIVERS, type CgroupDriver } from '../cluster/cgroup-layout.ts';
+import { ConfigError } from '../core/errors.ts';
+
+/** The kubelet's cgroup driver, or 'auto': detected from the kubelet cgroup root. */
+export type CgroupDriverSetting = CgroupDriver | 'auto';
+const CGROUP_DRIVER_SETTINGS: readonly string[] = [...CGROUP_DRIVERS, 'auto'];
+
+const cgroupDriverFlag = (text: string, flag: string): CgroupDriverSetting => {
+  if (!CGROUP_DRIVER_SETTINGS.includes(text)) throw new ConfigError(`${flag} must be one of ${CGROUP_DRIVER_SETTINGS.join(', ')} (the kubelet's --cgroup-driver), got "${text}"`);
+  return text as CgroupDriverSetting;
+};
 
 export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
   /** This node's name, as in the cluster. */
   node: string;
   stateFile: string;
-  podCgroupRoot: string;
+  /** The node's kubelet cgroup root: the cgroup v2 directory holding kubepods.slice or kubepods. */
+  kubeletCgroupRoot: string;
+  cgroupDriver: CgroupDriverSetting;
   ztunnelCgroup: string;
   bpfDir: string;
   rootNamespace: string;
@@ -19,7 +32,8 @@ export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> 
 export const AGENT_FLAGS: FlagTable<AgentConfig> = {
   node: { value: '<name>', description: 'this node\'s name, as in the cluster', required: true },
   stateFile: { value: '<path>', description: 'YAML file of Kubernetes objects to watch (the sandbox\'s API server)', required: true },
-  podCgroupRoot: { value: '<dir>', description: 'cgroup v2 directory holding one cgroup per pod, named by pod UID', required: true },
+  kubeletCgroupRoot: { value: '<dir>', description: 'the node\'s kubelet cgroup root: the cgroup v2 directory holding kubepods.slice (systemd driver) or kubepods (cgroupfs)', required: true },
+  cgroupDriver: { value: '<systemd|cgroupfs|auto>', description: 'the kubelet\'s cgroup driver, which names pod cgroups; auto: the one whose kubepods exists under the root', default: 'auto', parse: cgroupDriverFlag },
   ztunnelCgroup: { value: '<dir>', description: 'cgroup v2 directory of the node\'s ztunnel', required: true },
   bpfDir: { value: '<dir>', description: 'bpffs directory to pin programs and maps in', required: true },
   captureIp4: { value: '<ip>', description: 'address the ztunnel accepts captured IPv4 connections on', required: true, parse: ipFlag(4) },

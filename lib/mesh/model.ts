@@ -1,6 +1,7 @@
 // The mesh's own view of the cluster: what the agent derives from Kubernetes
 // objects and pushes to the ztunnel. The data path reads only these types,
 // never raw API objects; kinds.ts lists them (and the policies) as MeshState.
+import type { QosClass } from '../cluster/cgroup-layout.ts';
 
 export interface Workload {
   uid: string;
@@ -20,6 +21,8 @@ export interface Workload {
   excludeOutboundPorts: number[];
   /** Ports of the pod's tcpSocket/httpGet probes: the node may reach them in plaintext under STRICT. Agent-only. */
   probePorts?: number[];
+  /** The pod's QoS class: which of the kubelet's QoS cgroups holds the pod's cgroup. Agent-only. */
+  qosClass?: QosClass;
 }
 
 export interface ServicePort {

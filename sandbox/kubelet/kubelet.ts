@@ -6,7 +6,7 @@
 import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { ConfigError } from '../../lib/core/errors.ts';
 import { silentLogger, type Logger } from '../../lib/core/log.ts';
-import { podUidProblem } from './cgroup-layout.ts';
+import { podUidProblem } from '../../lib/cluster/cgroup-layout.ts';
 import { Timer } from './clock.ts';
 import { realClock, type Clock } from '../../lib/core/clock.ts';
 import { describeError, MERGE_PATCH, statusCodeOf } from '../../lib/cluster/sources/kube-client.ts';

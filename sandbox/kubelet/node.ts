@@ -12,7 +12,7 @@ import type { Logger } from '../../lib/core/log.ts';
 import { kubeTime, Timer } from './clock.ts';
 import type { Clock } from '../../lib/core/clock.ts';
 import { describeError, MERGE_PATCH, statusCodeOf } from '../../lib/cluster/sources/kube-client.ts';
-import { parseQuantity } from './quantity.ts';
+import { parseQuantity } from '../../lib/cluster/quantity.ts';
 
 export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
 export const LEASE_DURATION_SECONDS = 40;

@@ -65,7 +65,7 @@ export interface PodRuntime {
   /**
    * Creates the pod's sandbox: its network namespace and veth (the node's own
    * namespace when spec.hostNetwork) and its cgroup in the kubelet's layout
-   * (cgroup-layout.ts). Idempotent for a UID that already has one. Resolves
+   * (lib/cluster/cgroup-layout.ts). Idempotent for a UID that already has one. Resolves
    * with the pod's IPs; it may reuse those in pod.status.podIPs.
    */
   runPodSandbox(pod: V1Pod): Promise<PodSandboxInfo>;

@@ -191,9 +191,17 @@ describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
       ['lc', 'alpha', 'node-1', false, true],
       ['lc', 'beta', 'node-2', false, true],
     ]);
+    // Pod cgroups in the kubelet's own layout: node-1 as the systemd driver names them, node-2 as cgroupfs
+    // does; the fixture's pods ask for no resources, so they are BestEffort.
+    assert.deepEqual(info.nodes.map((n) => n.cgroupDriver), ['systemd', 'cgroupfs']);
+    const kubeletLayout: Record<string, (uid: string) => string> = {
+      'node-1': (uid) => `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice`,
+      'node-2': (uid) => `kubepods/besteffort/pod${uid}`,
+    };
     for (const p of info.pods) {
       assert.equal(p.netns, `${prefix}-${p.uid.slice(0, 8)}`);
-      assert.equal(p.cgroup, join(cgroup2Root(), prefix, p.node, 'pods', p.uid));
+      assert.equal(p.cgroup, join(cgroup2Root(), prefix, p.node, kubeletLayout[p.node]!(p.uid)));
+      assert.ok((await cgroupProcs(p.cgroup)).length > 0, `${p.name}'s container runs in ${p.cgroup}`);
     }
     assert.match(info.services?.find((s) => s.name === 'beta')?.clusterIPs[0] ?? '', /^10\.96\.\d+\.\d+$/);
     // Any YAML reader sees ordinary Kubernetes objects, the Nodes with their addresses.

@@ -2,9 +2,12 @@
 // the agent's own logic (what it enrolls, when, in which order). The kernel
 // side is the BPF suites' job. Every double can write into one shared `order`
 // list, so a test sees the sequence across them.
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Datapath, PodCapture } from '../../agent/datapath.ts';
 import type { DropWatch } from '../../agent/bpf/drop-watch.ts';
 import type { ZtunnelControl } from '../../agent/ztunnel-client.ts';
+import { podCgroupPath, type CgroupDriver, type QosClass } from '../../lib/cluster/cgroup-layout.ts';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
 import type { ClusterSource, ClusterSourceStatus, ClusterUpdate } from '../../lib/cluster/sources/source.ts';
 import type { ControlStatus, DatapathStatus } from '../../lib/mesh/agent-status.ts';
@@ -168,8 +171,16 @@ export const namespace = (name: string, mode?: 'ambient' | 'none'): KubeObject =
 /** One address per pod name, so building a pod again describes the same pod. */
 const ips = new Map<string, string>();
 
+export interface PodExtra {
+  node?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** status.qosClass, as the API server records it; absent: the pod has no resources, so BestEffort. */
+  qosClass?: QosClass;
+}
+
 /** A running pod in namespace `demo`, UID `uid-<name>`, on NODE unless told otherwise. */
-export function pod(name: string, extra: { node?: string; labels?: Record<string, string>; annotations?: Record<string, string> } = {}): KubeObject {
+export function pod(name: string, extra: PodExtra = {}): KubeObject {
   const ip = ips.get(name) ?? `10.244.1.${ips.size + 2}`;
   ips.set(name, ip);
   return {
@@ -177,8 +188,19 @@ export function pod(name: string, extra: { node?: string; labels?: Record<string
     kind: 'Pod',
     metadata: { name, namespace: 'demo', uid: `uid-${name}`, labels: { app: name, ...extra.labels }, annotations: extra.annotations ?? {} },
     spec: { nodeName: extra.node ?? NODE, serviceAccountName: name, containers: [{ name: 'c', command: ['x'] }] },
-    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], ...(extra.qosClass ? { qosClass: extra.qosClass } : {}) },
   };
+}
+
+/** Where the kubelet puts pod `name`'s cgroup under the kubelet cgroup root `root`. */
+export const podCgroupDir = (root: string, name: string, qos: QosClass = 'BestEffort', driver: CgroupDriver = 'cgroupfs'): string =>
+  join(root, podCgroupPath(`uid-${name}`, qos, driver));
+
+/** Creates pod `name`'s cgroup as the kubelet would (a directory: its inode is the cgroup id); returns its id. */
+export async function makePodCgroup(root: string, name: string, qos?: QosClass, driver?: CgroupDriver): Promise<string> {
+  const dir = podCgroupDir(root, name, qos, driver);
+  await mkdir(dir, { recursive: true });
+  return String((await stat(dir, { bigint: true })).ino);
 }
 
 /** A namespace-wide (or, with `app`, one workload's) PeerAuthentication. */

@@ -1,38 +1,40 @@
 // Enrollment's own decisions: which pods of which node it captures, when it
-// lets go, what it re-enrolls, and what it takes over after a restart. The
-// datapath is a recording double; pod cgroups are directories of a temp tree
-// (Enrollment only stats <podCgroupRoot>/<uid>; a directory's inode is its id).
+// lets go, what it re-enrolls, and what it takes over after a restart; and
+// where it finds a pod's cgroup, in the kubelet's layout for either driver.
+// The datapath is a recording double; pod cgroups are directories of a temp
+// tree laid out as the kubelet lays them out (a directory's inode is its id).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Enrollment } from '../../agent/enrollment.ts';
+import type { CgroupDriver, QosClass } from '../../lib/cluster/cgroup-layout.ts';
 import { ClusterState } from '../../lib/cluster/cluster-state.ts';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
+import type { CgroupDriverSetting } from '../../lib/config/agent.ts';
+import { ConfigError } from '../../lib/core/errors.ts';
 import { silentLogger } from '../../lib/core/log.ts';
 import type { MeshState } from '../../lib/mesh/kinds.ts';
-import { namespace, NODE, peerAuthentication, pod, RecordingDatapath } from '../support/agent-doubles.ts';
+import { makePodCgroup, namespace, NODE, peerAuthentication, pod, podCgroupDir, RecordingDatapath } from '../support/agent-doubles.ts';
 
 const EXCLUDE = 'meshlet.io/exclude-outbound-ports';
 
-async function fixture(t: TestContext) {
+async function fixture(t: TestContext, cgroupDriver: CgroupDriverSetting = 'cgroupfs') {
   const root = await mkdtemp(join(tmpdir(), 'meshlet-enroll-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const datapath = new RecordingDatapath();
-  const enrollment = new Enrollment({ datapath, podCgroupRoot: root, node: NODE, log: silentLogger });
+  const enrollment = new Enrollment({ datapath, kubeletCgroupRoot: root, cgroupDriver, node: NODE, log: silentLogger });
   const cluster = new ClusterState();
   const state = (objects: KubeObject[]): MeshState => {
     const { state: s, rejected } = cluster.update(objects);
     assert.deepEqual(rejected, []);
     return s;
   };
+  const layout: CgroupDriver = cgroupDriver === 'auto' ? 'cgroupfs' : cgroupDriver;
   /** Creates the pod's cgroup, as the kubelet would; returns its id. */
-  const cgroup = async (name: string): Promise<string> => {
-    await mkdir(join(root, `uid-${name}`));
-    return String((await stat(join(root, `uid-${name}`), { bigint: true })).ino);
-  };
-  const path = (name: string): string => join(root, `uid-${name}`);
+  const cgroup = (name: string, qos?: QosClass, driver: CgroupDriver = layout): Promise<string> => makePodCgroup(root, name, qos, driver);
+  const path = (name: string, qos?: QosClass, driver: CgroupDriver = layout): string => podCgroupDir(root, name, qos, driver);
   const names = () => enrollment.enrolled().map((p) => p.name).sort();
   return { root, datapath, enrollment, state, cgroup, path, names };
 }
@@ -130,7 +132,7 @@ test('adopt() takes over the pods the pinned maps hold: attachments learnt first
   f.datapath.pinned = [BigInt(webId), 999_999_999n];
 
   await f.enrollment.adopt();
-  assert.deepEqual(f.datapath.calls, [{ op: 'learnAttachments', root: f.root }, { op: 'enrolledCgroupIds' }]);
+  assert.deepEqual(f.datapath.calls, [{ op: 'learnAttachments', root: join(f.root, 'kubepods') }, { op: 'enrolledCgroupIds' }]);
   assert.deepEqual(f.enrollment.enrolled().map((p) => [p.uid, p.cgroupPath, p.cgroupId]), [['uid-web', f.path('web'), webId]]);
 
   // The first reconcile brings the adopted pod's maps up to date in place: no un-enroll, same since.
@@ -147,4 +149,112 @@ test('adopt() with no pod cgroup root yet adopts nothing', async (t) => {
   f.datapath.pinned = [1n];
   await f.enrollment.adopt();
   assert.deepEqual(f.enrollment.enrolled(), []);
+});
+
+test('pod cgroups are found in the kubelet\'s layout for both drivers, Guaranteed pods directly under kubepods', async (t) => {
+  const expected: Record<CgroupDriver, Record<string, string>> = {
+    systemd: {
+      web: 'kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poduid_web.slice',
+      db: 'kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poduid_db.slice',
+      cache: 'kubepods.slice/kubepods-poduid_cache.slice',
+    },
+    cgroupfs: {
+      web: 'kubepods/besteffort/poduid-web',
+      db: 'kubepods/burstable/poduid-db',
+      cache: 'kubepods/poduid-cache',
+    },
+  };
+  for (const driver of ['systemd', 'cgroupfs'] as const) {
+    await t.test(driver, async (t) => {
+      const f = await fixture(t, driver);
+      const classes: [string, QosClass][] = [['web', 'BestEffort'], ['db', 'Burstable'], ['cache', 'Guaranteed']];
+      for (const [name, qos] of classes) await f.cgroup(name, qos);
+      const changed = await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), ...classes.map(([name, qosClass]) => pod(name, { qosClass }))]));
+      assert.deepEqual(changed, { enrolled: 3, unenrolled: 0 });
+      const paths = Object.fromEntries(f.enrollment.enrolled().map((p) => [p.name, p.cgroupPath]));
+      assert.deepEqual(paths, Object.fromEntries(Object.entries(expected[driver]).map(([name, rel]) => [name, join(f.root, rel)])));
+      for (const p of f.enrollment.enrolled()) assert.equal(p.cgroupId, String((await stat(p.cgroupPath, { bigint: true })).ino));
+    });
+  }
+});
+
+test('auto finds the driver from what exists under the root', async (t) => {
+  for (const driver of ['systemd', 'cgroupfs'] as const) {
+    const f = await fixture(t, 'auto');
+    await f.cgroup('web', 'Burstable', driver);
+    await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('web', { qosClass: 'Burstable' })]));
+    assert.deepEqual(f.enrollment.enrolled().map((p) => p.cgroupPath), [f.path('web', 'Burstable', driver)], driver);
+  }
+});
+
+test('auto refuses pods to enroll, naming both flags, when the root holds neither or both kubepods trees', async (t) => {
+  const neither = await fixture(t, 'auto');
+  assert.deepEqual(await neither.enrollment.reconcile(neither.state([namespace('demo'), pod('web')])), { enrolled: 0, unenrolled: 0 }, 'nothing to enroll: nothing to tell');
+  const refused = (err: unknown): boolean => err instanceof ConfigError && /--cgroup-driver/.test(err.message) && /--kubelet-cgroup-root/.test(err.message);
+  await assert.rejects(neither.enrollment.reconcile(neither.state([namespace('demo', 'ambient'), pod('web')])), (err: unknown) => refused(err) && /neither kubepods.slice/.test((err as Error).message));
+  assert.deepEqual(neither.datapath.of('enroll'), []);
+
+  const both = await fixture(t, 'auto');
+  await mkdir(join(both.root, 'kubepods.slice'));
+  await both.cgroup('web', 'BestEffort', 'cgroupfs');
+  await assert.rejects(both.enrollment.reconcile(both.state([namespace('demo', 'ambient'), pod('web')])), (err: unknown) => refused(err) && /both/.test((err as Error).message));
+  assert.deepEqual(both.datapath.of('enroll'), []);
+});
+
+test('a refused driver still lets go of pods that leave', async (t) => {
+  const f = await fixture(t, 'auto');
+  f.datapath.pinned = [BigInt(await f.cgroup('web', 'BestEffort', 'systemd'))];
+  await f.enrollment.adopt();
+  assert.deepEqual(f.enrollment.enrolled().map((p) => p.uid), ['uid-web']);
+  // The kubelet's tree is gone (a reconfigured node): nothing can be found, but web must still leave.
+  await rm(join(f.root, 'kubepods.slice'), { recursive: true });
+  await assert.rejects(f.enrollment.reconcile(f.state([namespace('demo'), pod('web'), pod('db', { labels: { 'istio.io/dataplane-mode': 'ambient' } })])), ConfigError);
+  assert.deepEqual(f.datapath.of('unenroll').map((c) => c.cgroupPaths), [[f.path('web', 'BestEffort', 'systemd')]]);
+  assert.deepEqual(f.enrollment.enrolled(), []);
+});
+
+test('a pod whose QoS class changed is found under its new class, and capture follows it', async (t) => {
+  const f = await fixture(t, 'systemd');
+  await f.cgroup('web', 'BestEffort');
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('web', { qosClass: 'BestEffort' })]));
+  const since = f.enrollment.enrolled()[0]!.since;
+
+  await rm(f.path('web', 'BestEffort'), { recursive: true });
+  const id = await f.cgroup('web', 'Burstable');
+  assert.deepEqual(await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('web', { qosClass: 'Burstable' })])), { enrolled: 1, unenrolled: 0 });
+  assert.deepEqual(f.datapath.calls.map((c) => c.op), ['enroll', 'unenroll', 'enroll']);
+  assert.deepEqual(f.datapath.of('unenroll').map((c) => c.cgroupPaths), [[f.path('web', 'BestEffort')]]);
+  assert.deepEqual(f.datapath.of('enroll').at(-1)!.pods.map((p) => p.cgroupPath), [f.path('web', 'Burstable')]);
+  assert.deepEqual(f.enrollment.enrolled().map((p) => [p.cgroupPath, p.cgroupId, p.since]), [[f.path('web', 'Burstable'), id, since]]);
+
+  assert.deepEqual(await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('web', { qosClass: 'Burstable' })])), { enrolled: 0, unenrolled: 0 }, 'found once: not looked up again');
+});
+
+test('adopt() finds pinned pods under both layouts\' trees, and nothing outside a pod cgroup\'s place', async (t) => {
+  const f = await fixture(t, 'auto');
+  const a = await f.cgroup('a', 'BestEffort', 'systemd');
+  const b = await f.cgroup('b', 'Guaranteed', 'cgroupfs');
+  const c = await f.cgroup('c', 'Burstable', 'cgroupfs');
+  const dirId = async (dir: string): Promise<bigint> => {
+    await mkdir(dir, { recursive: true });
+    return (await stat(dir, { bigint: true })).ino;
+  };
+  const strays = [
+    await dirId(join(f.root, 'ztunnel')),
+    await dirId(join(f.root, 'kubepods', 'burstable', 'not-a-pod')),
+    await dirId(join(f.path('c', 'Burstable', 'cgroupfs'), 'container')),
+  ];
+  f.datapath.pinned = [BigInt(a), BigInt(b), BigInt(c), ...strays];
+
+  await f.enrollment.adopt();
+  assert.deepEqual(f.datapath.calls, [
+    { op: 'learnAttachments', root: join(f.root, 'kubepods.slice') },
+    { op: 'learnAttachments', root: join(f.root, 'kubepods') },
+    { op: 'enrolledCgroupIds' },
+  ]);
+  assert.deepEqual(f.enrollment.enrolled().map((p) => [p.uid, p.cgroupPath, p.cgroupId]).sort(), [
+    ['uid-a', f.path('a', 'BestEffort', 'systemd'), a],
+    ['uid-b', f.path('b', 'Guaranteed', 'cgroupfs'), b],
+    ['uid-c', f.path('c', 'Burstable', 'cgroupfs'), c],
+  ]);
 });

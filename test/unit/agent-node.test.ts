@@ -4,27 +4,27 @@
 // cgroups are directories of a temp tree.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeAgent } from '../../agent/node-agent.ts';
 import { BpfError } from '../../lib/core/errors.ts';
 import { silentLogger } from '../../lib/core/log.ts';
-import { ManualSource, namespace, NODE, pod, RecordingControl, RecordingDatapath } from '../support/agent-doubles.ts';
+import { makePodCgroup, ManualSource, namespace, NODE, pod, podCgroupDir, RecordingControl, RecordingDatapath } from '../support/agent-doubles.ts';
 
 async function fixture(t: TestContext, pods: string[] = []) {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-agent-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const podCgroupRoot = join(dir, 'pods');
-  await mkdir(podCgroupRoot);
-  for (const name of pods) await mkdir(join(podCgroupRoot, `uid-${name}`));
+  // The node's cgroup root as the kubelet (cgroupfs driver) lays it out, with the ztunnel's cgroup beside kubepods.
+  const kubeletCgroupRoot = dir;
+  for (const name of pods) await makePodCgroup(kubeletCgroupRoot, name);
   const order: string[] = [];
   const datapath = new RecordingDatapath(order);
   const control = new RecordingControl(order);
   const source = new ManualSource(order);
   const retries: { run: () => void; delayMs: number }[] = [];
   const agent = new NodeAgent(
-    { node: NODE, podCgroupRoot, ztunnelCgroup: join(dir, 'ztunnel'), bpfDir: join(dir, 'bpf'), rootNamespace: 'istio-system', adminSocket: join(dir, 'admin.sock') },
+    { node: NODE, kubeletCgroupRoot, cgroupDriver: 'cgroupfs', ztunnelCgroup: join(dir, 'ztunnel'), bpfDir: join(dir, 'bpf'), rootNamespace: 'istio-system', adminSocket: join(dir, 'admin.sock') },
     {
       source, control, log: silentLogger,
       openDatapath: async () => {
@@ -38,13 +38,14 @@ async function fixture(t: TestContext, pods: string[] = []) {
   t.after(() => agent.stop());
   const pushedNames = () => control.pushes.map((s) => s.workloads.map((w) => w.name).sort());
   const enrolledNames = async () => (await agent.status()).enrolledPods.map((p) => p.name).sort();
-  return { agent, datapath, control, source, order, retries, podCgroupRoot, pushedNames, enrolledNames };
+  const podPath = (name: string): string => podCgroupDir(kubeletCgroupRoot, name);
+  return { agent, datapath, control, source, order, retries, kubeletCgroupRoot, podPath, pushedNames, enrolledNames };
 }
 
 test('start-up order, then each change reaches the ztunnel before capture changes', async (t) => {
   const f = await fixture(t, ['web']);
   assert.deepEqual(f.order, ['openDatapath', 'attachZtunnel', 'learnAttachments', 'enrolledCgroupIds', 'watchDrops', 'control.start', 'source.start']);
-  assert.deepEqual(f.datapath.of('attachZtunnel'), [{ op: 'attachZtunnel', cgroupPath: join(f.podCgroupRoot, '..', 'ztunnel') }]);
+  assert.deepEqual(f.datapath.of('attachZtunnel'), [{ op: 'attachZtunnel', cgroupPath: join(f.kubeletCgroupRoot, 'ztunnel') }]);
 
   f.order.length = 0;
   f.source.deliver([namespace('demo', 'ambient'), pod('web')]);
@@ -71,8 +72,8 @@ test('changes that arrive during a reconcile fold into one next reconcile, with 
 
   assert.deepEqual(f.pushedNames(), [['a'], ['a', 'b', 'c']]);
   assert.deepEqual(f.datapath.of('enroll').map((c) => c.pods.map((p) => p.cgroupPath).sort()), [
-    [join(f.podCgroupRoot, 'uid-a')],
-    [join(f.podCgroupRoot, 'uid-b'), join(f.podCgroupRoot, 'uid-c')],
+    [f.podPath('a')],
+    [f.podPath('b'), f.podPath('c')],
   ]);
   assert.deepEqual(await f.enrolledNames(), ['a', 'b', 'c']);
 });

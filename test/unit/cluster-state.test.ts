@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { ClusterState } from '../../lib/cluster/cluster-state.ts';
 import { parsePortList } from '../../lib/cluster/convert.ts';
 import { stateDelta } from '../../lib/mesh/delta.ts';
+import { validateWorkload } from '../../lib/mesh/validate.ts';
 import { parseJsonDocuments, parseStateYaml } from '../../lib/cluster/sources/file.ts';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
 
@@ -89,6 +90,40 @@ test('a pod without an IP yet is not a workload and not an error', () => {
   const { state, rejected } = new ClusterState().update([ns('demo', 'ambient'), p]);
   assert.deepEqual(state.workloads, []);
   assert.deepEqual(rejected, []);
+});
+
+test('a hostNetwork pod is never a workload, even in an enrolled namespace', () => {
+  const p = pod('agent');
+  (p.spec as Record<string, unknown>).hostNetwork = true;
+  p.status = { ...(p.status as object), podIP: '10.200.0.11', podIPs: [{ ip: '10.200.0.11' }] };
+  const { state, rejected } = new ClusterState().update([ns('demo', 'ambient'), p]);
+  assert.deepEqual(state.workloads, []);
+  assert.deepEqual(rejected, []);
+});
+
+test('a pod carries its QoS class for the agent alone: status.qosClass, else from its resources', () => {
+  const withResources = (name: string, ip: string, resources: unknown): KubeObject => {
+    const p = pod(name, { ip });
+    (p.spec as { containers: Record<string, unknown>[] }).containers[0]!.resources = resources;
+    return p;
+  };
+  const recorded = pod('recorded', { ip: '10.244.1.5' });
+  (recorded.status as Record<string, unknown>).qosClass = 'Burstable';
+  const { state, rejected } = new ClusterState().update([
+    ns('demo', 'ambient'),
+    pod('plain'),
+    withResources('limited', '10.244.1.3', { limits: { cpu: '1', memory: '1Gi' } }),
+    withResources('requests', '10.244.1.4', { requests: { memory: '64Mi' } }),
+    recorded,
+    withResources('bad', '10.244.1.6', { requests: { cpu: 'lots' } }),
+  ]);
+  assert.deepEqual(state.workloads.map((w) => [w.name, w.qosClass]).sort(), [['limited', 'Guaranteed'], ['plain', 'BestEffort'], ['recorded', 'Burstable'], ['requests', 'Burstable']]);
+  assert.deepEqual(rejected.map((r) => r.object), ['Pod demo/bad']);
+  assert.match(rejected[0]!.reason, /cpu or memory resources: "lots" is not a Kubernetes quantity/);
+  // The ztunnel's validation keeps only what it uses, so its state and the agent's agree on everything they share.
+  const checked = validateWorkload(JSON.parse(JSON.stringify(state.workloads[0])), 'workload');
+  assert.equal('qosClass' in checked, false);
+  assert.equal('probePorts' in checked, false);
 });
 
 test('nodes come from Node objects\' InternalIP', () => {

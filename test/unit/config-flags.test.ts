@@ -15,7 +15,7 @@ function parse<C>(table: FlagTable<C>, args: string[]): C {
 }
 
 const agent: AgentConfig = {
-  node: 'node-1', stateFile: '/run/s.yaml', podCgroupRoot: '/sys/fs/cgroup/pods', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
+  node: 'node-1', stateFile: '/run/s.yaml', kubeletCgroupRoot: '/sys/fs/cgroup', cgroupDriver: 'systemd', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
   captureIp4: '10.244.1.1', captureIp6: 'fd00::1', inboundSourceIp4: '10.244.1.254', probeSourceIp4: '10.244.1.1',
   rootNamespace: 'meshlet-system', controlSocket: '/run/c.sock', adminSocket: '/run/a.sock',
 };
@@ -47,6 +47,7 @@ test('defaults fill what the launcher leaves out', () => {
   const { outboundPort, hbonePort, drainSeconds, trustDomain, ...given } = ztunnel;
   assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, given)), { ...given, outboundPort, hbonePort, drainSeconds: 5, trustDomain: 'cluster.local' });
   assert.equal(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, defaultTtl: undefined })).defaultTtl, 86_400);
+  assert.equal(parse(AGENT_FLAGS, configArgs(AGENT_FLAGS, { ...agent, cgroupDriver: undefined })).cgroupDriver, 'auto');
 });
 
 test('a launcher that leaves out a required field is refused, naming the flag', () => {
@@ -56,6 +57,7 @@ test('a launcher that leaves out a required field is refused, naming the flag', 
 
 test('bad values are refused with the flag and the fix', () => {
   assert.throws(() => parse(AGENT_FLAGS, configArgs(AGENT_FLAGS, { ...agent, captureIp4: 'fd00::1' })), { code: 'MESHLET_CONFIG', message: /--capture-ip4 must be an IPv4 address/ });
+  assert.throws(() => parse(AGENT_FLAGS, [...configArgs(AGENT_FLAGS, agent), '--cgroup-driver', 'docker']), { code: 'MESHLET_CONFIG', message: /--cgroup-driver must be one of systemd, cgroupfs, auto/ });
   assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, outboundPort: 70000 })), { code: 'MESHLET_CONFIG', message: /--outbound-port must be a port number/ });
   assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, trustDomain: 'Bad Domain' })), { code: 'MESHLET_CONFIG', message: /--trust-domain/ });
   assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, listen: 'nowhere' })), { code: 'MESHLET_CONFIG', message: /--listen "nowhere" is not ip:port/ });

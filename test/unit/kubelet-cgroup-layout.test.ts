@@ -1,14 +1,16 @@
 // The kubelet's pod cgroup layout: QoS classes as ComputePodQOS computes
 // them, paths for both drivers as kubelet names them, hostile UIDs refused,
-// and the inverse (driver detection, resolution) on temporary trees.
+// and the inverse (driver detection, resolution, listing) on temporary trees.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { computeQosClass, detectCgroupDriver, podCgroupPath, podCgroupPathOf, PodCgroupError, podQosClass, podUidProblem, resolvePodCgroupDir, type QosClass } from '../../sandbox/kubelet/cgroup-layout.ts';
-import { parseQuantity, QuantityError } from '../../sandbox/kubelet/quantity.ts';
+import {
+  computeQosClass, detectCgroupDriver, listPodCgroups, podCgroupPath, podCgroupPathOf, PodCgroupError, podQosClass, podUidOfCgroup, podUidProblem, resolvePodCgroupDir, QOS_CLASSES, type QosClass,
+} from '../../lib/cluster/cgroup-layout.ts';
+import { parseQuantity, QuantityError } from '../../lib/cluster/quantity.ts';
 
 const UID = '6f1c9a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b';
 const UNIT = '6f1c9a2e_3b4d_4e5f_8a9b_0c1d2e3f4a5b';
@@ -111,4 +113,37 @@ test('the driver is detected from the kubelet root, and a pod cgroup resolved un
 
   await mkdir(join(systemd, 'kubepods'));
   await assert.rejects(detectCgroupDriver(systemd), (err: unknown) => err instanceof PodCgroupError && /both/.test(err.message));
+});
+
+test('a pod cgroup\'s name gives back its UID, and nothing else does', () => {
+  for (const driver of ['systemd', 'cgroupfs'] as const) {
+    for (const qos of QOS_CLASSES) {
+      const name = podCgroupPath(UID, qos, driver).split('/').at(-1)!;
+      assert.equal(podUidOfCgroup(name, qos, driver), UID, `${qos} ${driver}`);
+    }
+  }
+  const notPods: [string, QosClass, 'systemd' | 'cgroupfs'][] = [
+    ['burstable', 'Guaranteed', 'cgroupfs'], ['besteffort', 'Guaranteed', 'cgroupfs'], ['pod', 'Burstable', 'cgroupfs'], ['pod..', 'Burstable', 'cgroupfs'],
+    ['kubepods-burstable.slice', 'Guaranteed', 'systemd'], [`kubepods-pod${UID}.slice`, 'Guaranteed', 'systemd'], [`kubepods-burstable-pod${UNIT}.slice`, 'BestEffort', 'systemd'],
+    [`kubepods-besteffort-pod${UNIT}`, 'BestEffort', 'systemd'], ['cri-containerd-0123.scope', 'Burstable', 'systemd'],
+  ];
+  for (const [name, qos, driver] of notPods) assert.equal(podUidOfCgroup(name, qos, driver), undefined, `${name} (${qos}, ${driver})`);
+});
+
+test('listing finds every pod cgroup of both layouts, and reads nothing deeper or outside kubepods', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'meshlet-cgroup-list-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const other = 'aaaaaaaa-0000-4000-8000-000000000001';
+  await mkdir(join(root, podCgroupPath(UID, 'BestEffort', 'systemd'), 'cri-containerd-1.scope'), { recursive: true });
+  await mkdir(join(root, podCgroupPath(other, 'Guaranteed', 'cgroupfs'), `pod${UID}`), { recursive: true });
+  await mkdir(join(root, 'kubepods', 'burstable', 'not-a-pod'), { recursive: true });
+  await mkdir(join(root, 'system.slice', `pod${UID}`), { recursive: true });
+
+  const found = (await listPodCgroups(root)).map((p) => [p.uid, p.qos, p.driver, p.dir]);
+  assert.deepEqual(found, [
+    [UID, 'BestEffort', 'systemd', join(root, 'kubepods.slice/kubepods-besteffort.slice', `kubepods-besteffort-pod${UNIT}.slice`)],
+    [other, 'Guaranteed', 'cgroupfs', join(root, 'kubepods', `pod${other}`)],
+  ]);
+  assert.deepEqual((await listPodCgroups(root, 'cgroupfs')).map((p) => p.uid), [other]);
+  assert.deepEqual(await listPodCgroups(join(root, 'missing')), []);
 });

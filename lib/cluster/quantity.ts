@@ -1,7 +1,7 @@
 // Kubernetes resource quantities ("100m", "1", "128Mi", "1e3") as exact
 // integers of nano-units, so that QoS can sum and compare them the way
 // resource.Quantity does ("1" CPU equals "1000m").
-import { MeshletError } from '../../lib/core/errors.ts';
+import { MeshletError } from '../core/errors.ts';
 
 /** A string that is not a Kubernetes quantity. */
 export class QuantityError extends MeshletError {

@@ -1,17 +1,19 @@
 // Where the kubelet puts a pod's cgroup: its QoS class (computed as the API
 // server does) and UID, named exactly as kubelet's cgroup manager names them
 // for the systemd and cgroupfs drivers; and the inverse, finding a pod's
-// cgroup under a node's kubelet cgroup root, which the agent needs. Imports
-// only lib/ so it can move there unchanged.
-import { stat } from 'node:fs/promises';
+// cgroup under a node's kubelet cgroup root. The sandbox's kubelet creates
+// pod cgroups with it and the agent finds them with it, so both agree on
+// every name.
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Container, V1Pod, V1ResourceRequirements } from '@kubernetes/client-node';
-import { MeshletError } from '../../lib/core/errors.ts';
+import { MeshletError } from '../core/errors.ts';
 import { parseQuantity } from './quantity.ts';
 
 export const QOS_CLASSES = ['Guaranteed', 'Burstable', 'BestEffort'] as const;
 export type QosClass = (typeof QOS_CLASSES)[number];
-export type CgroupDriver = 'systemd' | 'cgroupfs';
+export const CGROUP_DRIVERS = ['systemd', 'cgroupfs'] as const;
+export type CgroupDriver = (typeof CGROUP_DRIVERS)[number];
 
 /** A pod's cgroup cannot be named or found. */
 export class PodCgroupError extends MeshletError {
@@ -93,6 +95,25 @@ function checkedUid(uid: string): string {
   return uid;
 }
 
+/** The cgroup that holds every pod, relative to the kubelet's cgroup root. */
+export const kubepodsCgroup = (driver: CgroupDriver): string => (driver === 'systemd' ? 'kubepods.slice' : 'kubepods');
+
+/** The QoS class's cgroup, which holds its pods' cgroups: Guaranteed pods sit directly in kubepods. */
+export function qosCgroup(qos: QosClass, driver: CgroupDriver): string {
+  const top = kubepodsCgroup(driver);
+  if (qos === 'Guaranteed') return top;
+  const tier = qos.toLowerCase();
+  return driver === 'systemd' ? join(top, `kubepods-${tier}.slice`) : join(top, tier);
+}
+
+/** The last element of a pod's cgroup path (uid already checked). */
+function podCgroupName(uid: string, qos: QosClass, driver: CgroupDriver): string {
+  if (driver === 'cgroupfs') return `pod${uid}`;
+  // systemd: '-' in a slice name means nesting, so the UID's dashes become '_'.
+  const unit = uid.replaceAll('-', '_');
+  return qos === 'Guaranteed' ? `kubepods-pod${unit}.slice` : `kubepods-${qos.toLowerCase()}-pod${unit}.slice`;
+}
+
 /**
  * The pod's cgroup, relative to the kubelet's cgroup root, as kubelet names it:
  * systemd `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid with _>.slice`
@@ -101,11 +122,18 @@ function checkedUid(uid: string): string {
  */
 export function podCgroupPath(uid: string, qos: QosClass, driver: CgroupDriver): string {
   const id = checkedUid(uid);
-  const tier = qos === 'Guaranteed' ? undefined : qos.toLowerCase();
-  if (driver === 'cgroupfs') return tier ? join('kubepods', tier, `pod${id}`) : join('kubepods', `pod${id}`);
-  // systemd: '-' in a slice name means nesting, so the UID's dashes become '_'.
-  const unit = id.replaceAll('-', '_');
-  return tier ? join('kubepods.slice', `kubepods-${tier}.slice`, `kubepods-${tier}-pod${unit}.slice`) : join('kubepods.slice', `kubepods-pod${unit}.slice`);
+  return join(qosCgroup(qos, driver), podCgroupName(id, qos, driver));
+}
+
+/** The UID of the pod whose cgroup in `qos`'s cgroup is called `name`, or undefined when `name` is not a pod cgroup's. */
+export function podUidOfCgroup(name: string, qos: QosClass, driver: CgroupDriver): string | undefined {
+  const tier = qos === 'Guaranteed' ? '' : `${qos.toLowerCase()}-`;
+  const [prefix, suffix] = driver === 'systemd' ? [`kubepods-${tier}pod`, '.slice'] : ['pod', ''];
+  if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined;
+  const middle = name.slice(prefix.length, name.length - suffix.length);
+  const uid = driver === 'systemd' ? middle.replaceAll('_', '-') : middle;
+  // The round trip refuses what kubelet would never name so (a '-' in a systemd unit, a bad UID).
+  return podUidProblem(uid) === undefined && podCgroupName(uid, qos, driver) === name ? uid : undefined;
 }
 
 /** The pod's cgroup path (relative to the kubelet root) from the pod object. */
@@ -123,7 +151,7 @@ const isDirectory = async (path: string): Promise<boolean> => {
 
 /** The driver whose top-level pods cgroup exists under `root` (kubepods.slice → systemd, kubepods → cgroupfs), or undefined when neither does. */
 export async function detectCgroupDriver(root: string): Promise<CgroupDriver | undefined> {
-  const [systemd, cgroupfs] = await Promise.all([isDirectory(join(root, 'kubepods.slice')), isDirectory(join(root, 'kubepods'))]);
+  const [systemd, cgroupfs] = await Promise.all(CGROUP_DRIVERS.map((d) => isDirectory(join(root, kubepodsCgroup(d)))));
   if (systemd && cgroupfs) throw new PodCgroupError(`${root} holds both kubepods.slice (systemd driver) and kubepods (cgroupfs driver); set the cgroup driver explicitly`);
   if (systemd) return 'systemd';
   if (cgroupfs) return 'cgroupfs';
@@ -152,4 +180,35 @@ export async function resolvePodCgroupDir(root: string, uid: string, qos: QosCla
     if (await isDirectory(dir)) return { dir, driver: d, qos: q };
   }
   throw new PodCgroupError(`pod ${uid} has no cgroup under ${root} (${d} driver; looked for ${join(root, podCgroupPath(uid, qos, d))} and the other QoS classes): is the pod running on this node?`);
+}
+
+export interface PodCgroup extends ResolvedPodCgroup {
+  uid: string;
+}
+
+/**
+ * Every pod cgroup under the kubelet cgroup root `root`, in both drivers'
+ * layouts (or only `driver`'s). Lists only the QoS cgroups kubelet puts pods
+ * in (three per driver), never deeper: the containers' cgroups below a pod
+ * and everything outside kubepods stay unread.
+ */
+export async function listPodCgroups(root: string, driver?: CgroupDriver): Promise<PodCgroup[]> {
+  const found: PodCgroup[] = [];
+  for (const d of driver ? [driver] : CGROUP_DRIVERS) {
+    for (const qos of QOS_CLASSES) {
+      const parent = join(root, qosCgroup(qos, d));
+      let entries: string[];
+      try {
+        entries = await readdir(parent);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      for (const name of entries) {
+        const uid = podUidOfCgroup(name, qos, d);
+        if (uid !== undefined && (await isDirectory(join(parent, name)))) found.push({ uid, dir: join(parent, name), driver: d, qos });
+      }
+    }
+  }
+  return found;
 }
