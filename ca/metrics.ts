@@ -14,4 +14,17 @@ export class CaMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  /** The Kubernetes authenticator's calls to the API server (ca/token-review.ts). */
+  readonly tokenReviews = new Counter({
+    name: 'meshlet_ca_token_reviews_total',
+    help: 'TokenReviews of callers\' tokens the CA asked the API server for, by result (authenticated, rejected, failed: the API server could not be asked).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reviewCache = new Counter({
+    name: 'meshlet_ca_token_review_cache_total',
+    help: 'Lookups of a caller\'s token in the cache of successful TokenReviews, by result (hit, miss); a miss costs a TokenReview.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
 }

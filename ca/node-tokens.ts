@@ -9,6 +9,7 @@ import { basename, dirname } from 'node:path';
 import { ConfigError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
+import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './caller.ts';
 
 const digest = (token: string): Buffer => createHash('sha256').update(token).digest();
 
@@ -33,7 +34,7 @@ export function parseNodeTokens(text: string): Map<string, string> | string {
   return tokens;
 }
 
-export class NodeTokens {
+export class NodeTokens implements CallerAuthenticator {
   readonly path: string;
   readonly #log: Logger | undefined;
   #entries: { node: string; hash: Buffer }[] = [];
@@ -97,5 +98,12 @@ export class NodeTokens {
       if (timingSafeEqual(hash, entry.hash) && found === undefined) found = entry.node;
     }
     return found;
+  }
+
+  async authenticate(bearer: string): Promise<Caller | Refusal> {
+    const node = this.nodeFor(bearer);
+    return node === undefined
+      ? refusal('unauthenticated', 'the bearer token belongs to no node; check the ztunnel\'s token file against the CA\'s --node-tokens file')
+      : { node };
   }
 }

@@ -15,21 +15,13 @@ import { AGENT_KINDS, AUTHORIZATION_POLICIES, NAMESPACES, PODS, SERVICES, type W
 import { KubeSource, type KubeSourceOptions } from '../../lib/cluster/sources/kube.ts';
 import type { ClusterUpdate, InformerStatus } from '../../lib/cluster/sources/source.ts';
 import { silentLogger } from '../../lib/core/log.ts';
-import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
+import { applyObjects as apply, kubectlOk as kubectl, startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
 import { eventually } from '../support/eventually.ts';
 import { ManualClock } from '../support/manual-clock.ts';
 
 /** Fast retries: the tests wait on them. */
 const BACKOFF = { initialMs: 100, maxMs: 1000, slowMs: 300 };
 
-async function kubectl(cp: TestControlPlane, args: readonly string[], input?: string): Promise<string> {
-  const result = await cp.kubectl(args, input);
-  assert.equal(result.exitCode, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
-
-const apply = (cp: TestControlPlane, ...objects: object[]): Promise<string> =>
-  kubectl(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
 
 /** Pods are deleted at once: without a kubelet a bound pod's graceful deletion never finishes. */
 const forceDelete = (cp: TestControlPlane, namespace: string, pod: string): Promise<string> =>

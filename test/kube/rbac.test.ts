@@ -12,7 +12,7 @@ import { isRecord } from '../../lib/cluster/objects.ts';
 import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
 import { AGENT_KINDS, CA_KINDS, collectionPath, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
 import { eventually } from '../support/eventually.ts';
-import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
+import { asServiceAccount, startTestControlPlane } from '../support/control-plane.ts';
 
 const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url);
 const RBAC_NAME = 'daemonset/rbac.yaml';
@@ -141,19 +141,6 @@ test('the role check names the kind and the file when a watched kind has no rule
   }
 });
 
-/** A KubeConfig that authenticates as the ServiceAccount with a TokenRequest token, against the control plane's server and CA. */
-async function asServiceAccount(cp: TestControlPlane, account: string): Promise<{ kc: KubeConfig; token: string }> {
-  const created = await cp.kubectl(['create', 'token', account, '-n', NAMESPACE]);
-  assert.equal(created.exitCode, 0, `kubectl create token ${account}: ${created.stderr}`);
-  const token = created.stdout.trim();
-  const admin = new KubeConfig();
-  admin.loadFromFile(cp.kubeconfig);
-  const cluster = admin.getCurrentCluster();
-  assert.ok(cluster?.caData, `${cp.kubeconfig} has no current cluster with certificate-authority-data`);
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'meshlet-test', server: cluster.server, caData: cluster.caData, skipTLSVerify: false }, { name: account, token });
-  return { kc, token };
-}
 
 const isPods = (kind: WatchedKind): boolean => kind.group === PODS.group && kind.plural === PODS.plural;
 
@@ -208,8 +195,8 @@ test('under its own ServiceAccount each component makes its calls and is refused
   for (const [account, verb, resource] of [['meshlet-agent', 'watch', 'namespaces'], ['meshlet-ca', 'create', 'tokenreviews.authentication.k8s.io']] as const) {
     await eventually(`RBAC to admit ${account}`, async () => (await cp.kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${NAMESPACE}:${account}`])).stdout.trim() === 'yes');
   }
-  const agent = await asServiceAccount(cp, AGENT.account);
-  const ca = await asServiceAccount(cp, CA.account);
+  const agent = await asServiceAccount(cp, AGENT.account, NAMESPACE);
+  const ca = await asServiceAccount(cp, CA.account, NAMESPACE);
 
   await t.test('the agent lists and watches every kind in AGENT_KINDS', async () => {
     for (const kind of AGENT_KINDS) {

@@ -3,6 +3,7 @@
 // Istio's and the Gateway API's CRDs) from the cached build, with the same
 // PKI and flags as the sandbox's, in a per-run directory that t.after removes
 // together with every process.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,21 +11,48 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
 import { run, type RunResult } from '../../lib/core/exec.ts';
 import { controlPlaneBinaries } from '../../sandbox/controlplane/binaries.ts';
 import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer } from '../../sandbox/controlplane/bootstrap.ts';
 import { apiServerUrl, componentArgs, controlPlaneLayout, type Component, type ControlPlaneNetwork } from '../../sandbox/controlplane/components.ts';
+import type { PkiFiles } from '../../sandbox/controlplane/pki.ts';
 
 export interface TestControlPlane {
   /** Admin kubeconfig path (system:masters), server https://127.0.0.1:<port>. */
   kubeconfig: string;
   server: string;
+  /** The cluster's PKI: its CA, and the ServiceAccount signing key (to mint tokens the API server did not issue, e.g. expired ones). */
+  pki: PkiFiles;
   /** The built kubectl against this control plane. */
   kubectl(args: readonly string[], input?: string): Promise<RunResult>;
   /** A client-certificate kubeconfig for `user` in `groups` (e.g. 'system:node:node-1', ['system:nodes']). */
   userKubeconfig(user: string, groups?: readonly string[]): Promise<string>;
   /** Stops and starts kube-apiserver (same etcd, same port). */
   restartApiServer(): Promise<void>;
+}
+
+/** kubectl that must succeed: its stdout, or the test fails with kubectl's stderr. */
+export async function kubectlOk(cp: TestControlPlane, args: readonly string[], input?: string): Promise<string> {
+  const result = await cp.kubectl(args, input);
+  assert.equal(result.exitCode, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Applies `objects` as one List. */
+export const applyObjects = (cp: TestControlPlane, ...objects: object[]): Promise<string> =>
+  kubectlOk(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+
+/** A KubeConfig that authenticates as the ServiceAccount with a TokenRequest token, against the control plane's server and CA. */
+export async function asServiceAccount(cp: TestControlPlane, account: string, namespace: string, tokenArgs: readonly string[] = []): Promise<{ kc: KubeConfig; token: string }> {
+  const token = (await kubectlOk(cp, ['create', 'token', account, '-n', namespace, ...tokenArgs])).trim();
+  const admin = new KubeConfig();
+  admin.loadFromFile(cp.kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  assert.ok(cluster?.caData, `${cp.kubeconfig} has no current cluster with certificate-authority-data`);
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser({ name: 'meshlet-test', server: cluster.server, caData: cluster.caData, skipTLSVerify: false }, { name: account, token });
+  return { kc, token };
 }
 
 function freePort(): Promise<number> {
@@ -92,6 +120,7 @@ export async function startTestControlPlane(t: TestContext, opts: { crds?: boole
   return {
     kubeconfig: layout.adminKubeconfig,
     server: apiServerUrl(network),
+    pki: layout.pki,
     kubectl,
     userKubeconfig: (user, groups = []) => clientKubeconfig(layout, network, join(dir, `user-${++users}.kubeconfig`), user, groups),
     async restartApiServer() {

@@ -1,0 +1,53 @@
+// Who is calling the CA: the node a bearer token speaks for, or why the CA
+// refuses it. Every way of authenticating callers (the node-token file, the
+// Kubernetes TokenReview) answers the same way, so the server takes either.
+import { SignRefusal } from './errors.ts';
+
+/**
+ * Each refusal's stable code (the `error` of the CA's answer and the `reason`
+ * label of meshlet_ca_refusals_total) and its HTTP status: 401 when the token
+ * itself is no good, 403 when it is good but may not request certificates,
+ * 503 when the CA could not decide.
+ */
+export const REFUSAL_STATUS = {
+  /** The token matches no node in the node-token file. */
+  'unauthenticated': 401,
+  /** Not a JWT of bounded size: refused before any network call. */
+  'malformed-token': 401,
+  /** A valid token, but not for the CA's audience. */
+  'wrong-audience': 401,
+  /** The API server does not authenticate it: expired, revoked, or not its signature. */
+  'invalid-token': 401,
+  /** Authenticated, but not as a meshlet node account. */
+  'not-a-node-account': 403,
+  /** A node account's token that names no pod or no node. */
+  'not-pod-bound': 403,
+  /** The token's pod is gone, recreated, terminating, or not on the node the token names. */
+  'pod-not-on-node': 403,
+  /** The API server could not be asked (unreachable, or it refused the CA itself). */
+  'review-unavailable': 503,
+} as const satisfies Record<string, 401 | 403 | 503>;
+
+export type RefusalCode = keyof typeof REFUSAL_STATUS;
+
+/** An authenticated caller: the node whose ztunnel holds the token. */
+export interface Caller {
+  node: string;
+}
+
+export interface Refusal {
+  refused: RefusalCode;
+  /** What the operator should check. */
+  message: string;
+}
+
+export interface CallerAuthenticator {
+  authenticate(bearer: string): Promise<Caller | Refusal>;
+}
+
+export const refusal = (refused: RefusalCode, message: string): Refusal => ({ refused, message });
+
+export const isRefusal = (answer: Caller | Refusal): answer is Refusal => 'refused' in answer;
+
+/** The error the server answers a refusal with (and counts by its code). */
+export const refusalError = (r: Refusal): SignRefusal => new SignRefusal(REFUSAL_STATUS[r.refused], r.refused, r.message);

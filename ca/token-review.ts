@@ -1,0 +1,223 @@
+// Callers authenticated by the Kubernetes API: each ztunnel sends its pod's
+// projected ServiceAccount token (audience meshlet-ca), and the CA accepts it
+// for node N only when, in this order (cheapest first, stopping at the first
+// failure):
+//   1. it is a JWT of bounded size (no network call for garbage);
+//   2. the API server's TokenReview authenticates it for the CA's audience;
+//   3. its user is a meshlet node account (the ztunnel's ServiceAccount);
+//   4. it is bound to a pod and names that pod's node N (Kubernetes puts
+//      both in a pod-bound token's user.extra);
+//   5. that pod still exists as the same pod (UID), is not terminating, and
+//      runs on N: a token outlives its pod by up to the API server's own
+//      cache, and the CA's review cache, so this is checked on every call.
+// Successful reviews (step 2) are cached by token hash; steps 3-5 run every time.
+import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
+import { isRecord } from '../lib/cluster/objects.ts';
+import { describeError } from '../lib/cluster/sources/kube-client.ts';
+import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './caller.ts';
+import type { PodLookup, PodPlacement } from './caller-pods.ts';
+import type { CaMetrics } from './metrics.ts';
+import { DEFAULT_REVIEW_CACHE, ReviewCache, type ReviewCacheOptions } from './review-cache.ts';
+
+export const CA_AUDIENCE = 'meshlet-ca';
+/** The ztunnel DaemonSet's ServiceAccount. */
+export const DEFAULT_NODE_ACCOUNTS: readonly string[] = ['system:serviceaccount:meshlet-system:meshlet-ztunnel'];
+/** A projected ServiceAccount token is about 1.2 KB of ASCII; anything longer is not one, and is refused unread. */
+export const MAX_TOKEN_BYTES = 8192;
+
+const REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
+const DEFAULT_REVIEW_TIMEOUT_MS = 10_000;
+const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';
+const EXTRA_POD_UID = 'authentication.kubernetes.io/pod-uid';
+const EXTRA_NODE_NAME = 'authentication.kubernetes.io/node-name';
+
+export interface TokenReviewOptions {
+  /** The CA's own credentials: its ServiceAccount may create tokenreviews and list pods. */
+  kubeconfig: KubeConfig;
+  pods: PodLookup;
+  metrics: CaMetrics;
+  audience?: string;
+  /** Usernames ("system:serviceaccount:<namespace>:<name>") whose tokens may request certificates. */
+  nodeAccounts?: readonly string[];
+  cache?: Partial<Omit<ReviewCacheOptions, 'now'>>;
+  reviewTimeoutMs?: number;
+  now?: () => number;
+}
+
+/** What a successful TokenReview said of the token's user. */
+interface ReviewedUser {
+  username: string;
+  extra: Record<string, readonly string[]>;
+}
+
+type Review = { authenticated: true; audiences: string[]; user: ReviewedUser } | { authenticated: false; error: string };
+
+export class TokenReviewAuthenticator implements CallerAuthenticator {
+  readonly #o: TokenReviewOptions;
+  readonly #audience: string;
+  readonly #accounts: ReadonlySet<string>;
+  readonly #cache: ReviewCache<ReviewedUser>;
+
+  constructor(options: TokenReviewOptions) {
+    const accounts = options.nodeAccounts ?? DEFAULT_NODE_ACCOUNTS;
+    const bad = accounts.filter((a) => !SERVICE_ACCOUNT_USER.test(a));
+    if (accounts.length === 0 || bad.length > 0) {
+      throw new ConfigError(`node accounts must be one or more "system:serviceaccount:<namespace>:<name>"; got ${JSON.stringify(accounts)}`);
+    }
+    this.#o = options;
+    this.#audience = options.audience ?? CA_AUDIENCE;
+    this.#accounts = new Set(accounts);
+    this.#cache = new ReviewCache({ ...DEFAULT_REVIEW_CACHE, ...options.cache, now: options.now ?? Date.now });
+  }
+
+  async authenticate(bearer: string): Promise<Caller | Refusal> {
+    if (bearer.length > MAX_TOKEN_BYTES) {
+      return refusal('malformed-token', `the bearer token is ${bearer.length} characters long, more than the ${MAX_TOKEN_BYTES} a ServiceAccount token can be; send the ztunnel pod's projected ServiceAccount token (audience ${this.#audience})`);
+    }
+    const claims = unverifiedClaims(bearer);
+    if (claims === undefined) {
+      return refusal('malformed-token', `the bearer token is not a JWT (three base64url parts, a JSON header and claims); send the ztunnel pod's projected ServiceAccount token (audience ${this.#audience}), not a node token`);
+    }
+    const reviewed = await this.#reviewed(bearer, claims);
+    if ('refused' in reviewed) return reviewed;
+    const { username, extra } = reviewed;
+    const namespace = SERVICE_ACCOUNT_USER.exec(username)?.[1];
+    if (namespace === undefined || !this.#accounts.has(username)) {
+      return refusal('not-a-node-account', `the token is of ${username || 'an unnamed user'}, which is not a meshlet node account (${[...this.#accounts].join(', ')}); only the ztunnel's ServiceAccount may request certificates: check the DaemonSet's serviceAccountName and the CA's node accounts`);
+    }
+    const podName = single(extra, EXTRA_POD_NAME);
+    const podUid = single(extra, EXTRA_POD_UID);
+    const node = single(extra, EXTRA_NODE_NAME);
+    if (podName === undefined || podUid === undefined || node === undefined) {
+      const missing = [[EXTRA_POD_NAME, podName], [EXTRA_POD_UID, podUid], [EXTRA_NODE_NAME, node]].filter(([, v]) => v === undefined).map(([k]) => k);
+      return refusal('not-pod-bound', `the token of ${username} is not bound to a pod on a node (the review has no ${missing.join(', ')}); send the token the kubelet projects into the ztunnel pod (a serviceAccountToken volume), not one made without --bound-object-kind Pod or a Secret's token`);
+    }
+    return this.#onNode(namespace, podName, podUid, node);
+  }
+
+  /** The reviewed user, from the cache or the API server. */
+  async #reviewed(bearer: string, claims: Record<string, unknown>): Promise<ReviewedUser | Refusal> {
+    const cached = this.#cache.get(bearer);
+    this.#o.metrics.reviewCache.inc({ result: cached === undefined ? 'miss' : 'hit' });
+    if (cached !== undefined) return cached;
+    let review: Review;
+    try {
+      review = await this.#review(bearer);
+    } catch (err) {
+      this.#o.metrics.tokenReviews.inc({ result: 'failed' });
+      return refusal('review-unavailable', `the CA could not review the token with the API server (${describeError(err)}); check the CA's connection to the API server and that its ServiceAccount may create tokenreviews (ClusterRole meshlet-ca)`);
+    }
+    this.#o.metrics.tokenReviews.inc({ result: review.authenticated ? 'authenticated' : 'rejected' });
+    if (!review.authenticated) {
+      // The API server folds a wrong audience into "invalid bearer token"; the claims tell which it is.
+      const audiences = audiencesOf(claims.aud);
+      if (!audiences.includes(this.#audience)) return this.#wrongAudience(audiences);
+      return refusal('invalid-token', `the API server did not authenticate the token: ${review.error}; it may be expired, revoked (its pod deleted) or from another cluster: check that the ztunnel sends the token file the kubelet keeps fresh`);
+    }
+    if (!review.audiences.includes(this.#audience)) return this.#wrongAudience(review.audiences);
+    // Authenticated, so the claims are the API server's own: their expiry bounds the cache entry.
+    this.#cache.set(bearer, review.user, typeof claims.exp === 'number' ? claims.exp * 1000 : 0);
+    return review.user;
+  }
+
+  #wrongAudience(audiences: readonly string[]): Refusal {
+    return refusal('wrong-audience', `the token is for audience ${audiences.length === 0 ? '(none)' : audiences.join(', ')}, not ${this.#audience}; project the ztunnel's ServiceAccount token with audience ${this.#audience} (serviceAccountToken.audience in the DaemonSet)`);
+  }
+
+  async #onNode(namespace: string, podName: string, podUid: string, node: string): Promise<Caller | Refusal> {
+    const pod = `${namespace}/${podName}`;
+    let found: PodPlacement | undefined;
+    try {
+      found = await this.#o.pods.find(namespace, podName, podUid);
+    } catch (err) {
+      return refusal('review-unavailable', `the CA could not read pod ${pod} from the API server (${describeError(err)}); check the CA's connection to the API server and that its ServiceAccount may list pods (ClusterRole meshlet-ca)`);
+    }
+    const refuse = (why: string) => refusal('pod-not-on-node', `the token is bound to pod ${pod} on node ${node}, but ${why}; a ztunnel gets certificates only while its own pod runs on its node`);
+    if (found === undefined) return refuse('that pod no longer exists');
+    if (found.uid !== podUid) return refuse(`that pod was recreated (uid ${found.uid}, the token's is ${podUid}): restart the ztunnel so it reads its new pod's token`);
+    if (found.terminated !== undefined) return refuse(`that pod is ${found.terminated}`);
+    if (found.nodeName !== node) return refuse(`that pod ${found.nodeName === undefined ? 'is not scheduled' : `runs on node ${found.nodeName}`}`);
+    return { node };
+  }
+
+  async #review(token: string): Promise<Review> {
+    const body: unknown = await postJson(this.#o.kubeconfig, REVIEW_PATH, {
+      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.#audience] },
+    }, this.#o.reviewTimeoutMs ?? DEFAULT_REVIEW_TIMEOUT_MS);
+    const status = isRecord(body) && isRecord(body.status) ? body.status : {};
+    if (status.authenticated !== true) {
+      return { authenticated: false, error: typeof status.error === 'string' && status.error !== '' ? status.error : 'no reason given' };
+    }
+    const user = isRecord(status.user) ? status.user : {};
+    const extra: Record<string, readonly string[]> = {};
+    if (isRecord(user.extra)) for (const [k, v] of Object.entries(user.extra)) extra[k] = strings(v);
+    return { authenticated: true, audiences: strings(status.audiences), user: { username: typeof user.username === 'string' ? user.username : '', extra } };
+  }
+}
+
+/** The claims of a JWT-shaped string, unverified (the API server verifies), or undefined when it is not one. */
+function unverifiedClaims(token: string): Record<string, unknown> | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts.every((p) => BASE64URL.test(p))) return undefined;
+  const json = (part: string): unknown => {
+    try {
+      return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  };
+  const header = json(parts[0]!);
+  const claims = json(parts[1]!);
+  return isRecord(header) && typeof header.alg === 'string' && isRecord(claims) ? claims : undefined;
+}
+
+const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+
+/** A JWT's aud: one string or a list. */
+const audiencesOf = (aud: unknown): string[] => (typeof aud === 'string' ? [aud] : strings(aud));
+
+function single(extra: Record<string, readonly string[]>, key: string): string | undefined {
+  const values = extra[key];
+  return values?.length === 1 && values[0] !== '' ? values[0] : undefined;
+}
+
+/** POSTs `body` on the kubeconfig's credentials and returns the JSON answer of a 200 or 201. */
+async function postJson(kc: KubeConfig, path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  const server = kc.getCurrentCluster()?.server;
+  if (server === undefined) throw new KubeApiError(0, 'the kubeconfig has no current cluster');
+  const ctx = new RequestContext(server + path, HttpMethod.POST);
+  await kc.applySecurityAuthentication(ctx);
+  // The kubeconfig builds a dispatcher per call; close it after.
+  const dispatcher = ctx.getDispatcher();
+  try {
+    let status: number;
+    let text: string;
+    try {
+      const res = await fetch(server + path, {
+        method: 'POST', dispatcher, signal: AbortSignal.timeout(timeoutMs), body: JSON.stringify(body),
+        headers: { ...ctx.getHeaders(), 'content-type': 'application/json', accept: 'application/json' },
+      });
+      status = res.status;
+      text = await res.text();
+    } catch (err) {
+      throw new KubeApiError(0, `POST ${path}: ${describeError(err)}`, { cause: err });
+    }
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new KubeApiError(status, `POST ${path}: HTTP ${status}: the answer is not JSON`);
+    }
+    if (status !== 200 && status !== 201) {
+      const detail = isRecord(answer) && typeof answer.message === 'string' ? `: ${answer.message}` : '';
+      throw new KubeApiError(status, `POST ${path}: HTTP ${status}${detail}`);
+    }
+    return answer;
+  } finally {
+    await dispatcher?.destroy();
+  }
+}
