@@ -1,6 +1,7 @@
 // The sandbox's kubelet + CNI for one pod: a network namespace with a veth to
 // the node's pod bridge, a cgroup, and each container's command run as a host
-// process inside both.
+// process inside both. The kubelet's runtime (kubelet/sandbox-runtime.ts)
+// builds its pods from the same pieces.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -9,7 +10,7 @@ import type { SandboxNodeInfo } from './info.ts';
 import { podCgroup, podLogFile, podNetns, podVeth, REPO_ROOT } from './layout.ts';
 import { cgroupProcs, ensureCgroup, removeCgroup } from './cgroup.ts';
 import { deleteNetns } from './netns.ts';
-import { findExecutable, spawnIn, type NameFiles } from './proc.ts';
+import { findExecutable, spawnIn, type NameFiles, type Placement } from './proc.ts';
 import { createPodNetwork } from './topology.ts';
 
 const CONTAINER_START_MS = 5000;
@@ -60,18 +61,31 @@ function baseEnv(): NodeJS.ProcessEnv {
 }
 
 /** The downward-API fields the sandbox can fill. */
-function fieldValue(pod: V1Pod, path: string): string | undefined {
-  switch (path) {
-    case 'metadata.name': return pod.metadata?.name;
-    case 'metadata.namespace': return pod.metadata?.namespace;
-    case 'metadata.uid': return pod.metadata?.uid;
-    case 'spec.nodeName': return pod.spec?.nodeName;
-    case 'spec.serviceAccountName': return pod.spec?.serviceAccountName;
-    case 'status.podIP': return pod.status?.podIP;
-    case 'status.podIPs': return pod.status?.podIPs?.map((p) => p.ip).join(',');
-    case 'status.hostIP': return pod.status?.hostIP;
-    default: return undefined;
+const FIELDS: Readonly<Record<string, (pod: V1Pod) => string | undefined>> = {
+  'metadata.name': (pod) => pod.metadata?.name,
+  'metadata.namespace': (pod) => pod.metadata?.namespace,
+  'metadata.uid': (pod) => pod.metadata?.uid,
+  'spec.nodeName': (pod) => pod.spec?.nodeName,
+  'spec.serviceAccountName': (pod) => pod.spec?.serviceAccountName,
+  'status.podIP': (pod) => pod.status?.podIP,
+  'status.podIPs': (pod) => pod.status?.podIPs?.map((p) => p.ip).join(','),
+  'status.hostIP': (pod) => pod.status?.hostIP,
+};
+const FIELD_PATHS = Object.keys(FIELDS).join(', ');
+
+/** Why the sandbox cannot fill a container's environment as Kubernetes would (a source it does not read), or undefined. */
+export function envProblem(container: V1Container): string | undefined {
+  if (container.envFrom?.length) return `container "${container.name}": envFrom (ConfigMaps, Secrets) is not supported by the sandbox; set env values directly`;
+  for (const e of container.env ?? []) {
+    if (e.value !== undefined || !e.valueFrom) continue;
+    const path = e.valueFrom.fieldRef?.fieldPath;
+    if (path === undefined) {
+      const source = Object.keys(e.valueFrom).join(', ');
+      return `container "${container.name}": env ${e.name} takes its value from ${source}, which the sandbox does not support; use a literal value or a fieldRef to ${FIELD_PATHS}`;
+    }
+    if (!Object.hasOwn(FIELDS, path)) return `container "${container.name}": env ${e.name} has fieldRef ${path}, which the sandbox cannot fill; supported: ${FIELD_PATHS}`;
   }
+  return undefined;
 }
 
 /** A container's environment (also used for `exec`): base, HOSTNAME, then env with literal values and supported fieldRefs. */
@@ -79,10 +93,64 @@ export function containerEnv(pod: V1Pod, container: V1Container | undefined): No
   const env = baseEnv();
   env.HOSTNAME = pod.metadata?.name ?? '';
   for (const e of container?.env ?? []) {
-    const value = e.value ?? (e.valueFrom?.fieldRef ? fieldValue(pod, e.valueFrom.fieldRef.fieldPath) : undefined);
+    const path = e.valueFrom?.fieldRef?.fieldPath;
+    const value = e.value ?? (path !== undefined && Object.hasOwn(FIELDS, path) ? FIELDS[path]!(pod) : undefined);
     if (value !== undefined) env[e.name] = value;
   }
   return env;
+}
+
+/** Creates the pod's network namespace and eth0 with its addresses, on a veth to `node`'s pod bridge. */
+export async function createPodNetns(node: SandboxNodeInfo, netns: string, uid: string, ip: string, ip6?: string): Promise<void> {
+  await createPodNetwork({
+    nodeNetns: node.netns,
+    podNetns: netns,
+    veth: podVeth(uid),
+    ip,
+    prefix: Number(node.podCidr.split('/')[1]),
+    gateway: node.podGatewayIp4,
+    ip6,
+    prefix6: node.podCidr6 ? Number(node.podCidr6.split('/')[1]) : undefined,
+    gateway6: node.podGatewayIp6,
+  });
+}
+
+export interface ContainerSpawn {
+  /** The container's command and args. */
+  argv: readonly string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** stdout and stderr are appended here, after a header line naming the container. */
+  logFile: string;
+  name: string;
+  names?: NameFiles;
+}
+
+/**
+ * Starts a container's command as a detached host process in `where` (its
+ * cgroup, then its network namespace); resolves once it joined the cgroup (so
+ * it is "running"), or exited.
+ */
+export async function spawnContainer(where: Placement, spec: ContainerSpawn): Promise<ChildProcess> {
+  const fd = openSync(spec.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    writeSync(fd, `--- ${new Date().toISOString()} container ${spec.name}: ${spec.argv.join(' ')}\n`);
+    // Detached: pods outlive the process that started them, like a kubelet's.
+    child = spawnIn(where, spec.argv, {
+      stdio: ['ignore', fd, fd],
+      env: spec.env,
+      cwd: spec.cwd,
+      detached: true,
+      ...(spec.names ? { names: spec.names } : {}),
+    });
+  } finally {
+    closeSync(fd);
+  }
+  child.on('error', () => undefined);
+  child.unref();
+  await inCgroup(where.cgroup, child);
+  return child;
 }
 
 /** Builds the pod's network and cgroup and starts its containers; undoes everything on failure. */
@@ -91,45 +159,20 @@ export async function startPod(place: PodPlace, pod: V1Pod, names?: NameFiles): 
   const ip6 = pod.status?.podIPs?.[1]?.ip;
   if (!ip) throw new Error('pod has no IP allocated');
   try {
-    await createPodNetwork({
-      nodeNetns: place.node.netns,
-      podNetns: place.netns,
-      veth: podVeth(place.uid),
-      ip,
-      prefix: Number(place.node.podCidr.split('/')[1]),
-      gateway: place.node.podGatewayIp4,
-      ip6,
-      prefix6: place.node.podCidr6 ? Number(place.node.podCidr6.split('/')[1]) : undefined,
-      gateway6: place.node.podGatewayIp6,
-    });
+    await createPodNetns(place.node, place.netns, place.uid, ip, ip6);
     await ensureCgroup(place.cgroup);
-    await Promise.all(pod.spec!.containers.map((container) => startContainer(place, pod, container, names)));
+    await Promise.all(pod.spec!.containers.map((container) => spawnContainer(place, {
+      argv: [...(container.command ?? []), ...(container.args ?? [])],
+      env: containerEnv(pod, container),
+      cwd: container.workingDir ?? REPO_ROOT,
+      logFile: place.logFile,
+      name: container.name,
+      ...(names ? { names } : {}),
+    })));
   } catch (err) {
     await stopPod(place).catch(() => undefined);
     throw err;
   }
-}
-
-async function startContainer(place: PodPlace, pod: V1Pod, container: V1Container, names: NameFiles | undefined): Promise<void> {
-  const argv = [...(container.command ?? []), ...(container.args ?? [])];
-  const fd = openSync(place.logFile, 'a');
-  let child: ChildProcess;
-  try {
-    writeSync(fd, `--- ${new Date().toISOString()} container ${container.name}: ${argv.join(' ')}\n`);
-    // Detached: pods outlive the apply that started them, like a kubelet's.
-    child = spawnIn(place, argv, {
-      stdio: ['ignore', fd, fd],
-      env: containerEnv(pod, container),
-      cwd: container.workingDir ?? REPO_ROOT,
-      detached: true,
-      ...(names ? { names } : {}),
-    });
-  } finally {
-    closeSync(fd);
-  }
-  child.on('error', () => undefined);
-  child.unref();
-  await inCgroup(place.cgroup, child);
 }
 
 /** Resolves once the container joined its cgroup (so it is "running" when apply returns), or exited. */

@@ -439,6 +439,7 @@ export class PodWorker {
       ...(this.#deps.probeSourceIp4 ? { sourceIp4: this.#deps.probeSourceIp4 } : {}),
       ...(this.#deps.probeSourceIp6 ? { sourceIp6: this.#deps.probeSourceIp6 } : {}),
       exec: (argv, signal) => this.#deps.runtime.exec(this.uid, spec.name, argv, signal),
+      ...(this.#deps.runtime.probeDialer ? { dial: this.#deps.runtime.probeDialer } : {}),
     };
     const worker = (type: ProbeType, probe: V1Probe, onChange: (result: ProbeResult, message: string) => void, initialResult?: ProbeResult): void => {
       const w = new ProbeWorker({

@@ -7,6 +7,7 @@ import { connect as http2Connect } from 'node:http2';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect, isIP, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { IntOrString, V1Container, V1Probe } from '@kubernetes/client-node';
 import { Timer } from './clock.ts';
 import type { Clock } from '../../lib/core/clock.ts';
@@ -52,6 +53,13 @@ export interface ExecResult {
   output: string;
 }
 
+/**
+ * Opens a probe's TCP connection somewhere other than the kubelet's own
+ * network namespace (the node's, when the kubelet runs outside it); resolves
+ * once connected, rejects with the dial error.
+ */
+export type ProbeDialer = (dest: { host: string; port: number; localAddress?: string }, signal: AbortSignal) => Promise<Duplex>;
+
 /** What a probe needs of its pod. */
 export interface ProbeTarget {
   /** The address probes go to when the action names no host: the pod IP (the node's for hostNetwork pods). */
@@ -63,6 +71,8 @@ export interface ProbeTarget {
   sourceIp6?: string;
   /** Runs argv in the container; aborting `signal` must kill it. */
   exec(argv: readonly string[], signal: AbortSignal): Promise<ExecResult>;
+  /** Opens the connections of tcpSocket, httpGet and grpc probes; unset, they connect from the kubelet's own process. */
+  dial?: ProbeDialer;
 }
 
 /** The port a probe names, by number or by the container's port name (kubelet also accepts a number written as a string); a string says why there is none. */
@@ -119,6 +129,13 @@ function destination(host: string | undefined, port: IntOrString | undefined, ta
 function tcpProbe(host: string | undefined, port: IntOrString, target: ProbeTarget, signal: AbortSignal): Promise<ProbeOutcome> {
   const dest = destination(host, port, target);
   if (typeof dest === 'string') return Promise.resolve({ ok: false, message: dest });
+  if (target.dial) {
+    const localAddress = sourceFor(dest.host, target);
+    return target.dial({ ...dest, ...(localAddress ? { localAddress } : {}) }, signal).then(
+      (stream) => (stream.destroy(), { ok: true, message: '' }),
+      (err: Error) => ({ ok: false, message: `dial tcp ${dest.host}:${dest.port}: ${signal.aborted ? 'timed out' : err.message}` }),
+    );
+  }
   return new Promise((resolve) => {
     const socket = new Socket();
     const done = (outcome: ProbeOutcome): void => {
@@ -138,7 +155,7 @@ function tcpProbe(host: string | undefined, port: IntOrString, target: ProbeTarg
 /** Path as kubelet formats it into the URL: always absolute, query kept. */
 const probePath = (path: string | undefined): string => (!path ? '/' : path.startsWith('/') ? path : `/${path}`);
 
-function httpProbe(probe: V1Probe, target: ProbeTarget, signal: AbortSignal): Promise<ProbeOutcome> {
+async function httpProbe(probe: V1Probe, target: ProbeTarget, signal: AbortSignal): Promise<ProbeOutcome> {
   const action = probe.httpGet!;
   const dest = destination(action.host, action.port, target);
   if (typeof dest === 'string') return Promise.resolve({ ok: false, message: dest });
@@ -158,6 +175,15 @@ function httpProbe(probe: V1Probe, target: ProbeTarget, signal: AbortSignal): Pr
   }
   const localAddress = sourceFor(dest.host, target);
   const url = `${https ? 'https' : 'http'}://${hostHeader}${probePath(action.path)}`;
+  let stream: Duplex | undefined;
+  if (target.dial) {
+    try {
+      stream = await target.dial({ ...dest, ...(localAddress ? { localAddress } : {}) }, signal);
+    } catch (err) {
+      return { ok: false, message: `Get ${JSON.stringify(url)}: ${signal.aborted ? 'timed out' : (err as Error).message}` };
+    }
+  }
+  const connection = stream;
   return new Promise((resolve) => {
     const options = {
       host: dest.host,
@@ -166,9 +192,9 @@ function httpProbe(probe: V1Probe, target: ProbeTarget, signal: AbortSignal): Pr
       method: 'GET',
       headers,
       signal,
-      agent: false as const,
-      ...(localAddress ? { localAddress } : {}),
       ...(https ? { rejectUnauthorized: false } : {}),
+      // An agent (even agent: false) would make its own connection.
+      ...(connection ? { createConnection: () => connection } : { agent: false as const, ...(localAddress ? { localAddress } : {}) }),
     };
     const onResponse = (res: IncomingMessage): void => {
       const code = res.statusCode ?? 0;
@@ -234,14 +260,23 @@ function grpcServingStatus(frame: Buffer): number {
   return status;
 }
 
-function grpcProbe(port: number, service: string | undefined, target: ProbeTarget, signal: AbortSignal): Promise<ProbeOutcome> {
+async function grpcProbe(port: number, service: string | undefined, target: ProbeTarget, signal: AbortSignal): Promise<ProbeOutcome> {
   const dest = destination(undefined, port, target);
-  if (typeof dest === 'string') return Promise.resolve({ ok: false, message: dest });
+  if (typeof dest === 'string') return { ok: false, message: dest };
   const authority = isIP(dest.host) === 6 ? `[${dest.host}]:${dest.port}` : `${dest.host}:${dest.port}`;
   const localAddress = sourceFor(dest.host, target);
+  let stream: Duplex | undefined;
+  if (target.dial) {
+    try {
+      stream = await target.dial({ ...dest, ...(localAddress ? { localAddress } : {}) }, signal);
+    } catch (err) {
+      return { ok: false, message: `gRPC health check of ${authority}: ${signal.aborted ? 'timed out' : (err as Error).message}` };
+    }
+  }
+  const connection = stream;
   return new Promise((resolve) => {
     // Over a socket of our own, so that the probe leaves from the node's source address.
-    const session = http2Connect(`http://${authority}`, { createConnection: () => netConnect({ host: dest.host, port: dest.port, ...(localAddress ? { localAddress } : {}) }) });
+    const session = http2Connect(`http://${authority}`, { createConnection: () => connection ?? netConnect({ host: dest.host, port: dest.port, ...(localAddress ? { localAddress } : {}) }) });
     const finish = (outcome: ProbeOutcome): void => {
       signal.removeEventListener('abort', onAbort);
       session.destroy();

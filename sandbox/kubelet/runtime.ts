@@ -5,9 +5,9 @@
 // start, restart, probe, stop); the runtime only does what it is told and
 // reports container exits.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import type { ExecResult } from './probes.ts';
+import type { ExecResult, ProbeDialer } from './probes.ts';
 
-export type { ExecResult };
+export type { ExecResult, ProbeDialer };
 
 export interface PodSandboxInfo {
   /** The pod's addresses, IPv4 first. For a hostNetwork pod the kubelet reports the node's addresses instead. */
@@ -56,6 +56,8 @@ export interface RuntimePod {
 export interface PodRuntime {
   /** Identifies the runtime in containerIDs (`<name>://<id>`). */
   readonly name: string;
+  /** Set when probes must not connect from the kubelet's own network namespace (the pods' network is elsewhere). */
+  readonly probeDialer?: ProbeDialer;
   /**
    * Every pod the runtime runs now, including ones a previous kubelet started:
    * the kubelet adopts those (no second start) and stops the ones the API no
