@@ -158,18 +158,17 @@ export class SandboxRuntime implements PodRuntime {
   async #createSandbox(uid: string, pod: V1Pod): Promise<PodSandboxInfo> {
     const node = this.#o.node;
     const hostNetwork = pod.spec?.hostNetwork === true;
+    const netns = hostNetwork ? node.netns : podNetns(this.#o.sandbox, uid);
+    if (!hostNetwork && await netnsExists(netns)) throw new PodRuntimeError(`network namespace ${netns} of pod ${uid} exists but this runtime did not record it (a pod whose UID starts alike, or a leftover); remove it with \`ip netns delete ${netns}\``);
+    // From here to recording the pod nothing awaits: pods created at once never draw the same address.
     let ips: string[];
-    let netns: string;
     if (hostNetwork) {
       ips = [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])];
-      netns = node.netns;
     } else {
       const used = new Set([...this.#pods.values()].filter((p) => p.ownNetns).flatMap((p) => p.ips));
       const addrs = allocatePodAddresses(node, used);
       if (!addrs) throw new PodRuntimeError(`node ${node.name} has no free pod address left in ${[node.podCidr, node.podCidr6].filter(Boolean).join(' and ')}; delete some pods`);
       ips = [addrs.ip, ...(addrs.ip6 ? [addrs.ip6] : [])];
-      netns = podNetns(this.#o.sandbox, uid);
-      if (await netnsExists(netns)) throw new PodRuntimeError(`network namespace ${netns} of pod ${uid} exists but this runtime did not record it (a pod whose UID starts alike, or a leftover); remove it with \`ip netns delete ${netns}\``);
     }
     const stored: StoredPod = {
       uid,

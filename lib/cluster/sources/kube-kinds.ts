@@ -25,7 +25,7 @@ export const PEER_AUTHENTICATIONS: WatchedKind = { group: 'security.istio.io', v
 export const AGENT_KINDS: readonly WatchedKind[] = [NAMESPACES, PODS, NODES, SERVICES, ENDPOINT_SLICES, AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS];
 
 /** The CA's view: which service accounts run on which node, so pods on every node. */
-export const CA_KINDS: readonly WatchedKind[] = [PODS, NODES];
+export const CA_KINDS: readonly WatchedKind[] = [PODS];
 
 /** "v1", "security.istio.io/v1": what each object's apiVersion says. */
 export function apiVersionOf(kind: WatchedKind): string {
