@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import type { Logger } from '../lib/core/log.ts';
 import { generateKeyPair } from '../lib/identity/csr.ts';
-import { randomSerial, wholeSecond } from '../lib/identity/x509.ts';
+import { wholeSecond } from '../lib/core/clock.ts';
+import { randomSerial } from '../lib/identity/x509.ts';
 import { CaStateError } from './errors.ts';
 
 export const ROOT_CERT_FILE = 'root-cert.pem';
@@ -48,7 +49,7 @@ async function createRoot(trustDomain: string): Promise<MeshRoot> {
   cert.publicKey = keys.publicKey;
   cert.serialNumber = randomSerial();
   const now = new Date();
-  cert.validity.notBefore = wholeSecond(now);
+  cert.validity.notBefore = wholeSecond(now.getTime());
   cert.validity.notAfter = new Date(cert.validity.notBefore);
   cert.validity.notAfter.setUTCFullYear(cert.validity.notAfter.getUTCFullYear() + ROOT_YEARS);
   const name = [{ name: 'organizationName', value: 'meshlet' }, { name: 'commonName', value: `meshlet root CA (${trustDomain})` }];

@@ -6,7 +6,8 @@ import { InvalidSpiffeIdError } from '../lib/identity/errors.ts';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
 import { SignRefusal } from './errors.ts';
-import { randomSerial, wholeSecond } from '../lib/identity/x509.ts';
+import { wholeSecond } from '../lib/core/clock.ts';
+import { randomSerial } from '../lib/identity/x509.ts';
 import type { MeshRoot } from './root.ts';
 
 export interface CheckedCsr {
@@ -104,7 +105,7 @@ export function signLeaf(root: MeshRoot, req: LeafRequest, now: Date = new Date(
   cert.publicKey = req.publicKey;
   cert.serialNumber = randomSerial();
   // X.509 times have whole seconds; start on one so the lifetime is exact.
-  const notBefore = wholeSecond(now);
+  const notBefore = wholeSecond(now.getTime());
   const notAfter = new Date(Math.min(notBefore.getTime() + req.ttlSeconds * 1000, root.cert.validity.notAfter.getTime()));
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = notAfter;

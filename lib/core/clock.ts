@@ -18,4 +18,7 @@ export const realScheduler: Scheduler<NodeJS.Timeout> = {
   clear: (handle) => clearTimeout(handle),
 };
 
+/** A time at whole seconds: X.509 validity and Kubernetes timestamps (metav1.Time) carry no fractions, so a time meant as "now" must not start a fraction later, and status comparisons stay stable. */
+export const wholeSecond = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
+
 export const realClock: Clock = { now: () => Date.now(), scheduler: realScheduler as Scheduler };

@@ -7,7 +7,8 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { generateKeyPair } from '../../lib/identity/csr.ts';
-import { randomSerial, wholeSecond } from '../../lib/identity/x509.ts';
+import { wholeSecond } from '../../lib/core/clock.ts';
+import { randomSerial } from '../../lib/identity/x509.ts';
 
 const YEARS = 10;
 
@@ -46,7 +47,7 @@ function newCertificate(publicKey: forge.pki.PublicKey, subject: forge.pki.Certi
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = randomSerial();
-  cert.validity.notBefore = wholeSecond(new Date());
+  cert.validity.notBefore = wholeSecond(Date.now());
   cert.validity.notAfter = new Date(cert.validity.notBefore);
   cert.validity.notAfter.setUTCFullYear(cert.validity.notAfter.getUTCFullYear() + YEARS);
   cert.setSubject(subject);

@@ -1,7 +1,9 @@
-// CrashLoopBackOff as kubelet computes it (flowcontrol.Backoff keyed per pod
-// and container): the first restart is immediate, the next waits 10 s from
-// the container's exit, doubling to 300 s; a container that ran longer than
-// twice the maximum since its last restart starts over.
+// The kubelet's waits: CrashLoopBackOff as kubelet computes it
+// (flowcontrol.Backoff keyed per pod and container): the first restart is
+// immediate, the next waits 10 s from the container's exit, doubling to
+// 300 s; a container that ran longer than twice the maximum since its last
+// restart starts over. And the capped doubling of its retried API calls and
+// sandbox operations.
 
 export const BACKOFF_INITIAL_MS = 10_000;
 export const BACKOFF_MAX_MS = 300_000;
@@ -36,5 +38,34 @@ export class CrashLoopBackoff {
   next(finishedAt: number): void {
     this.#delayMs = this.#delayMs === undefined || this.#expired(finishedAt) ? this.#initialMs : Math.min(this.#delayMs * 2, this.#maxMs);
     this.#lastUpdate = finishedAt;
+  }
+}
+
+/** A retried call's wait: `minMs` after the first failure, doubling to `maxMs`; reset() after a success. */
+export class RetryDelay {
+  readonly #minMs: number;
+  readonly #maxMs: number;
+  #ms: number;
+
+  constructor(minMs: number, maxMs: number) {
+    this.#minMs = minMs;
+    this.#maxMs = maxMs;
+    this.#ms = minMs;
+  }
+
+  /** The wait the next failure gets. */
+  get ms(): number {
+    return this.#ms;
+  }
+
+  /** The wait for this failure; the next one's doubles. */
+  next(): number {
+    const ms = this.#ms;
+    this.#ms = Math.min(ms * 2, this.#maxMs);
+    return ms;
+  }
+
+  reset(): void {
+    this.#ms = this.#minMs;
   }
 }

@@ -34,11 +34,6 @@ export class Timer {
   }
 }
 
-/** Kubernetes timestamps (metav1.Time) have second precision; status comparisons stay stable with it. */
-export function kubeTime(ms: number): Date {
-  return new Date(Math.floor(ms / 1000) * 1000);
-}
-
 /** A timestamp as the informer hands it: a Date from a list, an RFC 3339 string from a watch event. */
 export function timestampMs(value: unknown): number | undefined {
   if (value instanceof Date) return value.getTime();

@@ -7,6 +7,7 @@ import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Pod } from '@kube
 import { ConfigError } from '../../lib/core/errors.ts';
 import { silentLogger, type Logger } from '../../lib/core/log.ts';
 import { podUidProblem } from '../../lib/cluster/cgroup-layout.ts';
+import { RetryDelay } from './backoff.ts';
 import { Timer } from './clock.ts';
 import { realClock, type Clock } from '../../lib/core/clock.ts';
 import { describeError, MERGE_PATCH, statusCodeOf } from '../../lib/cluster/sources/kube-client.ts';
@@ -49,7 +50,7 @@ interface StatusSync {
   inFlight: boolean;
   dirty: boolean;
   retry: Timer;
-  retryMs: number;
+  retryDelay: RetryDelay;
   /** Stopped after a deletion: delete the object once the final status is out. */
   final: boolean;
   deleting: boolean;
@@ -205,7 +206,7 @@ export class Kubelet {
   #sync(uid: string): StatusSync {
     let s = this.#status.get(uid);
     if (!s) {
-      s = { inFlight: false, dirty: false, retry: new Timer(this.#clock), retryMs: RETRY_MIN_MS, final: false, deleting: false };
+      s = { inFlight: false, dirty: false, retry: new Timer(this.#clock), retryDelay: new RetryDelay(RETRY_MIN_MS, RETRY_MAX_MS), final: false, deleting: false };
       this.#status.set(uid, s);
     }
     return s;
@@ -240,7 +241,7 @@ export class Kubelet {
         // The UID makes it a precondition: a pod recreated under the name is not touched.
         const pod = await this.#core.patchNamespacedPodStatus({ name: name!, namespace: namespace!, body: { metadata: { uid: worker.uid }, status } }, MERGE_PATCH);
         s.sent = json;
-        s.retryMs = RETRY_MIN_MS;
+        s.retryDelay.reset();
         worker.update(pod);
       } catch (err) {
         const code = statusCodeOf(err);
@@ -249,10 +250,9 @@ export class Kubelet {
           worker.remove();
           break;
         }
-        this.#log.warn('pod_status_failed', { pod: `${namespace}/${name}`, uid: worker.uid, error: describeError(err), retryInMs: s.retryMs });
+        this.#log.warn('pod_status_failed', { pod: `${namespace}/${name}`, uid: worker.uid, error: describeError(err), retryInMs: s.retryDelay.ms });
         s.dirty = true;
-        s.retry.arm(() => void this.#flush(worker, s), s.retryMs);
-        s.retryMs = Math.min(s.retryMs * 2, RETRY_MAX_MS);
+        s.retry.arm(() => void this.#flush(worker, s), s.retryDelay.next());
         break;
       }
     }
@@ -271,10 +271,9 @@ export class Kubelet {
     } catch (err) {
       const code = statusCodeOf(err);
       if (code !== 404 && code !== 409) {
-        this.#log.warn('pod_delete_failed', { pod: `${namespace}/${name}`, uid: worker.uid, error: describeError(err), retryInMs: s.retryMs });
+        this.#log.warn('pod_delete_failed', { pod: `${namespace}/${name}`, uid: worker.uid, error: describeError(err), retryInMs: s.retryDelay.ms });
         s.deleting = false;
-        s.retry.arm(() => void this.#deletePod(worker, s), s.retryMs);
-        s.retryMs = Math.min(s.retryMs * 2, RETRY_MAX_MS);
+        s.retry.arm(() => void this.#deletePod(worker, s), s.retryDelay.next());
         return;
       }
     }

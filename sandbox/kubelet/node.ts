@@ -9,8 +9,9 @@ import { availableParallelism, release, totalmem } from 'node:os';
 import { isIP } from 'node:net';
 import { V1MicroTime, type CoordinationV1Api, type CoreV1Api, type V1Lease, type V1Node, type V1NodeCondition, type V1NodeStatus } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/core/log.ts';
-import { kubeTime, Timer } from './clock.ts';
-import type { Clock } from '../../lib/core/clock.ts';
+import { RetryDelay } from './backoff.ts';
+import { Timer } from './clock.ts';
+import { wholeSecond, type Clock } from '../../lib/core/clock.ts';
 import { describeError, MERGE_PATCH, statusCodeOf } from '../../lib/cluster/sources/kube-client.ts';
 import { parseQuantity } from '../../lib/cluster/quantity.ts';
 
@@ -86,7 +87,7 @@ const KUBELET_CONDITIONS: readonly { type: string; status: string; reason: strin
 
 /** The status the kubelet reports; conditions keep their transition time while unchanged, and others' conditions are kept. */
 export function nodeStatus(config: NodeConfig, now: number, previous: readonly V1NodeCondition[] = []): V1NodeStatus {
-  const heartbeat = kubeTime(now);
+  const heartbeat = wholeSecond(now);
   const conditions: V1NodeCondition[] = previous.filter((c) => !KUBELET_CONDITIONS.some((k) => k.type === c.type));
   for (const k of KUBELET_CONDITIONS) {
     const before = previous.find((c) => c.type === k.type);
@@ -161,8 +162,8 @@ export class NodeRegistrar {
   readonly #statusTimer: Timer;
   #node: V1Node | undefined;
   #lease: V1Lease | undefined;
-  #leaseRetryMs = RETRY_MIN_MS;
-  #statusRetryMs = RETRY_MIN_MS;
+  readonly #leaseRetry = new RetryDelay(RETRY_MIN_MS, RETRY_MAX_MS);
+  readonly #statusRetry = new RetryDelay(RETRY_MIN_MS, RETRY_MAX_MS);
   #stopped = false;
   #wake: (() => void) | undefined;
   readonly health: NodeHealth = { registered: false };
@@ -175,15 +176,14 @@ export class NodeRegistrar {
 
   /** Registers (retrying with backoff until it succeeds or stop()), then starts the heartbeats. */
   async start(): Promise<void> {
-    let delay = RETRY_MIN_MS;
+    const delay = new RetryDelay(RETRY_MIN_MS, RETRY_MAX_MS);
     while (!this.#stopped) {
       try {
         await this.#register();
         break;
       } catch (err) {
         this.#failed('node_register_failed', err);
-        await this.#sleep(delay);
-        delay = Math.min(delay * 2, RETRY_MAX_MS);
+        await this.#sleep(delay.next());
       }
     }
     if (this.#stopped) return;
@@ -258,11 +258,10 @@ export class NodeRegistrar {
         const due = this.#o.clock.now() - (this.health.lastStatusReport ?? 0) >= (this.#o.statusReportIntervalMs ?? NODE_STATUS_REPORT_INTERVAL_MS);
         if (due || this.#drifted(node)) await this.#patchStatus();
       }
-      this.#statusRetryMs = RETRY_MIN_MS;
+      this.#statusRetry.reset();
     } catch (err) {
       this.#failed('node_status_failed', err);
-      next = this.#statusRetryMs;
-      this.#statusRetryMs = Math.min(this.#statusRetryMs * 2, RETRY_MAX_MS);
+      next = this.#statusRetry.next();
     }
     if (!this.#stopped) this.#statusTimer.arm(() => void this.#checkStatus(), next);
   }
@@ -319,13 +318,12 @@ export class NodeRegistrar {
         this.#lease = await coordination.createNamespacedLease({ namespace: NODE_LEASE_NAMESPACE, body: this.#leaseObject() });
       }
       this.health.lastLeaseRenewal = clock.now();
-      this.#leaseRetryMs = RETRY_MIN_MS;
+      this.#leaseRetry.reset();
     } catch (err) {
       // A conflict or a vanished lease: read it afresh on the retry.
       this.#lease = undefined;
       this.#failed('node_lease_failed', err);
-      next = this.#leaseRetryMs;
-      this.#leaseRetryMs = Math.min(this.#leaseRetryMs * 2, RETRY_MAX_MS);
+      next = this.#leaseRetry.next();
     }
     if (!this.#stopped) this.#leaseTimer.arm(() => void this.#renewLease(), next);
   }

@@ -3,7 +3,8 @@
 // times kept while unchanged, and a status per container. Pure: the pod
 // worker supplies what it knows, the kubelet sends the result.
 import type { V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
-import { kubeTime, timestampMs } from './clock.ts';
+import { wholeSecond } from '../../lib/core/clock.ts';
+import { timestampMs } from './clock.ts';
 
 export type PodPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
 
@@ -105,8 +106,8 @@ function terminatedState(t: TerminatedView, runtimeName: string): V1ContainerSta
     ...(t.signal !== undefined ? { signal: t.signal } : {}),
     reason: t.reason,
     ...(t.message ? { message: t.message } : {}),
-    startedAt: kubeTime(t.startedAt),
-    finishedAt: kubeTime(t.finishedAt),
+    startedAt: wholeSecond(t.startedAt),
+    finishedAt: wholeSecond(t.finishedAt),
   };
 }
 
@@ -116,7 +117,7 @@ function containerStatus(c: ContainerView, runtimeName: string): V1ContainerStat
   let last: V1ContainerStateTerminated | undefined;
   let containerID: string | undefined;
   if (s === 'running') {
-    state = { running: { startedAt: kubeTime(c.running!.startedAt) } };
+    state = { running: { startedAt: wholeSecond(c.running!.startedAt) } };
     last = c.terminated && terminatedState(c.terminated, runtimeName);
     containerID = `${runtimeName}://${c.running!.id}`;
   } else if (s === 'terminated') {
@@ -182,7 +183,7 @@ function kubeletConditions(view: PodView, phase: PodPhase): Record<string, Condi
 }
 
 /** A recorded time as a Date whatever form it came in (a Date from a list, a string from a watch), so that unchanged statuses compare equal. */
-const sameTime = (value: unknown, fallback: number): Date => kubeTime(timestampMs(value) ?? fallback);
+const sameTime = (value: unknown, fallback: number): Date => wholeSecond(timestampMs(value) ?? fallback);
 
 function conditions(view: PodView, phase: PodPhase, now: number): V1PodCondition[] {
   const existing = view.pod.status?.conditions ?? [];
@@ -204,7 +205,7 @@ function conditions(view: PodView, phase: PodPhase, now: number): V1PodCondition
   }
   for (const [type, value] of Object.entries(ours)) {
     const before = existing.find((e) => e.type === type);
-    const since = before && before.status === value.status && before.lastTransitionTime ? sameTime(before.lastTransitionTime, now) : kubeTime(now);
+    const since = before && before.status === value.status && before.lastTransitionTime ? sameTime(before.lastTransitionTime, now) : wholeSecond(now);
     out.push({
       type,
       status: value.status,
@@ -228,7 +229,7 @@ export function buildPodStatus(view: PodView, now: number): V1PodStatus {
     hostIP: view.hostIps[0],
     hostIPs: view.hostIps.map((ip) => ({ ip })),
     ...(view.podIps?.length ? { podIP: view.podIps[0], podIPs: view.podIps.map((ip) => ({ ip })) } : {}),
-    ...(view.startTime !== undefined ? { startTime: kubeTime(view.startTime) } : {}),
+    ...(view.startTime !== undefined ? { startTime: wholeSecond(view.startTime) } : {}),
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     containerStatuses: view.containers.map((c) => containerStatus(c, view.runtimeName)),
   };

@@ -6,7 +6,7 @@
 // the pod's status and deletes the API object.
 import type { V1Container, V1ContainerStateTerminated, V1ContainerStatus, V1Pod, V1Probe } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/core/log.ts';
-import { CrashLoopBackoff } from './backoff.ts';
+import { CrashLoopBackoff, RetryDelay } from './backoff.ts';
 import { Timer, timestampMs } from './clock.ts';
 import type { Clock } from '../../lib/core/clock.ts';
 import type { ContainerView, PodView, TerminatedView } from './pod-status.ts';
@@ -79,7 +79,7 @@ export class PodWorker {
   #startTime: number | undefined;
   readonly #containers: Container[];
   readonly #sandboxTimer: Timer;
-  #sandboxRetryMs = SANDBOX_RETRY_MIN_MS;
+  readonly #sandboxRetry = new RetryDelay(SANDBOX_RETRY_MIN_MS, SANDBOX_RETRY_MAX_MS);
   /** Container starts run one at a time, in spec order, as kubelet starts them. */
   #starts: Promise<void> = Promise.resolve();
   /** The sandbox being created, which a stop must wait for. */
@@ -295,12 +295,11 @@ export class PodWorker {
       (err: unknown) => {
         if (this.#state !== 'creating') return;
         const message = `failed to create pod sandbox: ${(err as Error).message}`;
-        this.#deps.log.warn('pod_sandbox_failed', { pod: podRef(this.#pod), uid: this.uid, error: message, retryInMs: this.#sandboxRetryMs });
+        this.#deps.log.warn('pod_sandbox_failed', { pod: podRef(this.#pod), uid: this.uid, error: message, retryInMs: this.#sandboxRetry.ms });
         for (const c of this.#containers) c.waiting = { reason: c.init || !this.#containers.some((x) => x.init) ? 'ContainerCreating' : 'PodInitializing', message };
         this.#sandboxTimer.arm(() => {
           if (this.#state === 'creating') this.#createSandbox();
-        }, this.#sandboxRetryMs);
-        this.#sandboxRetryMs = Math.min(this.#sandboxRetryMs * 2, SANDBOX_RETRY_MAX_MS);
+        }, this.#sandboxRetry.next());
         this.#changed();
       },
     );
@@ -539,13 +538,14 @@ export class PodWorker {
     void (async () => {
       await this.#creating;
       await this.#starts;
-      for (let delay = SANDBOX_RETRY_MIN_MS; ; delay = Math.min(delay * 2, SANDBOX_RETRY_MAX_MS)) {
+      const delay = new RetryDelay(SANDBOX_RETRY_MIN_MS, SANDBOX_RETRY_MAX_MS);
+      for (;;) {
         try {
           await this.#deps.runtime.stopPodSandbox(this.uid, this.#graceSeconds ?? 0);
           break;
         } catch (err) {
-          this.#deps.log.error('pod_sandbox_stop_failed', { pod: podRef(this.#pod), uid: this.uid, error: err, retryInMs: delay });
-          await new Promise<void>((resolve) => this.#sandboxTimer.arm(resolve, delay));
+          this.#deps.log.error('pod_sandbox_stop_failed', { pod: podRef(this.#pod), uid: this.uid, error: err, retryInMs: delay.ms });
+          await new Promise<void>((resolve) => this.#sandboxTimer.arm(resolve, delay.next()));
         }
       }
       const now = this.#deps.clock.now();
