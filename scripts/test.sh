@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node_modules/.bin/tsc -p tsconfig.json
+# Checked (and built if need be) once here, not again by every test process.
+MESHLET_CONTROLPLANE_BIN=$(bash scripts/controlplane/build.sh)
+export MESHLET_CONTROLPLANE_BIN
 exec node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec \
   test/unit/*.test.ts test/kube/*.test.ts test/bpf/*.test.ts test/e2e/*.test.ts

@@ -14,10 +14,16 @@ export interface ControlPlaneBinaries {
 }
 
 const BUILD = join(REPO_ROOT, 'scripts', 'controlplane', 'build.sh');
+/** Set by scripts/test.sh to the bin dir it has just checked, so each test process does not hash the cache again. */
+const CHECKED_BIN_ENV = 'MESHLET_CONTROLPLANE_BIN';
 let found: Promise<ControlPlaneBinaries> | undefined;
+
+const binariesIn = (bin: string): ControlPlaneBinaries => ({ bin, crds: join(bin, '..', 'crds'), path: (name) => join(bin, name) });
 
 /** The built binaries, building them first if the cache is missing or corrupt (its progress goes to this process's stderr). */
 export function controlPlaneBinaries(): Promise<ControlPlaneBinaries> {
+  const checked = process.env[CHECKED_BIN_ENV];
+  if (checked) return Promise.resolve(binariesIn(checked));
   found ??= new Promise<ControlPlaneBinaries>((resolve, reject) => {
     const child = spawn('bash', [BUILD], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -26,7 +32,7 @@ export function controlPlaneBinaries(): Promise<ControlPlaneBinaries> {
     child.on('close', (code) => {
       const bin = out.trim().split('\n').at(-1) ?? '';
       if (code !== 0 || bin === '') return reject(new SandboxError(`building the control plane failed (exit ${code}); run \`bash ${BUILD}\` to see why`));
-      resolve({ bin, crds: join(bin, '..', 'crds'), path: (name) => join(bin, name) });
+      resolve(binariesIn(bin));
     });
   });
   return found;
