@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { jsonLogger } from '../lib/core/log.ts';
 import { AGENT_FLAGS, type AgentConfig } from '../lib/config/agent.ts';
 import { addFlags } from '../lib/config/flags.ts';
-import { StateFileSource } from '../lib/cluster/sources/file.ts';
+import { KubeSource } from '../lib/cluster/sources/kube.ts';
+import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR } from '../lib/cluster/sources/kube-kinds.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
 import { NodeAgent } from './node-agent.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
@@ -20,7 +21,7 @@ export function agentCommand(): Command {
     .action(async (opts: AgentConfig) => {
       const log = jsonLogger('agent');
       const agent = new NodeAgent(opts, {
-        source: new StateFileSource(opts.stateFile),
+        source: new KubeSource({ kubeconfig: opts.kubeconfig, kinds: AGENT_KINDS, podFieldSelector: AGENT_POD_FIELD_SELECTOR, log }),
         openDatapath: () => openDatapath(opts),
         control: new ZtunnelControlClient(opts.controlSocket, log),
         log,

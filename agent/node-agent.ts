@@ -9,6 +9,7 @@ import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { ClusterState, type Rejection } from '../lib/cluster/cluster-state.ts';
+import type { EndpointWarning } from '../lib/cluster/endpoint-slices.ts';
 import type { ClusterSource, ClusterUpdate } from '../lib/cluster/sources/source.ts';
 import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
 import type { Workload } from '../lib/mesh/model.ts';
@@ -58,6 +59,7 @@ export class NodeAgent {
   #drained: Promise<void> = Promise.resolve();
   #state: MeshState = emptyMeshState();
   #rejected: Rejection[] = [];
+  #endpointWarnings: EndpointWarning[] = [];
   #startedAt = new Date().toISOString();
   #reconciledAt: string | undefined;
   #lastError: string | undefined;
@@ -110,6 +112,7 @@ export class NodeAgent {
       enrolledPods: this.#enrollment.enrolled(),
       rejected: this.#rejected,
       policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
+      endpointWarnings: this.#endpointWarnings,
       ztunnel: this.#control.status(),
       source: this.#source.status(),
       counts: { workloads: this.#state.workloads.length, services: this.#state.services.length, nodes: this.#state.nodes.length },
@@ -152,7 +155,8 @@ export class NodeAgent {
   async #reconcile(read: ClusterUpdate): Promise<void> {
     const started = performance.now();
     const waitMs = read.changedAtMs === undefined ? undefined : Date.now() - read.changedAtMs;
-    const { state, rejected } = this.#cluster.update(read.objects);
+    const { state, rejected, endpointWarnings } = this.#cluster.update(read.objects);
+    this.#endpointWarnings = endpointWarnings;
     const unreadable = read.unreadable.map((u) => ({ ...u, since: new Date().toISOString() }));
     this.#rejected = [...rejected, ...unreadable];
     for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });

@@ -11,6 +11,8 @@ export interface PodPlacement {
   uid: string;
   /** Undefined while the pod is not scheduled. */
   nodeName: string | undefined;
+  /** spec.serviceAccountName, "default" when unset (as the API server defaults it). */
+  serviceAccount: string;
   /** Why the pod no longer counts as running, or undefined: deletionTimestamp set, or phase Succeeded/Failed. */
   terminated: string | undefined;
 }
@@ -32,7 +34,9 @@ export function podPlacement(pod: KubeObject): { namespace: string; name: string
   const terminated = typeof meta.deletionTimestamp === 'string' ? `terminating since ${meta.deletionTimestamp}`
     : typeof status.phase === 'string' && FINISHED_PHASES.has(status.phase) ? `finished (phase ${status.phase})`
       : undefined;
-  return { namespace, name, placement: { uid, nodeName: typeof spec.nodeName === 'string' ? spec.nodeName : undefined, terminated } };
+  const nodeName = typeof spec.nodeName === 'string' && spec.nodeName !== '' ? spec.nodeName : undefined;
+  const serviceAccount = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
+  return { namespace, name, placement: { uid, nodeName, serviceAccount, terminated } };
 }
 
 /** Asks the API server each time. A list by name, not a get: the CA's ClusterRole grants list and watch on pods, and nothing more. */

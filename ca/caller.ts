@@ -1,6 +1,6 @@
 // Who is calling the CA: the node a bearer token speaks for, or why the CA
-// refuses it. Every way of authenticating callers (the node-token file, the
-// Kubernetes TokenReview) answers the same way, so the server takes either.
+// refuses it. The server takes any CallerAuthenticator: the Kubernetes
+// TokenReview one (token-review.ts) in a mesh, doubles in unit tests.
 import { SignRefusal } from './errors.ts';
 
 /**
@@ -10,7 +10,7 @@ import { SignRefusal } from './errors.ts';
  * 503 when the CA could not decide.
  */
 export const REFUSAL_STATUS = {
-  /** The token matches no node in the node-token file. */
+  /** The request carries no bearer token. */
   'unauthenticated': 401,
   /** Not a JWT of bounded size: refused before any network call. */
   'malformed-token': 401,

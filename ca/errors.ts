@@ -16,7 +16,7 @@ export class SignRefusal extends MeshletError {
   }
 }
 
-/** The root in --state-dir cannot be used (half written, mismatched, expired, other trust domain). */
+/** The mesh root cannot be read, created or used (its Secret holds no usable root, the CA may not read it, the trust bundle cannot be written). */
 export class CaStateError extends MeshletError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MESHLET_CA_STATE', message, options);

@@ -1,49 +1,29 @@
-// The mesh root: a self-signed RSA CA generated on first start and kept in
-// --state-dir, so a restarted CA keeps signing under the root every ztunnel
-// already trusts. Its certificate file is the trust bundle operators hand out.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+// The mesh root: a self-signed RSA CA, created once and kept where every
+// replica of the CA finds it (root-secret.ts: a Secret), so a restarted CA
+// signs under the root every ztunnel already trusts. Its certificate, and
+// only its certificate, is also written to --state-dir as the trust bundle.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import type { Logger } from '../lib/core/log.ts';
 import { generateKeyPair } from '../lib/identity/csr.ts';
 import { wholeSecond } from '../lib/core/clock.ts';
 import { randomSerial } from '../lib/identity/x509.ts';
 import { CaStateError } from './errors.ts';
 
 export const ROOT_CERT_FILE = 'root-cert.pem';
-export const ROOT_KEY_FILE = 'root-key.pem';
 const ROOT_YEARS = 10;
 
 export interface MeshRoot {
   cert: forge.pki.Certificate;
   key: forge.pki.rsa.PrivateKey;
   certPem: string;
+  /** PKCS#1 PEM of the key: what the root's store keeps. */
+  keyPem: string;
   /** SubjectKeyIdentifier bytes (forge binary string), the leaves' authorityKeyIdentifier. */
   keyId: string;
 }
 
-export async function loadOrCreateRoot(stateDir: string, trustDomain: string, log?: Logger): Promise<MeshRoot> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const certPath = join(stateDir, ROOT_CERT_FILE);
-  const keyPath = join(stateDir, ROOT_KEY_FILE);
-  const [certPem, keyPem] = await Promise.all([readIfExists(certPath), readIfExists(keyPath)]);
-  if (certPem !== undefined && keyPem !== undefined) {
-    const root = parseRoot(certPem, keyPem, certPath, trustDomain);
-    log?.info('mesh root loaded', { file: certPath, serial: root.cert.serialNumber, notAfter: root.cert.validity.notAfter.toISOString() });
-    return root;
-  }
-  if (certPem !== undefined || keyPem !== undefined) {
-    throw new CaStateError(`${stateDir} holds only one of ${ROOT_CERT_FILE} and ${ROOT_KEY_FILE}; restore the other, or empty the directory to create a new root (every workload certificate must then be reissued)`);
-  }
-  const root = await createRoot(trustDomain);
-  // Key first: a certificate on disk always has its key next to it.
-  await writeAtomic(keyPath, forge.pki.privateKeyToPem(root.key), 0o600);
-  await writeAtomic(certPath, root.certPem, 0o644);
-  log?.info('mesh root created', { file: certPath, serial: root.cert.serialNumber, trustDomain });
-  return root;
-}
-
-async function createRoot(trustDomain: string): Promise<MeshRoot> {
+export async function createRoot(trustDomain: string): Promise<MeshRoot> {
   const keys = await generateKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
@@ -64,40 +44,48 @@ async function createRoot(trustDomain: string): Promise<MeshRoot> {
     { name: 'subjectAltName', altNames: [{ type: 6, value: `spiffe://${trustDomain}` }] },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert, key: keys.privateKey, certPem: forge.pki.certificateToPem(cert), keyId: cert.generateSubjectKeyIdentifier().getBytes() };
+  return meshRoot(cert, keys.privateKey);
 }
 
-function parseRoot(certPem: string, keyPem: string, certPath: string, trustDomain: string): MeshRoot {
+/** The root in these PEMs, or what makes it unusable for `trustDomain` (a phrase: "holds …", "expired …"). */
+export function readRoot(certPem: string, keyPem: string, trustDomain: string): MeshRoot | string {
   let cert: forge.pki.Certificate;
   let key: forge.pki.rsa.PrivateKey;
   try {
     cert = forge.pki.certificateFromPem(certPem);
+  } catch (err) {
+    return `holds no PEM certificate (${(err as Error).message})`;
+  }
+  try {
     key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
   } catch (err) {
-    throw new CaStateError(`cannot read the mesh root in ${certPath}: ${(err as Error).message}`, { cause: err });
+    return `holds no PEM RSA private key (${(err as Error).message})`;
   }
   const pub = cert.publicKey as forge.pki.rsa.PublicKey;
-  if (!pub.n || pub.n.compareTo(key.n) !== 0) throw new CaStateError(`${ROOT_KEY_FILE} is not the key of ${certPath}; restore the matching pair`);
-  if (cert.validity.notAfter.getTime() <= Date.now()) throw new CaStateError(`the mesh root ${certPath} expired on ${cert.validity.notAfter.toISOString()}; move the state directory away to create a new root`);
+  if (!pub.n || !key.n || pub.n.compareTo(key.n) !== 0) return 'holds a key that is not the key of its certificate';
+  if (cert.validity.notAfter.getTime() <= Date.now()) return `holds a root that expired on ${cert.validity.notAfter.toISOString()}`;
   const san = cert.getExtension('subjectAltName') as { altNames?: { type: number; value: string }[] } | undefined;
   const rootDomain = san?.altNames?.find((a) => a.type === 6)?.value.replace(/^spiffe:\/\//, '');
   if (rootDomain !== trustDomain) {
-    throw new CaStateError(`the mesh root ${certPath} is for trust domain ${rootDomain ?? '(none)'}, but --trust-domain is ${trustDomain}; use the same trust domain or another --state-dir`);
+    return `holds the root of trust domain ${rootDomain ?? '(none)'}, but --trust-domain is ${trustDomain} (start the CA with that trust domain, or give it another --root-secret)`;
   }
-  return { cert, key, certPem: forge.pki.certificateToPem(cert), keyId: cert.generateSubjectKeyIdentifier().getBytes() };
+  return meshRoot(cert, key);
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CaStateError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
+function meshRoot(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): MeshRoot {
+  return { cert, key, certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(key), keyId: cert.generateSubjectKeyIdentifier().getBytes() };
 }
 
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+/** Writes the root certificate to `stateDir`/root-cert.pem (replaced whole, never seen half written); returns its path. */
+export async function writeTrustBundle(stateDir: string, root: MeshRoot): Promise<string> {
+  const path = join(stateDir, ROOT_CERT_FILE);
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await rename(tmp, path);
+  try {
+    await mkdir(stateDir, { recursive: true, mode: 0o755 });
+    await writeFile(tmp, root.certPem, { mode: 0o644 });
+    await rename(tmp, path);
+  } catch (err) {
+    throw new CaStateError(`cannot write the trust bundle ${path}: ${(err as Error).message}; check that --state-dir is a writable directory`, { cause: err });
+  }
+  return path;
 }

@@ -1,5 +1,6 @@
 // The CA's HTTPS API:
-//   POST /v1/sign   {csr, ttlSeconds?} → {certChain, trustBundle}   (bearer token of a node)
+//   POST /v1/sign   {csr, ttlSeconds?} → {certChain, trustBundle}
+//                   (bearer: the ztunnel pod's token; the authenticator says which node it speaks for)
 //   GET  /v1/bundle → {trustDomain, trustBundle}
 //   GET  /metrics   Prometheus text
 // Errors are {error: <reason>, message} with 400/401/403/404/405/413/503.
@@ -13,6 +14,7 @@ import { generateKeyPair } from '../lib/identity/csr.ts';
 import { formatSpiffeId } from '../lib/identity/spiffe.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
+import { isRefusal, refusalError, type CallerAuthenticator } from './caller.ts';
 import { SignRefusal } from './errors.ts';
 import type { HostedIdentities } from './hosted.ts';
 import type { CaMetrics } from './metrics.ts';
@@ -22,7 +24,8 @@ import { checkCsr, signLeaf } from './signer.ts';
 export interface CaServerOptions {
   root: MeshRoot;
   trustDomain: string;
-  tokens: { nodeFor(token: string): string | undefined };
+  /** Which node a bearer token speaks for, or why it speaks for none. */
+  callers: CallerAuthenticator;
   hosted: HostedIdentities;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
@@ -89,7 +92,7 @@ export class CaServer {
     try {
       if (path === '/v1/sign') {
         if (req.method !== 'POST') throw new SignRefusal(405, 'method', 'use POST /v1/sign');
-        node = this.#authenticate(req);
+        node = await this.#authenticate(req);
         const body = await readJson(req);
         const answer = this.#sign(node, body);
         send(res, 200, answer);
@@ -117,12 +120,12 @@ export class CaServer {
     }
   }
 
-  #authenticate(req: IncomingMessage): string {
+  async #authenticate(req: IncomingMessage): Promise<string> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!match) throw new SignRefusal(401, 'unauthenticated', 'no bearer token; send "authorization: Bearer <this node\'s token>"');
-    const node = this.#o.tokens.nodeFor(match[1]!);
-    if (node === undefined) throw new SignRefusal(401, 'unauthenticated', 'the bearer token belongs to no node; check the ztunnel\'s token file against the CA\'s --node-tokens file');
-    return node;
+    if (!match) throw new SignRefusal(401, 'unauthenticated', 'no bearer token; send "authorization: Bearer <the ztunnel pod\'s projected ServiceAccount token>"');
+    const caller = await this.#o.callers.authenticate(match[1]!);
+    if (isRefusal(caller)) throw refusalError(caller);
+    return caller.node;
   }
 
   #sign(node: string, body: unknown): { certChain: string[]; trustBundle: string } {
@@ -133,7 +136,7 @@ export class CaServer {
     }
     const { id, publicKey } = checkCsr(body.csr, this.#o.trustDomain);
     const uri = formatSpiffeId(id);
-    if (!this.#o.hosted.ready) throw new SignRefusal(503, 'state-not-ready', 'the CA has not read the cluster state yet; check its --state-file');
+    if (!this.#o.hosted.ready) throw new SignRefusal(503, 'state-not-ready', 'the CA has not listed the cluster\'s pods yet; check its log and its connection to the API server');
     if (!this.#o.hosted.hosts(node, id.namespace, id.serviceAccount)) {
       throw new SignRefusal(403, 'not-hosted',
         `node ${node} runs no pod in namespace ${id.namespace} with service account ${id.serviceAccount}, so it may not hold ${uri}; check the pod's spec.nodeName and spec.serviceAccountName`);

@@ -1,24 +1,29 @@
-// `meshlet ca` assembled: mesh root from --state-dir, node tokens, cluster
-// state for authorization, and the HTTPS server. Used by the command and by
+// `meshlet ca` assembled. startCa is the CA on the Kubernetes API: the mesh
+// root from its Secret, and one watch of every node's pods (KubeSource with
+// CA_KINDS) feeding both which identities each node hosts and the caller
+// check of the TokenReview authenticator. serveCa runs the same CA on parts
+// handed to it, for tests without an API server. Used by the command and by
 // tests that run the CA in process.
 import { networkInterfaces } from 'node:os';
-import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/core/log.ts';
-import { ClusterState } from '../lib/cluster/cluster-state.ts';
+import { CA_KINDS, KubeSource } from '../lib/cluster/sources/kube.ts';
 import type { ClusterSource } from '../lib/cluster/sources/source.ts';
+import type { CallerAuthenticator } from './caller.ts';
+import { ApiPodLookup, WatchedPodLookup } from './caller-pods.ts';
 import { HostedIdentities } from './hosted.ts';
+import { loadKubeconfig } from './kube-api.ts';
 import { CaMetrics } from './metrics.ts';
-import { NodeTokens } from './node-tokens.ts';
-import { ROOT_CERT_FILE, loadOrCreateRoot } from './root.ts';
+import { loadOrCreateRootSecret } from './root-secret.ts';
+import { writeTrustBundle, type MeshRoot } from './root.ts';
 import { CaServer } from './server.ts';
+import { TokenReviewAuthenticator } from './token-review.ts';
 
-export interface CaConfig {
+export interface CaOptions {
   host: string;
   port: number;
+  /** Where the trust bundle (root-cert.pem) is written. */
   stateDir: string;
-  /** Which node runs which service accounts: the CA signs only for those. */
-  source: ClusterSource;
-  nodeTokensFile: string;
   trustDomain: string;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
@@ -27,11 +32,33 @@ export interface CaConfig {
   log: Logger;
 }
 
+export interface KubeCaConfig extends CaOptions {
+  /** The CA's own ServiceAccount credentials: a loaded KubeConfig, or the path of a kubeconfig file. */
+  kubeconfig: KubeConfig | string;
+  rootSecret: { namespace: string; name: string };
+  /** Default meshlet-ca. */
+  tokenAudience?: string;
+  /** Default the meshlet-ztunnel ServiceAccount. */
+  nodeAccounts?: readonly string[];
+  /** Makes a root when the Secret does not exist (tests: to lose the creation race on purpose). */
+  newRoot?: (trustDomain: string) => Promise<MeshRoot>;
+}
+
+export interface CaParts {
+  root: MeshRoot;
+  /** Pods on every node: which service accounts each node hosts. */
+  source: ClusterSource;
+  callers: CallerAuthenticator;
+  /** The callers' own pods, kept current from the same source, so the CA runs one watch and not two. */
+  callerPods?: WatchedPodLookup;
+  metrics?: CaMetrics;
+}
+
 export interface RunningCa {
   /** https://host:port, with the bound port. */
   url: string;
   port: number;
-  /** The trust bundle clients pin (the root certificate in --state-dir). */
+  /** The trust bundle clients pin (the root certificate, in --state-dir). */
   bundleFile: string;
   close(): Promise<void>;
 }
@@ -46,44 +73,56 @@ function servingNames(host: string, extra: readonly string[]): string[] {
   return [...new Set([...own, 'localhost', ...extra])];
 }
 
-export async function startCa(config: CaConfig): Promise<RunningCa> {
-  const { log } = config;
-  const root = await loadOrCreateRoot(config.stateDir, config.trustDomain, log);
-  const tokens = new NodeTokens(config.nodeTokensFile, log);
+export async function startCa(config: KubeCaConfig): Promise<RunningCa> {
+  const kubeconfig = typeof config.kubeconfig === 'string' ? loadKubeconfig(config.kubeconfig) : config.kubeconfig;
+  const metrics = new CaMetrics();
+  const callerPods = new WatchedPodLookup(new ApiPodLookup(kubeconfig));
+  // Built first: it checks the node accounts before anything is asked of the API server.
+  const callers = new TokenReviewAuthenticator({
+    kubeconfig, pods: callerPods, metrics,
+    ...(config.tokenAudience === undefined ? {} : { audience: config.tokenAudience }),
+    ...(config.nodeAccounts === undefined ? {} : { nodeAccounts: config.nodeAccounts }),
+  });
+  const root = await loadOrCreateRootSecret({
+    kubeconfig, ...config.rootSecret, trustDomain: config.trustDomain, log: config.log,
+    ...(config.newRoot === undefined ? {} : { newRoot: config.newRoot }),
+  });
+  const source = new KubeSource({ kubeconfig, kinds: CA_KINDS, log: config.log });
+  return serveCa(config, { root, source, callers, callerPods, metrics });
+}
+
+export async function serveCa(options: CaOptions, parts: CaParts): Promise<RunningCa> {
+  const { log } = options;
+  const { root, source } = parts;
+  const bundleFile = await writeTrustBundle(options.stateDir, root);
   const hosted = new HostedIdentities();
-  const clusterState = new ClusterState();
-  const { source } = config;
-  await tokens.start();
   await source.start((update) => {
-    const { state, rejected } = clusterState.update(update.objects);
-    hosted.update(state);
-    if (rejected.length > 0 || update.unreadable.length > 0) {
-      log.warn('cluster state has objects the CA ignores', { rejected: rejected.map((r) => `${r.object}: ${r.reason}`), unreadable: update.unreadable.map((u) => `${u.object}: ${u.reason}`) });
+    hosted.update(update.objects);
+    parts.callerPods?.update(update.objects);
+    if (update.unreadable.length > 0) {
+      log.warn('cluster state has objects the CA cannot read', { unreadable: update.unreadable.map((u) => `${u.object}: ${u.reason}`) });
     }
   });
   if (!hosted.ready) log.warn('cluster state not read yet; signing waits for it', { source: source.status().name });
   const server = new CaServer({
-    root, trustDomain: config.trustDomain, tokens, hosted,
-    defaultTtlSeconds: config.defaultTtlSeconds, maxTtlSeconds: config.maxTtlSeconds,
-    serverNames: servingNames(config.host, config.serverNames), metrics: new CaMetrics(), log,
+    root, trustDomain: options.trustDomain, callers: parts.callers, hosted,
+    defaultTtlSeconds: options.defaultTtlSeconds, maxTtlSeconds: options.maxTtlSeconds,
+    serverNames: servingNames(options.host, options.serverNames), metrics: parts.metrics ?? new CaMetrics(), log,
   });
   let address;
   try {
-    address = await server.listen(config.host, config.port);
+    address = await server.listen(options.host, options.port);
   } catch (err) {
-    tokens.stop();
     source.stop();
     throw err;
   }
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const bundleFile = join(config.stateDir, ROOT_CERT_FILE);
-  log.info('ca listening', { url: `https://${urlHost}:${address.port}`, trustDomain: config.trustDomain, bundleFile });
+  log.info('ca listening', { url: `https://${urlHost}:${address.port}`, trustDomain: options.trustDomain, bundleFile });
   return {
     url: `https://${urlHost}:${address.port}`,
     port: address.port,
     bundleFile,
     close: async () => {
-      tokens.stop();
       source.stop();
       await server.close();
     },

@@ -11,24 +11,23 @@
 //      runs on N: a token outlives its pod by up to the API server's own
 //      cache, and the CA's review cache, so this is checked on every call.
 // Successful reviews (step 2) are cached by token hash; steps 3-5 run every time.
-import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
-import { fetch } from 'undici';
-import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ConfigError } from '../lib/core/errors.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
 import { describeError } from '../lib/cluster/sources/kube-client.ts';
+import { DEFAULT_NODE_ACCOUNT, DEFAULT_TOKEN_AUDIENCE } from '../lib/config/ca.ts';
+import { expectOk, kubeRequest } from './kube-api.ts';
 import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './caller.ts';
 import type { PodLookup, PodPlacement } from './caller-pods.ts';
 import type { CaMetrics } from './metrics.ts';
 import { DEFAULT_REVIEW_CACHE, ReviewCache, type ReviewCacheOptions } from './review-cache.ts';
 
-export const CA_AUDIENCE = 'meshlet-ca';
-/** The ztunnel DaemonSet's ServiceAccount. */
-export const DEFAULT_NODE_ACCOUNTS: readonly string[] = ['system:serviceaccount:meshlet-system:meshlet-ztunnel'];
+/** The ztunnel DaemonSet's ServiceAccount (daemonset/rbac.yaml). */
+export const DEFAULT_NODE_ACCOUNTS: readonly string[] = [DEFAULT_NODE_ACCOUNT];
 /** A projected ServiceAccount token is about 1.2 KB of ASCII; anything longer is not one, and is refused unread. */
 export const MAX_TOKEN_BYTES = 8192;
 
 const REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
-const DEFAULT_REVIEW_TIMEOUT_MS = 10_000;
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';
@@ -66,10 +65,10 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
     const accounts = options.nodeAccounts ?? DEFAULT_NODE_ACCOUNTS;
     const bad = accounts.filter((a) => !SERVICE_ACCOUNT_USER.test(a));
     if (accounts.length === 0 || bad.length > 0) {
-      throw new ConfigError(`node accounts must be one or more "system:serviceaccount:<namespace>:<name>"; got ${JSON.stringify(accounts)}`);
+      throw new ConfigError(`node accounts (--node-account) must be one or more "system:serviceaccount:<namespace>:<name>"; got ${JSON.stringify(accounts)}`);
     }
     this.#o = options;
-    this.#audience = options.audience ?? CA_AUDIENCE;
+    this.#audience = options.audience ?? DEFAULT_TOKEN_AUDIENCE;
     this.#accounts = new Set(accounts);
     this.#cache = new ReviewCache({ ...DEFAULT_REVIEW_CACHE, ...options.cache, now: options.now ?? Date.now });
   }
@@ -145,9 +144,10 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
   }
 
   async #review(token: string): Promise<Review> {
-    const body: unknown = await postJson(this.#o.kubeconfig, REVIEW_PATH, {
+    const answer = await kubeRequest(this.#o.kubeconfig, 'POST', REVIEW_PATH, {
       apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.#audience] },
-    }, this.#o.reviewTimeoutMs ?? DEFAULT_REVIEW_TIMEOUT_MS);
+    }, this.#o.reviewTimeoutMs);
+    const body = expectOk('POST', REVIEW_PATH, answer);
     const status = isRecord(body) && isRecord(body.status) ? body.status : {};
     if (status.authenticated !== true) {
       return { authenticated: false, error: typeof status.error === 'string' && status.error !== '' ? status.error : 'no reason given' };
@@ -183,41 +183,4 @@ const audiencesOf = (aud: unknown): string[] => (typeof aud === 'string' ? [aud]
 function single(extra: Record<string, readonly string[]>, key: string): string | undefined {
   const values = extra[key];
   return values?.length === 1 && values[0] !== '' ? values[0] : undefined;
-}
-
-/** POSTs `body` on the kubeconfig's credentials and returns the JSON answer of a 200 or 201. */
-async function postJson(kc: KubeConfig, path: string, body: unknown, timeoutMs: number): Promise<unknown> {
-  const server = kc.getCurrentCluster()?.server;
-  if (server === undefined) throw new KubeApiError(0, 'the kubeconfig has no current cluster');
-  const ctx = new RequestContext(server + path, HttpMethod.POST);
-  await kc.applySecurityAuthentication(ctx);
-  // The kubeconfig builds a dispatcher per call; close it after.
-  const dispatcher = ctx.getDispatcher();
-  try {
-    let status: number;
-    let text: string;
-    try {
-      const res = await fetch(server + path, {
-        method: 'POST', dispatcher, signal: AbortSignal.timeout(timeoutMs), body: JSON.stringify(body),
-        headers: { ...ctx.getHeaders(), 'content-type': 'application/json', accept: 'application/json' },
-      });
-      status = res.status;
-      text = await res.text();
-    } catch (err) {
-      throw new KubeApiError(0, `POST ${path}: ${describeError(err)}`, { cause: err });
-    }
-    let answer: unknown;
-    try {
-      answer = JSON.parse(text);
-    } catch {
-      throw new KubeApiError(status, `POST ${path}: HTTP ${status}: the answer is not JSON`);
-    }
-    if (status !== 200 && status !== 201) {
-      const detail = isRecord(answer) && typeof answer.message === 'string' ? `: ${answer.message}` : '';
-      throw new KubeApiError(status, `POST ${path}: HTTP ${status}${detail}`);
-    }
-    return answer;
-  } finally {
-    await dispatcher?.destroy();
-  }
 }

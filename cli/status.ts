@@ -36,6 +36,8 @@ function render(s: AgentStatus): string {
   for (const r of s.rejected) out.push(`    ${r.object}: ${r.reason}`);
   if (s.policyWarnings.length > 0) out.push(`  policy warnings (${s.policyWarnings.length}):`);
   for (const w of s.policyWarnings) out.push(`    ${w.policy}: ${w.warning}`);
+  if (s.endpointWarnings.length > 0) out.push(`  endpoint warnings (${s.endpointWarnings.length}):`);
+  for (const w of s.endpointWarnings) out.push(`    ${w.object}: ${w.warning}`);
   if (s.lastError) out.push(`  last error: ${s.lastError}`);
   return out.join('\n');
 }

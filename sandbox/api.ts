@@ -9,7 +9,8 @@ import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
 import { down, isRunning, up } from './lifecycle.ts';
 import { sandboxStatus as status } from './status.ts';
-import { clusterSource } from './store.ts';
+import { sandboxKubectl as kubectl } from './cluster-client.ts';
+import type { RunResult } from '../lib/core/exec.ts';
 
 export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
 export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
@@ -24,9 +25,9 @@ export interface SandboxUpOptions {
   file?: string;
   /** Manifest text applied after boot (after `file`). */
   manifest?: string;
-  /** Wait for every agent and ztunnel admin socket (default true). */
+  /** Wait for every Node to be Ready and every agent and ztunnel admin socket (default true). */
   waitReady?: boolean;
-  /** Default 30 s. */
+  /** Default 60 s. */
   readyTimeoutMs?: number;
   /** Throw ApplyRefusedError if the manifest has refused objects (default true). */
   strict?: boolean;
@@ -55,12 +56,12 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     nodes: options.nodes ?? 2,
     ...(parts.length ? { manifest: parts.join('\n---\n'), manifestSource: options.file ?? 'manifest' } : {}),
     waitReady: options.waitReady ?? true,
-    readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
+    readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   });
   checked(applied, options.strict);
-  return status(options.name, clusterSource);
+  return status(options.name);
 }
 
 /** Removes everything of sandbox `name`; idempotent. */
@@ -77,9 +78,14 @@ export async function sandboxDelete(name: string, yamlText: string, options: App
   return checked(await deleteManifest(name, yamlText), options.strict);
 }
 
-/** sandbox.json with live pids, pods and Services. Throws SandboxNotFoundError if it is not up. */
+/** The built kubectl against the sandbox's API server (admin); never throws on kubectl's exit code. */
+export async function sandboxKubectl(name: string, args: readonly string[], input?: string): Promise<RunResult> {
+  return kubectl(name, args, input);
+}
+
+/** sandbox.json with live pids, and the pods and Services of its API server. Throws SandboxNotFoundError if it is not up. */
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
-  return status(name, clusterSource);
+  return status(name);
 }
 
 /** Some supervisor of the sandbox runs. */

@@ -1,19 +1,13 @@
-// `apply` and `delete`: the sandbox's API server (defaults, uids, ClusterIPs),
-// scheduler and kubelet in one. Each object is handled on its own: a refused
-// object is reported and the rest of the manifest still applies. Mesh
-// semantics (annotations, policies) are not checked here; the agent does.
-import { randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
-import type { V1Pod, V1Service, V1ServiceSpec } from '@kubernetes/client-node';
-import { computeQosClass } from '../lib/cluster/cgroup-layout.ts';
-import type { SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { podNetns, sandboxPaths } from './layout.ts';
-import { nameFiles, writeHostsFiles } from './hosts.ts';
-import { allocateClusterIp, allocatePodAddresses, ipFamily } from './ipam.ts';
-import { netnsExists } from './netns.ts';
-import { placePod, refusalReason, startPod, stopPod } from './pods.ts';
-import { readSandboxFile } from './registry.ts';
-import { isClusterScoped, objectKey, objectRef, parseManifest, readState, withLock, writeState, type StoredObject } from './store.ts';
+// `sandbox apply` and `sandbox delete`: shortcuts over the sandbox's API
+// server, as `kubectl apply --server-side` would do them, one object at a
+// time so that a refused object is reported and the rest still applies. Apply
+// returns once the manifest's pods run (or are known not to), delete once its
+// pods are gone, so scripts and tests can use them at once.
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy } from '@kubernetes/client-node';
+import { describeError, statusCodeOf } from '../lib/cluster/sources/kube-client.ts';
+import { openCluster, type SandboxCluster } from './cluster-client.ts';
+import { objectRef, parseManifest, type ManifestObject } from './manifest.ts';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged' | 'deleted' | 'not found' | 'refused';
 
@@ -24,263 +18,133 @@ export interface ObjectResult {
   namespace?: string;
   name: string;
   action: ApplyAction;
-  /** Why the object was refused. */
+  /** Why the API server refused the object. */
   reason?: string;
-  /** Applied, but part of the change was ignored. */
+  /** Applied, but not (yet) doing what it says: a pod that does not run. */
   warning?: string;
 }
 
-interface Context {
-  sandbox: string;
-  info: SandboxInfo;
-  /** The whole cluster state, in file order; updated in place. */
-  objects: Map<string, StoredObject>;
-}
+const FIELD_MANAGER = 'meshlet-sandbox';
+/** A new namespace's default ServiceAccount comes from a controller a moment after the namespace: pods wait for it this long. */
+const SERVICE_ACCOUNT_WAIT_MS = 15_000;
+const POD_RUNNING_WAIT_MS = 60_000;
+const POD_GONE_WAIT_MS = 60_000;
+const POLL_MS = 100;
 
-class Refused extends Error {}
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface ApplyManifestOptions {
+  /** Wait for the manifest's pods to run (default true). */
+  waitForPods?: boolean;
+}
 
 /** Applies a multi-document manifest to sandbox `sandbox`; see ObjectResult for each object's fate. */
-export async function applyManifest(sandbox: string, text: string, source?: string): Promise<ObjectResult[]> {
+export async function applyManifest(sandbox: string, text: string, source?: string, options: ApplyManifestOptions = {}): Promise<ObjectResult[]> {
   const incoming = parseManifest(text, source);
-  return mutate(sandbox, async (ctx) => {
-    const results: ObjectResult[] = [];
-    for (const obj of incoming) results.push(await applyOne(ctx, obj));
-    return results;
-  });
+  const cluster = await openCluster(sandbox);
+  const results: ObjectResult[] = [];
+  for (const obj of incoming) results.push(await applyOne(cluster, obj));
+  if (options.waitForPods === false) return results;
+  await Promise.all(results.map(async (r) => {
+    if (r.kind === 'Pod' && (r.action === 'created' || r.action === 'configured')) {
+      const problem = await waitRunning(cluster, r.namespace ?? 'default', r.name);
+      if (problem) r.warning = problem;
+    }
+  }));
+  return results;
 }
 
-/** Deletes the manifest's objects; pods are killed and their namespace and cgroup removed. */
+/** Deletes the manifest's objects (last first, so pods go before their namespace) and waits for its pods to be gone. */
 export async function deleteManifest(sandbox: string, text: string, source?: string): Promise<ObjectResult[]> {
   const incoming = parseManifest(text, source);
-  return mutate(sandbox, async (ctx) => {
-    // Last first, so a manifest's pods go before the namespace that holds them.
-    const results: ObjectResult[] = [];
-    for (const obj of [...incoming].reverse()) results.unshift(await deleteOne(ctx, obj));
-    return results;
-  });
+  const cluster = await openCluster(sandbox);
+  const results: ObjectResult[] = [];
+  for (const obj of [...incoming].reverse()) results.unshift(await deleteOne(cluster, obj));
+  await Promise.all(results.map(async (r) => {
+    if (r.kind === 'Pod' && r.action === 'deleted') await waitGone(cluster, r.namespace ?? 'default', r.name);
+  }));
+  return results;
 }
 
-async function mutate(sandbox: string, fn: (ctx: Context) => Promise<ObjectResult[]>): Promise<ObjectResult[]> {
-  const info = await readSandboxFile(sandbox);
-  const paths = sandboxPaths(sandbox);
-  return withLock(paths.lockFile, async () => {
-    const stored = await readState(paths.stateFile);
-    const ctx: Context = { sandbox, info, objects: new Map(stored.map((o) => [objectKey(o), o])) };
-    const results = await fn(ctx);
-    if (results.some((r) => r.action === 'created' || r.action === 'configured' || r.action === 'deleted')) {
-      await writeState(paths.stateFile, [...ctx.objects.values()]);
-      await writeHostsFiles(sandbox, ctx.objects);
-    }
-    return results;
-  });
-}
-
-function resultFor(obj: StoredObject, action: ApplyAction, extra: Partial<ObjectResult> = {}): ObjectResult {
+function resultFor(obj: ManifestObject, action: ApplyAction, extra: Partial<ObjectResult> = {}): ObjectResult {
   const result: ObjectResult = { ref: objectRef(obj), kind: obj.kind ?? '', name: obj.metadata?.name ?? '', action, ...extra };
   if (obj.metadata?.namespace !== undefined) result.namespace = obj.metadata.namespace;
   return result;
 }
 
-/** Checks kind and name and fills the namespace, or says why not. */
-function normalize(obj: StoredObject): string | undefined {
-  if (typeof obj.kind !== 'string' || obj.kind === '') return 'kind is missing';
-  if (typeof obj.apiVersion !== 'string' || obj.apiVersion === '') return 'apiVersion is missing';
-  if (typeof obj.metadata !== 'object' || obj.metadata === null || typeof obj.metadata.name !== 'string' || obj.metadata.name === '') return 'metadata.name is missing';
-  if (obj.kind === 'Node') return 'Nodes are managed by the sandbox (`sandbox up --nodes N`)';
-  if (isClusterScoped(obj.kind)) delete obj.metadata.namespace;
-  else obj.metadata.namespace ??= 'default';
-  return undefined;
-}
-
-async function applyOne(ctx: Context, obj: StoredObject): Promise<ObjectResult> {
-  const invalid = normalize(obj);
-  if (invalid) return resultFor(obj, 'refused', { reason: invalid });
-  const key = objectKey(obj);
-  const existing = ctx.objects.get(key);
+/** What the server holds under the object's name, or undefined (client-node sets a namespaced kind's default namespace in `obj`). */
+async function readExisting(cluster: SandboxCluster, obj: ManifestObject): Promise<KubernetesObject | undefined> {
   try {
-    let outcome: { object: StoredObject; action: ApplyAction; warning?: string };
-    if (obj.kind === 'Pod' && obj.apiVersion === 'v1') outcome = await applyPod(ctx, obj as V1Pod & StoredObject, existing as (V1Pod & StoredObject) | undefined);
-    else if (obj.kind === 'Service' && obj.apiVersion === 'v1') outcome = applyService(ctx, obj as V1Service & StoredObject, existing as (V1Service & StoredObject) | undefined);
-    else outcome = applyGeneric(obj, existing);
-    if (outcome.action !== 'unchanged') {
-      outcome.object.metadata!.resourceVersion = String(nextResourceVersion(ctx));
-      ctx.objects.set(key, outcome.object);
-    }
-    return resultFor(outcome.object, outcome.action, outcome.warning ? { warning: outcome.warning } : {});
+    return await cluster.objects.read({ apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: obj.metadata!.name!, ...(obj.metadata?.namespace ? { namespace: obj.metadata.namespace } : {}) } });
   } catch (err) {
-    if (err instanceof Refused) return resultFor(obj, 'refused', { reason: err.message });
-    return resultFor(obj, 'refused', { reason: `the sandbox failed to run it: ${(err as Error).message}` });
+    if (statusCodeOf(err) === 404) return undefined;
+    throw err;
   }
 }
 
-function nextResourceVersion(ctx: Context): number {
-  let max = 0;
-  for (const o of ctx.objects.values()) max = Math.max(max, Number(o.metadata?.resourceVersion) || 0);
-  return max + 1;
-}
+const waitingForServiceAccount = (err: unknown): boolean => statusCodeOf(err) === 403 && /serviceaccount .* not found|service account .* not found/i.test(describeError(err));
 
-// Fields the server owns; they take no part in deciding "unchanged".
-const comparable = (o: StoredObject): string => {
-  const { metadata, status: _status, ...rest } = o;
-  const { uid: _uid, resourceVersion: _rv, creationTimestamp: _ct, ...meta } = metadata ?? {};
-  return JSON.stringify({ ...rest, metadata: meta });
-};
-
-function applyGeneric(obj: StoredObject, existing: StoredObject | undefined): { object: StoredObject; action: ApplyAction } {
-  obj.metadata!.uid = existing?.metadata?.uid ?? randomUUID();
-  if (obj.kind === 'Namespace' && obj.status === undefined) obj.status = { phase: 'Active' };
-  if (!existing) return { object: obj, action: 'created' };
-  return { object: obj, action: comparable(obj) === comparable(existing) ? 'unchanged' : 'configured' };
-}
-
-// Pods: scheduled, addressed and started once; a re-apply updates labels and
-// annotations in place, without restarting anything.
-async function applyPod(ctx: Context, pod: V1Pod & StoredObject, existing: (V1Pod & StoredObject) | undefined) {
-  if (existing) {
-    const before = JSON.stringify([existing.metadata?.labels, existing.metadata?.annotations]);
-    const after = JSON.stringify([pod.metadata?.labels, pod.metadata?.annotations]);
-    const specChanged = JSON.stringify(pod.spec?.containers) !== JSON.stringify(existing.spec?.containers);
-    const warning = specChanged ? 'pod spec changes are ignored (pods are immutable); delete and re-apply the pod to change it' : undefined;
-    if (before === after) return { object: existing, action: 'unchanged' as const, warning };
-    const metadata = { ...existing.metadata!, labels: pod.metadata?.labels, annotations: pod.metadata?.annotations };
-    return { object: { ...existing, metadata }, action: 'configured' as const, warning };
+async function applyOne(cluster: SandboxCluster, obj: ManifestObject): Promise<ObjectResult> {
+  if (typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string' || typeof obj.metadata?.name !== 'string') {
+    return resultFor(obj, 'refused', { reason: 'an object needs apiVersion, kind and metadata.name' });
   }
-  const reason = refusalReason(pod);
-  if (reason) throw new Refused(reason);
-  const node = schedule(ctx, pod);
-  const addrs = allocatePodAddresses(node, usedPodIps(ctx));
-  if (!addrs) throw new Refused(`node ${node.name} has no free address left in ${node.podCidr}; delete some pods`);
-  let uid = randomUUID();
-  while (await netnsExists(podNetns(ctx.sandbox, uid))) uid = randomUUID();
-
-  const meta = pod.metadata!;
-  meta.uid = uid;
-  pod.spec!.nodeName = node.name;
-  pod.spec!.serviceAccountName ??= pod.spec!.serviceAccount ?? 'default';
-  const podIPs = [{ ip: addrs.ip }, ...(addrs.ip6 ? [{ ip: addrs.ip6 }] : [])];
-  const hostIPs = [{ ip: node.nodeIp4 }, ...(node.nodeIp6 ? [{ ip: node.nodeIp6 }] : [])];
-  pod.status = {
-    phase: 'Running',
-    podIP: addrs.ip,
-    podIPs,
-    hostIP: node.nodeIp4,
-    hostIPs,
-    conditions: [{ type: 'Ready', status: 'True' }],
-    // Recorded once, as the API server does: it places the pod's cgroup for its whole life.
-    qosClass: computeQosClass(pod),
-  };
-  await writeHostsFiles(ctx.sandbox, ctx.objects, meta.namespace!);
-  await startPod(placePod(ctx.sandbox, node, pod), pod, nameFiles(ctx.sandbox, meta.namespace!));
-  return { object: pod, action: 'created' as const };
-}
-
-function schedule(ctx: Context, pod: V1Pod): SandboxNodeInfo {
-  const nodes = ctx.info.nodes;
-  const wanted = pod.spec?.nodeName;
-  if (wanted) {
-    const node = nodes.find((n) => n.name === wanted);
-    if (!node) throw new Refused(`spec.nodeName "${wanted}" is not a node of this sandbox (${nodes.map((n) => n.name).join(', ')})`);
-    return node;
-  }
-  const load = new Map(nodes.map((n) => [n.name, 0]));
-  for (const o of ctx.objects.values()) {
-    const n = o.kind === 'Pod' ? (o as V1Pod).spec?.nodeName : undefined;
-    if (n !== undefined && load.has(n)) load.set(n, load.get(n)! + 1);
-  }
-  return nodes.reduce((best, n) => (load.get(n.name)! < load.get(best.name)! ? n : best));
-}
-
-function usedPodIps(ctx: Context): Set<string> {
-  const used = new Set<string>();
-  for (const o of ctx.objects.values()) if (o.kind === 'Pod') for (const p of (o as V1Pod).status?.podIPs ?? []) used.add(p.ip);
-  return used;
-}
-
-// Services: defaults as the API server sets them, ClusterIPs kept for life.
-function applyService(ctx: Context, svc: V1Service & StoredObject, existing: (V1Service & StoredObject) | undefined) {
-  svc.metadata!.uid = existing?.metadata?.uid ?? randomUUID();
-  const spec: V1ServiceSpec = (svc.spec ??= {});
-  spec.type ??= 'ClusterIP';
-  for (const p of spec.ports ?? []) {
-    p.protocol ??= 'TCP';
-    p.targetPort ??= p.port;
-  }
-  if (spec.type !== 'ExternalName') assignClusterIps(ctx, spec, existing?.spec);
-  if (!existing) return { object: svc, action: 'created' as const };
-  return { object: svc, action: comparable(svc) === comparable(existing) ? ('unchanged' as const) : ('configured' as const) };
-}
-
-function assignClusterIps(ctx: Context, spec: V1ServiceSpec, previous: V1ServiceSpec | undefined): void {
-  const requested = spec.clusterIPs ?? (spec.clusterIP ? [spec.clusterIP] : undefined);
-  if (previous?.clusterIPs?.length) {
-    if (requested && JSON.stringify(requested) !== JSON.stringify(previous.clusterIPs.slice(0, requested.length))) {
-      throw new Refused(`spec.clusterIP is immutable (it is ${previous.clusterIPs.join(',')}); delete the Service to change it`);
-    }
-    spec.clusterIP = previous.clusterIP;
-    spec.clusterIPs = previous.clusterIPs;
-    spec.ipFamilies = previous.ipFamilies;
-    spec.ipFamilyPolicy = previous.ipFamilyPolicy;
-    return;
-  }
-  if (requested?.[0] === 'None') {
-    spec.clusterIP = 'None';
-    spec.clusterIPs = ['None'];
-    return;
-  }
-  const used = new Set<string>();
-  for (const o of ctx.objects.values()) if (o.kind === 'Service') for (const ip of (o as V1Service).spec?.clusterIPs ?? []) used.add(ip);
-  const policy = spec.ipFamilyPolicy ?? (requested && requested.length > 1 ? 'RequireDualStack' : 'SingleStack');
-  let families: (4 | 6)[];
-  if (requested) {
-    families = requested.map((ip) => {
-      const f = ipFamily(ip);
-      if (!f) throw new Refused(`spec.clusterIP "${ip}" is not an IP address`);
-      if (used.has(ip)) throw new Refused(`spec.clusterIP ${ip} is already allocated to another Service`);
-      return f;
-    });
-  } else {
-    families = (spec.ipFamilies ?? ['IPv4']).map((f) => (f === 'IPv6' ? 6 : 4));
-  }
-  if (policy !== 'SingleStack' && families.length === 1) families.push(families[0] === 4 ? 6 : 4);
-  if (policy === 'SingleStack') families = families.slice(0, 1);
-  const ips = families.map((family, i) => {
-    const ip = requested?.[i] ?? allocateClusterIp(family, used);
-    if (!ip || !isIP(ip)) throw new Refused(`no free ClusterIP left for IPv${family}; delete some Services`);
-    used.add(ip);
-    return ip;
-  });
-  spec.clusterIP = ips[0];
-  spec.clusterIPs = ips;
-  spec.ipFamilies = families.map((f) => `IPv${f}`);
-  spec.ipFamilyPolicy = policy;
-}
-
-async function deleteOne(ctx: Context, obj: StoredObject): Promise<ObjectResult> {
-  const invalid = normalize(obj);
-  if (invalid) return resultFor(obj, 'refused', { reason: invalid });
-  const key = objectKey(obj);
-  const existing = ctx.objects.get(key);
-  if (!existing) return resultFor(obj, 'not found');
-  try {
-    if (existing.kind === 'Namespace') {
-      // Like the namespace controller: everything in it goes too.
-      for (const [k, o] of ctx.objects) {
-        if (o.metadata?.namespace !== existing.metadata?.name) continue;
-        await removeObject(ctx, k, o);
+  const deadline = Date.now() + SERVICE_ACCOUNT_WAIT_MS;
+  for (;;) {
+    try {
+      const existing = await readExisting(cluster, obj);
+      const applied = await cluster.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+      const action: ApplyAction = existing === undefined ? 'created' : existing.metadata?.resourceVersion === applied.metadata?.resourceVersion ? 'unchanged' : 'configured';
+      return resultFor(obj, action);
+    } catch (err) {
+      if (waitingForServiceAccount(err) && Date.now() < deadline) {
+        await sleep(POLL_MS);
+        continue;
       }
+      return resultFor(obj, 'refused', { reason: describeError(err) });
     }
-    await removeObject(ctx, key, existing);
-    return resultFor(existing, 'deleted');
-  } catch (err) {
-    return resultFor(existing, 'refused', { reason: `could not tear it down: ${(err as Error).message}` });
   }
 }
 
-async function removeObject(ctx: Context, key: string, obj: StoredObject): Promise<void> {
-  if (obj.kind === 'Pod') {
-    const pod = obj as V1Pod;
-    const node = ctx.info.nodes.find((n) => n.name === pod.spec?.nodeName);
-    if (node && pod.metadata?.uid) await stopPod(placePod(ctx.sandbox, node, pod));
+async function deleteOne(cluster: SandboxCluster, obj: ManifestObject): Promise<ObjectResult> {
+  if (typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string' || typeof obj.metadata?.name !== 'string') {
+    return resultFor(obj, 'refused', { reason: 'an object needs apiVersion, kind and metadata.name' });
   }
-  ctx.objects.delete(key);
+  // client-node fills in the default namespace of a namespaced kind, in `obj` itself: the result names it.
+  try {
+    await cluster.objects.delete(obj);
+    return resultFor(obj, 'deleted');
+  } catch (err) {
+    if (statusCodeOf(err) === 404) return resultFor(obj, 'not found');
+    return resultFor(obj, 'refused', { reason: describeError(err) });
+  }
+}
+
+async function readPod(cluster: SandboxCluster, namespace: string, name: string): Promise<V1Pod | undefined> {
+  try {
+    return await cluster.core.readNamespacedPod({ namespace, name });
+  } catch (err) {
+    if (statusCodeOf(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Waits until every container of the pod runs; the reason it does not, once the wait is over. */
+async function waitRunning(cluster: SandboxCluster, namespace: string, name: string): Promise<string | undefined> {
+  const deadline = Date.now() + POD_RUNNING_WAIT_MS;
+  let pod: V1Pod | undefined;
+  while (Date.now() < deadline) {
+    pod = await readPod(cluster, namespace, name);
+    const statuses = pod?.status?.containerStatuses ?? [];
+    if (pod?.status?.podIP && statuses.length === (pod.spec?.containers.length ?? 0) && statuses.every((c) => c.state?.running)) return undefined;
+    if (pod?.status?.phase === 'Failed' || pod?.status?.phase === 'Succeeded') break;
+    await sleep(POLL_MS);
+  }
+  const waiting = pod?.status?.containerStatuses?.map((c) => c.state?.waiting ?? c.state?.terminated).find((s) => s?.message || s?.reason);
+  const why = waiting ? `${waiting.reason ?? ''}${waiting.message ? `: ${waiting.message}` : ''}` : pod?.status?.conditions?.find((c) => c.status !== 'True' && c.message)?.message;
+  return `not running after ${POD_RUNNING_WAIT_MS / 1000} s (phase ${pod?.status?.phase ?? 'unknown'}${why ? `; ${why}` : ''}); see \`meshlet sandbox kubectl -- describe pod -n ${namespace} ${name}\``;
+}
+
+async function waitGone(cluster: SandboxCluster, namespace: string, name: string): Promise<void> {
+  const deadline = Date.now() + POD_GONE_WAIT_MS;
+  while (Date.now() < deadline && (await readPod(cluster, namespace, name)) !== undefined) await sleep(POLL_MS);
 }

@@ -8,8 +8,10 @@ import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
 import { down, downAll, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
-import { clusterSource } from './store.ts';
-import { runCaSupervisor, runSupervisor } from './supervisor.ts';
+import { runCaSupervisor, runControlPlaneSupervisor, runSupervisor } from './supervisor.ts';
+import { controlPlaneBinaries } from './controlplane/binaries.ts';
+import { readSandboxFile } from './registry.ts';
+import { spawn } from 'node:child_process';
 
 const nameOption = (): Option => new Option('--name <name>', 'sandbox name').env('MESHLET_SANDBOX').default(DEFAULT_NAME);
 
@@ -65,7 +67,7 @@ export function sandboxCommand(): Command {
       });
       report(applied);
       out('');
-      out(formatStatus(await sandboxStatus(info.name, clusterSource)));
+      out(formatStatus(await sandboxStatus(info.name)));
     });
 
   sandbox
@@ -110,12 +112,38 @@ export function sandboxCommand(): Command {
     });
 
   sandbox
+    .command('kubeconfig')
+    .description('print the path of the sandbox\'s admin kubeconfig: kubectl --kubeconfig "$(meshlet sandbox kubeconfig)" get pods -A')
+    .addOption(nameOption())
+    .action(async (opts: { name: string }) => {
+      out((await readSandboxFile(opts.name)).controlPlane.kubeconfig);
+    });
+
+  sandbox
+    .command('kubectl')
+    .description('run the sandbox\'s kubectl against it, e.g. meshlet sandbox kubectl -- get pods -A -o wide')
+    .argument('<args...>', 'kubectl\'s arguments (after --)')
+    .addOption(nameOption())
+    .action(async (args: string[], opts: { name: string }) => {
+      const info = await readSandboxFile(opts.name);
+      const kubectl = (await controlPlaneBinaries()).path('kubectl');
+      const child = spawn(kubectl, ['--kubeconfig', info.controlPlane.kubeconfig, ...args], { stdio: 'inherit' });
+      process.exitCode = await new Promise<number>((resolve) => {
+        child.on('error', (err) => {
+          process.stderr.write(`meshlet: cannot run ${kubectl}: ${err.message}\n`);
+          resolve(127);
+        });
+        child.on('close', (code) => resolve(code ?? 1));
+      });
+    });
+
+  sandbox
     .command('status')
     .description('nodes with their agent and ztunnel pids, pods, Services')
     .addOption(nameOption())
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (opts: { name: string; output: string }) => {
-      const info = await sandboxStatus(opts.name, clusterSource);
+      const info = await sandboxStatus(opts.name);
       out(opts.output === 'json' ? JSON.stringify(info, null, 2) : formatStatus(info));
     });
 
@@ -145,14 +173,16 @@ export function sandboxCommand(): Command {
 
   sandbox
     .command('supervise', { hidden: true })
-    .description('run and restart one node\'s agent and ztunnel, or the CA (started by `up`)')
+    .description('run and restart the control plane, one node\'s kubelet, agent and ztunnel, or the CA (started by `up`)')
     .addOption(nameOption())
     .option('--node <node>', 'node name')
     .option('--ca', 'supervise the CA')
-    .action(async (opts: { name: string; node?: string; ca?: boolean }) => {
-      if (opts.ca) await runCaSupervisor(opts.name);
+    .option('--control-plane', 'supervise the control plane')
+    .action(async (opts: { name: string; node?: string; ca?: boolean; controlPlane?: boolean }) => {
+      if (opts.controlPlane) await runControlPlaneSupervisor(opts.name);
+      else if (opts.ca) await runCaSupervisor(opts.name);
       else if (opts.node) await runSupervisor(opts.name, opts.node);
-      else throw new ConfigError('supervise needs --node NAME or --ca');
+      else throw new ConfigError('supervise needs --node NAME, --ca or --control-plane');
     });
 
   return sandbox;

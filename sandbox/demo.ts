@@ -8,7 +8,6 @@ import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { down, up, waitReady } from './lifecycle.ts';
 import { sandboxStatus } from './status.ts';
-import { clusterSource } from './store.ts';
 
 export const SAMPLE_MANIFEST = join(REPO_ROOT, 'scripts', 'sandbox', 'sample.yaml');
 
@@ -39,11 +38,12 @@ export function demoHints(info: SandboxInfo): string[] {
     `  ${cli} status${view}                # agents, ztunnels, enrolled workloads`,
     `  ${cli} certs${view}                 # each node's workload certificates (SPIFFE identities)`,
     `  ${cli} flows${view} -o wide         # with both identities, mTLS and the policy verdict`,
+    `  ${cli} sandbox kubectl${sb} -- get pods -A -o wide   # the cluster, with the built kubectl (or: kubectl --kubeconfig "$(${cli} sandbox kubeconfig${sb})" …)`,
     `  ${cli} sandbox status${sb}`,
     `  ${cli} sandbox down${sb}            # or Ctrl-C here`,
     '',
     'Service names resolve in pods through a per-namespace /etc/hosts (web, web.demo, web.demo.svc.cluster.local).',
-    `logs: ${info.runDir}/nodes/<node>/{agent,ztunnel}.log, ${info.runDir}/pods/`,
+    `logs: ${info.runDir}/nodes/<node>/{agent,ztunnel,supervisor}.log, ${info.runDir}/nodes/<node>/pods/, ${info.controlPlane.dir}/*.log`,
   ];
 }
 
@@ -66,7 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     owned = true;
     if (!stopRequested) {
       try {
-        await waitReady(info, 30_000, out);
+        await waitReady(info, 60_000, out);
       } catch (err) {
         out(`warning: ${(err as Error).message}`);
       }
@@ -74,7 +74,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     if (!stopRequested) {
       for (const line of formatResults(await applyManifest(name, await readFile(SAMPLE_MANIFEST, 'utf8'), SAMPLE_MANIFEST))) out(line);
       out('');
-      for (const line of demoHints(await sandboxStatus(name, clusterSource))) out(line);
+      for (const line of demoHints(await sandboxStatus(name))) out(line);
     }
     const infoFile = sandboxPaths(name).infoFile;
     while (!stopRequested && existsSync(infoFile)) {

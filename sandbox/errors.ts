@@ -16,7 +16,7 @@ export class ApplyRefusedError extends SandboxError {
 
   constructor(results: readonly { ref: string; action: string; reason?: string }[]) {
     const refused = results.filter((r) => r.action === 'refused');
-    super(`the sandbox refused ${refused.length} object(s); the rest was applied:\n${refused.map((r) => `  ${r.ref}: ${r.reason}`).join('\n')}`);
+    super(`the API server refused ${refused.length} object(s); the rest was applied:\n${refused.map((r) => `  ${r.ref}: ${r.reason}`).join('\n')}`);
     this.results = results;
   }
 }

@@ -3,13 +3,13 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ConfigError, SandboxError } from '../lib/core/errors.ts';
+import { statusCodeOf } from '../lib/cluster/sources/kube-client.ts';
+import { openCluster } from './cluster-client.ts';
 import { PodNotFoundError } from './errors.ts';
-import { existingNameFiles } from './hosts.ts';
+import { existingNameFiles, hostsDir } from './hosts.ts';
 import { netnsExists } from './netns.ts';
 import { containerEnv, placePod, type PodPlace } from './pods.ts';
 import { spawnIn } from './proc.ts';
-import { readSandboxFile } from './registry.ts';
-import { readState } from './store.ts';
 
 export interface PodRef {
   pod: string;
@@ -43,18 +43,20 @@ export interface ExecResult {
 }
 
 export async function resolvePod(sandbox: string, ref: PodRef): Promise<{ pod: V1Pod; place: PodPlace }> {
-  const info = await readSandboxFile(sandbox);
+  const cluster = await openCluster(sandbox);
   const namespace = ref.namespace ?? 'default';
-  const pods = (await readState(info.stateFile)).filter((o) => o.kind === 'Pod') as V1Pod[];
-  const pod = pods.find((p) => p.metadata?.name === ref.pod && (p.metadata?.namespace ?? 'default') === namespace);
-  if (!pod) {
-    const here = pods.filter((p) => (p.metadata?.namespace ?? 'default') === namespace).map((p) => p.metadata?.name);
+  let pod: V1Pod;
+  try {
+    pod = await cluster.core.readNamespacedPod({ namespace, name: ref.pod });
+  } catch (err) {
+    if (statusCodeOf(err) !== 404) throw err;
+    const here = (await cluster.core.listNamespacedPod({ namespace })).items.map((p) => p.metadata?.name);
     throw new PodNotFoundError(`sandbox "${sandbox}" has no pod ${namespace}/${ref.pod}; pods in namespace ${namespace}: ${here.join(', ') || 'none'} (set the namespace with -n)`);
   }
-  const node = info.nodes.find((n) => n.name === pod.spec?.nodeName);
-  if (!node || !pod.metadata?.uid) throw new SandboxError(`pod ${namespace}/${ref.pod} is not scheduled on a sandbox node; delete and re-apply it`);
+  const node = cluster.info.nodes.find((n) => n.name === pod.spec?.nodeName);
+  if (!node || !pod.metadata?.uid) throw new SandboxError(`pod ${namespace}/${ref.pod} is not scheduled on a sandbox node yet; see \`meshlet sandbox kubectl -- describe pod -n ${namespace} ${ref.pod}\``);
   const place = placePod(sandbox, node, pod);
-  if (!(await netnsExists(place.netns))) throw new SandboxError(`the network namespace ${place.netns} of pod ${namespace}/${ref.pod} is gone; delete and re-apply the pod`);
+  if (!(await netnsExists(place.netns))) throw new SandboxError(`the network namespace ${place.netns} of pod ${namespace}/${ref.pod} does not exist (yet); see \`meshlet sandbox kubectl -- get pod -n ${namespace} ${ref.pod}\``);
   return { pod, place };
 }
 
@@ -62,7 +64,7 @@ export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly st
   if (argv.length === 0) throw new ConfigError('no command given: `meshlet sandbox exec POD -- CMD [ARGS…]`');
   const { pod, place } = await resolvePod(sandbox, ref);
   const env = { ...containerEnv(pod, pod.spec?.containers[0]), ...(process.env.TERM ? { TERM: process.env.TERM } : {}), ...options.env };
-  const names = existingNameFiles(sandbox, pod.metadata?.namespace ?? 'default');
+  const names = existingNameFiles(hostsDir(sandbox, place.node.name), pod.metadata?.namespace ?? 'default');
   return spawnIn(place, argv, { stdio: options.stdio ?? 'pipe', env, cwd: options.cwd ?? process.cwd(), ...(names ? { names } : {}) });
 }
 

@@ -1,40 +1,34 @@
-// Service names for pods, without a DNS server: each namespace gets a hosts
-// file listing every Service the way cluster DNS would answer from there
-// ("web" in its own namespace, "web.demo", "web.demo.svc.cluster.local"),
-// bind-mounted over /etc/hosts in the pod's processes. Files are rewritten in
-// place (not renamed) so bind mounts of running pods see new Services. A
-// resolv.conf pointing at nothing makes other names fail fast.
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+// Service names for pods, without a DNS server: each node's supervisor keeps
+// a hosts file per namespace listing every Service the way cluster DNS would
+// answer from there ("web" in its own namespace, "web.demo",
+// "web.demo.svc.cluster.local"), bind-mounted over /etc/hosts in the pod's
+// processes. Files are rewritten in place (not renamed) so bind mounts of
+// running pods see new Services. A resolv.conf pointing at nothing makes other
+// names fail fast.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
-import { RUN_ROOT } from './layout.ts';
+import { nodeDir } from './layout.ts';
 import type { NameFiles } from './proc.ts';
-import type { StoredObject } from './store.ts';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
 
-const dir = (sandbox: string): string => join(RUN_ROOT, sandbox, 'hosts');
+/** Where node `node` of sandbox `sandbox` keeps its pods' name files. */
+export const hostsDir = (sandbox: string, node: string): string => join(nodeDir(sandbox, node), 'hosts');
 
-/** The files a pod of `namespace` sees as /etc/hosts and /etc/resolv.conf. */
-export const nameFiles = (sandbox: string, namespace: string): NameFiles => ({
-  hosts: join(dir(sandbox), namespace),
-  resolvConf: join(dir(sandbox), 'resolv.conf'),
-});
+const nameFilesIn = (dir: string, namespace: string): NameFiles => ({ hosts: join(dir, namespace), resolvConf: join(dir, 'resolv.conf') });
 
 // No DNS server answers in the sandbox: fail other names at once (loopback
 // refuses) instead of waiting out the host resolver's timeouts.
 const RESOLV_CONF = '# meshlet sandbox: no DNS server; Service names come from /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n';
 
-export function hostsText(objects: Iterable<StoredObject>, namespace: string): string {
+export function hostsText(services: Iterable<V1Service>, namespace: string): string {
   const lines = [
     `# meshlet sandbox: cluster Services as seen from namespace ${namespace}`,
     '127.0.0.1 localhost',
     '::1 localhost ip6-localhost ip6-loopback',
   ];
-  for (const o of objects) {
-    if (o.kind !== 'Service' || o.apiVersion !== 'v1') continue;
-    const svc = o as V1Service;
+  for (const svc of services) {
     const name = svc.metadata?.name;
     const ns = svc.metadata?.namespace ?? 'default';
     if (!name) continue;
@@ -44,18 +38,36 @@ export function hostsText(objects: Iterable<StoredObject>, namespace: string): s
   return `${lines.join('\n')}\n`;
 }
 
-/** Rewrites the hosts file of every namespace that has pods or Services, or of `only`. */
-export async function writeHostsFiles(sandbox: string, objects: ReadonlyMap<string, StoredObject>, only?: string): Promise<void> {
-  const namespaces = new Set<string>();
-  if (only !== undefined) namespaces.add(only);
-  else for (const o of objects.values()) if (o.kind === 'Pod' || o.kind === 'Service' || o.kind === 'Namespace') namespaces.add(o.kind === 'Namespace' ? o.metadata?.name ?? 'default' : o.metadata?.namespace ?? 'default');
-  await mkdir(dir(sandbox), { recursive: true });
-  await writeFile(join(dir(sandbox), 'resolv.conf'), RESOLV_CONF);
-  for (const ns of namespaces) await writeFile(nameFiles(sandbox, ns).hosts, hostsText(objects.values(), ns));
+/** One node's hosts files: every namespace a pod asked for, rewritten whenever the Services change. */
+export class HostsFiles {
+  readonly #dir: string;
+  readonly #namespaces = new Set<string>();
+  #services: readonly V1Service[] = [];
+
+  constructor(dir: string) {
+    this.#dir = dir;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'resolv.conf'), RESOLV_CONF);
+  }
+
+  /** The files a pod of `namespace` sees as /etc/hosts and /etc/resolv.conf; written now if this is the namespace's first pod. */
+  filesFor(namespace: string): NameFiles {
+    const files = nameFilesIn(this.#dir, namespace);
+    if (!this.#namespaces.has(namespace)) {
+      this.#namespaces.add(namespace);
+      writeFileSync(files.hosts, hostsText(this.#services, namespace));
+    }
+    return files;
+  }
+
+  update(services: readonly V1Service[]): void {
+    this.#services = services;
+    for (const ns of this.#namespaces) writeFileSync(nameFilesIn(this.#dir, ns).hosts, hostsText(services, ns));
+  }
 }
 
-/** The namespace's name files, if written (by any apply since the namespace got objects). */
-export const existingNameFiles = (sandbox: string, namespace: string): NameFiles | undefined => {
-  const files = nameFiles(sandbox, namespace);
+/** The namespace's name files on a node, if its supervisor wrote them (it does for every namespace with a pod there). */
+export const existingNameFiles = (dir: string, namespace: string): NameFiles | undefined => {
+  const files = nameFilesIn(dir, namespace);
   return existsSync(files.hosts) && existsSync(files.resolvConf) ? files : undefined;
 };

@@ -16,8 +16,12 @@ export interface SandboxNodeInfo extends NodeAddresses {
   /** Node-side address on the pod bridge: the pods' default gateway. */
   podGatewayIp4: string;
   podGatewayIp6?: string;
-  /** This node's bootstrap credential for the CA. */
+  /** The ztunnel's credential for the CA: a token bound to the node's meshlet pod (audience meshlet-ca), kept fresh by the node supervisor. */
   caTokenFile?: string;
+  /** The kubelet's credentials: system:node:<name>, so the Node authorizer applies. */
+  kubeletKubeconfig: string;
+  /** The agent's credentials: the meshlet-agent ServiceAccount. */
+  agentKubeconfig: string;
   agentPid?: number;
   ztunnelPid?: number;
   supervisorPid?: number;
@@ -53,8 +57,8 @@ export interface SandboxPodInfo {
   serviceAccount?: string;
   /** Some process of the pod is alive in its cgroup. */
   running?: boolean;
-  /** Containers' stdout and stderr. */
-  logFile?: string;
+  /** Containers' stdout and stderr: <container>/<restart>.log below it. */
+  logDir?: string;
 }
 
 export interface SandboxServiceInfo {
@@ -65,10 +69,24 @@ export interface SandboxServiceInfo {
   ports: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
 }
 
+/** The sandbox's Kubernetes control plane, in the underlay namespace. */
+export interface SandboxControlPlaneInfo {
+  dir: string;
+  /** The built binaries it runs (scripts/controlplane/build.sh's cache). */
+  bin: string;
+  /** The API server as nodes and meshlet reach it, on the underlay bridge. */
+  server: string;
+  /** The same API server from the host: a loopback port the control-plane supervisor relays into the underlay. */
+  hostServer: string;
+  /** Admin kubeconfig against hostServer (`meshlet sandbox kubeconfig`). */
+  kubeconfig: string;
+  supervisorPid?: number;
+}
+
 export interface SandboxInfo {
   name: string;
   runDir: string;
-  stateFile: string;
+  controlPlane: SandboxControlPlaneInfo;
   nodes: SandboxNodeInfo[];
   pods: SandboxPodInfo[];
   services?: SandboxServiceInfo[];
@@ -88,7 +106,8 @@ export interface SandboxCaInfo {
   stateDir: string;
   /** The mesh root every ztunnel trusts. */
   bundleFile: string;
-  nodeTokensFile: string;
+  /** The CA's credentials: the meshlet-ca ServiceAccount. */
+  kubeconfig: string;
   cgroup: string;
   log: string;
   pid?: number;

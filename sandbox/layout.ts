@@ -6,6 +6,7 @@ import { kubepodsCgroup, podCgroupPathOf, type CgroupDriver } from '../lib/clust
 import { REPO_ROOT } from '../lib/core/repo.ts';
 import { ConfigError } from '../lib/core/errors.ts';
 import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
+import type { Component, ControlPlaneNetwork } from './controlplane/components.ts';
 
 export const RUN_ROOT = '/run/meshlet';
 export const BPF_ROOT = '/sys/fs/bpf/meshlet';
@@ -42,10 +43,10 @@ export interface SandboxPaths {
   name: string;
   prefix: string;
   runDir: string;
-  stateFile: string;
   infoFile: string;
-  lockFile: string;
-  podLogDir: string;
+  /** Admin kubeconfig for the host: the API server through the control-plane supervisor's loopback relay. */
+  kubeconfig: string;
+  controlPlaneDir: string;
   underlayNetns: string;
   bpfDir: string;
 }
@@ -57,10 +58,9 @@ export function sandboxPaths(name: string): SandboxPaths {
     name,
     prefix,
     runDir,
-    stateFile: join(runDir, 'cluster.yaml'),
     infoFile: join(runDir, 'sandbox.json'),
-    lockFile: join(runDir, 'cluster.lock'),
-    podLogDir: join(runDir, 'pods'),
+    kubeconfig: join(runDir, 'kubeconfig'),
+    controlPlaneDir: join(runDir, 'controlplane'),
     underlayNetns: `${prefix}-underlay`,
     bpfDir: join(BPF_ROOT, name),
   };
@@ -71,10 +71,10 @@ export const nodeDir = (name: string, node: string): string => join(RUN_ROOT, na
 export const pidsFile = (name: string, node: string): string => join(nodeDir(name, node), 'pids.json');
 export const caDir = (name: string): string => join(RUN_ROOT, name, 'ca');
 export const caPidsFile = (name: string): string => join(caDir(name), 'pids.json');
+export const controlPlanePidsFile = (name: string): string => join(RUN_ROOT, name, 'controlplane', 'pids.json');
 export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
 /** Host side of a pod's veth, inside the node namespace (15 chars max). */
 export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
-export const podLogFile = (name: string, namespace: string, pod: string): string => join(RUN_ROOT, name, 'pods', `${namespace}_${pod}.log`);
 
 /** Odd nodes lay their pods out as the systemd driver does, even ones as cgroupfs does: every sandbox with two nodes runs both. */
 const cgroupDriverOf = (index: number): CgroupDriver => (index % 2 === 1 ? 'systemd' : 'cgroupfs');
@@ -99,7 +99,9 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     probeSourceIp6: `fd00:244:${index}::1`,
     inboundSourceIp4: podAddresses4(index, INBOUND_SOURCE_HOST),
     inboundSourceIp6: `fd00:244:${index}::${INBOUND_SOURCE_HOST.toString(16)}`,
-    caTokenFile: join(dir, 'ca-token'),
+    caTokenFile: join(dir, 'ztunnel-token'),
+    kubeletKubeconfig: join(dir, 'kubelet.kubeconfig'),
+    agentKubeconfig: join(dir, 'agent.kubeconfig'),
     ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
     agentAdminSocket: join(dir, 'agent.sock'),
     controlSocket: join(dir, 'control.sock'),
@@ -116,18 +118,36 @@ export const INBOUND_SOURCE_HOST = 254;
 export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
 const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;
 
-/** The CA listens on the underlay bridge, as a control plane on the node network would. */
-export const CA_IP = '10.200.0.2';
+/** The API server and the CA listen on the underlay bridge, as a control-plane node on the node network would. */
+export const CONTROL_PLANE_IP = '10.200.0.2';
 export const CA_PORT = 15012;
+export const API_SERVER_PORT = 6443;
+
+/**
+ * The control plane's network in the underlay namespace: the API server on
+ * the bridge, the rest on the namespace's own loopback (so fixed ports never
+ * collide with the host's). Node pod CIDRs are the sandbox's (planNode), set
+ * by each node's kubelet at registration, so the controller manager does not
+ * allocate them.
+ */
+export const CONTROL_PLANE_NETWORK: ControlPlaneNetwork = {
+  apiServerIp: CONTROL_PLANE_IP,
+  apiServerPort: API_SERVER_PORT,
+  etcdClientPort: 2379,
+  etcdPeerPort: 2380,
+  controllerManagerPort: 10257,
+  schedulerPort: 10259,
+  serviceCidrs: '10.96.0.0/16,fd00:96::/112',
+};
 
 export function planCa(name: string, cgroupRoot: string): SandboxCaInfo {
   const dir = caDir(name);
   return {
-    url: `https://${CA_IP}:${CA_PORT}`,
-    listen: `${CA_IP}:${CA_PORT}`,
+    url: `https://${CONTROL_PLANE_IP}:${CA_PORT}`,
+    listen: `${CONTROL_PLANE_IP}:${CA_PORT}`,
     stateDir: dir,
     bundleFile: join(dir, 'root-cert.pem'),
-    nodeTokensFile: join(dir, 'node-tokens.json'),
+    kubeconfig: join(dir, 'ca.kubeconfig'),
     cgroup: join(cgroupRoot, 'ca'),
     log: join(dir, 'ca.log'),
   };
@@ -144,6 +164,11 @@ export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string;
 export const caCgroups = (ca: SandboxCaInfo) => ({
   supervisor: join(ca.cgroup, 'supervisor'),
   ca: join(ca.cgroup, 'ca'),
+});
+
+export const controlPlaneCgroups = (cgroupRoot: string) => ({
+  supervisor: join(cgroupRoot, 'controlplane', 'supervisor'),
+  component: (c: Component): string => join(cgroupRoot, 'controlplane', c),
 });
 
 export const nodeCgroups = (node: SandboxNodeInfo) => ({

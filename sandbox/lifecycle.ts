@@ -1,27 +1,29 @@
 // Bringing a sandbox up and tearing it down. `down` works from the name's
 // prefix (cgroups, namespaces, run dir, pin dir, processes), not from
 // sandbox.json, so it also cleans up after a crash.
-import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { connect, type Server } from 'node:net';
 import { join } from 'node:path';
-import type { V1Namespace, V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { run } from '../lib/core/exec.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
 import { compiledCliMain } from './compiled.ts';
+import { controlPlaneBinaries } from './controlplane/binaries.ts';
+import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer } from './controlplane/bootstrap.ts';
+import { apiServerUrl, COMPONENTS, controlPlaneLayout } from './controlplane/components.ts';
+import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
-import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
+import type { SandboxControlPlaneInfo, SandboxInfo } from './info.ts';
+import { installMeshlet } from './install.ts';
 import {
-  BPF_ROOT, CA_IP, caCgroups, checkName, checkNodeCount, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
 import { readPids, writeSandboxFile } from './registry.ts';
-import { objectKey, writeState, type StoredObject } from './store.ts';
-import { writeHostsFiles } from './hosts.ts';
 import { createNode, createUnderlay } from './topology.ts';
 
 export interface UpOptions {
@@ -31,7 +33,7 @@ export interface UpOptions {
   manifest?: string;
   /** Where `manifest` came from, for messages. */
   manifestSource?: string;
-  /** Wait until every agent and ztunnel answers on its admin socket (default true). */
+  /** Wait until every Node is Ready and every agent and ztunnel answers on its admin socket (default true). */
   waitReady?: boolean;
   readyTimeoutMs?: number;
   /** Progress lines for a terminal. */
@@ -46,6 +48,7 @@ export interface UpResult {
 }
 
 const SUPERVISOR_START_MS = 10_000;
+const API_SERVER_START_MS = 60_000;
 
 export async function up(options: UpOptions): Promise<UpResult> {
   const name = checkName(options.name);
@@ -64,25 +67,47 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
   const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
   const ca = planCa(name, cgroupRoot);
+  const binaries = await controlPlaneBinaries();
+  const relay = await listenOnLoopback();
+  const controlPlane: SandboxControlPlaneInfo = {
+    dir: paths.controlPlaneDir,
+    bin: binaries.bin,
+    server: apiServerUrl(CONTROL_PLANE_NETWORK),
+    hostServer: `https://127.0.0.1:${(relay.address() as { port: number }).port}`,
+    kubeconfig: paths.kubeconfig,
+  };
   const info: SandboxInfo = {
-    name, runDir: paths.runDir, stateFile: paths.stateFile, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
+    name, runDir: paths.runDir, controlPlane, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
   };
   try {
     const main = await compiledCliMain(log);
     await ensureBpffs(log);
-    await mkdir(paths.podLogDir, { recursive: true });
     for (const node of nodes) await mkdir(nodeDir(name, node.name), { recursive: true });
-    const objects = initialObjects(nodes);
-    await writeState(paths.stateFile, objects);
-    await writeHostsFiles(name, new Map(objects.map((o) => [objectKey(o), o])));
-    log(`network: underlay ${paths.underlayNetns}, ${nodes.map((n) => `${n.name} ${n.nodeIp4}`).join(', ')}`);
-    await createUnderlay(paths.underlayNetns, `${CA_IP}/24`);
+    await mkdir(ca.stateDir, { recursive: true });
+    log(`network: underlay ${paths.underlayNetns} (control plane ${CONTROL_PLANE_IP}), ${nodes.map((n) => `${n.name} ${n.nodeIp4}`).join(', ')}`);
+    await createUnderlay(paths.underlayNetns, `${CONTROL_PLANE_IP}/24`);
     for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
+    const cpCgroups = controlPlaneCgroups(cgroupRoot);
+    for (const cg of [cpCgroups.supervisor, ...COMPONENTS.map(cpCgroups.component)]) await ensureCgroup(cg);
     for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
     for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
-    await writeNodeTokens(ca, nodes);
+
+    const layout = controlPlaneLayout(controlPlane.dir);
+    await prepareControlPlane(layout, CONTROL_PLANE_NETWORK);
+    await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, paths.kubeconfig, 'meshlet-admin', ['system:masters'], controlPlane.hostServer);
+    for (const node of nodes) await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeletKubeconfig, `system:node:${node.name}`, ['system:nodes']);
     await writeSandboxFile(info);
+
+    log(`control plane: etcd, kube-apiserver ${controlPlane.server} (from the host: ${controlPlane.hostServer}), kube-controller-manager, kube-scheduler`);
+    await startControlPlane(name, cpCgroups.supervisor, paths.underlayNetns, relay, main, join(controlPlane.dir, 'supervisor.log'));
+    await withLogTails(() => waitForApiServer(layout, CONTROL_PLANE_NETWORK, API_SERVER_START_MS, controlPlane.hostServer), [join(controlPlane.dir, 'supervisor.log'), layout.log('etcd'), layout.log('kube-apiserver')]);
+    log('installing Istio\'s and the Gateway API\'s CRDs, and meshlet\'s accounts (daemonset/rbac.yaml)');
+    await withLogTails(async () => {
+      await installCrds(binaries, paths.kubeconfig);
+      await installMeshlet(info);
+    }, [layout.log('kube-apiserver'), layout.log('kube-controller-manager')]);
+
     // The CA first: ztunnels fetch their certificates from it as soon as they start.
     startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
     await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
@@ -91,13 +116,31 @@ export async function up(options: UpOptions): Promise<UpResult> {
     }
     await Promise.all(nodes.map(async (node) => waitFor(`the supervisor of ${node.name}`, async () => (await readPids(name, node.name)) !== undefined, join(nodeDir(name, node.name), 'supervisor.log'))));
   } catch (err) {
+    relay.close();
     await down(name).catch(() => undefined);
     throw err;
   }
-  log(`supervisors started; agent and ztunnel logs in ${paths.runDir}/nodes/<node>/`);
-  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 30_000, log);
+  log(`supervisors started; kubeconfig ${paths.kubeconfig}; agent and ztunnel logs in ${paths.runDir}/nodes/<node>/`);
+  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log);
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
+}
+
+/** Starts the control-plane supervisor in the underlay and hands it the host's loopback listener for the API relay. */
+async function startControlPlane(name: string, cgroup: string, netns: string, relay: Server, main: string, logFile: string): Promise<void> {
+  const fd = openSync(logFile, 'a');
+  try {
+    const child = spawnIn({ cgroup, netns }, [process.execPath, main, 'sandbox', 'supervise', '--name', name, '--control-plane'], {
+      stdio: ['ignore', fd, fd, 'ipc'],
+      cwd: REPO_ROOT,
+      detached: true,
+    });
+    child.on('error', () => undefined);
+    child.unref();
+    await handOff(relay, child);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function checkHost(): Promise<void> {
@@ -107,26 +150,6 @@ async function checkHost(): Promise<void> {
   }
 }
 
-/** The API server's built-in objects: one Node per node and the default namespace. */
-function initialObjects(nodes: readonly SandboxNodeInfo[]): StoredObject[] {
-  const nodeObjects = nodes.map((n): V1Node & StoredObject => ({
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name: n.name, uid: randomUUID(), labels: { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' } },
-    spec: { podCIDR: n.podCidr, podCIDRs: [n.podCidr, ...(n.podCidr6 ? [n.podCidr6] : [])] },
-    status: {
-      addresses: [
-        { type: 'InternalIP', address: n.nodeIp4 },
-        ...(n.nodeIp6 ? [{ type: 'InternalIP', address: n.nodeIp6 }] : []),
-        { type: 'Hostname', address: n.name },
-      ],
-      conditions: [{ type: 'Ready', status: 'True' }],
-    },
-  }));
-  const defaultNs: V1Namespace & StoredObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default', uid: randomUUID() }, status: { phase: 'Active' } };
-  return [...nodeObjects, defaultNs];
-}
-
 /** bpffs at /sys/fs/bpf, where the agents pin; mounted if missing. */
 async function ensureBpffs(log: (line: string) => void): Promise<void> {
   const mounted = readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
@@ -134,17 +157,6 @@ async function ensureBpffs(log: (line: string) => void): Promise<void> {
   const res = await run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { allowFailure: true });
   if (res.exitCode === 0) log('mounted bpffs at /sys/fs/bpf');
   else log(`warning: bpffs is not mounted at /sys/fs/bpf and mounting it failed (${res.stderr.trim()}); the agents cannot pin`);
-}
-
-/** Per-node bootstrap credentials for the CA: the CA maps a token to the node it may sign for. */
-async function writeNodeTokens(ca: SandboxCaInfo, nodes: readonly SandboxNodeInfo[]): Promise<void> {
-  await mkdir(ca.stateDir, { recursive: true });
-  const tokens: Record<string, string> = {};
-  for (const node of nodes) {
-    tokens[node.name] = randomBytes(32).toString('hex');
-    await writeFile(node.caTokenFile!, `${tokens[node.name]}\n`, { mode: 0o600 });
-  }
-  await writeFile(ca.nodeTokensFile, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
 }
 
 interface SupervisorSpec {
@@ -172,13 +184,29 @@ function startSupervisor(name: string, spec: SupervisorSpec): void {
   }
 }
 
+async function tailOf(file: string, lines = 10): Promise<string> {
+  const text = existsSync(file) ? (await readFile(file, 'utf8')).trim() : '';
+  return text === '' ? '' : text.split('\n').slice(-lines).join('\n');
+}
+
+/** A failed step's error with the tails of `logs`: `up` removes what it built on failure, logs included. */
+async function withLogTails<T>(step: () => Promise<T>, logs: readonly string[]): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    const tails = (await Promise.all(logs.map(async (f) => [f, await tailOf(f)] as const))).filter(([, t]) => t !== '');
+    if (tails.length === 0) throw err;
+    throw new SandboxError(`${(err as Error).message}\n${tails.map(([f, t]) => `--- ${f}:\n${t}`).join('\n')}`, { cause: err });
+  }
+}
+
 async function waitFor(what: string, done: () => boolean | Promise<boolean>, logFile: string): Promise<void> {
   const deadline = Date.now() + SUPERVISOR_START_MS;
   while (Date.now() < deadline) {
     if (await done()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  const tail = existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n').slice(-10).join('\n') : '';
+  const tail = await tailOf(logFile);
   throw new SandboxError(`${what} did not appear within ${SUPERVISOR_START_MS} ms; see ${logFile}${tail ? `:\n${tail}` : ''}`);
 }
 
@@ -192,23 +220,41 @@ const canConnect = (path: string): Promise<boolean> =>
     socket.once('error', () => resolve(false));
   });
 
-/** Waits until every node's agent and ztunnel accept connections on their admin sockets. */
+/** Nodes whose Ready condition is not True (or that have not registered). */
+async function unreadyNodes(info: SandboxInfo, core: CoreV1Api): Promise<string[]> {
+  try {
+    const listed = await core.listNode();
+    const ready = new Set(listed.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata?.name));
+    return info.nodes.map((n) => n.name).filter((n) => !ready.has(n));
+  } catch {
+    return info.nodes.map((n) => n.name);
+  }
+}
+
+/** Waits until every Node is Ready and every node's agent and ztunnel accept connections on their admin sockets. */
 export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(info.controlPlane.kubeconfig);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
   const pending = new Map(info.nodes.flatMap((n) => [
     [`${n.name} agent`, { socket: n.agentAdminSocket, logFile: n.agentLog }],
     [`${n.name} ztunnel`, { socket: n.ztunnelAdminSocket, logFile: n.ztunnelLog }],
   ]));
   for (;;) {
     for (const [what, { socket }] of pending) if (await canConnect(socket)) pending.delete(what);
-    if (pending.size === 0) break;
+    const unready = await unreadyNodes(info, core);
+    if (pending.size === 0 && unready.length === 0) break;
     if (Date.now() > deadline) {
-      const missing = [...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile}`).join('\n');
+      const missing = [
+        ...unready.map((n) => `  Node ${n} is not Ready; see ${join(nodeDir(info.name, n), 'supervisor.log')}`),
+        ...[...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile}`),
+      ].join('\n');
       throw new SandboxError(`sandbox "${info.name}" is up but not ready after ${timeoutMs} ms:\n${missing}\nthe sandbox is left running for inspection; \`meshlet sandbox down --name ${info.name}\` removes it`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  log('agents and ztunnels are ready');
+  log('Nodes Ready; agents and ztunnels answer');
 }
 
 /** Some supervisor of the sandbox is alive. */

@@ -1,29 +1,28 @@
-// The sandbox's kubelet + CNI for one pod: a network namespace with a veth to
-// the node's pod bridge, a cgroup, and each container's command run as a host
-// process inside both. The kubelet's runtime (kubelet/sandbox-runtime.ts)
-// builds its pods from the same pieces.
+// The pieces of a sandbox pod: where it lives (its network namespace and
+// cgroup, derived from the pod), its containers' environment, its network,
+// and a container's command run as a host process inside both. The kubelet's
+// runtime (kubelet/sandbox-runtime.ts) builds pods from them; `exec` and
+// `status` find pods with them.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { SandboxNodeInfo } from './info.ts';
-import { podCgroup, podLogFile, podNetns, podVeth, REPO_ROOT } from './layout.ts';
-import { cgroupProcs, ensureCgroup, removeCgroup } from './cgroup.ts';
-import { deleteNetns } from './netns.ts';
-import { findExecutable, spawnIn, type NameFiles, type Placement } from './proc.ts';
+import { nodeDir, podCgroup, podNetns, podVeth } from './layout.ts';
+import { cgroupProcs } from './cgroup.ts';
+import { spawnIn, type NameFiles, type Placement } from './proc.ts';
 import { createPodNetwork } from './topology.ts';
 
 const CONTAINER_START_MS = 5000;
 
-export const NO_COMMAND = 'sandbox pods run host commands: set spec.containers[].command';
-
-/** Where a pod lives; derived from the pod (uid, QoS class) and its node, so nothing else is recorded. */
+/** Where a pod lives; derived from the pod (uid, QoS class, hostNetwork) and its node, so nothing else is recorded. */
 export interface PodPlace {
   uid: string;
   node: SandboxNodeInfo;
   netns: string;
   cgroup: string;
-  logFile: string;
+  /** Its containers' logs, one directory per container (kubelet/sandbox-runtime.ts logFile). */
+  logDir: string;
 }
 
 export function placePod(sandbox: string, node: SandboxNodeInfo, pod: V1Pod): PodPlace {
@@ -31,27 +30,14 @@ export function placePod(sandbox: string, node: SandboxNodeInfo, pod: V1Pod): Po
   return {
     uid,
     node,
-    netns: podNetns(sandbox, uid),
+    netns: pod.spec?.hostNetwork ? node.netns : podNetns(sandbox, uid),
     cgroup: podCgroup(node, pod),
-    logFile: podLogFile(sandbox, pod.metadata?.namespace ?? 'default', pod.metadata?.name ?? ''),
+    logDir: podLogDir(nodeDir(sandbox, node.name), pod.metadata?.namespace ?? 'default', pod.metadata?.name ?? '', uid),
   };
 }
 
-/** Why the sandbox cannot run this pod, or undefined. Mesh semantics are the agent's to judge. */
-export function refusalReason(pod: V1Pod): string | undefined {
-  const spec = pod.spec;
-  if (!spec || !Array.isArray(spec.containers) || spec.containers.length === 0) return 'spec.containers is empty';
-  if (spec.hostNetwork) return 'hostNetwork pods are not supported by the sandbox';
-  if (spec.initContainers?.length) return 'initContainers are not supported by the sandbox; fold them into the container command';
-  for (const c of spec.containers) {
-    if (!Array.isArray(c.command) || c.command.length === 0) return `${NO_COMMAND} (container "${c.name}" has none)`;
-    const env = baseEnv();
-    if (!findExecutable(c.command[0]!, env.PATH, c.workingDir ?? REPO_ROOT)) {
-      return `container "${c.name}": command "${c.command[0]}" is not an executable on this host (PATH=${env.PATH})`;
-    }
-  }
-  return undefined;
-}
+/** `<node run dir>/pods/<namespace>_<name>_<uid>`, as the kubelet lays out /var/log/pods. */
+export const podLogDir = (nodeRunDir: string, namespace: string, name: string, uid: string): string => join(nodeRunDir, 'pods', `${namespace}_${name}_${uid}`);
 
 /** Environment every container starts from: the host PATH with this Node first (the system `node` may be older). */
 function baseEnv(): NodeJS.ProcessEnv {
@@ -153,28 +139,6 @@ export async function spawnContainer(where: Placement, spec: ContainerSpawn): Pr
   return child;
 }
 
-/** Builds the pod's network and cgroup and starts its containers; undoes everything on failure. */
-export async function startPod(place: PodPlace, pod: V1Pod, names?: NameFiles): Promise<void> {
-  const ip = pod.status?.podIPs?.[0]?.ip;
-  const ip6 = pod.status?.podIPs?.[1]?.ip;
-  if (!ip) throw new Error('pod has no IP allocated');
-  try {
-    await createPodNetns(place.node, place.netns, place.uid, ip, ip6);
-    await ensureCgroup(place.cgroup);
-    await Promise.all(pod.spec!.containers.map((container) => spawnContainer(place, {
-      argv: [...(container.command ?? []), ...(container.args ?? [])],
-      env: containerEnv(pod, container),
-      cwd: container.workingDir ?? REPO_ROOT,
-      logFile: place.logFile,
-      name: container.name,
-      ...(names ? { names } : {}),
-    })));
-  } catch (err) {
-    await stopPod(place).catch(() => undefined);
-    throw err;
-  }
-}
-
 /** Resolves once the container joined its cgroup (so it is "running" when apply returns), or exited. */
 async function inCgroup(cgroup: string, child: ChildProcess): Promise<void> {
   let exited = child.exitCode !== null;
@@ -184,10 +148,4 @@ async function inCgroup(cgroup: string, child: ChildProcess): Promise<void> {
     if ((await cgroupProcs(cgroup)).includes(child.pid)) return;
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/** Kills the pod's processes and removes its cgroup and namespace (its veth goes with it). */
-export async function stopPod(place: Pick<PodPlace, 'cgroup' | 'netns'>): Promise<void> {
-  await removeCgroup(place.cgroup);
-  await deleteNetns(place.netns);
 }

@@ -1,10 +1,17 @@
 // sandbox.json (what `up` built) and each node's pids.json (what its
 // supervisor runs now).
-import { readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { SandboxInfo } from './info.ts';
-import { caPidsFile, pidsFile, sandboxPaths } from './layout.ts';
+import { caPidsFile, controlPlanePidsFile, pidsFile, sandboxPaths } from './layout.ts';
 import { SandboxNotFoundError } from './errors.ts';
-import { writeFileAtomic } from './store.ts';
+
+/** Readers never see half a file. */
+async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
 
 export interface NodePids {
   supervisorPid: number;
@@ -58,4 +65,23 @@ export async function readCaPids(name: string): Promise<CaPids | undefined> {
 
 export async function writeCaPids(name: string, pids: CaPids): Promise<void> {
   await writeFileAtomic(caPidsFile(name), `${JSON.stringify(pids)}\n`);
+}
+
+export interface ControlPlanePids {
+  supervisorPid: number;
+  /** Component → pid of its running process. */
+  pids: Record<string, number | undefined>;
+  restarts: Record<string, number>;
+}
+
+export async function readControlPlanePids(name: string): Promise<ControlPlanePids | undefined> {
+  try {
+    return JSON.parse(await readFile(controlPlanePidsFile(name), 'utf8')) as ControlPlanePids;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeControlPlanePids(name: string, pids: ControlPlanePids): Promise<void> {
+  await writeFileAtomic(controlPlanePidsFile(name), `${JSON.stringify(pids)}\n`);
 }

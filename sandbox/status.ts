@@ -1,21 +1,21 @@
-// `status`: sandbox.json merged with live pids and the pods and Services of
-// the cluster state, read once through the cluster source the caller names.
-import type { V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+// `status`: sandbox.json merged with live pids, and the pods and Services
+// the sandbox's API server holds.
+import type { V1Namespace } from '@kubernetes/client-node';
 import type { SandboxInfo, SandboxPodInfo, SandboxServiceInfo } from './info.ts';
 import { cgroupPopulated } from './cgroup.ts';
+import { openCluster } from './cluster-client.ts';
 import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
-import { readCaPids, readPids, readSandboxFile } from './registry.ts';
-import type { StoredObject } from './store.ts';
+import { readCaPids, readControlPlanePids, readPids } from './registry.ts';
 import { DATAPLANE_MODE_LABEL, isEnrolled } from '../lib/cluster/convert.ts';
-import { readOnce, type ClusterSource } from '../lib/cluster/sources/source.ts';
 
-/** `sourceOf` names where the sandbox's cluster objects are read from (store.ts clusterSource: its state file). */
-export async function sandboxStatus(name: string, sourceOf: (info: SandboxInfo) => ClusterSource): Promise<SandboxInfo> {
-  const info = await readSandboxFile(name);
+const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
+
+export async function sandboxStatus(name: string): Promise<SandboxInfo> {
+  const cluster = await openCluster(name);
+  const { info, core } = cluster;
   const nodes = await Promise.all(info.nodes.map(async (node) => {
     const pids = await readPids(name, node.name);
-    const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
     return {
       ...node,
       supervisorPid: live(pids?.supervisorPid),
@@ -26,19 +26,15 @@ export async function sandboxStatus(name: string, sourceOf: (info: SandboxInfo) 
     };
   }));
   const caPids = await readCaPids(name);
-  const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
   const ca = info.ca ? { ...info.ca, pid: live(caPids?.caPid), supervisorPid: live(caPids?.supervisorPid) } : undefined;
-  // Raw objects as the sandbox stored them: the StoredObject shape that readState gives its callers too.
-  const objects = ((await readOnce(sourceOf(info)))?.objects ?? []) as StoredObject[];
-  const namespaces = new Map<string, V1Namespace>();
-  for (const o of objects) if (o.kind === 'Namespace' && o.metadata?.name) namespaces.set(o.metadata.name, o as V1Namespace);
+  const controlPlane = { ...info.controlPlane, supervisorPid: live((await readControlPlanePids(name))?.supervisorPid) };
+  const [namespaceList, podList, serviceList] = await Promise.all([core.listNamespace(), core.listPodForAllNamespaces(), core.listServiceForAllNamespaces()]);
+  const namespaces = new Map<string, V1Namespace>(namespaceList.items.map((ns) => [ns.metadata?.name ?? '', ns]));
   const pods: SandboxPodInfo[] = [];
-  for (const o of objects) {
-    if (o.kind !== 'Pod') continue;
-    const pod = o as V1Pod & StoredObject;
+  for (const pod of podList.items) {
     const node = info.nodes.find((n) => n.name === pod.spec?.nodeName);
     const meta = pod.metadata;
-    if (!node || !meta?.uid || !meta.name) continue;
+    if (!node || !meta?.uid || !meta.name || pod.spec?.hostNetwork) continue;
     const namespace = meta.namespace ?? 'default';
     const place = placePod(name, node, pod);
     const ips = pod.status?.podIPs?.map((p) => p.ip) ?? [];
@@ -51,29 +47,25 @@ export async function sandboxStatus(name: string, sourceOf: (info: SandboxInfo) 
       cgroup: place.cgroup,
       ip: ips[0] ?? '',
       ...(ips[1] ? { ip6: ips[1] } : {}),
-      enrolled: isEnrolled(pod.metadata?.labels?.[DATAPLANE_MODE_LABEL], namespaces.get(namespace)?.metadata?.labels?.[DATAPLANE_MODE_LABEL]),
+      enrolled: isEnrolled(meta.labels?.[DATAPLANE_MODE_LABEL], namespaces.get(namespace)?.metadata?.labels?.[DATAPLANE_MODE_LABEL]),
       serviceAccount: pod.spec?.serviceAccountName ?? 'default',
       running: await cgroupPopulated(place.cgroup),
-      logFile: place.logFile,
+      logDir: place.logDir,
     });
   }
-  const services: SandboxServiceInfo[] = objects
-    .filter((o) => o.kind === 'Service' && o.apiVersion === 'v1')
-    .map((o) => {
-      const svc = o as V1Service;
-      return {
-        name: svc.metadata?.name ?? '',
-        namespace: svc.metadata?.namespace ?? 'default',
-        clusterIPs: svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : []),
-        ports: (svc.spec?.ports ?? []).map((p) => ({
-          ...(p.name ? { name: p.name } : {}),
-          port: p.port,
-          ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
-          ...(p.protocol ? { protocol: p.protocol } : {}),
-        })),
-      };
-    });
-  return { ...info, nodes, pods, services, ...(ca ? { ca } : {}) };
+  pods.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  const services: SandboxServiceInfo[] = serviceList.items.map((svc) => ({
+    name: svc.metadata?.name ?? '',
+    namespace: svc.metadata?.namespace ?? 'default',
+    clusterIPs: svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : []),
+    ports: (svc.spec?.ports ?? []).map((p) => ({
+      ...(p.name ? { name: p.name } : {}),
+      port: p.port,
+      ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+      ...(p.protocol ? { protocol: p.protocol } : {}),
+    })),
+  }));
+  return { ...info, controlPlane, nodes, pods, services, ...(ca ? { ca } : {}) };
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -84,7 +76,7 @@ function table(header: string[], rows: string[][]): string {
 const pidText = (pid: number | undefined): string => (pid === undefined ? 'down' : String(pid));
 
 export function formatStatus(info: SandboxInfo): string {
-  const out = [`sandbox ${info.name}: state ${info.stateFile}`, ''];
+  const out = [`sandbox ${info.name}: API server ${info.controlPlane.hostServer} (kubeconfig ${info.controlPlane.kubeconfig}; \`meshlet sandbox kubectl -- get pods -A -o wide\`)`, ''];
   out.push(table(['NODE', 'UNDERLAY', 'POD CIDRS', 'SUPERVISOR', 'AGENT', 'ZTUNNEL', 'RESTARTS'], info.nodes.map((n) => [
     n.name,
     [n.nodeIp4, n.nodeIp6].filter(Boolean).join(','),

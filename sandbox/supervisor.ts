@@ -1,25 +1,39 @@
-// Supervisors, the sandbox's kubelet: a node's runs its agent and ztunnel in
-// their cgroups inside the node namespace, the CA's runs the CA in the
-// underlay; each restarts its children when they exit (with a crash-loop
-// backoff) and records their pids.
+// Supervisors, the sandbox's init: the control plane's runs etcd, the API
+// server, the controller manager and the scheduler in the underlay namespace
+// (and relays the host's loopback port to the API server); a node's plays the
+// kubelet for its pods and runs its agent and ztunnel in their cgroups inside
+// the node namespace; the CA's runs the CA in the underlay. Each restarts its
+// children when they exit (with a crash-loop backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { KubeConfig, type V1Service } from '@kubernetes/client-node';
 import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { caCgroups, nodeCgroups, REPO_ROOT, sandboxPaths } from './layout.ts';
+import { caCgroups, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
-import { readSandboxFile, writeCaPids, writePids } from './registry.ts';
+import { readSandboxFile, writeCaPids, writeControlPlanePids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { parseDuration } from '../lib/core/duration.ts';
+import { jsonLogger } from '../lib/core/log.ts';
 import { AGENT_FLAGS } from '../lib/config/agent.ts';
 import { CA_FLAGS } from '../lib/config/ca.ts';
 import { configArgs } from '../lib/config/flags.ts';
 import { ZTUNNEL_FLAGS } from '../lib/config/ztunnel.ts';
+import { KubeSource } from '../lib/cluster/sources/kube.ts';
+import { SERVICES } from '../lib/cluster/sources/kube-kinds.ts';
+import { COMPONENTS, componentArgs, controlPlaneLayout } from './controlplane/components.ts';
+import { receiveAndRelay } from './controlplane/host-relay.ts';
+import { HostsFiles, hostsDir } from './hosts.ts';
+import { Kubelet } from './kubelet/kubelet.ts';
+import { SandboxRuntime } from './kubelet/sandbox-runtime.ts';
+import { ZtunnelTokenFile } from './node-pod.ts';
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
 /** A child that ran this long was healthy: its next crash starts the backoff over. */
 const HEALTHY_AFTER_MS = 10_000;
 const STOP_GRACE_MS = 3000;
+/** How long a node supervisor waits for the ztunnel's first CA token before starting it anyway. */
+const TOKEN_WAIT_MS = 10_000;
 /** Children run the same (compiled) CLI as their supervisor. */
 const SELF_MAIN = process.argv[1]!;
 
@@ -31,24 +45,28 @@ const SELF_MAIN = process.argv[1]!;
  * measured throughput cost. Outside the sandbox the ztunnel container's
  * command must pass the same (see daemonset/Dockerfile).
  */
-const NODE_FLAGS: Readonly<Record<'agent' | 'ztunnel' | 'ca', readonly string[]>> = {
+type MeshletRole = 'agent' | 'ztunnel' | 'ca';
+const NODE_FLAGS: Readonly<Record<MeshletRole, readonly string[]>> = {
   agent: [],
   ztunnel: ['--max-semi-space-size=1'],
   ca: [],
 };
 
 /** Extra flags for the ztunnels from MESHLET_ZTUNNEL_NODE_FLAGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
-function nodeFlags(role: keyof typeof NODE_FLAGS): string[] {
+function nodeFlags(role: MeshletRole): string[] {
   const extra = role === 'ztunnel' ? (process.env.MESHLET_ZTUNNEL_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean) : [];
   return [...NODE_FLAGS[role], ...extra];
 }
 
+/** A meshlet process: this Node and CLI with the role's Node flags. */
+const meshlet = (role: MeshletRole, args: readonly string[]): string[] => [process.execPath, ...nodeFlags(role), SELF_MAIN, ...args];
+
 /** The agent's command line, from its config (lib/config/agent.ts). */
-export function agentArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
+export function agentArgs(node: SandboxNodeInfo): string[] {
   const cgroups = nodeCgroups(node);
   return ['agent', ...configArgs(AGENT_FLAGS, {
     node: node.name,
-    stateFile: info.stateFile,
+    kubeconfig: node.agentKubeconfig,
     kubeletCgroupRoot: node.cgroup,
     cgroupDriver: node.cgroupDriver,
     ztunnelCgroup: cgroups.ztunnel,
@@ -87,14 +105,14 @@ export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
   return ['ca', ...configArgs(CA_FLAGS, {
     listen: ca.listen,
     stateDir: ca.stateDir,
-    stateFile: info.stateFile,
-    nodeTokens: ca.nodeTokensFile,
+    kubeconfig: ca.kubeconfig,
     trustDomain: info.trustDomain,
   })];
 }
 
 interface Managed {
-  role: 'agent' | 'ztunnel' | 'ca';
+  role: string;
+  /** The whole command line. */
   argv: string[];
   cgroup: string;
   log: string;
@@ -109,22 +127,74 @@ const say = (line: string): void => {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 };
 
-/** A node's supervisor: its agent and ztunnel in the node namespace. */
+/**
+ * A node's supervisor: the node's kubelet (its Node, its pods, their hosts
+ * files, the ztunnel's CA token) in process, and its agent and ztunnel as
+ * children, all in the node namespace.
+ */
 export async function runSupervisor(name: string, nodeName: string): Promise<void> {
   const info = await readSandboxFile(name);
   const node = info.nodes.find((n) => n.name === nodeName);
   if (!node) throw new SandboxError(`sandbox "${name}" has no node "${nodeName}"`);
+  const log = jsonLogger('kubelet');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(node.kubeletKubeconfig);
+  const hosts = new HostsFiles(hostsDir(name, node.name));
+  const services = new KubeSource({ kubeconfig: kubeConfig, kinds: [SERVICES], log });
+  void services.start((update) => hosts.update(update.objects as V1Service[]));
+  const runtime = new SandboxRuntime({ sandbox: name, node, runDir: nodeDir(name, node.name), nameFiles: (ns) => hosts.filesFor(ns), log });
+  const kubelet = new Kubelet({
+    kubeConfig, runtime, log,
+    node: {
+      name: node.name,
+      addresses: [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])],
+      podCIDRs: [node.podCidr, ...(node.podCidr6 ? [node.podCidr6] : [])],
+      capacity: { cpu: '8', memory: '16Gi', pods: '110' },
+    },
+    ...(node.probeSourceIp4 ? { probeSourceIp4: node.probeSourceIp4 } : {}),
+    ...(node.probeSourceIp6 ? { probeSourceIp6: node.probeSourceIp6 } : {}),
+  });
+  const token = new ZtunnelTokenFile(kubeConfig, node.name, node.caTokenFile!, log);
+  void kubelet.start().catch((err: unknown) => say(`kubelet failed to start: ${(err as Error).message}`));
+  // The ztunnel asks the CA for certificates as soon as it starts: give it its token first, or start it anyway after a while (it retries).
+  await Promise.race([token.start(), new Promise((r) => setTimeout(r, TOKEN_WAIT_MS))]);
   const cgroups = nodeCgroups(node);
   const managed: Managed[] = [
-    { role: 'agent', argv: agentArgs(info, node), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-    { role: 'ztunnel', argv: ztunnelArgs(info, node), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
+    { role: 'agent', argv: meshlet('agent', agentArgs(node)), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
+    { role: 'ztunnel', argv: meshlet('ztunnel', ztunnelArgs(info, node)), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
   ];
-  await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {
+  try {
+    await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {
+      supervisorPid: process.pid,
+      agentPid: children[0]!.child?.pid,
+      ztunnelPid: children[1]!.child?.pid,
+      agentRestarts: children[0]!.restarts,
+      ztunnelRestarts: children[1]!.restarts,
+    }));
+  } finally {
+    token.stop();
+    services.stop();
+    await kubelet.stop();
+    runtime.close();
+  }
+}
+
+/** The control plane's supervisor: its four components in the underlay namespace, and the host's relay to the API server. */
+export async function runControlPlaneSupervisor(name: string): Promise<void> {
+  // Before any await: `up` sends the listening socket at once, and a message nobody listens for is lost.
+  receiveAndRelay({ host: CONTROL_PLANE_IP, port: API_SERVER_PORT }, jsonLogger('controlplane'));
+  const info = await readSandboxFile(name);
+  const { controlPlane } = info;
+  const layout = controlPlaneLayout(controlPlane.dir);
+  const args = componentArgs(layout, CONTROL_PLANE_NETWORK);
+  const cgroups = controlPlaneCgroups(info.cgroup!);
+  const managed: Managed[] = COMPONENTS.map((c) => ({
+    role: c, argv: [`${controlPlane.bin}/${c}`, ...args[c]], cgroup: cgroups.component(c), log: layout.log(c), startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS,
+  }));
+  await supervise(name, info.underlayNetns!, managed, (children) => writeControlPlanePids(name, {
     supervisorPid: process.pid,
-    agentPid: children[0]!.child?.pid,
-    ztunnelPid: children[1]!.child?.pid,
-    agentRestarts: children[0]!.restarts,
-    ztunnelRestarts: children[1]!.restarts,
+    pids: Object.fromEntries(children.map((m) => [m.role, m.child?.pid])),
+    restarts: Object.fromEntries(children.map((m) => [m.role, m.restarts])),
   }));
 }
 
@@ -133,7 +203,7 @@ export async function runCaSupervisor(name: string): Promise<void> {
   const info = await readSandboxFile(name);
   if (!info.ca) throw new SandboxError(`sandbox "${name}" has no CA`);
   const ca = info.ca;
-  const managed: Managed[] = [{ role: 'ca', argv: caArgs(info, ca), cgroup: caCgroups(ca).ca, log: ca.log, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS }];
+  const managed: Managed[] = [{ role: 'ca', argv: meshlet('ca', caArgs(info, ca)), cgroup: caCgroups(ca).ca, log: ca.log, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS }];
   await supervise(name, info.underlayNetns!, managed, (children) => writeCaPids(name, { supervisorPid: process.pid, caPid: children[0]!.child?.pid, caRestarts: children[0]!.restarts }));
 }
 
@@ -153,7 +223,7 @@ async function supervise(name: string, netns: string, managed: Managed[], writeS
     const fd = openSync(m.log, 'a');
     try {
       writeSync(fd, `--- ${new Date().toISOString()} meshlet supervisor: starting ${m.role} (restart ${m.restarts})\n`);
-      m.child = spawnIn({ cgroup: m.cgroup, netns }, [process.execPath, ...nodeFlags(m.role), SELF_MAIN, ...m.argv], {
+      m.child = spawnIn({ cgroup: m.cgroup, netns }, m.argv, {
         stdio: ['ignore', fd, fd],
         cwd: REPO_ROOT,
       });

@@ -1,6 +1,7 @@
 // Phase one of a state update: each object is checked and converted on its
 // own, so one bad object is rejected with a reason and never blocks the rest.
 import { isIP } from 'node:net';
+import { isPort } from '../core/ip.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { InvalidObjectError } from '../core/errors.ts';
 import { convertPolicyObject } from '../policy/index.ts';
@@ -8,6 +9,7 @@ import type { PolicyOptions } from '../policy/types.ts';
 import type { KindValue, MeshKind } from '../mesh/kinds.ts';
 import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
+import { convertEndpointSlice, type EndpointSliceInfo } from './endpoint-slices.ts';
 import { podQosClass, type QosClass } from './cgroup-layout.ts';
 import { QuantityError } from './quantity.ts';
 
@@ -32,14 +34,26 @@ export interface PodInfo {
   mode: DataplaneMode;
 }
 
-/** An object that becomes one mesh-state object as it is, named by its kind in the table. */
-type MeshObject = { [K in Exclude<MeshKind, 'workloads'>]: { kind: K; value: KindValue<K> } }[Exclude<MeshKind, 'workloads'>];
+/** A Service before its endpoints are known: they are its EndpointSlices' ready pods, joined when the batch is assembled. */
+export type ServiceInfo = Omit<Service, 'endpoints'>;
 
-/** Pods become workloads once their namespace's mode is known (cluster-state.ts); namespaces only inform that. */
+/** The kinds that need the rest of the batch to become mesh state. */
+type Assembled = 'workloads' | 'services';
+
+/** An object that becomes one mesh-state object as it is, named by its kind in the table. */
+type MeshObject = { [K in Exclude<MeshKind, Assembled>]: { kind: K; value: KindValue<K> } }[Exclude<MeshKind, Assembled>];
+
+/**
+ * Pods become workloads once their namespace's mode is known, Services get
+ * their endpoints from their EndpointSlices and the known pods
+ * (cluster-state.ts); namespaces and slices only inform that.
+ */
 export type Converted =
   | MeshObject
   | { kind: 'Namespace'; value: NamespaceInfo }
   | { kind: 'Pod'; value: PodInfo | null }
+  | { kind: 'Service'; value: ServiceInfo }
+  | { kind: 'EndpointSlice'; value: EndpointSliceInfo | null }
   | { kind: 'Ignored' };
 
 /** Throws InvalidObjectError naming the object and the fix. */
@@ -59,7 +73,9 @@ export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}
     case 'Pod':
       return { kind: 'Pod', value: convertPod(obj, fail) };
     case 'Service':
-      return { kind: 'services', value: convertService(obj, fail) };
+      return { kind: 'Service', value: convertService(obj, fail) };
+    case 'EndpointSlice':
+      return { kind: 'EndpointSlice', value: convertEndpointSlice(obj, ref, namespaceOf(obj, fail), stringMap(meta(obj).labels, 'metadata.labels', fail), fail) };
     case 'Node':
       return { kind: 'nodes', value: convertNode(obj, fail) };
     default:
@@ -101,10 +117,6 @@ function namespaceOf(obj: KubeObject, fail: Fail): string {
 function convertNamespace(obj: KubeObject, fail: Fail): NamespaceInfo {
   const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
   return { name: meta(obj).name as string, mode: dataplaneMode(labels, fail) };
-}
-
-function isPort(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
 }
 
 export function parsePortList(text: string): number[] | null {
@@ -171,7 +183,6 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
       node,
       ips,
       labels,
-      namedPorts,
       excludeOutboundPorts,
       probePorts,
       qosClass,
@@ -225,12 +236,9 @@ function podIps(status: Record<string, unknown>, fail: Fail): string[] {
   return [...ips].sort((a, b) => isIP(a) - isIP(b));
 }
 
-const PORT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-function convertService(obj: KubeObject, fail: Fail): Service {
+function convertService(obj: KubeObject, fail: Fail): ServiceInfo {
   const namespace = namespaceOf(obj, fail);
   const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
-  const selector = stringMap(spec.selector, 'spec.selector', fail);
 
   const vips = new Set<string>();
   for (const ip of [spec.clusterIP, ...(Array.isArray(spec.clusterIPs) ? spec.clusterIPs : [])]) {
@@ -244,18 +252,14 @@ function convertService(obj: KubeObject, fail: Fail): Service {
     const where = `spec.ports[${i}]`;
     if (!isRecord(p)) return fail(`${where} must be an object`);
     if (!isPort(p.port)) return fail(`${where}.port must be a number from 1 to 65535, got ${JSON.stringify(p.port)}`);
-    const target = p.targetPort ?? p.port;
-    if (!isPort(target) && !(typeof target === 'string' && PORT_NAME.test(target))) {
-      return fail(`${where}.targetPort must be a port number or a container port name, got ${JSON.stringify(target)}`);
-    }
     const protocol = p.protocol ?? 'TCP';
     if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') return fail(`${where}.protocol must be TCP, UDP or SCTP`);
-    const port: ServicePort = { port: p.port, targetPort: target as number | string, protocol };
+    const port: ServicePort = { port: p.port, protocol };
     if (typeof p.name === 'string') port.name = p.name;
     return port;
   });
 
-  return { namespace, name: meta(obj).name as string, vips: [...vips], ports, selector };
+  return { namespace, name: meta(obj).name as string, vips: [...vips], ports };
 }
 
 function convertNode(obj: KubeObject, fail: Fail): MeshNode {

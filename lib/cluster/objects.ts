@@ -1,5 +1,5 @@
-// Raw cluster objects as they arrive (from the API server or the sandbox's
-// state file): untrusted until convert.ts has checked them.
+// Raw cluster objects as they arrive from the API server: untrusted until
+// convert.ts has checked them.
 
 export interface KubeObject {
   apiVersion?: unknown;

@@ -18,7 +18,8 @@ const cgroupDriverFlag = (text: string, flag: string): CgroupDriverSetting => {
 export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
   /** This node's name, as in the cluster. */
   node: string;
-  stateFile: string;
+  /** The agent's credentials for the Kubernetes API (its ServiceAccount's). */
+  kubeconfig: string;
   /** The node's kubelet cgroup root: the cgroup v2 directory holding kubepods.slice or kubepods. */
   kubeletCgroupRoot: string;
   cgroupDriver: CgroupDriverSetting;
@@ -31,7 +32,7 @@ export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> 
 
 export const AGENT_FLAGS: FlagTable<AgentConfig> = {
   node: { value: '<name>', description: 'this node\'s name, as in the cluster', required: true },
-  stateFile: { value: '<path>', description: 'YAML file of Kubernetes objects to watch (the sandbox\'s API server)', required: true },
+  kubeconfig: { value: '<path>', description: 'kubeconfig the agent reads the Kubernetes API with: the meshlet-agent ServiceAccount\'s credentials', required: true },
   kubeletCgroupRoot: { value: '<dir>', description: 'the node\'s kubelet cgroup root: the cgroup v2 directory holding kubepods.slice (systemd driver) or kubepods (cgroupfs)', required: true },
   cgroupDriver: { value: '<systemd|cgroupfs|auto>', description: 'the kubelet\'s cgroup driver, which names pod cgroups; auto: the one whose kubepods exists under the root', default: 'auto', parse: cgroupDriverFlag },
   ztunnelCgroup: { value: '<dir>', description: 'cgroup v2 directory of the node\'s ztunnel', required: true },

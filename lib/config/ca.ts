@@ -4,12 +4,25 @@ import { ConfigError } from '../core/errors.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.ts';
 import { durationFlag, trustDomainFlag, type FlagTable } from './flags.ts';
 
+/** The audience the ztunnel's projected ServiceAccount token is issued for (serviceAccountToken.audience). */
+export const DEFAULT_TOKEN_AUDIENCE = 'meshlet-ca';
+/** The ztunnel DaemonSet's ServiceAccount, as TokenReview names its user. */
+export const DEFAULT_NODE_ACCOUNT = 'system:serviceaccount:meshlet-system:meshlet-ztunnel';
+/** Where the mesh root's certificate and key live. */
+export const DEFAULT_ROOT_SECRET = 'meshlet-system/meshlet-ca-root';
+
 export interface CaConfig {
   /** "ip:port" or "[ipv6]:port" to serve HTTPS on. */
   listen: string;
+  /** Where the CA writes the trust bundle (the root certificate, never its key). */
   stateDir: string;
-  stateFile: string;
-  nodeTokens: string;
+  /** The CA's own ServiceAccount credentials. */
+  kubeconfig: string;
+  /** "<namespace>/<name>" of the Secret holding the mesh root. */
+  rootSecret: string;
+  tokenAudience: string;
+  /** Usernames ("system:serviceaccount:<namespace>:<name>") whose pod-bound tokens may request certificates. */
+  nodeAccount: string[];
   trustDomain: string;
   /** Seconds. */
   defaultTtl: number;
@@ -26,11 +39,25 @@ export function parseListen(text: string, flag = '--listen'): { host: string; po
   return { host: (match[1] ?? match[2])!, port };
 }
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** "<namespace>/<name>" of a Secret, as Kubernetes names them. */
+export function parseSecretRef(text: string, flag = '--root-secret'): { namespace: string; name: string } {
+  const [namespace = '', name = '', ...rest] = text.split('/');
+  if (rest.length > 0 || !DNS_LABEL.test(namespace) || name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not <namespace>/<name> of a Secret (lower-case DNS names, e.g. ${DEFAULT_ROOT_SECRET})`);
+  }
+  return { namespace, name };
+}
+
 export const CA_FLAGS: FlagTable<CaConfig> = {
   listen: { value: '<ip:port>', description: 'HTTPS address to serve on', default: '0.0.0.0:15012', parse: (text, flag) => (parseListen(text, flag), text) },
-  stateDir: { value: '<dir>', description: 'directory holding the mesh root (created on first start, reused after); its root-cert.pem is the trust bundle', required: true },
-  stateFile: { value: '<path>', description: 'YAML file of Kubernetes objects: which node runs which service accounts', required: true },
-  nodeTokens: { value: '<file>', description: 'JSON {"<node>": "<bearer token>"} of node bootstrap credentials, re-read on change', required: true },
+  stateDir: { value: '<dir>', description: 'directory the CA writes root-cert.pem into, the trust bundle clients pin (the root key stays in --root-secret)', required: true },
+  kubeconfig: { value: '<path>', description: 'kubeconfig of the CA\'s ServiceAccount: it watches pods, reviews tokens and keeps the root Secret', required: true },
+  rootSecret: { value: '<namespace/name>', description: 'Secret holding the mesh root (tls.crt, tls.key); created with a new root when missing, never overwritten', default: DEFAULT_ROOT_SECRET, parse: (text, flag) => (parseSecretRef(text, flag), text) },
+  tokenAudience: { value: '<audience>', description: 'audience of the ztunnels\' projected ServiceAccount tokens', default: DEFAULT_TOKEN_AUDIENCE },
+  nodeAccount: { value: '<user...>', description: 'ServiceAccount user (system:serviceaccount:<ns>:<name>) whose pod-bound tokens speak for a node; repeatable', default: [DEFAULT_NODE_ACCOUNT] },
   trustDomain: { value: '<name>', description: 'SPIFFE trust domain', default: DEFAULT_TRUST_DOMAIN, parse: trustDomainFlag },
   defaultTtl: { value: '<duration>', description: 'certificate lifetime when the request names none (s, m, h, d)', default: 86_400, defaultLabel: '24h', parse: durationFlag },
   maxTtl: { value: '<duration>', description: 'longest lifetime granted; longer requests are capped', default: 720 * 3600, defaultLabel: '720h', parse: durationFlag },

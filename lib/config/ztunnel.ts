@@ -49,7 +49,7 @@ export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   trustDomain: { value: '<domain>', description: 'SPIFFE trust domain of the mesh', default: DEFAULT_TRUST_DOMAIN, parse: trustDomainFlag },
   caUrl: { value: '<url>', description: 'the mesh CA (meshlet ca), e.g. https://10.200.0.2:15012; without it tunnels are cleartext' },
   caBundle: { value: '<file>', description: 'PEM file of the mesh root the CA and peers chain to' },
-  caTokenFile: { value: '<file>', description: 'this node\'s bootstrap credential for the CA' },
+  caTokenFile: { value: '<file>', description: 'the pod\'s projected ServiceAccount token for the CA (audience meshlet-ca), re-read on every request' },
   plaintextTunnels: { description: 'no CA: tunnels between nodes are cleartext HTTP/2 (tests only; never in a mesh)' },
   certTtl: { value: '<duration>', description: 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)', parse: durationFlag },
 };

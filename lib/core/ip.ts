@@ -20,7 +20,8 @@ export const isV6 = (ip: string): boolean => ip.includes(':');
 /** `ip:port`, with IPv6 in brackets (HTTP authority, RFC 7239 node). */
 export const hostPort = (ip: string, port: number): string => (isV6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`);
 
-const isPort = (n: number): boolean => Number.isInteger(n) && n > 0 && n <= 65535;
+/** A TCP/UDP port number: an integer from 1 to 65535. */
+export const isPort = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 65535;
 
 /** Parses `ip:port` / `[ip6]:port` with an IP literal (no names) and a non-zero port. */
 export function parseHostPort(text: string): Endpoint | undefined {

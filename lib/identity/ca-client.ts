@@ -1,6 +1,8 @@
 // The ztunnel's client of `meshlet ca`: HTTPS with the mesh bundle pinned as
-// the only trusted root, and the node's bootstrap token as bearer. Both files
-// are read per request, so a rotated token or bundle applies without restart.
+// the only trusted root, and the ztunnel pod's projected ServiceAccount token
+// as bearer. Both files are read on every request, never cached: the kubelet
+// rotates the token file well before the token expires, and a rotated bundle
+// applies without a restart.
 // node:https rather than undici here: importing undici adds ~27 MB of resident
 // memory to the ztunnel, whose budget is 100 MB, for a few requests a day.
 import { readFile } from 'node:fs/promises';
@@ -14,7 +16,7 @@ export interface CaClientOptions {
   url: string;
   /** PEM file of the mesh root(s): the CA's serving certificate must chain to one. */
   bundleFile: string;
-  /** File holding this node's bearer token. */
+  /** The ztunnel pod's projected ServiceAccount token (audience meshlet-ca), which the kubelet keeps fresh. */
   tokenFile: string;
   timeoutMs?: number;
 }
@@ -36,8 +38,8 @@ export class CaClient implements CertificateIssuer {
   }
 
   async issue(req: SignRequest): Promise<IssuedCertificate> {
-    const token = (await this.#read(this.#tokenFile, 'node token')).trim();
-    if (token === '') throw new ConfigError(`the node token file ${this.#tokenFile} is empty`);
+    const token = (await this.#read(this.#tokenFile, 'CA token')).trim();
+    if (token === '') throw new ConfigError(`the CA token file ${this.#tokenFile} is empty; it should hold the ztunnel pod's projected ServiceAccount token (audience meshlet-ca)`);
     const body = await this.#call('POST', '/v1/sign', { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       JSON.stringify(req.ttlSeconds === undefined ? { csr: req.csrPem } : { csr: req.csrPem, ttlSeconds: req.ttlSeconds }));
     const { certChain, trustBundle } = body;

@@ -3,6 +3,7 @@
 // pollers: no BPF map reads. The CLI reads these types without importing the
 // agent.
 import type { Rejection } from '../cluster/cluster-state.ts';
+import type { EndpointWarning } from '../cluster/endpoint-slices.ts';
 import type { NodeAddresses } from '../config/addresses.ts';
 import type { ClusterSourceStatus } from '../cluster/sources/source.ts';
 
@@ -61,6 +62,8 @@ export interface AgentStatus {
   rejected: Rejection[];
   /** What accepted policies cannot enforce at L4, and how they fail closed instead. */
   policyWarnings: { policy: string; warning: string }[];
+  /** Service endpoints the mesh leaves out (fail closed), by the EndpointSlice that lists them. */
+  endpointWarnings: EndpointWarning[];
   ztunnel: ControlStatus;
   /** Where the cluster objects come from, and whether the first full snapshot has arrived. */
   source: ClusterSourceStatus;

@@ -25,7 +25,7 @@ interface KindSpec<T> {
   key(value: T): string;
   /** Checks a value that crossed a process boundary; throws ControlProtocolError naming it. */
   validate(raw: unknown, where: string): T;
-  /** The order the agent lists the kind in (and so the order of a Service's endpoints). */
+  /** The order the agent lists the kind in. */
   order(a: T, b: T): number;
 }
 

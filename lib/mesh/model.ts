@@ -15,8 +15,6 @@ export interface Workload {
   labels: Record<string, string>;
   /** Captured by the mesh (namespace enrolled, pod not opted out). */
   enrolled: boolean;
-  /** Named container ports, for Services whose targetPort is a name. */
-  namedPorts: Record<string, number>;
   /** Outbound ports the pod asked to bypass the mesh (meshlet.io/exclude-outbound-ports). */
   excludeOutboundPorts: number[];
   /** Ports of the pod's tcpSocket/httpGet probes: the node may reach them in plaintext under STRICT. Agent-only. */
@@ -26,10 +24,22 @@ export interface Workload {
 }
 
 export interface ServicePort {
+  /** Unique among the Service's ports; absent for a Service's one unnamed port. Its EndpointSlices' ports carry the same name. */
   name?: string;
   port: number;
-  targetPort: number | string;
   protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+/** One ready address behind a Service, from its EndpointSlices. */
+export interface ServiceEndpoint {
+  /** A known pod's address, in the family of the EndpointSlice it came from. */
+  ip: string;
+  /**
+   * The port to reach it on per Service port name ('' for the unnamed port),
+   * as its EndpointSlice resolved the targetPort (a named one, per pod). A
+   * Service port missing here has no port on this endpoint.
+   */
+  ports: Record<string, number>;
 }
 
 export interface Service {
@@ -38,8 +48,8 @@ export interface Service {
   /** ClusterIPs. */
   vips: string[];
   ports: ServicePort[];
-  /** Empty selector: the Service has no automatic endpoints. */
-  selector: Record<string, string>;
+  /** The ready endpoints of its EndpointSlices that are pods' addresses, ordered by address; empty when it has none. */
+  endpoints: ServiceEndpoint[];
 }
 
 export interface MeshNode {

@@ -4,13 +4,13 @@
 // whole message is consistent (phase two of a two-phase update).
 import { ControlProtocolError } from '../core/errors.ts';
 import { PolicyStore } from '../policy/store.ts';
-import { serviceKey, type MeshNode, type Service, type ServicePort, type Workload } from './model.ts';
+import { serviceKey, type MeshNode, type Service, type ServiceEndpoint, type ServicePort, type Workload } from './model.ts';
 import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
 import { keyOf, listOf, mapOf, mapsOf, MESH_KINDS, stateOf, type KindValue, type MeshKind, type MeshMaps, type MeshState } from './kinds.ts';
 import { hostPort, isV6 } from '../core/ip.ts';
 
 /** One pod behind a Service port, with the address and target port to reach it on. */
-export interface ServiceEndpoint {
+export interface TargetEndpoint {
   workload: Workload;
   ip: string;
   port: number;
@@ -22,16 +22,13 @@ export interface ServiceTarget {
   key: string;
   service: Service;
   port: ServicePort;
-  endpoints: readonly ServiceEndpoint[];
+  endpoints: readonly TargetEndpoint[];
 }
 
-const selects = (selector: Record<string, string>, labels: Record<string, string>): boolean => {
-  const entries = Object.entries(selector);
-  return entries.length > 0 && entries.every(([k, v]) => labels[k] === v);
-};
-
-function targetPort(p: ServicePort, w: Workload): number | undefined {
-  return typeof p.targetPort === 'number' ? p.targetPort : w.namedPorts[p.targetPort];
+/** The endpoint's target port for Service port `p`; an own property only, so a port named like an Object method ("constructor") is not found on the prototype. */
+function portOf(e: ServiceEndpoint, p: ServicePort): number | undefined {
+  const name = p.name ?? '';
+  return Object.hasOwn(e.ports, name) ? e.ports[name] : undefined;
 }
 
 /**
@@ -54,31 +51,27 @@ export class StateView {
     Object.assign(this, maps);
     const { workloads, services } = maps;
     this.policies = new PolicyStore([...maps.authorizationPolicies.values()], [...maps.peerAuthentications.values()]);
-    const byNamespace = new Map<string, Workload[]>();
     for (const w of workloads.values()) {
       for (const ip of w.ips) {
         const other = this.#byIp.get(ip);
         if (other) throw new ControlProtocolError(`workloads ${other.namespace}/${other.name} and ${w.namespace}/${w.name} both have IP ${ip}`);
         this.#byIp.set(ip, w);
       }
-      const peers = byNamespace.get(w.namespace);
-      if (peers) peers.push(w);
-      else byNamespace.set(w.namespace, [w]);
     }
     for (const s of services.values()) {
-      const members = (byNamespace.get(s.namespace) ?? []).filter((w) => selects(s.selector, w.labels));
       for (const vip of s.vips) {
         for (const p of s.ports) {
           if (p.protocol !== 'TCP') continue;
           const key = hostPort(vip, p.port);
           const other = this.#targets.get(key);
           if (other) throw new ControlProtocolError(`services ${serviceKey(other.service)} and ${serviceKey(s)} both claim ${key}`);
-          const endpoints: ServiceEndpoint[] = [];
-          for (const w of members) {
-            // Same family as the VIP; a named port the pod lacks leaves it out (as kube-proxy does).
-            const ip = w.ips.find((a) => isV6(a) === isV6(vip));
-            const port = targetPort(p, w);
-            if (ip !== undefined && port !== undefined) endpoints.push({ workload: w, ip, port });
+          const endpoints: TargetEndpoint[] = [];
+          for (const e of s.endpoints) {
+            // Same family as the VIP; an endpoint without this port (a named targetPort its pod lacks) is left out, as kube-proxy does.
+            const port = portOf(e, p);
+            // Its identity and node are its pod's; an address that is no pod's is not reachable through the mesh (the agent sends none).
+            const workload = this.#byIp.get(e.ip);
+            if (isV6(e.ip) === isV6(vip) && port !== undefined && workload) endpoints.push({ workload, ip: e.ip, port });
           }
           this.#targets.set(key, { key, service: s, port: p, endpoints });
         }

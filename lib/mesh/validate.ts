@@ -3,7 +3,7 @@
 // touching state. Each throws ControlProtocolError naming the object.
 import { ControlProtocolError } from '../core/errors.ts';
 import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
-import type { MeshNode, Service, ServicePort, Workload } from './model.ts';
+import type { MeshNode, Service, ServiceEndpoint, ServicePort, Workload } from './model.ts';
 import { canonicalIp } from '../core/ip.ts';
 
 type Obj = Record<string, unknown>;
@@ -59,7 +59,6 @@ export function validateWorkload(v: unknown, where: string): Workload {
   const o = obj(v, where);
   const id = `workload ${str(o, 'namespace', where)}/${str(o, 'name', where)}`;
   if (typeof o.enrolled !== 'boolean') fail(id, 'enrolled must be a boolean');
-  const namedPorts = obj(o.namedPorts, `${id}.namedPorts`);
   return {
     uid: str(o, 'uid', id),
     name: str(o, 'name', id),
@@ -69,7 +68,6 @@ export function validateWorkload(v: unknown, where: string): Workload {
     ips: list(o, 'ips', id).map((a, i) => ip(a, `${id}.ips[${i}]`)),
     labels: stringMap(o, 'labels', id),
     enrolled: o.enrolled,
-    namedPorts: Object.fromEntries(Object.entries(namedPorts).map(([k, p]) => [k, port(p, `${id}.namedPorts.${k}`)])),
     excludeOutboundPorts: list(o, 'excludeOutboundPorts', id).map((p, i) => port(p, `${id}.excludeOutboundPorts[${i}]`)),
   };
 }
@@ -80,11 +78,18 @@ function servicePort(v: unknown, where: string): ServicePort {
   const o = obj(v, where);
   const protocol = o.protocol;
   if (typeof protocol !== 'string' || !PROTOCOLS.includes(protocol)) fail(where, `protocol must be one of ${PROTOCOLS.join(', ')}`);
-  const t = o.targetPort;
-  const targetPort = typeof t === 'string' && t !== '' ? t : port(t, `${where}.targetPort`);
-  const p: ServicePort = { port: port(o.port, `${where}.port`), targetPort, protocol: protocol as ServicePort['protocol'] };
+  const p: ServicePort = { port: port(o.port, `${where}.port`), protocol: protocol as ServicePort['protocol'] };
   if (o.name !== undefined) p.name = str(o, 'name', where, { empty: true });
   return p;
+}
+
+function serviceEndpoint(v: unknown, where: string): ServiceEndpoint {
+  const o = obj(v, where);
+  const ports = obj(o.ports, `${where}.ports`);
+  return {
+    ip: ip(o.ip, `${where}.ip`),
+    ports: Object.fromEntries(Object.entries(ports).map(([name, p]) => [name, port(p, `${where}.ports["${name}"]`)])),
+  };
 }
 
 export function validateService(v: unknown, where: string): Service {
@@ -95,7 +100,7 @@ export function validateService(v: unknown, where: string): Service {
     name: str(o, 'name', id),
     vips: list(o, 'vips', id).map((a, i) => ip(a, `${id}.vips[${i}]`)),
     ports: list(o, 'ports', id).map((p, i) => servicePort(p, `${id}.ports[${i}]`)),
-    selector: stringMap(o, 'selector', id),
+    endpoints: list(o, 'endpoints', id).map((e, i) => serviceEndpoint(e, `${id}.endpoints[${i}]`)),
   };
 }
 

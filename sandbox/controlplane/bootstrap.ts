@@ -11,17 +11,17 @@ import { apiServerUrl, type ControlPlaneLayout, type ControlPlaneNetwork } from 
 import { writeKubeconfig } from './kubeconfig.ts';
 import { createPki, issueClient } from './pki.ts';
 
-/** The API server's names: its own address, the kubernetes Service's first ClusterIP, and the in-cluster DNS names. */
+/** The API server's names: its own address, loopback (the sandbox's host relay), the kubernetes Service's first ClusterIP, and the in-cluster DNS names. */
 function serverNames(n: ControlPlaneNetwork): string[] {
   const first = n.serviceCidrs.split(',')[0]!.split('/')[0]!.split('.');
   const kubernetesService = [...first.slice(0, 3), String(Number(first[3]) + 1)].join('.');
-  return [n.apiServerIp, kubernetesService, 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
+  return [...new Set([n.apiServerIp, '127.0.0.1']), kubernetesService, 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
 }
 
-/** A kubeconfig for `user` in `groups` with a client certificate from the cluster CA. */
-export async function clientKubeconfig(layout: ControlPlaneLayout, n: ControlPlaneNetwork, path: string, user: string, groups: readonly string[] = []): Promise<string> {
+/** A kubeconfig for `user` in `groups` with a client certificate from the cluster CA, against `server` (default: the API server's own address). */
+export async function clientKubeconfig(layout: ControlPlaneLayout, n: ControlPlaneNetwork, path: string, user: string, groups: readonly string[] = [], server = apiServerUrl(n)): Promise<string> {
   const client = await issueClient(layout.pki, user, groups);
-  return writeKubeconfig(path, { server: apiServerUrl(n), caFile: layout.pki.caCert, user, client });
+  return writeKubeconfig(path, { server, caFile: layout.pki.caCert, user, client });
 }
 
 /** Creates the PKI and the components' kubeconfigs (the bootstrap RBAC roles bind these user names). */
@@ -47,12 +47,12 @@ function readyz(url: string, ca: string): Promise<boolean> {
   });
 }
 
-/** Waits until the API server answers /readyz (about 2 s after start on these machines). */
-export async function waitForApiServer(layout: ControlPlaneLayout, n: ControlPlaneNetwork, timeoutMs = 60_000): Promise<void> {
+/** Waits until the API server answers /readyz (about 2 s after start on these machines) at `url` (default: its own address). */
+export async function waitForApiServer(layout: ControlPlaneLayout, n: ControlPlaneNetwork, timeoutMs = 60_000, url = apiServerUrl(n)): Promise<void> {
   const ca = await readFile(layout.pki.caCert, 'utf8');
   const deadline = Date.now() + timeoutMs;
-  while (!(await readyz(apiServerUrl(n), ca))) {
-    if (Date.now() > deadline) throw new SandboxError(`the API server at ${apiServerUrl(n)} was not ready within ${timeoutMs / 1000} s; see ${layout.log('kube-apiserver')}`);
+  while (!(await readyz(url, ca))) {
+    if (Date.now() > deadline) throw new SandboxError(`the API server at ${url} was not ready within ${timeoutMs / 1000} s; see ${layout.log('kube-apiserver')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -44,7 +44,8 @@ export interface ControlPlaneNetwork {
   schedulerPort: number;
   /** Comma-separated, IPv4 first (dual-stack when two). */
   serviceCidrs: string;
-  clusterCidrs: string;
+  /** Pod CIDRs the controller manager hands to Nodes; unset, Nodes bring their own (the sandbox's kubelets do). */
+  clusterCidrs?: string;
 }
 
 export const apiServerUrl = (n: ControlPlaneNetwork): string => `https://${n.apiServerIp}:${n.apiServerPort}`;
@@ -77,8 +78,9 @@ export function componentArgs(layout: ControlPlaneLayout, n: ControlPlaneNetwork
       ...controllerAuth(layout.controllerManagerKubeconfig, n.controllerManagerPort),
       '--use-service-account-credentials', '--service-account-private-key-file', pki.serviceAccountKey, '--root-ca-file', pki.caCert,
       '--cluster-signing-cert-file', pki.caCert, '--cluster-signing-key-file', pki.caKey,
-      '--allocate-node-cidrs', '--cluster-cidr', n.clusterCidrs, '--service-cluster-ip-range', n.serviceCidrs,
-      ...(n.clusterCidrs.includes(',') ? ['--node-cidr-mask-size-ipv4', '24', '--node-cidr-mask-size-ipv6', '64'] : []),
+      '--service-cluster-ip-range', n.serviceCidrs,
+      ...(n.clusterCidrs === undefined ? [] : ['--allocate-node-cidrs', '--cluster-cidr', n.clusterCidrs]),
+      ...(n.clusterCidrs?.includes(',') ? ['--node-cidr-mask-size-ipv4', '24', '--node-cidr-mask-size-ipv6', '64'] : []),
     ],
     'kube-scheduler': controllerAuth(layout.schedulerKubeconfig, n.schedulerPort),
   };

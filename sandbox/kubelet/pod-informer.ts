@@ -35,7 +35,7 @@ export class NodePodInformer {
   constructor(kubeConfig: KubeConfig, nodeName: string, events: PodInformerEvents, log: Logger) {
     this.#events = events;
     this.#log = log;
-    this.#source = new KubeSource({ kubeconfig: kubeConfig, kinds: [PODS], podNodeName: nodeName, log });
+    this.#source = new KubeSource({ kubeconfig: kubeConfig, kinds: [PODS], podFieldSelector: `spec.nodeName=${nodeName}`, log });
   }
 
   get health(): PodInformerHealth {

@@ -26,7 +26,7 @@ import { cgroupProcs, ensureCgroup, killCgroup, removeCgroup } from '../cgroup.t
 import { allocatePodAddresses } from '../ipam.ts';
 import { podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
 import { deleteNetns, netnsExists } from '../netns.ts';
-import { containerEnv, createPodNetns, envProblem, spawnContainer } from '../pods.ts';
+import { containerEnv, createPodNetns, envProblem, podLogDir, spawnContainer } from '../pods.ts';
 import { findExecutable, spawnIn, type NameFiles } from '../proc.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
@@ -106,7 +106,7 @@ export class SandboxRuntime implements PodRuntime {
 
   /** Where container logs go: `<run dir>/pods/<namespace>_<pod>_<uid>/<container>/<instance>.log`. */
   logFile(pod: Pick<StoredPod, 'namespace' | 'name' | 'uid'>, container: string, instance: number): string {
-    return join(this.#o.runDir, 'pods', `${pod.namespace}_${pod.name}_${pod.uid}`, container, `${instance}.log`);
+    return join(podLogDir(this.#o.runDir, pod.namespace, pod.name, pod.uid), container, `${instance}.log`);
   }
 
   /** Stops watching and reporting (the runtime's process goes away); containers keep running for the next runtime to adopt. */

@@ -1,11 +1,12 @@
 // Certificates for the haproxy-mtls baseline, from the same CA as meshlet's:
-// leaves signed with node-forge by the sandbox CA's root key, RSA 2048 like
-// the ztunnels' workload certificates, so both paths pay the same handshake.
+// leaves signed with node-forge by the sandbox CA's root key (read from its
+// Secret, as an operator with admin rights could), RSA 2048 like the
+// ztunnels' workload certificates, so both paths pay the same handshake.
 import { generateKeyPair, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
+import { DEFAULT_ROOT_SECRET } from '../../lib/config/ca.ts';
+import { sandboxKubectl } from '../../sandbox/api.ts';
 import { BenchSetupError } from './errors.ts';
 
 const KEY_BITS = 2048;
@@ -17,13 +18,17 @@ export interface CaRoot {
   certPem: string;
 }
 
-export async function loadRoot(caStateDir: string): Promise<CaRoot> {
+export async function loadRoot(sandbox: string): Promise<CaRoot> {
+  const [namespace, name] = DEFAULT_ROOT_SECRET.split('/') as [string, string];
+  const got = await sandboxKubectl(sandbox, ['get', 'secret', '-n', namespace, name, '-o', 'json']);
+  if (got.exitCode !== 0) throw new BenchSetupError(`cannot read the sandbox CA's root Secret ${DEFAULT_ROOT_SECRET}: ${got.stderr.trim()}`);
   try {
-    const certPem = await readFile(join(caStateDir, 'root-cert.pem'), 'utf8');
-    const keyPem = await readFile(join(caStateDir, 'root-key.pem'), 'utf8');
+    const data = (JSON.parse(got.stdout) as { data: Record<string, string> }).data;
+    const certPem = Buffer.from(data['tls.crt']!, 'base64').toString();
+    const keyPem = Buffer.from(data['tls.key']!, 'base64').toString();
     return { cert: forge.pki.certificateFromPem(certPem), key: forge.pki.privateKeyFromPem(keyPem), certPem };
   } catch (err) {
-    throw new BenchSetupError(`cannot read the sandbox CA's root from ${caStateDir}: ${(err as Error).message}`, { cause: err });
+    throw new BenchSetupError(`the sandbox CA's root Secret ${DEFAULT_ROOT_SECRET} has no usable tls.crt and tls.key: ${(err as Error).message}`, { cause: err });
   }
 }
 

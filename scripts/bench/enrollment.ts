@@ -5,7 +5,6 @@
 // attached. The agents' enrolled pods are polled at a fine interval only to
 // learn when to stop, on `/enrolled`, which reads no BPF maps: a poller
 // spawning bpftool would compete for the CPUs with the enrollment it times.
-import { stat } from 'node:fs/promises';
 import type { AgentEnrolled } from '../../lib/mesh/agent-status.ts';
 import { getJson } from '../../cli/admin-client.ts';
 import { sandboxApply, type SandboxInfo } from '../../sandbox/api.ts';
@@ -30,9 +29,11 @@ async function enrolledIn(info: SandboxInfo, ns: string): Promise<Map<string, nu
   return found;
 }
 
-async function applyAndStamp(sandbox: string, info: SandboxInfo, yaml: string): Promise<number> {
+/** When the label change was sent to the API server: enrollment time includes the API server's write and watch fan-out, as a user's kubectl apply would. */
+async function applyAndStamp(sandbox: string, yaml: string): Promise<number> {
+  const sentAt = Date.now();
   await sandboxApply(sandbox, yaml);
-  return (await stat(info.stateFile)).ctimeMs;
+  return sentAt;
 }
 
 /** Polls until `done` holds for the enrolled set; returns it and when it was seen. */
@@ -49,7 +50,7 @@ async function pollUntil(info: SandboxInfo, ns: string, done: (enrolled: Map<str
 
 /** Labels namespace NS_SCALE, waits for all `pods` to be captured, then removes the label and waits for none. */
 export async function enrollNamespace(sandbox: string, info: SandboxInfo, pods: number): Promise<EnrollSample> {
-  const t0 = await applyAndStamp(sandbox, info, toYaml([namespace(NS_SCALE, true)]));
+  const t0 = await applyAndStamp(sandbox, toYaml([namespace(NS_SCALE, true)]));
   const { enrolled, seenAt } = await pollUntil(info, NS_SCALE, (e) => e.size >= pods, `${pods} pods enrolled`);
   const last = Math.max(...enrolled.values());
   return { ms: Math.max(0, last - t0), observedMs: seenAt - t0 };
@@ -64,7 +65,7 @@ export async function unenrollNamespace(sandbox: string, info: SandboxInfo): Pro
 export async function enrollPodCycles(sandbox: string, info: SandboxInfo, cycles: number): Promise<EnrollSample[]> {
   const samples: EnrollSample[] = [];
   for (let i = 0; i < cycles; i++) {
-    const t0 = await applyAndStamp(sandbox, info, soloPodManifest(true));
+    const t0 = await applyAndStamp(sandbox, soloPodManifest(true));
     const { enrolled, seenAt } = await pollUntil(info, NS_SOLO, (e) => e.has(SOLO_POD), 'the solo pod enrolled');
     samples.push({ ms: Math.max(0, enrolled.get(SOLO_POD)! - t0), observedMs: seenAt - t0 });
     await sandboxApply(sandbox, soloPodManifest(false));

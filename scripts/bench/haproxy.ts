@@ -72,9 +72,9 @@ defaults
  * Writes certificates and configs under `dir` and starts both haproxies;
  * `server` is the server pod's ip:port. Caller waits for readiness.
  */
-export async function startHaproxyPair(dir: string, caStateDir: string, front: SandboxNodeInfo, back: SandboxNodeInfo, server: string): Promise<HaproxyPair> {
+export async function startHaproxyPair(dir: string, sandbox: string, front: SandboxNodeInfo, back: SandboxNodeInfo, server: string): Promise<HaproxyPair> {
   await mkdir(dir, { recursive: true });
-  const root = await loadRoot(caStateDir);
+  const root = await loadRoot(sandbox);
   const ca = join(dir, 'root-cert.pem');
   await writeFile(ca, root.certPem);
   const pems: string[] = [];

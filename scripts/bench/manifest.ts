@@ -1,6 +1,8 @@
 // The bench's cluster objects: a server (node-2) and a client (node-1) in a
 // namespace outside the mesh and in an enrolled one, plus idle pods for the
 // enrollment figures. Built as objects and serialised, never by string pasting.
+// The API server wants an image; sandbox containers run their command on the
+// host, so the image just names it.
 import { stringify } from 'yaml';
 import { DATAPLANE_MODE_LABEL as DATAPLANE_MODE } from '../../lib/cluster/convert.ts';
 
@@ -29,7 +31,7 @@ function pod(ns: string, name: string, sa: string, command: string[], node?: str
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name, namespace: ns, labels: { app: name, ...labels } },
-    spec: { ...(node ? { nodeName: node } : {}), serviceAccountName: sa, containers: [{ name: 'main', command }] },
+    spec: { ...(node ? { nodeName: node } : {}), serviceAccountName: sa, containers: [{ name: 'main', image: command[0], command }] },
   };
 }
 
@@ -46,7 +48,7 @@ export function workloadManifest(nginxConf: (ns: string) => string): string {
   return toYaml(objects);
 }
 
-/** `count` idle pods in a namespace outside the mesh, spread over the nodes by the sandbox scheduler. */
+/** `count` idle pods in a namespace outside the mesh, spread over the nodes by the scheduler. */
 export function scaleManifest(count: number): string {
   const objects: Obj[] = [namespace(NS_SCALE, false)];
   for (let i = 0; i < SCALE_ACCOUNTS; i++) objects.push(serviceAccount(NS_SCALE, `sa-${i}`));

@@ -94,7 +94,7 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     diagnose: () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), /"level":"(warn|error)"|^(?!\{)/),
   };
   if (!info.ca) throw new BenchSetupError('the sandbox runs no CA: the haproxy-mtls baseline needs its root to sign certificates');
-  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.ca.stateDir, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
+  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.name, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
   const haproxy: BenchPath = {
     id: 'haproxy-mtls',
     client: client(NS_DIRECT, pair.base),

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { run } from '../../lib/core/exec.ts';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import { POD_PROGRAMS } from '../../agent/bpf/objects.ts';
-import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { ApplyRefusedError, sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
 
@@ -170,24 +170,34 @@ describe('capture path in a two-node sandbox', { timeout: 300_000 }, () => {
     assert.equal(await exec('client', ['curl', '-sf', '--max-time', '10', `http://${vip('web')}/index.html`]), 'hello from web\n');
   });
 
-  test('a malformed object is rejected and reported while the rest keeps working', async (t) => {
-    const malformed = [
-      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: misconfigured\n  namespace: demo\n  annotations: {meshlet.io/exclude-outbound-ports: "postgres"}\nspec:\n  nodeName: node-1\n  containers: [{name: c, command: [sleep, infinity]}]',
+  test('the API server refuses what the schemas refuse; what they admit but meshlet cannot use shows in status while the rest keeps working', async (t) => {
+    const schemaInvalid = [
       'apiVersion: v1\nkind: Service\nmetadata: {name: broken, namespace: demo}\nspec:\n  selector: {app: web}\n  ports: [{port: 99999}]',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: maybe, namespace: demo}\nspec:\n  action: MAYBE',
+    ].join('\n---\n');
+    const unusable = [
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: misconfigured\n  namespace: demo\n  annotations: {meshlet.io/exclude-outbound-ports: "postgres"}\nspec:\n  nodeName: node-1\n  containers: [{name: c, image: busybox, command: [sleep, infinity]}]',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: audit, namespace: demo}\nspec:\n  selector: {matchLabels: {app: nobody}}\n  action: AUDIT',
     ].join('\n---\n');
     t.after(async () => {
-      await sandboxDelete(NAME, malformed);
+      await sandboxDelete(NAME, unusable);
       await eventually('the rejections to clear', async () =>
-        !(await agentStatus()).flatMap((n) => n.rejected).some((r) => r.object === 'Pod demo/misconfigured' || r.object === 'Service demo/broken'));
+        !(await agentStatus()).flatMap((n) => n.rejected).some((r) => r.object === 'Pod demo/misconfigured' || r.object === 'AuthorizationPolicy demo/audit'));
     });
-    await sandboxApply(NAME, malformed);
+    await assert.rejects(sandboxApply(NAME, schemaInvalid), (err: unknown) => {
+      assert.ok(err instanceof ApplyRefusedError);
+      assert.match(err.message, /service\/broken: HTTP 422: .*spec\.ports\[0\]\.port: Invalid value: 99999/);
+      assert.match(err.message, /authorizationpolicy\.security\.istio\.io\/maybe: HTTP 422: .*spec\.action: Unsupported value: "MAYBE"/);
+      return true;
+    });
+    await sandboxApply(NAME, unusable);
     const rejected = await eventually('rejections reported', async () => {
       const all = (await agentStatus()).flatMap((n) => n.rejected);
-      return all.some((r) => r.object === 'Pod demo/misconfigured') && all.some((r) => r.object === 'Service demo/broken') ? all : undefined;
+      return all.some((r) => r.object === 'Pod demo/misconfigured') && all.some((r) => r.object === 'AuthorizationPolicy demo/audit') ? all : undefined;
     });
     assert.match(rejected.find((r) => r.object === 'Pod demo/misconfigured')!.reason, /meshlet\.io\/exclude-outbound-ports.*comma-separated numbers/);
     const text = await meshlet(['status', '--sandbox', NAME]);
-    assert.match(text.stdout, /Service demo\/broken: spec\.ports\[0\]\.port must be a number from 1 to 65535/);
+    assert.match(text.stdout, /AuthorizationPolicy demo\/audit: action AUDIT only marks requests for an Envoy audit plugin/);
     assert.equal(await exec('client', ['curl', '-sf', '--max-time', '10', `http://${vip('web')}/index.html`]), 'hello from web\n');
   });
 

@@ -1,7 +1,8 @@
-// The sandbox itself, on real namespaces and cgroups: nodes, pods on both,
-// direct (un-enrolled) pod-to-pod traffic across nodes over IPv4 and IPv6,
-// status, restarts, recovery after a crash, and a teardown that leaves
-// nothing behind. Needs root; under CI=true it never skips.
+// The sandbox itself, on real namespaces and cgroups and a real control
+// plane: Nodes and pods on both, direct (un-enrolled) pod-to-pod traffic
+// across nodes over IPv4 and IPv6, kubectl, status, restarts, recovery after
+// a crash, and a teardown that leaves nothing behind. Needs root; under
+// CI=true it never skips.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,9 +18,14 @@ import {
 import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
 import { CLI_MAIN } from '../../sandbox/layout.ts';
 import { eventually } from '../support/eventually.ts';
-import { parseAllDocuments } from 'yaml';
 
 const run = promisify(execFile);
+
+/** Pids in a pod's cgroup: the kubelet runs each container in a cgroup of its own below the pod's. */
+async function podProcs(podCgroup: string): Promise<number[]> {
+  const below = readdirSync(podCgroup, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(podCgroup, e.name));
+  return (await Promise.all([podCgroup, ...below].map(cgroupProcs))).flat().sort((a, b) => a - b);
+}
 const name = `t${randomBytes(4).toString('hex')}`;
 const prefix = `meshlet-${name}`;
 
@@ -47,6 +53,7 @@ spec:
   nodeName: node-1
   containers:
     - name: echo
+      image: node
       command: [node, scripts/workloads/http-echo.ts, --port, "8080"]
       env:
         - name: POD_NAME
@@ -62,6 +69,7 @@ spec:
   nodeName: node-2
   containers:
     - name: web
+      image: python
       command: [python3, -m, http.server, "8080", --bind, "::"]
 ---
 apiVersion: v1
@@ -118,16 +126,16 @@ const curl = async (from: string, url: string): Promise<string | undefined> => {
   return res.exitCode === 0 ? res.stdout : undefined;
 };
 
-const cliStatus = async (): Promise<SandboxInfo> =>
-  JSON.parse((await run(process.execPath, [CLI_MAIN, 'sandbox', 'status', '--name', name, '-o', 'json'])).stdout) as SandboxInfo;
+const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [CLI_MAIN, 'sandbox', ...args])).stdout;
+const cliStatus = async (): Promise<SandboxInfo> => JSON.parse(await cli('status', '--name', name, '-o', 'json')) as SandboxInfo;
 
 const killSupervisors = async (): Promise<void> => {
   const status = await sandboxStatus(name);
-  for (const pid of [...status.nodes.map((n) => n.supervisorPid), status.ca?.supervisorPid]) if (pid) process.kill(pid, 'SIGKILL');
+  for (const pid of [...status.nodes.map((n) => n.supervisorPid), status.ca?.supervisorPid, status.controlPlane.supervisorPid]) if (pid) process.kill(pid, 'SIGKILL');
   await eventually('supervisors to die', async () => ((await sandboxIsRunning(name)) ? undefined : true));
 };
 
-describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
+describe('sandbox lifecycle', { skip, timeout: 300_000 }, () => {
   let rootBefore = '';
 
   before(async () => {
@@ -177,7 +185,10 @@ describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
   it('reports nodes, pods and Services with `status -o json`', async () => {
     const info = await cliStatus();
     assert.equal(info.name, name);
-    assert.equal(info.stateFile, `/run/meshlet/${name}/cluster.yaml`);
+    assert.equal(info.controlPlane.kubeconfig, `/run/meshlet/${name}/kubeconfig`);
+    assert.match(info.controlPlane.hostServer, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(info.controlPlane.server, 'https://10.200.0.2:6443');
+    assert.ok(info.controlPlane.supervisorPid, 'the control plane has a live supervisor');
     assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.nodeIp4, n.nodeIp6, n.podCidr, n.podGatewayIp4]), [
       ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1'],
       ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1'],
@@ -201,18 +212,28 @@ describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
     for (const p of info.pods) {
       assert.equal(p.netns, `${prefix}-${p.uid.slice(0, 8)}`);
       assert.equal(p.cgroup, join(cgroup2Root(), prefix, p.node, kubeletLayout[p.node]!(p.uid)));
-      assert.ok((await cgroupProcs(p.cgroup)).length > 0, `${p.name}'s container runs in ${p.cgroup}`);
+      assert.ok((await podProcs(p.cgroup)).length > 0, `${p.name}'s container runs below ${p.cgroup}`);
     }
     assert.match(info.services?.find((s) => s.name === 'beta')?.clusterIPs[0] ?? '', /^10\.96\.\d+\.\d+$/);
-    // Any YAML reader sees ordinary Kubernetes objects, the Nodes with their addresses.
-    const state = parseAllDocuments(readFileSync(info.stateFile, 'utf8')).map((d) => d.toJS() as { kind: string; metadata: { name: string }; status?: { addresses?: { type: string; address: string }[] } });
-    const node2 = state.find((o) => o.kind === 'Node' && o.metadata.name === 'node-2');
-    assert.ok(node2?.status?.addresses?.some((a) => a.type === 'InternalIP' && a.address === '10.200.0.12'));
+  });
+
+  it('is a cluster to kubectl: Nodes Ready with their CIDRs and addresses, pods Running with IPs', async () => {
+    const nodes = JSON.parse(await cli('kubectl', '--name', name, '--', 'get', 'nodes', '-o', 'json')) as { items: { metadata: { name: string }; spec: { podCIDRs: string[] }; status: { addresses: { type: string; address: string }[]; conditions: { type: string; status: string }[] } }[] };
+    assert.deepEqual(nodes.items.map((n) => [n.metadata.name, n.spec.podCIDRs, n.status.addresses.filter((a) => a.type === 'InternalIP').map((a) => a.address), n.status.conditions.find((c) => c.type === 'Ready')?.status]), [
+      ['node-1', ['10.244.1.0/24', 'fd00:244:1::/64'], ['10.200.0.11', 'fd00:200::11'], 'True'],
+      ['node-2', ['10.244.2.0/24', 'fd00:244:2::/64'], ['10.200.0.12', 'fd00:200::12'], 'True'],
+    ]);
+    const wide = await cli('kubectl', '--name', name, '--', 'get', 'pods', '-n', 'lc', '-o', 'wide');
+    assert.match(wide, /^alpha\s+1\/1\s+Running\s+0\s+\S+\s+10\.244\.1\.\d+\s+node-1\s/m);
+    assert.match(wide, /^beta\s+1\/1\s+Running\s+0\s+\S+\s+10\.244\.2\.\d+\s+node-2\s/m);
+    // The printed kubeconfig works with any kubectl on the host, through the loopback relay.
+    assert.equal((await cli('kubeconfig', '--name', name)).trim(), `/run/meshlet/${name}/kubeconfig`);
   });
 
   it('enrolls by re-applying labels, keeping pod identity and processes', async () => {
     const before = await sandboxStatus(name);
-    const betaPids = await cgroupProcs(before.pods.find((p) => p.name === 'beta')!.cgroup);
+    const betaPids = await podProcs(before.pods.find((p) => p.name === 'beta')!.cgroup);
+    assert.ok(betaPids.length > 0);
     const relabel = podsYaml
       .replace('  name: lc\n', '  name: lc\n  labels: {istio.io/dataplane-mode: ambient}\n')
       .replace('labels: {app: beta}', 'labels: {app: beta, istio.io/dataplane-mode: none}');
@@ -221,11 +242,17 @@ describe('sandbox lifecycle', { skip, timeout: 90_000 }, () => {
     const afterwards = await sandboxStatus(name);
     assert.deepEqual(afterwards.pods.map((p) => [p.name, p.enrolled]), [['alpha', true], ['beta', false]]);
     assert.deepEqual(afterwards.pods.map((p) => [p.uid, p.ip]), before.pods.map((p) => [p.uid, p.ip]));
-    assert.deepEqual(await cgroupProcs(afterwards.pods.find((p) => p.name === 'beta')!.cgroup), betaPids);
+    assert.deepEqual(await podProcs(afterwards.pods.find((p) => p.name === 'beta')!.cgroup), betaPids);
   });
 
-  it('refuses a pod without a command alone, and deletes pods completely', async () => {
+  it('refuses what the API server refuses alone, runs image-only containers idle, and deletes pods completely', async () => {
     const manifest = `
+apiVersion: v1
+kind: Pod
+metadata: {name: no-containers, namespace: lc}
+spec:
+  containers: []
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: image-only, namespace: lc}
@@ -236,19 +263,20 @@ apiVersion: v1
 kind: Pod
 metadata: {name: gamma, namespace: lc}
 spec:
-  containers: [{name: app, command: [sleep, infinity]}]
+  containers: [{name: app, image: busybox, command: [sleep, infinity]}]
 `;
     await assert.rejects(sandboxApply(name, manifest), (err: unknown) => {
       assert.ok(err instanceof ApplyRefusedError);
-      assert.match(err.message, /image-only: sandbox pods run host commands: set spec\.containers\[\]\.command/);
+      assert.match(err.message, /no-containers: HTTP 422: .*spec\.containers: Required value/);
       return true;
     });
-    const gamma = (await sandboxStatus(name)).pods.find((p) => p.name === 'gamma');
+    const pods = (await sandboxStatus(name)).pods;
+    const gamma = pods.find((p) => p.name === 'gamma');
     assert.ok(gamma?.running, 'the rest of the manifest applied');
+    assert.ok(pods.find((p) => p.name === 'image-only')?.running, 'a container without a command runs idle');
     const deleted = await sandboxDelete(name, manifest, { strict: false });
-    assert.deepEqual(deleted.map((r) => r.action), ['not found', 'deleted']);
-    assert.ok(!existsSync(`/run/netns/${gamma.netns}`), 'pod namespace removed');
-    assert.ok(!existsSync(gamma.cgroup), 'pod cgroup removed');
+    assert.deepEqual(deleted.map((r) => r.action), ['not found', 'deleted', 'deleted']);
+    await eventually('pod namespace and cgroup removed', () => !existsSync(`/run/netns/${gamma.netns}`) && !existsSync(gamma.cgroup));
     assert.equal((await sandboxStatus(name)).pods.some((p) => p.name === 'gamma'), false);
   });
 

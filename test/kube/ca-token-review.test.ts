@@ -7,8 +7,6 @@
 // no pod, an expired token, and a pod deleted, recreated elsewhere or
 // terminating after its token was issued.
 import assert from 'node:assert/strict';
-import { createSign } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { isRefusal, REFUSAL_STATUS, refusalError, type Caller, type CallerAuthenticator, type Refusal, type RefusalCode } from '../../ca/caller.ts';
 import { ApiPodLookup, WatchedPodLookup } from '../../ca/caller-pods.ts';
@@ -18,6 +16,7 @@ import { CA_KINDS } from '../../lib/cluster/sources/kube-kinds.ts';
 import { KubeSource } from '../../lib/cluster/sources/kube.ts';
 import { silentLogger } from '../../lib/core/log.ts';
 import { applyObjects as apply, asServiceAccount, kubectlOk as kubectl, startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
+import { accountToken, mintToken as mint } from '../support/ca-tokens.ts';
 import { eventually } from '../support/eventually.ts';
 
 const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url).pathname;
@@ -39,20 +38,7 @@ const forceDelete = (cp: TestControlPlane, name: string): Promise<string> =>
   kubectl(cp, ['-n', NS, 'delete', 'pod', name, '--grace-period=0', '--force']);
 
 /** A TokenRequest token of `account`, bound to `pod` unless it is undefined. */
-async function tokenOf(cp: TestControlPlane, account: string, pod: string | undefined, audience = 'meshlet-ca'): Promise<string> {
-  const bound = pod === undefined ? [] : ['--bound-object-kind', 'Pod', '--bound-object-name', pod];
-  return (await kubectl(cp, ['create', 'token', account, '-n', NS, '--audience', audience, ...bound])).trim();
-}
-
-
-/** `template`'s header and claims with `overrides`, signed with the cluster's ServiceAccount key: a token the API server could have issued. */
-async function mint(cp: TestControlPlane, template: string, overrides: Record<string, unknown>): Promise<string> {
-  const [header, claims] = template.split('.') as [string, string];
-  const payload = { ...JSON.parse(Buffer.from(claims, 'base64url').toString('utf8')) as Record<string, unknown>, ...overrides };
-  const signed = `${header}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-  const signature = createSign('RSA-SHA256').update(signed).sign(await readFile(cp.pki.serviceAccountKey, 'utf8'));
-  return `${signed}.${signature.toString('base64url')}`;
-}
+const tokenOf = (cp: TestControlPlane, account: string, pod: string | undefined, audience?: string): Promise<string> => accountToken(cp, NS, account, pod, audience);
 
 interface Counts {
   authenticated: number;

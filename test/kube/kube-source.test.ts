@@ -1,6 +1,6 @@
-// KubeSource against a real kube-apiserver: the first sync, changes, the
-// agent's field selector, pods recreated under the same name, Istio's CRDs
-// (present and missing), the object cap, an API server restart mid-watch and
+// KubeSource against a real kube-apiserver: the first sync, changes, a pod
+// field selector, pods recreated under the same name, Istio's CRDs (present
+// and missing), the object cap, an API server restart mid-watch and
 // client-node's own 30 s watch cut.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { test, type TestContext } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterState } from '../../lib/cluster/cluster-state.ts';
 import { isRecord, type KubeObject } from '../../lib/cluster/objects.ts';
-import { AGENT_KINDS, AUTHORIZATION_POLICIES, NAMESPACES, PODS, SERVICES, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, AUTHORIZATION_POLICIES, NAMESPACES, PODS, SERVICES, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
 import { KubeSource, type KubeSourceOptions } from '../../lib/cluster/sources/kube.ts';
 import type { ClusterUpdate, InformerStatus } from '../../lib/cluster/sources/source.ts';
 import { silentLogger } from '../../lib/core/log.ts';
@@ -115,11 +115,11 @@ async function cluster(t: TestContext, opts?: { crds?: boolean }): Promise<Clust
   };
 }
 
-test('core kinds: the first sync, changes, the agent\'s field selector and recreated pods', async (t) => {
+test('core kinds: the first sync, changes, a pod field selector and recreated pods', async (t) => {
   const { cp, watch } = await cluster(t);
   await apply(cp, namespace('demo', { 'istio.io/dataplane-mode': 'ambient' }));
   await apply(cp, serviceAccount('demo'), pod('demo', 'web-1', 'node-1'), pod('demo', 'web-2', 'node-2'), service('demo', 'web'));
-  const agent = watch([NAMESPACES, PODS, SERVICES], { podNodeName: 'node-1' });
+  const agent = watch([NAMESPACES, PODS, SERVICES], { podFieldSelector: 'spec.nodeName=node-1' });
   const all = watch([NAMESPACES, PODS, SERVICES]);
   await Promise.all([agent.start(), all.start()]);
 
@@ -132,7 +132,7 @@ test('core kinds: the first sync, changes, the agent\'s field selector and recre
     assert.ok(first.objects.every((o) => typeof o.apiVersion === 'string' && typeof o.kind === 'string'));
     assert.deepEqual(first.unreadable, []);
     assert.equal(typeof first.changedAtMs, 'number');
-    // What consumers do with it: the service converts as from the state file.
+    // What consumers do with it: the Service converts.
     const { state, rejected } = new ClusterState().update(first.objects);
     assert.deepEqual(rejected, []);
     assert.ok(state.services.some((s) => s.namespace === 'demo' && s.name === 'web' && s.vips.length === 1));
@@ -152,7 +152,7 @@ test('core kinds: the first sync, changes, the agent\'s field selector and recre
     }
   });
 
-  await t.test('the field selector restricts pods to the agent\'s node, on the list and on the watch', async () => {
+  await t.test('the field selector restricts pods to one node, on the list and on the watch', async () => {
     assert.deepEqual(names(agent.latest, 'Pod'), ['demo/web-1']);
     assert.deepEqual(names(all.latest, 'Pod'), ['demo/web-1', 'demo/web-2']);
     assert.equal(agent.informer('v1 Pod').fieldSelector, 'spec.nodeName=node-1');
@@ -194,7 +194,7 @@ test('core kinds: the first sync, changes, the agent\'s field selector and recre
 
   await t.test('a kind over the object cap is refused and reported, and taken again once it fits', async () => {
     await apply(cp, pod('demo', 'cap-1', 'node-cap'), pod('demo', 'cap-2', 'node-cap'));
-    const capped = watch([PODS], { podNodeName: 'node-cap', maxObjectsPerKind: 2 });
+    const capped = watch([PODS], { podFieldSelector: 'spec.nodeName=node-cap', maxObjectsPerKind: 2 });
     await capped.start();
     assert.deepEqual(names(capped.latest, 'Pod'), ['demo/cap-1', 'demo/cap-2']);
     // Over the cap mid-watch: the last state that fit stays, the refusal is reported.
@@ -204,7 +204,7 @@ test('core kinds: the first sync, changes, the agent\'s field selector and recre
     assert.match(refused.unreadable[0]!.reason, /more than 2 objects/);
     assert.match(capped.informer('v1 Pod').lastError ?? '', /more than 2 objects/);
     // Over the cap at the first list: synced all the same, with nothing of the kind and the refusal.
-    const late = watch([PODS], { podNodeName: 'node-cap', maxObjectsPerKind: 2 });
+    const late = watch([PODS], { podFieldSelector: 'spec.nodeName=node-cap', maxObjectsPerKind: 2 });
     await late.start();
     assert.deepEqual(names(late.latest, 'Pod'), []);
     assert.equal(late.latest?.unreadable.length, 1);
@@ -221,7 +221,7 @@ test('core kinds: the first sync, changes, the agent\'s field selector and recre
 test('Istio kinds flow through when their CRDs are installed', async (t) => {
   const { cp, watch } = await cluster(t, { crds: true });
   await apply(cp, namespace('shop'), authorizationPolicy('shop', 'deny-9000'));
-  const agent = watch(AGENT_KINDS, { podNodeName: 'node-1' });
+  const agent = watch(AGENT_KINDS, { podFieldSelector: AGENT_POD_FIELD_SELECTOR });
   await agent.start();
   const status = agent.source.status();
   assert.ok(status.informers?.every((i) => i.synced && i.missing === undefined), JSON.stringify(status.informers));
@@ -273,7 +273,7 @@ test('a kind whose CRD is missing is reported, does not hold back sync, and is p
 test('an API server restart mid-watch: the last state stays, the watch reconnects and resumes, status counts it', async (t) => {
   const { cp, watch } = await cluster(t);
   await apply(cp, namespace('demo'), serviceAccount('demo'), pod('demo', 'web-1', 'node-1'), service('demo', 'web'));
-  const agent = watch([NAMESPACES, PODS, SERVICES], { podNodeName: 'node-1' });
+  const agent = watch([NAMESPACES, PODS, SERVICES], { podFieldSelector: 'spec.nodeName=node-1' });
   await agent.start();
   const before = agent.updates.length;
   await cp.restartApiServer();

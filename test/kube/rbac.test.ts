@@ -1,8 +1,9 @@
 // daemonset/rbac.yaml against the components' watch lists and a real API
 // server: each ClusterRole grants exactly what its component's kinds need
-// (checked both ways, from AGENT_KINDS and CA_KINDS), and under its own
-// ServiceAccount's token each component can make its calls, the same list
-// and watch requests the Kubernetes source makes, and nothing else.
+// (checked both ways, from AGENT_KINDS and CA_KINDS), the CA's Role exactly
+// its root Secret's get and create, the ztunnel's account nothing, and under
+// its own ServiceAccount's token each component can make its calls, the same
+// list and watch requests the Kubernetes source makes, and nothing else.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
@@ -10,7 +11,8 @@ import { ApiException, AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kuber
 import { parseAllDocuments } from 'yaml';
 import { isRecord } from '../../lib/cluster/objects.ts';
 import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
-import { AGENT_KINDS, CA_KINDS, collectionPath, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { DEFAULT_NODE_ACCOUNT, DEFAULT_ROOT_SECRET, parseSecretRef } from '../../lib/config/ca.ts';
 import { eventually } from '../support/eventually.ts';
 import { asServiceAccount, startTestControlPlane } from '../support/control-plane.ts';
 
@@ -18,28 +20,37 @@ const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url);
 const RBAC_NAME = 'daemonset/rbac.yaml';
 const KINDS_FILE = 'lib/cluster/sources/kube-kinds.ts';
 const NAMESPACE = 'meshlet-system';
-/** The agent lists and watches its own node's pods only (KubeSource's podNodeName). */
+/** Where the test's pod runs. */
 const AGENT_NODE = 'node-1';
 
-/** "verb group/resource", one per verb a rule grants on a resource; '' is the core group. */
+/** "verb group/resource", one per verb a rule grants on a resource, with " named <name>" when the rule lists resourceNames; '' is the core group. */
 type Grant = string;
-const grant = (verb: string, group: string, resource: string): Grant => `${verb} ${group}/${resource}`;
+const grant = (verb: string, group: string, resource: string, name?: string): Grant => `${verb} ${group}/${resource}${name === undefined ? '' : ` named ${name}`}`;
+
+/** The CA's root Secret, as --root-secret defaults it. */
+const ROOT_SECRET = parseSecretRef(DEFAULT_ROOT_SECRET);
+/** The ztunnel's ServiceAccount: the CA's node account, with no API access of its own. */
+const ZTUNNEL_ACCOUNT = 'meshlet-ztunnel';
 
 interface Component {
   name: 'agent' | 'ca';
-  /** ServiceAccount, ClusterRole and ClusterRoleBinding all carry this name. */
+  /** ServiceAccount, ClusterRole and ClusterRoleBinding (and Role and RoleBinding, if any) all carry this name. */
   account: string;
   kinds: readonly WatchedKind[];
   kindsList: string;
   /** Grants beyond list+watch of its kinds, each with the reason it exists. */
   extra: readonly Grant[];
+  /** What its Role in meshlet-system grants; empty: it has no Role. */
+  namespaced: readonly Grant[];
 }
 
-const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [] };
+const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [], namespaced: [] };
 const CA: Component = {
   name: 'ca', account: 'meshlet-ca', kinds: CA_KINDS, kindsList: 'CA_KINDS',
   // The CA authenticates each ztunnel's ServiceAccount token.
   extra: [grant('create', 'authentication.k8s.io', 'tokenreviews')],
+  // It reads its root Secret, and creates it on first start (create cannot be narrowed by name).
+  namespaced: [grant('get', '', 'secrets', ROOT_SECRET.name), grant('create', '', 'secrets')],
 };
 
 /** An informer lists and then watches: those are the only verbs a watched kind needs. */
@@ -68,23 +79,36 @@ function strings(value: unknown, where: string): string[] {
   return value;
 }
 
-/** Every verb on every resource the ClusterRole's rules grant; a rule with anything but apiGroups, resources and verbs is a problem of its own. */
+/** Every verb on every resource (and named object) the role's rules grant; a rule with anything but apiGroups, resources, resourceNames and verbs is a problem of its own. */
 function grantsOf(role: Manifest, problems: string[]): Set<Grant> {
   const name = isRecord(role.metadata) ? String(role.metadata.name) : '?';
   const grants = new Set<Grant>();
   const rules = Array.isArray(role.rules) ? role.rules : [];
   rules.forEach((rule: unknown, i) => {
-    const where = `${RBAC_NAME} ClusterRole ${name} rule ${i + 1}`;
+    const where = `${RBAC_NAME} ${String(role.kind)} ${name} rule ${i + 1}`;
     assert.ok(isRecord(rule), `${where} is not an object`);
-    const unexpected = Object.keys(rule).filter((key) => !['apiGroups', 'resources', 'verbs'].includes(key));
-    if (unexpected.length > 0) problems.push(`${where} has ${unexpected.join(', ')}: meshlet's rules name only apiGroups, resources and verbs`);
+    const unexpected = Object.keys(rule).filter((key) => !['apiGroups', 'resources', 'resourceNames', 'verbs'].includes(key));
+    if (unexpected.length > 0) problems.push(`${where} has ${unexpected.join(', ')}: meshlet's rules name only apiGroups, resources, resourceNames and verbs`);
+    const names: (string | undefined)[] = rule.resourceNames === undefined ? [undefined] : strings(rule.resourceNames, `${where} resourceNames`);
     for (const group of strings(rule.apiGroups, `${where} apiGroups`)) {
       for (const resource of strings(rule.resources, `${where} resources`)) {
-        for (const verb of strings(rule.verbs, `${where} verbs`)) grants.add(grant(verb, group, resource));
+        for (const verb of strings(rule.verbs, `${where} verbs`)) for (const object of names) grants.add(grant(verb, group, resource, object));
       }
     }
   });
   return grants;
+}
+
+/** What is wrong with the component's Role in meshlet-system (or with its having one), each naming the grant and the file. */
+function namespacedRoleProblems(manifests: readonly Manifest[], c: Component): string[] {
+  const role = manifests.find((m) => m.kind === 'Role' && isRecord(m.metadata) && m.metadata.name === c.account);
+  if (role === undefined) return c.namespaced.length === 0 ? [] : [`${RBAC_NAME} has no Role ${c.account}; the ${c.name} needs ${c.namespaced.join(', ')}`];
+  const problems: string[] = [];
+  if (isRecord(role.metadata) && role.metadata.namespace !== NAMESPACE) problems.push(`Role ${c.account} must be in namespace ${NAMESPACE}`);
+  const granted = grantsOf(role, problems);
+  for (const g of c.namespaced) if (!granted.has(g)) problems.push(`Role ${c.account} does not grant "${g}", which the ${c.name} needs; add it to ${RBAC_NAME}`);
+  for (const g of granted) if (!c.namespaced.includes(g)) problems.push(`Role ${c.account} grants "${g}", which the ${c.name} does not use; remove it from ${RBAC_NAME}`);
+  return problems;
 }
 
 /** What is wrong with the component's ClusterRole, each naming the kind or rule and the file to edit; empty when it grants exactly what it needs. */
@@ -105,23 +129,33 @@ function roleProblems(manifests: readonly Manifest[], c: Component): string[] {
   return problems;
 }
 
-test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on its component\'s kinds (and the CA TokenReview), bound to its ServiceAccount', async () => {
+test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on its component\'s kinds (and the CA TokenReview and its root Secret), bound to its ServiceAccount', async () => {
   const manifests = await readManifests();
   for (const c of [AGENT, CA]) {
-    const problems = roleProblems(manifests, c);
+    const problems = [...roleProblems(manifests, c), ...namespacedRoleProblems(manifests, c)];
     assert.equal(problems.length, 0, problems.join('\n'));
     find(manifests, 'ServiceAccount', c.account);
-    const binding = find(manifests, 'ClusterRoleBinding', c.account);
-    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: c.account }, `${RBAC_NAME} ClusterRoleBinding ${c.account}: roleRef`);
-    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: c.account, namespace: NAMESPACE }], `${RBAC_NAME} ClusterRoleBinding ${c.account}: subjects`);
+    const bindings: [string, string][] = [['ClusterRoleBinding', 'ClusterRole'], ...(c.namespaced.length > 0 ? [['RoleBinding', 'Role'] as [string, string]] : [])];
+    for (const [kind, roleKind] of bindings) {
+      const binding = find(manifests, kind, c.account);
+      assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: c.account }, `${RBAC_NAME} ${kind} ${c.account}: roleRef`);
+      assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: c.account, namespace: NAMESPACE }], `${RBAC_NAME} ${kind} ${c.account}: subjects`);
+    }
   }
+  // The CA's node account is the ztunnel's ServiceAccount, which may call nothing.
+  assert.equal(DEFAULT_NODE_ACCOUNT, `system:serviceaccount:${NAMESPACE}:${ZTUNNEL_ACCOUNT}`, 'the CA\'s default node account is the ztunnel\'s ServiceAccount');
+  find(manifests, 'ServiceAccount', ZTUNNEL_ACCOUNT);
+  const ztunnelBindings = manifests.filter((m) => /Binding$/.test(String(m.kind)) && Array.isArray(m.subjects)
+    && m.subjects.some((subject: unknown) => isRecord(subject) && subject.kind === 'ServiceAccount' && subject.name === ZTUNNEL_ACCOUNT));
+  assert.deepEqual(ztunnelBindings.map((b) => `${String(b.kind)} ${isRecord(b.metadata) ? String(b.metadata.name) : ''}`), [], `${RBAC_NAME}: ${ZTUNNEL_ACCOUNT} is bound to no role`);
+  assert.equal(ROOT_SECRET.namespace, NAMESPACE, 'the root Secret is in the namespace of the CA\'s Role');
   find(manifests, 'Namespace', NAMESPACE);
   for (const m of manifests) {
     const meta = isRecord(m.metadata) ? m.metadata : {};
     const labels = isRecord(meta.labels) ? meta.labels : {};
     const what = `${RBAC_NAME} ${String(m.kind)} ${String(meta.name)}`;
     assert.equal(labels['app.kubernetes.io/part-of'], 'meshlet', `${what}: label app.kubernetes.io/part-of`);
-    if (m.kind !== 'Namespace') assert.ok(['agent', 'ca'].includes(String(labels['app.kubernetes.io/component'])), `${what}: label app.kubernetes.io/component`);
+    if (m.kind !== 'Namespace') assert.ok(['agent', 'ca', 'ztunnel'].includes(String(labels['app.kubernetes.io/component'])), `${what}: label app.kubernetes.io/component`);
     if (m.kind === 'ServiceAccount') assert.equal(meta.namespace, NAMESPACE, `${what}: namespace`);
   }
 });
@@ -139,13 +173,16 @@ test('the role check names the kind and the file when a watched kind has no rule
   for (const verb of WATCH_VERBS) {
     has(watchesLess, `ClusterRole meshlet-agent grants "${verb} ${dropped.group}/${dropped.plural}", which nothing in AGENT_KINDS (${KINDS_FILE}) needs; remove it from ${RBAC_NAME}`);
   }
+  const otherSecret = namespacedRoleProblems(manifests, { ...CA, namespaced: [grant('get', '', 'secrets', 'other-root'), grant('create', '', 'secrets')] });
+  has(otherSecret, `Role meshlet-ca does not grant "get /secrets named other-root", which the ca needs; add it to ${RBAC_NAME}`);
+  has(otherSecret, `Role meshlet-ca grants "get /secrets named ${ROOT_SECRET.name}", which the ca does not use; remove it from ${RBAC_NAME}`);
 });
 
 
 const isPods = (kind: WatchedKind): boolean => kind.group === PODS.group && kind.plural === PODS.plural;
 
 function fieldSelectorFor(c: Component, kind: WatchedKind): string | undefined {
-  return c === AGENT && isPods(kind) ? `spec.nodeName=${AGENT_NODE}` : undefined;
+  return c === AGENT && isPods(kind) ? AGENT_POD_FIELD_SELECTOR : undefined;
 }
 
 /** The source's list, then its watch from the list's resource version; resolves once the server has accepted the watch (HTTP 200) and closes it. */
@@ -195,23 +232,29 @@ test('under its own ServiceAccount each component makes its calls and is refused
   for (const [account, verb, resource] of [['meshlet-agent', 'watch', 'namespaces'], ['meshlet-ca', 'create', 'tokenreviews.authentication.k8s.io']] as const) {
     await eventually(`RBAC to admit ${account}`, async () => (await cp.kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${NAMESPACE}:${account}`])).stdout.trim() === 'yes');
   }
+  await eventually('RBAC to let meshlet-ca create secrets', async () => (await cp.kubectl(['auth', 'can-i', 'create', 'secrets', '-n', NAMESPACE, `--as=system:serviceaccount:${NAMESPACE}:${CA.account}`])).stdout.trim() === 'yes');
   const agent = await asServiceAccount(cp, AGENT.account, NAMESPACE);
   const ca = await asServiceAccount(cp, CA.account, NAMESPACE);
+  const ztunnel = await asServiceAccount(cp, ZTUNNEL_ACCOUNT, NAMESPACE);
 
   await t.test('the agent lists and watches every kind in AGENT_KINDS', async () => {
     for (const kind of AGENT_KINDS) {
       const { names } = await listAndWatch(agent.kc, kind, fieldSelectorFor(AGENT, kind));
-      if (isPods(kind)) assert.deepEqual(names, ['target'], `the agent's pods on ${AGENT_NODE}`);
+      if (isPods(kind)) assert.deepEqual(names, ['target'], `the agent's pods (${AGENT_POD_FIELD_SELECTOR})`);
     }
   });
 
-  await t.test('the CA lists and watches every kind in CA_KINDS and reviews a token', async () => {
+  await t.test('the CA lists and watches every kind in CA_KINDS, reviews a token, and creates and reads its root Secret', async () => {
     for (const kind of CA_KINDS) await listAndWatch(ca.kc, kind, fieldSelectorFor(CA, kind));
     const review = await ca.kc.makeApiClient(AuthenticationV1Api).createTokenReview({
       body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: agent.token } },
     });
     assert.equal(review.status?.authenticated, true, `TokenReview of the agent's token: ${review.status?.error ?? ''}`);
     assert.equal(review.status?.user?.username, `system:serviceaccount:${NAMESPACE}:${AGENT.account}`);
+    const core = ca.kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedSecret({ namespace: ROOT_SECRET.namespace, body: { metadata: { name: ROOT_SECRET.name }, type: 'Opaque', data: { 'tls.crt': '' } } });
+    const read = await core.readNamespacedSecret(ROOT_SECRET);
+    assert.equal(read.metadata?.name, ROOT_SECRET.name);
   });
 
   await t.test('the agent may not write, read secrets or review tokens', async () => {
@@ -232,10 +275,26 @@ test('under its own ServiceAccount each component makes its calls and is refused
       name: 'target', namespace: NAMESPACE, body: [{ op: 'add', path: '/metadata/labels', value: { patched: 'yes' } }],
     }), a);
     await assertForbidden('the CA listing secrets', () => core.listSecretForAllNamespaces(), a);
+    await assertForbidden('the CA listing its namespace\'s secrets', () => core.listNamespacedSecret({ namespace: NAMESPACE }), a);
     await assertForbidden('the CA reading a secret', () => core.readNamespacedSecret({ name: 'probe', namespace: NAMESPACE }), a);
+    // It never replaces or removes its root: a Secret that holds no usable root stops its start instead.
+    const root = { ...ROOT_SECRET, body: { metadata: ROOT_SECRET, type: 'Opaque', data: {} } };
+    await assertForbidden('the CA replacing its root Secret', () => core.replaceNamespacedSecret(root), a);
+    await assertForbidden('the CA deleting its root Secret', () => core.deleteNamespacedSecret(ROOT_SECRET), a);
+    await assertForbidden('the CA creating a secret in another namespace', () => core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: ROOT_SECRET.name } } }), a);
     const caKinds = new Set(CA_KINDS.map(kindName));
     for (const kind of AGENT_KINDS.filter((k) => !caKinds.has(kindName(k)))) {
       await assertForbidden(`the CA listing ${kindName(kind)}`, () => listCollection(ca.kc, collectionPath(kind), { maxObjects: 1000 }), a);
     }
+  });
+
+  await t.test('the ztunnel\'s account may call nothing', async () => {
+    const core = ztunnel.kc.makeApiClient(CoreV1Api);
+    const a = ZTUNNEL_ACCOUNT;
+    await assertForbidden('the ztunnel listing pods', () => listCollection(ztunnel.kc, collectionPath(PODS), { maxObjects: 1000 }), a);
+    await assertForbidden('the ztunnel reading the CA\'s root Secret', () => core.readNamespacedSecret(ROOT_SECRET), a);
+    await assertForbidden('the ztunnel creating a tokenreview', () => ztunnel.kc.makeApiClient(AuthenticationV1Api).createTokenReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: ca.token } },
+    }), a);
   });
 });

@@ -84,11 +84,11 @@ test('status names rejected objects and unreadable documents, the source and its
 
   f.source.deliver(
     [namespace('demo', 'ambient'), pod('web'), pod('bad', { annotations: { 'meshlet.io/exclude-outbound-ports': 'postgres' } })],
-    [{ object: 'cluster.yaml document 4', reason: 'not a YAML mapping' }],
+    [{ object: 'v1 Pod demo/over-cap', reason: 'not a YAML mapping' }],
   );
   await f.agent.idle();
   const status = await f.agent.status();
-  assert.deepEqual(status.rejected.map((r) => r.object), ['Pod demo/bad', 'cluster.yaml document 4']);
+  assert.deepEqual(status.rejected.map((r) => r.object), ['Pod demo/bad', 'v1 Pod demo/over-cap']);
   assert.match(status.rejected[0]!.reason, /comma-separated numbers/);
   assert.equal(status.rejected[1]!.reason, 'not a YAML mapping');
   assert.ok(status.rejected.every((r) => !Number.isNaN(Date.parse(r.since))));

@@ -1,61 +1,57 @@
+// The CA's HTTPS API through serveCa, on in-memory parts (callers known by
+// token, pods the test sets, a root made in process): what it signs, for
+// which node, and how it refuses. The Kubernetes parts (TokenReview, the root
+// Secret, the pod watch) are test/kube/ca-service.test.ts's.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import forge from 'node-forge';
 import { Agent, request } from 'undici';
 import { parseDuration } from '../../lib/core/duration.ts';
-import { CaStateError } from '../../ca/errors.ts';
-import { parseNodeTokens } from '../../ca/node-tokens.ts';
-import { startCa, type RunningCa } from '../../ca/service.ts';
-import { StateFileSource } from '../../lib/cluster/sources/file.ts';
+import { CaMetrics } from '../../ca/metrics.ts';
+import { createRoot, ROOT_CERT_FILE } from '../../ca/root.ts';
+import { serveCa, type RunningCa } from '../../ca/service.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { createCsr, generateKeyPair, newCertificateRequest } from '../../lib/identity/csr.ts';
 import { CaRefusedError, CaUnreachableError } from '../../lib/identity/errors.ts';
 import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { jsonLogger } from '../../lib/core/log.ts';
 import { eventually } from '../support/eventually.ts';
+import { PodsSource, runningPod, TokenCallers } from '../support/ca-doubles.ts';
 
-const pod = (name: string, sa: string, node: string, ip: string) => `
-apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: demo, uid: uid-${name}}
-spec: {nodeName: ${node}, serviceAccountName: ${sa}, containers: [{name: c}]}
-status: {phase: Running, podIP: ${ip}}
-`;
-const STATE = ['apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {istio.io/dataplane-mode: ambient}}\n',
-  pod('web', 'web', 'node-1', '10.244.1.2'), pod('db', 'db', 'node-2', '10.244.2.2')].join('---\n');
+const PODS = [runningPod('web', 'demo', 'web', 'node-1', '10.244.1.2'), runningPod('db', 'demo', 'db', 'node-2', '10.244.2.2')];
 const TOKENS = { 'node-1': 'token-one-0123456789abcdef', 'node-2': 'token-two-0123456789abcdef' };
 
 async function fixture(t: TestContext) {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-ca-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const stateFile = join(dir, 'state.yaml');
-  const tokensFile = join(dir, 'node-tokens.json');
-  await writeFile(stateFile, STATE);
-  await writeFile(tokensFile, JSON.stringify(TOKENS));
   const logs: string[] = [];
   const out = new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); cb(); } });
+  const root = await createRoot('cluster.local');
+  const source = new PodsSource(PODS);
+  const callers = new TokenCallers({ [TOKENS['node-1']]: 'node-1', [TOKENS['node-2']]: 'node-2' });
+  const metrics = new CaMetrics();
   const start = async (port = 0): Promise<RunningCa> => {
-    const ca = await startCa({
-      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), source: new StateFileSource(stateFile), nodeTokensFile: tokensFile,
+    const ca = await serveCa({
+      host: '127.0.0.1', port, stateDir: join(dir, 'ca'),
       trustDomain: 'cluster.local', defaultTtlSeconds: 86_400, maxTtlSeconds: 3600 * 48, serverNames: [], log: jsonLogger('ca', out),
-    });
+    }, { root, source, callers, metrics });
     t.after(() => ca.close());
     return ca;
   };
-  /** A CA client for `token`, pinned to the CA's bundle file. */
-  const client = async (ca: RunningCa, token: string): Promise<CaClient> => {
+  /** A CA client for `token`, pinned to the CA's bundle file; `tokenFile` is where it reads the token. */
+  const client = async (ca: RunningCa, token: string): Promise<CaClient & { tokenFile: string }> => {
     const tokenFile = join(dir, `token-${Math.random().toString(36).slice(2)}`);
     await writeFile(tokenFile, `${token}\n`);
     const c = new CaClient({ url: ca.url, bundleFile: ca.bundleFile, tokenFile });
     t.after(() => c.close());
-    return c;
+    return Object.assign(c, { tokenFile });
   };
-  return { dir, stateFile, tokensFile, logs, start, client };
+  return { dir, logs, root, source, callers, metrics, start, client };
 }
 
 const refusal = (status: number, reason: string, message?: RegExp) => (err: unknown) => {
@@ -108,38 +104,38 @@ test('403 for an identity whose pods run on another node, and follows cluster st
   await node2.issue({ csrPem: db });
 
   // The db pod moves to node-1: node-1 may now hold its identity, node-2 no longer.
-  const tmp = `${f.stateFile}.tmp`;
-  await writeFile(tmp, STATE.replace('nodeName: node-2', 'nodeName: node-1'));
-  await rename(tmp, f.stateFile);
+  f.source.set([PODS[0]!, runningPod('db', 'demo', 'db', 'node-1', '10.244.1.3')]);
   await eventually('node-1 to be allowed db', () => node1.issue({ csrPem: db }).then(() => true));
   await assert.rejects(node2.issue({ csrPem: db }), refusal(403, 'not-hosted'));
 });
 
-test('401 without a valid bearer token; tokens are re-read when the file changes', async (t) => {
+test('401 without a bearer token; a refused token is answered with the authenticator\'s code and counted', async (t) => {
   const f = await fixture(t);
   const ca = await f.start();
   const csrPem = (await newCertificateRequest(spiffeId('demo', 'web'))).csrPem;
-  await assert.rejects((await f.client(ca, 'not-a-token')).issue({ csrPem }), refusal(401, 'unauthenticated', /belongs to no node/));
+  await assert.rejects((await f.client(ca, 'not-a-token')).issue({ csrPem }), refusal(401, 'invalid-token', /the test knows no such token/));
 
   const dispatcher = new Agent({ connect: { ca: await readFile(ca.bundleFile, 'utf8') } });
   t.after(() => dispatcher.close());
   const res = await request(`${ca.url}/v1/sign`, { method: 'POST', body: JSON.stringify({ csr: csrPem }), dispatcher });
   assert.equal(res.statusCode, 401);
   assert.match(String(res.headers['www-authenticate']), /^Bearer/);
-  assert.equal(((await res.body.json()) as { error: string }).error, 'unauthenticated');
+  assert.deepEqual(await res.body.json(), { error: 'unauthenticated', message: 'no bearer token; send "authorization: Bearer <the ztunnel pod\'s projected ServiceAccount token>"' });
+  const metrics = await (await request(`${ca.url}/metrics`, { dispatcher })).body.text();
+  assert.match(metrics, /meshlet_ca_refusals_total\{reason="invalid-token"\} 1/);
+  assert.match(metrics, /meshlet_ca_refusals_total\{reason="unauthenticated"\} 1/);
+  assert.ok(f.logs.some((l) => l.includes('"signing refused"') && l.includes('"reason":"invalid-token"')));
+});
 
-  const rotated = await f.client(ca, 'rotated-token-for-node-1');
-  const old = await f.client(ca, TOKENS['node-1']);
-  await writeFile(`${f.tokensFile}.tmp`, JSON.stringify({ ...TOKENS, 'node-1': 'rotated-token-for-node-1' }));
-  await rename(`${f.tokensFile}.tmp`, f.tokensFile);
-  await eventually('the rotated token to work', () => rotated.issue({ csrPem }).then(() => true));
-  await assert.rejects(old.issue({ csrPem }), refusal(401, 'unauthenticated'));
-
-  // A broken file keeps the last good tokens.
-  await writeFile(f.tokensFile, '{"node-1": ');
-  await eventually('the CA to reject the broken token file', () => f.logs.some((l) => l.includes('node token file rejected')));
-  await rotated.issue({ csrPem });
-  assert.match(String(parseNodeTokens('{"a": "x", "b": "x"}')), /share a token/);
+test('the client reads its token file on every request, so a token the kubelet rotates applies at once', async (t) => {
+  const f = await fixture(t);
+  const ca = await f.start();
+  const csrPem = (await newCertificateRequest(spiffeId('demo', 'web'))).csrPem;
+  const client = await f.client(ca, 'expired-token-of-node-1');
+  await assert.rejects(client.issue({ csrPem }), refusal(401, 'invalid-token'));
+  await writeFile(client.tokenFile, `${TOKENS['node-1']}\n`);
+  await client.issue({ csrPem });
+  assert.deepEqual(f.callers.seen, ['expired-token-of-node-1', TOKENS['node-1']]);
 });
 
 test('400 for CSRs that are not a single SPIFFE URI in the trust domain, or not self-signed', async (t) => {
@@ -185,10 +181,14 @@ test('400 for CSRs that are not a single SPIFFE URI in the trust domain, or not 
   assert.match(metrics, /meshlet_ca_certificates_issued_total 1/);
 });
 
-test('the root persists across restarts; certificates from before still verify', async (t) => {
+test('--state-dir gets the root certificate as the trust bundle, never its key; a restarted CA on the same root keeps it', async (t) => {
   const f = await fixture(t);
   const first = await f.start();
+  assert.equal(first.bundleFile, join(f.dir, 'ca', ROOT_CERT_FILE));
   const bundle = await readFile(first.bundleFile, 'utf8');
+  assert.equal(bundle, f.root.certPem);
+  assert.deepEqual(await readdir(join(f.dir, 'ca')), [ROOT_CERT_FILE]);
+  assert.doesNotMatch(bundle, /PRIVATE KEY/);
   const before = await (await f.client(first, TOKENS['node-1'])).issue({ csrPem: (await newCertificateRequest(spiffeId('demo', 'web'))).csrPem });
   await first.close();
 
@@ -196,14 +196,7 @@ test('the root persists across restarts; certificates from before still verify',
   assert.equal(await readFile(second.bundleFile, 'utf8'), bundle);
   const client = await f.client(second, TOKENS['node-1']);
   assert.equal(await client.bundle(), bundle);
-  const root = new X509Certificate(bundle);
-  assert.ok(new X509Certificate(before.certChain[0]!).verify(root.publicKey));
-  assert.equal((await readFile(join(f.dir, 'ca', 'root-key.pem'))).length > 0, true);
-  assert.ok(f.logs.some((l) => l.includes('"mesh root loaded"')));
-
-  // Half a root is refused rather than silently replaced.
-  await rm(join(f.dir, 'ca', 'root-cert.pem'));
-  await assert.rejects(f.start(), (err: unknown) => err instanceof CaStateError && /only one of/.test(err.message));
+  assert.ok(new X509Certificate(before.certChain[0]!).verify(new X509Certificate(bundle).publicKey));
 });
 
 test('the client says when the CA is unreachable or not the pinned one', async (t) => {
@@ -215,7 +208,7 @@ test('the client says when the CA is unreachable or not the pinned one', async (
   const tokenFile = join(other, 'token');
   await writeFile(tokenFile, TOKENS['node-1']);
   // A bundle from another mesh root.
-  const foreign = await (await import('../../ca/root.ts')).loadOrCreateRoot(join(other, 'ca'), 'cluster.local');
+  const foreign = await createRoot('cluster.local');
   await writeFile(join(other, 'bundle.pem'), foreign.certPem);
   const untrusting = new CaClient({ url: ca.url, bundleFile: join(other, 'bundle.pem'), tokenFile });
   t.after(() => untrusting.close());

@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { ClusterState } from '../../lib/cluster/cluster-state.ts';
 import { parsePortList } from '../../lib/cluster/convert.ts';
 import { stateDelta } from '../../lib/mesh/delta.ts';
-import { validateWorkload } from '../../lib/mesh/validate.ts';
-import { parseJsonDocuments, parseStateYaml } from '../../lib/cluster/sources/file.ts';
+import { validateService, validateWorkload } from '../../lib/mesh/validate.ts';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
 
 const ns = (name: string, mode?: string): KubeObject => ({
@@ -30,7 +29,6 @@ test('a pod in an ambient namespace is an enrolled workload with its IPs, ports 
   const w = state.workloads[0]!;
   assert.equal(w.enrolled, true);
   assert.deepEqual(w.ips, ['10.244.1.2', 'fd00:244:1::2']);
-  assert.deepEqual(w.namedPorts, { http: 8080 });
   assert.equal(w.serviceAccount, 'sa');
 });
 
@@ -67,7 +65,7 @@ test('an object that turns bad keeps its last good form in effect and is reporte
   const { state, rejected } = cluster.update([ns('demo', 'ambient'), service('web', [{ port: 'eighty' }])]);
   assert.equal(rejected.length, 1);
   assert.match(rejected[0]!.reason, /spec\.ports\[0\]\.port must be a number/);
-  assert.deepEqual(state.services[0]!.ports, [{ port: 80, targetPort: 'http', protocol: 'TCP' }]);
+  assert.deepEqual(state.services[0]!.ports, [{ port: 80, protocol: 'TCP' }]);
   // Once deleted, it is gone for good.
   assert.deepEqual(cluster.update([ns('demo', 'ambient')]).state.services, []);
 });
@@ -126,6 +124,102 @@ test('a pod carries its QoS class for the agent alone: status.qosClass, else fro
   assert.equal('probePorts' in checked, false);
 });
 
+/** A running pod at exactly `ips`. */
+const podAt = (name: string, ips: string[]): KubeObject => ({ ...pod(name), status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } });
+
+const slice = (name: string, service: string | undefined, addressType: string, endpoints: unknown[], ports: unknown[] = [{ name: 'http', port: 8080, protocol: 'TCP' }]): KubeObject => ({
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+  metadata: { name, namespace: 'demo', labels: service === undefined ? {} : { 'kubernetes.io/service-name': service } },
+  addressType,
+  endpoints,
+  ports,
+});
+
+const webService = (ports: unknown[] = [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'metrics', port: 9090 }]): KubeObject => ({
+  apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'demo' }, spec: { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:96::10'], ports },
+});
+
+test('a Service\'s endpoints are its EndpointSlices\' ready addresses, both families, with each slice\'s resolved ports', () => {
+  const ports = [{ name: 'metrics', port: 9090, protocol: 'TCP' }];
+  const { state, rejected, endpointWarnings } = new ClusterState().update([
+    ns('demo', 'ambient'),
+    podAt('web-1', ['10.244.1.2', 'fd00:244:1::2']),
+    podAt('web-2', ['10.244.1.3']),
+    podAt('web-3', ['10.244.1.4']),
+    webService(),
+    // The controller puts pods whose named port resolves differently in different slices.
+    slice('web-a', 'web', 'IPv4', [{ addresses: ['10.244.1.2'], conditions: { ready: true } }, { addresses: ['10.244.1.4'], conditions: { ready: false } }], [{ name: 'http', port: 8080, protocol: 'TCP' }, ...ports]),
+    // No conditions, or ready null: ready, as the API says.
+    slice('web-b', 'web', 'IPv4', [{ addresses: ['10.244.1.3'] }], [{ name: 'http', port: 8081 }, ...ports]),
+    slice('web-v6', 'web', 'IPv6', [{ addresses: ['fd00:244:1:0:0:0:0:2'], conditions: { ready: null } }], [{ name: 'http', port: 8080, protocol: 'TCP' }, ...ports]),
+    // Not web's: another Service's, no Service's, hostnames.
+    slice('api-a', 'api', 'IPv4', [{ addresses: ['10.244.1.4'] }]),
+    slice('mirror', undefined, 'IPv4', [{ addresses: ['10.244.1.4'] }]),
+    slice('web-fqdn', 'web', 'FQDN', [{ addresses: ['web.example.com'] }]),
+  ]);
+  assert.deepEqual(rejected, []);
+  assert.deepEqual(endpointWarnings, []);
+  assert.deepEqual(state.services.map((s) => s.endpoints), [[
+    { ip: '10.244.1.2', ports: { http: 8080, metrics: 9090 } },
+    { ip: '10.244.1.3', ports: { http: 8081, metrics: 9090 } },
+    { ip: 'fd00:244:1::2', ports: { http: 8080, metrics: 9090 } },
+  ]]);
+  // What the ztunnel accepts of it.
+  assert.deepEqual(validateService(JSON.parse(JSON.stringify(state.services[0])), 'service'), state.services[0]);
+});
+
+test('a slice port serves the Service port of its name and protocol; an unnamed Service port is the slice\'s port ""', () => {
+  const { state } = new ClusterState().update([
+    ns('demo'),
+    podAt('web-1', ['10.244.1.2']),
+    webService([{ port: 80, targetPort: 8080 }]),
+    slice('web-a', 'web', 'IPv4', [{ addresses: ['10.244.1.2'] }], [{ name: '', port: 8080, protocol: 'TCP' }]),
+  ]);
+  assert.deepEqual(state.services[0]!.endpoints, [{ ip: '10.244.1.2', ports: { '': 8080 } }]);
+  const udp = new ClusterState().update([
+    ns('demo'),
+    podAt('web-1', ['10.244.1.2']),
+    webService([{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'constructor', port: 54 }]),
+    slice('web-a', 'web', 'IPv4', [{ addresses: ['10.244.1.2'] }], [{ name: 'dns', port: 5353, protocol: 'TCP' }, { name: 'unrestricted' }]),
+  ]);
+  assert.deepEqual(udp.rejected, []);
+  assert.deepEqual(udp.state.services[0]!.endpoints, [{ ip: '10.244.1.2', ports: {} }]);
+});
+
+test('a ready endpoint that is no pod\'s address is left out and named in a warning', () => {
+  const many = Array.from({ length: 7 }, (_, i) => ({ addresses: [`192.0.2.${i + 1}`] }));
+  const { state, rejected, endpointWarnings } = new ClusterState().update([
+    ns('demo', 'ambient'),
+    podAt('web-1', ['10.244.1.2']),
+    webService(),
+    slice('web-a', 'web', 'IPv4', [{ addresses: ['10.244.1.2'] }, { addresses: ['10.244.9.9'] }]),
+    slice('web-b', 'web', 'IPv4', many),
+  ]);
+  assert.deepEqual(rejected, []);
+  assert.deepEqual(state.services[0]!.endpoints, [{ ip: '10.244.1.2', ports: { http: 8080 } }]);
+  assert.deepEqual(endpointWarnings.map((w) => w.object), ['EndpointSlice demo/web-a', 'EndpointSlice demo/web-b']);
+  assert.match(endpointWarnings[0]!.warning, /^ready endpoint 10\.244\.9\.9 is no running pod's address, so the mesh does not route Service demo\/web to it/);
+  assert.match(endpointWarnings[1]!.warning, /^ready endpoints 192\.0\.2\.1, 192\.0\.2\.2, 192\.0\.2\.3, 192\.0\.2\.4, 192\.0\.2\.5 and 2 more are no running pod's address/);
+});
+
+test('a bad EndpointSlice is rejected alone: its last good form stays, the other slices apply', () => {
+  const cluster = new ClusterState();
+  const objects = (a: KubeObject) => [ns('demo'), podAt('web-1', ['10.244.1.2']), podAt('web-2', ['10.244.1.3']), webService(), a, slice('web-b', 'web', 'IPv4', [{ addresses: ['10.244.1.3'] }])];
+  cluster.update(objects(slice('web-a', 'web', 'IPv4', [{ addresses: ['10.244.1.2'] }])));
+  const { state, rejected } = cluster.update(objects(slice('web-a', 'web', 'IPv4', [{ addresses: ['fd00::2'] }])));
+  assert.deepEqual(rejected.map((r) => r.object), ['EndpointSlice demo/web-a']);
+  assert.match(rejected[0]!.reason, /endpoints\[0\]\.addresses\[0\] "fd00::2" is not an IPv4 address, as the slice's addressType says/);
+  assert.deepEqual(state.services[0]!.endpoints.map((e) => e.ip), ['10.244.1.2', '10.244.1.3']);
+  const reasons = [
+    [slice('x', 'web', 'IPv5', []), /addressType must be IPv4, IPv6 or FQDN/],
+    [slice('x', 'web', 'IPv4', [{ addresses: [] }]), /endpoints\[0\]\.addresses must be a non-empty list/],
+    [slice('x', 'web', 'IPv4', [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }]), /conditions\.ready must be true or false/],
+    [slice('x', 'web', 'IPv4', [], [{ name: 'http', port: 70000 }]), /ports\[0\]\.port must be a number from 1 to 65535/],
+  ] as const;
+  for (const [bad, reason] of reasons) assert.match(new ClusterState().update([bad]).rejected[0]?.reason ?? '', reason);
+});
+
 test('nodes come from Node objects\' InternalIP', () => {
   const { state } = new ClusterState().update([
     { kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: 'fd00:200::11' }, { type: 'InternalIP', address: '10.200.0.11' }] } },
@@ -142,18 +236,4 @@ test('deltas carry only what changed', () => {
   assert.deepEqual(d.upsert.workloads.map((w) => w.name), ['web']);
   assert.deepEqual(d.remove.workloads, ['uid-db']);
   assert.equal(stateDelta(b, b), null);
-});
-
-test('state file: multi-document YAML, with unreadable documents reported', () => {
-  const read = parseStateYaml('kind: Namespace\nmetadata: {name: a}\n---\n- not a map\n---\nkind: [\n');
-  assert.equal(read.objects.length, 1);
-  assert.deepEqual(read.unreadable.map((u) => u.document), [2, 3]);
-});
-
-test('state file: JSON documents take the fast path and read the same as YAML', () => {
-  const objects = [{ kind: 'Namespace', metadata: { name: 'a' } }, { kind: 'Pod', metadata: { name: 'p', annotations: { note: 'x\n---\ny' } } }];
-  const json = `# header\n${objects.map((o) => JSON.stringify(o)).join('\n---\n')}\n`;
-  assert.deepEqual(parseJsonDocuments(json), objects);
-  assert.deepEqual(parseStateYaml(json).objects, objects);
-  assert.equal(parseJsonDocuments('kind: Namespace\nmetadata: {name: a}\n'), undefined, 'YAML falls back to the YAML parser');
 });

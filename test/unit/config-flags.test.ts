@@ -15,7 +15,7 @@ function parse<C>(table: FlagTable<C>, args: string[]): C {
 }
 
 const agent: AgentConfig = {
-  node: 'node-1', stateFile: '/run/s.yaml', kubeletCgroupRoot: '/sys/fs/cgroup', cgroupDriver: 'systemd', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
+  node: 'node-1', kubeconfig: '/run/agent.kubeconfig', kubeletCgroupRoot: '/sys/fs/cgroup', cgroupDriver: 'systemd', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
   captureIp4: '10.244.1.1', captureIp6: 'fd00::1', inboundSourceIp4: '10.244.1.254', probeSourceIp4: '10.244.1.1',
   rootNamespace: 'meshlet-system', controlSocket: '/run/c.sock', adminSocket: '/run/a.sock',
 };
@@ -27,7 +27,8 @@ const ztunnel: ZtunnelConfig = {
 };
 
 const ca: CaConfig = {
-  listen: '10.200.0.2:15012', stateDir: '/run/ca', stateFile: '/run/s.yaml', nodeTokens: '/run/t.json', trustDomain: 'cluster.local',
+  listen: '10.200.0.2:15012', stateDir: '/run/ca', kubeconfig: '/run/ca.kubeconfig', rootSecret: 'mesh/root', tokenAudience: 'mesh-ca',
+  nodeAccount: ['system:serviceaccount:mesh:ztunnel', 'system:serviceaccount:mesh:ztunnel-canary'], trustDomain: 'cluster.local',
   defaultTtl: 3600, maxTtl: 7200, serverName: ['ca.local', '10.200.0.2'],
 };
 
@@ -47,6 +48,9 @@ test('defaults fill what the launcher leaves out', () => {
   const { outboundPort, hbonePort, drainSeconds, trustDomain, ...given } = ztunnel;
   assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, given)), { ...given, outboundPort, hbonePort, drainSeconds: 5, trustDomain: 'cluster.local' });
   assert.equal(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, defaultTtl: undefined })).defaultTtl, 86_400);
+  const caDefaults = parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, rootSecret: undefined, tokenAudience: undefined, nodeAccount: undefined }));
+  assert.deepEqual([caDefaults.rootSecret, caDefaults.tokenAudience, caDefaults.nodeAccount],
+    ['meshlet-system/meshlet-ca-root', 'meshlet-ca', ['system:serviceaccount:meshlet-system:meshlet-ztunnel']]);
   assert.equal(parse(AGENT_FLAGS, configArgs(AGENT_FLAGS, { ...agent, cgroupDriver: undefined })).cgroupDriver, 'auto');
 });
 
@@ -61,4 +65,5 @@ test('bad values are refused with the flag and the fix', () => {
   assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, outboundPort: 70000 })), { code: 'MESHLET_CONFIG', message: /--outbound-port must be a port number/ });
   assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, trustDomain: 'Bad Domain' })), { code: 'MESHLET_CONFIG', message: /--trust-domain/ });
   assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, listen: 'nowhere' })), { code: 'MESHLET_CONFIG', message: /--listen "nowhere" is not ip:port/ });
+  assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, rootSecret: 'meshlet-ca-root' })), { code: 'MESHLET_CONFIG', message: /--root-secret "meshlet-ca-root" is not <namespace>\/<name> of a Secret/ });
 });

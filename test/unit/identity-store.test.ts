@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect, createServer, type TLSSocket } from 'node:tls';
-import { startCa, type RunningCa } from '../../ca/service.ts';
-import { StateFileSource } from '../../lib/cluster/sources/file.ts';
+import { createRoot } from '../../ca/root.ts';
+import { serveCa, type RunningCa } from '../../ca/service.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { CaRefusedError, CertificateUnavailableError } from '../../lib/identity/errors.ts';
 import { sniFor } from '../../lib/identity/sni.ts';
@@ -17,14 +17,9 @@ import { clientIdentity, hboneClientTlsOptions, hboneServerTlsOptions } from '..
 import { jsonLogger } from '../../lib/core/log.ts';
 import { eventually } from '../support/eventually.ts';
 import { ManualClock } from '../support/manual-clock.ts';
+import { PodsSource, runningPod, TokenCallers } from '../support/ca-doubles.ts';
 
-const pod = (name: string, sa: string) => `
-apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: demo, uid: uid-${name}}
-spec: {nodeName: node-1, serviceAccountName: ${sa}, containers: [{name: c}]}
-status: {phase: Running, podIP: 10.244.1.${name.length}}
-`;
+const pod = (name: string, sa: string) => runningPod(name, 'demo', sa, 'node-1', `10.244.1.${name.length}`);
 const TOKEN = 'node-1-token-0123456789abcdef';
 const web = spiffeId('demo', 'web');
 const client = spiffeId('demo', 'client');
@@ -44,14 +39,13 @@ const CLOCK_LEAD_MS = 60_000;
 async function fixture(t: TestContext, storeOptions: Omit<CertificateStoreOptions, 'issuer' | 'clock' | 'scheduler'>) {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-store-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'state.yaml'), [pod('web', 'web'), pod('client', 'client')].join('---\n'));
-  await writeFile(join(dir, 'tokens.json'), JSON.stringify({ 'node-1': TOKEN }));
   await writeFile(join(dir, 'token'), TOKEN);
+  const root = await createRoot('cluster.local');
   const start = async (port = 0): Promise<RunningCa> => {
-    const ca = await startCa({
-      host: '127.0.0.1', port, stateDir: join(dir, 'ca'), source: new StateFileSource(join(dir, 'state.yaml')), nodeTokensFile: join(dir, 'tokens.json'),
+    const ca = await serveCa({
+      host: '127.0.0.1', port, stateDir: join(dir, 'ca'),
       trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [], log: quiet(),
-    });
+    }, { root, source: new PodsSource([pod('web', 'web'), pod('client', 'client')]), callers: new TokenCallers({ [TOKEN]: 'node-1' }) });
     t.after(() => ca.close());
     return ca;
   };

@@ -7,8 +7,8 @@ import { createSecureServer } from 'node:http2';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCa } from '../../ca/service.ts';
-import { StateFileSource } from '../../lib/cluster/sources/file.ts';
+import { createRoot } from '../../ca/root.ts';
+import { serveCa } from '../../ca/service.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
 import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { CertificateStore } from '../../lib/identity/store.ts';
@@ -19,6 +19,7 @@ import { awaitTunnel } from '../../lib/hbone/client.ts';
 import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
 import { CLIENT_IP, SERVER_IP, readAll, twoNodes, upstream } from '../ztunnel/fixtures.ts';
 import { eventually } from '../support/eventually.ts';
+import { PodsSource, runningPod, TokenCallers } from '../support/ca-doubles.ts';
 
 const DEFAULT_SA = spiffeId('default', 'default');
 
@@ -26,13 +27,14 @@ const DEFAULT_SA = spiffeId('default', 'default');
 async function meshCa(t: TestContext, others: string[] = []): Promise<{ n1: MeshIdentity; n2: MeshIdentity }> {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-mtls-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const pod = (name: string, node: string, sa = 'default') =>
-    `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: default, uid: uid-${name}}\nspec: {nodeName: ${node}, serviceAccountName: ${sa}, containers: [{name: c}]}\nstatus: {phase: Running, podIP: 10.0.0.${name.length}}\n`;
-  await writeFile(join(dir, 'state.yaml'), [pod('a', 'n1'), pod('bb', 'n2'), ...others.map((sa, i) => pod(`x${i}`, 'n2', sa))].join('---\n'));
-  await writeFile(join(dir, 'tokens.json'), JSON.stringify({ n1: 'token-n1-0123456789abcdef', n2: 'token-n2-0123456789abcdef' }));
-  const ca = await startCa({
-    host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'), source: new StateFileSource(join(dir, 'state.yaml')), nodeTokensFile: join(dir, 'tokens.json'),
+  const pod = (name: string, node: string, sa = 'default') => runningPod(name, 'default', sa, node, `10.0.0.${name.length}`);
+  const pods = [pod('a', 'n1'), pod('bb', 'n2'), ...others.map((sa, i) => pod(`x${i}`, 'n2', sa))];
+  const ca = await serveCa({
+    host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'),
     trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [], log: silentLogger,
+  }, {
+    root: await createRoot('cluster.local'), source: new PodsSource(pods),
+    callers: new TokenCallers({ 'token-n1-0123456789abcdef': 'n1', 'token-n2-0123456789abcdef': 'n2' }),
   });
   t.after(() => ca.close());
   const identity = async (node: string): Promise<MeshIdentity> => {

@@ -19,7 +19,7 @@ const client = workload({ name: 'client', serviceAccount: 'client', ips: ['10.0.
 const local = workload({ name: 'local', serviceAccount: 'local', ips: ['10.0.1.2'], node: 'n1', labels: { app: 'local' } });
 /** No policy selects it. */
 const cache = workload({ name: 'cache', ips: ['10.0.1.3'], node: 'n1', labels: { app: 'cache' } });
-const server = workload({ name: 'server', serviceAccount: 'server', ips: ['10.0.2.1'], node: 'n2', labels: { app: 'server' }, namedPorts: { http: 8080 } });
+const server = workload({ name: 'server', serviceAccount: 'server', ips: ['10.0.2.1'], node: 'n2', labels: { app: 'server' } });
 /** No policy selects it. */
 const db = workload({ name: 'db', ips: ['10.0.2.2'], node: 'n2', labels: { app: 'db' } });
 const legacy = workload({ name: 'legacy', ips: ['10.0.2.9'], node: 'n2', enrolled: false, labels: { app: 'legacy' } });
@@ -36,9 +36,9 @@ const state: MeshState = {
   nodes: [N1, N2],
   workloads: [client, local, cache, server, db, legacy, orphan],
   services: [
-    service({ name: 'server', vips: ['10.96.0.10'], ports: [{ port: 80, targetPort: 'http', protocol: 'TCP' }] }),
-    service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] }),
-    service({ name: 'legacy', vips: ['10.96.0.12'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] }),
+    service({ name: 'server', vips: ['10.96.0.10'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.2.1', ports: { http: 8080 } }] }),
+    service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, protocol: 'TCP' }] }),
+    service({ name: 'legacy', vips: ['10.96.0.12'], ports: [{ port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.2.9', ports: { '': 80 } }] }),
   ],
   authorizationPolicies: [fromClientOnly('local'), fromClientOnly('server')],
   peerAuthentications: [],
@@ -249,7 +249,12 @@ for (const row of outboundRows) {
 }
 
 test('outbound: a Service VIP balances round robin through the resolver passed in', () => {
-  const twoEndpoints = viewOf({ ...state, workloads: [...state.workloads, workload({ name: 'server-b', ips: ['10.0.1.5'], node: 'n1', labels: { app: 'server' }, namedPorts: { http: 8081 } })] });
+  const [serverService, ...otherServices] = state.services;
+  const twoEndpoints = viewOf({
+    ...state,
+    workloads: [...state.workloads, workload({ name: 'server-b', ips: ['10.0.1.5'], node: 'n1', labels: { app: 'server' } })],
+    services: [{ ...serverService!, endpoints: [...serverService!.endpoints, { ip: '10.0.1.5', ports: { http: 8081 } }] }, ...otherServices],
+  });
   const resolver = new Resolver('n1');
   const plans = [1, 2, 3].map(() => planOutbound(twoEndpoints, { source: FROM_CLIENT, destination: at('10.96.0.10', 80), ownAddresses: new Set(), resolver, trustDomain: TD }));
   assert.deepEqual(plans.map((p) => (p.kind === 'tunnel' || p.kind === 'direct' ? `${p.kind} ${p.target.ip}:${p.target.port}` : p.kind)), ['tunnel 10.0.2.1:8080', 'direct 10.0.1.5:8081', 'tunnel 10.0.2.1:8080']);

@@ -18,7 +18,12 @@ import { eventually } from '../support/eventually.ts';
 
 const VIP = '10.96.0.10';
 
-/** n1 hosts web-a (enrolled) and legacy (not enrolled); n2 hosts web-b and web-c; web-c lacks the named port. */
+/**
+ * n1 hosts web-a (enrolled) and legacy (not enrolled); n2 hosts web-b and
+ * web-c. Service web's endpoints are as its EndpointSlices gave them: the
+ * named port http resolved per pod (web-c has no such port), and one
+ * address that is no pod's.
+ */
 function state(): MeshState {
   const web = { labels: { app: 'web' } };
   return {
@@ -29,17 +34,29 @@ function state(): MeshState {
       { name: 'n2', address: '192.168.0.2' },
     ],
     workloads: [
-      workload({ name: 'web-a', ips: ['10.0.1.1', 'fd00::1:1'], node: 'n1', namedPorts: { http: 8080 }, ...web }),
-      workload({ name: 'web-b', ips: ['10.0.2.1'], node: 'n2', namedPorts: { http: 8081 }, ...web }),
+      workload({ name: 'web-a', ips: ['10.0.1.1', 'fd00::1:1'], node: 'n1', ...web }),
+      workload({ name: 'web-b', ips: ['10.0.2.1'], node: 'n2', ...web }),
       workload({ name: 'web-c', ips: ['10.0.2.2'], node: 'n2', ...web }),
-      workload({ name: 'web-other-ns', namespace: 'other', ips: ['10.0.2.3'], node: 'n2', namedPorts: { http: 8080 }, ...web }),
       workload({ name: 'legacy', ips: ['10.0.1.9'], node: 'n1', enrolled: false, labels: { app: 'legacy' } }),
       workload({ name: 'orphan', ips: ['10.0.3.1'], node: 'n3' }),
     ],
     services: [
-      service({ name: 'web', vips: [VIP, 'fd00:96::10'], ports: [{ port: 80, targetPort: 'http', protocol: 'TCP' }, { port: 9000, targetPort: 9000, protocol: 'TCP' }] }),
-      service({ name: 'empty', vips: ['10.96.0.11'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }], selector: { app: 'nothing' } }),
-      service({ name: 'legacy', vips: ['10.96.0.12'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] }),
+      service({
+        name: 'web',
+        vips: [VIP, 'fd00:96::10'],
+        ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { name: 'metrics', port: 9000, protocol: 'TCP' }],
+        endpoints: [
+          { ip: '10.0.1.1', ports: { http: 8080, metrics: 9000 } },
+          { ip: '10.0.2.1', ports: { http: 8081, metrics: 9000 } },
+          { ip: '10.0.2.2', ports: { metrics: 9000 } },
+          { ip: '10.0.9.9', ports: { http: 8080, metrics: 9000 } },
+          { ip: 'fd00::1:1', ports: { http: 8080, metrics: 9000 } },
+        ],
+      }),
+      service({ name: 'empty', vips: ['10.96.0.11'], ports: [{ port: 80, protocol: 'TCP' }] }),
+      service({ name: 'legacy', vips: ['10.96.0.12'], ports: [{ port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.1.9', ports: { '': 80 } }] }),
+      // A port name that is also an Object method: web-a has no such port, whatever the prototype holds.
+      service({ name: 'odd', vips: ['10.96.0.13'], ports: [{ name: 'constructor', port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.1.1', ports: {} }] }),
     ],
   };
 }
@@ -60,14 +77,15 @@ test('indexes workloads by IP and uid, services by VIP:port', () => {
   assert.equal(view.workloadByUid('uid-web-b')?.name, 'web-b');
   assert.equal(view.serviceAt(VIP, 80)?.service.name, 'web');
   assert.equal(view.serviceAt(VIP, 81), undefined);
-  // web-c lacks the named port and web-other-ns is in another namespace.
+  // web-c has no port http, and 10.0.9.9 is no pod's address: the mesh has no identity to verify there.
   assert.deepEqual(view.serviceAt(VIP, 80)?.endpoints.map((e) => `${e.workload.name} ${e.port}`), ['web-a 8080', 'web-b 8081']);
   assert.deepEqual(view.serviceAt(VIP, 9000)?.endpoints.map((e) => e.workload.name), ['web-a', 'web-b', 'web-c']);
+  assert.deepEqual(view.serviceAt('10.96.0.13', 80)?.endpoints, []);
   // An IPv6 VIP balances over the endpoints' IPv6 addresses only.
   assert.deepEqual(view.serviceAt('fd00:96::10', 80)?.endpoints.map((e) => e.ip), ['fd00::1:1']);
 });
 
-test('a VIP balances round robin; the named targetPort is each pod\'s own', () => {
+test('a VIP balances round robin; the named targetPort is each pod\'s own, as its EndpointSlice resolved it', () => {
   const view = storeWith().view!;
   const r = new Resolver('n1');
   const picks = Array.from({ length: 4 }, () => target(r.resolve(view, { ip: VIP, port: 80 })));
@@ -94,10 +112,13 @@ test('deltas upsert and remove; round robin survives the swap', () => {
   const store = storeWith();
   const r = new Resolver('n2');
   assert.equal(target(r.resolve(store.view!, { ip: VIP, port: 80 })), 'tunnel 10.0.1.1:8080');
+  // web-a left its EndpointSlice, web-d joined it.
+  const web = state().services[0]!;
+  const webAfter = { ...web, endpoints: [...web.endpoints.filter((e) => e.ip !== '10.0.1.1' && e.ip !== 'fd00::1:1'), { ip: '10.0.2.4', ports: { http: 8082, metrics: 9000 } }] };
   const delta: DeltaMessage = {
     type: 'delta',
     version: 2,
-    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' }, namedPorts: { http: 8082 } })], services: [], authorizationPolicies: [], peerAuthentications: [] },
+    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' } })], services: [webAfter], authorizationPolicies: [], peerAuthentications: [] },
     remove: { nodes: [], workloads: ['uid-web-a'], services: ['default/empty'], authorizationPolicies: [], peerAuthentications: [] },
   };
   store.apply(parseControlMessage(delta));
@@ -116,6 +137,9 @@ test('validation rejects a bad message whole, naming the object', () => {
   bad.workloads[1] = { ...bad.workloads[1], ips: ['10.0.2.300'] };
   assert.throws(() => parseControlMessage({ type: 'snapshot', version: 1, state: bad }), /workload default\/web-b\.ips\[0\]: not an IP address/);
   assert.throws(() => parseControlMessage({ type: 'hello', version: 1 }), /message.type/);
+  const badEndpoint = state();
+  badEndpoint.services[0] = { ...badEndpoint.services[0]!, endpoints: [{ ip: '10.0.1.1', ports: { http: 0 } }] };
+  assert.throws(() => parseControlMessage({ type: 'snapshot', version: 1, state: badEndpoint }), /service default\/web\.endpoints\[0\]\.ports\["http"\]: expected an integer in \[1, 65535\]/);
   const clash = state();
   clash.workloads[1] = { ...clash.workloads[1], ips: ['10.0.1.1'] };
   assert.throws(() => storeWith(clash), /web-a and default\/web-b both have IP 10.0.1.1/);

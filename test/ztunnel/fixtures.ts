@@ -30,17 +30,20 @@ export function workload(w: Partial<Workload> & Pick<Workload, 'name' | 'ips' | 
     serviceAccount: 'default',
     labels: {},
     enrolled: true,
-    namedPorts: {},
     excludeOutboundPorts: [],
     ...w,
   };
 }
 
 export function service(s: Partial<Service> & Pick<Service, 'name' | 'vips' | 'ports'>): Service {
-  return { namespace: 'default', selector: { app: s.name }, ...s };
+  return { namespace: 'default', endpoints: [], ...s };
 }
 
-/** Nodes n1 (127.0.0.1) and n2 (127.0.0.2), client and local pods on n1, a server pod on n2 listening on `serverPort`, a Service without endpoints. */
+/**
+ * Nodes n1 (127.0.0.1) and n2 (127.0.0.2), client and local pods on n1, a
+ * server pod on n2 listening on `serverPort`, its Service (whose port "data"
+ * its EndpointSlice resolved to `serverPort`), and a Service without endpoints.
+ */
 export function twoNodeState(serverPort: number): MeshState {
   return {
     authorizationPolicies: [],
@@ -51,12 +54,12 @@ export function twoNodeState(serverPort: number): MeshState {
     ],
     workloads: [
       workload({ name: 'client', ips: [CLIENT_IP], node: 'n1', labels: { app: 'client' } }),
-      workload({ name: 'server', ips: [SERVER_IP], node: 'n2', labels: { app: 'server' }, namedPorts: { data: serverPort } }),
+      workload({ name: 'server', ips: [SERVER_IP], node: 'n2', labels: { app: 'server' } }),
       workload({ name: 'local', ips: [LOCAL_IP], node: 'n1', labels: { app: 'local' } }),
     ],
     services: [
-      service({ name: 'server', vips: ['10.96.0.10'], ports: [{ port: 80, targetPort: 'data', protocol: 'TCP' }] }),
-      service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] }),
+      service({ name: 'server', vips: ['10.96.0.10'], ports: [{ name: 'data', port: 80, protocol: 'TCP' }], endpoints: [{ ip: SERVER_IP, ports: { data: serverPort } }] }),
+      service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, protocol: 'TCP' }] }),
     ],
   };
 }

@@ -21,8 +21,18 @@ export const ENDPOINT_SLICES: WatchedKind = { group: 'discovery.k8s.io', version
 export const AUTHORIZATION_POLICIES: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true };
 export const PEER_AUTHENTICATIONS: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true };
 
-/** The node agent's view: its own node's pods (KubeSource's podNodeName), the services and policies that apply to them. */
+/** The node agent's view: pods (AGENT_POD_FIELD_SELECTOR), the nodes they run on, the services and policies that apply to them. */
 export const AGENT_KINDS: readonly WatchedKind[] = [NAMESPACES, PODS, NODES, SERVICES, ENDPOINT_SLICES, AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS];
+
+/**
+ * The agent's pods: cluster-wide, not only its node's, because a Service
+ * endpoint on another node is reached through that node's ztunnel, which must
+ * present the identity of the endpoint pod's ServiceAccount, and an
+ * EndpointSlice does not carry it. hostNetwork pods are never workloads (their
+ * address is their node's), so the API server leaves them out. Enrollment
+ * takes this node's pods alone.
+ */
+export const AGENT_POD_FIELD_SELECTOR = 'spec.hostNetwork=false';
 
 /** The CA's view: which service accounts run on which node, so pods on every node. */
 export const CA_KINDS: readonly WatchedKind[] = [PODS];

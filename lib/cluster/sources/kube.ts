@@ -33,8 +33,8 @@ export interface KubeSourceOptions {
   /** A loaded KubeConfig, or the path of a kubeconfig file (read by start()). */
   kubeconfig: KubeConfig | string;
   kinds: readonly WatchedKind[];
-  /** The agent's node: its pods are listed and watched with fieldSelector spec.nodeName=<node>. */
-  podNodeName?: string;
+  /** Pods are listed and watched with this field selector, e.g. "spec.nodeName=node-1" (a kubelet's) or "spec.hostNetwork=false" (the agent's). */
+  podFieldSelector?: string;
   log: Logger;
   maxObjectsPerKind?: number;
   backoff?: Partial<Backoff>;
@@ -89,7 +89,7 @@ export class KubeSource implements ClusterSource {
     this.#informers = this.#o.kinds.map((kind) => new KindInformer({
       kubeconfig,
       kind,
-      fieldSelector: isPods(kind) && this.#o.podNodeName !== undefined ? `spec.nodeName=${this.#o.podNodeName}` : undefined,
+      fieldSelector: isPods(kind) ? this.#o.podFieldSelector : undefined,
       maxObjects: this.#o.maxObjectsPerKind ?? DEFAULT_MAX_OBJECTS_PER_KIND,
       backoff,
       timers: this.#o.timers ?? realScheduler,

@@ -1,12 +1,13 @@
 // Where raw cluster objects come from, for every process that reads them (the
-// node agent, the CA, the sandbox's status): a YAML file (file.ts) or the
-// Kubernetes API through informers (kube.ts). Consumers convert and validate
-// what a source hands them (ClusterState) and never see how it was read.
+// node agent, the CA, the sandbox's kubelets): the Kubernetes API through
+// informers (kube.ts); unit tests hand in their own. Consumers convert and
+// validate what a source hands them (ClusterState) and never see how it was
+// read.
 import type { KubeObject } from '../objects.ts';
 
 /** Something the source could not turn into an object: rejected alone, the rest still applies. */
 export interface UnreadableObject {
-  /** Names it for the operator, e.g. "/run/meshlet/demo/cluster.yaml document 3". */
+  /** Names it for the operator, e.g. "v1 Pod demo/web". */
   object: string;
   reason: string;
 }
@@ -42,13 +43,13 @@ export interface InformerStatus {
   /** Watch connections the server accepted: each resume after a cut is one. */
   watches: number;
   objects: number;
-  /** e.g. "spec.nodeName=node-1" for the agent's pods. */
+  /** e.g. "spec.hostNetwork=false" for the agent's pods, "spec.nodeName=node-1" for a kubelet's. */
   fieldSelector?: string;
 }
 
 /** What `status` shows of a source. A source with parts (one informer per kind) adds their health beside it. */
 export interface ClusterSourceStatus {
-  /** What it reads, as an operator would name it: "file /run/meshlet/demo/cluster.yaml", "kubernetes". */
+  /** What it reads, as an operator would name it: "kubernetes". */
   name: string;
   synced: boolean;
   /** The API server's URL (the Kubernetes source). */
@@ -74,20 +75,4 @@ export interface ClusterSource {
   /** The initial snapshot has been delivered: from here on consumers see the whole cluster. */
   readonly synced: boolean;
   status(): ClusterSourceStatus;
-}
-
-/**
- * The source's objects once, for one-shot readers (a status command): what
- * its start delivered, or undefined when it has nothing to read yet.
- */
-export async function readOnce(source: ClusterSource): Promise<ClusterUpdate | undefined> {
-  let latest: ClusterUpdate | undefined;
-  try {
-    await source.start((update) => {
-      latest = update;
-    });
-  } finally {
-    source.stop();
-  }
-  return latest;
 }

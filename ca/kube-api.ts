@@ -1,0 +1,76 @@
+// The CA's own calls to the API server, on its kubeconfig's credentials: a
+// JSON request (TokenReview, the root Secret) that answers with its status,
+// so each caller decides what a 404 or 409 means, and the kubeconfig file
+// loaded with an error that says what to fix.
+import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
+import { isRecord } from '../lib/cluster/objects.ts';
+import { describeError } from '../lib/cluster/sources/kube-client.ts';
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+export interface KubeAnswer {
+  status: number;
+  /** The parsed JSON body. */
+  body: unknown;
+}
+
+export function loadKubeconfig(path: string, flag = '--kubeconfig'): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromFile(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${flag} ${path}: ${describeError(err)}; check the path and that the file is a kubeconfig (YAML with clusters, users and contexts)`);
+  }
+  if (!kc.getCurrentCluster()?.server) throw new ConfigError(`${flag} ${path} has no current cluster with a server URL; set current-context to a context whose cluster has a server`);
+  return kc;
+}
+
+/**
+ * One request on the kubeconfig's credentials. Rejects with KubeApiError
+ * status 0 when the API server could not be reached or did not answer JSON
+ * in time; any HTTP status is an answer.
+ */
+export async function kubeRequest(kc: KubeConfig, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<KubeAnswer> {
+  const server = kc.getCurrentCluster()?.server;
+  if (server === undefined) throw new KubeApiError(0, 'the kubeconfig has no current cluster');
+  const ctx = new RequestContext(server + path, method === 'GET' ? HttpMethod.GET : HttpMethod.POST);
+  await kc.applySecurityAuthentication(ctx);
+  // The kubeconfig builds a dispatcher per call; close it after.
+  const dispatcher = ctx.getDispatcher();
+  try {
+    let status: number;
+    let text: string;
+    try {
+      const res = await fetch(server + path, {
+        method, dispatcher, signal: AbortSignal.timeout(timeoutMs),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      });
+      status = res.status;
+      text = await res.text();
+    } catch (err) {
+      throw new KubeApiError(0, `${method} ${path}: ${describeError(err)}`, { cause: err });
+    }
+    try {
+      return { status, body: JSON.parse(text) as unknown };
+    } catch {
+      throw new KubeApiError(status, `${method} ${path}: HTTP ${status}: the answer is not JSON`);
+    }
+  } finally {
+    await dispatcher?.destroy();
+  }
+}
+
+/** The API server's own words for a failed request ("secrets \"x\" is forbidden: …"), or "". */
+export function answerMessage(answer: KubeAnswer): string {
+  return isRecord(answer.body) && typeof answer.body.message === 'string' ? answer.body.message : '';
+}
+
+/** The answer of a request that must succeed (200 or 201); anything else is a KubeApiError with the server's message. */
+export function expectOk(method: string, path: string, answer: KubeAnswer): unknown {
+  if (answer.status === 200 || answer.status === 201) return answer.body;
+  const detail = answerMessage(answer);
+  throw new KubeApiError(answer.status, `${method} ${path}: HTTP ${answer.status}${detail ? `: ${detail}` : ''}`);
+}
