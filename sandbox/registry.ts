@@ -37,17 +37,19 @@ export async function writeSandboxFile(info: SandboxInfo): Promise<void> {
   await writeFileAtomic(sandboxPaths(info.name).infoFile, `${JSON.stringify(info, null, 2)}\n`);
 }
 
-export async function readPids(name: string, node: string): Promise<NodePids | undefined> {
+/** A pids file as its supervisor last wrote it, or undefined (not written yet, or gone). */
+async function readPidsFile<T>(file: string): Promise<T | undefined> {
   try {
-    return JSON.parse(await readFile(pidsFile(name, node), 'utf8')) as NodePids;
+    return JSON.parse(await readFile(file, 'utf8')) as T;
   } catch {
     return undefined;
   }
 }
 
-export async function writePids(name: string, node: string, pids: NodePids): Promise<void> {
-  await writeFileAtomic(pidsFile(name, node), `${JSON.stringify(pids)}\n`);
-}
+const writePidsFile = (file: string, pids: object): Promise<void> => writeFileAtomic(file, `${JSON.stringify(pids)}\n`);
+
+export const readPids = (name: string, node: string): Promise<NodePids | undefined> => readPidsFile(pidsFile(name, node));
+export const writePids = (name: string, node: string, pids: NodePids): Promise<void> => writePidsFile(pidsFile(name, node), pids);
 
 export interface CaPids {
   supervisorPid: number;
@@ -55,17 +57,8 @@ export interface CaPids {
   caRestarts: number;
 }
 
-export async function readCaPids(name: string): Promise<CaPids | undefined> {
-  try {
-    return JSON.parse(await readFile(caPidsFile(name), 'utf8')) as CaPids;
-  } catch {
-    return undefined;
-  }
-}
-
-export async function writeCaPids(name: string, pids: CaPids): Promise<void> {
-  await writeFileAtomic(caPidsFile(name), `${JSON.stringify(pids)}\n`);
-}
+export const readCaPids = (name: string): Promise<CaPids | undefined> => readPidsFile(caPidsFile(name));
+export const writeCaPids = (name: string, pids: CaPids): Promise<void> => writePidsFile(caPidsFile(name), pids);
 
 export interface ControlPlanePids {
   supervisorPid: number;
@@ -74,14 +67,5 @@ export interface ControlPlanePids {
   restarts: Record<string, number>;
 }
 
-export async function readControlPlanePids(name: string): Promise<ControlPlanePids | undefined> {
-  try {
-    return JSON.parse(await readFile(controlPlanePidsFile(name), 'utf8')) as ControlPlanePids;
-  } catch {
-    return undefined;
-  }
-}
-
-export async function writeControlPlanePids(name: string, pids: ControlPlanePids): Promise<void> {
-  await writeFileAtomic(controlPlanePidsFile(name), `${JSON.stringify(pids)}\n`);
-}
+export const readControlPlanePids = (name: string): Promise<ControlPlanePids | undefined> => readPidsFile(controlPlanePidsFile(name));
+export const writeControlPlanePids = (name: string, pids: ControlPlanePids): Promise<void> => writePidsFile(controlPlanePidsFile(name), pids);
