@@ -22,6 +22,7 @@ import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { SERVICES } from '../lib/cluster/sources/kube-kinds.ts';
 import { COMPONENTS, componentArgs, controlPlaneLayout } from './controlplane/components.ts';
 import { receiveAndRelay } from './controlplane/host-relay.ts';
+import { waitForApiServer } from './controlplane/bootstrap.ts';
 import { HostsFiles, hostsDir } from './hosts.ts';
 import { Kubelet } from './kubelet/kubelet.ts';
 import { SandboxRuntime } from './kubelet/sandbox-runtime.ts';
@@ -114,6 +115,8 @@ interface Managed {
   role: string;
   /** The whole command line. */
   argv: string[];
+  /** Its first start waits for this (settled either way). */
+  after?: Promise<unknown>;
   cgroup: string;
   log: string;
   child?: ChildProcess;
@@ -188,8 +191,11 @@ export async function runControlPlaneSupervisor(name: string): Promise<void> {
   const layout = controlPlaneLayout(controlPlane.dir);
   const args = componentArgs(layout, CONTROL_PLANE_NETWORK);
   const cgroups = controlPlaneCgroups(info.cgroup!);
+  // The controllers exit at once while the API server has not set up its bootstrap RBAC: start them once it is ready.
+  const apiServerReady = waitForApiServer(layout, CONTROL_PLANE_NETWORK).catch(() => undefined);
   const managed: Managed[] = COMPONENTS.map((c) => ({
     role: c, argv: [`${controlPlane.bin}/${c}`, ...args[c]], cgroup: cgroups.component(c), log: layout.log(c), startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS,
+    ...(c === 'kube-controller-manager' || c === 'kube-scheduler' ? { after: apiServerReady } : {}),
   }));
   await supervise(name, info.underlayNetns!, managed, (children) => writeControlPlanePids(name, {
     supervisorPid: process.pid,
@@ -275,6 +281,6 @@ async function supervise(name: string, netns: string, managed: Managed[], writeS
     const watchdog = setInterval(() => {
       if (!existsSync(sandboxPaths(name).infoFile)) stop('sandbox.json is gone');
     }, 2000);
-    for (const m of managed) start(m);
+    for (const m of managed) void (m.after ?? Promise.resolve()).finally(() => start(m));
   });
 }

@@ -20,6 +20,8 @@ const server = createServer((socket) => {
   socket.on('error', () => socket.destroy());
   socket.write(`${banner}\n`);
   const lines = createInterface({ input: socket, crlfDelay: Infinity });
+  // readline re-emits the socket's errors: a peer that resets (a kubelet tcpSocket probe) must not crash the server.
+  lines.on('error', () => socket.destroy());
   lines.on('line', (line) => {
     if (line.trim() === 'quit') {
       socket.end('221 bye\n');
