@@ -4,10 +4,17 @@
 import type { BpfError } from '../lib/core/errors.ts';
 import type { DatapathStatus, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import type { DropEvent, DropWatch } from './bpf/drop-watch.ts';
+import type { SweepResult } from './bpf/strict-sweep.ts';
 
 /** How one enrolled pod is captured. */
 export interface PodCapture {
   cgroupPath: string;
+  /**
+   * The pod's own addresses (the first of each family counts): the kernel
+   * marks a redirected connection from any other source address, and the
+   * ztunnel refuses it (source_mismatch). None: every one is refused.
+   */
+  ips: string[];
   excludeOutboundPorts: number[];
   /** Absent: PERMISSIVE, nothing enforced. */
   inbound?: InboundEnforcement;
@@ -31,4 +38,6 @@ export interface Datapath extends EnrollmentDatapath {
   /** Streams inbound drops until stop(); errors end the watch and go to onError. */
   watchDrops(onDrop: (e: DropEvent) => void, onError: (err: BpfError) => void): DropWatch;
   status(): Promise<DatapathStatus>;
+  /** Ends the pod's established connections that its inbound enforcement (already enrolled) does not admit. */
+  closeInadmissible(pod: PodCapture): Promise<SweepResult>;
 }

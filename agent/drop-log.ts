@@ -22,8 +22,11 @@ export class DropLog {
     this.#node = node;
   }
 
-  /** `pod` is the enrolled pod that owns the dropping cgroup; `byIp` names the source. */
-  record(e: DropEvent, pod: Workload | undefined, byIp: (ip: string) => Workload | undefined): void {
+  /**
+   * `pod` is the enrolled pod that owns the dropping cgroup; `byIp` names the
+   * source; `failClosed` the rejected policies that made the pod STRICT.
+   */
+  record(e: DropEvent, pod: Workload | undefined, byIp: (ip: string) => Workload | undefined, failClosed: readonly string[] = []): void {
     const source = byIp(e.source.ip);
     const ref = (w: Workload | undefined) => (w ? { workload: { namespace: w.namespace, name: w.name } } : {});
     const flow: FlowRecord = {
@@ -40,7 +43,7 @@ export class DropLog {
       durationMs: 0,
       closeReason: 'dropped',
       verdict: 'deny',
-      verdictReason: REASONS[e.reason],
+      verdictReason: failClosed.length === 0 ? REASONS[e.reason] : `${REASONS[e.reason]}; the pod is STRICT because ${failClosed.join(', ')} ${failClosed.length === 1 ? 'was' : 'were'} rejected and fail${failClosed.length === 1 ? 's' : ''} closed`,
       security: 'plaintext',
     };
     this.#records.push(flow);

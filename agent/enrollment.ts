@@ -72,7 +72,7 @@ export class Enrollment {
     for (const pod of pods) {
       const st = await stat(pod.dir, { bigint: true }).catch(() => undefined);
       if (!st?.isDirectory() || !ids.has(String(st.ino))) continue;
-      this.#current.set(pod.uid, { uid: pod.uid, namespace: '', name: '', cgroupPath: pod.dir, cgroupId: String(st.ino), excludeOutboundPorts: [], since: new Date().toISOString() });
+      this.#current.set(pod.uid, { uid: pod.uid, namespace: '', name: '', cgroupPath: pod.dir, cgroupId: String(st.ino), ips: [], excludeOutboundPorts: [], since: new Date().toISOString() });
       this.#foundFor.set(pod.uid, pod.qos);
     }
     if (this.#current.size > 0) this.#log.info('adopted enrolled pods from pinned maps', { pods: this.#current.size });
@@ -127,7 +127,9 @@ export class Enrollment {
       const inbound = inboundEnforcement(w, policies, portLevel);
       const have = this.#current.get(w.uid);
       const sameCgroup = this.#foundFor.has(w.uid) && this.#foundFor.get(w.uid) === w.qosClass;
-      if (have && sameCgroup && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts) && isDeepStrictEqual(have.inbound, inbound)) {
+      // The pod's addresses are in its pods entry: the kernel checks its connections' sources against them.
+      const same = have && isDeepStrictEqual(have.ips, w.ips) && isDeepStrictEqual(have.excludeOutboundPorts, w.excludeOutboundPorts) && isDeepStrictEqual(have.inbound, inbound);
+      if (have && sameCgroup && same) {
         have.namespace = w.namespace;
         have.name = w.name;
         continue;
@@ -154,7 +156,7 @@ export class Enrollment {
       if (!at) continue;
       const have = this.#current.get(w.uid);
       if (have && have.cgroupPath !== at.dir) moved.push(have);
-      enroll.push({ workload: w, cgroupId: at.cgroupId, capture: { cgroupPath: at.dir, excludeOutboundPorts: w.excludeOutboundPorts, inbound } });
+      enroll.push({ workload: w, cgroupId: at.cgroupId, capture: { cgroupPath: at.dir, ips: w.ips, excludeOutboundPorts: w.excludeOutboundPorts, inbound } });
     }
     const leave = [...this.#current.values()].filter((p) => !desired.has(p.uid));
 
@@ -174,7 +176,7 @@ export class Enrollment {
       for (const { workload: w, capture, cgroupId } of enroll) {
         const previous = this.#current.get(w.uid);
         this.#current.set(w.uid, {
-          uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, cgroupId,
+          uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, cgroupId, ips: w.ips,
           excludeOutboundPorts: w.excludeOutboundPorts, since: previous?.since ?? since, ...(capture.inbound ? { inbound: capture.inbound } : {}),
         });
         this.#foundFor.set(w.uid, w.qosClass);

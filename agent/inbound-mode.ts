@@ -2,8 +2,11 @@
 // PeerAuthentication and AuthorizationPolicy. Plaintext is admitted only where
 // the effective mode is PERMISSIVE and no AuthorizationPolicy selects the
 // workload: a plaintext peer has no identity to authorize, so fail closed.
+// A rejected policy's stand-in counts like any policy (policy/fail-closed.ts):
+// a rejected AuthorizationPolicy selects what it would have, a rejected
+// PeerAuthentication is STRICT, so either keeps plaintext out.
 import type { InboundEnforcement } from './bpf/datapath.ts';
-import { effectiveMtlsMode, selectsWorkload, type PolicyStore } from '../lib/policy/index.ts';
+import { effectiveMtlsMode, failClosedFor, selectsWorkload, type PolicyStore } from '../lib/policy/index.ts';
 import type { PeerAuthPolicy } from '../lib/policy/types.ts';
 import type { Workload } from '../lib/mesh/model.ts';
 
@@ -14,7 +17,9 @@ export function portLevelPorts(peerAuthentications: readonly PeerAuthPolicy[]): 
 
 export function inboundEnforcement(workload: Workload, policies: PolicyStore, portLevel: readonly number[]): InboundEnforcement {
   const probePorts = workload.probePorts ?? [];
-  if (selectsWorkload(policies, workload)) return { mode: 'STRICT', probePorts };
+  const failed = failClosedFor(policies, workload);
+  const failClosed = failed.length > 0 ? { failClosed: failed } : {};
+  if (selectsWorkload(policies, workload)) return { mode: 'STRICT', probePorts, ...failClosed };
   // Port 0 never carries a port-level setting: it yields the workload's default.
   const mode = effectiveMtlsMode(policies, workload, 0);
   const portModes: Record<number, 'STRICT' | 'PERMISSIVE'> = {};
@@ -22,5 +27,5 @@ export function inboundEnforcement(workload: Workload, policies: PolicyStore, po
     const m = effectiveMtlsMode(policies, workload, port);
     if (m !== mode) portModes[port] = m;
   }
-  return { mode, portModes, probePorts };
+  return { mode, portModes, probePorts, ...failClosed };
 }

@@ -1,12 +1,13 @@
 // The node agent: cluster state in, BPF maps and ztunnel state out. One
 // reconcile runs at a time; changes that arrive meanwhile fold into the next.
 import type { Server, ServerResponse } from 'node:http';
-import { listenAdmin, streamEvents } from '../lib/core/admin-http.ts';
+import { listenAdmin, sendJson, streamEvents } from '../lib/core/admin-http.ts';
 import type { AgentEnrolled, AgentStatus } from '../lib/mesh/agent-status.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
 import type { Datapath } from './datapath.ts';
 import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
+import { StrictSweeps } from './strict-sweeps.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { ClusterState, type Rejection } from '../lib/cluster/cluster-state.ts';
 import type { EndpointWarning } from '../lib/cluster/endpoint-slices.ts';
@@ -14,10 +15,14 @@ import type { ClusterSource, ClusterUpdate } from '../lib/cluster/sources/source
 import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
 import type { Workload } from '../lib/mesh/model.ts';
 import type { ZtunnelControl } from './ztunnel-client.ts';
-import type { AgentConfig } from '../lib/config/agent.ts';
+import { parseServiceCidrs, type AgentConfig } from '../lib/config/agent.ts';
+
+/** This node's mesh addresses: no pod may claim one. */
+const MESH_ADDRESS_FIELDS = ['captureIp4', 'captureIp6', 'inboundSourceIp4', 'inboundSourceIp6', 'probeSourceIp4', 'probeSourceIp6'] as const;
 
 /** The agent's own settings; the rest of AgentConfig configures its dependencies (command.ts). */
-export type NodeAgentConfig = Pick<AgentConfig, 'node' | 'kubeletCgroupRoot' | 'cgroupDriver' | 'ztunnelCgroup' | 'bpfDir' | 'rootNamespace' | 'adminSocket'>;
+export type NodeAgentConfig = Pick<AgentConfig, 'node' | 'kubeletCgroupRoot' | 'cgroupDriver' | 'ztunnelCgroup' | 'bpfDir' | 'rootNamespace' | 'serviceCidrs' | 'adminSocket'>
+  & Partial<Pick<AgentConfig, (typeof MESH_ADDRESS_FIELDS)[number]>>;
 
 export interface NodeAgentDeps {
   source: ClusterSource;
@@ -44,6 +49,7 @@ export class NodeAgent {
   #schedule: (retry: () => void, delayMs: number) => void;
   #datapath!: Datapath;
   #enrollment!: Enrollment;
+  #sweeps!: StrictSweeps;
   #source: ClusterSource;
   #admin: Server | undefined;
   #drops: DropLog;
@@ -71,7 +77,8 @@ export class NodeAgent {
     this.#source = deps.source;
     this.#openDatapath = deps.openDatapath;
     this.#schedule = deps.schedule ?? unrefTimer;
-    this.#cluster = new ClusterState({ rootNamespace: opts.rootNamespace });
+    const meshAddresses = MESH_ADDRESS_FIELDS.flatMap((f) => (opts[f] === undefined ? [] : [opts[f]]));
+    this.#cluster = new ClusterState({ rootNamespace: opts.rootNamespace, serviceCidrs: parseServiceCidrs(opts.serviceCidrs), meshAddresses });
     this.#drops = new DropLog(opts.node);
   }
 
@@ -81,14 +88,22 @@ export class NodeAgent {
     await this.#datapath.attachZtunnel(o.ztunnelCgroup);
     this.#enrollment = new Enrollment({ datapath: this.#datapath, kubeletCgroupRoot: o.kubeletCgroupRoot, cgroupDriver: o.cgroupDriver, node: o.node, log: this.#log });
     await this.#enrollment.adopt();
+    this.#sweeps = new StrictSweeps(this.#datapath, this.#log);
     this.#dropWatch = this.#datapath.watchDrops(
-      (e) => this.#drops.record(e, this.#byUid.get(this.#enrollment.byCgroupId(e.cgroupId)?.uid ?? ''), (ip) => this.#byIp.get(ip)),
+      (e) => {
+        const enrolled = this.#enrollment.byCgroupId(e.cgroupId);
+        this.#drops.record(e, this.#byUid.get(enrolled?.uid ?? ''), (ip) => this.#byIp.get(ip), enrolled?.inbound?.failClosed);
+      },
       (err) => this.#log.error('reading drop events failed', { error: err.message }),
     );
     this.#admin = await listenAdmin(o.adminSocket, {
       '/status': () => this.status(),
       '/enrolled': (): AgentEnrolled => ({ node: this.#opts.node, enrolledPods: this.#enrollment.enrolled() }),
       '/healthz': () => ({ ok: true }),
+      '/readyz': (_req, res) => {
+        const notReady = this.#notReady();
+        sendJson(res, notReady.length === 0 ? 200 : 503, { ready: notReady.length === 0, notReady });
+      },
       '/flows': (req, res, url) => (url.searchParams.get('follow') === '1' ? streamEvents((l) => this.#drops.subscribe(l), this.#followers, req, res) : { flows: this.#drops.list() }),
     });
     this.#control.start();
@@ -104,12 +119,28 @@ export class NodeAgent {
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
   }
 
+  /** Why the agent is not ready: its cluster state is not read or not applied, or the ztunnel does not hold it. */
+  #notReady(): string[] {
+    const reasons: string[] = [];
+    if (!this.#source.synced) reasons.push('the cluster state has not been read in full yet');
+    if (this.#lastError) reasons.push(`the last reconcile failed: ${this.#lastError}`);
+    else if (!this.#reconciledAt) reasons.push('no reconcile has finished yet');
+    const control = this.#control.status();
+    if (!control.connected) reasons.push('not connected to the ztunnel');
+    else if (!control.inSync) reasons.push(`the ztunnel does not hold the agent's state${control.lastError ? ` (${control.lastError})` : ''}`);
+    return reasons;
+  }
+
   async status(): Promise<AgentStatus> {
+    const notReady = this.#notReady();
     const status: AgentStatus = {
       node: this.#opts.node,
       startedAt: this.#startedAt,
+      ready: notReady.length === 0,
+      notReady,
       datapath: await this.#datapath.status(),
       enrolledPods: this.#enrollment.enrolled(),
+      strictSweeps: this.#sweeps.status(),
       rejected: this.#rejected,
       policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
       endpointWarnings: this.#endpointWarnings,
@@ -157,7 +188,7 @@ export class NodeAgent {
     const waitMs = read.changedAtMs === undefined ? undefined : Date.now() - read.changedAtMs;
     const { state, rejected, endpointWarnings } = this.#cluster.update(read.objects);
     this.#endpointWarnings = endpointWarnings;
-    const unreadable = read.unreadable.map((u) => ({ ...u, since: new Date().toISOString() }));
+    const unreadable = read.unreadable.map((u) => ({ ...u, rule: 'unreadable', since: new Date().toISOString() }));
     this.#rejected = [...rejected, ...unreadable];
     for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });
     this.#state = state;
@@ -166,9 +197,12 @@ export class NodeAgent {
     const converted = performance.now();
     // The ztunnel must know a pod before its traffic is redirected to it.
     const acked = await this.#control.push(state);
-    if (!acked && this.#control.status().connected) this.#log.warn('ztunnel did not acknowledge the new state', {});
+    if (!acked && this.#control.status().connected) this.#log.warn('ztunnel did not acknowledge the new state; it is being resynced', { error: this.#control.status().lastError });
     const pushed = performance.now();
+    const enrolledBefore = this.#enrollment.enrolled();
     const changed = await this.#enrollment.reconcile(state);
+    // After the tighter modes are in the kernel: nothing they refuse can connect anew meanwhile.
+    this.#sweeps.afterReconcile(enrolledBefore, this.#enrollment.enrolled());
     // Where enrollment latency goes, per phase, whenever capture changed.
     if (changed.enrolled + changed.unenrolled > 0) {
       const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;

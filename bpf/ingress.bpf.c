@@ -10,10 +10,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include "meshlet.h"
-#include "map_node_config.h"
-#include "map_pods.h"
-#include "map_port_mode.h"
-#include "map_probe_ports.h"
+#include "inbound_admission.h"
 #include "map_drop_count.h"
 #include "map_drop_events.h"
 
@@ -97,25 +94,6 @@ static __always_inline enum verdict parse6(struct __sk_buff *skb, struct drop_ev
 	return next == MESHLET_IPPROTO_TCP ? tcp_syn(skb, off, a) : UNPARSED;
 }
 
-static __always_inline int from(const struct drop_event *a, __u32 ip4, const __u32 ip6[4])
-{
-	if (a->family == MESHLET_AF_INET)
-		return ip4 && a->src[3] == ip4;
-	return !addr_is_zero(ip6) && addr_equal(a->src, ip6);
-}
-
-static __always_inline int admitted(const struct drop_event *a, __u64 pod, const struct pod_info *info,
-				    const struct node_config *cfg)
-{
-	if (a->family == MESHLET_AF_INET ? ip4_is_loopback(a->src[3]) : ip6_is_loopback(a->src))
-		return 1;
-	if (from(a, cfg->inbound_source_ip4, cfg->inbound_source_ip6))
-		return 1;
-	if (from(a, cfg->probe_source_ip4, cfg->probe_source_ip6) && is_probe_port(pod, a->dport))
-		return 1;
-	return inbound_permissive(pod, info, a->dport);
-}
-
 /* Not inlined, which also puts struct drop_event in the BTF the layout test reads. */
 static __noinline int drop(struct __sk_buff *skb, const struct drop_event *ev)
 {
@@ -163,7 +141,7 @@ int ml_ingress(struct __sk_buff *skb)
 		a.reason = DROP_UNPARSED;
 		return drop(skb, &a);
 	}
-	if (admitted(&a, pod, info, cfg))
+	if (inbound_admitted(a.family == MESHLET_AF_INET, a.src, a.dport, pod, info, cfg))
 		return SKB_PASS;
 	a.reason = DROP_NOT_FROM_ZTUNNEL;
 	return drop(skb, &a);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* cookie_dst: original destination by socket cookie, from connect until
- * sockops knows the source port. Mirrored by agent/bpf/codec.ts. */
+/* cookie_dst: original destination and capturing pod by socket cookie, from
+ * connect until sockops knows the source address and port. Mirrored by
+ * agent/bpf/codec.ts. */
 #ifndef MESHLET_MAP_COOKIE_DST_H
 #define MESHLET_MAP_COOKIE_DST_H
 

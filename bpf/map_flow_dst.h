@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* flow_dst: original destination by the pod side of a redirected connection
- * (pod ip, pod source port), which is the ztunnel's peer. Entries go at TCP
- * close; the LRU only catches what is missed. Mirrored by agent/bpf/codec.ts. */
+ * (its source ip and port), which is the ztunnel's peer; marked when that
+ * source ip is not the pod's own. Entries go at TCP close; the LRU only
+ * catches what is missed. Mirrored by agent/bpf/codec.ts. */
 #ifndef MESHLET_MAP_FLOW_DST_H
 #define MESHLET_MAP_FLOW_DST_H
 

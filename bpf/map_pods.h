@@ -13,9 +13,14 @@
 /* Containers sit in child cgroups of the pod cgroup; bounds the ancestor walk. */
 #define POD_MAX_CGROUP_DEPTH 16
 
+/* The pod's own addresses, written by the agent from the pod's status: a
+ * redirected connection from any other local address is marked
+ * ORIG_DST_F_SOURCE_MISMATCH (sockops.bpf.c). Kubernetes gives a pod at most
+ * one address per family. */
 struct pod_info {
 	__u32 flags;	/* POD_F_* */
-	__u32 pad;
+	__u32 ip4;	/* network order; zero: none */
+	__u32 ip6[4];	/* network order; all zero: none */
 };
 
 struct {
@@ -24,6 +29,14 @@ struct {
 	__type(key, __u64);	/* cgroup v2 id */
 	__type(value, struct pod_info);
 } pods __weak SEC(".maps");
+
+/* Whether addr (IPv4 as ::ffff:a.b.c.d) is one of the pod's own addresses. */
+static __always_inline int pod_owns(const struct pod_info *info, const __u32 addr[4])
+{
+	if (addr_is_v4mapped(addr))
+		return info->ip4 && addr[3] == info->ip4;
+	return !addr_is_zero(info->ip6) && addr_equal(addr, info->ip6);
+}
 
 /* Returns the cgroup id of the enrolled pod the current task belongs to, or 0.
  * The task's own cgroup is tried first (the common case), then its ancestors

@@ -58,6 +58,12 @@ static __always_inline int ip6_is_loopback(const __u32 a[4])
 	return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
+/* fe80::/10: scoped to one link, never a mesh destination. */
+static __always_inline int ip6_is_link_local(const __u32 a[4])
+{
+	return (bpf_ntohl(a[0]) & 0xffc00000) == 0xfe800000;
+}
+
 /* The bpf_sock_addr port field carries a network-order u16 in its low half. */
 static __always_inline __u16 user_port_host(__u32 user_port)
 {

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* sockops (pod cgroups): once a redirected connect has its source port, re-key
- * its original destination from the socket cookie to (pod ip, source port),
- * which is what the ztunnel sees as its peer; drop the record at close. */
+/* sockops (pod cgroups): once a redirected connect has its source address and
+ * port, re-key its original destination from the socket cookie to (source ip,
+ * source port), which is what the ztunnel sees as its peer, marking it when
+ * that source is not the capturing pod's own address; drop the record at
+ * close. */
 #include "meshlet.h"
+#include "map_pods.h"
 #include "map_cookie_dst.h"
 #include "map_flow_dst.h"
 
@@ -32,6 +35,7 @@ static __always_inline void on_connect(struct bpf_sock_ops *skops)
 {
 	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct orig_dst *found = bpf_map_lookup_elem(&cookie_dst, &cookie);
+	const struct pod_info *info;
 	struct flow_key key = {};
 	struct orig_dst od;
 
@@ -42,6 +46,12 @@ static __always_inline void on_connect(struct bpf_sock_ops *skops)
 	bpf_map_delete_elem(&cookie_dst, &cookie);
 
 	local_flow_key(skops, &key);
+	/* The ztunnel names the source by this address: it must be the pod's
+	 * (bound with IP_FREEBIND or NET_ADMIN, it may be anyone's). A pod
+	 * un-enrolled meanwhile has no addresses left to vouch for. */
+	info = bpf_map_lookup_elem(&pods, &od.cgroup_id);
+	if (!info || !pod_owns(info, key.addr))
+		od.flags |= ORIG_DST_F_SOURCE_MISMATCH;
 	if (bpf_map_update_elem(&flow_dst, &key, &od, BPF_ANY))
 		return;
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);

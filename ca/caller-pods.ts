@@ -5,6 +5,7 @@
 // the watch or since recreated, is read from the API server instead.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { isRecord, type KubeObject } from '../lib/cluster/objects.ts';
+import { podNamesProblem } from '../lib/cluster/names.ts';
 import { listCollection } from '../lib/cluster/sources/kube-client.ts';
 
 export interface PodPlacement {
@@ -24,7 +25,7 @@ export interface PodLookup {
 
 const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
 
-/** A raw Pod's placement, or undefined when it lacks a name, namespace or UID. */
+/** A raw Pod's placement, or undefined when its names cannot stand for an identity (the agent and the ztunnel refuse such a pod too). */
 export function podPlacement(pod: KubeObject): { namespace: string; name: string; placement: PodPlacement } | undefined {
   const meta = isRecord(pod.metadata) ? pod.metadata : {};
   const spec = isRecord(pod.spec) ? pod.spec : {};
@@ -36,6 +37,7 @@ export function podPlacement(pod: KubeObject): { namespace: string; name: string
       : undefined;
   const nodeName = typeof spec.nodeName === 'string' && spec.nodeName !== '' ? spec.nodeName : undefined;
   const serviceAccount = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
+  if (podNamesProblem({ namespace, name, serviceAccount, uid }) !== undefined) return undefined;
   return { namespace, name, placement: { uid, nodeName, serviceAccount, terminated } };
 }
 

@@ -19,6 +19,8 @@ export function caCommand(): Command {
         host, port, stateDir: flags.stateDir, kubeconfig: flags.kubeconfig, rootSecret: parseSecretRef(flags.rootSecret),
         tokenAudience: flags.tokenAudience, nodeAccounts: flags.nodeAccount,
         trustDomain: flags.trustDomain, defaultTtlSeconds, maxTtlSeconds, serverNames: flags.serverName, log,
+        ...(flags.signRate === undefined ? {} : { signRatePerSecond: flags.signRate }),
+        ...(flags.signBurst === undefined ? {} : { signBurst: flags.signBurst }),
       });
       const shutdown = () => void ca.close().then(() => process.exit(0));
       process.once('SIGTERM', shutdown);

@@ -8,11 +8,14 @@ import { MeshletError } from '../lib/core/errors.ts';
 export class SignRefusal extends MeshletError {
   readonly status: number;
   readonly reason: string;
+  /** Response headers the refusal needs (retry-after for 429). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(status: number, reason: string, message: string) {
+  constructor(status: number, reason: string, message: string, headers: Readonly<Record<string, string>> = {}) {
     super('MESHLET_CA_REFUSAL', message);
     this.status = status;
     this.reason = reason;
+    this.headers = headers;
   }
 }
 

@@ -3,7 +3,11 @@
 //                   (bearer: the ztunnel pod's token; the authenticator says which node it speaks for)
 //   GET  /v1/bundle → {trustDomain, trustBundle}
 //   GET  /metrics   Prometheus text
-// Errors are {error: <reason>, message} with 400/401/403/404/405/413/503.
+// Errors are {error: <reason>, message} with 400/401/403/404/405/413/429/503.
+// A signing request is checked cheapest first, and nothing is done with the
+// CSR's key before the caller may hold the identity it asks for: the token
+// (who asks), the node's rate, the body size, the CSR's structure and SAN,
+// the hosting rule, and only then the key policy and the signature.
 // The serving certificate is a leaf under the mesh root, so clients verify it
 // with the same bundle they verify workloads with.
 import { createServer, type Server } from 'node:https';
@@ -19,7 +23,8 @@ import { SignRefusal } from './errors.ts';
 import type { HostedIdentities } from './hosted.ts';
 import type { CaMetrics } from './metrics.ts';
 import type { MeshRoot } from './root.ts';
-import { checkCsr, signLeaf } from './signer.ts';
+import type { NodeRateLimit } from './rate-limit.ts';
+import { proveCsr, readCsr, signLeaf } from './signer.ts';
 
 export interface CaServerOptions {
   root: MeshRoot;
@@ -33,9 +38,16 @@ export interface CaServerOptions {
   serverNames: readonly string[];
   metrics: CaMetrics;
   log: Logger;
+  /** Signing requests per node. */
+  rateLimit: NodeRateLimit;
 }
 
-const MAX_BODY = 64 * 1024;
+/** A request with a 4096-bit key's CSR is under 2 KiB; anything much larger is not one. */
+const MAX_BODY = 16 * 1024;
+/** Bounds on a slow client (Envoy's transport_socket_connect_timeout for the handshake; Node's own defaults are 120 s and 300 s). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 const SERVING_TTL_SECONDS = 90 * 86_400;
 const SERVING_CHECK_MS = 3_600_000;
 
@@ -50,7 +62,10 @@ export class CaServer {
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const server = createServer({ ...(await this.#servingCredentials()), minVersion: 'TLSv1.3' }, (req, res) => void this.#handle(req, res));
+    const server = createServer({
+      ...(await this.#servingCredentials()), minVersion: 'TLSv1.3',
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS,
+    }, (req, res) => void this.#handle(req, res));
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -93,6 +108,8 @@ export class CaServer {
       if (path === '/v1/sign') {
         if (req.method !== 'POST') throw new SignRefusal(405, 'method', 'use POST /v1/sign');
         node = await this.#authenticate(req);
+        const waitMs = this.#o.rateLimit.take(node);
+        if (waitMs !== undefined) throw new SignRefusal(429, 'rate-limited', `node ${node} sends signing requests faster than the CA allows (--sign-rate, --sign-burst); retry in ${Math.ceil(waitMs / 1000)} s`, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
         const body = await readJson(req);
         const answer = this.#sign(node, body);
         send(res, 200, answer);
@@ -116,7 +133,7 @@ export class CaServer {
         this.#o.log.warn('signing refused', { node: node ?? null, reason: err.reason, message: err.message, remote: req.socket.remoteAddress });
       }
       const headers: Record<string, string> = err.status === 401 ? { 'www-authenticate': 'Bearer realm="meshlet-ca"' } : err.status === 413 ? { connection: 'close' } : {};
-      send(res, err.status, { error: err.reason, message: err.message }, headers);
+      send(res, err.status, { error: err.reason, message: err.message }, { ...headers, ...err.headers });
     }
   }
 
@@ -134,13 +151,14 @@ export class CaServer {
     if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl <= 0)) {
       throw new SignRefusal(400, 'bad-request', 'ttlSeconds must be a positive integer');
     }
-    const { id, publicKey } = checkCsr(body.csr, this.#o.trustDomain);
+    const { id, csr } = readCsr(body.csr, this.#o.trustDomain);
     const uri = formatSpiffeId(id);
     if (!this.#o.hosted.ready) throw new SignRefusal(503, 'state-not-ready', 'the CA has not listed the cluster\'s pods yet; check its log and its connection to the API server');
     if (!this.#o.hosted.hosts(node, id.namespace, id.serviceAccount)) {
       throw new SignRefusal(403, 'not-hosted',
         `node ${node} runs no pod in namespace ${id.namespace} with service account ${id.serviceAccount}, so it may not hold ${uri}; check the pod's spec.nodeName and spec.serviceAccountName`);
     }
+    const publicKey = proveCsr(csr);
     const leaf = signLeaf(this.#o.root, { publicKey, uris: [uri], ttlSeconds: Math.min(ttl ?? this.#o.defaultTtlSeconds, this.#o.maxTtlSeconds) });
     this.#o.metrics.issued.inc();
     this.#o.log.info('certificate issued', { node, identity: uri, serial: leaf.serial, notAfter: leaf.notAfter.toISOString() });

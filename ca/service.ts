@@ -6,7 +6,9 @@
 // tests that run the CA in process.
 import { networkInterfaces } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Clock } from '../lib/core/clock.ts';
 import type { Logger } from '../lib/core/log.ts';
+import { DEFAULT_SIGN_BURST, DEFAULT_SIGN_RATE } from '../lib/config/ca.ts';
 import { CA_KINDS, KubeSource } from '../lib/cluster/sources/kube.ts';
 import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import type { CallerAuthenticator } from './caller.ts';
@@ -16,6 +18,7 @@ import { loadKubeconfig } from './kube-api.ts';
 import { CaMetrics } from './metrics.ts';
 import { loadOrCreateRootSecret } from './root-secret.ts';
 import { writeTrustBundle, type MeshRoot } from './root.ts';
+import { NodeRateLimit } from './rate-limit.ts';
 import { CaServer } from './server.ts';
 import { TokenReviewAuthenticator } from './token-review.ts';
 
@@ -30,6 +33,12 @@ export interface CaOptions {
   /** Extra names/IPs for the serving certificate, besides the listen address. */
   serverNames: readonly string[];
   log: Logger;
+  /** Signing requests per second per node (default DEFAULT_SIGN_RATE). */
+  signRatePerSecond?: number;
+  /** Signing requests a node may make at once (default DEFAULT_SIGN_BURST). */
+  signBurst?: number;
+  /** Refills the rate limit's buckets (default Date.now). */
+  now?: Clock['now'];
 }
 
 export interface KubeCaConfig extends CaOptions {
@@ -108,6 +117,7 @@ export async function serveCa(options: CaOptions, parts: CaParts): Promise<Runni
     root, trustDomain: options.trustDomain, callers: parts.callers, hosted,
     defaultTtlSeconds: options.defaultTtlSeconds, maxTtlSeconds: options.maxTtlSeconds,
     serverNames: servingNames(options.host, options.serverNames), metrics: parts.metrics ?? new CaMetrics(), log,
+    rateLimit: new NodeRateLimit({ ratePerSecond: options.signRatePerSecond ?? DEFAULT_SIGN_RATE, burst: options.signBurst ?? DEFAULT_SIGN_BURST, now: options.now ?? Date.now }),
   });
   let address;
   try {

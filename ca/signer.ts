@@ -1,45 +1,35 @@
-// Checking CSRs and signing X.509-SVID leaves under the mesh root.
+// Checking CSRs and signing X.509-SVID leaves under the mesh root. A request
+// is read in two steps so that the server can check the hosting rule between
+// them: readCsr (structure and identity, from the bytes alone) and proveCsr
+// (key policy, then the signature).
 import { isIP } from 'node:net';
 import forge from 'node-forge';
-import { KEY_BITS } from '../lib/identity/csr.ts';
 import { InvalidSpiffeIdError } from '../lib/identity/errors.ts';
+import { parsePkcs10, verifyPkcs10, type CsrRejection, type Pkcs10, type RequestedName } from '../lib/identity/pkcs10.ts';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
-import { isRecord } from '../lib/cluster/objects.ts';
 import { SignRefusal } from './errors.ts';
 import { wholeSecond } from '../lib/core/clock.ts';
 import { randomSerial } from '../lib/identity/x509.ts';
 import type { MeshRoot } from './root.ts';
 
-export interface CheckedCsr {
+export interface RequestedIdentity {
   id: SpiffeId;
-  publicKey: forge.pki.rsa.PublicKey;
+  csr: Pkcs10;
 }
 
 const URI = 6;
 const badRequest = (reason: string, message: string) => new SignRefusal(400, reason, message);
+const refusal = (r: CsrRejection) => badRequest(r.reason, r.message);
 
 /**
- * Accepts a PKCS#10 request only if it is signed by its own RSA key (proof of
- * possession) and its SANs are exactly one SPIFFE workload URI in `trustDomain`.
+ * The identity a PKCS#10 request asks for: its SANs must be exactly one
+ * SPIFFE workload URI in `trustDomain`. Reads the encoding only: no key is
+ * built and no signature checked, so it costs the same for any input.
  */
-export function checkCsr(pem: string, trustDomain: string): CheckedCsr {
-  let csr: forge.pki.CertificateSigningRequest;
-  try {
-    csr = forge.pki.certificationRequestFromPem(pem, true);
-  } catch (err) {
-    const detail = (err as Error).message.includes('OID is not RSA') ? 'its key is not RSA (the CA signs RSA keys only)' : (err as Error).message;
-    throw badRequest('bad-csr', `the csr is not a usable PEM PKCS#10 request: ${detail}`);
-  }
-  const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
-  if (!publicKey?.n || publicKey.n.bitLength() < KEY_BITS) throw badRequest('weak-key', `the CSR's RSA key is shorter than ${KEY_BITS} bits`);
-  let verified = false;
-  try {
-    verified = csr.verify();
-  } catch {
-    verified = false;
-  }
-  if (!verified) throw badRequest('bad-signature', 'the CSR signature does not verify with its own public key; was it altered, or signed with another key?');
-  const sans = requestedSans(csr);
+export function readCsr(pem: string, trustDomain: string): RequestedIdentity {
+  const csr = parsePkcs10(pem);
+  if (!csr.ok) throw refusal(csr);
+  const sans = csr.names;
   const wanted = `exactly one URI SAN spiffe://${trustDomain}/ns/<namespace>/sa/<service-account>`;
   if (sans.length !== 1 || sans[0]!.type !== URI) {
     throw badRequest('bad-san', `the CSR asks for ${sans.length === 0 ? 'no subjectAltName' : sans.map(describeSan).join(', ')}; it must carry ${wanted} and nothing else`);
@@ -54,28 +44,21 @@ export function checkCsr(pem: string, trustDomain: string): CheckedCsr {
   if (id.trustDomain !== trustDomain) {
     throw badRequest('bad-san', `the CSR asks for ${formatSpiffeId(id)}, outside this CA's trust domain ${trustDomain}`);
   }
-  return { id, publicKey };
+  return { id, csr };
 }
 
-interface San {
-  type: number;
-  value: string;
+/**
+ * Proof of possession, once the caller may hold the identity: an RSA key of
+ * 2048 to 4096 bits with exponent 65537 (checked on the encoding, before the
+ * key is used), whose signature over the request verifies. The key, for the leaf.
+ */
+export function proveCsr(csr: Pkcs10): forge.pki.rsa.PublicKey {
+  const proved = verifyPkcs10(csr);
+  if (!proved.ok) throw refusal(proved);
+  return forge.pki.publicKeyFromPem(proved.publicKey.export({ type: 'spki', format: 'pem' }).toString());
 }
 
-function requestedSans(csr: forge.pki.CertificateSigningRequest): San[] {
-  const attr: unknown = csr.getAttribute({ name: 'extensionRequest' });
-  const extensions = isRecord(attr) && Array.isArray(attr.extensions) ? (attr.extensions as unknown[]) : [];
-  const sans: San[] = [];
-  for (const ext of extensions) {
-    if (!isRecord(ext) || ext.name !== 'subjectAltName' || !Array.isArray(ext.altNames)) continue;
-    for (const alt of ext.altNames as unknown[]) {
-      if (isRecord(alt) && typeof alt.type === 'number') sans.push({ type: alt.type, value: typeof alt.value === 'string' ? alt.value : '' });
-    }
-  }
-  return sans;
-}
-
-function describeSan(san: San): string {
+function describeSan(san: RequestedName): string {
   const kinds: Record<number, string> = { 1: 'email', 2: 'DNS', 6: 'URI', 7: 'IP' };
   return `${kinds[san.type] ?? `type-${san.type}`} SAN`;
 }

@@ -39,7 +39,8 @@ function row(f: FlowRecord, wide: boolean): string[] {
     f.destination?.identity ?? '-',
     f.path ?? '-',
     f.durationMs === undefined ? '-' : `${f.durationMs}ms`,
-    hostPort(f.source.ip, f.source.port),
+    // A source address that did not check out is shown beside the vouched one.
+    `${hostPort(f.source.ip, f.source.port)}${f.claimedSource ? ` (claimed ${hostPort(f.claimedSource.ip, f.claimedSource.port)})` : ''}`,
     f.destination ? hostPort(f.destination.ip, f.destination.port) : '-',
     f.verdictReason ?? '',
   ];

@@ -18,9 +18,16 @@ export function statusCommand(): Command {
     });
 }
 
+function ztunnelSync(z: AgentStatus['ztunnel']): string {
+  if (!z.connected) return 'NOT CONNECTED';
+  const refused = z.refused > 0 ? `, ${z.refused} refused` : '';
+  return z.inSync ? `in sync (version ${z.ackedVersion}${refused})` : `OUT OF SYNC, resyncing (acked version ${z.ackedVersion}${refused})`;
+}
+
 function render(s: AgentStatus): string {
   const out = [
-    `NODE ${s.node}   ztunnel: ${s.ztunnel.connected ? `in sync (version ${s.ztunnel.ackedVersion})` : 'NOT CONNECTED'}   last reconcile: ${s.reconciledAt ?? 'never'}`,
+    `NODE ${s.node}   ${s.ready ? 'ready' : 'NOT READY'}   ztunnel: ${ztunnelSync(s.ztunnel)}   last reconcile: ${s.reconciledAt ?? 'never'}`,
+    ...s.notReady.map((r) => `  not ready: ${r}`),
     `  cluster state: ${s.source.name}${s.source.server ? ` ${s.source.server}` : ''}, ${s.source.synced ? 'synced' : 'NOT SYNCED'}`,
     ...(s.source.informers ?? []).filter((i) => !i.synced || i.lastError).map((i) => `    ${i.kind}: ${i.synced ? 'synced' : 'not synced'}${i.lastError ? `, ${i.lastError}` : ''}`),
     `  addresses: ${Object.entries(s.datapath.addresses).map(([name, ip]) => `${name} ${ip}`).join(', ') || 'none'}`,
@@ -32,8 +39,16 @@ function render(s: AgentStatus): string {
     const rows = s.enrolledPods.map((p) => [`${p.namespace}/${p.name}`, p.uid, p.excludeOutboundPorts.join(',') || '-', p.since]);
     out.push(indent(renderTable(['POD', 'UID', 'EXCLUDED PORTS', 'SINCE'], rows)));
   }
+  const sweeps = s.strictSweeps;
+  if (sweeps && (sweeps.closed + sweeps.failed > 0 || sweeps.recent.length > 0)) {
+    out.push(`  connections closed when inbound mode tightened: ${sweeps.closed}${sweeps.failed > 0 ? `, ${sweeps.failed} the kernel refused to close` : ''}`);
+    for (const r of sweeps.recent) out.push(`    ${r.pod}: ${r.error ? `FAILED: ${r.error}` : `${r.closed} closed${r.failed > 0 ? `, ${r.failed} refused` : ''}`} at ${r.at}`);
+  }
   out.push(`  rejected objects (${s.rejected.length}):`);
-  for (const r of s.rejected) out.push(`    ${r.object}: ${r.reason}`);
+  for (const r of s.rejected) {
+    out.push(`    ${r.object}: ${r.reason} [${r.rule}]`);
+    if (r.failClosed) out.push(`      ${r.failClosed}`);
+  }
   if (s.policyWarnings.length > 0) out.push(`  policy warnings (${s.policyWarnings.length}):`);
   for (const w of s.policyWarnings) out.push(`    ${w.policy}: ${w.warning}`);
   if (s.endpointWarnings.length > 0) out.push(`  endpoint warnings (${s.endpointWarnings.length}):`);

@@ -1,9 +1,11 @@
-// `exec`: a command inside a pod's cgroup and network namespace, so it is
-// captured and policed exactly like the pod's own processes.
+// `exec`: a command inside a pod's cgroup and network namespace with its
+// container's capabilities, so it is captured, policed and confined exactly
+// like the pod's own processes.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ConfigError, SandboxError } from '../lib/core/errors.ts';
 import { statusCodeOf } from '../lib/cluster/sources/kube-client.ts';
+import { containerCapabilities } from './capabilities.ts';
 import { openCluster } from './cluster-client.ts';
 import { PodNotFoundError } from './errors.ts';
 import { existingNameFiles, hostsDir } from './hosts.ts';
@@ -63,9 +65,13 @@ export async function resolvePod(sandbox: string, ref: PodRef): Promise<{ pod: V
 export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly string[], options: SpawnInPodOptions = {}): Promise<ChildProcess> {
   if (argv.length === 0) throw new ConfigError('no command given: `meshlet sandbox exec POD -- CMD [ARGS…]`');
   const { pod, place } = await resolvePod(sandbox, ref);
-  const env = { ...containerEnv(pod, pod.spec?.containers[0]), ...(process.env.TERM ? { TERM: process.env.TERM } : {}), ...options.env };
+  const container = pod.spec?.containers[0];
+  const env = { ...containerEnv(pod, container), ...(process.env.TERM ? { TERM: process.env.TERM } : {}), ...options.env };
   const names = existingNameFiles(hostsDir(sandbox, place.node.name), pod.metadata?.namespace ?? 'default');
-  return spawnIn(place, argv, { stdio: options.stdio ?? 'pipe', env, cwd: options.cwd ?? process.cwd(), ...(names ? { names } : {}) });
+  // The first container's capabilities, as `kubectl exec` picks it; none for one the runtime refuses.
+  const caps = container ? containerCapabilities(container) : undefined;
+  const capabilities = caps && caps.problem === undefined ? caps.capabilities : [];
+  return spawnIn(place, argv, { stdio: options.stdio ?? 'pipe', env, cwd: options.cwd ?? process.cwd(), capabilities, ...(names ? { names } : {}) });
 }
 
 /** Runs `argv` in the pod to completion and collects its output. */

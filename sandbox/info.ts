@@ -4,8 +4,8 @@ import type { CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 
 /**
  * A node's mesh addresses (NodeAddresses): nodeIp on the underlay bridge; the
- * pod gateway doubles as the capture and probe source address; the inbound
- * source is a second address on the pod bridge.
+ * capture address (also the probe source) and the inbound source on the node
+ * namespace's loopback, routed to from its pods' links (topology.ts).
  */
 export interface SandboxNodeInfo extends NodeAddresses {
   name: string;
@@ -13,9 +13,6 @@ export interface SandboxNodeInfo extends NodeAddresses {
   netns: string;
   podCidr: string;
   podCidr6?: string;
-  /** Node-side address on the pod bridge: the pods' default gateway. */
-  podGatewayIp4: string;
-  podGatewayIp6?: string;
   /** The ztunnel's credential for the CA: a token bound to the node's meshlet pod (audience meshlet-ca), kept fresh by the node supervisor. */
   caTokenFile?: string;
   /** The kubelet's credentials: system:node:<name>, so the Node authorizer applies. */

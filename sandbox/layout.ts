@@ -73,8 +73,10 @@ export const caDir = (name: string): string => join(RUN_ROOT, name, 'ca');
 export const caPidsFile = (name: string): string => join(caDir(name), 'pids.json');
 export const controlPlanePidsFile = (name: string): string => join(RUN_ROOT, name, 'controlplane', 'pids.json');
 export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
+/** What every pod veth's host side is called by: the node's filter (topology.ts) matches it. */
+export const POD_VETH_PREFIX = 'veth';
 /** Host side of a pod's veth, inside the node namespace (15 chars max). */
-export const podVeth = (uid: string): string => `veth${uid.slice(0, 8)}`;
+export const podVeth = (uid: string): string => `${POD_VETH_PREFIX}${uid.slice(0, 8)}`;
 
 /** Odd nodes lay their pods out as the systemd driver does, even ones as cgroupfs does: every sandbox with two nodes runs both. */
 const cgroupDriverOf = (index: number): CgroupDriver => (index % 2 === 1 ? 'systemd' : 'cgroupfs');
@@ -90,9 +92,9 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     nodeIp6: `fd00:200::${10 + index}`,
     podCidr: `10.244.${index}.0/24`,
     podCidr6: `fd00:244:${index}::/64`,
-    podGatewayIp4: `10.244.${index}.1`,
-    podGatewayIp6: `fd00:244:${index}::1`,
-    // Pods reach the ztunnel and kubelet probes come from the node's side of the pod bridge.
+    // On the node's loopback (topology.ts): pods reach the ztunnel at the
+    // capture address through their gateway, kubelet probes come from it, and
+    // the inbound source address is only ever the ztunnel's source toward pods.
     captureIp4: `10.244.${index}.1`,
     captureIp6: `fd00:244:${index}::1`,
     probeSourceIp4: `10.244.${index}.1`,
@@ -113,7 +115,7 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
   };
 }
 
-/** The ztunnel's inbound source address is this host of the node's pod CIDRs, so pods get 2..LAST_POD_HOST. */
+/** The ztunnel's inbound source address is this host of the node's pod CIDRs (.1 is the capture address), so pods get 2..LAST_POD_HOST. */
 export const INBOUND_SOURCE_HOST = 254;
 export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
 const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;

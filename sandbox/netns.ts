@@ -1,7 +1,9 @@
-// Network namespaces through iproute2. Interfaces are always created inside
-// a sandbox namespace (`ip -n`), never in the root one.
+// Network namespaces through iproute2 and nftables. Interfaces and rules are
+// always created inside a sandbox namespace (`ip -n`, nsenter), never in the
+// root one.
 import { readdir } from 'node:fs/promises';
 import { run } from '../lib/core/exec.ts';
+import { SandboxError } from '../lib/core/errors.ts';
 import { NETNS_DIR } from './layout.ts';
 
 export async function listNetns(): Promise<string[]> {
@@ -35,4 +37,12 @@ export async function ipBatch(netns: string, commands: readonly string[]): Promi
 export async function sysctl(netns: string, settings: Record<string, string>): Promise<void> {
   const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
   await run('nsenter', [`--net=${NETNS_DIR}/${netns}`, '--', 'sysctl', '-q', '-w', ...args]);
+}
+
+/** Loads an nftables ruleset (`nft -f` syntax) into `netns`, atomically. */
+export async function nftApply(netns: string, ruleset: string): Promise<void> {
+  const r = await run('nsenter', [`--net=${NETNS_DIR}/${netns}`, '--', 'nft', '-f', '-'], { input: ruleset, allowFailure: true });
+  if (r.exitCode === 0) return;
+  if (/failed to execute nft|No such file/.test(r.stderr)) throw new SandboxError('nft is not installed (Debian package nftables): the sandbox filters pod traffic with it; run `npm run setup`');
+  throw new SandboxError(`cannot load the nftables rules of namespace ${netns}: ${r.stderr.trim() || `nft exited with ${r.exitCode}`}`);
 }

@@ -86,18 +86,16 @@ export function containerEnv(pod: V1Pod, container: V1Container | undefined): No
   return env;
 }
 
-/** Creates the pod's network namespace and eth0 with its addresses, on a veth to `node`'s pod bridge. */
+/** Creates the pod's network namespace and eth0 with its addresses, on a routed veth of its own to `node`'s namespace. */
 export async function createPodNetns(node: SandboxNodeInfo, netns: string, uid: string, ip: string, ip6?: string): Promise<void> {
+  const nodeSource6 = node.probeSourceIp6 ?? node.captureIp6;
   await createPodNetwork({
     nodeNetns: node.netns,
     podNetns: netns,
     veth: podVeth(uid),
     ip,
-    prefix: Number(node.podCidr.split('/')[1]),
-    gateway: node.podGatewayIp4,
-    ip6,
-    prefix6: node.podCidr6 ? Number(node.podCidr6.split('/')[1]) : undefined,
-    gateway6: node.podGatewayIp6,
+    nodeSource4: node.probeSourceIp4 ?? node.captureIp4,
+    ...(ip6 ? { ip6, ...(nodeSource6 ? { nodeSource6 } : {}) } : {}),
   });
 }
 
@@ -110,12 +108,14 @@ export interface ContainerSpawn {
   logFile: string;
   name: string;
   names?: NameFiles;
+  /** What it may do as root (capabilities.ts). */
+  capabilities: readonly string[];
 }
 
 /**
  * Starts a container's command as a detached host process in `where` (its
- * cgroup, then its network namespace); resolves once it joined the cgroup (so
- * it is "running"), or exited.
+ * cgroup, then its network namespace) with its capabilities only; resolves
+ * once it joined the cgroup (so it is "running"), or exited.
  */
 export async function spawnContainer(where: Placement, spec: ContainerSpawn): Promise<ChildProcess> {
   const fd = openSync(spec.logFile, 'a');
@@ -128,6 +128,7 @@ export async function spawnContainer(where: Placement, spec: ContainerSpawn): Pr
       env: spec.env,
       cwd: spec.cwd,
       detached: true,
+      capabilities: spec.capabilities,
       ...(spec.names ? { names: spec.names } : {}),
     });
   } finally {

@@ -1,9 +1,10 @@
 // Starting processes inside a sandbox cgroup and network namespace, and
 // finding sandbox processes that escaped their cgroups.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { boundingSetArg } from './capabilities.ts';
 import { NETNS_DIR } from './layout.ts';
 
 export interface Placement {
@@ -26,23 +27,58 @@ export interface SpawnInOptions {
   detached?: boolean;
   /** Bind-mounted over /etc/hosts and /etc/resolv.conf for the command (Service names). */
   names?: NameFiles;
+  /**
+   * Runs the command as a container's process, with only these capabilities
+   * (bounding, permitted and effective sets; none inheritable or ambient) and
+   * no_new_privs, so neither it nor anything it execs gains another; in a
+   * mount namespace of its own where the cgroup hierarchies and bpffs are
+   * read-only, as a container runtime mounts them (cgroup membership is the
+   * pod's identity to the capture programs). Absent: the caller's privileges
+   * (the node's own components).
+   */
+  capabilities?: readonly string[];
 }
 
 // The shell joins the cgroup first (`ip netns exec` would remount /sys and
 // hide it), then nsenter switches the network namespace and execs, so the
-// child's pid is the command's pid. With name files, unshare gives the
-// command a private mount namespace with them over /etc/hosts and
-// /etc/resolv.conf.
+// child's pid is the command's pid. A container, or a command with name
+// files, gets a private mount namespace from unshare, where INNER mounts the
+// name files, makes the cgroup and BPF filesystems read-only and, for a
+// container, execs the command through setpriv with its capabilities.
 const ENTER = [
-  'cg="$1" ns="$2" hosts="$3" resolv="$4"; shift 4',
+  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7"; shift 7',
   'echo $$ > "$cg/cgroup.procs" || exit 126',
-  'if [ -z "$hosts" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
-  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c \'mount --bind "$0" /etc/hosts && { mount --bind "$1" /etc/resolv.conf 2>/dev/null || :; } && shift && exec "$@"\' "$hosts" "$resolv" "$@"',
+  'if [ -z "$hosts" ] && [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
+  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$@"',
 ].join('\n');
+const INNER = [
+  'hosts="$0" resolv="$1" caps="$2" ro="$3"; shift 3',
+  'if [ -n "$hosts" ]; then mount --bind "$hosts" /etc/hosts || exit 126; mount --bind "$resolv" /etc/resolv.conf 2>/dev/null || :; fi',
+  'if [ -z "$caps" ]; then exec "$@"; fi',
+  // One mount point a line, taken literally.
+  "set -f; IFS='\n'",
+  'for m in $ro; do mount -o remount,bind,ro "$m" || exit 126; done',
+  'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" -- "$@"',
+].join('\n');
+
+/** Filesystems a container never gets writable: the cgroup hierarchies and bpffs (the agent's pins). */
+const CONTAINER_READ_ONLY_FS = new Set(['cgroup', 'cgroup2', 'bpf']);
+
+/** Their mount points, newline-separated, as INNER reads them. */
+function containerReadOnlyMounts(): string {
+  const points: string[] = [];
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const [, mountPoint, fsType] = line.split(' ');
+    if (mountPoint !== undefined && fsType !== undefined && CONTAINER_READ_ONLY_FS.has(fsType)) points.push(mountPoint.replace(/\\040/g, ' '));
+  }
+  return points.join('\n');
+}
 
 export function spawnIn(where: Placement, argv: readonly string[], options: SpawnInOptions = {}): ChildProcess {
   const names = options.names;
-  return spawn('sh', ['-c', ENTER, NETNS_DIR, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...argv], {
+  const caps = options.capabilities;
+  const confinement = caps ? [boundingSetArg(caps), containerReadOnlyMounts()] : ['', ''];
+  return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...argv], {
     stdio: options.stdio ?? 'pipe',
     env: options.env ?? process.env,
     cwd: options.cwd,

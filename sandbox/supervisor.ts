@@ -78,6 +78,7 @@ export function agentArgs(node: SandboxNodeInfo): string[] {
     inboundSourceIp6: node.inboundSourceIp6,
     probeSourceIp4: node.probeSourceIp4,
     probeSourceIp6: node.probeSourceIp6,
+    serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
     controlSocket: node.controlSocket,
     adminSocket: node.agentAdminSocket,
   })];

@@ -2,6 +2,8 @@
 # Builds the eBPF capture programs: each bpf/*.bpf.c is compiled on its own,
 # then statically linked into build/bpf/meshlet.bpf.o so every program shares
 # one set of maps (the maps are __weak in their headers; the linker keeps one).
+# Each bpf/iter/*.bpf.c becomes an object of its own, build/bpf/<name>.bpf.o:
+# `bpftool iter pin` loads a whole object and attaches its first program.
 # Skips the work when the sources, this script and the toolchain are unchanged.
 set -euo pipefail
 
@@ -35,7 +37,7 @@ exec 9>"$out/.lock"
 flock 9
 
 stamp="$out/.stamp"
-hash="$( { cat "$src"/*.h "$src"/*.bpf.c "${BASH_SOURCE[0]}"; "$clang" --version; "$bpftool" version; } | sha256sum | cut -d' ' -f1)"
+hash="$( { cat "$src"/*.h "$src"/*.bpf.c "$src"/iter/*.bpf.c "${BASH_SOURCE[0]}"; "$clang" --version; "$bpftool" version; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$out/meshlet.bpf.o" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]; then
   echo "build-bpf: up to date ($out/meshlet.bpf.o)"
   exit 0
@@ -52,5 +54,12 @@ done
 # Link into a temporary name so a failed link never leaves a stale object behind.
 "$bpftool" gen object "$out/meshlet.bpf.o.tmp" "$out"/parts/*.o
 mv "$out/meshlet.bpf.o.tmp" "$out/meshlet.bpf.o"
+for file in "$src"/iter/*.bpf.c; do
+  name="$(basename "$file" .c)"
+  "$clang" -target bpf -O2 -g -Wall -Werror \
+    -idirafter "/usr/include/$multiarch" \
+    -c "$file" -o "$out/$name.o.tmp"
+  mv "$out/$name.o.tmp" "$out/$name.o"
+done
 echo "$hash" > "$stamp"
 echo "build-bpf: built $out/meshlet.bpf.o"

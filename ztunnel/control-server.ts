@@ -39,8 +39,10 @@ function handleLine(line: string, synced: boolean, o: ControlServerOptions): Out
     const view = o.store.apply(msg);
     return { reply: { type: 'ack', version: view.version }, applied: { type: msg.type, view } };
   } catch (err) {
-    if (!(err instanceof ControlProtocolError)) throw err;
-    return { reply: { type: 'nack', version: versionOf(raw), error: err.message } };
+    // Anything else is a bug in validation, not the agent's: still refused, so one message never stops the ztunnel.
+    const error = err instanceof ControlProtocolError ? err.message : `the ztunnel failed on this message (${err instanceof Error ? err.message : String(err)}); it keeps its last state`;
+    if (!(err instanceof ControlProtocolError)) o.log.error('control_message_failed', { error: err });
+    return { reply: { type: 'nack', version: versionOf(raw), error } };
   }
 }
 
@@ -63,7 +65,12 @@ function serve(socket: Socket, o: ControlServerOptions): void {
     if (reply.type === 'nack') o.log.warn('control_nack', { version: reply.version, error: reply.error });
     if (applied) {
       const { type, view } = applied;
-      o.onApplied?.(view);
+      try {
+        o.onApplied?.(view);
+      } catch (err) {
+        // The view is in place and serving; what failed (a certificate to hold, a re-check) is logged, never fatal.
+        o.log.error('view_hook_failed', { version: view.version, error: err });
+      }
       o.log.info(`${type}_applied`, { version: view.version, applyMs, nodes: view.nodes.size, workloads: view.workloads.size, services: view.services.size });
     }
   });

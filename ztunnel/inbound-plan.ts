@@ -2,23 +2,25 @@
 // decided without a socket: from the state view, the request headers and
 // what the session's TLS handshake established, to a plan that inbound.ts
 // carries out (answer, dial, relay).
-import { parseHostPort } from '../lib/core/ip.ts';
-import { parseForwardedFor, traceIdOf } from '../lib/hbone/headers.ts';
+//
+// The Forwarded header's source is the peer ztunnel's word: it is taken only
+// if it names a workload on the peer's own node (the node whose address the
+// session comes from) with the identity the peer's certificate proved. Any
+// other claim is ignored, so policy (ipBlocks) judges the peer itself, and
+// recorded (claimedSource, sourceMismatch).
+import { canonicalIp, parseHostPort } from '../lib/core/ip.ts';
+import { parseForwardedFor, traceIdOf, type TunnelRequest } from '../lib/hbone/headers.ts';
 import { identityOf } from '../lib/identity/mesh-identity.ts';
 import { formatSpiffeId, sameIdentity, type SpiffeId } from '../lib/identity/spiffe.ts';
+import type { MeshNode } from '../lib/mesh/model.ts';
 import type { StateView } from '../lib/mesh/state.ts';
 import type { AuthzRequest } from '../lib/policy/index.ts';
 import type { Endpoint } from '../lib/telemetry/flow.ts';
 import { refOf, type FlowInit } from '../lib/telemetry/flow-table.ts';
 import { decide, verdictOf, type Authorization } from './destination-policy.ts';
 
-/** The stream's request headers that matter (absent or repeated ones as undefined). */
-export interface TunnelRequest {
-  method: string | undefined;
-  authority: string | undefined;
-  forwarded: string | undefined;
-  traceparent: string | undefined;
-}
+/** The stream's request headers that matter (absent or repeated ones as undefined; lib/hbone/headers.ts reads them). */
+export type { TunnelRequest };
 
 /** What the session's mutual TLS handshake established. */
 export interface SessionTls {
@@ -49,10 +51,45 @@ export interface RefusalLog {
 export type InboundPlan =
   /** Answer `status` and end the stream; no flow is recorded. */
   | { kind: 'refuse'; status: 400 | 401 | 503; log?: RefusalLog }
-  /** Policy denied it: record the flow, answer 401; the pod is never dialled. */
-  | { kind: 'deny'; status: 401; flow: FlowInit; authz: Authorization }
+  /** Policy denied it: record the flow, answer 401; the pod is never dialled. `sourceMismatch`: why the Forwarded claim was ignored. */
+  | { kind: 'deny'; status: 401; flow: FlowInit; authz: Authorization; sourceMismatch?: string }
   /** Dial `target`, answer 200 once it is up, relay, and keep the connection under policy watch. */
-  | { kind: 'accept'; target: Endpoint; flow: FlowInit; authz: Authorization };
+  | { kind: 'accept'; target: Endpoint; flow: FlowInit; authz: Authorization; sourceMismatch?: string };
+
+/** Nodes by the canonical spelling of their address, built once per view. */
+const nodesByAddress = new WeakMap<StateView, ReadonlyMap<string, MeshNode>>();
+
+function nodeAt(view: StateView, ip: string): MeshNode | undefined {
+  let byAddress = nodesByAddress.get(view);
+  if (!byAddress) {
+    const index = new Map<string, MeshNode>();
+    for (const n of view.nodes.values()) {
+      const address = canonicalIp(n.address);
+      if (address !== undefined) index.set(address, n);
+    }
+    nodesByAddress.set(view, (byAddress = index));
+  }
+  return byAddress.get(ip);
+}
+
+/**
+ * Why the peer may not claim `claimed` as the source, or undefined when it
+ * may: a workload on the peer's node, with the peer certificate's identity
+ * when the session has one (cleartext tunnels prove no identity, so only the
+ * node is checked).
+ */
+function claimRefusal(view: StateView, claimed: Endpoint, peer: Endpoint | undefined, mtls: { trustDomain: string; identity: SpiffeId } | undefined): string | undefined {
+  const node = peer && nodeAt(view, peer.ip);
+  if (!node) return peer ? `the peer ${peer.ip} is no node's address` : 'the session has no peer address';
+  const w = view.workloadByIp(claimed.ip);
+  if (!w) return `${claimed.ip} is no workload`;
+  const name = `${w.namespace}/${w.name}`;
+  if (w.node !== node.name) return `${claimed.ip} is ${name} on node ${w.node}, the peer is node ${node.name}`;
+  if (!mtls) return undefined;
+  const expected = identityOf(w, mtls.trustDomain);
+  if (sameIdentity(expected, mtls.identity)) return undefined;
+  return `${claimed.ip} is ${name}, whose identity is ${formatSpiffeId(expected)}; the peer's certificate is ${formatSpiffeId(mtls.identity)}`;
+}
 
 export function planInbound(view: StateView | undefined, input: InboundInput): InboundPlan {
   const { request: headers, mtls } = input;
@@ -63,8 +100,9 @@ export function planInbound(view: StateView | undefined, input: InboundInput): I
   if (!view || !workload || workload.node !== input.node) {
     return { kind: 'refuse', status: 503, log: { authority, reason: workload ? `pod is on node ${workload.node}` : 'not a known pod' } };
   }
-  const src = parseForwardedFor(headers.forwarded) ?? input.peer;
-  if (!src) return { kind: 'refuse', status: 400 };
+  const claimed = parseForwardedFor(headers.forwarded);
+  if (!claimed && !input.peer) return { kind: 'refuse', status: 400 };
+  let peerIdentity: { trustDomain: string; identity: SpiffeId } | undefined;
   let sourceIdentity: string | undefined;
   let destinationIdentity: string | undefined;
   if (mtls) {
@@ -77,14 +115,19 @@ export function planInbound(view: StateView | undefined, input: InboundInput): I
       return { kind: 'refuse', status: 400, log: { authority, reason: `the session is for ${named ? formatSpiffeId(named) : 'no local identity'}, the target is ${formatSpiffeId(expected)}` } };
     }
     if ('error' in session.client) return { kind: 'refuse', status: 401, log: { authority, error: session.client.error } };
+    peerIdentity = { trustDomain: mtls.trustDomain, identity: session.client.identity };
     sourceIdentity = formatSpiffeId(session.client.identity);
     destinationIdentity = formatSpiffeId(expected);
   }
+  const sourceMismatch = claimed && claimRefusal(view, claimed, input.peer, peerIdentity);
+  const src = claimed && !sourceMismatch ? claimed : input.peer;
+  if (!src) return { kind: 'refuse', status: 400 };
   const request: AuthzRequest = { source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) }, destination: { ip: target.ip, port: target.port, workload } };
   const decision = decide(view, request);
   const flow: FlowInit = {
     direction: 'inbound',
     source: { ...src, workload: refOf(view.workloadByIp(src.ip)), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
+    ...(sourceMismatch ? { claimedSource: claimed } : {}),
     originalDestination: target,
     destination: { ...target, workload: refOf(workload), node: workload.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
     path: 'tunnel',
@@ -93,5 +136,6 @@ export function planInbound(view: StateView | undefined, input: InboundInput): I
     ...verdictOf(decision),
   };
   const authz = { request, decision };
-  return decision.allowed ? { kind: 'accept', target, flow, authz } : { kind: 'deny', status: 401, flow, authz };
+  const mismatch = sourceMismatch ? { sourceMismatch } : {};
+  return decision.allowed ? { kind: 'accept', target, flow, authz, ...mismatch } : { kind: 'deny', status: 401, flow, authz, ...mismatch };
 }

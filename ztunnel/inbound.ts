@@ -2,25 +2,33 @@
 // other nodes' ztunnels to pods on this node. The pod sees the node's address
 // as its peer; the client's address and workload travel in the headers and
 // end up in the flow table. inbound-plan.ts decides each stream; this
-// answers, dials and relays.
-import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+// answers, dials and relays. Every peer is bounded: connections per address,
+// the TLS handshake's time, streams per session, a session's idle time and
+// its certificates' lifetime (lib/config/ztunnel.ts has the flags).
+import { constants, createSecureServer, createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { endpointOf } from '../lib/core/ip.ts';
+import { realClock, type Clock } from '../lib/core/clock.ts';
+import { ztunnelLimits, type ZtunnelLimits } from '../lib/config/ztunnel.ts';
+import { canonicalIp, endpointOf } from '../lib/core/ip.ts';
 import { closeServer, listenTcp } from '../lib/core/listen.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { dial, forward } from '../lib/hbone/forward.ts';
-import { MAX_SESSION_MEMORY_MB, MAX_STREAMS_PER_SESSION, SESSION_WINDOW, STREAM_WINDOW } from '../lib/hbone/h2-settings.ts';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW } from '../lib/hbone/h2-settings.ts';
+import { tunnelRequestOf } from '../lib/hbone/headers.ts';
 import { h2Leg } from '../lib/hbone/relay.ts';
+import { drainAtCertificateExpiry } from '../lib/hbone/session-expiry.ts';
 import { handshakeFailure } from '../lib/hbone/tunnel-pool.ts';
 import type { MeshIdentity } from '../lib/identity/mesh-identity.ts';
 import { clientIdentity, hboneServerTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 import type { FlowTable } from '../lib/telemetry/flow-table.ts';
-import type { HandshakeFailure } from '../lib/telemetry/reasons.ts';
+import type { HandshakeFailure, SessionDrain } from '../lib/telemetry/reasons.ts';
+import { ConnectionCounts } from './connection-counts.ts';
 import type { DestinationPolicy } from './destination-policy.ts';
 import { planInbound, type InboundPlan, type SessionTls } from './inbound-plan.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
+import { reportSourceMismatch } from './source-mismatch.ts';
 
 export interface InboundOptions {
   node: string;
@@ -33,6 +41,10 @@ export interface InboundOptions {
   metrics: ZtunnelMetrics;
   /** Absent: cleartext HTTP/2 (no CA configured). */
   identity?: MeshIdentity;
+  /** Timeouts and caps, in seconds and counts (lib/config/ztunnel.ts); unset ones take the defaults. */
+  limits?: Partial<ZtunnelLimits>;
+  /** Session idle and certificate expiry timers (default the real clock). */
+  clock?: Clock;
 }
 
 /** OpenSSL's verification error codes, as flows and metrics name the refusal. */
@@ -41,9 +53,6 @@ function certificateRefusal(code: string): HandshakeFailure {
   if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
   return 'peer_certificate_invalid';
 }
-
-/** A request header that must appear once. */
-const header = (v: string | string[] | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** The session's TLS facts for planning: the identity named in SNI, and the client's (read once per session). */
 function sessionTls(socket: TLSSocket, identity: MeshIdentity): SessionTls {
@@ -55,6 +64,16 @@ function sessionTls(socket: TLSSocket, identity: MeshIdentity): SessionTls {
   }
 }
 
+/** How long a peer has to close its end once a session is over and ours is closed; a peer that never reads would hold the socket forever. */
+const CLOSE_GRACE_MS = 5000;
+
+/** What the server keeps per session: its open streams, and the timers that drain it. */
+interface SessionState {
+  streams: number;
+  idle: unknown;
+  cancelExpiry: () => void;
+}
+
 function refuse(stream: ServerHttp2Stream, status: number): void {
   stream.on('error', () => {});
   if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': status }, { endStream: true });
@@ -62,11 +81,18 @@ function refuse(stream: ServerHttp2Stream, status: number): void {
 
 export class InboundServer {
   readonly #o: InboundOptions;
-  readonly #servers: (Http2Server | Http2SecureServer)[] = [];
-  readonly #sessions = new Set<Http2Session>();
+  readonly #limits: ZtunnelLimits;
+  readonly #clock: Clock;
+  readonly #listeners: Server[] = [];
+  /** Every connection accepted and not yet closed, sessions or handshakes. */
+  readonly #accepted = new Set<Socket>();
+  readonly #sessions = new Map<Http2Session, SessionState>();
+  readonly #peers = new ConnectionCounts();
 
   constructor(options: InboundOptions) {
     this.#o = options;
+    this.#limits = ztunnelLimits(options.limits ?? {});
+    this.#clock = options.clock ?? realClock;
   }
 
   /** HTTP/2 sessions currently connected, over all listeners. */
@@ -76,11 +102,14 @@ export class InboundServer {
 
   /** Adds a listener on host:port (one per address family). */
   listen(host: string, port: number): Promise<AddressInfo> {
-    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS_PER_SESSION }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    const limits = this.#limits;
+    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.hboneMaxStreams }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     const { identity } = this.#o;
     // Mutual TLS 1.3: the certificate is picked by SNI among local identities, the client's must chain to the mesh root.
     // Client chains are checked after the handshake (rejectUnauthorized off), so a refusal can say why and be counted.
-    const server = identity ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs), rejectUnauthorized: false }) : createServer(h2);
+    const server = identity
+      ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs), rejectUnauthorized: false, handshakeTimeout: limits.hboneHandshakeTimeout * 1000 })
+      : createServer(h2);
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       const reason = handshakeFailure(err);
       this.#o.metrics.handshakeFailed('inbound', reason);
@@ -88,6 +117,10 @@ export class InboundServer {
     });
     server.on('session', (session) => {
       const socket = session.socket as TLSSocket;
+      // Once the session has ended its side (GOAWAY sent, socket ended), the peer gets a grace to close its own.
+      socket.once('finish', function (this: Socket) {
+        setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
+      });
       if (identity && !socket.authorized) {
         const reason = certificateRefusal(String(socket.authorizationError));
         this.#o.metrics.handshakeFailed('inbound', reason);
@@ -97,19 +130,69 @@ export class InboundServer {
         return;
       }
       session.setLocalWindowSize(SESSION_WINDOW);
-      this.#sessions.add(session);
-      session.once('close', () => this.#sessions.delete(session));
+      this.#track(session, socket.remoteAddress);
       session.on('error', (err) => this.#o.log.warn('tunnel_session_error', { peer: session.socket?.remoteAddress, error: err }));
     });
     server.on('stream', (stream, headers) => this.#onStream(stream, headers));
-    this.#servers.push(server);
-    return listenTcp(server, host, port);
+    // Accepted here and handed to the HTTP/2 server, so a peer over its cap is refused before any TLS work.
+    const listener = createTcpServer((socket) => {
+      const peer = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+      if (this.#peers.admit(peer, socket, limits.hboneMaxSessionsPerPeer)) {
+        this.#accepted.add(socket);
+        socket.once('close', () => this.#accepted.delete(socket));
+        return void server.emit('connection', socket);
+      }
+      socket.destroy();
+      this.#o.metrics.refused('hbone', 'peer_session_limit');
+      this.#o.log.warn('connection_refused', { listener: 'hbone', peer, reason: 'peer_session_limit', limit: limits.hboneMaxSessionsPerPeer });
+    });
+    this.#listeners.push(listener);
+    return listenTcp(listener, host, port);
   }
 
   /** Stops accepting sessions and tells connected peers (GOAWAY) to open no new streams; open streams finish. */
   async close(): Promise<void> {
-    for (const s of this.#sessions) s.close();
-    await Promise.all(this.#servers.map(closeServer));
+    for (const s of this.#sessions.keys()) s.close();
+    await Promise.all(this.#listeners.map(closeServer));
+  }
+
+  /** Destroys every connection left (after close() and the drain time): a peer cannot hold the listener open. */
+  abort(): void {
+    for (const socket of this.#accepted) socket.destroy();
+  }
+
+  /**
+   * Counts the session's streams; drains it (GOAWAY, then close once its
+   * streams end) after the idle timeout without streams, or when its own or
+   * its peer's certificate expires.
+   */
+  #track(session: Http2Session, peer: string | undefined): void {
+    const state: SessionState = { streams: 0, idle: undefined, cancelExpiry: () => {} };
+    const { scheduler } = this.#clock;
+    const drain = (reason: SessionDrain) => {
+      if (session.closed || session.destroyed) return;
+      session.close();
+      this.#o.metrics.drained('inbound', reason);
+      this.#o.log.info('tunnel_session_drained', { peer, reason, streams: state.streams });
+    };
+    const idleMs = this.#limits.hboneIdleTimeout * 1000;
+    const armIdle = () => {
+      state.idle = scheduler.set(() => drain('idle_timeout'), idleMs);
+    };
+    this.#sessions.set(session, state);
+    armIdle();
+    if (this.#o.identity) state.cancelExpiry = drainAtCertificateExpiry(session.socket as TLSSocket, this.#clock, () => drain('certificate_expiry'));
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      if (state.streams++ === 0) scheduler.clear(state.idle);
+      stream.once('close', () => {
+        if (--state.streams === 0 && !session.closed) armIdle();
+      });
+    });
+    session.once('close', () => {
+      scheduler.clear(state.idle);
+      state.cancelExpiry();
+      this.#sessions.delete(session);
+    });
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -117,7 +200,7 @@ export class InboundServer {
     const { identity } = this.#o;
     const plan = planInbound(this.#o.store.view, {
       node: this.#o.node,
-      request: { method: headers[':method'], authority: headers[':authority'], forwarded: header(headers.forwarded), traceparent: header(headers.traceparent) },
+      request: tunnelRequestOf(headers),
       peer: endpointOf(socket?.remoteAddress, socket?.remotePort),
       ...(identity ? { mtls: { trustDomain: identity.trustDomain, session: socket && sessionTls(socket, identity) } } : {}),
     });
@@ -132,6 +215,7 @@ export class InboundServer {
       case 'deny': {
         // A denied connection never reaches the pod.
         const flow = this.#o.flows.open(plan.flow);
+        if (plan.sourceMismatch) reportSourceMismatch(this.#o.log, this.#o.metrics, flow.record, plan.sourceMismatch);
         this.#o.policy.denied(flow, plan.authz.decision, plan.status);
         refuse(stream, plan.status);
         return flow.close('denied');
@@ -139,6 +223,7 @@ export class InboundServer {
       case 'accept': {
         const pending = dial(plan.target, this.#o.sourceAddress(plan.target.ip));
         const flow = this.#o.flows.open(plan.flow, { socket: pending.socket, facing: 'server' });
+        if (plan.sourceMismatch) reportSourceMismatch(this.#o.log, this.#o.metrics, flow.record, plan.sourceMismatch);
         this.#o.policy.watch(flow, plan.authz.request);
         return forward(h2Leg(stream), pending, flow, {
           up: () => stream.respond({ ':status': 200 }),
@@ -146,7 +231,7 @@ export class InboundServer {
             refuse(stream, 503);
             this.#o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });
           },
-        });
+        }, this.#limits.idleTimeout * 1000);
       }
     }
   }

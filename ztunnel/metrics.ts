@@ -3,7 +3,7 @@
 import { Counter, Registry } from 'prom-client';
 import type { StoreCounters } from '../lib/identity/store.ts';
 import type { FlowRecord } from '../lib/telemetry/flow.ts';
-import type { CloseReason, HandshakeFailure } from '../lib/telemetry/reasons.ts';
+import type { CloseReason, HandshakeFailure, ListenerRefusal, SessionDrain } from '../lib/telemetry/reasons.ts';
 
 const TCP_LABELS = [
   'reporter',
@@ -30,11 +30,13 @@ const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   server_closed: '-',
   client_reset: '-',
   upstream_reset: '-',
+  idle_timeout: '-',
   upstream_connect_failed: 'UF',
   upstream_failed: '-',
   tunnel_failed: 'UF',
   tunnel_rejected: 'UF',
   tls_failed: 'UF',
+  handshake_timeout: 'UF',
   peer_identity_mismatch: '-',
   peer_certificate_expired: '-',
   no_certificate: 'UF',
@@ -43,6 +45,8 @@ const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   loop: '-',
   no_endpoint: 'NR',
   no_route: 'NR',
+  connection_limit: '-',
+  source_mismatch: '-',
   shutdown: '-',
   policy_denied: '-',
   dropped: '-',
@@ -81,6 +85,10 @@ export class ZtunnelMetrics {
   readonly #received: Counter<string>;
   readonly #denials: Counter<string>;
   readonly #handshakeFailures: Counter<string>;
+  readonly #refused: Counter<string>;
+  readonly #drained: Counter<string>;
+  readonly #idleTimeouts: Counter<string>;
+  readonly #sourceMismatches: Counter<string>;
 
   constructor(certCounters?: () => StoreCounters) {
     const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] });
@@ -101,6 +109,31 @@ export class ZtunnelMetrics {
       labelNames: ['direction', 'reason'],
       registers: [this.registry],
     });
+    // Envoy counts these per listener (downstream_cx_overflow, tcp idle_timeout); one counter each, labelled, says the same.
+    this.#refused = new Counter({
+      name: 'meshlet_connections_refused_total',
+      help: 'connections a listener refused at accept because a per-peer or per-pod cap was reached',
+      labelNames: ['listener', 'reason'],
+      registers: [this.registry],
+    });
+    this.#drained = new Counter({
+      name: 'meshlet_hbone_sessions_drained_total',
+      help: 'HBONE sessions told to take no new streams and closed once their streams ended',
+      labelNames: ['direction', 'reason'],
+      registers: [this.registry],
+    });
+    this.#idleTimeouts = new Counter({
+      name: 'meshlet_tcp_idle_timeouts_total',
+      help: 'relayed connections closed because no byte moved for --idle-timeout',
+      labelNames: ['direction'],
+      registers: [this.registry],
+    });
+    this.#sourceMismatches = new Counter({
+      name: 'meshlet_source_mismatches_total',
+      help: 'connections whose source address did not check out: outbound, not the connecting pod\'s own (refused, source_mismatch); inbound, a Forwarded claim the peer ztunnel may not make (ignored)',
+      labelNames: ['direction'],
+      registers: [this.registry],
+    });
     if (certCounters) {
       const registry = this.registry;
       const fromStore = (name: string, help: string, pick: (c: StoreCounters) => number) =>
@@ -116,6 +149,7 @@ export class ZtunnelMetrics {
   }
 
   flowClosed(f: FlowRecord): void {
+    if (f.closeReason === 'idle_timeout') this.#idleTimeouts.inc({ direction: f.direction });
     const labels = labelsOf(f);
     this.#closed.inc(labels);
     if (f.bytesReceived > 0) this.#sent.inc(labels, f.bytesReceived);
@@ -132,6 +166,18 @@ export class ZtunnelMetrics {
 
   handshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailure): void {
     this.#handshakeFailures.inc({ direction, reason });
+  }
+
+  refused(listener: 'hbone' | 'outbound', reason: ListenerRefusal): void {
+    this.#refused.inc({ listener, reason });
+  }
+
+  drained(direction: 'inbound' | 'outbound', reason: SessionDrain): void {
+    this.#drained.inc({ direction, reason });
+  }
+
+  sourceMismatch(direction: 'inbound' | 'outbound'): void {
+    this.#sourceMismatches.inc({ direction });
   }
 
   text(): Promise<string> {

@@ -3,7 +3,12 @@
 // destination to a plan that outbound.ts carries out. Each way a connection
 // can go is one kind of plan (a waypoint hop will be one more); the plan holds
 // everything the flow record and the act step need.
-import { hostPort } from '../lib/core/ip.ts';
+//
+// The source is named by its address, which the kernel vouches for: it marks
+// a connection whose source address is not the connecting pod's own, and such
+// a connection is refused (source_mismatch), never carried under anyone's
+// identity.
+import { hostPort, isV6 } from '../lib/core/ip.ts';
 import { baggage, forwardedFor } from '../lib/hbone/headers.ts';
 import { identityOf } from '../lib/identity/mesh-identity.ts';
 import { formatSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
@@ -16,10 +21,24 @@ import type { Refusal } from '../lib/telemetry/reasons.ts';
 import { decide, verdictOf, type Authorization } from './destination-policy.ts';
 import type { Resolver } from './resolve.ts';
 
+/**
+ * The local port the kernel's getsockname reports for a redirected connection
+ * whose source address is not the connecting pod's own (SOURCE_MISMATCH_PORT
+ * in bpf/orig_dst.h). The local address is then that pod's own address, or
+ * the unspecified address when the kernel had none. No redirected connection
+ * has this port otherwise: the capture hooks leave a connect to port 0 alone.
+ */
+export const SOURCE_MISMATCH_PORT = 0;
+
+/** Whether the accepted socket's local address is the kernel's source-mismatch mark. */
+export const isSourceMismatch = (local: Endpoint): boolean => local.port === SOURCE_MISMATCH_PORT;
+
+const unspecified = (ip: string): string => (isV6(ip) ? '::' : '0.0.0.0');
+
 export interface OutboundInput {
   /** The pod's address: the accepted socket's peer. */
   source: Endpoint;
-  /** Where the application connected. */
+  /** Where the application connected: the accepted socket's local address, as the kernel reports it (or its source-mismatch mark). */
   destination: Endpoint;
   /** The capture listeners' own `host:port`s: a connection addressed to one was not redirected, and must not loop. */
   ownAddresses: ReadonlySet<string>;
@@ -52,8 +71,30 @@ export type OutboundPlan =
    */
   | { kind: 'tunnel'; target: Endpoint; via: MeshNode; headers: TunnelHeaders; flow: OutboundFlow; mtls?: { source: SpiffeId; destination: SpiffeId } };
 
+/**
+ * The kernel's mark: the pod it saw connect (by its own address) bound
+ * another. Refused before anything else, whatever the state, and recorded
+ * under that pod with the address it claimed.
+ */
+function refuseSourceMismatch(view: StateView | undefined, claimed: Endpoint, mark: Endpoint): OutboundPlan {
+  const known = mark.ip !== unspecified(mark.ip);
+  const pod = known ? view?.workloadByIp(mark.ip) : undefined;
+  return {
+    kind: 'refuse',
+    reason: 'source_mismatch',
+    flow: {
+      direction: 'outbound',
+      source: { ip: mark.ip, port: claimed.port, workload: refOf(pod) },
+      claimedSource: claimed,
+      // The kernel reports the mark in its place.
+      originalDestination: { ip: unspecified(mark.ip), port: 0 },
+    },
+  };
+}
+
 export function planOutbound(view: StateView | undefined, input: OutboundInput): OutboundPlan {
   const { source: src, destination: dst, trustDomain } = input;
+  if (isSourceMismatch(dst)) return refuseSourceMismatch(view, src, dst);
   const sourceWorkload = view?.workloadByIp(src.ip);
   const uri = (w: Workload | undefined) => (w && trustDomain ? formatSpiffeId(identityOf(w, trustDomain)) : undefined);
   const sourceIdentity = uri(sourceWorkload);

@@ -3,6 +3,7 @@
 // application's original destination and its remote address the pod's.
 // outbound-plan.ts decides where it goes; this carries the plan out.
 import type { Socket } from 'node:net';
+import { ztunnelLimits, type ZtunnelLimits } from '../lib/config/ztunnel.ts';
 import { endpointOf } from '../lib/core/ip.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { awaitTunnel, deferredTunnel, type SessionFailureOf } from '../lib/hbone/client.ts';
@@ -15,10 +16,13 @@ import { formatSpiffeId } from '../lib/identity/spiffe.ts';
 import { hboneClientTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 import type { Endpoint } from '../lib/telemetry/flow.ts';
-import type { Flow, FlowTable } from '../lib/telemetry/flow-table.ts';
+import { refOf, type Flow, type FlowTable } from '../lib/telemetry/flow-table.ts';
+import { ConnectionCounts } from './connection-counts.ts';
 import type { DestinationPolicy } from './destination-policy.ts';
-import { planOutbound, type OutboundPlan } from './outbound-plan.ts';
+import type { ZtunnelMetrics } from './metrics.ts';
+import { isSourceMismatch, planOutbound, type OutboundPlan } from './outbound-plan.ts';
 import type { Resolver } from './resolve.ts';
+import { reportSourceMismatch } from './source-mismatch.ts';
 
 export interface OutboundOptions {
   store: StateStore;
@@ -36,6 +40,9 @@ export interface OutboundOptions {
   policy: DestinationPolicy;
   /** Absent: cleartext tunnels (no CA configured). */
   identity?: MeshIdentity;
+  metrics: ZtunnelMetrics;
+  /** Timeouts and caps (lib/config/ztunnel.ts); unset ones take the defaults. */
+  limits?: Partial<ZtunnelLimits>;
 }
 
 const localEndpoint = (s: Socket): Endpoint | undefined => endpointOf(s.localAddress, s.localPort);
@@ -56,12 +63,13 @@ function openTunnel(o: OutboundOptions, plan: TunnelPlan, traceparent: string): 
   }, via.name, failureOf);
 }
 
-/** Carries out a plan for an accepted client socket. */
-function act(o: OutboundOptions, client: Socket, plan: OutboundPlan): void {
+/** Carries out a plan for an accepted client socket; `idleMs` is the relay's idle timeout (0: none). */
+function act(o: OutboundOptions, client: Socket, plan: OutboundPlan, idleMs: number): void {
   const open = (traceId?: string) => o.flows.open({ ...plan.flow, ...(traceId ? { traceId } : {}) }, { socket: client, facing: 'client' });
   switch (plan.kind) {
     case 'refuse': {
       const flow = open();
+      if (plan.reason === 'source_mismatch') reportSourceMismatch(o.log, o.metrics, flow.record, 'the pod\'s socket is bound to an address that is not the pod\'s own');
       client.resetAndDestroy();
       return flow.close(plan.reason);
     }
@@ -74,18 +82,18 @@ function act(o: OutboundOptions, client: Socket, plan: OutboundPlan): void {
     case 'direct': {
       const flow = open();
       if (plan.authz) o.policy.watch(flow, plan.authz.request);
-      return carry(o, client, flow, dial(plan.target, plan.path === 'local' ? o.sourceAddress(plan.target.ip) : undefined));
+      return carry(o, client, flow, dial(plan.target, plan.path === 'local' ? o.sourceAddress(plan.target.ip) : undefined), idleMs);
     }
     case 'tunnel': {
       const trace = newTraceContext();
       const flow = open(trace.traceId);
-      return carry(o, client, flow, openTunnel(o, plan, trace.traceparent));
+      return carry(o, client, flow, openTunnel(o, plan, trace.traceparent), idleMs);
     }
   }
 }
 
 /** Relays the client to the upstream once it is up; a failed upstream resets the client. */
-function carry(o: OutboundOptions, client: Socket, flow: Flow, pending: PendingLeg): void {
+function carry(o: OutboundOptions, client: Socket, flow: Flow, pending: PendingLeg, idleMs: number): void {
   forward(socketLeg(client), pending, flow, {
     failed: (err) => {
       if (err.reason === 'denied') {
@@ -96,16 +104,32 @@ function carry(o: OutboundOptions, client: Socket, flow: Flow, pending: PendingL
       client.resetAndDestroy();
       o.log.warn('upstream_error', { flow: flow.record.id, reason: err.reason, error: err });
     },
-  });
+  }, idleMs);
+}
+
+/** A pod over its connection cap: reset at once, recorded as a flow closed with connection_limit, counted. */
+function refuseOverCap(o: OutboundOptions, client: Socket, source: Endpoint, destination: Endpoint): void {
+  const workload = refOf(o.store.view?.workloadByIp(source.ip));
+  const flow = o.flows.open({ direction: 'outbound', source: { ...source, workload }, originalDestination: destination });
+  client.resetAndDestroy();
+  o.metrics.refused('outbound', 'connection_limit');
+  flow.close('connection_limit');
 }
 
 export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => void {
   const originalDestination = o.originalDestination ?? localEndpoint;
   const trustDomain = o.identity?.trustDomain;
+  const limits = ztunnelLimits(o.limits ?? {});
+  const idleMs = limits.idleTimeout * 1000;
+  const perPod = new ConnectionCounts();
   return (client) => {
-    const source = endpointOf(client.remoteAddress, client.remotePort);
+    // A pod may connect from its IPv6 link-local address, which Node reports with its zone (fe80::1%veth…):
+    // read it without the zone, so the kernel's mark on it refuses it visibly (source_mismatch) rather than silently.
+    const source = endpointOf(client.remoteAddress?.replace(/%.*$/, ''), client.remotePort);
     const destination = originalDestination(client);
     if (!source || !destination) return void client.destroy();
-    act(o, client, planOutbound(o.store.view, { source, destination, ownAddresses: o.ownAddresses, resolver: o.resolver, ...(trustDomain ? { trustDomain } : {}) }));
+    // A marked connection is refused at once, and its source address is not that pod's to count.
+    if (!isSourceMismatch(destination) && !perPod.admit(source.ip, client, limits.maxConnectionsPerPod)) return refuseOverCap(o, client, source, destination);
+    act(o, client, planOutbound(o.store.view, { source, destination, ownAddresses: o.ownAddresses, resolver: o.resolver, ...(trustDomain ? { trustDomain } : {}) }), idleMs);
   };
 }

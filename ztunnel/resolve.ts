@@ -1,5 +1,5 @@
-// Where an outbound connection goes, from its original destination: a Service
-// VIP:port balances round robin over its endpoints, a pod IP is that pod,
+// Where an outbound connection goes, from its original destination: a pod IP
+// is that pod, a Service VIP:port balances round robin over its endpoints,
 // anything else passes through untouched. Then how: straight to a pod on this
 // node or outside the mesh, or through the tunnel to the pod's node.
 import type { MeshNode, Service, Workload } from '../lib/mesh/model.ts';
@@ -24,6 +24,10 @@ export class Resolver {
   }
 
   resolve(view: StateView, dst: Endpoint): Route {
+    // A pod's own address is that pod's, whatever a Service claims: the view
+    // refuses such a claim, and this order keeps it so should one get through.
+    const workload = view.workloadByIp(dst.ip);
+    if (workload) return this.#toWorkload(view, workload, dst);
     const target = view.serviceAt(dst.ip, dst.port);
     if (target) {
       const { endpoints, service } = target;
@@ -31,8 +35,6 @@ export class Resolver {
       const ep = endpoints[this.#next(view, target.key, endpoints.length)];
       return this.#toWorkload(view, ep.workload, { ip: ep.ip, port: ep.port }, service);
     }
-    const workload = view.workloadByIp(dst.ip);
-    if (workload) return this.#toWorkload(view, workload, dst);
     return { kind: 'direct', path: 'passthrough', target: dst };
   }
 

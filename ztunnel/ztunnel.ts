@@ -4,7 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../lib/core/errors.ts';
-import type { ZtunnelConfig } from '../lib/config/ztunnel.ts';
+import { ztunnelLimits, type ZtunnelConfig } from '../lib/config/ztunnel.ts';
 import { createServer as createHttpServer } from '../lib/core/http-server.ts';
 import { createAdmin, readinessHandler } from './admin.ts';
 import { startControlServer } from './control-server.ts';
@@ -51,10 +51,15 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     log.info('access', { ...e.flow });
   });
   const sourceAddress = (ip: string) => (isV6(ip) ? (o.inboundSourceIp6 ?? o.nodeIp6) : (o.inboundSourceIp4 ?? o.nodeIp4));
-  const pool = new TunnelPool({ port: o.hbonePort, log, onSessionFailure: (reason) => metrics.handshakeFailed('outbound', reason) });
+  const limits = ztunnelLimits(o);
+  const pool = new TunnelPool({
+    port: o.hbonePort, log, maxStreamsPerSession: limits.hboneMaxStreams, handshakeTimeoutMs: limits.hboneHandshakeTimeout * 1000,
+    onSessionFailure: (reason) => metrics.handshakeFailed('outbound', reason),
+    onSessionDrained: (reason) => metrics.drained('outbound', reason),
+  });
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
-  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, ...(identity ? { identity } : {}) });
+  const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, metrics, limits, ...(identity ? { identity } : {}) });
   if (!identity) log.warn('plaintext_tunnels', { message: 'no CA: tunnels between nodes are cleartext HTTP/2' });
   const onApplied = (view: StateView) => {
     if (identity) identity.certs.retain(localIdentities(view, o.node, identity.trustDomain));
@@ -102,7 +107,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     }
   }
 
-  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, ...(identity ? { identity } : {}) });
+  const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, limits, ...(identity ? { identity } : {}) });
   for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
     await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
   }
@@ -125,6 +130,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
       if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
       flows.abortAll();
+      inbound.abort();
       pool.close();
       identity?.certs.close();
       await stopped;

@@ -39,6 +39,9 @@ export const POD_FLAGS = { captureOutbound: 1, strictInbound: 2 } as const;
 
 export interface PodInfo {
   flags: number;
+  /** The pod's own addresses: a redirected connection from any other source is marked sourceMismatch. null: none. */
+  ip4: string | null;
+  ip6: string | null;
 }
 
 /** Key of excluded_ports, port_mode and probe_ports. */
@@ -69,8 +72,18 @@ export interface Endpoint {
   port: number;
 }
 
+/** ORIG_DST_F_* in bpf/orig_dst.h. */
+export const ORIG_DST_FLAGS = {
+  /** Set by sockops: the connection's source address is not one of the capturing pod's own (pods ip4/ip6). */
+  sourceMismatch: 1,
+} as const;
+
 export interface OrigDst extends Endpoint {
   family: 4 | 6;
+  /** ORIG_DST_FLAGS. */
+  flags: number;
+  /** The enrolled pod whose connect was captured. */
+  cgroupId: bigint;
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
@@ -88,10 +101,10 @@ export const LAYOUTS = {
     size: 64,
     members: { capture_ip6: 0, capture_ip4: 16, outbound_port: 20, pad: 22, inbound_source_ip6: 24, probe_source_ip6: 40, inbound_source_ip4: 56, probe_source_ip4: 60 },
   },
-  podInfo: { cType: 'pod_info', size: 8, members: { flags: 0, pad: 4 } },
+  podInfo: { cType: 'pod_info', size: 24, members: { flags: 0, ip4: 4, ip6: 8 } },
   podPortKey: { cType: 'pod_port_key', size: 16, members: { cgroup_id: 0, port: 8, pad: 10 } },
   flowKey: { cType: 'flow_key', size: 20, members: { addr: 0, port: 16, pad: 18 } },
-  origDst: { cType: 'orig_dst', size: 20, members: { addr: 0, port: 16, family: 18 } },
+  origDst: { cType: 'orig_dst', size: 32, members: { addr: 0, port: 16, family: 18, flags: 20, cgroup_id: 24 } },
   dropEvent: { cType: 'drop_event', size: 48, members: { cgroup_id: 0, src: 8, dst: 24, sport: 40, dport: 42, family: 44, reason: 46 } },
 } as const satisfies Record<string, Layout>;
 
@@ -210,11 +223,17 @@ export const nodeConfigCodec: Codec<NodeConfig> = {
 export const podInfoCodec: Codec<PodInfo> = {
   layout: LAYOUTS.podInfo,
   encode(info) {
+    const m = LAYOUTS.podInfo.members;
     const { bytes, view } = alloc(LAYOUTS.podInfo);
-    view.setUint32(LAYOUTS.podInfo.members.flags, info.flags, LITTLE_ENDIAN);
+    view.setUint32(m.flags, info.flags, LITTLE_ENDIAN);
+    setIp4(bytes, m.ip4, info.ip4);
+    setIp6(bytes, m.ip6, info.ip6, 'pod IPv6 address');
     return bytes;
   },
-  decode: (bytes) => ({ flags: view(LAYOUTS.podInfo, bytes).getUint32(LAYOUTS.podInfo.members.flags, LITTLE_ENDIAN) }),
+  decode(bytes) {
+    const m = LAYOUTS.podInfo.members;
+    return { flags: view(LAYOUTS.podInfo, bytes).getUint32(m.flags, LITTLE_ENDIAN), ip4: getIp4(bytes, m.ip4), ip6: getIp6(bytes, m.ip6) };
+  },
 };
 
 /** The key of excluded_ports, port_mode and probe_ports. */
@@ -267,6 +286,8 @@ export const origDstCodec: Codec<OrigDst> = {
     bytes.set(addr, m.addr);
     view.setUint16(m.port, checkPort(dst.port), LITTLE_ENDIAN);
     view.setUint16(m.family, dst.family === 4 ? AF_INET : AF_INET6, LITTLE_ENDIAN);
+    view.setUint32(m.flags, dst.flags, LITTLE_ENDIAN);
+    view.setBigUint64(m.cgroup_id, dst.cgroupId, LITTLE_ENDIAN);
     return bytes;
   },
   decode(bytes) {
@@ -278,6 +299,8 @@ export const origDstCodec: Codec<OrigDst> = {
       address: formatIp16(bytes.subarray(m.addr, m.addr + 16)),
       port: v.getUint16(m.port, LITTLE_ENDIAN),
       family: family === AF_INET ? 4 : 6,
+      flags: v.getUint32(m.flags, LITTLE_ENDIAN),
+      cgroupId: v.getBigUint64(m.cgroup_id, LITTLE_ENDIAN),
     };
   },
 };

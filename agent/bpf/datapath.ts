@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
 import { PORTS } from '../../lib/mesh/model.ts';
 import { BpfError, CommandError } from '../../lib/core/errors.ts';
+import { canonicalIp, isV6 } from '../../lib/core/ip.ts';
 import { attachedProgramIds, attachedUnder } from './attachments.ts';
 import { batch, isRecord } from './bpftool.ts';
 import { cgroup2Mount, cgroupIdIfExists, cgroupIdsUnder } from './cgroup.ts';
@@ -20,12 +21,14 @@ import { decodeDump, deleteCommand, dumpCommand, dumpMap, updateCommand } from '
 import { AttachmentMirror, type MapChange, MapMirror, type MirroredMap, type PodEntries } from './mirror.ts';
 import { DEFAULT_OBJECT_DIR, MAP_NAMES, mapPin, OBJECT_FILE, POD_PROGRAMS, type ProgramSpec, progPin, PROGRAMS, ZTUNNEL_PROGRAMS } from './objects.ts';
 import { loadOrAdopt, removePins, stalePinsError } from './pins.ts';
+import { StrictSweep, type SweepResult } from './strict-sweep.ts';
 import type { Datapath, PodCapture } from '../datapath.ts';
 
 export type { DropReason } from './codec.ts';
 export type { DatapathStatus, InboundEnforcement, InboundMode } from '../../lib/mesh/agent-status.ts';
 export type { DropEvent, DropWatch } from './drop-watch.ts';
 export type { PodCapture } from '../datapath.ts';
+export type { SweepResult, SweptConnection } from './strict-sweep.ts';
 
 /** The node's addresses the hooks need (absent inbound/probe sources: none admitted). */
 export interface DatapathOptions extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
@@ -64,8 +67,12 @@ interface WritePlan {
 function entriesOf(pod: PodCapture): PodEntries {
   const inbound = pod.inbound;
   const strict = inbound?.mode === 'STRICT' ? POD_FLAGS.strictInbound : 0;
+  // Kubernetes gives a pod at most one address per family.
+  const ips = pod.ips.map(canonicalIp).filter((ip) => ip !== undefined);
   return {
     flags: POD_FLAGS.captureOutbound | strict,
+    ip4: ips.find((ip) => !isV6(ip)) ?? null,
+    ip6: ips.find(isV6) ?? null,
     excluded_ports: new Map(pod.excludeOutboundPorts.map((port) => [port, true])),
     port_mode: new Map(Object.entries(inbound?.portModes ?? {}).map(([port, mode]) => [Number(port), mode])),
     probe_ports: new Map((inbound?.probePorts ?? []).map((port) => [port, true])),
@@ -91,12 +98,14 @@ export class BpfDatapath implements Datapath {
   /** Cgroup trees walked whole (learnAttachments), to walk again when the mirror is rebuilt. */
   readonly #roots = new Set<string>();
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #sweep: StrictSweep;
 
-  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, adopted: boolean, maps: MapMirror) {
+  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, adopted: boolean, maps: MapMirror, sweep: StrictSweep) {
     this.#pinDir = pinDir;
     this.#progIds = progIds;
     this.#adopted = adopted;
     this.#maps = maps;
+    this.#sweep = sweep;
   }
 
   static async open(opts: DatapathOptions): Promise<BpfDatapath> {
@@ -112,7 +121,8 @@ export class BpfDatapath implements Datapath {
       if (ip !== undefined && !isIPv4(ip)) throw new BpfError(`${field} is not an IPv4 address: ${ip}`);
     }
 
-    const adopted = await loadOrAdopt(join(opts.objectDir ?? DEFAULT_OBJECT_DIR, OBJECT_FILE), pinDir);
+    const objectDir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
+    const adopted = await loadOrAdopt(join(objectDir, OBJECT_FILE), pinDir);
     const shown = await batch([
       ...MAP_NAMES.map((m) => ['map', 'show', 'pinned', mapPin(pinDir, m)]),
       ...PROGRAMS.map((p) => ['prog', 'show', 'pinned', progPin(pinDir, p.name)]),
@@ -127,18 +137,18 @@ export class BpfDatapath implements Datapath {
       }
     });
     const progIds = new Map(PROGRAMS.map((p, i) => [p.name, numberField(shown[MAP_NAMES.length + i], 'id', p.name)]));
-    await batch([
-      updateCommand(pinDir, 'node_config', 0, {
-        captureIp4: opts.captureIp4,
-        captureIp6: opts.captureIp6 ?? null,
-        outboundPort,
-        inboundSourceIp4: opts.inboundSourceIp4 ?? null,
-        inboundSourceIp6: opts.inboundSourceIp6 ?? null,
-        probeSourceIp4: opts.probeSourceIp4 ?? null,
-        probeSourceIp6: opts.probeSourceIp6 ?? null,
-      }),
-    ]);
-    return new BpfDatapath(pinDir, progIds, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)));
+    const nodeConfig: NodeConfig = {
+      captureIp4: opts.captureIp4,
+      captureIp6: opts.captureIp6 ?? null,
+      outboundPort,
+      inboundSourceIp4: opts.inboundSourceIp4 ?? null,
+      inboundSourceIp6: opts.inboundSourceIp6 ?? null,
+      probeSourceIp4: opts.probeSourceIp4 ?? null,
+      probeSourceIp6: opts.probeSourceIp6 ?? null,
+    };
+    await batch([updateCommand(pinDir, 'node_config', 0, nodeConfig)]);
+    const sweep = await StrictSweep.open({ pinDir, objectDir, nodeConfig });
+    return new BpfDatapath(pinDir, progIds, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)), sweep);
   }
 
   /** Removes pinDir and its pins. Attachments stay until their cgroups are removed. */
@@ -227,6 +237,15 @@ export class BpfDatapath implements Datapath {
       });
       for (const path of paths) this.#knownIds.delete(path);
     });
+  }
+
+  /**
+   * Ends the pod's connections that its inbound mode, as just enrolled, does
+   * not admit (strict-sweep.ts). Not queued behind enrollment: it only reads
+   * the capture maps' copies.
+   */
+  closeInadmissible(pod: PodCapture): Promise<SweepResult> {
+    return this.#sweep.run(resolve(pod.cgroupPath), entriesOf(pod));
   }
 
   attachZtunnel(cgroupPath: string): Promise<void> {

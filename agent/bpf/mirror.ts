@@ -3,7 +3,9 @@
 // attached to which cgroups. Seeded from the kernel (a map dump, a cgroup tree
 // walk), so an enroll needs no read before its one write batch. Plain data:
 // the datapath turns the changes into bpftool commands.
+import { isDeepStrictEqual } from 'node:util';
 import type { InboundMode } from '../../lib/mesh/agent-status.ts';
+import type { PodInfo } from './codec.ts';
 import type { Entry, KeyOf, ValueOf } from './maps.ts';
 
 export type PortMapName = 'excluded_ports' | 'port_mode' | 'probe_ports';
@@ -13,9 +15,8 @@ const PORT_MAPS: readonly PortMapName[] = ['excluded_ports', 'port_mode', 'probe
 /** One map write: an update, or a delete when `value` is absent. */
 export type MapChange = { [N in MirroredMap]: { map: N; key: KeyOf<N>; value?: ValueOf<N> } }[MirroredMap];
 
-/** The entries one pod should have. */
-export interface PodEntries {
-  flags: number;
+/** The entries one pod should have: its pods value (flags, own addresses) and its port entries. */
+export interface PodEntries extends PodInfo {
   excluded_ports: ReadonlyMap<number, true>;
   port_mode: ReadonlyMap<number, InboundMode>;
   probe_ports: ReadonlyMap<number, true>;
@@ -31,11 +32,11 @@ export interface MirrorDumps {
 type PortValues = { [N in PortMapName]: Map<bigint, Map<number, ValueOf<N>>> };
 
 export class MapMirror {
-  readonly #pods = new Map<bigint, number>();
+  readonly #pods = new Map<bigint, PodInfo>();
   readonly #ports: PortValues = { excluded_ports: new Map(), port_mode: new Map(), probe_ports: new Map() };
 
   constructor(dumps: MirrorDumps) {
-    for (const e of dumps.pods) this.#pods.set(e.key, e.value.flags);
+    for (const e of dumps.pods) this.#pods.set(e.key, e.value);
     for (const name of PORT_MAPS) for (const e of dumps[name]) this.#portsOf(name, e.key.cgroupId, true).set(e.key.port, e.value);
   }
 
@@ -58,7 +59,8 @@ export class MapMirror {
       for (const port of have?.keys() ?? []) if (!wanted.has(port)) stale.push({ map, key: { cgroupId: id, port } } as MapChange);
     };
     for (const map of PORT_MAPS) sync(map);
-    const pod: MapChange[] = this.#pods.get(id) === want.flags ? [] : [{ map: 'pods', key: id, value: { flags: want.flags } }];
+    const info: PodInfo = { flags: want.flags, ip4: want.ip4, ip6: want.ip6 };
+    const pod: MapChange[] = isDeepStrictEqual(this.#pods.get(id), info) ? [] : [{ map: 'pods', key: id, value: info }];
     return [...additions, ...pod, ...stale];
   }
 
@@ -77,7 +79,7 @@ export class MapMirror {
     for (const c of changes) {
       if (c.map === 'pods') {
         if (c.value === undefined) this.#pods.delete(c.key);
-        else this.#pods.set(c.key, c.value.flags);
+        else this.#pods.set(c.key, c.value);
         continue;
       }
       const ports = this.#portsOf(c.map, c.key.cgroupId, c.value !== undefined);

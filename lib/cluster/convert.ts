@@ -1,7 +1,7 @@
 // Phase one of a state update: each object is checked and converted on its
 // own, so one bad object is rejected with a reason and never blocks the rest.
-import { isIP } from 'node:net';
-import { isPort } from '../core/ip.ts';
+import { canonicalIp, isPort } from '../core/ip.ts';
+import { parseCidr, type Cidr } from '../core/cidr.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { InvalidObjectError } from '../core/errors.ts';
 import { convertPolicyObject } from '../policy/index.ts';
@@ -10,11 +10,14 @@ import type { KindValue, MeshKind } from '../mesh/kinds.ts';
 import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
 import { convertEndpointSlice, type EndpointSliceInfo } from './endpoint-slices.ts';
-import { podQosClass, type QosClass } from './cgroup-layout.ts';
+import { podQosClass, podUidProblem, type QosClass } from './cgroup-layout.ts';
+import { dnsLabelProblem, dnsSubdomainProblem } from './names.ts';
 import { QuantityError } from './quantity.ts';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'meshlet.io/exclude-outbound-ports';
+/** Ports one pod may exclude: 64 pods at the cap fill the node's excluded_ports table (16 384 entries). */
+export const MAX_EXCLUDED_PORTS = 256;
 
 export type DataplaneMode = 'ambient' | 'none' | undefined;
 
@@ -32,13 +35,28 @@ export interface NamespaceInfo {
 export interface PodInfo {
   workload: Omit<Workload, 'enrolled'>;
   mode: DataplaneMode;
+  /** metadata.creationTimestamp (epoch ms); Infinity when unknown. Of two pods claiming one address the newer is refused. */
+  createdAt: number;
 }
 
 /** A Service before its endpoints are known: they are its EndpointSlices' ready pods, joined when the batch is assembled. */
-export type ServiceInfo = Omit<Service, 'endpoints'>;
+export interface ServiceInfo {
+  service: Omit<Service, 'endpoints'>;
+  /** As PodInfo's: of two Services claiming one VIP the newer is refused. */
+  createdAt: number;
+}
+
+/** A Node: its mesh form, and what it owns, which pods' addresses are checked against. */
+export interface NodeInfo {
+  node: MeshNode;
+  /** spec.podCIDRs (or spec.podCIDR): its pods' addresses lie in them. Empty when the CNI allocates addresses itself. */
+  podCidrs: Cidr[];
+  /** Every IP in status.addresses: the node's own, never a pod's. */
+  addresses: string[];
+}
 
 /** The kinds that need the rest of the batch to become mesh state. */
-type Assembled = 'workloads' | 'services';
+type Assembled = 'nodes' | 'workloads' | 'services';
 
 /** An object that becomes one mesh-state object as it is, named by its kind in the table. */
 type MeshObject = { [K in Exclude<MeshKind, Assembled>]: { kind: K; value: KindValue<K> } }[Exclude<MeshKind, Assembled>];
@@ -51,6 +69,7 @@ type MeshObject = { [K in Exclude<MeshKind, Assembled>]: { kind: K; value: KindV
 export type Converted =
   | MeshObject
   | { kind: 'Namespace'; value: NamespaceInfo }
+  | { kind: 'Node'; value: NodeInfo }
   | { kind: 'Pod'; value: PodInfo | null }
   | { kind: 'Service'; value: ServiceInfo }
   | { kind: 'EndpointSlice'; value: EndpointSliceInfo | null }
@@ -77,10 +96,23 @@ export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}
     case 'EndpointSlice':
       return { kind: 'EndpointSlice', value: convertEndpointSlice(obj, ref, namespaceOf(obj, fail), stringMap(meta(obj).labels, 'metadata.labels', fail), fail) };
     case 'Node':
-      return { kind: 'nodes', value: convertNode(obj, fail) };
+      return { kind: 'Node', value: convertNode(obj, fail) };
     default:
       return { kind: 'Ignored' };
   }
+}
+
+/** A name that becomes part of an identity, a header or a key, checked by Kubernetes' rule for it. */
+function checkName(value: unknown, field: string, rule: (v: unknown, what: string) => string | undefined, fail: Fail): string {
+  const problem = rule(value, field);
+  return problem === undefined ? (value as string) : fail(problem);
+}
+
+/** metadata.creationTimestamp in epoch ms; Infinity when absent or unreadable: an object of unknown age loses every contradiction. */
+function createdAtOf(obj: KubeObject): number {
+  const t = meta(obj).creationTimestamp;
+  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
+  return Number.isNaN(ms) ? Infinity : ms;
 }
 
 type Fail = (reason: string) => never;
@@ -111,12 +143,12 @@ function namespaceOf(obj: KubeObject, fail: Fail): string {
   const ns = meta(obj).namespace;
   if (ns === undefined) return 'default';
   if (typeof ns !== 'string' || ns === '') return fail('metadata.namespace must be a non-empty string');
-  return ns;
+  return checkName(ns, 'metadata.namespace', dnsLabelProblem, fail);
 }
 
 function convertNamespace(obj: KubeObject, fail: Fail): NamespaceInfo {
   const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
-  return { name: meta(obj).name as string, mode: dataplaneMode(labels, fail) };
+  return { name: checkName(meta(obj).name, 'metadata.name', dnsLabelProblem, fail), mode: dataplaneMode(labels, fail) };
 }
 
 export function parsePortList(text: string): number[] | null {
@@ -134,6 +166,7 @@ export function parsePortList(text: string): number[] | null {
 function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
   const m = meta(obj);
   const namespace = namespaceOf(obj, fail);
+  const name = checkName(m.name, 'metadata.name', dnsSubdomainProblem, fail);
   const labels = stringMap(m.labels, 'metadata.labels', fail);
   const annotations = stringMap(m.annotations, 'metadata.annotations', fail);
   const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
@@ -145,7 +178,10 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
   if (excluded !== undefined) {
     excludeOutboundPorts =
       parsePortList(excluded) ??
-      fail(`annotation ${EXCLUDE_OUTBOUND_PORTS_ANNOTATION}="${excluded}" is not a port list; use comma-separated numbers 1-65535, e.g. "5432,6379"`);
+      fail(`annotation ${EXCLUDE_OUTBOUND_PORTS_ANNOTATION}="${excluded.slice(0, 64)}${excluded.length > 64 ? '…' : ''}" is not a port list; use comma-separated numbers 1-65535, e.g. "5432,6379"`);
+    if (excludeOutboundPorts.length > MAX_EXCLUDED_PORTS) {
+      fail(`annotation ${EXCLUDE_OUTBOUND_PORTS_ANNOTATION} lists ${excludeOutboundPorts.length} ports; at most ${MAX_EXCLUDED_PORTS} per pod (the node's excluded_ports table is shared by all its pods)`);
+    }
   }
 
   const namedPorts: Record<string, number> = {};
@@ -167,17 +203,26 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
 
   const serviceAccount = spec.serviceAccountName ?? 'default';
   if (typeof serviceAccount !== 'string' || serviceAccount === '') fail('spec.serviceAccountName must be a non-empty string');
+  // It becomes the last segment of the pod's SPIFFE ID.
+  checkName(serviceAccount, 'spec.serviceAccountName', dnsSubdomainProblem, fail);
 
+  // Checked before anything else sees it: the agent builds the pod's cgroup path from it.
   const uid = m.uid;
+  if (uid !== undefined) {
+    const problem = podUidProblem(uid);
+    if (problem) fail(`metadata.uid: ${problem}`);
+  }
   const node = spec.nodeName;
+  if (node !== undefined && node !== null && node !== '') checkName(node, 'spec.nodeName', dnsSubdomainProblem, fail);
   const ips = podIps(status, fail);
-  if (typeof uid !== 'string' || typeof node !== 'string' || ips.length === 0 || status.phase !== 'Running') return null;
+  if (typeof uid !== 'string' || typeof node !== 'string' || node === '' || ips.length === 0 || status.phase !== 'Running') return null;
 
   return {
     mode: dataplaneMode(labels, fail),
+    createdAt: createdAtOf(obj),
     workload: {
       uid,
-      name: m.name as string,
+      name,
       namespace,
       serviceAccount: serviceAccount as string,
       node,
@@ -226,25 +271,35 @@ function containerProbePorts(containers: readonly Record<string, unknown>[], nam
   return [...ports].sort((a, b) => a - b);
 }
 
+/** Canonical, each address once however spelt, IPv4 first. */
 function podIps(status: Record<string, unknown>, fail: Fail): string[] {
-  const ips = new Set<string>();
-  if (status.podIP !== undefined) ips.add(String(status.podIP));
+  const listed: unknown[] = [];
+  if (status.podIP !== undefined && status.podIP !== null && status.podIP !== '') listed.push(status.podIP);
+  if (status.podIPs !== undefined && status.podIPs !== null && !Array.isArray(status.podIPs)) fail('status.podIPs must be a list');
   if (Array.isArray(status.podIPs)) {
-    for (const entry of status.podIPs) if (isRecord(entry) && entry.ip !== undefined) ips.add(String(entry.ip));
+    for (const entry of status.podIPs) if (isRecord(entry) && entry.ip !== undefined) listed.push(entry.ip);
   }
-  for (const ip of ips) if (!isIP(ip)) fail(`status.podIPs has "${ip}", which is not an IP address`);
-  return [...ips].sort((a, b) => isIP(a) - isIP(b));
+  const ips = new Set<string>();
+  for (const raw of listed) {
+    const ip = typeof raw === 'string' ? canonicalIp(raw) : undefined;
+    if (ip === undefined) fail(`status.podIPs has ${JSON.stringify(String(raw).slice(0, 80))}, which is not an IP address`);
+    ips.add(ip as string);
+  }
+  return [...ips].sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
 }
 
 function convertService(obj: KubeObject, fail: Fail): ServiceInfo {
   const namespace = namespaceOf(obj, fail);
+  const name = checkName(meta(obj).name, 'metadata.name', dnsLabelProblem, fail);
   const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
 
+  // Canonical, so one address spelt two ways is one VIP.
   const vips = new Set<string>();
   for (const ip of [spec.clusterIP, ...(Array.isArray(spec.clusterIPs) ? spec.clusterIPs : [])]) {
-    if (ip === undefined || ip === 'None' || ip === '') continue;
-    if (typeof ip !== 'string' || !isIP(ip)) fail(`spec.clusterIP "${String(ip)}" is not an IP address`);
-    vips.add(ip as string);
+    if (ip === undefined || ip === null || ip === 'None' || ip === '') continue;
+    const vip = typeof ip === 'string' ? canonicalIp(ip) : undefined;
+    if (vip === undefined) fail(`spec.clusterIP ${JSON.stringify(String(ip).slice(0, 80))} is not an IP address`);
+    vips.add(vip as string);
   }
 
   const rawPorts = Array.isArray(spec.ports) ? spec.ports : fail('spec.ports must be a list');
@@ -258,15 +313,36 @@ function convertService(obj: KubeObject, fail: Fail): ServiceInfo {
     if (typeof p.name === 'string') port.name = p.name;
     return port;
   });
+  // As the API server requires: each port number once per protocol, each name once (one unnamed port at most).
+  ports.forEach((p, i) => {
+    const j = ports.findIndex((q) => (q.port === p.port && q.protocol === p.protocol) || (q.name ?? '') === (p.name ?? ''));
+    if (j !== i) fail(`spec.ports[${i}] repeats ${ports[j]!.port === p.port ? `port ${p.port}/${p.protocol}` : `the name "${p.name ?? ''}"`} of spec.ports[${j}]`);
+  });
 
-  return { namespace, name: meta(obj).name as string, vips: [...vips], ports };
+  return { service: { namespace, name, vips: [...vips], ports }, createdAt: createdAtOf(obj) };
 }
 
-function convertNode(obj: KubeObject, fail: Fail): MeshNode {
+function convertNode(obj: KubeObject, fail: Fail): NodeInfo {
+  const name = checkName(meta(obj).name, 'metadata.name', dnsSubdomainProblem, fail);
   const status = isRecord(obj.status) ? obj.status : fail('status.addresses is missing');
-  const addresses = Array.isArray(status.addresses) ? status.addresses : [];
-  const internal = addresses.find((a: unknown) => isRecord(a) && a.type === 'InternalIP' && typeof a.address === 'string' && isIP(a.address) === 4)
-    ?? addresses.find((a: unknown) => isRecord(a) && a.type === 'InternalIP' && typeof a.address === 'string' && isIP(a.address) !== 0);
-  if (!isRecord(internal)) return fail('status.addresses has no InternalIP address');
-  return { name: meta(obj).name as string, address: internal.address as string };
+  const listed = Array.isArray(status.addresses) ? status.addresses : [];
+  const ips = listed.flatMap((a: unknown) => {
+    const ip = isRecord(a) && typeof a.address === 'string' ? canonicalIp(a.address) : undefined;
+    return ip === undefined ? [] : [{ type: (a as Record<string, unknown>).type, ip }];
+  });
+  const internal = ips.filter((a) => a.type === 'InternalIP');
+  const address = (internal.find((a) => !a.ip.includes(':')) ?? internal[0])?.ip;
+  if (address === undefined) return fail('status.addresses has no InternalIP address');
+
+  const spec = isRecord(obj.spec) ? obj.spec : {};
+  const cidrTexts = new Set<string>();
+  if (typeof spec.podCIDR === 'string' && spec.podCIDR !== '') cidrTexts.add(spec.podCIDR);
+  if (spec.podCIDRs !== undefined && spec.podCIDRs !== null && !Array.isArray(spec.podCIDRs)) fail('spec.podCIDRs must be a list');
+  for (const c of Array.isArray(spec.podCIDRs) ? spec.podCIDRs : []) {
+    if (typeof c !== 'string') fail(`spec.podCIDRs has ${JSON.stringify(c)}, which is not a CIDR`);
+    cidrTexts.add(c as string);
+  }
+  const podCidrs = [...cidrTexts].map((c) => parseCidr(c) ?? fail(`spec.podCIDRs has ${JSON.stringify(c.slice(0, 80))}, which is not a CIDR (address/prefix)`));
+  const unique = new Map(podCidrs.map((c) => [c.text, c]));
+  return { node: { name, address }, podCidrs: [...unique.values()], addresses: [...new Set(ips.map((a) => a.ip))] };
 }

@@ -14,12 +14,19 @@ const QUANTITY_RE = /^([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]
 const BINARY: Readonly<Record<string, number>> = { Ki: 1, Mi: 2, Gi: 3, Ti: 4, Pi: 5, Ei: 6 };
 const DECIMAL: Readonly<Record<string, number>> = { n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
 const NANO_EXPONENT = 9;
+/**
+ * Far beyond any real resource (Kubernetes' own limit is about 2^63), and
+ * small enough that a hostile "1e999999999" cannot make the exact arithmetic
+ * below run for minutes.
+ */
+const MAX_TEXT = 128;
+const MAX_EXPONENT = 100;
 
 /** The quantity in nano-units (1 = 1_000_000_000n); anything finer than a nano-unit rounds up, as resource.Quantity does. */
 export function parseQuantity(value: string | number): bigint {
   const text = String(value).trim();
-  const m = QUANTITY_RE.exec(text);
-  if (!m) throw new QuantityError(text);
+  const m = text.length > MAX_TEXT ? null : QUANTITY_RE.exec(text);
+  if (!m) throw new QuantityError(text.slice(0, MAX_TEXT));
   const [, sign, number, suffix = ''] = m;
   const [whole = '', fraction = ''] = number!.split('.');
   // mantissa × 10^-fraction.length, then scaled by the suffix.
@@ -28,6 +35,7 @@ export function parseQuantity(value: string | number): bigint {
   if (suffix in BINARY) mantissa *= 1024n ** BigInt(BINARY[suffix]!);
   else if (suffix in DECIMAL) exponent += DECIMAL[suffix]!;
   else exponent += Number(suffix.slice(1));
+  if (Math.abs(exponent) > MAX_EXPONENT) throw new QuantityError(text);
   let nanos: bigint;
   if (exponent >= 0) nanos = mantissa * 10n ** BigInt(exponent);
   else {

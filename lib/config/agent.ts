@@ -5,6 +5,7 @@ import type { NodeAddresses } from './addresses.ts';
 import { ipFlag, type FlagTable } from './flags.ts';
 import { CGROUP_DRIVERS, type CgroupDriver } from '../cluster/cgroup-layout.ts';
 import { ConfigError } from '../core/errors.ts';
+import { parseCidr, type Cidr } from '../core/cidr.ts';
 
 /** The kubelet's cgroup driver, or 'auto': detected from the kubelet cgroup root. */
 export type CgroupDriverSetting = CgroupDriver | 'auto';
@@ -14,6 +15,24 @@ const cgroupDriverFlag = (text: string, flag: string): CgroupDriverSetting => {
   if (!CGROUP_DRIVER_SETTINGS.includes(text)) throw new ConfigError(`${flag} must be one of ${CGROUP_DRIVER_SETTINGS.join(', ')} (the kubelet's --cgroup-driver), got "${text}"`);
   return text as CgroupDriverSetting;
 };
+
+/**
+ * The cluster's Service ranges, as kube-apiserver's --service-cluster-ip-range
+ * gives them: one CIDR, or two of different families, IPv4 first.
+ */
+export function parseServiceCidrs(text: string, flag = '--service-cidrs'): Cidr[] {
+  const parts = text.split(',').map((p) => p.trim());
+  const cidrs = parts.map((p) => parseCidr(p));
+  const bad = parts.find((_, i) => cidrs[i] === undefined);
+  if (bad !== undefined) throw new ConfigError(`${flag}: ${JSON.stringify(bad)} is not a CIDR (address/prefix); give the API server's --service-cluster-ip-range, e.g. 10.96.0.0/12,fd00:10:96::/112`);
+  const ok = cidrs as Cidr[];
+  if (ok.length > 2 || (ok.length === 2 && (ok[0]!.family !== 4 || ok[1]!.family !== 6))) {
+    throw new ConfigError(`${flag} "${text}" must be one CIDR, or an IPv4 and an IPv6 one, IPv4 first (as the API server's --service-cluster-ip-range)`);
+  }
+  return ok;
+}
+
+const serviceCidrsFlag = (text: string, flag: string): string => (parseServiceCidrs(text, flag), text);
 
 export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
   /** This node's name, as in the cluster. */
@@ -26,6 +45,8 @@ export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> 
   ztunnelCgroup: string;
   bpfDir: string;
   rootNamespace: string;
+  /** The cluster's Service ranges, comma-separated, IPv4 first (parseServiceCidrs): every ClusterIP must lie in one. */
+  serviceCidrs: string;
   controlSocket: string;
   adminSocket: string;
 }
@@ -44,6 +65,7 @@ export const AGENT_FLAGS: FlagTable<AgentConfig> = {
   probeSourceIp4: { value: '<ip>', description: 'address kubelet probes come from: admitted on declared probe ports under STRICT', parse: ipFlag(4) },
   probeSourceIp6: { value: '<ip>', description: 'IPv6 address kubelet probes come from', parse: ipFlag(6) },
   rootNamespace: { value: '<ns>', description: 'namespace whose selector-less policies apply mesh-wide', default: DEFAULT_ROOT_NAMESPACE },
+  serviceCidrs: { value: '<cidr[,cidr6]>', description: 'the cluster\'s Service ranges (kube-apiserver --service-cluster-ip-range), IPv4 first: a Service whose ClusterIP lies outside them is refused, and no pod may have an address in them', required: true, parse: serviceCidrsFlag },
   controlSocket: { value: '<path>', description: 'the ztunnel\'s control socket', required: true },
   adminSocket: { value: '<path>', description: 'Unix socket for this agent\'s admin API (status)', required: true },
 };

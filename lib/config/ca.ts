@@ -2,12 +2,20 @@
 // launcher passes (configArgs) to start one.
 import { ConfigError } from '../core/errors.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.ts';
-import { durationFlag, trustDomainFlag, type FlagTable } from './flags.ts';
+import { countFlag, durationFlag, rateFlag, trustDomainFlag, type FlagTable } from './flags.ts';
 
 /** The audience the ztunnel's projected ServiceAccount token is issued for (serviceAccountToken.audience). */
 export const DEFAULT_TOKEN_AUDIENCE = 'meshlet-ca';
 /** The ztunnel DaemonSet's ServiceAccount, as TokenReview names its user. */
 export const DEFAULT_NODE_ACCOUNT = 'system:serviceaccount:meshlet-system:meshlet-ztunnel';
+/**
+ * Signing requests per node: a ztunnel asks once per identity on its node at
+ * start (at most a node's pods, 110 by default) and once per identity per half
+ * certificate lifetime after; 50 at once and 10 a second serve a full node in
+ * seconds, while holding a node that floods the CA to 10 signatures a second.
+ */
+export const DEFAULT_SIGN_RATE = 10;
+export const DEFAULT_SIGN_BURST = 50;
 /** Where the mesh root's certificate and key live. */
 export const DEFAULT_ROOT_SECRET = 'meshlet-system/meshlet-ca-root';
 
@@ -29,6 +37,10 @@ export interface CaConfig {
   /** Seconds. */
   maxTtl: number;
   serverName: string[];
+  /** Signing requests per second per node (default DEFAULT_SIGN_RATE). */
+  signRate?: number;
+  /** Signing requests a node may make at once (default DEFAULT_SIGN_BURST). */
+  signBurst?: number;
 }
 
 /** "ip:port" or "[ipv6]:port". */
@@ -62,4 +74,6 @@ export const CA_FLAGS: FlagTable<CaConfig> = {
   defaultTtl: { value: '<duration>', description: 'certificate lifetime when the request names none (s, m, h, d)', default: 86_400, defaultLabel: '24h', parse: durationFlag },
   maxTtl: { value: '<duration>', description: 'longest lifetime granted; longer requests are capped', default: 720 * 3600, defaultLabel: '720h', parse: durationFlag },
   serverName: { value: '<name...>', description: 'extra DNS names or IPs clients reach the CA by', default: [] },
+  signRate: { value: '<per-second>', description: `signing requests per second each node may make; more are answered 429 (default ${DEFAULT_SIGN_RATE})`, parse: rateFlag },
+  signBurst: { value: '<n>', description: `signing requests a node may make at once before --sign-rate applies (default ${DEFAULT_SIGN_BURST})`, parse: countFlag },
 };

@@ -83,6 +83,23 @@ export const secondsFlag = (text: string, flag: string): number => {
 /** A duration ("30s", "24h", bare seconds) as seconds. */
 export const durationFlag = (text: string, flag: string): number => parseDuration(text, flag);
 
+/** A duration as seconds, or 0 ("0" or "off") for none. */
+export const durationOrOffFlag = (text: string, flag: string): number => (/^\s*(0+[smhd]?|off)\s*$/.test(text) ? 0 : parseDuration(text, flag));
+
+/** A positive whole number (a cap, a count). */
+export const countFlag = (text: string, flag: string): number => {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${flag} must be a positive whole number, got "${text}"`);
+  return n;
+};
+
+/** A positive rate, fractions allowed (per second). */
+export const rateFlag = (text: string, flag: string): number => {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${flag} must be a positive number per second, got "${text}"`);
+  return n;
+};
+
 /** A SPIFFE trust domain (a DNS-like name). */
 export const trustDomainFlag = (text: string, flag: string): string => {
   const problem = trustDomainProblem(text);

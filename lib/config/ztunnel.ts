@@ -3,7 +3,8 @@
 import { PORTS } from '../mesh/model.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.ts';
 import type { NodeAddresses } from './addresses.ts';
-import { durationFlag, ipFlag, portFlag, secondsFlag, trustDomainFlag, type FlagTable } from './flags.ts';
+import { MAX_STREAMS_PER_SESSION } from '../hbone/h2-settings.ts';
+import { countFlag, durationFlag, durationOrOffFlag, ipFlag, portFlag, secondsFlag, trustDomainFlag, type FlagTable } from './flags.ts';
 
 export interface ZtunnelConfig extends Omit<NodeAddresses, 'probeSourceIp4' | 'probeSourceIp6'> {
   /** This node's name in mesh state. */
@@ -28,6 +29,55 @@ export interface ZtunnelConfig extends Omit<NodeAddresses, 'probeSourceIp4' | 'p
   plaintextTunnels?: boolean;
   /** Workload certificate lifetime to ask for, in seconds. */
   certTtl?: number;
+  // The bounds below are optional: unset, ztunnelLimits() gives the defaults (ZTUNNEL_LIMIT_DEFAULTS).
+  /** Seconds a TLS handshake on a tunnel may take: a client's on 15008, and a peer's when this node connects out. */
+  hboneHandshakeTimeout?: number;
+  /** 15008: seconds a session may carry no stream before the server closes it. */
+  hboneIdleTimeout?: number;
+  /** Concurrent streams per HBONE session: the server advertises and enforces it, the client pool opens another session beyond it. */
+  hboneMaxStreams?: number;
+  /** 15008: connections one peer address may hold at once (TLS handshakes included). */
+  hboneMaxSessionsPerPeer?: number;
+  /** 15001: connections one source pod address may hold at once. */
+  maxConnectionsPerPod?: number;
+  /** Seconds a relayed connection may move no byte before both sides are reset; 0: never. */
+  idleTimeout?: number;
+}
+
+export type ZtunnelLimits = Required<Pick<ZtunnelConfig, 'hboneHandshakeTimeout' | 'hboneIdleTimeout' | 'hboneMaxStreams' | 'hboneMaxSessionsPerPeer' | 'maxConnectionsPerPod' | 'idleTimeout'>>;
+
+/**
+ * Why these: the handshake timeout is Envoy's transport_socket_connect_timeout
+ * (10 s); a server session idles twice the client pool's 60 s, so the client
+ * closes an idle session first and never races a GOAWAY with a new stream;
+ * 100 streams is what the pool already used; 1024 sessions per peer cover
+ * every pair of identities two busy nodes share (one session per pair, more
+ * only past 100 streams); 4096 connections per pod is four times the
+ * benchmark's 1000 held connections, and bounds one pod's share of the
+ * ztunnel's descriptors; the relay idle timeout is Envoy's tcp_proxy
+ * idle_timeout (1 h), so a connection that is idle under an Istio sidecar is
+ * idle here too.
+ */
+export const ZTUNNEL_LIMIT_DEFAULTS: ZtunnelLimits = {
+  hboneHandshakeTimeout: 10,
+  hboneIdleTimeout: 120,
+  hboneMaxStreams: MAX_STREAMS_PER_SESSION,
+  hboneMaxSessionsPerPeer: 1024,
+  maxConnectionsPerPod: 4096,
+  idleTimeout: 3600,
+};
+
+/** The config's bounds, defaults filled in. */
+export function ztunnelLimits(config: Partial<ZtunnelLimits>): ZtunnelLimits {
+  const d = ZTUNNEL_LIMIT_DEFAULTS;
+  return {
+    hboneHandshakeTimeout: config.hboneHandshakeTimeout ?? d.hboneHandshakeTimeout,
+    hboneIdleTimeout: config.hboneIdleTimeout ?? d.hboneIdleTimeout,
+    hboneMaxStreams: config.hboneMaxStreams ?? d.hboneMaxStreams,
+    hboneMaxSessionsPerPeer: config.hboneMaxSessionsPerPeer ?? d.hboneMaxSessionsPerPeer,
+    maxConnectionsPerPod: config.maxConnectionsPerPod ?? d.maxConnectionsPerPod,
+    idleTimeout: config.idleTimeout ?? d.idleTimeout,
+  };
 }
 
 export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
@@ -52,4 +102,10 @@ export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   caTokenFile: { value: '<file>', description: 'the pod\'s projected ServiceAccount token for the CA (audience meshlet-ca), re-read on every request' },
   plaintextTunnels: { description: 'no CA: tunnels between nodes are cleartext HTTP/2 (tests only; never in a mesh)' },
   certTtl: { value: '<duration>', description: 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)', parse: durationFlag },
+  hboneHandshakeTimeout: { value: '<duration>', description: `time a tunnel's TLS handshake may take, inbound and outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneHandshakeTimeout}s)`, parse: durationFlag },
+  hboneIdleTimeout: { value: '<duration>', description: `inbound tunnel: a session with no stream for this long is closed (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneIdleTimeout}s)`, parse: durationFlag },
+  hboneMaxStreams: { value: '<n>', description: `concurrent streams per tunnel session, enforced inbound and kept outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxStreams})`, parse: countFlag },
+  hboneMaxSessionsPerPeer: { value: '<n>', description: `inbound tunnel: connections one peer address may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxSessionsPerPeer})`, parse: countFlag },
+  maxConnectionsPerPod: { value: '<n>', description: `outbound capture: connections one pod may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.maxConnectionsPerPod})`, parse: countFlag },
+  idleTimeout: { value: '<duration>', description: `a relayed connection that moves no byte for this long is reset both ways, 0 never (default ${ZTUNNEL_LIMIT_DEFAULTS.idleTimeout / 3600}h)`, parse: durationOrOffFlag },
 };

@@ -22,3 +22,18 @@ export const realScheduler: Scheduler<NodeJS.Timeout> = {
 export const wholeSecond = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
 
 export const realClock: Clock = { now: () => Date.now(), scheduler: realScheduler as Scheduler };
+
+// setTimeout fires at once for delays above 2^31-1 ms (24.8 days); longer waits re-arm.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Runs `fn` once when `clock` reaches `at` (ms since the epoch), at once if it has; the returned function cancels it. */
+export function scheduleAt(clock: Clock, at: number, fn: () => void): () => void {
+  let handle: unknown;
+  const arm = () => {
+    const left = at - clock.now();
+    if (left <= 0) return fn();
+    handle = clock.scheduler.set(arm, Math.min(left, MAX_TIMER_MS));
+  };
+  arm();
+  return () => clock.scheduler.clear(handle);
+}

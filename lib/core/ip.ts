@@ -5,10 +5,14 @@ import type { Endpoint } from '../telemetry/flow.ts';
 
 const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
-/** Canonical form of an IP literal (IPv6 lower-case and compressed, IPv4-mapped IPv6 as IPv4), or undefined if it is not one. */
+/**
+ * Canonical form of an IP literal (IPv6 lower-case and compressed, IPv4-mapped
+ * IPv6 as IPv4), or undefined if it is not one. A zone (`fe80::1%eth0`) names
+ * an interface of one host, never a pod's address, so it is not one either.
+ */
 export function canonicalIp(text: string): string | undefined {
   if (isIPv4(text)) return text;
-  if (!isIPv6(text)) return undefined;
+  if (!isIPv6(text) || text.includes('%')) return undefined;
   const mapped = V4_MAPPED.exec(text);
   if (mapped) return mapped[1];
   // The WHATWG URL parser serialises IPv6 hosts in RFC 5952 form.

@@ -34,7 +34,8 @@ export interface ForwardHooks {
   failed(error: ForwardError): void;
 }
 
-export function forward(client: Leg, pending: PendingLeg, flow: Flow, hooks: ForwardHooks): void {
+/** Relays `client` to the pending upstream once it is up; `idleMs` (0: none) is the relay's idle timeout. */
+export function forward(client: Leg, pending: PendingLeg, flow: Flow, hooks: ForwardHooks, idleMs = 0): void {
   let upstream: Leg | undefined;
   const clientGone = () => {
     pending.cancel();
@@ -53,7 +54,7 @@ export function forward(client: Leg, pending: PendingLeg, flow: Flow, hooks: For
       upstream = leg;
       if (flow.closed) return leg.reset();
       hooks.up?.();
-      relay(client, leg, (end) => flow.close(end));
+      relay(client, leg, (end) => flow.close(end), idleMs);
     },
     (err: unknown) => {
       client.stream.off('close', clientGone);

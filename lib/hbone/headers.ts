@@ -6,6 +6,22 @@ import type { Workload } from '../mesh/model.ts';
 import type { Endpoint } from '../telemetry/flow.ts';
 import { hostPort, parseHostPort } from '../core/ip.ts';
 
+/** The request headers the receiving end of a tunnel reads. */
+export interface TunnelRequest {
+  method: string | undefined;
+  authority: string | undefined;
+  forwarded: string | undefined;
+  traceparent: string | undefined;
+}
+
+/** A header that must appear once: absent, repeated (an array) or not text reads as undefined. */
+const single = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The headers of a received CONNECT request that matter, from any header set (HTTP/2's IncomingHttpHeaders). */
+export function tunnelRequestOf(headers: Readonly<Record<string, unknown>>): TunnelRequest {
+  return { method: single(headers[':method']), authority: single(headers[':authority']), forwarded: single(headers.forwarded), traceparent: single(headers.traceparent) };
+}
+
 /** `for="ip:port"`: quoted, since a port (and an IPv6 literal) is not an RFC 7239 token. */
 export const forwardedFor = (src: Endpoint): string => `for="${hostPort(src.ip, src.port)}"`;
 
@@ -23,7 +39,8 @@ export function baggage(w: Workload): string {
     ['k8s.node.name', w.node],
     ['k8s.serviceaccount.name', w.serviceAccount],
   ];
-  return members.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join(',');
+  // toWellFormed: encodeURIComponent throws on a lone surrogate, and a name must never fail the connection.
+  return members.map(([k, v]) => `${k}=${encodeURIComponent(v.toWellFormed())}`).join(',');
 }
 
 export interface TraceContext {

@@ -60,13 +60,25 @@ export function h2Leg(stream: Http2Stream): Leg {
   };
 }
 
-/** Pipes `client` and `upstream` into each other; `done` runs once both legs have closed. */
-export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void): void {
+/**
+ * Pipes `client` and `upstream` into each other; `done` runs once both legs
+ * have closed. With `idleMs`, a relay that moves no byte either way for that
+ * long resets both legs and ends as idle_timeout.
+ */
+export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void, idleMs = 0): void {
   let reset: RelayEnd | undefined;
   let firstFin: RelayEnd | undefined;
   let legsClosed = 0;
+  const idle = idleMs > 0 ? setTimeout(() => {
+    if (reset) return;
+    reset = 'idle_timeout';
+    client.reset();
+    upstream.reset();
+  }, idleMs).unref() : undefined;
   const onClose = () => {
-    if (++legsClosed === 2) done(reset ?? firstFin ?? 'client_closed');
+    if (++legsClosed < 2) return;
+    clearTimeout(idle);
+    done(reset ?? firstFin ?? 'client_closed');
   };
   const propagate = (end: RelayEnd, to: Leg) => () => {
     if (reset) return;
@@ -95,8 +107,10 @@ export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void)
   };
   client.stream.once('close', closed(client, 'client_reset', upstream));
   upstream.stream.once('close', closed(upstream, 'upstream_reset', client));
-  pump(client.stream, upstream.stream);
-  pump(upstream.stream, client.stream);
+  // A timer's refresh() re-queues it at the end of its list: O(1) per chunk, as a socket's own setTimeout does per read.
+  const active = idle ? () => void idle.refresh() : undefined;
+  pump(client.stream, upstream.stream, active);
+  pump(upstream.stream, client.stream, active);
 }
 
 /**
@@ -109,8 +123,13 @@ export function relay(client: Leg, upstream: Leg, done: (end: RelayEnd) => void)
  */
 const RELAY_QUEUE_BYTES = 512 * 1024;
 
-/** Moves data from `from` to `to` until either ends; never ends or destroys `to` (the relay does). */
-function pump(from: Duplex, to: Duplex): void {
+/**
+ * Moves data from `from` to `to` until either ends; never ends or destroys
+ * `to` (the relay does). At most RELAY_QUEUE_BYTES plus one chunk wait in
+ * `to`: past that `from` is paused, so a peer that stops reading holds its
+ * source back (TCP window, or HTTP/2 stream window) instead of growing a queue.
+ */
+function pump(from: Duplex, to: Duplex, active: (() => void) | undefined): void {
   const resume = () => from.resume();
   // One read of the TLS socket yields several 16 KiB DATA frames, each in a
   // callback of its own (so nextTick would flush each), and one readable
@@ -126,6 +145,7 @@ function pump(from: Duplex, to: Duplex): void {
   };
   const batch = to instanceof Socket;
   from.on('data', (chunk: Buffer) => {
+    active?.();
     if (batch && !corked) {
       corked = true;
       to.cork();

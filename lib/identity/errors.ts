@@ -47,6 +47,13 @@ export class CertificateUnavailableError extends MeshletError {
   }
 }
 
+/** A tunnel session's TLS handshake did not finish in time. */
+export class HandshakeTimeoutError extends MeshletError {
+  constructor(peer: string, timeoutMs: number) {
+    super('MESHLET_HANDSHAKE_TIMEOUT', `the TLS handshake with ${peer} did not finish within ${timeoutMs} ms; is the peer's ztunnel up and listening on its tunnel port?`);
+  }
+}
+
 /** A TLS peer's certificate does not carry the SPIFFE identity required of it. */
 export class PeerIdentityError extends MeshletError {
   constructor(message: string) {

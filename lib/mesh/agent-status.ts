@@ -20,6 +20,8 @@ export interface InboundEnforcement {
   portModes?: Record<number, InboundMode>;
   /** Ports the node address may reach under STRICT. */
   probePorts?: number[];
+  /** Rejected policies whose fail-closed stand-ins apply to the pod ("Kind namespace/name"): why it is stricter than its valid policies say. */
+  failClosed?: string[];
 }
 
 export interface DatapathStatus {
@@ -38,27 +40,51 @@ export interface EnrolledPod {
   cgroupPath: string;
   /** cgroup v2 id (the directory's inode), in decimal: the kernel's name for the pod. */
   cgroupId: string;
+  /** The addresses the kernel vouches for as this pod's: its redirected connections from any other source are refused (source_mismatch). */
+  ips: string[];
   excludeOutboundPorts: number[];
   inbound?: InboundEnforcement;
   since: string;
 }
 
+/**
+ * Established connections the agent ended because a pod's inbound
+ * enforcement tightened: admitted under the looser one, refused by the new.
+ */
+export interface StrictSweepStatus {
+  /** Since the agent started. */
+  closed: number;
+  /** The kernel refused to end these. */
+  failed: number;
+  /** The latest sweeps that ended something, could not, or failed; newest last. */
+  recent: { pod: string; at: string; closed: number; failed: number; error?: string }[];
+}
+
 /** The agent's end of the control channel to its ztunnel. */
 export interface ControlStatus {
   connected: boolean;
+  /** The ztunnel acknowledged the agent's latest state: what it serves is what the agent computed. */
+  inSync: boolean;
   /** Last version the ztunnel acknowledged. */
   ackedVersion: number;
+  /** Messages the ztunnel refused (or left unanswered); each one was followed by a full snapshot. */
+  refused: number;
   lastError?: string;
 }
 
 export interface AgentStatus {
   node: string;
   startedAt: string;
+  /** Cluster state read, reconciled, and held by the ztunnel as the agent computed it (`GET /readyz`). */
+  ready: boolean;
+  /** Why not ready, one line each. */
+  notReady: string[];
   /** Time of the last successful reconcile. */
   reconciledAt?: string;
   lastError?: string;
   datapath: DatapathStatus;
   enrolledPods: EnrolledPod[];
+  strictSweeps?: StrictSweepStatus;
   rejected: Rejection[];
   /** What accepted policies cannot enforce at L4, and how they fail closed instead. */
   policyWarnings: { policy: string; warning: string }[];

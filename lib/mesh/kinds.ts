@@ -1,13 +1,14 @@
 // The kinds of mesh state in one table: each kind's key (what deltas and
 // indexes name an object by), its validation (phase one on the ztunnel's side
-// of the control channel), its order and how errors name it. MeshState, the
-// control protocol's snapshot and delta, the agent's diff and the ztunnel's
-// StateView all derive from it, so a new kind is its model type in
-// MeshKindValues, one entry in MESH_KINDS, and its converter from Kubernetes
-// objects (lib/cluster/convert.ts).
+// of the control channel, run by the agent too before it sends), its order
+// and how errors name it. MeshState, the control protocol's snapshot and
+// delta, the agent's diff and the ztunnel's StateView all derive from it, so a
+// new kind is its model type in MeshKindValues, one entry in MESH_KINDS, and
+// its converter from Kubernetes objects (lib/cluster/convert.ts).
 import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 import { serviceKey, type MeshNode, type Service, type Workload } from './model.ts';
-import { validateNode, validatePolicy, validateService, validateWorkload } from './validate.ts';
+import { validateNode, validateService, validateWorkload } from './validate.ts';
+import { validateAuthzPolicy, validatePeerAuthentication } from './validate-policy.ts';
 
 /** Each kind's model type (model.ts, policy/types.ts). */
 interface MeshKindValues {
@@ -39,8 +40,8 @@ export const MESH_KINDS: { readonly [K in MeshKind]: KindSpec<KindValue<K>> } = 
   nodes: { label: 'node', key: (n) => n.name, validate: validateNode, order: byName },
   workloads: { label: 'workload', key: (w) => w.uid, validate: validateWorkload, order: byName },
   services: { label: 'service', key: serviceKey, validate: validateService, order: byName },
-  authorizationPolicies: { label: 'AuthorizationPolicy', key: (p) => p.key, validate: validatePolicy, order: byKey },
-  peerAuthentications: { label: 'PeerAuthentication', key: (p) => p.key, validate: validatePolicy, order: byKey },
+  authorizationPolicies: { label: 'AuthorizationPolicy', key: (p) => p.key, validate: validateAuthzPolicy, order: byKey },
+  peerAuthentications: { label: 'PeerAuthentication', key: (p) => p.key, validate: validatePeerAuthentication, order: byKey },
 };
 
 export const MESH_KIND_NAMES = Object.keys(MESH_KINDS) as MeshKind[];

@@ -4,10 +4,11 @@
 // whole message is consistent (phase two of a two-phase update).
 import { ControlProtocolError } from '../core/errors.ts';
 import { PolicyStore } from '../policy/store.ts';
-import { serviceKey, type MeshNode, type Service, type ServiceEndpoint, type ServicePort, type Workload } from './model.ts';
+import { type MeshNode, type Service, type ServiceEndpoint, type ServicePort, type Workload } from './model.ts';
 import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
 import { keyOf, listOf, mapOf, mapsOf, MESH_KINDS, stateOf, type KindValue, type MeshKind, type MeshMaps, type MeshState } from './kinds.ts';
 import { hostPort, isV6 } from '../core/ip.ts';
+import { findContradictions } from './consistency.ts';
 
 /** One pod behind a Service port, with the address and target port to reach it on. */
 export interface TargetEndpoint {
@@ -45,26 +46,20 @@ export class StateView {
   readonly #byIp = new Map<string, Workload>();
   readonly #targets = new Map<string, ServiceTarget>();
 
-  /** Builds every index; throws ControlProtocolError if the objects contradict each other. */
+  /** Builds every index; throws ControlProtocolError if the objects contradict each other (consistency.ts). */
   constructor(version: number, maps: MeshMaps) {
     this.version = version;
     Object.assign(this, maps);
     const { workloads, services } = maps;
+    const contradiction = findContradictions(stateOf((kind) => [...mapOf(maps, kind).values()]))[0];
+    if (contradiction) throw new ControlProtocolError(contradiction.problem);
     this.policies = new PolicyStore([...maps.authorizationPolicies.values()], [...maps.peerAuthentications.values()]);
-    for (const w of workloads.values()) {
-      for (const ip of w.ips) {
-        const other = this.#byIp.get(ip);
-        if (other) throw new ControlProtocolError(`workloads ${other.namespace}/${other.name} and ${w.namespace}/${w.name} both have IP ${ip}`);
-        this.#byIp.set(ip, w);
-      }
-    }
+    for (const w of workloads.values()) for (const ip of w.ips) this.#byIp.set(ip, w);
     for (const s of services.values()) {
       for (const vip of s.vips) {
         for (const p of s.ports) {
           if (p.protocol !== 'TCP') continue;
           const key = hostPort(vip, p.port);
-          const other = this.#targets.get(key);
-          if (other) throw new ControlProtocolError(`services ${serviceKey(other.service)} and ${serviceKey(s)} both claim ${key}`);
           const endpoints: TargetEndpoint[] = [];
           for (const e of s.endpoints) {
             // Same family as the VIP; an endpoint without this port (a named targetPort its pod lacks) is left out, as kube-proxy does.

@@ -1,10 +1,13 @@
 // Phase one of a control update, per object: check the shape of what the
 // agent sent and convert it into a model object (IPs canonical), without
-// touching state. Each throws ControlProtocolError naming the object.
+// touching state. Each throws ControlProtocolError naming the object. The
+// agent runs the same checks on what it is about to send (cluster-state.ts),
+// so an object the ztunnel would refuse is refused, alone, before it leaves.
 import { ControlProtocolError } from '../core/errors.ts';
-import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
 import type { MeshNode, Service, ServiceEndpoint, ServicePort, Workload } from './model.ts';
 import { canonicalIp } from '../core/ip.ts';
+import { dnsLabelProblem, dnsSubdomainProblem } from '../cluster/names.ts';
+import { podUidProblem } from '../cluster/cgroup-layout.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -22,6 +25,16 @@ function str(o: Obj, key: string, where: string, { empty = false } = {}): string
   if (typeof v !== 'string' || (!empty && v === '')) fail(where, `${key} must be a ${empty ? '' : 'non-empty '}string`);
   return v;
 }
+
+/** A field that becomes part of a SPIFFE ID, a header, a path or a key: Kubernetes' name rule for it. */
+function name(o: Obj, key: string, where: string, rule: (v: unknown, what: string) => string | undefined): string {
+  const problem = rule(o[key], key);
+  if (problem) fail(where, problem);
+  return o[key] as string;
+}
+
+/** How errors name an object before its fields are known to be good. */
+const label = (o: Obj, kind: string): string => `${kind} ${String(o.namespace).slice(0, 80)}/${String(o.name).slice(0, 80)}`;
 
 export function int(v: unknown, where: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(where, `expected an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
@@ -51,21 +64,32 @@ function stringMap(o: Obj, key: string, where: string): Record<string, string> {
 
 export function validateNode(v: unknown, where: string): MeshNode {
   const o = obj(v, where);
-  const name = str(o, 'name', where);
-  return { name, address: ip(o.address, `node ${name}.address`) };
+  const n = name(o, 'name', where, dnsSubdomainProblem);
+  return { name: n, address: ip(o.address, `node ${n}.address`) };
+}
+
+/** Each address once, whatever its spelling: a second spelling of one address is a contradiction the view would meet later. */
+function uniqueIps(values: unknown[], where: string): string[] {
+  const ips = values.map((a, i) => ip(a, `${where}[${i}]`));
+  const dup = ips.find((a, i) => ips.indexOf(a) !== i);
+  if (dup !== undefined) fail(where, `lists ${dup} twice`);
+  return ips;
 }
 
 export function validateWorkload(v: unknown, where: string): Workload {
   const o = obj(v, where);
-  const id = `workload ${str(o, 'namespace', where)}/${str(o, 'name', where)}`;
+  const id = label(o, 'workload');
   if (typeof o.enrolled !== 'boolean') fail(id, 'enrolled must be a boolean');
+  const uidProblem = podUidProblem(o.uid);
+  if (uidProblem) fail(id, uidProblem);
   return {
-    uid: str(o, 'uid', id),
-    name: str(o, 'name', id),
-    namespace: str(o, 'namespace', id),
-    serviceAccount: str(o, 'serviceAccount', id),
-    node: str(o, 'node', id),
-    ips: list(o, 'ips', id).map((a, i) => ip(a, `${id}.ips[${i}]`)),
+    uid: o.uid as string,
+    name: name(o, 'name', id, dnsSubdomainProblem),
+    namespace: name(o, 'namespace', id, dnsLabelProblem),
+    // Becomes the SPIFFE ID's last segment, which Kubernetes' rule for ServiceAccount names keeps valid.
+    serviceAccount: name(o, 'serviceAccount', id, dnsSubdomainProblem),
+    node: name(o, 'node', id, dnsSubdomainProblem),
+    ips: uniqueIps(list(o, 'ips', id), `${id}.ips`),
     labels: stringMap(o, 'labels', id),
     enrolled: o.enrolled,
     excludeOutboundPorts: list(o, 'excludeOutboundPorts', id).map((p, i) => port(p, `${id}.excludeOutboundPorts[${i}]`)),
@@ -94,21 +118,26 @@ function serviceEndpoint(v: unknown, where: string): ServiceEndpoint {
 
 export function validateService(v: unknown, where: string): Service {
   const o = obj(v, where);
-  const id = `service ${str(o, 'namespace', where)}/${str(o, 'name', where)}`;
+  const id = label(o, 'service');
+  const ports = list(o, 'ports', id).map((p, i) => servicePort(p, `${id}.ports[${i}]`));
+  // A port number twice (per protocol) would be two targets at one VIP:port; a name twice, two meanings of one endpoint port.
+  ports.forEach((p, i) => {
+    const j = ports.findIndex((q) => (q.port === p.port && q.protocol === p.protocol) || (q.name ?? '') === (p.name ?? ''));
+    if (j === i) return;
+    const q = ports[j]!;
+    fail(`${id}.ports[${i}]`, `repeats ${q.port === p.port && q.protocol === p.protocol ? `port ${p.port}/${p.protocol}` : `the name "${p.name ?? ''}"`} of ports[${j}]`);
+  });
+  const endpoints = list(o, 'endpoints', id).map((e, i) => serviceEndpoint(e, `${id}.endpoints[${i}]`));
+  const seen = new Set<string>();
+  for (const e of endpoints) {
+    if (seen.has(e.ip)) fail(`${id}.endpoints`, `lists ${e.ip} twice`);
+    seen.add(e.ip);
+  }
   return {
-    namespace: str(o, 'namespace', id),
-    name: str(o, 'name', id),
-    vips: list(o, 'vips', id).map((a, i) => ip(a, `${id}.vips[${i}]`)),
-    ports: list(o, 'ports', id).map((p, i) => servicePort(p, `${id}.ports[${i}]`)),
-    endpoints: list(o, 'endpoints', id).map((e, i) => serviceEndpoint(e, `${id}.endpoints[${i}]`)),
+    namespace: name(o, 'namespace', id, dnsLabelProblem),
+    name: name(o, 'name', id, dnsLabelProblem),
+    vips: uniqueIps(list(o, 'vips', id), `${id}.vips`),
+    ports,
+    endpoints,
   };
-}
-
-// Policies were converted and validated by the agent's policy engine; here
-// only their identity is checked, so a truncated message cannot slip through.
-export function validatePolicy<T extends AuthzPolicy | PeerAuthPolicy>(v: unknown, where: string): T {
-  const o = obj(v, where);
-  const key = str(o, 'key', where);
-  if (key !== `${str(o, 'namespace', where)}/${str(o, 'name', where)}`) fail(where, `key ${key} does not match namespace/name`);
-  return o as unknown as T;
 }

@@ -11,7 +11,9 @@ export function authorize(store: PolicyStore, request: AuthzRequest): AuthzDecis
   const { namespace, labels } = request.destination.workload;
   const { deny, allow } = store.authzFor(namespace);
   for (const p of deny) {
-    if (p.selects(labels) && p.matches(c)) return { allowed: false, verdict: 'deny', policy: p.key, reason: `denied by DENY policy ${p.key}` };
+    if (!p.selects(labels) || !p.matches(c)) continue;
+    const reason = p.failClosed === undefined ? `denied by DENY policy ${p.key}` : `denied by AuthorizationPolicy ${p.key}, which fails closed: it was ${p.failClosed}`;
+    return { allowed: false, verdict: 'deny', policy: p.key, reason };
   }
   let selected = false;
   for (const p of allow) {
@@ -28,6 +30,17 @@ export function authorize(store: PolicyStore, request: AuthzRequest): AuthzDecis
 export function selectsWorkload(store: PolicyStore, workload: WorkloadRef): boolean {
   const { deny, allow } = store.authzFor(workload.namespace);
   return deny.some((p) => p.selects(workload.labels)) || allow.some((p) => p.selects(workload.labels));
+}
+
+/** The rejected policies whose stand-ins apply to the workload (denying it, or making it STRICT), as "Kind namespace/name". */
+export function failClosedFor(store: PolicyStore, workload: WorkloadRef): string[] {
+  const found: string[] = [];
+  for (const p of store.authzFor(workload.namespace).deny) if (p.failClosed !== undefined && p.selects(workload.labels)) found.push(`AuthorizationPolicy ${p.key}`);
+  // The PeerAuthentication that decides the workload's mode, in effectiveMtlsMode's order (a stand-in is never UNSET).
+  const { mesh, namespace, workloads } = store.peerAuthFor(workload.namespace);
+  const decider = [workloads.find((p) => p.selects(workload.labels)), namespace, mesh].find((p) => p !== undefined && p.mode !== 'UNSET');
+  if (decider?.failClosed !== undefined) found.push(`PeerAuthentication ${decider.key}`);
+  return found;
 }
 
 /** Returns the reason to deny when the request cannot be checked at all. */

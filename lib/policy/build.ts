@@ -27,6 +27,11 @@ export function convertPolicyObject(obj: KubeObject, options: PolicyOptions = {}
   return null;
 }
 
+/**
+ * The policy engine on its own: rejected policies are reported and left out.
+ * The agent's state (cluster/cluster-state.ts) puts a fail-closed stand-in in
+ * their place instead (fail-closed.ts), so there they never widen access.
+ */
 export function compilePolicies(objects: readonly KubeObject[], options: PolicyOptions = {}): PolicyUpdate {
   const authz: AuthzPolicy[] = [];
   const peerAuth: PeerAuthPolicy[] = [];

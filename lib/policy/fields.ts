@@ -1,6 +1,7 @@
 // Readers for the fields of untrusted policy objects. Each names the field
 // it rejects, so the operator's reason points at the line to fix.
 import { isRecord, type KubeObject } from '../cluster/objects.ts';
+import { objectNameProblem } from '../cluster/names.ts';
 
 export type Fail = (reason: string) => never;
 
@@ -24,6 +25,9 @@ export function metaOf(obj: KubeObject, fail: Fail): ObjectMeta {
   if (typeof m.name !== 'string' || m.name === '') fail('metadata.name is missing');
   const ns = m.namespace ?? 'default';
   if (typeof ns !== 'string' || ns === '') fail('metadata.namespace must be a non-empty string');
+  // The ztunnel's rule for the names its policy keys are made of (mesh/validate-policy.ts).
+  const problem = objectNameProblem(m.name, 'metadata.name') ?? objectNameProblem(ns, 'metadata.namespace');
+  if (problem) fail(problem);
   let createdAt = 0;
   if (m.creationTimestamp !== undefined && m.creationTimestamp !== null) {
     const t = m.creationTimestamp instanceof Date ? m.creationTimestamp.getTime() : Date.parse(String(m.creationTimestamp));

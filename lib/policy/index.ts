@@ -1,6 +1,6 @@
 // The L4 policy engine: Istio AuthorizationPolicy and PeerAuthentication,
 // converted and indexed once per state change, checked per connection.
-export { authorize, selectsWorkload } from './authz-eval.ts';
+export { authorize, failClosedFor, selectsWorkload } from './authz-eval.ts';
 export { convertAuthorizationPolicy } from './authz-convert.ts';
 export { compilePolicies, convertPolicyObject, type ConvertedPolicy, type PolicyUpdate } from './build.ts';
 export { convertPeerAuthentication, effectiveMtlsMode } from './peerauth.ts';
@@ -20,3 +20,4 @@ export {
   type PolicyScope,
   type WorkloadRef,
 } from './types.ts';
+export { failClosedEffect, failClosedPolicy, isSecurityPolicy } from './fail-closed.ts';

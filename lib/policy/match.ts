@@ -14,7 +14,14 @@ export function stripSpiffe(id: string): string {
 }
 
 /** Istio's string match: exact, `prefix*`, `*suffix`, or `*` for "any non-empty value". */
+/** A SPIFFE ID is at most 2048 bytes; no principal or namespace pattern can usefully be longer. */
+const MAX_PATTERN = 2048;
+/** SPIFFE IDs, namespaces and names are printable ASCII: a pattern with anything else can never match. */
+const PATTERN_CHARS = /^[\x21-\x7e]*$/;
+
 export function checkPattern(value: string, field: string, fail: Fail): string {
+  if (value.length > MAX_PATTERN) fail(`${field} is ${value.length} characters long; identities and names are at most ${MAX_PATTERN}`);
+  if (!PATTERN_CHARS.test(value)) fail(`${field} ${JSON.stringify(value.slice(0, 64))} has characters no identity or name can hold (only printable ASCII without spaces matches)`);
   const inner = value.length > 1 ? value.slice(1, -1) : '';
   if (inner.includes('*') || (value.length > 1 && value.startsWith('*') && value.endsWith('*'))) {
     fail(`${field} "${value}" puts * in the middle or at both ends; Istio patterns allow one * at the start or the end only`);

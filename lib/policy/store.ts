@@ -9,6 +9,8 @@ type Labels = Readonly<Record<string, string>>;
 export interface CompiledAuthz {
   key: string;
   action: AuthzAction;
+  /** A rejected policy's stand-in: why it was rejected. */
+  failClosed?: string;
   selects(labels: Labels): boolean;
   matches(c: Connection): boolean;
 }
@@ -16,6 +18,8 @@ export interface CompiledAuthz {
 export interface CompiledPeerAuth {
   key: string;
   mode: MtlsSetting;
+  /** A rejected policy's stand-in: why it was rejected. */
+  failClosed?: string;
   ports: ReadonlyMap<number, MtlsSetting>;
   selects(labels: Labels): boolean;
 }
@@ -88,7 +92,7 @@ function compileAuthz(p: AuthzPolicy): CompiledAuthz {
     for (const clauses of rules) if (allClauses(clauses, c)) return true;
     return false;
   };
-  return { key: p.key, action: p.action, selects: labelSelector(p.scope.matchLabels), matches };
+  return { key: p.key, action: p.action, selects: labelSelector(p.scope.matchLabels), matches, ...(p.failClosed === undefined ? {} : { failClosed: p.failClosed }) };
 }
 
 function allClauses(clauses: ((c: Connection) => boolean)[][], c: Connection): boolean {
@@ -101,7 +105,10 @@ function allClauses(clauses: ((c: Connection) => boolean)[][], c: Connection): b
 }
 
 function compilePeerAuth(p: PeerAuthPolicy): CompiledPeerAuth {
-  return { key: p.key, mode: p.mode, ports: new Map(p.portLevelMtls.map((e) => [e.port, e.mode])), selects: labelSelector(p.matchLabels) };
+  return {
+    key: p.key, mode: p.mode, ports: new Map(p.portLevelMtls.map((e) => [e.port, e.mode])), selects: labelSelector(p.matchLabels),
+    ...(p.failClosed === undefined ? {} : { failClosed: p.failClosed }),
+  };
 }
 
 function labelSelector(matchLabels: Labels | null): (labels: Labels) => boolean {

@@ -60,6 +60,12 @@ export interface AuthzPolicy {
   rules: AuthzRule[];
   /** What the operator should know: attributes L4 cannot enforce and how they were handled. */
   warnings: string[];
+  /**
+   * Set on the stand-in for a policy meshlet rejected: why it was rejected.
+   * The stand-in is a DENY of everything the policy would have covered
+   * (fail-closed.ts), so neither a rejected ALLOW nor a rejected DENY widens access.
+   */
+  failClosed?: string;
 }
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
@@ -77,6 +83,8 @@ export interface PeerAuthPolicy {
   portLevelMtls: { port: number; mode: MtlsSetting }[];
   /** Milliseconds since the epoch; 0 when unknown, which counts as oldest (Go's zero time does in Istio). */
   createdAt: number;
+  /** Set on the stand-in for a policy meshlet rejected: why. The stand-in is STRICT for what the policy selects. */
+  failClosed?: string;
 }
 
 export interface WorkloadRef {

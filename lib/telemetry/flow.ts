@@ -21,7 +21,16 @@ export interface FlowRecord {
   direction: FlowDirection;
   /** `identity`: the SPIFFE ID the source proved (mTLS) or is known by. */
   source: Endpoint & { workload?: WorkloadRef; identity?: string };
-  /** Where the application connected (for a Service: its VIP and port). */
+  /**
+   * A source address that did not check out, so nothing was granted on it
+   * (meshlet_source_mismatches_total counts them). Outbound: the address the
+   * pod's socket was bound to, which is not the pod's own (the flow closes
+   * source_mismatch; `source` is the pod the kernel saw connect). Inbound: the
+   * Forwarded header's, which is no workload of the peer ztunnel's node with
+   * the peer's certificate identity (policy judged `source`, the peer itself).
+   */
+  claimedSource?: Endpoint;
+  /** Where the application connected (for a Service: its VIP and port); the unspecified address and port 0 when unknown. */
   originalDestination: Endpoint;
   service?: WorkloadRef;
   /** Where the ztunnel sent it: the chosen pod, and its node. */

@@ -12,7 +12,9 @@ export type RelayEnd =
   /** The client reset the connection or went away before the upstream was up. */
   | 'client_reset'
   /** The server, or the tunnel towards it, reset the connection. */
-  | 'upstream_reset';
+  | 'upstream_reset'
+  /** No byte moved either way for the idle timeout (--idle-timeout); both sides were reset. */
+  | 'idle_timeout';
 
 /** Why a client HBONE session failed; its streams' flows close with it. */
 export type SessionFailure =
@@ -22,6 +24,8 @@ export type SessionFailure =
   | 'peer_certificate_expired'
   /** Any other TLS failure (chain, alert, protocol). */
   | 'tls_failed'
+  /** The TLS handshake did not finish in time (--hbone-handshake-timeout), at either end. */
+  | 'handshake_timeout'
   /** The session failed for a reason other than TLS (refused, reset, unreachable). */
   | 'tunnel_failed';
 
@@ -58,7 +62,16 @@ export type Refusal =
   /** An enrolled pod whose node has no known address: only its ztunnel may reach it (fail closed). */
   | 'no_route'
   /** This ztunnel's authorization policy denied it (same-node or inbound). */
-  | 'denied';
+  | 'denied'
+  /** The source pod already had as many connections open as --max-connections-per-pod allows. */
+  | 'connection_limit'
+  /**
+   * The kernel's capture record says the connection's source address is not
+   * the connecting pod's own (it bound another pod's address, or a foreign
+   * one): it is carried under no identity. The flow's claimedSource is that
+   * address, its source the pod the kernel saw connect.
+   */
+  | 'source_mismatch';
 
 /** Why a flow record closed. */
 export type CloseReason =
@@ -71,6 +84,20 @@ export type CloseReason =
   | 'policy_denied'
   /** The kernel's STRICT ingress hook dropped it (the agent's drop log). */
   | 'dropped';
+
+/** Why an HBONE session was drained: told (GOAWAY) to take no new streams, and closed once its streams end. */
+export type SessionDrain =
+  /** Its own or its peer's certificate reached notAfter; the next stream opens a session with current certificates. */
+  | 'certificate_expiry'
+  /** Inbound: it carried no stream for --hbone-idle-timeout. */
+  | 'idle_timeout';
+
+/** Why a listener refused a connection at accept, before any handshake or plan (meshlet_connections_refused_total). */
+export type ListenerRefusal =
+  /** 15008: the peer address already held --hbone-max-sessions-per-peer connections. */
+  | 'peer_session_limit'
+  /** 15001: the source pod already held --max-connections-per-pod connections. */
+  | 'connection_limit';
 
 /** The destination's authorization decision. */
 export type Verdict = 'allow' | 'deny';

@@ -27,6 +27,8 @@ export interface StoredContainer {
   /** What exec in this container runs with. */
   env: Record<string, string>;
   cwd: string;
+  /** Its capabilities (../capabilities.ts); absent in state written before they were recorded: the default set. */
+  capabilities?: string[];
   exit?: StoredExit;
 }
 

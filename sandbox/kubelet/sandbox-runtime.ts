@@ -1,10 +1,12 @@
 // The sandbox's container runtime for the kubelet: pods as network
-// namespaces on the node's pod bridge with addresses from the node's pod
+// namespaces on routed veths to the node with addresses from the node's pod
 // CIDRs, cgroups in the kubelet's layout, and containers as host processes
-// (each in its own cgroup below the pod's, as runc places them), built from
-// the same pieces as the sandbox's own pods (../pods.ts). What it must
-// remember across a restart (addresses, container instances) is in a state
-// file under the node's run dir, so a restarted kubelet adopts what runs.
+// (each in its own cgroup below the pod's, as runc places them) with
+// containerd's default capabilities less what their securityContext drops
+// (../capabilities.ts), built from the same pieces as the sandbox's own pods
+// (../pods.ts). What it must remember across a restart (addresses, container
+// instances) is in a state file under the node's run dir, so a restarted
+// kubelet adopts what runs.
 //
 // Exits: a container this runtime instance started is its child, so its exit
 // code or signal comes from waitpid. A container adopted after a restart is
@@ -22,6 +24,7 @@ import { listPodCgroups, podUidProblem } from '../../lib/cluster/cgroup-layout.t
 import { SandboxError } from '../../lib/core/errors.ts';
 import { silentLogger, type Logger } from '../../lib/core/log.ts';
 import type { SandboxNodeInfo } from '../info.ts';
+import { containerCapabilities, DEFAULT_CAPABILITIES } from '../capabilities.ts';
 import { cgroupProcs, ensureCgroup, killCgroup, removeCgroup } from '../cgroup.ts';
 import { allocatePodAddresses } from '../ipam.ts';
 import { podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
@@ -201,6 +204,8 @@ export class SandboxRuntime implements PodRuntime {
     if (!stored) throw new PodRuntimeError(`pod ${pod.metadata?.namespace}/${pod.metadata?.name} has no sandbox on this node (its state was lost); delete the pod`);
     const problem = envProblem(container);
     if (problem) throw new PodRuntimeError(problem);
+    const caps = containerCapabilities(container);
+    if (caps.problem !== undefined) throw new PodRuntimeError(caps.problem);
     const previous = stored.containers[container.name];
     if (previous && !previous.exit) throw new PodRuntimeError(`container ${container.name} of pod ${stored.namespace}/${stored.name} still runs (${previous.id}); stop it first`);
 
@@ -231,7 +236,7 @@ export class SandboxRuntime implements PodRuntime {
     const names = this.#o.nameFiles?.(stored.namespace);
     let child: ChildProcess;
     try {
-      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, ...(names ? { names } : {}) });
+      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, capabilities: caps.capabilities, ...(names ? { names } : {}) });
     } catch (err) {
       await removeCgroup(cgroup).catch(() => undefined);
       throw new PodRuntimeError(`cannot start container ${container.name}: ${(err as Error).message}`, { cause: err });
@@ -241,7 +246,7 @@ export class SandboxRuntime implements PodRuntime {
       throw new PodRuntimeError(`cannot start container ${container.name}: the process did not start (see ${logFile})`);
     }
     const startedAt = Date.now();
-    const record: StoredContainer = { name: container.name, id, pid: child.pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd };
+    const record: StoredContainer = { name: container.name, id, pid: child.pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd, capabilities: caps.capabilities };
     stored.containers[container.name] = record;
     this.#save();
     const inst = this.#watch(uid, record, child);
@@ -288,7 +293,9 @@ export class SandboxRuntime implements PodRuntime {
     if (!stored || !c || c.exit) throw new PodRuntimeError(`container ${container} of pod ${uid} is not running`);
     if (argv.length === 0) throw new PodRuntimeError('exec needs a command');
     const names = this.#o.nameFiles?.(stored.namespace);
-    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, ...(names ? { names } : {}) });
+    // With the container's own capabilities: an exec is the container's process.
+    const capabilities = c.capabilities ?? DEFAULT_CAPABILITIES;
+    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, capabilities, ...(names ? { names } : {}) });
     return new Promise((resolve, reject) => {
       let output = '';
       const collect = (chunk: Buffer): void => {

@@ -35,7 +35,7 @@ function originatorConfig(front: SandboxNodeInfo, back: SandboxNodeInfo, crt: st
   const sni = serverNameOf(back);
   return `${GLOBAL}
 frontend bench_out
-  bind ${front.podGatewayIp4}:${FRONT_PORT}
+  bind ${front.captureIp4}:${FRONT_PORT}
   default_backend bench_peer
 
 backend bench_peer
@@ -119,7 +119,7 @@ export async function startHaproxyPair(dir: string, sandbox: string, front: Sand
     throw err;
   }
   return {
-    base: `http://${front.podGatewayIp4}:${FRONT_PORT}`,
+    base: `http://${front.captureIp4}:${FRONT_PORT}`,
     pids: children.map((c) => c.pid!),
     rootCertFile: ca,
     clientPemFile: pems[0]!,

@@ -39,9 +39,7 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     const www = wwwLayout(benchDir);
     await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
     await sandboxApply(name, workloadManifest(www.confFor));
-    // Every pod before any traffic: the sandbox's pod bridge has no set MAC, so
-    // it takes its lowest port's, and a pod added later can change it under
-    // the other pods' ARP caches (they lose the gateway until the entry expires).
+    // Every pod before any traffic: enrolling them is a figure of its own, not noise in the throughput runs.
     await createEnrollmentPods(profile, name, log);
     info = await sandboxStatus(name);
     const paths = await setupPaths(name, info, benchDir);

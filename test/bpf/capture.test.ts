@@ -32,7 +32,9 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
     assert.equal(r.error, undefined, `connect ${host}:${port}: ${String(r.error)}`);
     return { conn, r, greeting: r.greeting as Record<string, unknown> };
   };
-  const enrollPod = (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => d.enroll([{ cgroupPath: sb.podCgroup, excludeOutboundPorts: ports }]);
+  /** In this one namespace a redirected connect's source is the ztunnel's address: it is local, so the kernel picks it. */
+  const POD_IPS = [ADDR.ztunnel4, ADDR.ztunnel6];
+  const enrollPod = (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => d.enroll([{ cgroupPath: sb.podCgroup, ips: POD_IPS, excludeOutboundPorts: ports }]);
 
   before(async () => {
     if (!(await sb.prepare(skip))) return;
@@ -65,7 +67,7 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
 
     const isThisFlow = (e: { key: { address: string; port: number } }): boolean => e.key.address === r.localAddress && e.key.port === r.localPort;
     const flow = (await dumpMap(sb.pinDir, 'flow_dst')).find(isThisFlow);
-    assert.deepEqual(flow?.value, { address: ADDR.dest4, port: 8080, family: 4 });
+    assert.deepEqual(flow?.value, { address: ADDR.dest4, port: 8080, family: 4, flags: 0, cgroupId: await cgroupId(sb.podCgroup) });
 
     await client.request({ op: 'close', conn });
     await eventually('the flow_dst entry to be removed at TCP close', async () => !(await dumpMap(sb.pinDir, 'flow_dst')).some(isThisFlow));
@@ -145,7 +147,7 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
     const fresh = join(sb.cgroupRoot, 'learnt-later');
     await sb.makeCgroup(fresh);
     t.after(() => removeCgroup(fresh));
-    await again.enroll([{ cgroupPath: fresh, excludeOutboundPorts: [] }]);
+    await again.enroll([{ cgroupPath: fresh, ips: [], excludeOutboundPorts: [] }]);
     assert.deepEqual((await cgroupPrograms(fresh)).map((p) => p.name).sort(), POD_NAMES, 'a cgroup made after the walk gets its programs');
     await again.unenroll([fresh]);
     assert.deepEqual(await cgroupPrograms(fresh), []);
@@ -178,7 +180,7 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
     const unknown = join(sb.cgroupRoot, 'gone-unknown');
     await sb.makeCgroup(known);
     await sb.makeCgroup(unknown);
-    await dp.enroll([{ cgroupPath: known, excludeOutboundPorts: [1] }, { cgroupPath: unknown, excludeOutboundPorts: [] }]);
+    await dp.enroll([{ cgroupPath: known, ips: [], excludeOutboundPorts: [1] }, { cgroupPath: unknown, ips: [], excludeOutboundPorts: [] }]);
     const ids = [await cgroupId(known), await cgroupId(unknown)];
     await removeCgroup(known);
     await removeCgroup(unknown);

@@ -6,6 +6,8 @@
 //                                       or {error:'timeout', localPort} when no connection came up in time
 //   {op:'send', conn, text}           → the server's echo
 //   {op:'close', conn}                → closed
+//   {op:'ended', conn, timeoutMs?}    → {ended:true, error: the socket's error code or null} once it closed,
+//                                       or {ended:false} if it is still open after timeoutMs
 //   {op:'udp', host, port, text}      → the UDP reply (null after 2 s)
 import { connect, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
@@ -22,7 +24,7 @@ interface Request {
   timeoutMs?: number;
 }
 
-const sockets = new Map<string, { socket: Socket; lines: AsyncIterator<string> }>();
+const sockets = new Map<string, { socket: Socket; lines: AsyncIterator<string>; closed: Promise<string | null> }>();
 const reply = (id: string, body: Record<string, unknown>): void => void process.stdout.write(JSON.stringify({ id, ...body }) + '\n');
 
 async function handle(req: Request): Promise<Record<string, unknown>> {
@@ -37,7 +39,10 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
         return { error: 'timeout', localPort };
       }
       const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
-      sockets.set(req.conn ?? '', { socket, lines });
+      let error: string | null = null;
+      socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+      const closed = new Promise<string | null>((resolve) => socket.once('close', () => resolve(error)));
+      sockets.set(req.conn ?? '', { socket, lines, closed });
       const greeting = JSON.parse((await lines.next()).value as string) as unknown;
       return { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort, greeting };
     }
@@ -52,6 +57,13 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       sockets.delete(req.conn ?? '');
       await new Promise<void>((resolve) => (conn ? conn.socket.end(resolve) : resolve()));
       return { closed: true };
+    }
+    case 'ended': {
+      const conn = sockets.get(req.conn ?? '');
+      if (!conn) throw new Error(`no connection ${req.conn}`);
+      const timedOut = new Promise<false>((resolve) => setTimeout(resolve, req.timeoutMs ?? 5000, false).unref());
+      const error = await Promise.race([conn.closed, timedOut]);
+      return error === false ? { ended: false } : { ended: true, error };
     }
     case 'udp': {
       const sock = createSocket((req.host ?? '').includes(':') ? 'udp6' : 'udp4');

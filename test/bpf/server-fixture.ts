@@ -25,7 +25,10 @@ const listening = process.argv.slice(2).map((arg) => {
     const seen = { server: name, localAddress: socket.localAddress, localPort: socket.localPort, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
     socket.write(JSON.stringify(seen) + '\n');
     socket.on('error', () => socket.destroy());
-    createInterface({ input: socket }).on('line', (line) => socket.write(JSON.stringify({ server: name, echo: line }) + '\n'));
+    // readline passes the socket's errors on (a connection the kernel aborted): this fixture outlives them.
+    createInterface({ input: socket })
+      .on('error', () => undefined)
+      .on('line', (line) => socket.write(JSON.stringify({ server: name, echo: line }) + '\n'));
   });
   return new Promise<void>((resolve) => server.listen({ host, port, ipv6Only: host.includes(':') }, resolve));
 });

@@ -1,7 +1,8 @@
 // The sandbox's container runtime under the real kubelet and a real control
-// plane: a node namespace with its pod bridge (as `sandbox up` builds it),
-// pods as network namespaces and cgroups in the kubelet's layout, containers
-// as host processes (python's http.server), probes from the node namespace,
+// plane: a node namespace (as `sandbox up` builds it), pods as network
+// namespaces on routed veths and cgroups in the kubelet's layout, containers
+// as host processes (python's http.server) with the capabilities their
+// securityContext leaves them, probes from the node namespace,
 // EndpointSlices from the real controllers, and a kubelet restart that adopts
 // what runs. The kubelet runs in this process, in the root namespace, and
 // talks to the API server on 127.0.0.1.
@@ -31,7 +32,7 @@ const log: Logger = process.env.MESHLET_TEST_LOG ? jsonLogger('kubelet', process
 
 /** Node 1 as `sandbox up` plans it, IPv4 only (the test control plane's cluster CIDR is single-stack). */
 function planTestNode(cgroupRoot: string): SandboxNodeInfo {
-  const { nodeIp6: _n, podCidr6: _c, podGatewayIp6: _g, captureIp6: _cap, probeSourceIp6: _p, inboundSourceIp6: _i, ...node } = planNode(NAME, 1, cgroupRoot);
+  const { nodeIp6: _n, podCidr6: _c, captureIp6: _cap, probeSourceIp6: _p, inboundSourceIp6: _i, ...node } = planNode(NAME, 1, cgroupRoot);
   return node;
 }
 
@@ -67,6 +68,7 @@ const DEPLOYMENT = {
             // No command: it runs idle. Its readiness holds only inside the pod: its own eth0 carries the pod IP.
             name: 'idle',
             image: 'busybox',
+            securityContext: { capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } },
             env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
             readinessProbe: { exec: { command: ['sh', '-c', 'ip -4 -o addr show dev eth0 | grep -qF " $POD_IP/"'] }, periodSeconds: 1, failureThreshold: 1 },
           },
@@ -175,11 +177,25 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
   await t.test('readiness probes (httpGet from the node namespace, exec in the pod) make the pods the Service\'s ready endpoints', async () => {
     const ips = running.map((p) => p.status!.podIP!).sort();
     await eventually('the ready endpoints are the pods', async () => JSON.stringify(await readyEndpoints()) === JSON.stringify(ips) || undefined, WAIT_MS);
-    // python logs each request with its client: the probes came from the node's side of the pod bridge.
+    // python logs each request with its client: the probes came from the node's probe source address.
     const p = running[0]!;
     const logFile = runtime!.logFile({ namespace: 'default', name: p.metadata!.name!, uid: p.metadata!.uid! }, 'app', 0);
     assert.match(logFile, new RegExp(`/nodes/node-1/pods/default_${p.metadata!.name}_${p.metadata!.uid}/app/0\\.log$`));
     await eventually('a probe in the log', async () => (await readFile(logFile, 'utf8')).includes(`${node.probeSourceIp4} - - `) || undefined);
+  });
+
+  await t.test('each pod has its address alone on a routed veth, and containers and execs have their capabilities only', async () => {
+    for (const p of running) {
+      const ip = p.status!.podIP!;
+      assert.match(await exec(p, 'idle', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']), new RegExp(` ${ip.replaceAll('.', '\\.')}/32 `));
+      const route = await run('ip', ['-n', node.netns, '-4', 'route', 'show', `${ip}/32`]);
+      assert.match(route.stdout, new RegExp(`dev ${podVeth(p.metadata!.uid!)} .*src ${node.probeSourceIp4!.replaceAll('.', '\\.')}`));
+      const capEff = async (container: string) => (await exec(p, container, ['grep', '^CapEff:', '/proc/self/status'])).trim();
+      assert.equal(await capEff('app'), 'CapEff:\t00000000a80425fb', 'containerd\'s default set');
+      assert.equal(await capEff('idle'), 'CapEff:\t0000000000000400', 'drop ALL, add NET_BIND_SERVICE');
+      const main = readFileSync(`/proc/${state().pods[p.metadata!.uid!]!.containers.app!.pid}/status`, 'utf8');
+      assert.match(main, /^CapBnd:\t00000000a80425fb$/m, 'the container\'s own process too');
+    }
   });
 
   await t.test('containers get their env from values and fieldRefs, with $(VAR) expanded', async () => {
@@ -192,7 +208,7 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     assert.deepEqual(idle.slice(0, 2), ['sleep', 'infinity'], 'a container without a command runs idle');
   });
 
-  await t.test('one pod reaches the other\'s server across the node\'s pod bridge', async () => {
+  await t.test('one pod reaches the other\'s server through the node\'s routes', async () => {
     const [a, b] = running;
     const out = await exec(a!, 'idle', ['curl', '-sf', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${b!.status!.podIP}:8080/`]);
     assert.equal(out, '200');

@@ -11,7 +11,6 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { BlockList } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +26,7 @@ import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { POD_PROGRAMS } from '../../agent/bpf/objects.ts';
 import { sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import { readControlPlanePids, readPids } from '../../sandbox/registry.ts';
-import { eventually, leftovers, REPO, runName } from '../support/harness.ts';
+import { adminJson, eventually, leftovers, REPO, runName } from '../support/harness.ts';
 
 const NAME = runName('k8s');
 const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
@@ -46,29 +45,11 @@ let blobSha = '';
 
 const nodeOf = (node: string) => info.nodes.find((n) => n.name === node)!;
 
-/** GET on an admin socket (agent or ztunnel); a silent one (a stopped agent) fails instead of hanging. */
-function adminGet<T>(socket: string, path: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, timeout: 5000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString();
-        if (res.statusCode !== 200) reject(new Error(`GET ${path} on ${socket}: HTTP ${res.statusCode}: ${body}`));
-        else resolve(JSON.parse(body) as T);
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path} on ${socket}: no answer`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
-const enrolledOn = async (node: string): Promise<EnrolledPod[]> => (await adminGet<AgentEnrolled>(nodeOf(node).agentAdminSocket, '/enrolled')).enrolledPods;
-const agentStatus = (node: string): Promise<AgentStatus> => adminGet<AgentStatus>(nodeOf(node).agentAdminSocket, '/status');
-const meshState = async (node: string): Promise<MeshState> => (await adminGet<{ state: MeshState }>(nodeOf(node).ztunnelAdminSocket, '/state')).state;
-const flowsOn = async (node: string): Promise<FlowRecord[]> => (await adminGet<{ flows: FlowRecord[] }>(nodeOf(node).ztunnelAdminSocket, '/flows')).flows;
+const enrolledOn = async (node: string): Promise<EnrolledPod[]> => (await adminJson<AgentEnrolled>(nodeOf(node).agentAdminSocket, '/enrolled')).enrolledPods;
+const agentStatus = (node: string): Promise<AgentStatus> => adminJson<AgentStatus>(nodeOf(node).agentAdminSocket, '/status');
+const meshState = async (node: string): Promise<MeshState> => (await adminJson<{ state: MeshState }>(nodeOf(node).ztunnelAdminSocket, '/state')).state;
+const flowsOn = async (node: string): Promise<FlowRecord[]> => (await adminJson<{ flows: FlowRecord[] }>(nodeOf(node).ztunnelAdminSocket, '/flows')).flows;
 
 /** kubectl against the sandbox; a failure names the command and what kubectl said. */
 async function kubectl(args: readonly string[], input?: string): Promise<string> {

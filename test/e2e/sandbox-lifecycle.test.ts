@@ -1,10 +1,12 @@
 // The sandbox itself, on real namespaces and cgroups and a real control
 // plane: Nodes and pods on both, direct (un-enrolled) pod-to-pod traffic
-// across nodes over IPv4 and IPv6, kubectl, status, restarts, recovery after
-// a crash, and a teardown that leaves nothing behind. Needs root; under
+// across nodes over IPv4 and IPv6, kubectl, status, pods confined as a
+// container runtime confines them on routed links that refuse other source
+// addresses, restarts, recovery after a crash, and a teardown that leaves
+// nothing behind. Needs root; under
 // CI=true it never skips.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -16,7 +18,7 @@ import {
   type SandboxInfo,
 } from '../../sandbox/api.ts';
 import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
-import { CLI_MAIN } from '../../sandbox/layout.ts';
+import { CLI_MAIN, REPO_ROOT } from '../../sandbox/layout.ts';
 import { eventually } from '../support/eventually.ts';
 
 const run = promisify(execFile);
@@ -189,9 +191,9 @@ describe('sandbox lifecycle', { skip, timeout: 300_000 }, () => {
     assert.match(info.controlPlane.hostServer, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(info.controlPlane.server, 'https://10.200.0.2:6443');
     assert.ok(info.controlPlane.supervisorPid, 'the control plane has a live supervisor');
-    assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.nodeIp4, n.nodeIp6, n.podCidr, n.podGatewayIp4]), [
-      ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1'],
-      ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1'],
+    assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.nodeIp4, n.nodeIp6, n.podCidr, n.captureIp4, n.inboundSourceIp4]), [
+      ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1', '10.244.1.254'],
+      ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1', '10.244.2.254'],
     ]);
     for (const n of info.nodes) {
       assert.ok(n.supervisorPid && n.supervisorPid > 0, `${n.name} has a live supervisor`);
@@ -278,6 +280,105 @@ spec:
     assert.deepEqual(deleted.map((r) => r.action), ['not found', 'deleted', 'deleted']);
     await eventually('pod namespace and cgroup removed', () => !existsSync(`/run/netns/${gamma.netns}`) && !existsSync(gamma.cgroup));
     assert.equal((await sandboxStatus(name)).pods.some((p) => p.name === 'gamma'), false);
+  });
+
+  it('confines pods as a container runtime does, on routed links of their own: no other source address, no way to the inbound source', async () => {
+    const manifest = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: iso}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mallory, namespace: iso}
+spec:
+  nodeName: node-1
+  containers: [{name: app, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: target, namespace: iso}
+spec:
+  nodeName: node-1
+  containers: [{name: app, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: minimal, namespace: iso}
+spec:
+  nodeName: node-2
+  containers: [{name: app, image: busybox, securityContext: {capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: netadmin, namespace: iso}
+spec:
+  nodeName: node-2
+  restartPolicy: Never
+  containers: [{name: app, image: busybox, securityContext: {capabilities: {add: [NET_ADMIN]}}}]
+`;
+    const applied = await sandboxApply(name, manifest);
+    assert.match(applied.find((r) => r.name === 'netadmin')?.warning ?? '', /StartError: container "app": securityContext\.capabilities\.add NET_ADMIN is refused/);
+    const info = await sandboxStatus(name);
+    const node1 = info.nodes.find((n) => n.name === 'node-1')!;
+    const podOf = (pod: string) => info.pods.find((p) => p.name === pod)!;
+    const [mallory, target, alpha, beta] = [podOf('mallory'), podOf('target'), podOf('alpha'), podOf('beta')];
+    const iso = (pod: string, argv: string[]) => sandboxExec(name, { pod, namespace: 'iso' }, argv, { timeoutMs: 15_000 });
+
+    // containerd's default capabilities (Docker's 0xa80425fb) and no other, for the container and what it execs.
+    const fields = async (pod: string): Promise<string[]> => {
+      const status = (await iso(pod, ['cat', '/proc/self/status'])).stdout;
+      return ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'].map((k) => status.match(new RegExp(`^${k}:\\s*(\\S+)$`, 'm'))?.[1] ?? `${k} missing`);
+    };
+    assert.deepEqual(await fields('mallory'), ['0000000000000000', '00000000a80425fb', '00000000a80425fb', '00000000a80425fb', '0000000000000000', '1']);
+    assert.deepEqual(await fields('minimal'), ['0000000000000000', '0000000000000400', '0000000000000400', '0000000000000400', '0000000000000000', '1'], 'drop ALL, add NET_BIND_SERVICE');
+    const claim = await iso('mallory', ['ip', 'addr', 'add', `${node1.inboundSourceIp4}/32`, 'dev', 'eth0']);
+    assert.notEqual(claim.exitCode, 0);
+    assert.match(claim.stderr, /Operation not permitted/);
+    const enter = await iso('mallory', ['nsenter', `--net=/run/netns/${node1.netns}`, 'true']);
+    assert.match(enter.stderr, /Operation not permitted/);
+    const move = await iso('mallory', ['sh', '-c', `echo $$ > ${join(node1.cgroup, 'ztunnel', 'cgroup.procs')}`]);
+    assert.match(move.stderr, /Read-only file system/, 'a pod cannot move itself into another cgroup');
+
+    // Raw datagrams to target (same node) claiming other sources never arrive; mallory's own do, after them on the same path.
+    const listener = await sandboxSpawn(name, { pod: 'target', namespace: 'iso' }, ['python3', '-u', join(REPO_ROOT, 'test/e2e/fixtures/udp-listen.py'), '9999']);
+    let heard = '';
+    listener.stdout!.on('data', (c: Buffer) => (heard += c.toString()));
+    try {
+      await eventually('the listener in target', () => heard.includes('listening\n') || undefined);
+      const spoof = async (src: string, dst: string, payload: string): Promise<void> => {
+        const r = await iso('mallory', ['python3', join(REPO_ROOT, 'test/e2e/fixtures/spoof-udp.py'), src, dst, '9999', payload]);
+        assert.equal(r.exitCode, 0, `raw send from ${src}: ${r.stderr}`);
+      };
+      const claims: [string, string][] = [
+        ['pod-same-node', alpha.ip], ['pod-other-node', beta.ip], ['inbound-source', node1.inboundSourceIp4!], ['capture', node1.captureIp4],
+        ['pod-same-node6', alpha.ip6!], ['pod-other-node6', beta.ip6!], ['inbound-source6', node1.inboundSourceIp6!], ['capture6', node1.captureIp6!],
+      ];
+      for (const [tag, src] of claims) await spoof(src, tag.endsWith('6') ? target.ip6! : target.ip, tag);
+      await spoof(mallory.ip, target.ip, 'own');
+      await spoof(mallory.ip6!, target.ip6!, 'own6');
+      await eventually('mallory\'s own datagrams', () => (heard.includes('own ') && heard.includes('own6 ')) || undefined);
+      assert.deepEqual(heard.split('\n').filter((l) => l !== '' && l !== 'listening').sort(), [`own ${mallory.ip}`, `own6 ${mallory.ip6}`]);
+    } finally {
+      listener.kill();
+    }
+
+    // The same listener on the node's capture and inbound source addresses: pods reach the first only.
+    const addresses = [node1.captureIp4, node1.inboundSourceIp4!, node1.captureIp6!, node1.inboundSourceIp6!];
+    const url = (ip: string) => `${ip.includes(':') ? `[${ip}]` : ip}:18080`;
+    const listen = (ip: string) => (ip.includes(':') ? `TCP6-LISTEN:18080,bind=[${ip}],reuseaddr,fork` : `TCP4-LISTEN:18080,bind=${ip},reuseaddr,fork`);
+    const listeners = addresses.map((ip) => spawn('nsenter', [`--net=/run/netns/${node1.netns}`, '--', 'socat', listen(ip), 'SYSTEM:echo here'], { stdio: 'ignore' }));
+    try {
+      for (const ip of addresses) {
+        await eventually(`the node's listener on ${ip}`, async () => (await run('nsenter', [`--net=/run/netns/${node1.netns}`, '--', 'socat', '-T2', '-', `TCP:${url(ip)}`])).stdout.includes('here') || undefined);
+      }
+      const fromPod = async (ip: string) => (await iso('mallory', ['socat', '-T2', '-', `TCP:${url(ip)},connect-timeout=2`])).stdout;
+      assert.deepEqual(await Promise.all(addresses.map(fromPod)), ['here\n', '', 'here\n', '']);
+    } finally {
+      for (const l of listeners) l.kill();
+      await Promise.all(listeners.map((l) => (l.exitCode === null && l.signalCode === null ? once(l, 'exit') : undefined)));
+    }
+    await sandboxDelete(name, manifest);
   });
 
   it('restarts a node component that dies', async () => {

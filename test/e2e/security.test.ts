@@ -231,6 +231,37 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
     assert.equal(meshed.exitCode, 0, 'mesh traffic still flows under STRICT');
   });
 
+  test('switching to STRICT ends a plaintext connection admitted under PERMISSIVE, and the agent counts it', async (t) => {
+    const open = await sandboxSpawn(NAME, { pod: 'outsider', namespace: 'plain' }, ['python3', join(REPO, 'test/e2e/fixtures/line-client.py'), podOf('banner').ip, '2525']);
+    const exited = new Promise<number | null>((resolve) => open.once('exit', resolve));
+    let stderr = '';
+    open.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    open.stdin!.on('error', () => undefined);
+    const lines = createInterface({ input: open.stdout! })[Symbol.asyncIterator]();
+    const next = async () => (await lines.next()).value as string | undefined;
+    try {
+      assert.match((await next())!, /^peer /);
+      assert.match((await next())!, /^220 /);
+      open.stdin!.write('plaintext\n');
+      assert.equal(await next(), 'plaintext', 'PERMISSIVE admitted the plaintext connection');
+      await withPolicies(t, peerAuth('STRICT'));
+      const sweep = await eventually('node-2\'s agent closed it', async () =>
+        (await agents()).find((n) => n.node === 'node-2')?.strictSweeps?.recent.find((r) => r.pod === 'demo/banner' && r.closed > 0), 15_000);
+      assert.equal(sweep.error, undefined);
+      // The reset arrived while the client waited on its stdin: its next send fails.
+      open.stdin!.write('after\n');
+      assert.notEqual(await exited, 0, 'the client saw its connection end');
+      assert.match(stderr, /ConnectionResetError|BrokenPipeError/);
+      const status = await meshlet(['status', '--sandbox', NAME, '--node', 'node-2']);
+      assert.match(status.stdout, /connections closed when inbound mode tightened: [1-9]/);
+      assert.match(status.stdout, /demo\/banner: [1-9]\d* closed/);
+      const log = await readFile(nodeOf('node-2').agentLog!, 'utf8');
+      assert.ok(log.split('\n').some((l) => l.includes('closed connections the inbound mode no longer admits') && l.includes('demo/banner')), 'a log line names the pod and the count');
+    } finally {
+      open.kill('SIGKILL');
+    }
+  });
+
   test('PERMISSIVE admits plaintext, but only to workloads no AuthorizationPolicy selects', async (t) => {
     await withPolicies(t, peerAuth('PERMISSIVE'), ALLOW_ALPHA_TO_WEB);
     await eventually('web held STRICT in the kernel (a policy selects it), echo PERMISSIVE', async () =>

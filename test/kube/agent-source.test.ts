@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterState, type StateUpdate } from '../../lib/cluster/cluster-state.ts';
 import { isRecord } from '../../lib/cluster/objects.ts';
+import { parseCidr } from '../../lib/core/cidr.ts';
 import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR } from '../../lib/cluster/sources/kube-kinds.ts';
 import { KubeSource } from '../../lib/cluster/sources/kube.ts';
 import type { ClusterUpdate } from '../../lib/cluster/sources/source.ts';
@@ -24,6 +25,8 @@ import { eventually } from '../support/eventually.ts';
 import { RecordingRuntime } from '../support/recording-runtime.ts';
 
 const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url);
+/** The test control plane's --service-cluster-ip-range (test/support/control-plane.ts). */
+const SERVICE_CIDR = '10.96.0.0/16';
 const NODE: NodeConfig = { name: 'node-1', addresses: ['10.200.0.11'], podCIDRs: ['10.244.1.0/24'], capacity: { cpu: '8', memory: '16Gi', pods: '110' } };
 const NS = 'demo';
 const WAIT_MS = 90_000;
@@ -125,7 +128,8 @@ test('the agent, under its own ServiceAccount, sees pods and takes each Service\
   /** What the agent makes of what it sees now. */
   const converted = (): StateUpdate => {
     assert.ok(latest, 'the source delivered an update');
-    return new ClusterState().update(latest.objects);
+    // With the API server's Service range: the rules on who owns an address hold of everything a real cluster makes.
+    return new ClusterState({ serviceCidrs: [parseCidr(SERVICE_CIDR)!] }).update(latest.objects);
   };
   const web = (update: StateUpdate): Service | undefined => update.state.services.find((s) => s.namespace === NS && s.name === 'web');
   const webPods = async (track: string) => (await json<{ items: PodJson[] }>(cp, ['-n', NS, 'get', 'pods', '-l', `track=${track}`])).items.filter((p) => !p.metadata.deletionTimestamp);
@@ -163,7 +167,9 @@ test('the agent, under its own ServiceAccount, sees pods and takes each Service\
     const [pod] = await webPods('web');
     const [alt] = await webPods('web-alt');
     assert.deepEqual(endpoints, [{ ip: pod!.status.podIP, ports: { http: 8080 } }, { ip: alt!.status.podIP, ports: { http: 9090 } }].sort((a, b) => a.ip!.localeCompare(b.ip!)));
-    const { state } = converted();
+    const { state, rejected } = converted();
+    // A real API server's objects pass every rule: names, UIDs, pod IPs in the node's pod CIDR, ClusterIPs in the Service range.
+    assert.deepEqual(rejected, []);
     const workload = state.workloads.find((w) => w.name === pod!.metadata.name);
     assert.ok(workload, 'the web pod is a workload');
     assert.deepEqual([workload.node, workload.serviceAccount, workload.enrolled, workload.uid], [NODE.name, 'default', true, pod!.metadata.uid]);

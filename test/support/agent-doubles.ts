@@ -6,6 +6,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Datapath, PodCapture } from '../../agent/datapath.ts';
 import type { DropWatch } from '../../agent/bpf/drop-watch.ts';
+import type { SweepResult } from '../../agent/bpf/strict-sweep.ts';
 import type { ZtunnelControl } from '../../agent/ztunnel-client.ts';
 import { podCgroupPath, type CgroupDriver, type QosClass } from '../../lib/cluster/cgroup-layout.ts';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
@@ -74,6 +75,14 @@ export class RecordingDatapath implements Datapath {
     return { programs: [], addresses: {}, maps: [], adopted: this.pinned.length > 0 };
   }
 
+  /** Kept apart from `calls`: sweeps run off the reconcile path, in their own order. Ends nothing. */
+  readonly sweeps: PodCapture[] = [];
+
+  async closeInadmissible(pod: PodCapture): Promise<SweepResult> {
+    this.sweeps.push(structuredClone(pod));
+    return { closed: [], failed: [] };
+  }
+
   #record(call: DatapathCall): void {
     this.calls.push(call);
     this.#order.push(call.op);
@@ -126,7 +135,7 @@ export class RecordingControl implements ZtunnelControl {
   }
 
   status(): ControlStatus {
-    return { connected: this.started, ackedVersion: this.pushes.length };
+    return { connected: this.started, inSync: this.started, ackedVersion: this.pushes.length, refused: 0 };
   }
 }
 

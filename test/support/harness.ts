@@ -1,6 +1,7 @@
 // Shared pieces of the suites that build real namespaces: a per-run name, the
-// real CLI as a subprocess, polling (eventually.ts), and a check that nothing
+// real CLI as a subprocess, the admin sockets, polling (eventually.ts), and a check that nothing
 // was left behind.
+import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -38,3 +39,24 @@ export async function leftovers(prefix: string): Promise<string[]> {
   for (const line of procs.stdout.split('\n')) if (line.trim() !== '' && !line.includes('pgrep')) found.push(`process ${line}`);
   return found;
 }
+
+/** GET on an admin socket (agent or ztunnel); a silent one (a stopped agent) fails instead of hanging. */
+export function adminGet(socket: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path, timeout: 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        if (res.statusCode !== 200) reject(new Error(`GET ${path} on ${socket}: HTTP ${res.statusCode}: ${body}`));
+        else resolve(body);
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${path} on ${socket}: no answer`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export const adminJson = async <T>(socket: string, path: string): Promise<T> => JSON.parse(await adminGet(socket, path)) as T;

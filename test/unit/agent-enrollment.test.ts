@@ -125,6 +125,21 @@ test('changed excluded ports or inbound mode re-enroll that pod alone, keeping i
   assert.equal(f.enrollment.enrolled().find((p) => p.name === 'web')!.inbound?.mode, 'STRICT');
 });
 
+test('a pod is enrolled with its addresses, and re-enrolled when they change', async (t) => {
+  const f = await fixture(t);
+  await f.cgroup('web');
+  const web = pod('web');
+  const status = web.status as { podIP: string };
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), web]));
+  assert.deepEqual(f.datapath.of('enroll').map((c) => c.pods.map((p) => p.ips)), [[[status.podIP]]]);
+
+  const dualStack = { ...web, status: { ...status, podIP: '10.244.1.200', podIPs: [{ ip: '10.244.1.200' }, { ip: 'fd00:10:244:1::c8' }] } };
+  assert.deepEqual(await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), dualStack])), { enrolled: 1, unenrolled: 0 });
+  assert.deepEqual(f.datapath.of('enroll').at(-1)!.pods.map((p) => p.ips), [['10.244.1.200', 'fd00:10:244:1::c8']]);
+  assert.deepEqual(f.enrollment.enrolled().map((p) => p.ips), [['10.244.1.200', 'fd00:10:244:1::c8']]);
+  assert.deepEqual(f.datapath.of('unenroll'), [], 'updated in place');
+});
+
 test('adopt() takes over the pods the pinned maps hold: attachments learnt first, nothing attached or detached', async (t) => {
   const f = await fixture(t);
   const webId = await f.cgroup('web');

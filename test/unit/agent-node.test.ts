@@ -24,7 +24,7 @@ async function fixture(t: TestContext, pods: string[] = []) {
   const source = new ManualSource(order);
   const retries: { run: () => void; delayMs: number }[] = [];
   const agent = new NodeAgent(
-    { node: NODE, kubeletCgroupRoot, cgroupDriver: 'cgroupfs', ztunnelCgroup: join(dir, 'ztunnel'), bpfDir: join(dir, 'bpf'), rootNamespace: 'istio-system', adminSocket: join(dir, 'admin.sock') },
+    { node: NODE, kubeletCgroupRoot, cgroupDriver: 'cgroupfs', ztunnelCgroup: join(dir, 'ztunnel'), bpfDir: join(dir, 'bpf'), rootNamespace: 'istio-system', serviceCidrs: '10.96.0.0/16', adminSocket: join(dir, 'admin.sock') },
     {
       source, control, log: silentLogger,
       openDatapath: async () => {

@@ -11,6 +11,7 @@ import {
   type Layout,
   MAP_CODECS,
   nodeConfigCodec,
+  ORIG_DST_FLAGS,
   origDstCodec,
   podInfoCodec,
   portKeyCodec,
@@ -126,8 +127,10 @@ describe('BPF map codec', () => {
   });
 
   test('pods', () => {
-    roundTrip(podInfoCodec, { flags: 1 }, '0100000000000000');
-    roundTrip(podInfoCodec, { flags: 3 }, '0300000000000000');
+    roundTrip(podInfoCodec, { flags: 1, ip4: null, ip6: null }, '01000000' + '00000000' + '00000000000000000000000000000000');
+    roundTrip(podInfoCodec, { flags: 3, ip4: '10.0.1.5', ip6: 'fd00:1::5' }, '03000000' + '0a000105' + 'fd000001000000000000000000000005');
+    roundTrip(podInfoCodec, { flags: 1, ip4: null, ip6: 'fd00:1::5' });
+    assert.throws(() => podInfoCodec.encode({ flags: 1, ip4: null, ip6: '::ffff:10.0.1.5' }), { code: 'MESHLET_BPF' });
   });
 
   test('port_mode and probe_ports', () => {
@@ -163,9 +166,13 @@ describe('BPF map codec', () => {
   test('flow_dst and cookie_dst', () => {
     roundTrip(flowKeyCodec, { address: '10.1.2.3', port: 40000 }, '00000000000000000000ffff0a010203' + '409c' + '0000');
     roundTrip(flowKeyCodec, { address: 'fd00:1::2', port: 1 });
-    roundTrip(origDstCodec, { address: '10.9.8.7', port: 8080, family: 4 }, '00000000000000000000ffff0a090807' + '901f' + '0200');
-    roundTrip(origDstCodec, { address: 'fd00:2::7', port: 443, family: 6 }, 'fd000002000000000000000000000007' + 'bb01' + '0a00');
-    assert.throws(() => origDstCodec.encode({ address: 'fd00::1', port: 1, family: 4 }), { code: 'MESHLET_BPF' });
+    roundTrip(origDstCodec, { address: '10.9.8.7', port: 8080, family: 4, flags: 0, cgroupId: 4242n }, '00000000000000000000ffff0a090807' + '901f' + '0200' + '00000000' + '9210000000000000');
+    roundTrip(
+      origDstCodec,
+      { address: 'fd00:2::7', port: 443, family: 6, flags: ORIG_DST_FLAGS.sourceMismatch, cgroupId: 7n },
+      'fd000002000000000000000000000007' + 'bb01' + '0a00' + '01000000' + '0700000000000000',
+    );
+    assert.throws(() => origDstCodec.encode({ address: 'fd00::1', port: 1, family: 4, flags: 0, cgroupId: 1n }), { code: 'MESHLET_BPF' });
   });
 
   test('decode rejects wrong sizes and bad hex', () => {

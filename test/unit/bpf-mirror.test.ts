@@ -8,6 +8,8 @@ const empty = (): MirrorDumps => ({ pods: [], excluded_ports: [], port_mode: [],
 
 const entries = (p: Partial<PodEntries> = {}): PodEntries => ({
   flags: 1,
+  ip4: null,
+  ip6: null,
   excluded_ports: new Map(),
   port_mode: new Map(),
   probe_ports: new Map(),
@@ -25,7 +27,7 @@ describe('MapMirror', () => {
       'update excluded_ports 7:5432 true',
       'update port_mode 7:8080 "PERMISSIVE"',
       'update probe_ports 7:9000 true',
-      'update pods 7 {"flags":3}',
+      'update pods 7 {"flags":3,"ip4":null,"ip6":null}',
     ]);
     m.apply(changes);
     assert.deepEqual(m.enrolledIds(), [7n]);
@@ -34,20 +36,28 @@ describe('MapMirror', () => {
 
   test('seeded from dumps: stale entries are deleted after the pod entry, changed values rewritten', () => {
     const dumps = empty();
-    dumps.pods.push({ key: 7n, value: { flags: 1 } }, { key: 8n, value: { flags: 1 } });
+    dumps.pods.push({ key: 7n, value: { flags: 1, ip4: null, ip6: null } }, { key: 8n, value: { flags: 1, ip4: null, ip6: null } });
     dumps.excluded_ports.push({ key: { cgroupId: 7n, port: 1 }, value: true }, { key: { cgroupId: 8n, port: 1 }, value: true });
     dumps.port_mode.push({ key: { cgroupId: 7n, port: 80 }, value: 'STRICT' });
     const m = new MapMirror(dumps);
     const changes = m.podChanges(7n, entries({ flags: 3, port_mode: new Map([[80, 'PERMISSIVE']]) }));
-    assert.deepEqual(changes.map(describeChange), ['update port_mode 7:80 "PERMISSIVE"', 'update pods 7 {"flags":3}', 'delete excluded_ports 7:1']);
+    assert.deepEqual(changes.map(describeChange), ['update port_mode 7:80 "PERMISSIVE"', 'update pods 7 {"flags":3,"ip4":null,"ip6":null}', 'delete excluded_ports 7:1']);
     m.apply(changes);
     assert.deepEqual(m.podChanges(7n, entries({ flags: 3, port_mode: new Map([[80, 'PERMISSIVE']]) })), []);
     assert.deepEqual(m.podChanges(8n, entries({ excluded_ports: new Map([[1, true]]) })), [], 'the other pod is untouched');
   });
 
+  test('a pod whose addresses changed: only its pods entry is rewritten', () => {
+    const m = new MapMirror(empty());
+    m.apply(m.podChanges(7n, entries({ ip4: '10.0.1.5', excluded_ports: new Map([[5432, true]]) })));
+    assert.deepEqual(m.podChanges(7n, entries({ ip4: '10.0.1.5', excluded_ports: new Map([[5432, true]]) })), []);
+    const changes = m.podChanges(7n, entries({ ip4: '10.0.1.6', ip6: 'fd00::6', excluded_ports: new Map([[5432, true]]) }));
+    assert.deepEqual(changes.map(describeChange), ['update pods 7 {"flags":1,"ip4":"10.0.1.6","ip6":"fd00::6"}']);
+  });
+
   test('removal: pod entries first, then every port entry, also of cgroups without a pod entry', () => {
     const dumps = empty();
-    dumps.pods.push({ key: 7n, value: { flags: 3 } }, { key: 9n, value: { flags: 1 } });
+    dumps.pods.push({ key: 7n, value: { flags: 3, ip4: null, ip6: null } }, { key: 9n, value: { flags: 1, ip4: null, ip6: null } });
     dumps.probe_ports.push({ key: { cgroupId: 7n, port: 9000 }, value: true });
     dumps.excluded_ports.push({ key: { cgroupId: 8n, port: 22 }, value: true });
     const m = new MapMirror(dumps);

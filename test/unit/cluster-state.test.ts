@@ -15,7 +15,8 @@ const pod = (name: string, extra: { labels?: Record<string, string>; annotations
   kind: 'Pod',
   metadata: { name, namespace: 'demo', uid: `uid-${name}`, labels: extra.labels ?? { app: name }, annotations: extra.annotations ?? {} },
   spec: { nodeName: extra.node ?? 'node-1', serviceAccountName: 'sa', containers: [{ name: 'c', command: ['x'], ports: [{ name: 'http', containerPort: 8080 }] }] },
-  status: { phase: 'Running', podIP: extra.ip ?? '10.244.1.2', podIPs: [{ ip: 'fd00:244:1::2' }, { ip: extra.ip ?? '10.244.1.2' }] },
+  // Each pod its own IPv6 address too: two pods claiming one address would be a contradiction.
+  status: { phase: 'Running', podIP: extra.ip ?? '10.244.1.2', podIPs: [{ ip: `fd00:244:1::${(extra.ip ?? '10.244.1.2').split('.')[3]}` }, { ip: extra.ip ?? '10.244.1.2' }] },
 });
 
 const service = (name: string, ports: unknown[]): KubeObject => ({

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { AGENT_FLAGS, type AgentConfig } from '../../lib/config/agent.ts';
 import { CA_FLAGS, type CaConfig } from '../../lib/config/ca.ts';
 import { addFlags, configArgs, flagOf, type FlagTable } from '../../lib/config/flags.ts';
-import { ZTUNNEL_FLAGS, type ZtunnelConfig } from '../../lib/config/ztunnel.ts';
+import { ZTUNNEL_FLAGS, ZTUNNEL_LIMIT_DEFAULTS, ztunnelLimits, type ZtunnelConfig } from '../../lib/config/ztunnel.ts';
 
 function parse<C>(table: FlagTable<C>, args: string[]): C {
   const command = addFlags(new Command('x').exitOverride(), table);
@@ -17,7 +17,7 @@ function parse<C>(table: FlagTable<C>, args: string[]): C {
 const agent: AgentConfig = {
   node: 'node-1', kubeconfig: '/run/agent.kubeconfig', kubeletCgroupRoot: '/sys/fs/cgroup', cgroupDriver: 'systemd', ztunnelCgroup: '/sys/fs/cgroup/zt', bpfDir: '/sys/fs/bpf/m',
   captureIp4: '10.244.1.1', captureIp6: 'fd00::1', inboundSourceIp4: '10.244.1.254', probeSourceIp4: '10.244.1.1',
-  rootNamespace: 'meshlet-system', controlSocket: '/run/c.sock', adminSocket: '/run/a.sock',
+  rootNamespace: 'meshlet-system', serviceCidrs: '10.96.0.0/16,fd00:96::/112', controlSocket: '/run/c.sock', adminSocket: '/run/a.sock',
 };
 
 const ztunnel: ZtunnelConfig = {
@@ -66,4 +66,17 @@ test('bad values are refused with the flag and the fix', () => {
   assert.throws(() => parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, trustDomain: 'Bad Domain' })), { code: 'MESHLET_CONFIG', message: /--trust-domain/ });
   assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, listen: 'nowhere' })), { code: 'MESHLET_CONFIG', message: /--listen "nowhere" is not ip:port/ });
   assert.throws(() => parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, rootSecret: 'meshlet-ca-root' })), { code: 'MESHLET_CONFIG', message: /--root-secret "meshlet-ca-root" is not <namespace>\/<name> of a Secret/ });
+});
+
+test('the ztunnel\'s bounds and the CA\'s signing rate are flags; unset, the defaults apply', () => {
+  const bounds = { hboneHandshakeTimeout: 5, hboneIdleTimeout: 60, hboneMaxStreams: 50, hboneMaxSessionsPerPeer: 10, maxConnectionsPerPod: 100, idleTimeout: 0 };
+  assert.deepEqual(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, { ...ztunnel, ...bounds })), { ...ztunnel, ...bounds });
+  assert.deepEqual(ztunnelLimits(parse(ZTUNNEL_FLAGS, configArgs(ZTUNNEL_FLAGS, ztunnel))), ZTUNNEL_LIMIT_DEFAULTS);
+  const withFlag = (...extra: string[]) => parse(ZTUNNEL_FLAGS, [...configArgs(ZTUNNEL_FLAGS, ztunnel), ...extra]);
+  assert.equal(withFlag('--idle-timeout', 'off').idleTimeout, 0);
+  assert.equal(withFlag('--idle-timeout', '2h').idleTimeout, 7200);
+  assert.throws(() => withFlag('--max-connections-per-pod', '0'), { code: 'MESHLET_CONFIG', message: /--max-connections-per-pod must be a positive whole number/ });
+  assert.throws(() => withFlag('--hbone-handshake-timeout', '0'), { code: 'MESHLET_CONFIG', message: /--hbone-handshake-timeout "0" is not a duration/ });
+  assert.deepEqual(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, signRate: 2.5, signBurst: 5 })), { ...ca, signRate: 2.5, signBurst: 5 });
+  assert.throws(() => parse(CA_FLAGS, [...configArgs(CA_FLAGS, ca), '--sign-rate', '0']), { code: 'MESHLET_CONFIG', message: /--sign-rate must be a positive number per second/ });
 });

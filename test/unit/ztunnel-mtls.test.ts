@@ -1,52 +1,18 @@
 // HBONE over mutual TLS 1.3 between two tunnel ends on loopback, with
 // certificates from a real meshlet CA: identities proven both ways, and
 // peers with the wrong identity or another CA's certificate refused.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSecureServer } from 'node:http2';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createRoot } from '../../ca/root.ts';
-import { serveCa } from '../../ca/service.ts';
-import { CaClient } from '../../lib/identity/ca-client.ts';
 import { spiffeId } from '../../lib/identity/spiffe.ts';
-import { CertificateStore } from '../../lib/identity/store.ts';
 import { hboneClientTlsOptions } from '../../lib/identity/tls.ts';
-import { silentLogger } from '../../lib/core/log.ts';
-import type { MeshIdentity } from '../../lib/identity/mesh-identity.ts';
 import { awaitTunnel } from '../../lib/hbone/client.ts';
 import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
 import { CLIENT_IP, SERVER_IP, readAll, twoNodes, upstream } from '../ztunnel/fixtures.ts';
 import { eventually } from '../support/eventually.ts';
-import { PodsSource, runningPod, TokenCallers } from '../support/ca-doubles.ts';
+import { meshCa } from '../ztunnel/mesh-ca.ts';
 
 const DEFAULT_SA = spiffeId('default', 'default');
-
-/** A CA on 127.0.0.1 whose cluster state puts a `default/default` pod (plus `others`) on nodes n1 and n2; one CertificateStore per node. */
-async function meshCa(t: TestContext, others: string[] = []): Promise<{ n1: MeshIdentity; n2: MeshIdentity }> {
-  const dir = await mkdtemp(join(tmpdir(), 'meshlet-mtls-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const pod = (name: string, node: string, sa = 'default') => runningPod(name, 'default', sa, node, `10.0.0.${name.length}`);
-  const pods = [pod('a', 'n1'), pod('bb', 'n2'), ...others.map((sa, i) => pod(`x${i}`, 'n2', sa))];
-  const ca = await serveCa({
-    host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'),
-    trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [], log: silentLogger,
-  }, {
-    root: await createRoot('cluster.local'), source: new PodsSource(pods),
-    callers: new TokenCallers({ 'token-n1-0123456789abcdef': 'n1', 'token-n2-0123456789abcdef': 'n2' }),
-  });
-  t.after(() => ca.close());
-  const identity = async (node: string): Promise<MeshIdentity> => {
-    await writeFile(join(dir, `${node}.token`), `token-${node}-0123456789abcdef`);
-    const client = new CaClient({ url: ca.url, bundleFile: ca.bundleFile, tokenFile: join(dir, `${node}.token`) });
-    t.after(() => client.close());
-    const certs = new CertificateStore({ issuer: client });
-    t.after(() => certs.close());
-    return { trustDomain: 'cluster.local', certs };
-  };
-  return { n1: await identity('n1'), n2: await identity('n2') };
-}
 
 test('bytes cross over mutual TLS, and the destination learns the source principal', async (t) => {
   const ids = await meshCa(t);
@@ -65,7 +31,7 @@ test('bytes cross over mutual TLS, and the destination learns the source princip
 });
 
 test('a server presenting a certificate for another identity is refused by the client', async (t) => {
-  const ids = await meshCa(t, ['imposter']);
+  const ids = await meshCa(t, { others: ['imposter'] });
   const imposter = await ids.n2.certs.ensure(spiffeId('default', 'imposter'));
   // A rogue tunnel end: a valid mesh certificate, but not the destination's identity.
   const rogue = createSecureServer({ SNICallback: (_name, cb) => cb(null, imposter.secureContext), requestCert: true, rejectUnauthorized: false });

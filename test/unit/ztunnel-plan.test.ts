@@ -25,6 +25,10 @@ const db = workload({ name: 'db', ips: ['10.0.2.2'], node: 'n2', labels: { app: 
 const legacy = workload({ name: 'legacy', ips: ['10.0.2.9'], node: 'n2', enrolled: false, labels: { app: 'legacy' } });
 /** Enrolled, on a node the state has no address for. */
 const orphan = workload({ name: 'orphan', ips: ['10.0.3.1'], node: 'n3' });
+/** Admits the client's address only (ipBlocks). */
+const vault = workload({ name: 'vault', serviceAccount: 'vault', ips: ['10.0.2.5'], node: 'n2', labels: { app: 'vault' } });
+/** A node with no workloads. */
+const N4 = { name: 'n4', address: '192.168.0.4' };
 
 /** ALLOW only the client's identity into `app`. */
 const fromClientOnly = (app: string) => convertAuthorizationPolicy({
@@ -32,15 +36,21 @@ const fromClientOnly = (app: string) => convertAuthorizationPolicy({
   spec: { selector: { matchLabels: { app } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/client'] } }] }] },
 });
 
+/** ALLOW only from the client's address into `app`. */
+const fromClientAddressOnly = (app: string) => convertAuthorizationPolicy({
+  apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: `${app}-from-client-ip`, namespace: 'default' },
+  spec: { selector: { matchLabels: { app } }, rules: [{ from: [{ source: { ipBlocks: ['10.0.1.1/32'] } }] }] },
+});
+
 const state: MeshState = {
-  nodes: [N1, N2],
-  workloads: [client, local, cache, server, db, legacy, orphan],
+  nodes: [N1, N2, N4],
+  workloads: [client, local, cache, server, db, legacy, orphan, vault],
   services: [
     service({ name: 'server', vips: ['10.96.0.10'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.2.1', ports: { http: 8080 } }] }),
     service({ name: 'nobody', vips: ['10.96.0.11'], ports: [{ port: 80, protocol: 'TCP' }] }),
     service({ name: 'legacy', vips: ['10.96.0.12'], ports: [{ port: 80, protocol: 'TCP' }], endpoints: [{ ip: '10.0.2.9', ports: { '': 80 } }] }),
   ],
-  authorizationPolicies: [fromClientOnly('local'), fromClientOnly('server')],
+  authorizationPolicies: [fromClientOnly('local'), fromClientOnly('server'), fromClientAddressOnly('vault')],
   peerAuthentications: [],
 };
 
@@ -77,6 +87,35 @@ interface OutboundRow {
 }
 
 const outboundRows: OutboundRow[] = [
+  {
+    name: 'the kernel marked the source (the local pod bound the client\'s address): refused, recorded under the local pod',
+    destination: at('10.0.1.2', 0),
+    mtls: true,
+    plan: {
+      kind: 'refuse', reason: 'source_mismatch',
+      flow: { direction: 'outbound', source: { ...at('10.0.1.2', 40000), workload: ref(local) }, claimedSource: FROM_CLIENT, originalDestination: at('0.0.0.0', 0) },
+    },
+  },
+  {
+    name: 'the kernel marked the source and had no address of the pod: refused, the pod unknown',
+    source: at('fd00::11', 40000),
+    destination: at('::', 0),
+    mtls: true,
+    plan: {
+      kind: 'refuse', reason: 'source_mismatch',
+      flow: { direction: 'outbound', source: { ...at('::', 40000), workload: undefined }, claimedSource: at('fd00::11', 40000), originalDestination: at('::', 0) },
+    },
+  },
+  {
+    name: 'a marked source is refused before anything else, even without state',
+    ready: false,
+    destination: at('10.0.1.2', 0),
+    mtls: false,
+    plan: {
+      kind: 'refuse', reason: 'source_mismatch',
+      flow: { direction: 'outbound', source: { ...at('10.0.1.2', 40000), workload: undefined }, claimedSource: FROM_CLIENT, originalDestination: at('0.0.0.0', 0) },
+    },
+  },
   {
     name: 'not ready: no state yet',
     ready: false,
@@ -263,7 +302,8 @@ test('outbound: a Service VIP balances round robin through the resolver passed i
 interface InboundRow {
   name: string;
   request?: Partial<InboundInput['request']>;
-  peer?: Endpoint;
+  /** The session's remote address; absent: node n1's ztunnel (the client's node); null: none. */
+  peer?: Endpoint | null;
   /** Mutual TLS with these session facts (undefined: the socket is gone); absent: cleartext. */
   session?: SessionTls | undefined;
   cleartext?: true;
@@ -274,6 +314,26 @@ const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
 const CONNECT_SERVER = { method: 'CONNECT', authority: '10.0.2.1:8080', forwarded: 'for="10.0.1.1:40000"', traceparent: TRACEPARENT };
 const asClient: SessionTls = { sni: idOf(server), client: { identity: idOf(client) } };
 const unverified = new Error('the client certificate did not verify: CERT_HAS_EXPIRED');
+
+/** Node n1's ztunnel, where the client and local pods are. */
+const FROM_N1 = at('192.168.0.1', 51000);
+const TO_VAULT = { method: 'CONNECT', authority: '10.0.2.5:8080', forwarded: 'for="10.0.1.1:40000"', traceparent: TRACEPARENT };
+const ALLOWED_BY_CLIENT_IP: AuthzDecision = { allowed: true, verdict: 'allow', policy: 'default/vault-from-client-ip', reason: 'allowed by ALLOW policy default/vault-from-client-ip' };
+/** A stream to vault whose Forwarded claim (the client's address) is ignored: policy judges the peer, so vault's ipBlocks do not match. */
+const claimIgnored = (peer: Endpoint, identity: Workload | undefined, sourceMismatch: string, claimed = FROM_CLIENT): InboundPlan => {
+  const principal = identity ? { principal: uri(identity) } : {};
+  return {
+    kind: 'deny', status: 401,
+    flow: {
+      direction: 'inbound', source: { ...peer, workload: undefined, ...(identity ? { identity: uri(identity) } : {}) }, claimedSource: claimed,
+      originalDestination: at('10.0.2.5', 8080), destination: { ...at('10.0.2.5', 8080), workload: ref(vault), node: 'n2', ...(identity ? { identity: uri(vault) } : {}) },
+      path: 'tunnel', traceId: '0af7651916cd43dd8448eb211c80319c', security: identity ? 'mutual_tls' : 'plaintext', ...verdictFields(NOT_MATCHED),
+    },
+    authz: { request: { source: { ip: peer.ip, ...principal }, destination: { ip: '10.0.2.5', port: 8080, workload: vault } }, decision: NOT_MATCHED },
+    sourceMismatch,
+  };
+};
+const toVaultAs = (w: Workload): SessionTls => ({ sni: idOf(vault), client: { identity: idOf(w) } });
 
 const inboundRows: InboundRow[] = [
   {
@@ -303,6 +363,7 @@ const inboundRows: InboundRow[] = [
   {
     name: 'no Forwarded header and no peer address: 400',
     request: { forwarded: undefined },
+    peer: null,
     session: asClient,
     plan: { kind: 'refuse', status: 400 },
   },
@@ -328,15 +389,16 @@ const inboundRows: InboundRow[] = [
   },
   {
     name: 'an identity the target\'s policy does not allow: denied, 401, with a flow',
+    request: { forwarded: 'for="10.0.1.2:40000"' },
     session: { ...asClient, client: { identity: idOf(local) } },
     plan: {
       kind: 'deny', status: 401,
       flow: {
-        direction: 'inbound', source: { ...FROM_CLIENT, workload: ref(client), identity: uri(local) }, originalDestination: at('10.0.2.1', 8080),
+        direction: 'inbound', source: { ...at('10.0.1.2', 40000), workload: ref(local), identity: uri(local) }, originalDestination: at('10.0.2.1', 8080),
         destination: { ...at('10.0.2.1', 8080), workload: ref(server), node: 'n2', identity: uri(server) }, path: 'tunnel',
         traceId: '0af7651916cd43dd8448eb211c80319c', security: 'mutual_tls', ...verdictFields(NOT_MATCHED),
       },
-      authz: { request: { source: { ip: '10.0.1.1', principal: uri(local) }, destination: { ip: '10.0.2.1', port: 8080, workload: server } }, decision: NOT_MATCHED },
+      authz: { request: { source: { ip: '10.0.1.2', principal: uri(local) }, destination: { ip: '10.0.2.1', port: 8080, workload: server } }, decision: NOT_MATCHED },
     },
   },
   {
@@ -366,6 +428,67 @@ const inboundRows: InboundRow[] = [
       authz: { request: { source: { ip: '192.168.0.1' }, destination: { ip: '10.0.2.2', port: 5432, workload: db } }, decision: NO_POLICY },
     },
   },
+  {
+    name: 'the client claiming its own address from its node: the claim holds, and ipBlocks match it',
+    request: TO_VAULT,
+    session: toVaultAs(client),
+    plan: {
+      kind: 'accept', target: at('10.0.2.5', 8080),
+      flow: {
+        direction: 'inbound', source: { ...FROM_CLIENT, workload: ref(client), identity: uri(client) }, originalDestination: at('10.0.2.5', 8080),
+        destination: { ...at('10.0.2.5', 8080), workload: ref(vault), node: 'n2', identity: uri(vault) }, path: 'tunnel',
+        traceId: '0af7651916cd43dd8448eb211c80319c', security: 'mutual_tls', ...verdictFields(ALLOWED_BY_CLIENT_IP),
+      },
+      authz: { request: { source: { ip: '10.0.1.1', principal: uri(client) }, destination: { ip: '10.0.2.5', port: 8080, workload: vault } }, decision: ALLOWED_BY_CLIENT_IP },
+    },
+  },
+  {
+    name: 'another identity claiming the client\'s address: the claim is ignored, policy judges the peer',
+    request: TO_VAULT,
+    session: toVaultAs(local),
+    plan: claimIgnored(FROM_N1, local, `10.0.1.1 is default/client, whose identity is ${uri(client)}; the peer's certificate is ${uri(local)}`),
+  },
+  {
+    name: 'the client\'s identity, but from another node than the client\'s: the claim is ignored',
+    request: TO_VAULT,
+    peer: at('192.168.0.4', 51000),
+    session: toVaultAs(client),
+    plan: claimIgnored(at('192.168.0.4', 51000), client, '10.0.1.1 is default/client on node n1, the peer is node n4'),
+  },
+  {
+    name: 'a claim from a peer that is no node: ignored',
+    request: TO_VAULT,
+    peer: at('192.168.9.9', 51000),
+    session: toVaultAs(client),
+    plan: claimIgnored(at('192.168.9.9', 51000), client, 'the peer 192.168.9.9 is no node\'s address'),
+  },
+  {
+    name: 'a claim of an address that is no workload: ignored',
+    request: { ...TO_VAULT, forwarded: 'for="10.0.1.99:40000"' },
+    session: toVaultAs(client),
+    plan: claimIgnored(FROM_N1, client, '10.0.1.99 is no workload', at('10.0.1.99', 40000)),
+  },
+  {
+    name: 'cleartext: a claim of a workload on the peer\'s node holds (no identity to check)',
+    request: TO_VAULT,
+    cleartext: true,
+    plan: {
+      kind: 'accept', target: at('10.0.2.5', 8080),
+      flow: {
+        direction: 'inbound', source: { ...FROM_CLIENT, workload: ref(client) }, originalDestination: at('10.0.2.5', 8080),
+        destination: { ...at('10.0.2.5', 8080), workload: ref(vault), node: 'n2' }, path: 'tunnel',
+        traceId: '0af7651916cd43dd8448eb211c80319c', security: 'plaintext', ...verdictFields(ALLOWED_BY_CLIENT_IP),
+      },
+      authz: { request: { source: { ip: '10.0.1.1' }, destination: { ip: '10.0.2.5', port: 8080, workload: vault } }, decision: ALLOWED_BY_CLIENT_IP },
+    },
+  },
+  {
+    name: 'cleartext: a claim from another node than the workload\'s is ignored',
+    request: TO_VAULT,
+    peer: at('192.168.0.4', 51000),
+    cleartext: true,
+    plan: claimIgnored(at('192.168.0.4', 51000), undefined, '10.0.1.1 is default/client on node n1, the peer is node n4'),
+  },
 ];
 
 for (const row of inboundRows) {
@@ -373,7 +496,7 @@ for (const row of inboundRows) {
     const plan = planInbound(view, {
       node: 'n2',
       request: { ...CONNECT_SERVER, ...row.request },
-      peer: row.peer,
+      peer: row.peer === null ? undefined : (row.peer ?? FROM_N1),
       ...(row.cleartext ? {} : { mtls: { trustDomain: TD, session: row.session } }),
     });
     assert.deepEqual(plan, row.plan);

@@ -82,8 +82,9 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const replies = createInterface({ input: agent })[Symbol.asyncIterator]();
   const state: MeshState = {
     ...emptyMeshState(),
-    nodes: [{ name: 'n1', address: NODE }],
-    workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' })],
+    // n0 is where the tunnel below comes from (loopback's source address): its client pod may be named in Forwarded.
+    nodes: [{ name: 'n1', address: NODE }, { name: 'n0', address: '127.0.0.1' }],
+    workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' }), workload({ name: 'client', ips: ['10.9.9.9'], node: 'n0' })],
   };
   agent.write(`${JSON.stringify({ type: 'snapshot', version: 7, state })}\n`);
   assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version: 7 });
@@ -121,7 +122,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const { flows } = JSON.parse((await adminGet('/flows')).body) as { flows: FlowRecord[] };
   const inbound = flows.find((f) => f.direction === 'inbound');
   assert.equal(inbound?.state, 'open');
-  assert.deepEqual(inbound?.source, { ip: '10.9.9.9', port: 4242 });
+  assert.deepEqual(inbound?.source, { ip: '10.9.9.9', port: 4242, workload: { namespace: 'default', name: 'client' } });
   assert.equal(inbound?.bytesSent, 4);
 
   // SIGTERM: the open tunnel keeps carrying data through the drain, is cut

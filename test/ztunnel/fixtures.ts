@@ -13,11 +13,13 @@ import type { Service, Workload } from '../../lib/mesh/model.ts';
 import type { Endpoint } from '../../lib/telemetry/flow.ts';
 import { FlowTable } from '../../lib/telemetry/flow-table.ts';
 import { InboundServer } from '../../ztunnel/inbound.ts';
-import { silentLogger } from '../../lib/core/log.ts';
+import { silentLogger, type Logger } from '../../lib/core/log.ts';
 import { createOutboundHandler } from '../../ztunnel/outbound.ts';
 import { Resolver } from '../../ztunnel/resolve.ts';
 import { StateStore } from '../../lib/mesh/state.ts';
 import { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
+import type { Clock } from '../../lib/core/clock.ts';
+import type { ZtunnelLimits } from '../../lib/config/ztunnel.ts';
 
 export const CLIENT_IP = '127.0.0.11';
 export const SERVER_IP = '127.0.0.21';
@@ -102,8 +104,8 @@ export async function upstream(t: TestContext, onConnection: (socket: Socket) =>
 }
 
 export interface TwoNodes {
-  n1: { store: StateStore; flows: FlowTable; pool: TunnelPool; capture: AddressInfo };
-  n2: { store: StateStore; flows: FlowTable; inbound: InboundServer; address: AddressInfo };
+  n1: { store: StateStore; flows: FlowTable; pool: TunnelPool; capture: AddressInfo; metrics: ZtunnelMetrics };
+  n2: { store: StateStore; flows: FlowTable; inbound: InboundServer; address: AddressInfo; metrics: ZtunnelMetrics };
   /** Connects from the client pod's IP as if the application had connected to `dst`. */
   dial(dst: Endpoint): Socket;
 }
@@ -114,10 +116,21 @@ export interface TwoNodes {
  * Without the BPF hooks the capture listener cannot learn the original
  * destination from the socket, so `dial` hands it over directly.
  */
-export async function twoNodes(t: TestContext, serverPort: number, identities: { n1?: MeshIdentity; n2?: MeshIdentity } = {}): Promise<TwoNodes> {
+export interface TwoNodeOptions {
+  /** Both ends' timeouts and caps (unset: the defaults). */
+  limits?: Partial<ZtunnelLimits>;
+  /** Both ends' session timers (unset: the real clock). */
+  clock?: Clock;
+  /** Both ends' logger (unset: silent). */
+  log?: Logger;
+}
+
+export async function twoNodes(t: TestContext, serverPort: number, identities: { n1?: MeshIdentity; n2?: MeshIdentity } = {}, options: TwoNodeOptions = {}): Promise<TwoNodes> {
   const state = twoNodeState(serverPort);
-  const security = (identity: MeshIdentity | undefined) => {
+  const security = (identity: MeshIdentity | undefined, flows: FlowTable) => {
     const metrics = new ZtunnelMetrics();
+    // As startZtunnel wires them: TCP counters move when a flow opens and closes.
+    flows.subscribe((e) => (e.event === 'open' ? metrics.flowOpened(e.flow) : metrics.flowClosed(e.flow)));
     return { metrics, policy: new DestinationPolicy(metrics, silentLogger), ...(identity ? { identity } : {}) };
   };
   const mkStore = () => {
@@ -126,20 +139,28 @@ export async function twoNodes(t: TestContext, serverPort: number, identities: {
     return store;
   };
   const n2 = { store: mkStore(), flows: new FlowTable('n2') };
-  const inbound = new InboundServer({ node: 'n2', ...n2, ...security(identities.n2), log: silentLogger, sourceAddress: () => '127.0.0.2' });
+  const n2Security = security(identities.n2, n2.flows);
+  const log = options.log ?? silentLogger;
+  const inbound = new InboundServer({ node: 'n2', ...n2, ...n2Security, ...options, log, sourceAddress: () => '127.0.0.2' });
   const address = await inbound.listen('127.0.0.2', 0);
   defer(t, () => inbound.close());
 
   const n1 = { store: mkStore(), flows: new FlowTable('n1') };
-  const pool = new TunnelPool({ port: address.port, log: silentLogger });
+  const n1Security = security(identities.n1, n1.flows);
+
+  const pool = new TunnelPool({
+    port: address.port, log: silentLogger, ...(options.clock ? { clock: options.clock } : {}),
+    onSessionDrained: (reason) => n1Security.metrics.drained('outbound', reason),
+  });
   defer(t, () => pool.close());
   const destinations = new Map<number, Endpoint>();
   const handler = createOutboundHandler({
     ...n1,
-    ...security(identities.n1),
+    ...n1Security,
+    ...(options.limits ? { limits: options.limits } : {}),
     resolver: new Resolver('n1'),
     pool,
-    log: silentLogger,
+    log,
     sourceAddress: () => '127.0.0.1',
     ownAddresses: new Set(),
     originalDestination: (s) => destinations.get(s.remotePort ?? 0),
@@ -157,8 +178,8 @@ export async function twoNodes(t: TestContext, serverPort: number, identities: {
     for (const s of sockets) s.destroy();
   });
   return {
-    n1: { ...n1, pool, capture },
-    n2: { ...n2, inbound, address },
+    n1: { ...n1, pool, capture, metrics: n1Security.metrics },
+    n2: { ...n2, inbound, address, metrics: n2Security.metrics },
     dial(dst) {
       const s = connect({ host: capture.address, port: capture.port, localAddress: CLIENT_IP, allowHalfOpen: true });
       s.once('connect', () => {

@@ -1,0 +1,506 @@
+// The standing attack suite: what one hostile pod or one hostile object can
+// try, run in a two-node sandbox from pods with a container runtime's default
+// capabilities. Each case proves the attack fails and that the refusal shows
+// where an operator looks: a flow's close or verdict reason, a metric, a line
+// of the agent's status.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isDeepStrictEqual } from 'node:util';
+import { join } from 'node:path';
+import { run } from '../../lib/core/exec.ts';
+import type { Rejection } from '../../lib/cluster/cluster-state.ts';
+import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
+import type { MeshState } from '../../lib/mesh/kinds.ts';
+import type { FlowRecord } from '../../lib/telemetry/flow.ts';
+import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { readPids, type NodePids } from '../../sandbox/registry.ts';
+import { adminGet, adminJson, eventually, leftovers, meshlet, REPO, runName } from '../support/harness.ts';
+
+const NAME = runName('atk');
+const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
+const MARKER = `meshlet-attacks-${randomBytes(8).toString('hex')}`;
+const NODES = ['node-1', 'node-2'] as const;
+const FIXTURES = join(REPO, 'test/e2e/fixtures');
+const ALPHA = 'spiffe://cluster.local/ns/demo/sa/alpha';
+
+let info: SandboxInfo;
+
+const podOf = (name: string, namespace = 'demo') => {
+  const pod = info.pods.find((p) => p.name === name && p.namespace === namespace);
+  assert.ok(pod, `pod ${namespace}/${name} in sandbox status`);
+  return pod;
+};
+const nodeOf = (name: string) => info.nodes.find((n) => n.name === name)!;
+const webVip = () => info.services!.find((s) => s.name === 'web' && s.namespace === 'demo')!.clusterIPs[0]!;
+const url = (ip: string, port: number, path = '/') => `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}${path}`;
+
+
+const agentStatus = (node: string) => adminJson<AgentStatus>(nodeOf(node).agentAdminSocket, '/status');
+const meshState = async (node: string) => (await adminJson<{ state: MeshState }>(nodeOf(node).ztunnelAdminSocket, '/state')).state;
+const ztunnelFlows = async (node: string) => (await adminJson<{ flows: FlowRecord[] }>(nodeOf(node).ztunnelAdminSocket, '/flows')).flows;
+/** The kernel's drops (STRICT ingress), as the node's agent logs them. */
+const dropFlows = async (node: string) => (await adminJson<{ flows: FlowRecord[] }>(nodeOf(node).agentAdminSocket, '/flows')).flows;
+const ztunnelMetrics = (node: string) => adminGet(nodeOf(node).ztunnelAdminSocket, '/metrics');
+
+/** Sum of a Prometheus counter over the series whose labels include all of `labels`. */
+function counter(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Both agents' rejections, by object. */
+async function rejections(): Promise<Map<string, Rejection>> {
+  const all = new Map<string, Rejection>();
+  for (const node of NODES) for (const r of (await agentStatus(node)).rejected) all.set(r.object, r);
+  return all;
+}
+
+/** Waits until every node's agent lists each of `objects` as rejected; returns node-1's view of them. */
+async function rejectedEverywhere(objects: readonly string[], timeoutMs = 30_000): Promise<Map<string, Rejection>> {
+  return eventually(`${objects.join(', ')} rejected by both agents`, async () => {
+    let first: Map<string, Rejection> | undefined;
+    for (const node of NODES) {
+      const status = await agentStatus(node);
+      const mine = new Map(status.rejected.map((r) => [r.object, r]));
+      const missing = objects.filter((o) => !mine.has(o));
+      if (missing.length > 0) {
+        const health = status.ready ? 'ready' : `NOT READY: ${status.notReady.join('; ')}`;
+        throw new Error(`${node}'s agent does not list ${missing.join(', ')} as rejected (it lists ${[...mine.keys()].join(', ') || 'nothing'}; it is ${health})`);
+      }
+      first ??= mine;
+    }
+    return first!;
+  }, timeoutMs);
+}
+
+const rejectionsCleared = (objects: readonly string[]) =>
+  eventually(`the rejections of ${objects.join(', ')} to clear`, async () => {
+    const left = [...(await rejections()).keys()].filter((o) => objects.includes(o));
+    if (left.length > 0) throw new Error(`still rejected: ${left.join(', ')}`);
+    return true;
+  }, 30_000);
+
+/** kubectl against the sandbox; a failure names the command and what kubectl said. */
+async function kubectl(args: readonly string[], input?: string): Promise<string> {
+  const r = await sandboxKubectl(NAME, args, input);
+  assert.equal(r.exitCode, 0, `kubectl ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+const exec = (pod: string, argv: readonly string[], namespace = 'demo', timeoutMs = 30_000) => sandboxExec(NAME, { pod, namespace }, argv, { timeoutMs });
+const curl = (pod: string, target: string, namespace = 'demo', seconds = 5) => exec(pod, ['curl', '-sf', '--max-time', String(seconds), target], namespace);
+/** Runs argv in a node's network namespace only. */
+const inNode = (node: string, argv: readonly string[]) => run('nsenter', [`--net=/run/netns/${nodeOf(node).netns}`, '--', ...argv], { allowFailure: true });
+
+const pidsOf = async (): Promise<Record<string, NodePids | undefined>> =>
+  Object.fromEntries(await Promise.all(NODES.map(async (n) => [n, await readPids(NAME, n)] as const)));
+
+async function everyAgentReadyAndInSync(): Promise<void> {
+  await eventually('both agents ready, their ztunnels in sync', async () => {
+    for (const node of NODES) {
+      const s = await agentStatus(node);
+      if (!s.ready || !s.ztunnel.connected || !s.ztunnel.inSync) throw new Error(`${node}: ready ${s.ready} (${s.notReady.join('; ')}), ztunnel connected ${s.ztunnel.connected}, in sync ${s.ztunnel.inSync}, last error ${s.ztunnel.lastError ?? s.lastError ?? 'none'}`);
+    }
+    return true;
+  }, 30_000);
+}
+
+const policy = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: 'demo' }, spec });
+const asList = (items: unknown[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+
+describe('attacks from hostile pods and hostile objects', { timeout: 600_000 }, () => {
+  before(async () => {
+    await mkdir(WWW, { recursive: true });
+    await writeFile(join(WWW, 'index.html'), `${MARKER}\n`);
+    const manifest = (await readFile(join(FIXTURES, 'attacks.yaml'), 'utf8')).replaceAll('WWW_DIR', WWW);
+    await sandboxUp({ name: NAME, nodes: 2, manifest });
+    info = await sandboxStatus(NAME);
+    await eventually('the demo pods enrolled', async () => {
+      const enrolled = (await Promise.all(NODES.map(agentStatus))).flatMap((s) => s.enrolledPods.map((p) => `${p.namespace}/${p.name}`));
+      const want = ['demo/web', 'demo/echo', 'demo/vault', 'demo/client-a', 'demo/mallory'];
+      if (!want.every((p) => enrolled.includes(p))) throw new Error(`enrolled so far: ${enrolled.join(', ') || 'none'}`);
+      return true;
+    }, 30_000);
+    await eventually('web reachable through its Service', async () => (await curl('client-a', url(webVip(), 80, '/index.html'))).stdout.trim() === MARKER, 30_000);
+    await eventually('echo serving', async () => (await curl('client-a', url(podOf('echo').ip, 8080))).exitCode === 0, 30_000);
+  });
+
+  after(async () => {
+    await sandboxDown(NAME);
+    await rm(WWW, { recursive: true, force: true });
+    assert.deepEqual(await leftovers(NAME), [], 'the sandbox left something behind');
+  });
+
+  test('1. one object never stops a component: hostile policies and annotations are each rejected with a reason, nothing restarts, traffic flows', async (t) => {
+    const pidsBefore = await pidsOf();
+    // Everything here is admitted by the API server and its CRD schemas; selectors match no pod, so a fail-closed stand-in denies nothing that runs.
+    const nobody = { matchLabels: { app: 'nobody' } };
+    const policies = [
+      policy('long-principal', { selector: nobody, action: 'ALLOW', rules: [{ from: [{ source: { principals: ['x'.repeat(10_000)] } }] }] }),
+      // Emoji, the text of escapes, and a lone surrogate (which reaches the API server as U+FFFD).
+      policy('emoji-principal', { selector: nobody, action: 'DENY', rules: [{ from: [{ source: { principals: ['cluster.local/ns/demo/sa/\u{1F9A0}\\ud800\ud800\\u0000\u{1F4A3}'] } }] }] }),
+      policy('bad-ip-block', { selector: nobody, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: ['999.1.1.1/99'] } }] }] }),
+      policy('port-name', { selector: nobody, action: 'DENY', rules: [{ to: [{ operation: { ports: ['http'] } }] }] }),
+    ];
+    // 70,000 entries, 17,000 of them distinct ports: more than the node's whole excluded-ports table holds.
+    const manyPorts = [...Array.from({ length: 17_000 }, (_, i) => String(i + 1)), ...Array.from({ length: 53_000 }, () => '1')].join(',');
+    const pod = (name: string, excluded: string) => `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: demo
+  annotations: {meshlet.io/exclude-outbound-ports: ${JSON.stringify(excluded)}}
+spec:
+  nodeName: node-1
+  containers: [{name: sleep, image: busybox, command: [sleep, infinity]}]
+`;
+    const pods = [pod('excludes-70000', manyPorts), pod('excludes-garbage', '\u0000,-1,99999999999999999999,0x50,1e3,\u{1F47E},../..')].join('---\n');
+    const objects = [...policies.map((p) => `AuthorizationPolicy demo/${p.metadata.name}`), 'Pod demo/excludes-70000', 'Pod demo/excludes-garbage'];
+    const honest = pod('excludes-one', '5432');
+    const cleanUp = async () => {
+      await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '-f', '-'], asList(policies));
+      await sandboxDelete(NAME, pods, { strict: false });
+      await rejectionsCleared(objects);
+    };
+    t.after(async () => {
+      await cleanUp();
+      await sandboxDelete(NAME, honest, { strict: false });
+    });
+
+    await kubectl(['apply', '-f', '-'], asList(policies));
+    await sandboxApply(NAME, pods);
+
+    const rejected = await rejectedEverywhere(objects);
+    for (const o of objects) assert.match(rejected.get(o)!.reason, /\S/, `${o} is rejected with a reason`);
+    assert.match(rejected.get('AuthorizationPolicy demo/long-principal')!.reason, /principals/);
+    assert.match(rejected.get('AuthorizationPolicy demo/emoji-principal')!.reason, /principals/);
+    assert.match(rejected.get('AuthorizationPolicy demo/bad-ip-block')!.reason, /999\.1\.1\.1\/99/);
+    assert.match(rejected.get('AuthorizationPolicy demo/port-name')!.reason, /"http"/);
+    assert.match(rejected.get('Pod demo/excludes-garbage')!.reason, /meshlet\.io\/exclude-outbound-ports/);
+    assert.match(rejected.get('Pod demo/excludes-70000')!.reason, /meshlet\.io\/exclude-outbound-ports/);
+    const text = await meshlet(['status', '--sandbox', NAME]);
+    assert.match(text.stdout, /AuthorizationPolicy demo\/bad-ip-block: .*\[invalid\]/);
+
+    await everyAgentReadyAndInSync();
+    const served = await curl('client-a', url(webVip(), 80, '/index.html'));
+    assert.equal(served.stdout.trim(), MARKER, `traffic through the web Service: ${served.stderr}`);
+    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (nodes/<node>/pids.json)');
+
+    // Gone, they leave nothing behind: an ordinary pod with an excluded port enrols on the same node.
+    await cleanUp();
+    await sandboxApply(NAME, honest);
+    await eventually('node-1\'s agent to enrol a pod excluding port 5432', async () => {
+      const s = await agentStatus('node-1');
+      const enrolled = s.enrolledPods.find((p) => p.namespace === 'demo' && p.name === 'excludes-one');
+      if (!enrolled || !isDeepStrictEqual(enrolled.excludeOutboundPorts, [5432])) throw new Error(`not enrolled with [5432] (${JSON.stringify(enrolled?.excludeOutboundPorts)}); agent ${s.ready ? 'ready' : `NOT READY: ${s.notReady.join('; ')}`}`);
+      return true;
+    }, 30_000);
+    await everyAgentReadyAndInSync();
+  });
+
+  test('2. agent and ztunnel converge: after SIGKILL of a ztunnel and then its agent, the agent is ready and in sync and the ztunnel holds what it held', async () => {
+    const node = 'node-2';
+    await everyAgentReadyAndInSync();
+    // As sets: the order the ztunnel lists them in is the order it learnt them.
+    const held = async () => {
+      const state = await meshState(node);
+      return {
+        workloads: [...state.workloads].sort((a, b) => a.uid.localeCompare(b.uid)),
+        services: [...state.services].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+      };
+    };
+    const before = await held();
+    assert.ok(before.workloads.some((w) => w.namespace === 'demo' && w.name === 'web'), 'the ztunnel holds web before the kills');
+    assert.ok(before.services.some((s) => s.namespace === 'demo' && s.name === 'web'), 'the ztunnel holds the web Service before the kills');
+
+    const first = (await readPids(NAME, node))!;
+    assert.ok(first.ztunnelPid && first.agentPid, `nodes/${node}/pids.json names both pids: ${JSON.stringify(first)}`);
+    process.kill(first.ztunnelPid, 'SIGKILL');
+    await eventually('the supervisor to restart the ztunnel', async () => {
+      const now = await readPids(NAME, node);
+      return now?.ztunnelPid !== undefined && now.ztunnelPid !== first.ztunnelPid && now.ztunnelRestarts > first.ztunnelRestarts;
+    }, 30_000);
+    // Once the agent has the new ztunnel in sync, whichever agent it is: the one from before, or one that took its place.
+    await everyAgentReadyAndInSync();
+    const agent = (await readPids(NAME, node))!;
+    try {
+      process.kill(agent.agentPid!, 'SIGKILL');
+    } catch (err) {
+      // Gone on its own since pids.json was read: the check at the end says so.
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+    await eventually('the supervisor to restart the agent', async () => {
+      const now = await readPids(NAME, node);
+      return now?.agentPid !== undefined && now.agentPid !== agent.agentPid && now.agentRestarts > agent.agentRestarts;
+    }, 30_000);
+
+    await everyAgentReadyAndInSync();
+    await eventually(`${node}'s ztunnel to hold the same workloads and services as before`, async () => {
+      const now = await held();
+      try {
+        assert.deepStrictEqual(now, before);
+      } catch {
+        throw new Error(`holds ${now.workloads.length} workloads (${now.workloads.map((w) => `${w.namespace}/${w.name}`).join(', ')}) and ${now.services.length} services, before ${before.workloads.length} and ${before.services.length}`);
+      }
+      return true;
+    }, 30_000);
+    await eventually('web reachable through its Service again', async () => (await curl('client-a', url(webVip(), 80, '/index.html'))).stdout.trim() === MARKER, 30_000);
+    // Separate processes so that either can go without the other: losing its ztunnel, the agent reconnects.
+    assert.deepEqual([agent.agentPid, agent.agentRestarts], [first.agentPid, first.agentRestarts], `the agent restarted when its ztunnel was killed (nodes/${node}/agent.log says why)`);
+  });
+
+  test('3. addresses have owners: ghost-node pods claiming 127.0.0.1, an address outside every pod CIDR and a running pod\'s address are refused by rule, and that pod keeps its identity', async (t) => {
+    const web = podOf('web');
+    // ghost-a declares a pod range of its own; ghost-b none (as with a CNI that allocates addresses itself), so
+    // only the duplicate rule stands between its pod and web's address. No kubelet runs on either: the pods'
+    // statuses are what a compromised kubelet would write.
+    const nodes = [
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: 'ghost-a' }, spec: { podCIDR: '10.244.9.0/24', podCIDRs: ['10.244.9.0/24'] } },
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: 'ghost-b' } },
+    ];
+    const claims = [
+      { pod: 'claims-loopback', node: 'ghost-a', ip: '127.0.0.1', rule: 'pod-ip-not-unicast' },
+      { pod: 'claims-outside', node: 'ghost-a', ip: '10.250.0.7', rule: 'pod-ip-outside-node-cidr' },
+      { pod: 'claims-web', node: 'ghost-b', ip: web.ip, rule: 'ip-claimed' },
+    ];
+    const pods = claims.map((c) => ({
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: c.pod, namespace: 'ghosts' },
+      spec: { nodeName: c.node, serviceAccountName: 'default', containers: [{ name: 'sleep', image: 'busybox', command: ['sleep', 'infinity'] }] },
+    }));
+    t.after(async () => {
+      // No kubelet confirms a graceful deletion on a ghost node.
+      await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '--force', '--grace-period=0', '-f', '-'], asList(pods));
+      await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '-f', '-'], asList(nodes));
+      await rejectionsCleared(claims.map((c) => `Pod ghosts/${c.pod}`));
+    });
+
+    await kubectl(['apply', '-f', '-'], asList(nodes));
+    for (const [i, n] of nodes.entries()) {
+      await kubectl(['patch', 'node', n.metadata.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: `10.200.0.${90 + i}` }] } })]);
+    }
+    await kubectl(['apply', '-f', '-'], asList(pods));
+    for (const c of claims) {
+      await kubectl(['patch', 'pod', c.pod, '-n', 'ghosts', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: c.ip, podIPs: [{ ip: c.ip }] } })]);
+    }
+
+    const rejected = await rejectedEverywhere(claims.map((c) => `Pod ghosts/${c.pod}`));
+    for (const c of claims) {
+      const r = rejected.get(`Pod ghosts/${c.pod}`)!;
+      assert.equal(r.rule, c.rule, `${c.pod} (${c.ip} on ${c.node}) is refused by rule ${c.rule}: ${r.reason}`);
+      assert.ok(r.reason.includes(c.ip), `the reason names the address: ${r.reason}`);
+    }
+    const text = await meshlet(['status', '--sandbox', NAME]);
+    assert.match(text.stdout, /Pod ghosts\/claims-web: .*\[ip-claimed\]/);
+    for (const node of NODES) {
+      const state = await meshState(node);
+      assert.deepEqual(state.workloads.filter((w) => w.namespace === 'ghosts').map((w) => w.name), [], `${node}'s ztunnel holds no ghost pod`);
+      assert.deepEqual(state.workloads.filter((w) => w.ips.includes(web.ip)).map((w) => `${w.namespace}/${w.name} ${w.uid}`), [`demo/web ${web.uid}`], `${node}'s ztunnel has web, and only web, at ${web.ip}`);
+    }
+
+    const path = `/index.html?claim=${randomBytes(4).toString('hex')}`;
+    const served = await curl('client-a', url(web.ip, 8080, path));
+    assert.equal(served.stdout.trim(), MARKER, `client-a → web's address: ${served.stderr}`);
+    const outbound = await eventually('node-1\'s flow to web\'s address', async () =>
+      (await ztunnelFlows('node-1')).find((f) => f.direction === 'outbound' && f.originalDestination.ip === web.ip && f.source.workload?.name === 'client-a' && f.state === 'closed' && f.bytesReceived > 0));
+    assert.equal(outbound.destination?.workload?.name, 'web');
+    assert.equal(outbound.destination?.identity, 'spiffe://cluster.local/ns/demo/sa/web', 'client-a\'s ztunnel asked for web\'s identity');
+    const inbound = await eventually('node-2\'s side of that flow', async () => (await ztunnelFlows('node-2')).find((f) => f.direction === 'inbound' && f.traceId === outbound.traceId));
+    assert.equal(inbound.source.identity, ALPHA, 'the destination saw the real client\'s identity');
+    assert.equal(inbound.destination?.identity, 'spiffe://cluster.local/ns/demo/sa/web', 'the real pod served under its own identity');
+    assert.equal(inbound.destination?.workload?.name, 'web');
+    assert.equal(inbound.security, 'mutual_tls');
+  });
+
+  test('4. identity rests on the kernel: a pod cannot take an address, forged packets never reach a STRICT pod, NET_ADMIN is not granted, and a connection from an address not the pod\'s own is refused as source_mismatch', async (t) => {
+    const [mallory, clientA, web, vault, echo] = [podOf('mallory'), podOf('client-a'), podOf('web'), podOf('vault'), podOf('echo')];
+    const node2 = nodeOf('node-2');
+
+    const claim = await exec('mallory', ['ip', 'addr', 'add', `${web.ip}/32`, 'dev', 'eth0']);
+    assert.notEqual(claim.exitCode, 0, 'mallory added web\'s address to its interface');
+    assert.match(claim.stderr, /Operation not permitted/);
+
+    // The node's anti-spoofing: IPv4 strict reverse-path filtering, IPv6 the nftables fib check; both count what they drop.
+    const spoofDrops = async () => {
+      const netstat = (await inNode('node-1', ['cat', '/proc/net/netstat'])).stdout.split('\n').filter((l) => l.startsWith('TcpExt:'));
+      const [names, values] = netstat.map((l) => l.split(/\s+/));
+      const v4 = Number(values?.[names?.indexOf('IPReversePathFilter') ?? -1]);
+      const chain = JSON.parse((await inNode('node-1', ['nft', '-j', 'list', 'chain', 'inet', 'meshlet', 'pod_source'])).stdout || '{}') as { nftables?: { rule?: { expr: { counter?: { packets: number } }[] } }[] };
+      const v6 = (chain.nftables ?? []).flatMap((e) => e.rule?.expr ?? []).reduce((sum, x) => sum + (x.counter?.packets ?? 0), 0);
+      assert.ok(Number.isFinite(v4), `IPReversePathFilter in node-1's /proc/net/netstat: ${netstat.join(' / ')}`);
+      return { v4, v6 };
+    };
+    const dropsBefore = await spoofDrops();
+
+    const listener = await sandboxSpawn(NAME, { pod: 'vault', namespace: 'demo' }, ['python3', '-u', join(FIXTURES, 'raw-listen.py'), '9999']);
+    t.after(() => void listener.kill('SIGKILL'));
+    let heard = '';
+    listener.stdout!.on('data', (c: Buffer) => (heard += c.toString()));
+    listener.stderr!.on('data', (c: Buffer) => (heard += `stderr: ${c.toString()}`));
+    await eventually('the raw listener in vault', () => heard.includes('listening\n') || undefined);
+
+    const send = async (kind: 'udp' | 'syn', src: string, dst: string, payload: string) => {
+      const argv = kind === 'udp' ? ['python3', join(FIXTURES, 'spoof-udp.py'), src, dst, '9999', payload] : ['python3', join(FIXTURES, 'spoof-syn.py'), src, dst, '9999'];
+      const r = await exec('mallory', argv);
+      assert.equal(r.exitCode, 0, `raw ${kind} from mallory claiming ${src}: ${r.stderr}`);
+    };
+    const forged: [string, string][] = [
+      ['inbound-source', node2.inboundSourceIp4!], ['client-a', clientA.ip], ['web', web.ip],
+      ['inbound-source6', node2.inboundSourceIp6!], ['client-a6', clientA.ip6!], ['web6', web.ip6!],
+    ];
+    for (const [tag, src] of forged) {
+      const dst = src.includes(':') ? vault.ip6! : vault.ip;
+      await send('udp', src, dst, tag);
+      await send('syn', src, dst, tag);
+    }
+    // mallory's own packets take the same path after the forged ones: once they are heard, the forged ones would have been.
+    for (const src of [mallory.ip, mallory.ip6!]) {
+      await send('udp', src, src.includes(':') ? vault.ip6! : vault.ip, 'own');
+      await send('syn', src, src.includes(':') ? vault.ip6! : vault.ip, 'own');
+    }
+    const honest = [`udp own ${mallory.ip}`, `udp own ${mallory.ip6}`, `tcp ${mallory.ip}`, `tcp ${mallory.ip6}`].sort();
+    await eventually('mallory\'s own packets in vault', () => {
+      const missing = honest.filter((l) => !heard.split('\n').includes(l));
+      if (missing.length > 0) throw new Error(`not heard: ${missing.join(', ')}; the listener printed ${JSON.stringify(heard)}`);
+      return true;
+    });
+    assert.deepEqual(heard.split('\n').filter((l) => l !== '' && l !== 'listening').sort(), honest, 'only mallory\'s own packets reached the STRICT pod');
+
+    // NET_RAW lets a socket bind any address (IP_TRANSPARENT); connecting from another pod's through the mesh goes nowhere.
+    const foreign = (src: string, dst: string) => exec('mallory', ['python3', join(FIXTURES, 'foreign-source-connect.py'), src, dst, '8080', '3']);
+    for (const [src, dst] of [[web.ip, echo.ip], [web.ip6!, echo.ip6!]] as const) {
+      const r = await foreign(src, dst);
+      assert.match(r.stdout, /^bound\n/, `mallory bound ${src}: ${r.stderr}`);
+      assert.notEqual(r.exitCode, 0, `mallory reached ${dst} from web's address ${src}: ${r.stdout}`);
+    }
+    const dropsAfter = await spoofDrops();
+    // Three forged sources per family, a datagram and a SYN each, and the SYN of each connect from web's address.
+    assert.ok(dropsAfter.v4 - dropsBefore.v4 >= 7, `node-1 counted ${dropsAfter.v4 - dropsBefore.v4} IPv4 packets dropped by reverse-path filtering, want at least 7`);
+    assert.ok(dropsAfter.v6 - dropsBefore.v6 >= 7, `node-1 counted ${dropsAfter.v6 - dropsBefore.v6} IPv6 packets dropped by its source check, want at least 7`);
+    const carried = (await ztunnelFlows('node-1')).filter((f) => [web.ip, web.ip6].includes(f.source.ip) || [web.ip, web.ip6].includes(f.claimedSource?.ip));
+    assert.deepEqual(carried, [], 'node-1\'s ztunnel carried nothing from web\'s addresses');
+
+    // The sandbox refuses NET_ADMIN outright (its pods share the host's mount namespace, where /run/netns lies), so
+    // no pod can add another pod's address to its interface and send from it past the node's source check.
+    const netadmin = `apiVersion: v1
+kind: Pod
+metadata: {name: netadmin, namespace: demo}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers: [{name: app, image: busybox, command: [sleep, infinity], securityContext: {capabilities: {add: [NET_ADMIN]}}}]
+`;
+    t.after(() => sandboxDelete(NAME, netadmin, { strict: false }).then(() => undefined));
+    const applied = await sandboxApply(NAME, netadmin);
+    assert.match(applied.find((r) => r.name === 'netadmin')?.warning ?? '', /StartError: container "app": securityContext\.capabilities\.add NET_ADMIN is refused/);
+
+    // One address that is not the pod's passes the node's source check: its own IPv6 link-local one, on its own
+    // link. The kernel's capture record names mallory's cgroup, so the ztunnel refuses the connection as hers.
+    const linkLocal = (await exec('mallory', ['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'])).stdout.match(/inet6 (fe80:[0-9a-f:]+)\//)?.[1];
+    assert.ok(linkLocal, 'mallory has an IPv6 link-local address');
+    const mismatchesBefore = counter(await ztunnelMetrics('node-1'), 'meshlet_source_mismatches_total', { direction: 'outbound' });
+    const fromLinkLocal = await foreign(linkLocal, echo.ip6!);
+    assert.notEqual(fromLinkLocal.exitCode, 0, `mallory reached echo from her link-local address: ${fromLinkLocal.stdout}`);
+    const refused = await eventually('node-1\'s flow refusing the link-local source', async () => {
+      const flows = await ztunnelFlows('node-1');
+      const found = flows.find((f) => f.closeReason === 'source_mismatch' && f.claimedSource?.ip === linkLocal);
+      if (!found) throw new Error(`no flow closed source_mismatch claiming ${linkLocal}; mallory's flows: ${JSON.stringify(flows.filter((f) => f.source.workload?.name === 'mallory').map((f) => [f.source.ip, f.originalDestination.ip, f.closeReason]))}`);
+      return found;
+    });
+    assert.equal(refused.source.workload?.name, 'mallory', 'the flow names the pod the kernel saw connect');
+    assert.equal(refused.source.identity, undefined, 'carried under no identity');
+    assert.ok(counter(await ztunnelMetrics('node-1'), 'meshlet_source_mismatches_total', { direction: 'outbound' }) > mismatchesBefore, 'meshlet_source_mismatches_total{direction="outbound"} counted it');
+  });
+
+  test('5. rejected policies fail closed: an unusable ALLOW denies its workload, an unusable PeerAuthentication makes its workload STRICT', async (t) => {
+    const [echo, web, outsider] = [podOf('echo'), podOf('web'), podOf('outsider', 'plain')];
+    assert.equal((await curl('client-a', url(echo.ip, 8080))).exitCode, 0, 'client-a reaches echo before the policy');
+    assert.equal((await curl('outsider', url(web.ip, 8080, '/index.html'), 'plain')).stdout.trim(), MARKER, 'plaintext reaches web before the policy (PERMISSIVE)');
+    // Both admitted by the CRD schemas; meshlet can use neither.
+    const docs = asList([
+      policy('echo-port-names', { selector: { matchLabels: { app: 'echo' } }, action: 'ALLOW', rules: [{ to: [{ operation: { ports: ['http'] } }] }] }),
+      { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'web-mtls-disable', namespace: 'demo' }, spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'DISABLE' } } },
+    ]);
+    t.after(async () => {
+      await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '-f', '-'], docs);
+      await rejectionsCleared(['AuthorizationPolicy demo/echo-port-names', 'PeerAuthentication demo/web-mtls-disable']);
+      await eventually('echo reachable again', async () => (await curl('client-a', url(echo.ip, 8080))).exitCode === 0, 30_000);
+    });
+    await kubectl(['apply', '-f', '-'], docs);
+
+    const rejected = await rejectedEverywhere(['AuthorizationPolicy demo/echo-port-names', 'PeerAuthentication demo/web-mtls-disable']);
+    assert.match(rejected.get('AuthorizationPolicy demo/echo-port-names')!.failClosed ?? '', /denies every connection to workloads labelled app=echo/);
+    assert.match(rejected.get('PeerAuthentication demo/web-mtls-disable')!.failClosed ?? '', /counts as STRICT for workloads labelled app=web/);
+
+    await eventually('client-a refused by echo', async () => (await curl('client-a', url(echo.ip, 8080))).exitCode !== 0, 30_000);
+    const denied = await eventually('node-2\'s deny of client-a → echo', async () =>
+      (await ztunnelFlows('node-2')).find((f) => f.direction === 'inbound' && f.source.identity === ALPHA && f.destination?.workload?.name === 'echo' && f.verdict === 'deny'));
+    assert.equal(denied.policy, 'demo/echo-port-names');
+    assert.match(denied.verdictReason ?? '', /demo\/echo-port-names.*fails closed/);
+
+    await eventually('web STRICT in the kernel, because of the rejected PeerAuthentication', async () => {
+      const pod = (await agentStatus('node-2')).enrolledPods.find((p) => p.namespace === 'demo' && p.name === 'web');
+      return pod?.inbound?.mode === 'STRICT' && (pod.inbound.failClosed ?? []).includes('PeerAuthentication demo/web-mtls-disable');
+    });
+    await eventually('plaintext to web dropped', async () => (await curl('outsider', url(web.ip, 8080, '/index.html'), 'plain', 2)).exitCode !== 0, 15_000);
+    const drop = await eventually('the kernel\'s drop of outsider → web', async () =>
+      (await dropFlows('node-2')).find((f) => f.source.ip === outsider.ip && f.destination?.workload?.name === 'web' && f.closeReason === 'dropped'));
+    assert.equal(drop.verdict, 'deny');
+    assert.match(drop.verdictReason ?? '', /PeerAuthentication demo\/web-mtls-disable/);
+    assert.equal((await curl('client-a', url(web.ip, 8080, '/index.html'))).stdout.trim(), MARKER, 'mesh traffic to web still flows under STRICT');
+  });
+
+  test('6. bounded: silent connections to 15008 are closed after the handshake timeout and counted; the CA refuses oversized and odd-exponent keys and a flood, and counts them', async () => {
+    const node2 = nodeOf('node-2');
+    const ca = info.ca!;
+    const caMetrics = async () => {
+      const r = await inNode('node-1', ['curl', '-sf', '--cacert', ca.bundleFile, `${ca.url}/metrics`]);
+      assert.equal(r.exitCode, 0, `the CA's /metrics: ${r.stderr}`);
+      return r.stdout;
+    };
+    const IDLE = 16;
+    const timeouts = async () => counter(await ztunnelMetrics('node-2'), 'meshlet_hbone_handshake_failures_total', { direction: 'inbound', reason: 'handshake_timeout' });
+
+    const idleBefore = await timeouts();
+    const caBefore = await caMetrics();
+    // The idle connections wait out the 10 s handshake timeout while the CA is tried.
+    const idle = exec('outsider', ['python3', join(FIXTURES, 'idle-connections.py'), node2.nodeIp4, '15008', String(IDLE), '60'], 'plain', 90_000);
+
+    const forged = async (bits: number, exponent: number, count = 1) => {
+      const r = await inNode('node-1', [process.execPath, join(FIXTURES, 'ca-forged-request.ts'), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', 'alpha', String(bits), String(exponent), String(count)]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { signed: boolean; status?: number; reason?: string; message?: string; count: number });
+    };
+    const [huge] = await forged(65_536, 65_537);
+    assert.deepEqual([huge!.signed, huge!.status, huge!.reason], [false, 400, 'key-too-large'], `a 65,536-bit modulus: ${huge!.message}`);
+    const [three] = await forged(2048, 3);
+    assert.deepEqual([three!.signed, three!.status, three!.reason], [false, 400, 'bad-exponent'], `e = 3: ${three!.message}`);
+    const flood = await forged(2048, 3, 80);
+    const limited = flood.find((o) => o.status === 429);
+    assert.ok(limited, `80 requests at once from one node: some are rate-limited (${JSON.stringify(flood)})`);
+    assert.equal(limited.reason, 'rate-limited');
+    assert.equal(flood.filter((o) => o.signed).length, 0, 'nothing of the flood was signed');
+
+    const caAfter = await caMetrics();
+    const refusals = (text: string, reason: string) => counter(text, 'meshlet_ca_refusals_total', { reason });
+    assert.ok(refusals(caAfter, 'key-too-large') - refusals(caBefore, 'key-too-large') >= 1, 'meshlet_ca_refusals_total{reason="key-too-large"} counted the oversized key');
+    assert.ok(refusals(caAfter, 'bad-exponent') - refusals(caBefore, 'bad-exponent') >= 1, 'meshlet_ca_refusals_total{reason="bad-exponent"} counted e = 3');
+    assert.ok(refusals(caAfter, 'rate-limited') - refusals(caBefore, 'rate-limited') >= limited.count, 'meshlet_ca_refusals_total{reason="rate-limited"} counted the flood');
+
+    const r = await idle;
+    assert.equal(r.exitCode, 0, `the silent connections to ${node2.nodeIp4}:15008: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^open ${IDLE}\\nclosed ${IDLE}\\n$`));
+    await eventually('the handshake timeouts counted', async () => {
+      const counted = (await timeouts()) - idleBefore;
+      if (counted < IDLE) throw new Error(`meshlet_hbone_handshake_failures_total{direction="inbound",reason="handshake_timeout"} rose by ${counted}, want ${IDLE}`);
+      return true;
+    });
+  });
+});
