@@ -5,7 +5,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { boundingSetArg } from './capabilities.ts';
-import { NETNS_DIR } from './layout.ts';
+import { NETNS_DIR, RUN_ROOT } from './layout.ts';
 
 export interface Placement {
   /** cgroup-v2 directory to join. */
@@ -43,21 +43,26 @@ export interface SpawnInOptions {
 // hide it), then nsenter switches the network namespace and execs, so the
 // child's pid is the command's pid. A container, or a command with name
 // files, gets a private mount namespace from unshare, where INNER mounts the
-// name files, makes the cgroup and BPF filesystems read-only and, for a
-// container, execs the command through setpriv with its capabilities.
+// name files, makes the cgroup and BPF filesystems read-only, hides the
+// sandbox's run root (the nodes' credentials and the components' sockets are
+// there, as a real node keeps them outside containers) under an empty tmpfs
+// and, for a container, execs the command through setpriv with its
+// capabilities.
 const ENTER = [
-  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7"; shift 7',
+  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7" hidden="$8"; shift 8',
   'echo $$ > "$cg/cgroup.procs" || exit 126',
   'if [ -z "$hosts" ] && [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
-  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$@"',
+  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$hidden" "$@"',
 ].join('\n');
 const INNER = [
-  'hosts="$0" resolv="$1" caps="$2" ro="$3"; shift 3',
+  'hosts="$0" resolv="$1" caps="$2" ro="$3" hidden="$4"; shift 4',
   'if [ -n "$hosts" ]; then mount --bind "$hosts" /etc/hosts || exit 126; mount --bind "$resolv" /etc/resolv.conf 2>/dev/null || :; fi',
   'if [ -z "$caps" ]; then exec "$@"; fi',
   // One mount point a line, taken literally.
   "set -f; IFS='\n'",
   'for m in $ro; do mount -o remount,bind,ro "$m" || exit 126; done',
+  // After the name files: their bind mounts keep their inodes once the directory above them is covered.
+  'if [ -d "$hidden" ]; then mount -t tmpfs -o size=4k,mode=0755 meshlet-hidden "$hidden" || exit 126; fi',
   'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" -- "$@"',
 ].join('\n');
 
@@ -77,7 +82,7 @@ function containerReadOnlyMounts(): string {
 export function spawnIn(where: Placement, argv: readonly string[], options: SpawnInOptions = {}): ChildProcess {
   const names = options.names;
   const caps = options.capabilities;
-  const confinement = caps ? [boundingSetArg(caps), containerReadOnlyMounts()] : ['', ''];
+  const confinement = caps ? [boundingSetArg(caps), containerReadOnlyMounts(), RUN_ROOT] : ['', '', ''];
   return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...argv], {
     stdio: options.stdio ?? 'pipe',
     env: options.env ?? process.env,

@@ -3,8 +3,8 @@
 // direct, meshlet and haproxy-mtls paths, writes <date>.json, latest.json and
 // latest.md to the output directory and prints the table. The sandbox is
 // removed on success, failure and SIGINT/SIGTERM/SIGHUP.
-import { mkdir, writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeAdminClients } from '../../cli/admin-client.ts';
 import { MeshletError } from '../../lib/core/errors.ts';
@@ -18,6 +18,9 @@ import { setupPaths, type Paths } from './paths.ts';
 import { Collector, figureDefs, judgeTargets, renderMarkdown, summarize, type BenchResults, type FigureDef } from './report.ts';
 import { median, round } from './stats.ts';
 import { wwwLayout, writeWww } from './www.ts';
+
+/** The bench's own files (nginx config and content, haproxy's certificates), named after its sandbox. */
+const benchDirOf = (sandbox: string): string => join(tmpdir(), `meshlet-bench-${sandbox}`);
 
 async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promise<BenchResults> {
   const { profile, name, log } = opts;
@@ -35,7 +38,8 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     info = await sandboxStatus(name);
     for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, undefined, r);
   } else {
-    const benchDir = join(info.runDir, 'bench');
+    // Outside the sandbox's run dir: pods see that hidden (node credentials live there), and nginx reads its files here.
+    const benchDir = benchDirOf(name);
     const www = wwwLayout(benchDir);
     await writeWww(www, [NS_DIRECT, NS_MESH], profile.transferBytes);
     await sandboxApply(name, workloadManifest(www.confFor));
@@ -120,6 +124,7 @@ async function main(): Promise<number> {
     paths?.stop();
     log(`removing sandbox ${name}`);
     await sandboxDown(name);
+    await rm(benchDirOf(name), { recursive: true, force: true });
     await closeAdminClients();
   })());
   const onSignal = (signal: NodeJS.Signals) => {

@@ -339,6 +339,10 @@ spec:
     assert.match(enter.stderr, /Operation not permitted/);
     const move = await iso('mallory', ['sh', '-c', `echo $$ > ${join(node1.cgroup, 'ztunnel', 'cgroup.procs')}`]);
     assert.match(move.stderr, /Read-only file system/, 'a pod cannot move itself into another cgroup');
+    // The nodes' credentials and the components' sockets are not a pod's to read or dial.
+    const secrets = await iso('mallory', ['sh', '-c', `ls -A /run/meshlet; cat ${node1.kubeletKubeconfig}`]);
+    assert.equal(secrets.stdout, '', 'the sandbox run root is an empty directory in pods');
+    assert.match(secrets.stderr, /No such file or directory/);
 
     // Raw datagrams to target (same node) claiming other sources never arrive; mallory's own do, after them on the same path.
     const listener = await sandboxSpawn(name, { pod: 'target', namespace: 'iso' }, ['python3', '-u', join(REPO_ROOT, 'test/e2e/fixtures/udp-listen.py'), '9999']);

@@ -4,6 +4,7 @@
 import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { run, type RunResult } from '../../lib/core/exec.ts';
 
@@ -31,7 +32,7 @@ export async function leftovers(prefix: string): Promise<string[]> {
   const found: string[] = [];
   const netns = await run('ip', ['netns', 'list'], { allowFailure: true });
   for (const line of netns.stdout.split('\n')) if (line.includes(prefix)) found.push(`netns ${line.split(' ')[0]}`);
-  for (const dir of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup', '/sys/fs/bpf/meshlet', '/run/meshlet']) {
+  for (const dir of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup', '/sys/fs/bpf/meshlet', '/run/meshlet', tmpdir()]) {
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names) if (n.includes(prefix)) found.push(`${dir}/${n}`);
   }
