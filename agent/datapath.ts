@@ -4,6 +4,7 @@
 import type { BpfError } from '../lib/core/errors.ts';
 import type { DatapathStatus, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import type { DropEvent, DropWatch } from './bpf/drop-watch.ts';
+import type { MirroredMap } from './bpf/mirror.ts';
 import type { SweepResult } from './bpf/strict-sweep.ts';
 
 /** How one enrolled pod is captured. */
@@ -20,14 +21,30 @@ export interface PodCapture {
   inbound?: InboundEnforcement;
 }
 
+/**
+ * A pod the kernel's per-pod tables have no room for: nothing of it was
+ * written, so a new pod stays out and an enrolled one keeps its entries.
+ */
+export interface NoRoom {
+  cgroupPath: string;
+  /** The first table without room. */
+  map: MirroredMap;
+  /** New entries the pod needs there. */
+  needed: number;
+  /** Entries the table has left. */
+  free: number;
+  /** The table's max_entries, shared by every pod on the node. */
+  capacity: number;
+}
+
 /** Enrollment's part: which pod cgroups are captured, and how. */
 export interface EnrollmentDatapath {
   /** Takes in where our programs are already attached below root, so nothing is attached twice. */
   learnAttachments(root: string): Promise<void>;
   /** Cgroup ids the pinned maps hold as enrolled (after a restart: what to adopt). */
   enrolledCgroupIds(): Promise<bigint[]>;
-  /** Enrolls pods, or brings enrolled ones up to date, all at once. */
-  enroll(pods: PodCapture[]): Promise<void>;
+  /** Enrolls pods, or brings enrolled ones up to date, all at once; returns those left out, whole, for want of room. */
+  enroll(pods: PodCapture[]): Promise<NoRoom[]>;
   /** Stops capture of these cgroups first, then detaches. */
   unenroll(cgroupPaths: string[]): Promise<void>;
 }

@@ -1,11 +1,17 @@
 // Keeps the kernel's capture in step with which pods on this node are
 // enrolled. Enrolling is a map update plus attaches; un-enrolling deletes the
 // pod's map entry first, so capture stops at once, and never touches
-// connections already redirected (they live on in the ztunnel).
+// connections already redirected (they live on in the ztunnel). A pod the
+// kernel's per-pod tables have no room for is refused as a pod the cluster
+// state rejects is: a new one is not enrolled, an enrolled one keeps what it
+// had; the refusal shows among the rejected objects, rule 'no-room'.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { EnrollmentDatapath, PodCapture } from './datapath.ts';
+import type { EnrollmentDatapath, NoRoom, PodCapture } from './datapath.ts';
+import type { MirroredMap } from './bpf/mirror.ts';
+import type { Rejection } from '../lib/cluster/cluster-state.ts';
+import { EXCLUDE_OUTBOUND_PORTS_ANNOTATION } from '../lib/cluster/convert.ts';
 import type { EnrolledPod, InboundEnforcement } from '../lib/mesh/agent-status.ts';
 import { inboundEnforcement, portLevelPorts } from './inbound-mode.ts';
 import { CGROUP_DRIVERS, detectCgroupDriver, kubepodsCgroup, listPodCgroups, PodCgroupError, resolvePodCgroupDir, type CgroupDriver, type QosClass } from '../lib/cluster/cgroup-layout.ts';
@@ -30,6 +36,21 @@ export interface EnrollmentOptions {
 /** Where to look first for a workload that carries no QoS class: a pod without resources is BestEffort (the other classes are tried next). */
 const UNKNOWN_QOS: QosClass = 'BestEffort';
 
+/** What fills each per-pod table, so a refusal says what to cut. */
+const TABLE_FILLED_BY: Readonly<Record<MirroredMap, string>> = {
+  pods: 'enrolled pods on this node',
+  excluded_ports: `ports in the pods' ${EXCLUDE_OUTBOUND_PORTS_ANNOTATION} annotations`,
+  port_mode: 'port-level mTLS modes (PeerAuthentication portLevelMtls) of the pods',
+  probe_ports: "the pods' probe ports",
+};
+
+/** Why the pod is refused, naming the table, its fill and what fills it. */
+function noRoomReason(room: NoRoom, enrolled: boolean): string {
+  const effect = enrolled ? 'its update is not applied; the kernel keeps its previous entries' : 'it is not enrolled (not captured)';
+  return `the node's BPF table ${room.map} has room for ${room.free} more of its ${room.capacity} entries and the pod needs ${room.needed}; `
+    + `${effect} until pods leaving the node free room or it needs fewer (the table holds the ${TABLE_FILLED_BY[room.map]})`;
+}
+
 export class Enrollment {
   #datapath: EnrollmentDatapath;
   #root: string;
@@ -41,6 +62,8 @@ export class Enrollment {
   #current = new Map<string, EnrolledPod>();
   /** Per enrolled pod, the QoS class its cgroup was found for: a workload that says another is looked up again. */
   #foundFor = new Map<string, QosClass | undefined>();
+  /** Pods the datapath had no room for, by UID. */
+  #refused = new Map<string, Rejection>();
 
   constructor(opts: EnrollmentOptions) {
     this.#datapath = opts.datapath;
@@ -53,6 +76,11 @@ export class Enrollment {
 
   enrolled(): EnrolledPod[] {
     return [...this.#current.values()];
+  }
+
+  /** Pods the kernel's tables had no room for at their latest try, as rejected objects (rule 'no-room'). */
+  refused(): Rejection[] {
+    return [...this.#refused.values()];
   }
 
   /** The layouts pods are looked for in: the configured driver's, or both while it is auto. */
@@ -136,6 +164,9 @@ export class Enrollment {
       }
       changed.push({ workload: w, inbound });
     }
+    // A refusal stands while the pod still waits for its change: gone or back in step, it is moot.
+    const waiting = new Set(changed.map((c) => c.workload.uid));
+    for (const uid of this.#refused.keys()) if (!waiting.has(uid)) this.#refused.delete(uid);
     // Only pods to (re-)enroll need the driver: a node that cannot tell still lets go below.
     let driver: CgroupDriver | undefined;
     let refusal: ConfigError | undefined;
@@ -170,11 +201,27 @@ export class Enrollment {
       for (const p of moved) this.#log.info('pod cgroup moved; capture follows it', { pod: `${p.namespace}/${p.name}`, uid: p.uid, from: p.cgroupPath });
     }
     if (refusal) throw refusal;
+    let written = 0;
+    let dropped = 0;
     if (enroll.length > 0) {
-      await this.#datapath.enroll(enroll.map((e) => e.capture));
+      const noRoom = new Map((await this.#datapath.enroll(enroll.map((e) => e.capture))).map((r) => [r.cgroupPath, r]));
       const since = new Date().toISOString();
       for (const { workload: w, capture, cgroupId } of enroll) {
         const previous = this.#current.get(w.uid);
+        const room = noRoom.get(capture.cgroupPath);
+        if (room) {
+          // Let go of its old cgroup already: nothing of it is captured now.
+          const movedAway = previous !== undefined && previous.cgroupPath !== capture.cgroupPath;
+          if (movedAway) {
+            this.#current.delete(w.uid);
+            this.#foundFor.delete(w.uid);
+            dropped += 1;
+          }
+          this.#refuse(w, noRoomReason(room, previous !== undefined && !movedAway), since);
+          continue;
+        }
+        this.#refused.delete(w.uid);
+        written += 1;
         this.#current.set(w.uid, {
           uid: w.uid, namespace: w.namespace, name: w.name, cgroupPath: capture.cgroupPath, cgroupId, ips: w.ips,
           excludeOutboundPorts: w.excludeOutboundPorts, since: previous?.since ?? since, ...(capture.inbound ? { inbound: capture.inbound } : {}),
@@ -183,6 +230,14 @@ export class Enrollment {
         this.#log.info('pod enrolled', { pod: `${w.namespace}/${w.name}`, uid: w.uid });
       }
     }
-    return { enrolled: enroll.length, unenrolled: leave.length };
+    return { enrolled: written, unenrolled: leave.length + dropped };
+  }
+
+  /** Records a refusal, keeping its first sighting while the reason stays the same. */
+  #refuse(w: Workload, reason: string, now: string): void {
+    const object = `Pod ${w.namespace}/${w.name}`;
+    const previous = this.#refused.get(w.uid);
+    if (previous?.reason !== reason) this.#log.warn('pod refused enrollment', { pod: `${w.namespace}/${w.name}`, uid: w.uid, reason });
+    this.#refused.set(w.uid, { object, reason, rule: 'no-room', since: previous?.reason === reason ? previous.since : now });
   }
 }

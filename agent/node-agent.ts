@@ -141,7 +141,7 @@ export class NodeAgent {
       datapath: await this.#datapath.status(),
       enrolledPods: this.#enrollment.enrolled(),
       strictSweeps: this.#sweeps.status(),
-      rejected: this.#rejected,
+      rejected: [...this.#rejected, ...this.#enrollment.refused()],
       policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
       endpointWarnings: this.#endpointWarnings,
       ztunnel: this.#control.status(),

@@ -26,6 +26,8 @@ export const REFUSAL_STATUS = {
   'pod-not-on-node': 403,
   /** The API server could not be asked (unreachable, or it refused the CA itself). */
   'review-unavailable': 503,
+  /** As many TokenReviews as the CA runs at once are in flight: refused at once rather than queued; retry shortly. */
+  'reviews-busy': 503,
 } as const satisfies Record<string, 401 | 403 | 503>;
 
 export type RefusalCode = keyof typeof REFUSAL_STATUS;
@@ -39,15 +41,19 @@ export interface Refusal {
   refused: RefusalCode;
   /** What the operator should check. */
   message: string;
+  /** When the caller may try again (the answer's retry-after); absent: no sooner than it would anyway. */
+  retryAfterSeconds?: number;
 }
 
 export interface CallerAuthenticator {
   authenticate(bearer: string): Promise<Caller | Refusal>;
 }
 
-export const refusal = (refused: RefusalCode, message: string): Refusal => ({ refused, message });
+export const refusal = (refused: RefusalCode, message: string, retryAfterSeconds?: number): Refusal =>
+  (retryAfterSeconds === undefined ? { refused, message } : { refused, message, retryAfterSeconds });
 
 export const isRefusal = (answer: Caller | Refusal): answer is Refusal => 'refused' in answer;
 
 /** The error the server answers a refusal with (and counts by its code). */
-export const refusalError = (r: Refusal): SignRefusal => new SignRefusal(REFUSAL_STATUS[r.refused], r.refused, r.message);
+export const refusalError = (r: Refusal): SignRefusal =>
+  new SignRefusal(REFUSAL_STATUS[r.refused], r.refused, r.message, r.retryAfterSeconds === undefined ? {} : { 'retry-after': String(r.retryAfterSeconds) });

@@ -1,5 +1,5 @@
 // The CA's Prometheus metrics, on its own registry (served at GET /metrics).
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 export class CaMetrics {
   readonly registry = new Registry();
@@ -25,6 +25,27 @@ export class CaMetrics {
     name: 'meshlet_ca_token_review_cache_total',
     help: 'Lookups of a caller\'s token in the cache of successful TokenReviews, by result (hit, miss); a miss costs a TokenReview.',
     labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly rejectedCache = new Counter({
+    name: 'meshlet_ca_token_rejection_cache_total',
+    help: 'Lookups of a caller\'s token, after a miss among successful reviews, among tokens the API server rejected lately, by result (hit: refused again without a TokenReview, miss).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly rejectedCacheEntries = new Gauge({
+    name: 'meshlet_ca_token_rejection_cache_entries',
+    help: 'Tokens (by hash) the CA holds as rejected by the API server lately; bounded.',
+    registers: [this.registry],
+  });
+  readonly reviewsInFlight = new Gauge({
+    name: 'meshlet_ca_token_reviews_in_flight',
+    help: 'TokenReviews the CA is waiting on the API server for; bounded.',
+    registers: [this.registry],
+  });
+  readonly reviewsBusy = new Counter({
+    name: 'meshlet_ca_token_reviews_busy_total',
+    help: 'Callers refused at once (503 reviews-busy) because as many TokenReviews as the CA runs at once were in flight.',
     registers: [this.registry],
   });
 }

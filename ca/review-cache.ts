@@ -1,7 +1,9 @@
-// Successful TokenReviews, so that each CSR of a ztunnel does not cost one:
-// keyed by the token's SHA-256 (the cache holds no token), each entry
-// dropped a margin before its token expires or after a maximum age,
-// whichever comes first, and at most `maxEntries` held (the oldest goes).
+// TokenReview answers by token: the successful ones, so that each CSR of a
+// ztunnel does not cost a review, and the API server's rejections, briefly,
+// so that a caller repeating a bad token does not either. Keyed by the
+// token's SHA-256 (the cache holds no token), each entry dropped a margin
+// before its token expires or after a maximum age, whichever comes first,
+// and at most `maxEntries` held (the oldest goes).
 import { createHash } from 'node:crypto';
 
 export interface ReviewCacheOptions {
@@ -14,6 +16,8 @@ export interface ReviewCacheOptions {
 }
 
 export const DEFAULT_REVIEW_CACHE: Omit<ReviewCacheOptions, 'now'> = { maxEntries: 4096, maxAgeMs: 60_000, expiryMarginMs: 10_000 };
+/** Rejections: short-lived, so a token that becomes valid (its not-before passes) is soon asked about again. */
+export const DEFAULT_REJECTED_CACHE: Omit<ReviewCacheOptions, 'now'> = { maxEntries: 4096, maxAgeMs: 10_000, expiryMarginMs: 0 };
 
 const keyOf = (token: string): string => createHash('sha256').update(token).digest('base64');
 

@@ -11,6 +11,11 @@
 //      runs on N: a token outlives its pod by up to the API server's own
 //      cache, and the CA's review cache, so this is checked on every call.
 // Successful reviews (step 2) are cached by token hash; steps 3-5 run every time.
+// So that callers without a good token cannot make the CA ask the API server
+// once per request: tokens the API server rejected are refused again without
+// a review for a short while (also by hash, also bounded), and at most
+// maxReviewsInFlight reviews run at once; a caller beyond that is refused at
+// once (503 reviews-busy, retry-after) rather than queued.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError } from '../lib/core/errors.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
@@ -20,12 +25,20 @@ import { expectOk, kubeRequest } from './kube-api.ts';
 import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './caller.ts';
 import type { PodLookup, PodPlacement } from './caller-pods.ts';
 import type { CaMetrics } from './metrics.ts';
-import { DEFAULT_REVIEW_CACHE, ReviewCache, type ReviewCacheOptions } from './review-cache.ts';
+import { DEFAULT_REJECTED_CACHE, DEFAULT_REVIEW_CACHE, ReviewCache, type ReviewCacheOptions } from './review-cache.ts';
 
 /** The ztunnel DaemonSet's ServiceAccount (daemonset/rbac.yaml). */
 export const DEFAULT_NODE_ACCOUNTS: readonly string[] = [DEFAULT_NODE_ACCOUNT];
 /** A projected ServiceAccount token is about 1.2 KB of ASCII; anything longer is not one, and is refused unread. */
 export const MAX_TOKEN_BYTES = 8192;
+/**
+ * TokenReviews in flight at once. A ztunnel's token is reviewed once per
+ * cache age, so even a whole cluster's ztunnels starting together wait only
+ * moments; a flood of unknown tokens gets no more of the API server than this.
+ */
+export const DEFAULT_MAX_REVIEWS_IN_FLIGHT = 32;
+/** What a caller refused for want of a free review slot is told to wait. */
+const BUSY_RETRY_SECONDS = 1;
 
 const REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
@@ -43,6 +56,10 @@ export interface TokenReviewOptions {
   /** Usernames ("system:serviceaccount:<namespace>:<name>") whose tokens may request certificates. */
   nodeAccounts?: readonly string[];
   cache?: Partial<Omit<ReviewCacheOptions, 'now'>>;
+  /** Tokens the API server rejected, refused again without a review while held. */
+  rejectedCache?: Partial<Omit<ReviewCacheOptions, 'now'>>;
+  /** TokenReviews at once (default DEFAULT_MAX_REVIEWS_IN_FLIGHT); a caller beyond is refused reviews-busy. */
+  maxReviewsInFlight?: number;
   reviewTimeoutMs?: number;
   now?: () => number;
 }
@@ -60,6 +77,9 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
   readonly #audience: string;
   readonly #accounts: ReadonlySet<string>;
   readonly #cache: ReviewCache<ReviewedUser>;
+  readonly #rejected: ReviewCache<Refusal>;
+  readonly #maxInFlight: number;
+  #inFlight = 0;
 
   constructor(options: TokenReviewOptions) {
     const accounts = options.nodeAccounts ?? DEFAULT_NODE_ACCOUNTS;
@@ -71,6 +91,9 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
     this.#audience = options.audience ?? DEFAULT_TOKEN_AUDIENCE;
     this.#accounts = new Set(accounts);
     this.#cache = new ReviewCache({ ...DEFAULT_REVIEW_CACHE, ...options.cache, now: options.now ?? Date.now });
+    this.#rejected = new ReviewCache({ ...DEFAULT_REJECTED_CACHE, ...options.rejectedCache, now: options.now ?? Date.now });
+    this.#maxInFlight = options.maxReviewsInFlight ?? DEFAULT_MAX_REVIEWS_IN_FLIGHT;
+    if (!Number.isSafeInteger(this.#maxInFlight) || this.#maxInFlight < 1) throw new ConfigError(`the TokenReviews the CA runs at once (maxReviewsInFlight) must be a positive whole number, got ${this.#maxInFlight}`);
   }
 
   async authenticate(bearer: string): Promise<Caller | Refusal> {
@@ -98,29 +121,49 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
     return this.#onNode(namespace, podName, podUid, node);
   }
 
-  /** The reviewed user, from the cache or the API server. */
+  /** The reviewed user, from the caches or the API server. */
   async #reviewed(bearer: string, claims: Record<string, unknown>): Promise<ReviewedUser | Refusal> {
+    const metrics = this.#o.metrics;
     const cached = this.#cache.get(bearer);
-    this.#o.metrics.reviewCache.inc({ result: cached === undefined ? 'miss' : 'hit' });
+    metrics.reviewCache.inc({ result: cached === undefined ? 'miss' : 'hit' });
     if (cached !== undefined) return cached;
+    const rejected = this.#rejected.get(bearer);
+    metrics.rejectedCache.inc({ result: rejected === undefined ? 'miss' : 'hit' });
+    metrics.rejectedCacheEntries.set(this.#rejected.size);
+    if (rejected !== undefined) return rejected;
+    if (this.#inFlight >= this.#maxInFlight) {
+      metrics.reviewsBusy.inc();
+      return refusal('reviews-busy', `the CA is already waiting on the API server for ${this.#inFlight} TokenReviews, as many as it runs at once; retry in ${BUSY_RETRY_SECONDS} s (many callers with new or unknown tokens at once: check the CA's log for refused tokens and the API server's latency)`, BUSY_RETRY_SECONDS);
+    }
     let review: Review;
+    metrics.reviewsInFlight.set(++this.#inFlight);
     try {
       review = await this.#review(bearer);
     } catch (err) {
-      this.#o.metrics.tokenReviews.inc({ result: 'failed' });
+      metrics.tokenReviews.inc({ result: 'failed' });
+      // Not held: the CA could not decide, so the next call asks again.
       return refusal('review-unavailable', `the CA could not review the token with the API server (${describeError(err)}); check the CA's connection to the API server and that its ServiceAccount may create tokenreviews (ClusterRole meshlet-ca)`);
+    } finally {
+      metrics.reviewsInFlight.set(--this.#inFlight);
     }
-    this.#o.metrics.tokenReviews.inc({ result: review.authenticated ? 'authenticated' : 'rejected' });
+    metrics.tokenReviews.inc({ result: review.authenticated ? 'authenticated' : 'rejected' });
     if (!review.authenticated) {
       // The API server folds a wrong audience into "invalid bearer token"; the claims tell which it is.
       const audiences = audiencesOf(claims.aud);
-      if (!audiences.includes(this.#audience)) return this.#wrongAudience(audiences);
-      return refusal('invalid-token', `the API server did not authenticate the token: ${review.error}; it may be expired, revoked (its pod deleted) or from another cluster: check that the ztunnel sends the token file the kubelet keeps fresh`);
+      return this.#hold(bearer, !audiences.includes(this.#audience) ? this.#wrongAudience(audiences)
+        : refusal('invalid-token', `the API server did not authenticate the token: ${review.error}; it may be expired, revoked (its pod deleted) or from another cluster: check that the ztunnel sends the token file the kubelet keeps fresh`));
     }
-    if (!review.audiences.includes(this.#audience)) return this.#wrongAudience(review.audiences);
+    if (!review.audiences.includes(this.#audience)) return this.#hold(bearer, this.#wrongAudience(review.audiences));
     // Authenticated, so the claims are the API server's own: their expiry bounds the cache entry.
     this.#cache.set(bearer, review.user, typeof claims.exp === 'number' ? claims.exp * 1000 : 0);
     return review.user;
+  }
+
+  /** Holds the API server's rejection of this token for a while: asking again would get the same answer. */
+  #hold(bearer: string, rejection: Refusal): Refusal {
+    this.#rejected.set(bearer, rejection, Number.POSITIVE_INFINITY);
+    this.#o.metrics.rejectedCacheEntries.set(this.#rejected.size);
+    return rejection;
   }
 
   #wrongAudience(audiences: readonly string[]): Refusal {

@@ -11,6 +11,7 @@ import { down, isRunning, up } from './lifecycle.ts';
 import { sandboxStatus as status } from './status.ts';
 import { sandboxKubectl as kubectl } from './cluster-client.ts';
 import type { RunResult } from '../lib/core/exec.ts';
+import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 
 export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
 export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
@@ -34,6 +35,8 @@ export interface SandboxUpOptions {
   log?: (line: string) => void;
   /** Workload certificate lifetime the ztunnels ask for, e.g. "8s" (rotation at half). */
   certTtl?: string;
+  /** Timeouts and caps the ztunnels run with instead of the defaults (lib/config/ztunnel.ts), e.g. small caps a test can reach. */
+  ztunnelLimits?: Partial<ZtunnelLimits>;
 }
 
 export interface ApplyOptions {
@@ -59,6 +62,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
+    ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
   });
   checked(applied, options.strict);
   return status(options.name);

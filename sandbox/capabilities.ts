@@ -1,6 +1,6 @@
 // What a sandbox container may do as root: containerd's default capability
-// set, less what its securityContext drops. Sandbox containers share the
-// host's mount and PID namespaces, so a capability beyond that set would
+// set, less what its securityContext drops. Sandbox containers see the
+// host's filesystems (a copy of its mount namespace), so a capability beyond that set would
 // reach past the pod (NET_ADMIN moves links into other namespaces through
 // their /run/netns files, SYS_ADMIN is root on the host): `add` is honoured
 // for the default set's own capabilities only (`drop: [ALL]` then `add:
@@ -34,7 +34,7 @@ const normalize = (name: string): string => name.toUpperCase().replace(/^CAP_/, 
 export function containerCapabilities(container: V1Container): ContainerCapabilities {
   const where = `container "${container.name}"`;
   const sc = container.securityContext;
-  if (sc?.privileged) return { problem: `${where}: privileged containers are not supported by the sandbox (its pods share the host's mount and PID namespaces); grant single capabilities from the default set instead` };
+  if (sc?.privileged) return { problem: `${where}: privileged containers are not supported by the sandbox (its pods see the host's filesystems); grant single capabilities from the default set instead` };
   const add = (sc?.capabilities?.add ?? []).map(normalize);
   const drop = (sc?.capabilities?.drop ?? []).map(normalize);
   for (const name of [...add, ...drop]) {
@@ -42,7 +42,7 @@ export function containerCapabilities(container: V1Container): ContainerCapabili
   }
   const beyond = add.filter((c) => !DEFAULT_CAPABILITIES.includes(c));
   if (beyond.length > 0) {
-    return { problem: `${where}: securityContext.capabilities.add ${beyond.join(', ')} is refused: the sandbox grants at most containerd's default set (${DEFAULT_CAPABILITIES.join(', ')}), since its pods share the host's mount and PID namespaces; remove it` };
+    return { problem: `${where}: securityContext.capabilities.add ${beyond.join(', ')} is refused: the sandbox grants at most containerd's default set (${DEFAULT_CAPABILITIES.join(', ')}), since its pods see the host's filesystems; remove it` };
   }
   const granted = new Set(drop.includes('ALL') ? [] : DEFAULT_CAPABILITIES);
   for (const c of add) granted.add(c);

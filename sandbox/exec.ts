@@ -1,6 +1,7 @@
 // `exec`: a command inside a pod's cgroup and network namespace with its
 // container's capabilities, so it is captured, policed and confined exactly
-// like the pod's own processes.
+// like the pod's own processes; in its first container's cgroup and PID and
+// mount namespaces while that runs, as `kubectl exec` enters them.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ConfigError, SandboxError } from '../lib/core/errors.ts';
@@ -9,6 +10,8 @@ import { containerCapabilities } from './capabilities.ts';
 import { openCluster } from './cluster-client.ts';
 import { PodNotFoundError } from './errors.ts';
 import { existingNameFiles, hostsDir } from './hosts.ts';
+import { runningContainer } from './kubelet/sandbox-runtime.ts';
+import { nodeDir } from './layout.ts';
 import { netnsExists } from './netns.ts';
 import { containerEnv, placePod, type PodPlace } from './pods.ts';
 import { spawnIn } from './proc.ts';
@@ -71,7 +74,12 @@ export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly st
   // The first container's capabilities, as `kubectl exec` picks it; none for one the runtime refuses.
   const caps = container ? containerCapabilities(container) : undefined;
   const capabilities = caps && caps.problem === undefined ? caps.capabilities : [];
-  return spawnIn(place, argv, { stdio: options.stdio ?? 'pipe', env, cwd: options.cwd ?? process.cwd(), capabilities, ...(names ? { names } : {}) });
+  const stdio = options.stdio ?? 'pipe';
+  const cwd = options.cwd ?? process.cwd();
+  const running = container ? runningContainer(nodeDir(sandbox, place.node.name), place.uid, container.name) : undefined;
+  if (running) return spawnIn({ cgroup: running.cgroup, netns: place.netns }, argv, { stdio, env, cwd, capabilities, joinContainer: running.pid });
+  // None runs: a PID namespace of its own, in the pod's cgroup.
+  return spawnIn(place, argv, { stdio, env, cwd, capabilities, ...(names ? { names } : {}) });
 }
 
 /** Runs `argv` in the pod to completion and collects its output. */

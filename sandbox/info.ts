@@ -1,6 +1,7 @@
 // What `sandbox up` records about a running sandbox, for the CLI and tests.
 import type { NodeAddresses } from '../lib/config/addresses.ts';
 import type { CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
+import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 
 /**
  * A node's mesh addresses (NodeAddresses): nodeIp on the underlay bridge; the
@@ -93,6 +94,8 @@ export interface SandboxInfo {
   ca?: SandboxCaInfo;
   /** Workload certificate lifetime the ztunnels ask for (e.g. "24h"). */
   certTtl?: string;
+  /** The ztunnels' timeouts and caps where they are not the defaults (lib/config/ztunnel.ts). */
+  ztunnelLimits?: Partial<ZtunnelLimits>;
   trustDomain?: string;
 }
 

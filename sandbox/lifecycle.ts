@@ -17,6 +17,7 @@ import { apiServerUrl, COMPONENTS, controlPlaneLayout } from './controlplane/com
 import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
 import type { SandboxControlPlaneInfo, SandboxInfo } from './info.ts';
+import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 import { installMeshlet } from './install.ts';
 import {
   BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
@@ -40,6 +41,8 @@ export interface UpOptions {
   log?: (line: string) => void;
   /** Workload certificate lifetime the ztunnels ask the CA for (default: the CA's, 24h). */
   certTtl?: string;
+  /** The ztunnels' timeouts and caps, where not the defaults. */
+  ztunnelLimits?: Partial<ZtunnelLimits>;
 }
 
 export interface UpResult {
@@ -79,6 +82,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const info: SandboxInfo = {
     name, runDir: paths.runDir, controlPlane, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
+    ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
   };
   try {
     const main = await compiledCliMain(log);

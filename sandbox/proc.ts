@@ -1,9 +1,17 @@
 // Starting processes inside a sandbox cgroup and network namespace, and
-// finding sandbox processes that escaped their cgroups.
+// finding sandbox processes that escaped their cgroups. A container's
+// process also gets a PID namespace of its own, as a real pod's container
+// does (shareProcessNamespace false): it sees only its own processes in
+// /proc and cannot signal the node's agent or ztunnel, though it holds
+// CAP_KILL. Its PID 1 is tini, as with `docker run --init`: a PID 1 without
+// a handler ignores SIGTERM, and the pod would wait out its grace period.
+// An exec joins the running container's PID and mount namespaces, as
+// `kubectl exec` does. The node's own components keep the host's.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { SandboxError } from '../lib/core/errors.ts';
 import { boundingSetArg } from './capabilities.ts';
 import { NETNS_DIR, RUN_ROOT } from './layout.ts';
 
@@ -34,36 +42,62 @@ export interface SpawnInOptions {
    * mount namespace of its own where the cgroup hierarchies and bpffs are
    * read-only, as a container runtime mounts them (cgroup membership is the
    * pod's identity to the capture programs). Absent: the caller's privileges
-   * (the node's own components).
+   * (the node's own components). A new PID namespace too, whose PID 1 is
+   * tini with the command as its only child (containerMainPid), unless
+   * `joinContainer` is set.
    */
   capabilities?: readonly string[];
+  /**
+   * With `capabilities`: a process of a running container in `where.cgroup`
+   * (its main process) whose PID and mount namespaces the command joins,
+   * as an exec; the container's mounts are already in place there, so
+   * `names` is not needed.
+   */
+  joinContainer?: number;
 }
 
 // The shell joins the cgroup first (`ip netns exec` would remount /sys and
 // hide it), then nsenter switches the network namespace and execs, so the
-// child's pid is the command's pid. A container, or a command with name
-// files, gets a private mount namespace from unshare, where INNER mounts the
-// name files, makes the cgroup and BPF filesystems read-only, hides the
-// sandbox's run root (the nodes' credentials and the components' sockets are
-// there, as a real node keeps them outside containers) under an empty tmpfs
-// and, for a container, execs the command through setpriv with its
-// capabilities.
+// child's pid is the command's pid. A command with name files gets a private
+// mount namespace from unshare, where INNER mounts the name files. A
+// container gets a private mount namespace and a PID namespace (unshare
+// forks: the child's pid is unshare's, which waits for the namespace's PID 1
+// and exits with its status), where INNER also makes the cgroup and BPF
+// filesystems read-only, hides the sandbox's run root (the nodes'
+// credentials and the components' sockets are there, as a real node keeps
+// them outside containers) under an empty tmpfs, makes the new /proc's
+// kernel settings read-only as runc does, and execs tini through
+// setpriv with the container's capabilities. An exec into a container
+// enters its namespaces instead, where JOINED checks that they are the
+// container's (its PID 1 shares the exec's cgroup: a reused pid would name
+// another process's) and execs setpriv; the parent-death signal ends the
+// command with nsenter, which forks for the PID namespace and is the one a
+// caller kills.
 const ENTER = [
-  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7" hidden="$8"; shift 8',
+  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7" hidden="$8" tini="$9" join="${10}" joined="${11}" wd="${12}"; shift 12',
   'echo $$ > "$cg/cgroup.procs" || exit 126',
   'if [ -z "$hosts" ] && [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
-  'exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$hidden" "$@"',
+  'if [ -n "$join" ]; then exec nsenter --net="$0/$ns" --target="$join" --pid --mount --wdns="$wd" -- sh -c "$joined" "$caps" "$@"; fi',
+  'if [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "" "" "" "" "$@"; fi',
+  'exec nsenter --net="$0/$ns" -- unshare --mount --pid --fork --kill-child --mount-proc --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$hidden" "$tini" "$@"',
 ].join('\n');
 const INNER = [
-  'hosts="$0" resolv="$1" caps="$2" ro="$3" hidden="$4"; shift 4',
+  'hosts="$0" resolv="$1" caps="$2" ro="$3" hidden="$4" tini="$5"; shift 5',
   'if [ -n "$hosts" ]; then mount --bind "$hosts" /etc/hosts || exit 126; mount --bind "$resolv" /etc/resolv.conf 2>/dev/null || :; fi',
   'if [ -z "$caps" ]; then exec "$@"; fi',
+  // runc's read-only paths of its own /proc: root may otherwise write the host's sysctls (kernel.core_pattern) and sysrq-trigger.
+  'for p in /proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger; do [ -e "$p" ] || continue; { mount --bind "$p" "$p" && mount -o remount,bind,ro "$p"; } || exit 126; done',
   // One mount point a line, taken literally.
   "set -f; IFS='\n'",
   'for m in $ro; do mount -o remount,bind,ro "$m" || exit 126; done',
   // After the name files: their bind mounts keep their inodes once the directory above them is covered.
   'if [ -d "$hidden" ]; then mount -t tmpfs -o size=4k,mode=0755 meshlet-hidden "$hidden" || exit 126; fi',
-  'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" -- "$@"',
+  'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" -- "$tini" -- "$@"',
+].join('\n');
+const JOINED = [
+  'caps="$0"',
+  '[ "$(grep "^0::" /proc/1/cgroup 2>/dev/null)" = "$(grep "^0::" /proc/self/cgroup)" ] || { echo "meshlet: the process exec was to join is not this container\'s (the container ended, or runs without a PID namespace of its own): restart the container" >&2; exit 126; }',
+  'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" --pdeathsig=KILL -- "$@"',
 ].join('\n');
 
 /** Filesystems a container never gets writable: the cgroup hierarchies and bpffs (the agent's pins). */
@@ -82,13 +116,57 @@ function containerReadOnlyMounts(): string {
 export function spawnIn(where: Placement, argv: readonly string[], options: SpawnInOptions = {}): ChildProcess {
   const names = options.names;
   const caps = options.capabilities;
-  const confinement = caps ? [boundingSetArg(caps), containerReadOnlyMounts(), RUN_ROOT] : ['', '', ''];
-  return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...argv], {
+  const target = caps ? options.joinContainer : undefined;
+  const confinement = !caps ? ['', '', '', ''] : target !== undefined ? [boundingSetArg(caps), '', '', ''] : [boundingSetArg(caps), containerReadOnlyMounts(), RUN_ROOT, tiniPath()];
+  const joining = target !== undefined ? [String(target), JOINED, options.cwd ?? process.cwd()] : ['', '', ''];
+  return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...joining, ...argv], {
     stdio: options.stdio ?? 'pipe',
     env: options.env ?? process.env,
     cwd: options.cwd,
     detached: options.detached ?? false,
   });
+}
+
+/** Where tini is (by the caller's PATH: a container's own PATH may not hold it). */
+function tiniPath(): string {
+  const found = findExecutable('tini', process.env.PATH ?? '/usr/bin:/bin', '/');
+  if (!found) throw new SandboxError('tini is not installed (Debian package tini): it is PID 1 of every sandbox container; run `npm run setup`');
+  return found;
+}
+
+/** The pids listed in /proc/<pid>/task/<pid>/children, oldest first; none once it exited. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The host pid of a container's main process (spawnIn with `capabilities`,
+ * no `joinContainer`), once it exists: the launcher's child is the PID
+ * namespace's init, which mounts, then becomes tini and forks the command
+ * first. Undefined if the launcher exited, or it did not happen within
+ * `timeoutMs`.
+ */
+export async function containerMainPid(launcher: ChildProcess, timeoutMs: number): Promise<number | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (launcher.pid !== undefined && launcher.exitCode === null && launcher.signalCode === null && Date.now() < deadline) {
+    const init = childrenOf(launcher.pid)[0];
+    const main = init !== undefined && commOf(init) === 'tini' ? childrenOf(init)[0] : undefined;
+    if (main !== undefined) return main;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return undefined;
 }
 
 export function pidAlive(pid: number | undefined): boolean {

@@ -87,6 +87,7 @@ export function agentArgs(node: SandboxNodeInfo): string[] {
 /** The ztunnel's command line, from its config (lib/config/ztunnel.ts). */
 export function ztunnelArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
   return ['ztunnel', ...configArgs(ZTUNNEL_FLAGS, {
+    ...info.ztunnelLimits,
     node: node.name,
     captureIp4: node.captureIp4,
     captureIp6: node.captureIp6,

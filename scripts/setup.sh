@@ -11,7 +11,7 @@ fi
 
 # command → Debian package that provides it
 declare -A packages=(
-  [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [nft]=nftables [nsenter]=util-linux [setpriv]=util-linux [stdbuf]=coreutils
+  [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [nft]=nftables [nsenter]=util-linux [setpriv]=util-linux [stdbuf]=coreutils [tini]=tini
   [curl]=curl [socat]=socat [tcpdump]=tcpdump [redis-server]=redis-server
   [redis-benchmark]=redis-tools [wrk]=wrk [hey]=hey [haproxy]=haproxy [python3]=python3 [nginx]=nginx
 )

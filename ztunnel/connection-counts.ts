@@ -1,20 +1,20 @@
-// Open connections per address, for the per-peer cap on the inbound tunnel
-// listener and the per-pod cap on the outbound capture listener: a socket
-// counts from accept until it closes.
+// Open connections per key (a peer's address for the per-peer cap on the
+// inbound tunnel listener, a pod's UID for the per-pod cap on the outbound
+// capture listener): a socket counts from accept until it closes.
 import type { Socket } from 'node:net';
 
 export class ConnectionCounts {
   readonly #counts = new Map<string, number>();
 
-  /** Counts `socket` against `address` unless `address` already holds `max`; false: refuse it. */
-  admit(address: string, socket: Socket, max: number): boolean {
-    const n = this.#counts.get(address) ?? 0;
+  /** Counts `socket` against `key` unless `key` already holds `max`; false: refuse it. */
+  admit(key: string, socket: Socket, max: number): boolean {
+    const n = this.#counts.get(key) ?? 0;
     if (n >= max) return false;
-    this.#counts.set(address, n + 1);
+    this.#counts.set(key, n + 1);
     socket.once('close', () => {
-      const left = (this.#counts.get(address) ?? 1) - 1;
-      if (left > 0) this.#counts.set(address, left);
-      else this.#counts.delete(address);
+      const left = (this.#counts.get(key) ?? 1) - 1;
+      if (left > 0) this.#counts.set(key, left);
+      else this.#counts.delete(key);
     });
     return true;
   }

@@ -4,7 +4,8 @@
 // end up in the flow table. inbound-plan.ts decides each stream; this
 // answers, dials and relays. Every peer is bounded: connections per address,
 // the TLS handshake's time, streams per session, a session's idle time and
-// its certificates' lifetime (lib/config/ztunnel.ts has the flags).
+// its certificates' lifetime, and so is the connect to the pod
+// (lib/config/ztunnel.ts has the flags).
 import { constants, createSecureServer, createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -69,14 +70,30 @@ const CLOSE_GRACE_MS = 5000;
 
 /** What the server keeps per session: its open streams, and the timers that drain it. */
 interface SessionState {
-  streams: number;
+  /** Streams taken and not yet closed. */
+  open: Set<ServerHttp2Stream>;
   idle: unknown;
+  /** (Re)starts the idle timer. */
+  armIdle: () => void;
   cancelExpiry: () => void;
 }
+
+/**
+ * What nghttp2 itself enforces, above --hbone-max-streams: a stream past the
+ * cap reaches us and is refused, and counted, here, where nghttp2 would refuse
+ * it unseen. Twice the cap bounds what a peer that ignores it makes us handle.
+ */
+const protocolStreamLimit = (cap: number): number => Math.min(cap * 2, 2 ** 32 - 1);
 
 function refuse(stream: ServerHttp2Stream, status: number): void {
   stream.on('error', () => {});
   if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': status }, { endStream: true });
+}
+
+/** Resets a stream nothing was done for, so the client may retry it elsewhere (RFC 9113 §8.7). */
+function refuseUnprocessed(stream: ServerHttp2Stream): void {
+  stream.on('error', () => {});
+  stream.close(constants.NGHTTP2_REFUSED_STREAM);
 }
 
 export class InboundServer {
@@ -103,7 +120,7 @@ export class InboundServer {
   /** Adds a listener on host:port (one per address family). */
   listen(host: string, port: number): Promise<AddressInfo> {
     const limits = this.#limits;
-    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.hboneMaxStreams }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: protocolStreamLimit(limits.hboneMaxStreams) }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     const { identity } = this.#o;
     // Mutual TLS 1.3: the certificate is picked by SNI among local identities, the client's must chain to the mesh root.
     // Client chains are checked after the handshake (rejectUnauthorized off), so a refusal can say why and be counted.
@@ -162,32 +179,31 @@ export class InboundServer {
   }
 
   /**
-   * Counts the session's streams; drains it (GOAWAY, then close once its
-   * streams end) after the idle timeout without streams, or when its own or
-   * its peer's certificate expires.
+   * Keeps the session's state (its streams are taken by #admit); drains it
+   * (GOAWAY, then close once its streams end) after the idle timeout without
+   * streams, or when its own or its peer's certificate expires.
    */
   #track(session: Http2Session, peer: string | undefined): void {
-    const state: SessionState = { streams: 0, idle: undefined, cancelExpiry: () => {} };
     const { scheduler } = this.#clock;
     const drain = (reason: SessionDrain) => {
       if (session.closed || session.destroyed) return;
       session.close();
       this.#o.metrics.drained('inbound', reason);
-      this.#o.log.info('tunnel_session_drained', { peer, reason, streams: state.streams });
+      this.#o.log.info('tunnel_session_drained', { peer, reason, streams: state.open.size });
     };
     const idleMs = this.#limits.hboneIdleTimeout * 1000;
-    const armIdle = () => {
-      state.idle = scheduler.set(() => drain('idle_timeout'), idleMs);
+    const state: SessionState = {
+      open: new Set(),
+      idle: undefined,
+      armIdle: () => {
+        scheduler.clear(state.idle);
+        state.idle = scheduler.set(() => drain('idle_timeout'), idleMs);
+      },
+      cancelExpiry: () => {},
     };
     this.#sessions.set(session, state);
-    armIdle();
+    state.armIdle();
     if (this.#o.identity) state.cancelExpiry = drainAtCertificateExpiry(session.socket as TLSSocket, this.#clock, () => drain('certificate_expiry'));
-    session.on('stream', (stream: ServerHttp2Stream) => {
-      if (state.streams++ === 0) scheduler.clear(state.idle);
-      stream.once('close', () => {
-        if (--state.streams === 0 && !session.closed) armIdle();
-      });
-    });
     session.once('close', () => {
       scheduler.clear(state.idle);
       state.cancelExpiry();
@@ -195,7 +211,37 @@ export class InboundServer {
     });
   }
 
+  /**
+   * Takes the stream into its session's count, or refuses it with
+   * REFUSED_STREAM (safe for the client to retry) when the session already
+   * carries --hbone-max-streams, counted and logged.
+   */
+  #admit(stream: ServerHttp2Stream): boolean {
+    const session = stream.session;
+    const state = session && this.#sessions.get(session);
+    // A session this server did not take (its client's certificate was refused): none of its streams runs.
+    if (!session || !state) {
+      refuseUnprocessed(stream);
+      return false;
+    }
+    const cap = this.#limits.hboneMaxStreams;
+    if (state.open.size >= cap) {
+      refuseUnprocessed(stream);
+      this.#o.metrics.streamRefused('stream_limit');
+      this.#o.log.warn('stream_refused', { peer: session.socket?.remoteAddress, reason: 'stream_limit', limit: cap });
+      return false;
+    }
+    if (state.open.size === 0) this.#clock.scheduler.clear(state.idle);
+    state.open.add(stream);
+    stream.once('close', () => {
+      state.open.delete(stream);
+      if (state.open.size === 0 && !session.closed) state.armIdle();
+    });
+    return true;
+  }
+
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    if (!this.#admit(stream)) return;
     const socket = stream.session?.socket as TLSSocket | undefined;
     const { identity } = this.#o;
     const plan = planInbound(this.#o.store.view, {
@@ -221,7 +267,7 @@ export class InboundServer {
         return flow.close('denied');
       }
       case 'accept': {
-        const pending = dial(plan.target, this.#o.sourceAddress(plan.target.ip));
+        const pending = dial(plan.target, this.#o.sourceAddress(plan.target.ip), this.#limits.connectTimeout * 1000);
         const flow = this.#o.flows.open(plan.flow, { socket: pending.socket, facing: 'server' });
         if (plan.sourceMismatch) reportSourceMismatch(this.#o.log, this.#o.metrics, flow.record, plan.sourceMismatch);
         this.#o.policy.watch(flow, plan.authz.request);

@@ -3,7 +3,7 @@
 import { Counter, Registry } from 'prom-client';
 import type { StoreCounters } from '../lib/identity/store.ts';
 import type { FlowRecord } from '../lib/telemetry/flow.ts';
-import type { CloseReason, HandshakeFailure, ListenerRefusal, SessionDrain } from '../lib/telemetry/reasons.ts';
+import type { CloseReason, HandshakeFailure, ListenerRefusal, SessionDrain, StreamRefusal } from '../lib/telemetry/reasons.ts';
 
 const TCP_LABELS = [
   'reporter',
@@ -32,6 +32,7 @@ const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   upstream_reset: '-',
   idle_timeout: '-',
   upstream_connect_failed: 'UF',
+  connect_timeout: 'UF',
   upstream_failed: '-',
   tunnel_failed: 'UF',
   tunnel_rejected: 'UF',
@@ -86,6 +87,7 @@ export class ZtunnelMetrics {
   readonly #denials: Counter<string>;
   readonly #handshakeFailures: Counter<string>;
   readonly #refused: Counter<string>;
+  readonly #streamsRefused: Counter<string>;
   readonly #drained: Counter<string>;
   readonly #idleTimeouts: Counter<string>;
   readonly #sourceMismatches: Counter<string>;
@@ -114,6 +116,12 @@ export class ZtunnelMetrics {
       name: 'meshlet_connections_refused_total',
       help: 'connections a listener refused at accept because a per-peer or per-pod cap was reached',
       labelNames: ['listener', 'reason'],
+      registers: [this.registry],
+    });
+    this.#streamsRefused = new Counter({
+      name: 'meshlet_hbone_streams_refused_total',
+      help: 'CONNECT streams the inbound HBONE listener refused (RST_STREAM REFUSED_STREAM) before any plan, by reason (stream_limit: their session already carried --hbone-max-streams)',
+      labelNames: ['reason'],
       registers: [this.registry],
     });
     this.#drained = new Counter({
@@ -170,6 +178,10 @@ export class ZtunnelMetrics {
 
   refused(listener: 'hbone' | 'outbound', reason: ListenerRefusal): void {
     this.#refused.inc({ listener, reason });
+  }
+
+  streamRefused(reason: StreamRefusal): void {
+    this.#streamsRefused.inc({ reason });
   }
 
   drained(direction: 'inbound' | 'outbound', reason: SessionDrain): void {

@@ -4,7 +4,7 @@
 // outbound-plan.ts decides where it goes; this carries the plan out.
 import type { Socket } from 'node:net';
 import { ztunnelLimits, type ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { endpointOf } from '../lib/core/ip.ts';
+import { endpointOf, endpointWithoutZone } from '../lib/core/ip.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { awaitTunnel, deferredTunnel, type SessionFailureOf } from '../lib/hbone/client.ts';
 import { dial, forward, type PendingLeg } from '../lib/hbone/forward.ts';
@@ -49,22 +49,28 @@ const localEndpoint = (s: Socket): Endpoint | undefined => endpointOf(s.localAdd
 
 type TunnelPlan = Extract<OutboundPlan, { kind: 'tunnel' }>;
 
+/** The relay's idle timeout (0: none), and how long a connect or a tunnel's answer may take. */
+interface Timeouts {
+  idleMs: number;
+  connectMs: number;
+}
+
 /** Opens the plan's CONNECT stream; with mutual TLS, once the source's certificate is at hand. */
-function openTunnel(o: OutboundOptions, plan: TunnelPlan, traceparent: string): PendingLeg {
+function openTunnel(o: OutboundOptions, plan: TunnelPlan, traceparent: string, connectMs: number): PendingLeg {
   const headers = { ...plan.headers, traceparent };
   const failureOf: SessionFailureOf = (s) => o.pool.failureOf(s);
   const { identity } = o;
   const { mtls, via } = plan;
-  if (!identity || !mtls) return awaitTunnel(o.pool.open({ node: via }, plan.target, headers), via.name, failureOf);
+  if (!identity || !mtls) return awaitTunnel(o.pool.open({ node: via }, plan.target, headers), via.name, failureOf, connectMs);
   return deferredTunnel(async () => {
     const held = await identity.certs.ensure(mtls.source);
     const key = { node: via, source: formatSpiffeId(mtls.source), destination: formatSpiffeId(mtls.destination), tls: hboneClientTlsOptions(held, mtls.destination) };
     return o.pool.open(key, plan.target, headers);
-  }, via.name, failureOf);
+  }, via.name, failureOf, connectMs);
 }
 
-/** Carries out a plan for an accepted client socket; `idleMs` is the relay's idle timeout (0: none). */
-function act(o: OutboundOptions, client: Socket, plan: OutboundPlan, idleMs: number): void {
+/** Carries out a plan for an accepted client socket. */
+function act(o: OutboundOptions, client: Socket, plan: OutboundPlan, { idleMs, connectMs }: Timeouts): void {
   const open = (traceId?: string) => o.flows.open({ ...plan.flow, ...(traceId ? { traceId } : {}) }, { socket: client, facing: 'client' });
   switch (plan.kind) {
     case 'refuse': {
@@ -82,12 +88,12 @@ function act(o: OutboundOptions, client: Socket, plan: OutboundPlan, idleMs: num
     case 'direct': {
       const flow = open();
       if (plan.authz) o.policy.watch(flow, plan.authz.request);
-      return carry(o, client, flow, dial(plan.target, plan.path === 'local' ? o.sourceAddress(plan.target.ip) : undefined), idleMs);
+      return carry(o, client, flow, dial(plan.target, plan.path === 'local' ? o.sourceAddress(plan.target.ip) : undefined, connectMs), idleMs);
     }
     case 'tunnel': {
       const trace = newTraceContext();
       const flow = open(trace.traceId);
-      return carry(o, client, flow, openTunnel(o, plan, trace.traceparent), idleMs);
+      return carry(o, client, flow, openTunnel(o, plan, trace.traceparent, connectMs), idleMs);
     }
   }
 }
@@ -120,16 +126,17 @@ export function createOutboundHandler(o: OutboundOptions): (socket: Socket) => v
   const originalDestination = o.originalDestination ?? localEndpoint;
   const trustDomain = o.identity?.trustDomain;
   const limits = ztunnelLimits(o.limits ?? {});
-  const idleMs = limits.idleTimeout * 1000;
+  const timeouts: Timeouts = { idleMs: limits.idleTimeout * 1000, connectMs: limits.connectTimeout * 1000 };
   const perPod = new ConnectionCounts();
   return (client) => {
-    // A pod may connect from its IPv6 link-local address, which Node reports with its zone (fe80::1%veth…):
-    // read it without the zone, so the kernel's mark on it refuses it visibly (source_mismatch) rather than silently.
-    const source = endpointOf(client.remoteAddress?.replace(/%.*$/, ''), client.remotePort);
+    // Without its zone, a pod's link-local source is refused visibly (source_mismatch: the kernel marked it) rather than silently.
+    const source = endpointWithoutZone(client.remoteAddress, client.remotePort);
     const destination = originalDestination(client);
     if (!source || !destination) return void client.destroy();
     // A marked connection is refused at once, and its source address is not that pod's to count.
-    if (!isSourceMismatch(destination) && !perPod.admit(source.ip, client, limits.maxConnectionsPerPod)) return refuseOverCap(o, client, source, destination);
-    act(o, client, planOutbound(o.store.view, { source, destination, ownAddresses: o.ownAddresses, resolver: o.resolver, ...(trustDomain ? { trustDomain } : {}) }), idleMs);
+    // Counted per pod, not per address: a dual-stack pod holds one budget.
+    const pod = o.store.view?.workloadByIp(source.ip)?.uid ?? source.ip;
+    if (!isSourceMismatch(destination) && !perPod.admit(pod, client, limits.maxConnectionsPerPod)) return refuseOverCap(o, client, source, destination);
+    act(o, client, planOutbound(o.store.view, { source, destination, ownAddresses: o.ownAddresses, resolver: o.resolver, ...(trustDomain ? { trustDomain } : {}) }), timeouts);
   };
 }

@@ -16,13 +16,30 @@ export async function bpftool(args: readonly string[]): Promise<void> {
   await run(BPFTOOL, args);
 }
 
+/** What a batch did: the outputs of the commands that took effect, in order, and what stopped it, if anything did. */
+export interface BatchOutcome {
+  outputs: unknown[];
+  error?: BpfError | CommandError;
+}
+
 /**
  * Runs every command in one bpftool process and returns their JSON outputs in
  * order. bpftool stops at the first failing command, so everything before it
  * has taken effect; the error names the failed command.
  */
 export async function batch(commands: readonly (readonly string[])[]): Promise<unknown[]> {
-  if (commands.length === 0) return [];
+  const { outputs, error } = await tryBatch(commands);
+  if (error) throw error;
+  return outputs;
+}
+
+/**
+ * batch, reporting a failed command with what ran before it instead of
+ * throwing, for a caller that must undo that. Throws only when what ran
+ * cannot be told (bpftool could not start, or printed no readable list).
+ */
+export async function tryBatch(commands: readonly (readonly string[])[]): Promise<BatchOutcome> {
+  if (commands.length === 0) return { outputs: [] };
   const input = commands.map(batchLine).join('\n') + '\n';
   const result = await run(BPFTOOL, ['-j', 'batch', 'file', '-'], { input, allowFailure: true });
   const entries = result.stdout.trim() === '' ? [] : parseJson(result.stdout, 'batch');
@@ -33,16 +50,19 @@ export async function batch(commands: readonly (readonly string[])[]): Promise<u
     const error = isRecord(output) ? output.error : isRecord(entry) ? entry.error : undefined;
     if (typeof error === 'string') {
       const failed = commands[i] ?? [];
-      throw new BpfError(`bpftool ${failed.join(' ')}: ${error}`, {
-        cause: new CommandError(`bpftool batch (command ${i + 1} of ${commands.length})`, result.exitCode, result.stderr),
-      });
+      return {
+        outputs,
+        error: new BpfError(`bpftool ${failed.join(' ')}: ${error}`, {
+          cause: new CommandError(`bpftool batch (command ${i + 1} of ${commands.length})`, result.exitCode, result.stderr),
+        }),
+      };
     }
     outputs.push(output ?? null);
   }
   if (result.exitCode !== 0 || outputs.length !== commands.length) {
-    throw new CommandError(`bpftool batch (${outputs.length} of ${commands.length} commands ran)`, result.exitCode, result.stderr);
+    return { outputs, error: new CommandError(`bpftool batch (${outputs.length} of ${commands.length} commands ran)`, result.exitCode, result.stderr) };
   }
-  return outputs;
+  return { outputs };
 }
 
 /**

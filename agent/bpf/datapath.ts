@@ -4,30 +4,32 @@
 // touches cookie_dst/flow_dst, which belong to live connections. Operations
 // run one at a time. The agent is the only writer of the per-pod maps and of
 // pod attachments, so it plans writes from a mirror of them (mirror.ts) and an
-// enroll is one bpftool process.
+// enroll is one bpftool process. A pod whose entries the maps have no room
+// for is left out whole, and a batch that stops partway is undone, so the
+// kernel never holds part of a pod's entries.
 import { join, resolve } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
 import { PORTS } from '../../lib/mesh/model.ts';
 import { BpfError, CommandError } from '../../lib/core/errors.ts';
 import { canonicalIp, isV6 } from '../../lib/core/ip.ts';
 import { attachedProgramIds, attachedUnder } from './attachments.ts';
-import { batch, isRecord } from './bpftool.ts';
+import { batch, isRecord, tryBatch } from './bpftool.ts';
 import { cgroup2Mount, cgroupIdIfExists, cgroupIdsUnder } from './cgroup.ts';
-import { MAP_CODECS, POD_FLAGS, type NodeConfig } from './codec.ts';
+import { MAP_CODECS, type MapName, POD_FLAGS, type NodeConfig } from './codec.ts';
 import type { DatapathStatus } from '../../lib/mesh/agent-status.ts';
 import type { NodeAddresses } from '../../lib/config/addresses.ts';
 import { type DropEvent, type DropWatch, watchDropEvents } from './drop-watch.ts';
 import { decodeDump, deleteCommand, dumpCommand, dumpMap, updateCommand } from './maps.ts';
-import { AttachmentMirror, type MapChange, MapMirror, type MirroredMap, type PodEntries } from './mirror.ts';
+import { AttachmentMirror, type MapCapacity, type MapChange, MapMirror, MIRRORED_MAPS, type PodEntries } from './mirror.ts';
 import { DEFAULT_OBJECT_DIR, MAP_NAMES, mapPin, OBJECT_FILE, POD_PROGRAMS, type ProgramSpec, progPin, PROGRAMS, ZTUNNEL_PROGRAMS } from './objects.ts';
 import { loadOrAdopt, removePins, stalePinsError } from './pins.ts';
 import { StrictSweep, type SweepResult } from './strict-sweep.ts';
-import type { Datapath, PodCapture } from '../datapath.ts';
+import type { Datapath, NoRoom, PodCapture } from '../datapath.ts';
 
 export type { DropReason } from './codec.ts';
 export type { DatapathStatus, InboundEnforcement, InboundMode } from '../../lib/mesh/agent-status.ts';
 export type { DropEvent, DropWatch } from './drop-watch.ts';
-export type { PodCapture } from '../datapath.ts';
+export type { NoRoom, PodCapture } from '../datapath.ts';
 export type { SweepResult, SweptConnection } from './strict-sweep.ts';
 
 /** The node's addresses the hooks need (absent inbound/probe sources: none admitted). */
@@ -45,9 +47,7 @@ interface Target {
   id: bigint;
 }
 
-const MIRRORED: readonly MirroredMap[] = ['pods', 'excluded_ports', 'port_mode', 'probe_ports'];
-
-const mirrorCommands = (pinDir: string): string[][] => MIRRORED.map((m) => dumpCommand(pinDir, m));
+const mirrorCommands = (pinDir: string): string[][] => MIRRORED_MAPS.map((m) => dumpCommand(pinDir, m));
 
 function mirrorOf(outputs: readonly unknown[]): MapMirror {
   return new MapMirror({
@@ -59,9 +59,12 @@ function mirrorOf(outputs: readonly unknown[]): MapMirror {
 }
 
 /** A write batch planned from the mirrors, and how to record it there once the kernel has taken it. */
-interface WritePlan {
-  commands: string[][];
-  commit(): void;
+interface WritePlan<T> {
+  /** Writes to the mirrored maps, first in the batch: undone if the batch stops partway. */
+  changes: MapChange[];
+  /** What follows them (attaches, detaches, drop_count deletes); a later attempt redoes what of it is missing. */
+  then: string[][];
+  commit(): T;
 }
 
 function entriesOf(pod: PodCapture): PodEntries {
@@ -88,6 +91,8 @@ function nodeConfigAddresses(config: NodeConfig): DatapathStatus['addresses'] {
 export class BpfDatapath implements Datapath {
   readonly #pinDir: string;
   readonly #progIds: ReadonlyMap<string, number>;
+  /** The per-pod maps' max_entries, as the pinned maps have them. */
+  readonly #capacity: MapCapacity;
   readonly #adopted: boolean;
   /** Ids of cgroups enrolled by this process, so a removed cgroup can still be cleaned up. */
   readonly #knownIds = new Map<string, bigint>();
@@ -100,9 +105,10 @@ export class BpfDatapath implements Datapath {
   #queue: Promise<unknown> = Promise.resolve();
   readonly #sweep: StrictSweep;
 
-  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, adopted: boolean, maps: MapMirror, sweep: StrictSweep) {
+  private constructor(pinDir: string, progIds: ReadonlyMap<string, number>, capacity: MapCapacity, adopted: boolean, maps: MapMirror, sweep: StrictSweep) {
     this.#pinDir = pinDir;
     this.#progIds = progIds;
+    this.#capacity = capacity;
     this.#adopted = adopted;
     this.#maps = maps;
     this.#sweep = sweep;
@@ -137,6 +143,8 @@ export class BpfDatapath implements Datapath {
       }
     });
     const progIds = new Map(PROGRAMS.map((p, i) => [p.name, numberField(shown[MAP_NAMES.length + i], 'id', p.name)]));
+    const maxEntries = (m: MapName): number => numberField(shown[MAP_NAMES.indexOf(m)], 'max_entries', m);
+    const capacity: MapCapacity = { pods: maxEntries('pods'), excluded_ports: maxEntries('excluded_ports'), port_mode: maxEntries('port_mode'), probe_ports: maxEntries('probe_ports') };
     const nodeConfig: NodeConfig = {
       captureIp4: opts.captureIp4,
       captureIp6: opts.captureIp6 ?? null,
@@ -148,7 +156,7 @@ export class BpfDatapath implements Datapath {
     };
     await batch([updateCommand(pinDir, 'node_config', 0, nodeConfig)]);
     const sweep = await StrictSweep.open({ pinDir, objectDir, nodeConfig });
-    return new BpfDatapath(pinDir, progIds, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)), sweep);
+    return new BpfDatapath(pinDir, progIds, capacity, adopted, mirrorOf(shown.slice(MAP_NAMES.length + PROGRAMS.length)), sweep);
   }
 
   /** Removes pinDir and its pins. Attachments stay until their cgroups are removed. */
@@ -171,30 +179,37 @@ export class BpfDatapath implements Datapath {
 
   /**
    * Enrolls pods, or brings enrolled ones up to date (excluded ports, inbound
-   * modes, probe ports; stale entries deleted), in one bpftool batch.
+   * modes, probe ports; stale entries deleted), in one bpftool batch. A pod
+   * whose new entries do not fit in what the maps have left is not written
+   * at all (returned), so the batch never fails on a full map.
    */
-  enroll(pods: PodCapture[]): Promise<void> {
+  enroll(pods: PodCapture[]): Promise<NoRoom[]> {
     return this.#serial(async () => {
-      if (pods.length === 0) return;
+      if (pods.length === 0) return [];
       const byPath = new Map(pods.map((p) => [resolve(p.cgroupPath), p]));
       for (const [path, pod] of byPath) {
         const mode = pod.inbound?.mode;
         if (mode !== undefined && mode !== 'STRICT' && mode !== 'PERMISSIVE') throw new BpfError(`${path}: invalid inbound mode ${String(mode)}`);
       }
       const targets = await Promise.all([...byPath.keys()].map((path) => this.#target(path)));
-      await this.#write(async () => {
-        const [maps, attachments] = await Promise.all([this.#mapMirror(), this.#attachmentsFor(targets)]);
-        const changes = targets.flatMap((t) => maps.podChanges(t.id, entriesOf(byPath.get(t.path)!)));
-        const attaches = targets.map((t) => ({ t, programs: POD_PROGRAMS.filter((p) => !attachments.attached(t.id).has(this.#progId(p))) }));
+      return this.#write(async () => {
+        const maps = await this.#mapMirror();
+        const plan = maps.planPods(targets.map((t) => ({ id: t.id, want: entriesOf(byPath.get(t.path)!) })), this.#capacity);
+        const planned = new Set(plan.planned);
+        const written = targets.filter((t) => planned.has(t.id));
+        const attachments = await this.#attachmentsFor(written);
+        const attaches = written.map((t) => ({ t, programs: POD_PROGRAMS.filter((p) => !attachments.attached(t.id).has(this.#progId(p))) }));
         return {
-          commands: [...changes.map((c) => this.#command(c)), ...attaches.flatMap(({ t, programs }) => programs.map((p) => this.#attachCommand(t.path, p)))],
-          commit: () => {
-            maps.apply(changes);
+          changes: plan.changes,
+          then: attaches.flatMap(({ t, programs }) => programs.map((p) => this.#attachCommand(t.path, p))),
+          commit: (): NoRoom[] => {
+            maps.apply(plan.changes);
             for (const { t, programs } of attaches) attachments.attach(t.id, programs.map((p) => this.#progId(p)));
+            for (const t of written) this.#knownIds.set(t.path, t.id);
+            return plan.noRoom.map(({ id, ...room }) => ({ cgroupPath: targets.find((t) => t.id === id)!.path, ...room }));
           },
         };
       });
-      for (const t of targets) this.#knownIds.set(t.path, t.id);
     });
   }
 
@@ -223,8 +238,8 @@ export class BpfDatapath implements Datapath {
         const changes = maps.removalChanges(remove);
         const detaches = live.map((t) => ({ t, programs: [...POD_PROGRAMS].reverse().filter((p) => attachments.attached(t.id).has(this.#progId(p))) }));
         return {
-          commands: [
-            ...changes.map((c) => this.#command(c)),
+          changes,
+          then: [
             ...dropCounts.filter((e) => remove.has(e.key)).map((e) => deleteCommand(this.#pinDir, 'drop_count', e.key)),
             ...detaches.flatMap(({ t, programs }) => programs.map((p) => this.#detachCommand(t.path, p))),
           ],
@@ -361,25 +376,37 @@ export class BpfDatapath implements Datapath {
   }
 
   /**
-   * Runs a batch planned from the mirrors and records it there. A failure
-   * means the kernel may differ from them (part of the batch ran, or a cgroup
-   * went away meanwhile): they are read again from the kernel and the batch
-   * planned once more.
+   * Runs a batch planned from the mirrors and records it there. A batch that
+   * stops partway has its map writes undone, so no pod is left with part of
+   * its entries. A failure means the kernel may differ from the mirrors (an
+   * entry changed behind them, a cgroup went away meanwhile): they are read
+   * again from the kernel and the batch planned once more.
    */
-  async #write(plan: () => Promise<WritePlan>): Promise<void> {
-    const attempt = async (): Promise<void> => {
+  async #write<T>(plan: () => Promise<WritePlan<T>>): Promise<T> {
+    const attempt = async (): Promise<T> => {
       const p = await plan();
-      await batch(p.commands);
-      p.commit();
+      const { outputs, error } = await tryBatch([...p.changes.map((c) => this.#command(c)), ...p.then]);
+      if (!error) return p.commit();
+      throw await this.#undo(p.changes.slice(0, outputs.length), error);
     };
     try {
-      await attempt();
+      return await attempt();
     } catch (err) {
       if (!(err instanceof BpfError || err instanceof CommandError)) throw err;
       this.#maps = undefined;
       this.#attachments = undefined;
-      await attempt();
+      return await attempt();
     }
+  }
+
+  /** Undoes the map writes a failed batch made; returns the error to throw (naming the undo's failure too). */
+  async #undo(ran: readonly MapChange[], error: BpfError | CommandError): Promise<BpfError | CommandError> {
+    const maps = this.#maps;
+    if (ran.length === 0 || !maps) return error;
+    const undone = await tryBatch(maps.undoChanges(ran).map((c) => this.#command(c))).catch((err: unknown) => ({ error: err }));
+    if (!undone.error) return error;
+    const why = undone.error instanceof Error ? undone.error.message : String(undone.error);
+    return new BpfError(`${error.message}; undoing the ${ran.length} map writes before it failed too, so pod entries may be incomplete until the next enroll: ${why}`, { cause: error });
   }
 
   #serial<T>(op: () => Promise<T>): Promise<T> {

@@ -1,8 +1,9 @@
 // The agent's in-memory copy of what it alone writes: the per-pod maps (pods,
 // excluded_ports, port_mode, probe_ports) and which of its programs are
 // attached to which cgroups. Seeded from the kernel (a map dump, a cgroup tree
-// walk), so an enroll needs no read before its one write batch. Plain data:
-// the datapath turns the changes into bpftool commands.
+// walk), so an enroll needs no read before its one write batch, planned
+// within the maps' room, and a batch that stopped partway can be undone.
+// Plain data: the datapath turns the changes into bpftool commands.
 import { isDeepStrictEqual } from 'node:util';
 import type { InboundMode } from '../../lib/mesh/agent-status.ts';
 import type { PodInfo } from './codec.ts';
@@ -11,6 +12,10 @@ import type { Entry, KeyOf, ValueOf } from './maps.ts';
 export type PortMapName = 'excluded_ports' | 'port_mode' | 'probe_ports';
 export type MirroredMap = 'pods' | PortMapName;
 const PORT_MAPS: readonly PortMapName[] = ['excluded_ports', 'port_mode', 'probe_ports'];
+export const MIRRORED_MAPS: readonly MirroredMap[] = ['pods', ...PORT_MAPS];
+
+/** How many entries each mirrored map holds at most (its max_entries). */
+export type MapCapacity = Readonly<Record<MirroredMap, number>>;
 
 /** One map write: an update, or a delete when `value` is absent. */
 export type MapChange = { [N in MirroredMap]: { map: N; key: KeyOf<N>; value?: ValueOf<N> } }[MirroredMap];
@@ -30,6 +35,25 @@ export interface MirrorDumps {
 }
 
 type PortValues = { [N in PortMapName]: Map<bigint, Map<number, ValueOf<N>>> };
+
+/** A pod left out of a plan: the first map without room for the entries it does not hold yet. */
+export interface NoRoomIn {
+  id: bigint;
+  map: MirroredMap;
+  /** New entries the pod needs there. */
+  needed: number;
+  /** Entries the map has left after the pods planned before it. */
+  free: number;
+  capacity: number;
+}
+
+/** The writes that bring some pods to their wanted entries, each pod whole or not at all. */
+export interface PodsPlan {
+  changes: MapChange[];
+  /** The pods the changes cover, in order. */
+  planned: bigint[];
+  noRoom: NoRoomIn[];
+}
 
 export class MapMirror {
   readonly #pods = new Map<bigint, PodInfo>();
@@ -64,6 +88,54 @@ export class MapMirror {
     return [...additions, ...pod, ...stale];
   }
 
+  /**
+   * podChanges for each pod in order, leaving out (whole) any pod whose new
+   * entries do not fit in what a map has left: a full map would fail the
+   * batch partway. A pod's additions run before its stale deletions, so they
+   * must fit before those free anything.
+   */
+  planPods(pods: readonly { id: bigint; want: PodEntries }[], capacity: MapCapacity): PodsPlan {
+    const used = this.#sizes();
+    const plan: PodsPlan = { changes: [], planned: [], noRoom: [] };
+    for (const { id, want } of pods) {
+      const changes = this.podChanges(id, want);
+      const added = counts();
+      const removed = counts();
+      for (const c of changes) {
+        if (c.value === undefined) removed[c.map] += 1;
+        else if (!this.#holds(c)) added[c.map] += 1;
+      }
+      const full = MIRRORED_MAPS.find((m) => used[m] + added[m] > capacity[m]);
+      if (full) {
+        plan.noRoom.push({ id, map: full, needed: added[full], free: Math.max(0, capacity[full] - used[full]), capacity: capacity[full] });
+        continue;
+      }
+      for (const m of MIRRORED_MAPS) used[m] += added[m] - removed[m];
+      plan.changes.push(...changes);
+      plan.planned.push(id);
+    }
+    return plan;
+  }
+
+  /**
+   * What undoes `ran`, changes planned from this mirror of which the kernel
+   * took only these: every key they touched back to the value held here, in
+   * reverse order (so each step fits where the forward one did, and a new
+   * pod's pods entry goes before its port entries).
+   */
+  undoChanges(ran: readonly MapChange[]): MapChange[] {
+    const seen = new Set<string>();
+    const undo: MapChange[] = [];
+    for (const c of [...ran].reverse()) {
+      const id = `${c.map}/${typeof c.key === 'bigint' ? c.key : `${c.key.cgroupId}:${c.key.port}`}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const value = c.map === 'pods' ? this.#pods.get(c.key) : this.#portsOf(c.map, c.key.cgroupId, false)?.get(c.key.port);
+      undo.push((value === undefined ? { map: c.map, key: c.key } : { map: c.map, key: c.key, value }) as MapChange);
+    }
+    return undo;
+  }
+
   /** Deletes every entry of these cgroups, the pod entries first so capture and enforcement stop at once. */
   removalChanges(ids: ReadonlySet<bigint>): MapChange[] {
     const pods: MapChange[] = [...ids].filter((id) => this.#pods.has(id)).map((id) => ({ map: 'pods', key: id }));
@@ -91,6 +163,18 @@ export class MapMirror {
     }
   }
 
+  /** Whether the map already holds the change's key (an update of it needs no room). */
+  #holds(c: MapChange): boolean {
+    return c.map === 'pods' ? this.#pods.has(c.key) : this.#portsOf(c.map, c.key.cgroupId, false)?.has(c.key.port) === true;
+  }
+
+  #sizes(): Record<MirroredMap, number> {
+    const sizes = counts();
+    sizes.pods = this.#pods.size;
+    for (const map of PORT_MAPS) for (const ports of this.#ports[map].values()) sizes[map] += ports.size;
+    return sizes;
+  }
+
   #portsOf<N extends PortMapName>(map: N, id: bigint, create: true): Map<number, ValueOf<N>>;
   #portsOf<N extends PortMapName>(map: N, id: bigint, create: boolean): Map<number, ValueOf<N>> | undefined;
   #portsOf<N extends PortMapName>(map: N, id: bigint, create: boolean): Map<number, ValueOf<N>> | undefined {
@@ -103,6 +187,8 @@ export class MapMirror {
     return ports;
   }
 }
+
+const counts = (): Record<MirroredMap, number> => ({ pods: 0, excluded_ports: 0, port_mode: 0, probe_ports: 0 });
 
 /**
  * Program ids attached to cgroups, by cgroup id (a cgroup re-created at the

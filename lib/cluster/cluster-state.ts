@@ -24,7 +24,8 @@ export interface Rejection {
   /**
    * The rule it broke: 'invalid' (the object alone, the reason names the
    * field), 'unreadable' (the source could not read it), an ownership rule
-   * (ownership.ts) or a contradiction (mesh/consistency.ts, 'duplicate-uid').
+   * (ownership.ts) or a contradiction (mesh/consistency.ts, 'duplicate-uid');
+   * from the node agent, 'no-room' (its BPF tables cannot hold the pod).
    */
   rule: string;
   /** When this reason was first seen. */

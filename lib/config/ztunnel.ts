@@ -34,7 +34,10 @@ export interface ZtunnelConfig extends Omit<NodeAddresses, 'probeSourceIp4' | 'p
   hboneHandshakeTimeout?: number;
   /** 15008: seconds a session may carry no stream before the server closes it. */
   hboneIdleTimeout?: number;
-  /** Concurrent streams per HBONE session: the server advertises and enforces it, the client pool opens another session beyond it. */
+  /**
+   * Concurrent streams per HBONE session: the server refuses (REFUSED_STREAM) and counts a stream past it, under the
+   * protocol limit it advertises, twice this (ztunnel/inbound.ts); the client pool opens another session beyond it.
+   */
   hboneMaxStreams?: number;
   /** 15008: connections one peer address may hold at once (TLS handshakes included). */
   hboneMaxSessionsPerPeer?: number;
@@ -42,9 +45,11 @@ export interface ZtunnelConfig extends Omit<NodeAddresses, 'probeSourceIp4' | 'p
   maxConnectionsPerPod?: number;
   /** Seconds a relayed connection may move no byte before both sides are reset; 0: never. */
   idleTimeout?: number;
+  /** Seconds a TCP connect to a destination, or a tunnel's answer to its CONNECT, may take before the flow closes with connect_timeout. */
+  connectTimeout?: number;
 }
 
-export type ZtunnelLimits = Required<Pick<ZtunnelConfig, 'hboneHandshakeTimeout' | 'hboneIdleTimeout' | 'hboneMaxStreams' | 'hboneMaxSessionsPerPeer' | 'maxConnectionsPerPod' | 'idleTimeout'>>;
+export type ZtunnelLimits = Required<Pick<ZtunnelConfig, 'hboneHandshakeTimeout' | 'hboneIdleTimeout' | 'hboneMaxStreams' | 'hboneMaxSessionsPerPeer' | 'maxConnectionsPerPod' | 'idleTimeout' | 'connectTimeout'>>;
 
 /**
  * Why these: the handshake timeout is Envoy's transport_socket_connect_timeout
@@ -56,7 +61,8 @@ export type ZtunnelLimits = Required<Pick<ZtunnelConfig, 'hboneHandshakeTimeout'
  * benchmark's 1000 held connections, and bounds one pod's share of the
  * ztunnel's descriptors; the relay idle timeout is Envoy's tcp_proxy
  * idle_timeout (1 h), so a connection that is idle under an Istio sidecar is
- * idle here too.
+ * idle here too; the connect timeout is Istio's default connect_timeout for
+ * its clusters (10 s), where the kernel alone would retry a SYN for two minutes.
  */
 export const ZTUNNEL_LIMIT_DEFAULTS: ZtunnelLimits = {
   hboneHandshakeTimeout: 10,
@@ -65,6 +71,7 @@ export const ZTUNNEL_LIMIT_DEFAULTS: ZtunnelLimits = {
   hboneMaxSessionsPerPeer: 1024,
   maxConnectionsPerPod: 4096,
   idleTimeout: 3600,
+  connectTimeout: 10,
 };
 
 /** The config's bounds, defaults filled in. */
@@ -77,6 +84,7 @@ export function ztunnelLimits(config: Partial<ZtunnelLimits>): ZtunnelLimits {
     hboneMaxSessionsPerPeer: config.hboneMaxSessionsPerPeer ?? d.hboneMaxSessionsPerPeer,
     maxConnectionsPerPod: config.maxConnectionsPerPod ?? d.maxConnectionsPerPod,
     idleTimeout: config.idleTimeout ?? d.idleTimeout,
+    connectTimeout: config.connectTimeout ?? d.connectTimeout,
   };
 }
 
@@ -108,4 +116,5 @@ export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   hboneMaxSessionsPerPeer: { value: '<n>', description: `inbound tunnel: connections one peer address may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxSessionsPerPeer})`, parse: countFlag },
   maxConnectionsPerPod: { value: '<n>', description: `outbound capture: connections one pod may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.maxConnectionsPerPod})`, parse: countFlag },
   idleTimeout: { value: '<duration>', description: `a relayed connection that moves no byte for this long is reset both ways, 0 never (default ${ZTUNNEL_LIMIT_DEFAULTS.idleTimeout / 3600}h)`, parse: durationOrOffFlag },
+  connectTimeout: { value: '<duration>', description: `time a TCP connect to a destination pod, or a tunnel's answer to its CONNECT, may take; then the flow closes with connect_timeout (default ${ZTUNNEL_LIMIT_DEFAULTS.connectTimeout}s)`, parse: durationFlag },
 };

@@ -44,3 +44,13 @@ export function endpointOf(address: string | undefined, port: number | undefined
   const ip = canonicalIp(address);
   return ip === undefined ? undefined : { ip, port };
 }
+
+/**
+ * endpointOf with an IPv6 zone dropped, for a socket a pod connected from its
+ * link-local address, which Node reports with its interface (fe80::1%veth0):
+ * the address alone is what the kernel's capture record and mesh state speak
+ * of, so it is looked up, and refused, as such.
+ */
+export function endpointWithoutZone(address: string | undefined, port: number | undefined): Endpoint | undefined {
+  return endpointOf(address?.replace(/%.*$/, ''), port);
+}

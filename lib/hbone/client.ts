@@ -18,17 +18,34 @@ function tunnelStatusReason(status: number): UpstreamFailure {
   return 'tunnel_rejected';
 }
 
-/** Waits for the tunnel's response: 200 gives the stream as a leg, anything else a ForwardError. */
-export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: SessionFailureOf = () => undefined): PendingLeg {
+/**
+ * Waits for the tunnel's response: 200 gives the stream as a leg, anything
+ * else a ForwardError. With `timeoutMs` (0: none), a peer that has not
+ * answered that long after the stream opened, its session up, is given up as
+ * connect_timeout and the stream reset (a handshake has a timeout of its own).
+ */
+export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: SessionFailureOf = () => undefined, timeoutMs = 0): PendingLeg {
   const cancel = streamResetter(stream);
   const session = stream.session;
+  let timer: NodeJS.Timeout | undefined;
   const ready = new Promise<Leg>((resolve, reject) => {
     const fail = () => reject(new ForwardError(failureOf(session) ?? 'tunnel_failed', `tunnel to ${peer} closed before answering (code ${stream.rstCode})`));
     // A failed handshake closes the streams before the session reports why: wait for the session to finish.
-    const closed = () => (session && !session.closed ? session.once('close', fail) : fail());
+    const closed = () => {
+      clearTimeout(timer);
+      return session && !session.closed ? session.once('close', fail) : fail();
+    };
+    // While the session is still handshaking, the handshake's own timeout decides: look again later.
+    const expire = () => {
+      if (session?.connecting) return void (timer = setTimeout(expire, timeoutMs).unref());
+      reject(new ForwardError('connect_timeout', `tunnel to ${peer} did not answer its CONNECT within ${timeoutMs / 1000} s (--connect-timeout)`));
+      cancel();
+    };
+    if (timeoutMs > 0) timer = setTimeout(expire, timeoutMs).unref();
     stream.on('error', () => {});
     stream.once('close', closed);
     stream.once('response', (headers: IncomingHttpHeaders) => {
+      clearTimeout(timer);
       stream.off('close', closed);
       const status = Number(headers[':status']);
       if (status === 200) return resolve(h2Leg(stream));
@@ -39,13 +56,13 @@ export function awaitTunnel(stream: ClientHttp2Stream, peer: string, failureOf: 
   return { ready, cancel };
 }
 
-/** A tunnel whose stream can only be opened once the source's certificate is at hand (`open` rejects without one). */
-export function deferredTunnel(open: () => Promise<ClientHttp2Stream>, peer: string, failureOf: SessionFailureOf): PendingLeg {
+/** A tunnel whose stream can only be opened once the source's certificate is at hand (`open` rejects without one); `timeoutMs` as awaitTunnel's. */
+export function deferredTunnel(open: () => Promise<ClientHttp2Stream>, peer: string, failureOf: SessionFailureOf, timeoutMs = 0): PendingLeg {
   let inner: PendingLeg | undefined;
   let cancelled = false;
   const ready = open().then(
     (stream) => {
-      inner = awaitTunnel(stream, peer, failureOf);
+      inner = awaitTunnel(stream, peer, failureOf, timeoutMs);
       if (cancelled) inner.cancel();
       return inner.ready;
     },

@@ -13,13 +13,24 @@ export interface PendingLeg {
   cancel(): void;
 }
 
-/** Connects to `target` (from `localAddress`, if given) with half-close allowed. */
-export function dial(target: Endpoint, localAddress: string | undefined): PendingLeg & { socket: Socket } {
+/**
+ * Connects to `target` (from `localAddress`, if given) with half-close
+ * allowed. With `timeoutMs` (0: none), a connect not done by then is given up
+ * as connect_timeout: a destination that drops SYNs would otherwise hold the
+ * flow for the kernel's two minutes of retries.
+ */
+export function dial(target: Endpoint, localAddress: string | undefined, timeoutMs = 0): PendingLeg & { socket: Socket } {
   const socket: Socket = connect({ host: target.ip, port: target.port, localAddress, allowHalfOpen: true, noDelay: true });
   const ready = new Promise<Leg>((resolve, reject) => {
+    const timer = timeoutMs > 0 ? setTimeout(() => {
+      reject(new ForwardError('connect_timeout', `connect to ${target.ip}:${target.port} did not complete within ${timeoutMs / 1000} s (--connect-timeout)`));
+      socket.destroy();
+    }, timeoutMs).unref() : undefined;
     const failed = (cause: Error) => reject(new ForwardError('upstream_connect_failed', `connect to ${target.ip}:${target.port} failed: ${cause.message}`, { cause }));
     socket.once('error', failed);
+    socket.once('close', () => clearTimeout(timer));
     socket.once('connect', () => {
+      clearTimeout(timer);
       socket.off('error', failed);
       resolve(socketLeg(socket));
     });

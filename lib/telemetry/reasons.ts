@@ -42,6 +42,8 @@ export type UpstreamFailure =
   | SessionFailure
   /** TCP connect to the pod failed, or the destination ztunnel answered 503. */
   | 'upstream_connect_failed'
+  /** The TCP connect to the destination, or the tunnel's answer to the CONNECT, did not come within --connect-timeout. */
+  | 'connect_timeout'
   /** Anything else that failed while setting up the upstream. */
   | 'upstream_failed'
   /** The destination ztunnel answered 401: its policy denied the connection. */
@@ -98,6 +100,11 @@ export type ListenerRefusal =
   | 'peer_session_limit'
   /** 15001: the source pod already held --max-connections-per-pod connections. */
   | 'connection_limit';
+
+/** Why the inbound HBONE listener refused a CONNECT stream before any plan (meshlet_hbone_streams_refused_total). */
+export type StreamRefusal =
+  /** Its session already carried --hbone-max-streams streams: answered RST_STREAM(REFUSED_STREAM), which a client may retry. */
+  | 'stream_limit';
 
 /** The destination's authorization decision. */
 export type Verdict = 'allow' | 'deny';

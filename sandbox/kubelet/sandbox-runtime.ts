@@ -3,17 +3,24 @@
 // CIDRs, cgroups in the kubelet's layout, and containers as host processes
 // (each in its own cgroup below the pod's, as runc places them) with
 // containerd's default capabilities less what their securityContext drops
-// (../capabilities.ts), built from the same pieces as the sandbox's own pods
-// (../pods.ts). What it must remember across a restart (addresses, container
-// instances) is in a state file under the node's run dir, so a restarted
-// kubelet adopts what runs.
+// (../capabilities.ts) and a PID namespace each, whose PID 1 is tini
+// (../proc.ts), built from the same pieces as the sandbox's own pods
+// (../pods.ts). The recorded pid is the container's main process (tini's
+// child) as the host sees it; an exec joins its PID and mount namespaces.
+// What it must remember across a restart (addresses, container instances)
+// is in a state file under the node's run dir, so a restarted kubelet adopts
+// what runs.
 //
-// Exits: a container this runtime instance started is its child, so its exit
-// code or signal comes from waitpid. A container adopted after a restart is
-// not: the runtime polls whether its main process is still in its cgroup's
-// cgroup.procs (immune to pid reuse) and reports the signal it sent when it
-// stopped it, else exit code 255 with reason Unknown, as containerd does
-// when it lost a task's status.
+// Exits: a container this runtime instance started is its child (the
+// launcher that waits for the PID namespace's init), so its exit code comes
+// from waitpid: tini's, which is the main process's, or 128 + n when signal
+// n killed it (read back as that signal, as a shell's status is: an exit
+// code of that value reads the same); a signal only when the whole container
+// was SIGKILLed. A container adopted after a restart is not: the runtime
+// polls whether its main process is still in its cgroup's cgroup.procs
+// (immune to pid reuse) and reports the signal it sent when it stopped it,
+// else exit code 255 with reason Unknown, as containerd does when it lost a
+// task's status.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -30,7 +37,7 @@ import { allocatePodAddresses } from '../ipam.ts';
 import { podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
 import { deleteNetns, netnsExists } from '../netns.ts';
 import { containerEnv, createPodNetns, envProblem, podLogDir, spawnContainer } from '../pods.ts';
-import { findExecutable, spawnIn, type NameFiles } from '../proc.ts';
+import { containerMainPid, findExecutable, spawnIn, type NameFiles } from '../proc.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
 import type { ContainerExit, ContainerStarted, ExecResult, PodRuntime, PodSandboxInfo, ProbeDialer, RuntimePod } from './runtime.ts';
@@ -45,6 +52,9 @@ const ADOPTED_POLL_MS = 250;
 const EXEC_OUTPUT_LIMIT = 10 * 1024;
 /** containerd's exit code for a task whose status it lost. */
 const UNKNOWN_EXIT_CODE = 255;
+/** How long a started container's init may take to fork its main process. */
+const MAIN_PROCESS_WAIT_MS = 5000;
+const SIGNAL_NUMBERS = new Set<number>(Object.values(constants.signals));
 
 export interface SandboxRuntimeOptions {
   /** The sandbox's name: it prefixes the pods' network namespaces. */
@@ -75,6 +85,13 @@ interface Instance {
 }
 
 const signalNumber = (signal: NodeJS.Signals): number => constants.signals[signal];
+const stateFile = (runDir: string): RuntimeStateFile => new RuntimeStateFile(join(runDir, 'runtime-state.json'));
+
+/** A pod's container as the runtime of the node whose run dir is `runDir` recorded it, while it runs: what `meshlet sandbox exec` joins. */
+export function runningContainer(runDir: string, uid: string, container: string): StoredContainer | undefined {
+  const c = stateFile(runDir).read().get(uid)?.containers[container];
+  return c && !c.exit ? c : undefined;
+}
 
 /** Kubernetes' $(VAR) expansion of command, args and env values: defined names are replaced, $$ escapes, anything else stays. */
 export function expandVars(text: string, vars: Readonly<Record<string, string | undefined>>): string {
@@ -102,7 +119,7 @@ export class SandboxRuntime implements PodRuntime {
   constructor(options: SandboxRuntimeOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.#state = new RuntimeStateFile(join(options.runDir, 'runtime-state.json'));
+    this.#state = stateFile(options.runDir);
     // A kubelet outside the node's namespace (a test) still probes from the node.
     if (!inNetns(options.node.netns)) this.probeDialer = netnsDialer(options.node.netns);
   }
@@ -245,14 +262,20 @@ export class SandboxRuntime implements PodRuntime {
       await removeCgroup(cgroup).catch(() => undefined);
       throw new PodRuntimeError(`cannot start container ${container.name}: the process did not start (see ${logFile})`);
     }
+    // The launcher if it ended already: its exit is reported below.
+    const pid = (await containerMainPid(child, MAIN_PROCESS_WAIT_MS)) ?? child.pid;
+    if (pid === child.pid && child.exitCode === null && child.signalCode === null) {
+      await removeCgroup(cgroup).catch(() => undefined);
+      throw new PodRuntimeError(`cannot start container ${container.name}: its init did not start the command within ${MAIN_PROCESS_WAIT_MS / 1000} s (see ${logFile})`);
+    }
     const startedAt = Date.now();
-    const record: StoredContainer = { name: container.name, id, pid: child.pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd, capabilities: caps.capabilities };
+    const record: StoredContainer = { name: container.name, id, pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd, capabilities: caps.capabilities };
     stored.containers[container.name] = record;
     this.#save();
     const inst = this.#watch(uid, record, child);
     // It may have ended while it was joining its cgroup.
     if (child.exitCode !== null || child.signalCode !== null) queueMicrotask(() => this.#childExited(inst, child.exitCode, child.signalCode));
-    this.#log.info('container_started', { pod: `${stored.namespace}/${stored.name}`, container: container.name, id, pid: child.pid, argv });
+    this.#log.info('container_started', { pod: `${stored.namespace}/${stored.name}`, container: container.name, id, pid, argv });
     return { id, startedAt };
   }
 
@@ -292,10 +315,9 @@ export class SandboxRuntime implements PodRuntime {
     const c = stored?.containers[container];
     if (!stored || !c || c.exit) throw new PodRuntimeError(`container ${container} of pod ${uid} is not running`);
     if (argv.length === 0) throw new PodRuntimeError('exec needs a command');
-    const names = this.#o.nameFiles?.(stored.namespace);
-    // With the container's own capabilities: an exec is the container's process.
+    // With the container's own capabilities, in its PID and mount namespaces: an exec is the container's process.
     const capabilities = c.capabilities ?? DEFAULT_CAPABILITIES;
-    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, capabilities, ...(names ? { names } : {}) });
+    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, capabilities, joinContainer: c.pid });
     return new Promise((resolve, reject) => {
       let output = '';
       const collect = (chunk: Buffer): void => {
@@ -353,7 +375,8 @@ export class SandboxRuntime implements PodRuntime {
   }
 
   #childExited(inst: Instance, code: number | null, signal: NodeJS.Signals | null): void {
-    const n = signal ? signalNumber(signal) : undefined;
+    // tini's 128 + n for a main process that signal n killed; the launcher's own signal when all was SIGKILLed.
+    const n = signal ? signalNumber(signal) : code !== null && SIGNAL_NUMBERS.has(code - 128) ? code - 128 : undefined;
     this.#finished(inst, { exitCode: code ?? 128 + (n ?? 0), ...(n !== undefined ? { signal: n } : {}), finishedAt: Date.now() });
   }
 
@@ -403,7 +426,7 @@ export class SandboxRuntime implements PodRuntime {
       });
   }
 
-  /** Signals every process in the container's cgroup (host processes have no pid namespace whose init takes the rest along). */
+  /** Signals every process in the container's cgroup, as before it had a PID namespace: tini forwards to the main process only, and the launcher holds SIGTERM until its child is gone. */
   async #signalAll(inst: Instance, signal: NodeJS.Signals): Promise<void> {
     inst.sentSignal = signalNumber(signal);
     for (const pid of await cgroupProcs(inst.stored.cgroup)) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { BpfDatapath } from '../../agent/bpf/datapath.ts';
 import { cgroupId } from '../../agent/bpf/cgroup.ts';
 import { batch } from '../../agent/bpf/bpftool.ts';
-import { deleteCommand, dumpMap } from '../../agent/bpf/maps.ts';
+import { deleteCommand, dumpMap, updateCommand } from '../../agent/bpf/maps.ts';
 import { POD_PROGRAMS, PROGRAMS, ZTUNNEL_PROGRAMS } from '../../agent/bpf/objects.ts';
 import { removeCgroup } from '../../sandbox/cgroup.ts';
 import { eventually } from '../support/eventually.ts';
@@ -34,7 +34,7 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
   };
   /** In this one namespace a redirected connect's source is the ztunnel's address: it is local, so the kernel picks it. */
   const POD_IPS = [ADDR.ztunnel4, ADDR.ztunnel6];
-  const enrollPod = (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => d.enroll([{ cgroupPath: sb.podCgroup, ips: POD_IPS, excludeOutboundPorts: ports }]);
+  const enrollPod = async (d: BpfDatapath, ports = [EXCLUDED]): Promise<void> => assert.deepEqual(await d.enroll([{ cgroupPath: sb.podCgroup, ips: POD_IPS, excludeOutboundPorts: ports }]), [], 'the pod fits');
 
   before(async () => {
     if (!(await sb.prepare(skip))) return;
@@ -211,6 +211,37 @@ describe('eBPF capture', { timeout: 180_000 }, () => {
     assert.deepEqual((await cgroupPrograms(sb.ztunnelCgroup)).map((p) => p.name).sort(), ZTUNNEL_NAMES, 'bpftool cgroup show: each ztunnel program once');
     const { greeting } = await connect(client, ADDR.dest4, 8080);
     assert.deepEqual([greeting.server, greeting.localAddress], ['ztunnel', ADDR.dest4]);
+  });
+
+  test('a pod the excluded_ports table cannot hold is not written at all, and a batch a full table stopped partway is undone', async (t) => {
+    if (skip) return t.skip(skip);
+    const fresh = join(sb.cgroupRoot, 'no-room');
+    await sb.makeCgroup(fresh);
+    t.after(() => removeCgroup(fresh));
+    const freshId = await cgroupId(fresh);
+    const capacity = (await dp.status()).maps.find((m) => m.name === 'excluded_ports')!.maxEntries;
+    // Another pod's entries, written behind dp's back: no cgroup has this id.
+    const filler = Array.from({ length: capacity - (await dumpMap(sb.pinDir, 'excluded_ports')).length - 2 }, (_, i) => ({ cgroupId: 4_000_000_000n, port: i + 1 }));
+    await batch(filler.map((key) => updateCommand(sb.pinDir, 'excluded_ports', key, true)));
+    t.after(() => batch(filler.map((key) => deleteCommand(sb.pinDir, 'excluded_ports', key))));
+    const pod = { cgroupPath: fresh, ips: [], excludeOutboundPorts: [1, 2, 3] };
+    const held = async (): Promise<unknown[]> => [
+      (await dumpMap(sb.pinDir, 'pods')).filter((e) => e.key === freshId),
+      (await dumpMap(sb.pinDir, 'excluded_ports')).filter((e) => e.key.cgroupId === freshId),
+      await cgroupPrograms(fresh),
+    ];
+    const noRoom = [{ cgroupPath: fresh, map: 'excluded_ports', needed: 3, free: 2, capacity }];
+
+    // Opened after the fill, its mirror sees room for two: the pod is refused before anything is written.
+    const seeing = await BpfDatapath.open({ pinDir: sb.pinDir, captureIp4: ADDR.ztunnel4, captureIp6: ADDR.ztunnel6 });
+    assert.deepEqual(await seeing.enroll([pod]), noRoom);
+    assert.deepEqual(await held(), [[], [], []]);
+
+    // dp's mirror predates the fill: the kernel takes two ports and refuses the third. Those two are
+    // undone, the maps read again, and the pod refused as above.
+    assert.deepEqual(await dp.enroll([pod]), noRoom);
+    assert.deepEqual(await held(), [[], [], []], 'no part of the pod is left in the kernel');
+    assert.deepEqual(await dp.enrolledCgroupIds(), [await cgroupId(sb.podCgroup)]);
   });
 
   test('status reports programs and map occupancy', async (t) => {

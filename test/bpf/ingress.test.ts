@@ -36,7 +36,7 @@ describe('eBPF inbound enforcement', { timeout: 180_000 }, () => {
   let podClient: LineProcess;
   let connSeq = 0;
 
-  const enroll = (inbound?: InboundEnforcement): Promise<void> => dp.enroll([{ cgroupPath: sb.podCgroup, ips: [ADDR.pod4, ADDR.pod6], excludeOutboundPorts: [EXCLUDED], ...(inbound ? { inbound } : {}) }]);
+  const enroll = async (inbound?: InboundEnforcement): Promise<void> => assert.deepEqual(await dp.enroll([{ cgroupPath: sb.podCgroup, ips: [ADDR.pod4, ADDR.pod6], excludeOutboundPorts: [EXCLUDED], ...(inbound ? { inbound } : {}) }]), [], 'the pod fits');
   const attempt = async (from: string, host: string, port: number, proc = peer): Promise<Record<string, unknown>> =>
     proc.request({ op: 'connect', conn: `c${++connSeq}`, host, port, localAddress: from, timeoutMs: DROP_TIMEOUT_MS });
   const admitted = async (from: string, host: string, port: number): Promise<void> => {

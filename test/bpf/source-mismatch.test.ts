@@ -34,7 +34,7 @@ describe('eBPF source check', { timeout: 180_000 }, () => {
   const seenByZtunnel = (g: Record<string, unknown>): unknown[] => [g.server, g.localAddress, g.localPort, g.remoteAddress];
   const recordOf = async (r: Record<string, unknown>) =>
     (await dumpMap(sb.pinDir, 'flow_dst')).find((e) => e.key.address === r.localAddress && e.key.port === r.localPort)?.value;
-  const enrollPod = (ips: string[]): Promise<void> => dp.enroll([{ cgroupPath: sb.podCgroup, ips, excludeOutboundPorts: [] }]);
+  const enrollPod = async (ips: string[]): Promise<void> => assert.deepEqual(await dp.enroll([{ cgroupPath: sb.podCgroup, ips, excludeOutboundPorts: [] }]), [], 'the pod fits');
 
   before(async () => {
     if (!(await sb.prepare(skip))) return;

@@ -25,6 +25,16 @@ const MARKER = `meshlet-attacks-${randomBytes(8).toString('hex')}`;
 const NODES = ['node-1', 'node-2'] as const;
 const FIXTURES = join(REPO, 'test/e2e/fixtures');
 const ALPHA = 'spiffe://cluster.local/ns/demo/sa/alpha';
+const MALLORY = 'spiffe://cluster.local/ns/demo/sa/mallory';
+/**
+ * The ztunnels' caps, small enough that a case reaches each with a few dozen
+ * connections (the defaults are 1024 sessions per peer, 100 streams, 4096
+ * connections per pod), and above what the other cases hold: case 6 keeps 16
+ * silent connections to 15008 open at once.
+ */
+const LIMITS = { hboneMaxSessionsPerPeer: 32, hboneMaxStreams: 8, maxConnectionsPerPod: 32 } as const;
+/** How many connections or streams past a cap the bounds cases try. */
+const OVER = 8;
 
 let info: SandboxInfo;
 
@@ -116,12 +126,58 @@ async function everyAgentReadyAndInSync(): Promise<void> {
 const policy = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: 'demo' }, spec });
 const asList = (items: unknown[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
 
+/** A running fixture's stdout and stderr, as far as they have come. */
+function outputOf(child: Awaited<ReturnType<typeof sandboxSpawn>>): () => string {
+  let text = '';
+  child.stdout!.on('data', (c: Buffer) => (text += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (text += `stderr: ${c.toString()}`));
+  return () => text;
+}
+
+/**
+ * held-connections.py in a pod: `count` connections to host:port, one after
+ * another; resolves once `refused` of them were closed by the server, with
+ * their indices and how many the pod then holds. release() closes the rest.
+ */
+async function holdConnections(pod: { name: string; namespace: string }, host: string, port: number, count: number, refused: number) {
+  const child = await sandboxSpawn(NAME, { pod: pod.name, namespace: pod.namespace }, ['python3', '-u', join(FIXTURES, 'held-connections.py'), host, String(port), String(count), String(refused), '20']);
+  const output = outputOf(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const what = `${pod.namespace}/${pod.name}'s ${count} connections to ${host}:${port}`;
+  const result = await eventually(what, () => {
+    const refusedLine = /^refused ?([\d ]*)$/m.exec(output());
+    const heldLine = /^held (\d+)$/m.exec(output());
+    if (refusedLine && heldLine) return { refused: refusedLine[1]!.split(' ').filter(Boolean).map(Number), held: Number(heldLine[1]) };
+    if (child.exitCode !== null) throw new Error(`held-connections.py exited ${child.exitCode}: ${output()}`);
+    return undefined;
+  }, 30_000);
+  const release = async () => {
+    child.stdin!.end();
+    await exited;
+  };
+  return { ...result, release, kill: () => void child.kill('SIGKILL') };
+}
+
+/** The indices `from` … `from + n - 1`. */
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+/**
+ * A fixture acting as a mesh peer from node-1's network namespace toward
+ * node-2's 15008: a certificate for demo/`sourceSa` that node-1's ztunnel
+ * token gets from the CA, SNI naming demo/`destinationSa`, CONNECTs to `authority`.
+ */
+function meshPeer(fixture: string, sourceSa: string, destinationSa: string, authority: string, args: readonly string[]) {
+  const ca = info.ca!;
+  return inNode('node-1', [process.execPath, join(FIXTURES, fixture), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', sourceSa,
+    nodeOf('node-2').nodeIp4, '15008', 'demo', destinationSa, authority, ...args]);
+}
+
 describe('attacks from hostile pods and hostile objects', { timeout: 600_000 }, () => {
   before(async () => {
     await mkdir(WWW, { recursive: true });
     await writeFile(join(WWW, 'index.html'), `${MARKER}\n`);
     const manifest = (await readFile(join(FIXTURES, 'attacks.yaml'), 'utf8')).replaceAll('WWW_DIR', WWW);
-    await sandboxUp({ name: NAME, nodes: 2, manifest });
+    await sandboxUp({ name: NAME, nodes: 2, manifest, ztunnelLimits: LIMITS });
     info = await sandboxStatus(NAME);
     await eventually('the demo pods enrolled', async () => {
       const enrolled = (await Promise.all(NODES.map(agentStatus))).flatMap((s) => s.enrolledPods.map((p) => `${p.namespace}/${p.name}`));
@@ -502,5 +558,142 @@ spec:
       if (counted < IDLE) throw new Error(`meshlet_hbone_handshake_failures_total{direction="inbound",reason="handshake_timeout"} rose by ${counted}, want ${IDLE}`);
       return true;
     });
+  });
+
+  test('4b. identity: the inbound side ignores a Forwarded claim its peer may not make, so ipBlocks judge the peer: a mesh client forging another pod\'s address is denied, the honest claim is allowed', async (t) => {
+    const [clientA, echo, web] = [podOf('client-a'), podOf('echo'), podOf('web')];
+    const node1 = nodeOf('node-1');
+    const docs = asList([policy('echo-from-client-a', { selector: { matchLabels: { app: 'echo' } }, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: [`${clientA.ip}/32`] } }] }] })]);
+    t.after(async () => {
+      await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '-f', '-'], docs);
+      await eventually('echo open to mallory again', async () => (await curl('mallory', url(echo.ip, 8080))).exitCode === 0, 30_000);
+    });
+    await kubectl(['apply', '-f', '-'], docs);
+    await eventually('echo-from-client-a in force: mallory refused', async () => (await curl('mallory', url(echo.ip, 8080), 'demo', 2)).exitCode !== 0, 30_000);
+    assert.equal((await curl('client-a', url(echo.ip, 8080))).exitCode, 0, 'client-a, inside the ipBlock, reaches echo through its ztunnel');
+
+    // A peer on node-1 holding mallory's certificate (what a compromised node-1 ztunnel has) names client-a, a pod
+    // of its own node but of another identity, and web, a pod of node-2; the same peer as alpha names client-a.
+    const mismatches = async () => counter(await ztunnelMetrics('node-2'), 'meshlet_source_mismatches_total', { direction: 'inbound' });
+    const mismatchesBefore = await mismatches();
+    const claim = (ip: string) => `for="${ip}:40000"`;
+    const streams = async (sourceSa: string, ...claims: string[]) => {
+      const r = await meshPeer('hbone-claims.ts', sourceSa, 'echo', `${echo.ip}:8080`, claims);
+      assert.equal(r.exitCode, 0, `hbone-claims.ts as demo/${sourceSa}: ${r.stderr}`);
+      return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { forwarded: string; status: number; traceId: string });
+    };
+    const [asClientA, asWeb] = await streams('mallory', claim(clientA.ip), claim(web.ip));
+    const [honest] = await streams('alpha', claim(clientA.ip));
+    assert.equal(asClientA!.status, 401, 'mallory\'s certificate claiming client-a\'s address');
+    assert.equal(asWeb!.status, 401, 'a node-1 peer claiming the address of web, a pod of node-2');
+    assert.equal(honest!.status, 200, 'alpha\'s certificate claiming client-a\'s address, as client-a\'s ztunnel does');
+
+    const flowOf = (traceId: string) => eventually(`node-2's flow of trace ${traceId}`, async () => (await ztunnelFlows('node-2')).find((f) => f.direction === 'inbound' && f.traceId === traceId));
+    for (const [forged, claimed] of [[asClientA!, clientA.ip], [asWeb!, web.ip]] as const) {
+      const flow = await flowOf(forged.traceId);
+      assert.deepEqual(
+        { source: flow.source.ip, identity: flow.source.identity, claimed: flow.claimedSource?.ip, verdict: flow.verdict, reason: flow.verdictReason, closeReason: flow.closeReason },
+        { source: node1.nodeIp4, identity: MALLORY, claimed, verdict: 'deny', reason: 'no ALLOW policy for this workload matched', closeReason: 'denied' },
+        `the claim of ${claimed} is ignored: policy judged the peer, node-1, and denied it`,
+      );
+    }
+    const allowed = await flowOf(honest!.traceId);
+    assert.deepEqual(
+      { source: allowed.source.ip, workload: allowed.source.workload?.name, identity: allowed.source.identity, claimed: allowed.claimedSource, verdict: allowed.verdict, policy: allowed.policy },
+      { source: clientA.ip, workload: 'client-a', identity: ALPHA, claimed: undefined, verdict: 'allow', policy: 'demo/echo-from-client-a' },
+      'the honest claim is taken',
+    );
+    assert.equal(await mismatches() - mismatchesBefore, 2, 'meshlet_source_mismatches_total{direction="inbound"} counted both forged claims');
+    const warnings = (await readFile(nodeOf('node-2').ztunnelLog!, 'utf8')).split('\n').filter((l) => l.includes('"event":"source_mismatch"') && l.includes('"direction":"inbound"'));
+    assert.ok(warnings.some((l) => l.includes(`${clientA.ip}:40000`) && l.includes('the peer\'s certificate is spiffe://cluster.local/ns/demo/sa/mallory')), `node-2's ztunnel log says why the claim of client-a's address was ignored: ${warnings.join('\n')}`);
+    assert.ok(warnings.some((l) => l.includes(`${web.ip}:40000`) && l.includes('the peer is node node-1')), `node-2's ztunnel log says why the claim of web's address was ignored: ${warnings.join('\n')}`);
+  });
+
+  test('6b. bounded: a pod holding more connections to another node\'s 15008 than the per-peer cap has the rest refused at accept and counted, and another peer still gets a session', async (t) => {
+    const [outsider, echo] = [podOf('outsider', 'plain'), podOf('echo')];
+    const cap = LIMITS.hboneMaxSessionsPerPeer;
+    const refusals = async () => counter(await ztunnelMetrics('node-2'), 'meshlet_connections_refused_total', { listener: 'hbone', reason: 'peer_session_limit' });
+    const before = await refusals();
+    // Without a mesh certificate a pod gets no further than TCP, which is what the cap counts (handshakes included).
+    const hog = await holdConnections(outsider, nodeOf('node-2').nodeIp4, 15008, cap + OVER, OVER);
+    t.after(hog.kill);
+    assert.deepEqual(hog.refused, range(cap, OVER), `the connections past the first ${cap} are the ones closed`);
+    assert.equal(hog.held, cap);
+    assert.equal(await refusals() - before, OVER, 'meshlet_connections_refused_total{listener="hbone",reason="peer_session_limit"} counted each');
+
+    // node-1 is another peer: a new session from it (a mesh client as alpha, for client-a) is served while outsider holds its cap.
+    const r = await meshPeer('hbone-claims.ts', 'alpha', 'echo', `${echo.ip}:8080`, [`for="${podOf('client-a').ip}:40000"`]);
+    assert.equal(r.exitCode, 0, `a session from node-1 while outsider holds ${cap}: ${r.stderr}`);
+    assert.equal((JSON.parse(r.stdout) as { status: number }).status, 200, 'node-1\'s stream on its new session is answered 200');
+    await hog.release();
+  });
+
+  test('6c. bounded: a mesh peer that ignores the advertised stream cap has the streams past it refused (REFUSED_STREAM) and keeps its session', async () => {
+    const echo = podOf('echo');
+    const cap = LIMITS.hboneMaxStreams;
+    const refusals = async () => counter(await ztunnelMetrics('node-2'), 'meshlet_hbone_streams_refused_total', { reason: 'stream_limit' });
+    const before = await refusals();
+    const r = await meshPeer('hbone-stream-flood.ts', 'mallory', 'echo', `${echo.ip}:8080`, [String(cap + OVER), '20']);
+    assert.equal(r.exitCode, 0, `hbone-stream-flood.ts: ${r.stdout}${r.stderr}`);
+    const outcome = JSON.parse(r.stdout) as { maxConcurrentStreams?: number; answered: number[]; other: number[]; reset: { stream: number; code: number }[]; goaway?: unknown };
+    const streamIds = (from: number, n: number) => range(from, n).map((i) => 2 * i + 1);
+    // HTTP/2's own limit sits above the cap so that the ztunnel, not nghttp2, refuses the streams past it and counts them.
+    assert.equal(outcome.maxConcurrentStreams, 2 * cap, 'node-2\'s ztunnel advertises twice its stream cap');
+    assert.deepEqual(outcome.answered.sort((a, b) => a - b), streamIds(0, cap), `the first ${cap} streams are tunnels to echo`);
+    assert.deepEqual(outcome.other, []);
+    // RST_STREAM with REFUSED_STREAM (RFC 9113, 7): a stream the server never began, which a client may retry elsewhere.
+    assert.deepEqual(outcome.reset.sort((a, b) => a.stream - b.stream), streamIds(cap, OVER).map((stream) => ({ stream, code: 0x7 })), 'the streams past the cap are refused');
+    assert.equal(outcome.goaway, undefined, 'the session itself goes on');
+    assert.equal(await refusals() - before, OVER, 'meshlet_hbone_streams_refused_total{reason="stream_limit"} counted each');
+  });
+
+  test('6d. bounded: a pod holding more captured connections than the per-pod cap has the rest refused as connection_limit, counted, and the node\'s other pods keep connecting', async (t) => {
+    const [mallory, echo] = [podOf('mallory'), podOf('echo')];
+    const cap = LIMITS.maxConnectionsPerPod;
+    const refusals = async () => counter(await ztunnelMetrics('node-1'), 'meshlet_connections_refused_total', { listener: 'outbound', reason: 'connection_limit' });
+    const before = await refusals();
+    const hog = await holdConnections(mallory, echo.ip, 8080, cap + OVER, OVER);
+    t.after(hog.kill);
+    assert.deepEqual(hog.refused, range(cap, OVER), `the connections past the first ${cap} are the ones closed`);
+    assert.equal(hog.held, cap);
+
+    const served = await curl('client-a', url(echo.ip, 8080));
+    assert.equal(served.exitCode, 0, `client-a, on mallory's node, reaches echo while mallory holds ${cap}: ${served.stderr}`);
+    assert.notEqual((await curl('mallory', url(echo.ip, 8080), 'demo', 2)).exitCode, 0, 'mallory gets no connection past her cap');
+    assert.equal(await refusals() - before, OVER + 1, 'meshlet_connections_refused_total{listener="outbound",reason="connection_limit"} counted each');
+    const refused = (await ztunnelFlows('node-1')).filter((f) => f.closeReason === 'connection_limit');
+    assert.equal(refused.length, OVER + 1, `node-1's flows closed connection_limit: ${JSON.stringify(refused.map((f) => [f.source.workload?.name, f.source.ip, f.originalDestination.ip]))}`);
+    assert.ok(refused.every((f) => f.source.workload?.name === 'mallory' && f.source.ip === mallory.ip && f.originalDestination.ip === echo.ip), 'each names mallory and where she was going');
+
+    await hog.release();
+    await eventually('mallory connecting again once her connections are closed', async () => (await curl('mallory', url(echo.ip, 8080), 'demo', 2)).exitCode === 0, 15_000);
+  });
+
+  test('pods have PID namespaces of their own: a pod lists only its own processes and cannot signal its node\'s ztunnel, though it holds CAP_KILL', async () => {
+    const pidsBefore = await pidsOf();
+    const ztunnelPid = pidsBefore['node-1']?.ztunnelPid;
+    assert.ok(ztunnelPid !== undefined && process.kill(ztunnelPid, 0), 'node-1\'s ztunnel runs (nodes/node-1/pids.json)');
+
+    // Every process in mallory's /proc but zombies (an earlier case's killed exec, until it is reaped), with its command line.
+    const listing = await exec('mallory', ['sh', '-c', 'for d in /proc/[0-9]*; do grep -qs "^State:[[:space:]]*Z" "$d/status" && continue; echo "${d#/proc/} $(tr "\\0" " " < "$d/cmdline")"; done']);
+    assert.equal(listing.exitCode, 0, listing.stderr);
+    const processes = listing.stdout.trim().split('\n').map((l) => l.trim());
+    // tini as PID 1, mallory's command, and this exec's own shell: nothing of the node's.
+    assert.match(processes[0] ?? '', /^1 \S*tini -- sleep infinity$/, `PID 1 is the container's init: ${listing.stdout}`);
+    assert.equal(processes.filter((p) => / sleep infinity$/.test(p) && !p.startsWith('1 ')).length, 1, `the container's command: ${listing.stdout}`);
+    assert.equal(processes.length, 3, `mallory's /proc lists only its own processes: ${listing.stdout}`);
+
+    const signal = (flag: string, pid: number) => exec('mallory', ['sh', '-c', `kill ${flag} "$0"`, String(pid)]);
+    assert.equal((await signal('-0', 1)).exitCode, 0, 'mallory can signal its own init: CAP_KILL is not what stops it');
+    for (const flag of ['-0', '-TERM']) {
+      const r = await signal(flag, ztunnelPid);
+      assert.notEqual(r.exitCode, 0, `kill ${flag} ${ztunnelPid} from mallory succeeded`);
+      assert.match(r.stderr, /No such process/, `kill ${flag} ${ztunnelPid} finds no such process in mallory's namespace`);
+    }
+
+    assert.ok(process.kill(ztunnelPid, 0), 'node-1\'s ztunnel still runs');
+    await everyAgentReadyAndInSync();
+    assert.equal((await curl('client-a', url(webVip(), 80, '/index.html'))).stdout.trim(), MARKER, 'node-1\'s ztunnel still carries client-a\'s traffic');
+    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (nodes/<node>/pids.json)');
   });
 });

@@ -4,7 +4,7 @@
 // list, so a test sees the sequence across them.
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Datapath, PodCapture } from '../../agent/datapath.ts';
+import type { Datapath, NoRoom, PodCapture } from '../../agent/datapath.ts';
 import type { DropWatch } from '../../agent/bpf/drop-watch.ts';
 import type { SweepResult } from '../../agent/bpf/strict-sweep.ts';
 import type { ZtunnelControl } from '../../agent/ztunnel-client.ts';
@@ -30,6 +30,8 @@ export class RecordingDatapath implements Datapath {
   pinned: bigint[] = [];
   readonly #order: string[];
   readonly #failures = new Map<Op, Error>();
+  /** Pods (by cgroup path) enroll leaves out, as if the kernel's tables had no room for them. */
+  readonly #noRoom = new Map<string, NoRoom>();
 
   constructor(order: string[] = []) {
     this.#order = order;
@@ -38,6 +40,15 @@ export class RecordingDatapath implements Datapath {
   /** The next call of `op` is recorded, then rejects with `err`. */
   failNext(op: Op, err: Error): void {
     this.#failures.set(op, err);
+  }
+
+  /** From now on enroll leaves this pod out for want of room in `map`, until makeRoom. */
+  fillTablesFor(cgroupPath: string, map: NoRoom['map'] = 'excluded_ports', room: Pick<NoRoom, 'needed' | 'free' | 'capacity'> = { needed: 3, free: 1, capacity: 16384 }): void {
+    this.#noRoom.set(cgroupPath, { cgroupPath, map, ...room });
+  }
+
+  makeRoom(cgroupPath: string): void {
+    this.#noRoom.delete(cgroupPath);
   }
 
   /** The calls of one kind, in order. */
@@ -58,8 +69,12 @@ export class RecordingDatapath implements Datapath {
     return [...this.pinned];
   }
 
-  async enroll(pods: PodCapture[]): Promise<void> {
+  async enroll(pods: PodCapture[]): Promise<NoRoom[]> {
     this.#record({ op: 'enroll', pods: structuredClone(pods) });
+    return pods.flatMap((p) => {
+      const room = this.#noRoom.get(p.cgroupPath);
+      return room ? [{ ...room }] : [];
+    });
   }
 
   async unenroll(cgroupPaths: string[]): Promise<void> {

@@ -125,6 +125,48 @@ test('changed excluded ports or inbound mode re-enroll that pod alone, keeping i
   assert.equal(f.enrollment.enrolled().find((p) => p.name === 'web')!.inbound?.mode, 'STRICT');
 });
 
+test('a pod the kernel\'s tables have no room for is refused, not enrolled, and shown; it enrolls once room frees', async (t) => {
+  const f = await fixture(t);
+  await f.cgroup('web');
+  await f.cgroup('db');
+  f.datapath.fillTablesFor(f.path('db'));
+  const objects = [namespace('demo', 'ambient'), pod('web'), pod('db', { annotations: { [EXCLUDE]: '5432,6379,11211' } })];
+  assert.deepEqual(await f.enrollment.reconcile(f.state(objects)), { enrolled: 1, unenrolled: 0 }, 'one pod without room does not stop the others');
+  assert.deepEqual(f.names(), ['web']);
+  const [refused] = f.enrollment.refused();
+  assert.deepEqual([refused?.object, refused?.rule], ['Pod demo/db', 'no-room']);
+  assert.match(refused!.reason, /BPF table excluded_ports has room for 1 more of its 16384 entries and the pod needs 3; it is not enrolled \(not captured\).*meshlet\.io\/exclude-outbound-ports/);
+
+  // Tried again on every reconcile: the refusal stands, first seen where it was.
+  await f.enrollment.reconcile(f.state(objects));
+  assert.deepEqual(f.enrollment.refused().map((r) => r.since), [refused!.since]);
+  assert.deepEqual(f.datapath.of('enroll').map((c) => c.pods.map((p) => p.cgroupPath).sort()), [[f.path('db'), f.path('web')], [f.path('db')]]);
+
+  f.datapath.makeRoom(f.path('db'));
+  assert.deepEqual(await f.enrollment.reconcile(f.state(objects)), { enrolled: 1, unenrolled: 0 });
+  assert.deepEqual(f.names(), ['db', 'web']);
+  assert.deepEqual(f.enrollment.refused(), []);
+});
+
+test('an enrolled pod whose update has no room keeps what it had; a refused pod that leaves is no longer shown', async (t) => {
+  const f = await fixture(t);
+  await f.cgroup('db');
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('db', { annotations: { [EXCLUDE]: '5432' } })]));
+  f.datapath.fillTablesFor(f.path('db'));
+  assert.deepEqual(await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('db', { annotations: { [EXCLUDE]: '5432,6379,11211' } })])), { enrolled: 0, unenrolled: 0 });
+  assert.deepEqual(f.enrollment.enrolled().map((p) => [p.name, p.excludeOutboundPorts]), [['db', [5432]]], 'the kernel keeps its previous entries, and so does the record');
+  assert.match(f.enrollment.refused()[0]!.reason, /its update is not applied; the kernel keeps its previous entries/);
+
+  // Back to what it had: nothing to write, nothing refused.
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('db', { annotations: { [EXCLUDE]: '5432' } })]));
+  assert.deepEqual(f.enrollment.refused(), []);
+
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient'), pod('db', { annotations: { [EXCLUDE]: '5432,6379,11211' } })]));
+  assert.equal(f.enrollment.refused().length, 1);
+  await f.enrollment.reconcile(f.state([namespace('demo', 'ambient')]));
+  assert.deepEqual([f.names(), f.enrollment.refused()], [[], []]);
+});
+
 test('a pod is enrolled with its addresses, and re-enrolled when they change', async (t) => {
   const f = await fixture(t);
   await f.cgroup('web');

@@ -99,6 +99,18 @@ test('status names rejected objects and unreadable documents, the source and its
   assert.ok(status.reconciledAt);
 });
 
+test('a pod the kernel\'s tables cannot hold shows among the rejected objects; the agent stays ready', async (t) => {
+  const f = await fixture(t, ['web', 'db']);
+  f.datapath.fillTablesFor(f.podPath('db'), 'excluded_ports', { needed: 256, free: 10, capacity: 16384 });
+  f.source.deliver([namespace('demo', 'ambient'), pod('web'), pod('db')]);
+  await f.agent.idle();
+  const status = await f.agent.status();
+  assert.deepEqual(status.rejected.map((r) => [r.object, r.rule]), [['Pod demo/db', 'no-room']]);
+  assert.match(status.rejected[0]!.reason, /excluded_ports has room for 10 more of its 16384 entries and the pod needs 256/);
+  assert.deepEqual(status.enrolledPods.map((p) => p.name), ['web']);
+  assert.deepEqual([status.ready, status.lastError], [true, undefined]);
+});
+
 test('a failed reconcile is retried with its input, and the retry succeeds', async (t) => {
   const f = await fixture(t, ['web']);
   f.datapath.failNext('enroll', new BpfError('bpftool batch failed'));

@@ -75,6 +75,8 @@ test('the ztunnel\'s bounds and the CA\'s signing rate are flags; unset, the def
   const withFlag = (...extra: string[]) => parse(ZTUNNEL_FLAGS, [...configArgs(ZTUNNEL_FLAGS, ztunnel), ...extra]);
   assert.equal(withFlag('--idle-timeout', 'off').idleTimeout, 0);
   assert.equal(withFlag('--idle-timeout', '2h').idleTimeout, 7200);
+  assert.equal(withFlag('--connect-timeout', '3s').connectTimeout, 3);
+  assert.equal(ZTUNNEL_LIMIT_DEFAULTS.connectTimeout, 10);
   assert.throws(() => withFlag('--max-connections-per-pod', '0'), { code: 'MESHLET_CONFIG', message: /--max-connections-per-pod must be a positive whole number/ });
   assert.throws(() => withFlag('--hbone-handshake-timeout', '0'), { code: 'MESHLET_CONFIG', message: /--hbone-handshake-timeout "0" is not a duration/ });
   assert.deepEqual(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, signRate: 2.5, signBurst: 5 })), { ...ca, signRate: 2.5, signBurst: 5 });

@@ -36,7 +36,7 @@ test('a container gets containerd\'s default capabilities, less what it drops, p
 });
 
 test('capabilities beyond the default set, unknown names and privileged containers are refused with the reason', () => {
-  assert.match(withCaps(['NET_ADMIN', 'SYS_TIME']).problem!, /^container "app": securityContext\.capabilities\.add NET_ADMIN, SYS_TIME is refused: the sandbox grants at most containerd's default set \(CHOWN, .*AUDIT_WRITE\), since its pods share the host's mount and PID namespaces/);
+  assert.match(withCaps(['NET_ADMIN', 'SYS_TIME']).problem!, /^container "app": securityContext\.capabilities\.add NET_ADMIN, SYS_TIME is refused: the sandbox grants at most containerd's default set \(CHOWN, .*AUDIT_WRITE\), since its pods see the host's filesystems/);
   assert.match(withCaps(['ALL']).problem!, /add ALL is refused/);
   assert.match(withCaps(undefined, ['NET_RAWW']).problem!, /unknown capability "NET_RAWW"/);
   assert.match(containerCapabilities({ name: 'app', securityContext: { privileged: true } }).problem!, /privileged containers are not supported/);

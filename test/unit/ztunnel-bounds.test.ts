@@ -1,12 +1,16 @@
 // The ztunnel's listeners are bounded: a TLS handshake that never completes
 // is closed (and one this node starts fails), a peer over its session cap and a pod over its connection cap
 // are refused and counted, a session without streams is drained, a session
-// takes no more streams than it advertises, an idle relay is reset, and a
+// takes no more streams than --hbone-max-streams (the one past it refused and
+// counted), a connect to a pod that never completes and a tunnel that never
+// answers are given up (connect_timeout), an idle relay is reset, and a
 // peer that stops reading holds its source back instead of growing a queue.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server, type ServerHttp2Stream } from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
 import { Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -126,6 +130,104 @@ test('a session takes no more concurrent streams than --hbone-max-streams: the o
   if (refused.type === RST_STREAM) assert.equal(refused.code, REFUSED_STREAM);
   await eventually('the first two answered', () => [1, 3].every((id) => received.some((f) => f.type === HEADERS && f.stream === id)));
   assert.ok(!received.some((f) => f.type === HEADERS && f.stream === 5), 'the third stream was never answered');
+  assert.equal(await sample(n2.metrics, 'meshlet_hbone_streams_refused_total', 'reason="stream_limit"'), 1);
+});
+
+/** A raw HTTP/2 client on `port` of 127.0.0.2 that has sent its preface and acknowledged the server's SETTINGS. */
+async function rawH2(t: TestContext, port: number) {
+  const socket = await rawConnection(t, port);
+  const received: { type: number; flags: number; stream: number; code?: number }[] = [];
+  let buffered = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 9 && buffered.length >= 9 + buffered.readUIntBE(0, 3)) {
+      const length = buffered.readUIntBE(0, 3);
+      const type = buffered[3]!;
+      const payload = buffered.subarray(9, 9 + length);
+      received.push({ type, flags: buffered[4]!, stream: buffered.readUInt32BE(5) & 0x7fffffff, ...(type === RST_STREAM ? { code: payload.readUInt32BE(0) } : type === GOAWAY ? { code: payload.readUInt32BE(4) } : {}) });
+      buffered = buffered.subarray(9 + length);
+    }
+  });
+  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(SETTINGS, 0, 0, Buffer.alloc(0))]));
+  await eventually('the server\'s SETTINGS', () => received.some((f) => f.type === SETTINGS && (f.flags & ACK) === 0));
+  socket.write(frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
+  return { socket, received };
+}
+const ACK = 0x1;
+
+test('a peer that acknowledged the settings and still opens a stream past --hbone-max-streams gets REFUSED_STREAM, counted; its session lives on', async (t) => {
+  // The reset stream's upstream connection is reset too.
+  const up = await upstream(t, (s) => s.on('error', () => {}));
+  const { n2 } = await twoNodes(t, up.port, {}, { limits: { hboneMaxStreams: 2 } });
+  const { socket, received } = await rawH2(t, n2.address.port);
+  const connectTo = Buffer.concat([literal(':method', 'CONNECT'), literal(':authority', `${SERVER_IP}:${up.port}`)]);
+  socket.write(Buffer.concat([1, 3, 5].map((id) => frame(HEADERS, END_HEADERS, id, connectTo))));
+  const refused = await eventually('the third stream refused', () => received.find((f) => f.type === RST_STREAM && f.stream === 5));
+  assert.equal(refused.code, REFUSED_STREAM);
+  await eventually('the first two answered', () => [1, 3].every((id) => received.some((f) => f.type === HEADERS && f.stream === id)));
+  assert.equal(await sample(n2.metrics, 'meshlet_hbone_streams_refused_total', 'reason="stream_limit"'), 1);
+
+  // The client resets one stream and opens another in the same write: the freed slot takes it.
+  const CANCEL = Buffer.from([0, 0, 0, 0x8]);
+  socket.write(Buffer.concat([frame(RST_STREAM, 0, 1, CANCEL), frame(HEADERS, END_HEADERS, 7, connectTo)]));
+  await eventually('the new stream answered', () => received.some((f) => f.type === HEADERS && f.stream === 7));
+  assert.ok(!received.some((f) => f.type === GOAWAY), 'the session was never ended');
+  assert.equal(await sample(n2.metrics, 'meshlet_hbone_streams_refused_total', 'reason="stream_limit"'), 1);
+});
+
+/**
+ * A listener on `host` whose process never accepts (its loop is blocked) and
+ * whose backlog is full: a connect to it gets no SYN-ACK, as from a pod that
+ * drops SYNs. The kernel completes backlog + 1 handshakes on its own, so two
+ * connections fill it.
+ */
+async function blackholed(t: TestContext, host: string): Promise<number> {
+  const script = `const server = require('node:net').createServer().listen({ host: ${JSON.stringify(host)}, port: 0, backlog: 1 }, () =>
+    process.stdout.write(server.address().port + '\\n', () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)));`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  defer(t, () => child.kill('SIGKILL'));
+  const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+  const port = Number(line);
+  for (let i = 0; i < 2; i++) {
+    const filler = connect({ host, port });
+    filler.on('error', () => {});
+    defer(t, () => filler.destroy());
+    await once(filler, 'connect');
+  }
+  return port;
+}
+
+test('a connect to the destination pod that does not complete in --connect-timeout closes the inbound flow with connect_timeout; the source is answered 503', async (t) => {
+  const port = await blackholed(t, SERVER_IP);
+  // The source's own wait for the tunnel's answer is the default, far longer.
+  const { n1, n2, dial } = await twoNodes(t, port, {}, { inboundLimits: { connectTimeout: 0.2 } });
+  const client = dial({ ip: SERVER_IP, port });
+  const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
+  assert.equal(err.code, 'ECONNRESET');
+  await eventually('both flows closed', () => n1.flows.list().some((f) => f.state === 'closed') && n2.flows.list().some((f) => f.state === 'closed'));
+  assert.deepEqual(n2.flows.list().map((f) => f.closeReason), ['connect_timeout']);
+  assert.deepEqual(n1.flows.list().map((f) => f.closeReason), ['upstream_connect_failed'], 'the destination ztunnel answered 503');
+  assert.equal(await sample(n2.metrics, 'istio_tcp_connections_closed_total', 'reporter="destination",source_workload="client",source_workload_namespace="default",source_principal="unknown",destination_workload="server",destination_workload_namespace="default",destination_principal="unknown",destination_service="unknown",destination_service_name="unknown",destination_service_namespace="unknown",connection_security_policy="unknown",response_flags="UF"'), 1);
+});
+
+test('a tunnel whose peer never answers its CONNECT in --connect-timeout closes the outbound flow with connect_timeout and resets the stream', async (t) => {
+  const streams: ServerHttp2Stream[] = [];
+  const silent = createH2Server();
+  silent.on('stream', (stream) => {
+    stream.on('error', () => {});
+    streams.push(stream);
+  });
+  silent.listen(0, '127.0.0.2');
+  await once(silent, 'listening');
+  defer(t, () => new Promise((resolve) => silent.close(resolve)));
+  const { n1, dial } = await twoNodes(t, 1, {}, { limits: { connectTimeout: 0.2 }, tunnelPort: (silent.address() as { port: number }).port });
+  const client = dial({ ip: SERVER_IP, port: 1 });
+  const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
+  assert.equal(err.code, 'ECONNRESET');
+  await eventually('the flow closed', () => n1.flows.list().some((f) => f.state === 'closed'));
+  assert.deepEqual(n1.flows.list().map((f) => f.closeReason), ['connect_timeout']);
+  await eventually('the peer saw its stream reset', () => streams.length === 1 && streams[0]!.closed);
+  assert.equal(streams[0]!.rstCode, 0x8, 'CANCEL');
 });
 
 test('a session with no stream for --hbone-idle-timeout is drained and counted; one carrying a stream is not', async (t) => {

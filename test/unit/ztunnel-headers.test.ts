@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { baggage, forwardedFor, newTraceContext, parseForwardedFor, traceIdOf } from '../../lib/hbone/headers.ts';
-import { canonicalIp, hostPort, parseHostPort } from '../../lib/core/ip.ts';
+import { canonicalIp, endpointOf, endpointWithoutZone, hostPort, parseHostPort } from '../../lib/core/ip.ts';
 import { workload } from '../ztunnel/fixtures.ts';
 
 test('IP literals are canonical; authorities need brackets for IPv6 and a real port', () => {
@@ -13,6 +13,15 @@ test('IP literals are canonical; authorities need brackets for IPv6 and a real p
   assert.deepEqual(parseHostPort('[FD00::1]:8080'), { ip: 'fd00::1', port: 8080 });
   assert.deepEqual(parseHostPort('10.0.0.1:80'), { ip: '10.0.0.1', port: 80 });
   for (const bad of ['fd00::1:80', '[10.0.0.1]:80', 'example.com:80', '10.0.0.1:0', '10.0.0.1:65536', '10.0.0.1']) assert.equal(parseHostPort(bad), undefined, bad);
+});
+
+test('a socket\'s link-local source is read without its zone only where asked; no zone reaches an endpoint otherwise', () => {
+  assert.equal(endpointOf('fe80::1%veth0', 4711), undefined);
+  assert.deepEqual(endpointWithoutZone('FE80::1%veth0', 4711), { ip: 'fe80::1', port: 4711 });
+  assert.deepEqual(endpointWithoutZone('::ffff:10.0.0.1', 80), { ip: '10.0.0.1', port: 80 });
+  assert.equal(endpointWithoutZone('fe80::1%veth0', undefined), undefined, 'a socket closed early has no port');
+  assert.equal(endpointWithoutZone(undefined, 80), undefined);
+  assert.equal(endpointWithoutZone('%veth0', 80), undefined, 'a zone alone is no address');
 });
 
 test('Forwarded quotes the node (RFC 7239), baggage and traceparent are W3C', () => {

@@ -123,6 +123,10 @@ export interface TwoNodeOptions {
   clock?: Clock;
   /** Both ends' logger (unset: silent). */
   log?: Logger;
+  /** The port n1's pool dials on n2's address (unset: n2's inbound listener): to put another peer there. */
+  tunnelPort?: number;
+  /** n2's own timeouts and caps, over `limits`. */
+  inboundLimits?: Partial<ZtunnelLimits>;
 }
 
 export async function twoNodes(t: TestContext, serverPort: number, identities: { n1?: MeshIdentity; n2?: MeshIdentity } = {}, options: TwoNodeOptions = {}): Promise<TwoNodes> {
@@ -141,7 +145,7 @@ export async function twoNodes(t: TestContext, serverPort: number, identities: {
   const n2 = { store: mkStore(), flows: new FlowTable('n2') };
   const n2Security = security(identities.n2, n2.flows);
   const log = options.log ?? silentLogger;
-  const inbound = new InboundServer({ node: 'n2', ...n2, ...n2Security, ...options, log, sourceAddress: () => '127.0.0.2' });
+  const inbound = new InboundServer({ node: 'n2', ...n2, ...n2Security, ...options, limits: { ...options.limits, ...options.inboundLimits }, log, sourceAddress: () => '127.0.0.2' });
   const address = await inbound.listen('127.0.0.2', 0);
   defer(t, () => inbound.close());
 
@@ -149,7 +153,7 @@ export async function twoNodes(t: TestContext, serverPort: number, identities: {
   const n1Security = security(identities.n1, n1.flows);
 
   const pool = new TunnelPool({
-    port: address.port, log: silentLogger, ...(options.clock ? { clock: options.clock } : {}),
+    port: options.tunnelPort ?? address.port, log: silentLogger, ...(options.clock ? { clock: options.clock } : {}),
     onSessionDrained: (reason) => n1Security.metrics.drained('outbound', reason),
   });
   defer(t, () => pool.close());
