@@ -19,7 +19,10 @@ import type { Logger } from '../core/log.ts';
  * source and destination identities, since a session's certificates are theirs.
  */
 export interface PoolKey {
+  /** The peer: a node's ztunnel, or a waypoint pod (which terminates HBONE itself). */
   node: MeshNode;
+  /** The peer's HBONE port; absent: the pool's (the nodes' inbound port). */
+  port?: number;
   /** SPIFFE IDs; with `tls`, the session presents `source` and accepts only `destination`. */
   source?: string;
   destination?: string;
@@ -27,7 +30,7 @@ export interface PoolKey {
   tls?: ConnectionOptions;
 }
 
-const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}|${k.source ?? ''}|${k.destination ?? ''}`;
+const keyString = (k: PoolKey): string => `${k.node.name}|${k.node.address}|${k.port ?? ''}|${k.source ?? ''}|${k.destination ?? ''}`;
 
 /** Why a session failed its handshake, as flows and metrics name it. */
 export function handshakeFailure(err: Error & { code?: string }): SessionFailure {
@@ -153,7 +156,7 @@ export class TunnelPool {
 
   #connect(key: PoolKey): ClientHttp2Session {
     const { node } = key;
-    const authority = hostPort(node.address, this.#port);
+    const authority = hostPort(node.address, key.port ?? this.#port);
     const h2 = { settings: { enablePush: false, initialWindowSize: STREAM_WINDOW }, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     // With TLS: HTTP/2 over mutual TLS 1.3, ALPN h2, SNI naming the destination identity.
     const session = key.tls ? connect(`https://${authority}`, { ...h2, ...key.tls }) : connect(`http://${authority}`, h2);
@@ -162,6 +165,8 @@ export class TunnelPool {
     session.once('close', () => clearTimeout(handshake));
     session.once('connect', () => {
       clearTimeout(handshake);
+      // A pool closed while the session was still connecting has destroyed it already.
+      if (session.destroyed) return;
       session.setLocalWindowSize(SESSION_WINDOW);
       this.#log.info('tunnel_session_open', { peer: node.name, address: authority, source: key.source, destination: key.destination });
     });
