@@ -3,6 +3,7 @@
 // kills it). Node-1's accepts plaintext on its pod gateway address and
 // originates TLS 1.3 with a client certificate; node-2's terminates it,
 // requires and verifies the client certificate, and forwards to the server pod.
+// Each starts on its node's CPUs (cpus.ts), so it sizes its threads to them.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import type { SandboxNodeInfo } from '../../sandbox/info.ts';
 import { spawnIn } from '../../sandbox/proc.ts';
 import { issueLeaf, loadRoot } from './certs.ts';
+import { pinnedArgv } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 
 /** Where the client pod addresses node-1's haproxy (on node-1's pod gateway address). */
@@ -69,10 +71,11 @@ defaults
 `;
 
 /**
- * Writes certificates and configs under `dir` and starts both haproxies;
- * `server` is the server pod's ip:port. Caller waits for readiness.
+ * Writes certificates and configs under `dir` and starts both haproxies,
+ * on `cpus` (front's, back's); `server` is the server pod's ip:port. Caller
+ * waits for readiness.
  */
-export async function startHaproxyPair(dir: string, sandbox: string, front: SandboxNodeInfo, back: SandboxNodeInfo, server: string): Promise<HaproxyPair> {
+export async function startHaproxyPair(dir: string, sandbox: string, front: SandboxNodeInfo, back: SandboxNodeInfo, server: string, cpus: readonly [string, string]): Promise<HaproxyPair> {
   await mkdir(dir, { recursive: true });
   const root = await loadRoot(sandbox);
   const ca = join(dir, 'root-cert.pem');
@@ -100,8 +103,8 @@ export async function startHaproxyPair(dir: string, sandbox: string, front: Sand
       logs.push(log);
       const fd = openSync(log, 'a');
       try {
-        // -db: foreground, so the pid is haproxy's own and its cgroup holds it.
-        children.push(spawnIn({ cgroup, netns: node.netns }, ['haproxy', '-db', '-f', cfg], { stdio: ['ignore', fd, fd] }));
+        // -db: foreground, so the pid is haproxy's own (taskset execs it) and its cgroup holds it.
+        children.push(spawnIn({ cgroup, netns: node.netns }, pinnedArgv(cpus[i]!, ['haproxy', '-db', '-f', cfg]), { stdio: ['ignore', fd, fd] }));
       } finally {
         closeSync(fd);
       }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT } from '../../sandbox/layout.ts';
 import { sandboxSpawn } from '../../sandbox/api.ts';
+import { pinnedArgv } from './cpus.ts';
 import { WorkloadError } from './errors.ts';
 import { resident, type Resident } from './proc-stats.ts';
 import type { Client } from './workloads.ts';
@@ -17,7 +18,7 @@ const SETTLE_MS = 1000;
 /** Opens `count` connections through the path, returns each proxy's resident memory while they are held. */
 export async function rssWithIdleConnections(client: Client, count: number, pids: () => Promise<number[]>): Promise<Resident[]> {
   const url = new URL(client.base);
-  const child = await sandboxSpawn(client.sandbox, client.pod, ['node', HOLDER, url.hostname, url.port, String(count)], { cwd: REPO_ROOT });
+  const child = await sandboxSpawn(client.sandbox, client.pod, pinnedArgv(client.cpus, ['node', HOLDER, url.hostname, url.port, String(count)]), { cwd: REPO_ROOT });
   try {
     const lines = createInterface({ input: child.stdout! });
     const stderr: Buffer[] = [];

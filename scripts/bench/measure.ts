@@ -1,6 +1,7 @@
-// One run of every workload on every path, and the enrollment figures; each
-// sample goes to the collector, each failure is recorded against its figure
-// and path so one broken path never hides the others' figures.
+// One round of every workload on every path, the paths back to back in the
+// same order each round, and the enrollment figures; each value goes to the
+// collector under its round, each failure is recorded against its figure,
+// path and round so one broken path never hides the others' figures.
 import { sandboxApply, type SandboxInfo } from '../../sandbox/api.ts';
 import { enrollNamespace, enrollPodCycles, unenrollNamespace } from './enrollment.ts';
 import { rssWithIdleConnections } from './idle.ts';
@@ -30,14 +31,14 @@ function addExtra(ctx: Context, name: string, value: number): void {
   ctx.extra.set(name, list);
 }
 
-/** Runs `body` and records its failure, with what the path's proxies logged, against `figures` instead of throwing. */
-async function attempt(ctx: Context, figures: readonly string[], path: Pick<BenchPath, 'id' | 'diagnose'>, body: () => Promise<void>): Promise<void> {
+/** Runs `body` and records its failure, with what the path's proxies logged, against `figures` of `round` instead of throwing. */
+async function attempt(ctx: Context, figures: readonly string[], path: Pick<BenchPath, 'id' | 'diagnose'>, round: number, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
     const logs = await path.diagnose().catch(() => '');
     const message = `${(err as Error).message}${logs ? `\n${logs}` : ''}`;
-    for (const f of figures) ctx.collector.fail(f, path.id, new Error(message));
+    for (const f of figures) ctx.collector.fail(f, path.id, round, new Error(message));
     ctx.log(`  ${path.id}: ${figures.join(', ')} failed: ${message}`);
   }
   // Let connections close and the proxies settle before the next path starts.
@@ -52,62 +53,72 @@ export async function recordStartRss(ctx: Context, paths: readonly BenchPath[]):
   }
 }
 
-/** Every workload once per path; the path order rotates with `round` so none always goes first. */
+/** `attempt` on a path whose server and proxies are first pinned to their CPUs (a restarted proxy is a new process). */
+const pinnedAttempt = (ctx: Context, figures: readonly string[], path: BenchPath, round: number, body: () => Promise<void>): Promise<void> =>
+  attempt(ctx, figures, path, round, async () => {
+    await path.pin();
+    await body();
+  });
+
+/**
+ * Every workload once on every path, the paths in the same order every round
+ * (A B C, A B C, …), back to back: whatever else loads the machine then
+ * weighs on all paths of a round alike, and the ratios are taken per round.
+ */
 export async function measureRound(ctx: Context, paths: readonly BenchPath[], round: number): Promise<void> {
   const { profile: p, collector: c } = ctx;
-  const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
-  const say = (what: string) => ctx.log(`run ${round + 1}/${p.runs}: ${what}`);
+  const say = (what: string) => ctx.log(`round ${round + 1}/${p.rounds}: ${what}`);
 
   say(`keep-alive, ${p.loadSeconds} s`);
-  for (const path of order) {
-    await attempt(ctx, ['keepaliveRps', 'proxyRssMB', 'proxyCpuPer1kReq'], path, async () => {
+  for (const path of paths) {
+    await pinnedAttempt(ctx, ['keepaliveRps', 'proxyRssMB', 'proxyCpuPer1kReq'], path, round, async () => {
       const pids = await path.proxyPids();
       const { result, usage } = await measureAround(pids, () => keepAlive(path.client, p.loadSeconds));
-      c.add('keepaliveRps', path.id, result.requestsPerSecond);
+      c.add('keepaliveRps', path.id, round, result.requestsPerSecond);
       if (pids.length > 0) {
-        c.add('proxyRssMB', path.id, max(usage.peakRssMB));
-        c.add('proxyCpuPer1kReq', path.id, sum(usage.cpuSeconds) / (result.requests / 1000));
+        c.add('proxyRssMB', path.id, round, max(usage.peakRssMB));
+        c.add('proxyCpuPer1kReq', path.id, round, sum(usage.cpuSeconds) / (result.requests / 1000));
       }
       ctx.log(`  ${path.id}: ${Math.round(result.requestsPerSecond)} req/s`);
     });
   }
 
   say(`latency at 1,000 req/s, ${p.latencySeconds} s`);
-  for (const path of order) {
-    await attempt(ctx, ['latencyP50Ms', 'latencyP99Ms'], path, async () => {
+  for (const path of paths) {
+    await pinnedAttempt(ctx, ['latencyP50Ms', 'latencyP99Ms'], path, round, async () => {
       const r = await fixedRate(path.client, p.latencySeconds);
-      c.add('latencyP50Ms', path.id, r.p50 * 1000);
-      c.add('latencyP99Ms', path.id, r.p99 * 1000);
+      c.add('latencyP50Ms', path.id, round, r.p50 * 1000);
+      c.add('latencyP99Ms', path.id, round, r.p99 * 1000);
       addExtra(ctx, `fixedRateAchievedRps.${path.id}`, r.requestsPerSecond);
       ctx.log(`  ${path.id}: p50 ${(r.p50 * 1000).toFixed(2)} ms, p99 ${(r.p99 * 1000).toFixed(2)} ms at ${Math.round(r.requestsPerSecond)} req/s`);
     });
   }
 
   say(`new connection per request, ${p.loadSeconds} s`);
-  for (const path of order) {
-    await attempt(ctx, ['newConnRps'], path, async () => {
+  for (const path of paths) {
+    await pinnedAttempt(ctx, ['newConnRps'], path, round, async () => {
       const r = await newConnections(path.client, p.loadSeconds);
-      c.add('newConnRps', path.id, r.requestsPerSecond);
+      c.add('newConnRps', path.id, round, r.requestsPerSecond);
       ctx.log(`  ${path.id}: ${Math.round(r.requestsPerSecond)} req/s`);
     });
   }
 
   say(`single stream, ${p.transferBytes} bytes`);
-  for (const path of order) {
-    await attempt(ctx, ['singleStreamMBps'], path, async () => {
+  for (const path of paths) {
+    await pinnedAttempt(ctx, ['singleStreamMBps'], path, round, async () => {
       const r = await singleStream(path.client, p.transferBytes);
-      c.add('singleStreamMBps', path.id, r.bytesPerSecond / 1e6);
+      c.add('singleStreamMBps', path.id, round, r.bytesPerSecond / 1e6);
       ctx.log(`  ${path.id}: ${(r.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
     });
   }
 
   say(`${p.idleConnections} idle connections`);
-  for (const path of order) {
+  for (const path of paths) {
     // No proxy on the direct path, so no proxy memory to read.
     if (path.id === 'direct') continue;
-    await attempt(ctx, ['idleConnRssMB'], path, async () => {
+    await pinnedAttempt(ctx, ['idleConnRssMB'], path, round, async () => {
       const rss = (await rssWithIdleConnections(path.client, p.idleConnections, () => path.proxyPids())).map((r) => r.rss);
-      c.add('idleConnRssMB', path.id, max(rss));
+      c.add('idleConnRssMB', path.id, round, max(rss));
       ctx.log(`  ${path.id}: ${rss.map((v) => v.toFixed(1)).join(' / ')} MiB`);
     });
   }
@@ -131,35 +142,35 @@ const NO_PATH: Pick<BenchPath, 'id' | 'diagnose'> = { id: 'meshlet', diagnose: a
 export async function measureEnrollmentRound(ctx: Context, sandbox: string, info: SandboxInfo, meshlet: BenchPath | undefined, round: number): Promise<void> {
   const { profile: p, collector: c } = ctx;
   const target = meshlet ?? NO_PATH;
-  ctx.log(`run ${round + 1}/${p.runs}: enrollment of ${p.pods} pods${meshlet ? `, then ${p.idleConnections} idle connections` : ''}`);
+  ctx.log(`round ${round + 1}/${p.rounds}: enrollment of ${p.pods} pods${meshlet ? `, then ${p.idleConnections} idle connections` : ''}`);
   let enrolled = false;
-  await attempt(ctx, ['enrollPodsMs'], target, async () => {
+  await attempt(ctx, ['enrollPodsMs'], target, round, async () => {
     const sample = await enrollNamespace(sandbox, info, p.pods);
     enrolled = true;
-    c.add('enrollPodsMs', 'meshlet', sample.ms);
+    c.add('enrollPodsMs', 'meshlet', round, sample.ms);
     addExtra(ctx, 'enrollPodsObservedMs', sample.observedMs);
     ctx.log(`  ${p.pods} pods: ${sample.ms.toFixed(1)} ms (seen after ${sample.observedMs.toFixed(1)} ms)`);
   });
   if (enrolled && meshlet) {
-    await attempt(ctx, ['loadedRssMB'], meshlet, async () => {
+    await pinnedAttempt(ctx, ['loadedRssMB'], meshlet, round, async () => {
       const memory = await rssWithIdleConnections(meshlet.client, p.idleConnections, () => meshlet.proxyPids());
       const highest = memory.reduce((a, b) => (b.rss > a.rss ? b : a));
-      c.add('loadedRssMB', 'meshlet', highest.rss);
+      c.add('loadedRssMB', 'meshlet', round, highest.rss);
       // How much of it is the node binary's mapped code rather than the ztunnel's own allocations.
       addExtra(ctx, 'loadedRssAnonMB', highest.anon);
       addExtra(ctx, 'loadedRssFileMB', highest.file);
       ctx.log(`  ztunnels with ${p.pods} pods + ${p.idleConnections} connections: ${memory.map((m) => `${m.rss.toFixed(1)} (anon ${m.anon.toFixed(1)}, file ${m.file.toFixed(1)})`).join(' / ')} MiB`);
     });
   } else if (meshlet) {
-    c.fail('loadedRssMB', 'meshlet', new Error('the pods did not enroll'));
+    c.fail('loadedRssMB', 'meshlet', round, new Error('the pods did not enroll'));
   }
-  await attempt(ctx, ['enrollPodsMs'], target, () => unenrollNamespace(sandbox, info));
+  await attempt(ctx, ['enrollPodsMs'], target, round, () => unenrollNamespace(sandbox, info));
 
-  ctx.log(`run ${round + 1}/${p.runs}: ${p.podCycles} single-pod enrollments`);
-  await attempt(ctx, ['enrollPodP99Ms'], target, async () => {
+  ctx.log(`round ${round + 1}/${p.rounds}: ${p.podCycles} single-pod enrollments`);
+  await attempt(ctx, ['enrollPodP99Ms'], target, round, async () => {
     const samples = await enrollPodCycles(sandbox, info, p.podCycles);
     const ms = samples.map((s) => s.ms);
-    c.add('enrollPodP99Ms', 'meshlet', percentile(ms, 99)!);
+    c.add('enrollPodP99Ms', 'meshlet', round, percentile(ms, 99)!);
     addExtra(ctx, 'enrollPodP50Ms', percentile(ms, 50)!);
     addExtra(ctx, 'enrollPodObservedP99Ms', percentile(samples.map((s) => s.observedMs), 99)!);
     ctx.log(`  one pod: p50 ${percentile(ms, 50)!.toFixed(1)} ms, p99 ${percentile(ms, 99)!.toFixed(1)} ms`);

@@ -8,11 +8,16 @@ import { REPO_ROOT } from '../../sandbox/layout.ts';
 
 export interface Profile {
   mode: 'full' | 'quick';
-  /** Repetitions of every figure; the report gives their median. */
-  runs: number;
-  /** wrk keep-alive and hey new-connection runs. */
+  /**
+   * Rounds: each runs every workload once on every path, the paths back to
+   * back in a fixed order, and the enrollment figures once. The report gives
+   * each figure's median over the rounds and each ratio's min / median / max
+   * of the rounds' ratios.
+   */
+  rounds: number;
+  /** wrk keep-alive and hey new-connection runs, per path and round. */
   loadSeconds: number;
-  /** hey at a fixed 1,000 requests/s. */
+  /** hey at a fixed 1,000 requests/s, per path and round. */
   latencySeconds: number;
   /** Size of the single-stream transfer. */
   transferBytes: number;
@@ -20,7 +25,7 @@ export interface Profile {
   idleConnections: number;
   /** Pods enrolled at once by one namespace label. */
   pods: number;
-  /** Enroll/un-enroll cycles of one pod per run, for the per-pod p99. */
+  /** Enroll/un-enroll cycles of one pod per round, for the per-pod p99. */
   podCycles: number;
 }
 
@@ -38,25 +43,31 @@ export interface BenchOptions {
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
+// Many short rounds rather than a few long blocks: a burst of other load
+// then spoils one round, which the median over the rounds discounts.
 export const FULL: Profile = {
-  mode: 'full', runs: 3, loadSeconds: 10, latencySeconds: 10, transferBytes: GiB,
+  mode: 'full', rounds: 7, loadSeconds: 3, latencySeconds: 4, transferBytes: GiB,
   idleConnections: 1000, pods: 100, podCycles: 40,
 };
 
 export const QUICK: Profile = {
-  mode: 'quick', runs: 1, loadSeconds: 2, latencySeconds: 2, transferBytes: 64 * MiB,
+  mode: 'quick', rounds: 3, loadSeconds: 1, latencySeconds: 1, transferBytes: 64 * MiB,
   idleConnections: 200, pods: 10, podCycles: 8,
 };
 
+export const MAX_ROUNDS = 20;
+
 export const ONLY_GROUPS = ['enrollment'] as const;
 
-export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment] [--runs N] [--out DIR] [--name NAME]]
-  --quick      smoke run (1 run, short durations, ${QUICK.pods} pods): proves the harness works
+export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment] [--rounds N] [--out DIR] [--name NAME]]
+  --quick      smoke run (${QUICK.rounds} rounds of ${QUICK.loadSeconds} s workloads, ${QUICK.pods} pods): proves the harness works
   --only enrollment
                just the enrollment figures (${FULL.pods} idle pods, ${FULL.podCycles} single-pod cycles in the full
                profile), without the traffic paths or the ztunnel-memory figure: for iterating on enrollment;
                writes only <date>.json, so latest.json and latest.md stay those of the last whole run
-  --runs N     repetitions per figure (full default ${FULL.runs}); the report shows medians
+  --rounds N   rounds (full default ${FULL.rounds}, quick ${QUICK.rounds}, at most ${MAX_ROUNDS}): each runs every workload on
+               every path in turn; the report shows medians over the rounds and each ratio's
+               min / median / max of the rounds' ratios
   --out DIR    where <date>.json, latest.json and latest.md go (default bench-results/)
   --name NAME  sandbox name (default bench<random hex>)`;
 
@@ -65,7 +76,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     args: [...argv],
     options: {
       quick: { type: 'boolean', default: false },
-      runs: { type: 'string' },
+      rounds: { type: 'string' },
       only: { type: 'string' },
       out: { type: 'string' },
       name: { type: 'string' },
@@ -75,10 +86,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   });
   if (values.help) return 'help';
   const profile = { ...(values.quick ? QUICK : FULL) };
-  if (values.runs !== undefined) {
-    const runs = Number(values.runs);
-    if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new ConfigError(`--runs must be an integer from 1 to 20, got ${values.runs}`);
-    profile.runs = runs;
+  if (values.rounds !== undefined) {
+    const rounds = Number(values.rounds);
+    if (!Number.isInteger(rounds) || rounds < 1 || rounds > MAX_ROUNDS) throw new ConfigError(`--rounds must be an integer from 1 to ${MAX_ROUNDS}, got ${values.rounds}`);
+    profile.rounds = rounds;
   }
   if (values.only !== undefined && !(ONLY_GROUPS as readonly string[]).includes(values.only)) {
     throw new ConfigError(`--only must be one of ${ONLY_GROUPS.join(', ')}, got ${values.only}`);

@@ -2,12 +2,14 @@
 // direct (neither enrolled), meshlet (both enrolled, HBONE between the
 // ztunnels) and haproxy-mtls (the same pods as direct, through a haproxy per
 // node). Each is checked to really take its route before it is measured.
+// Client, server and proxies sit on their node's CPUs (cpus.ts) on every path.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import { getJson } from '../../cli/admin-client.ts';
 import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
+import { ensurePinned, pinCgroup, type CpuPlan } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
 import { NS_DIRECT, NS_MESH } from './manifest.ts';
@@ -20,8 +22,10 @@ export type PathId = (typeof PATH_IDS)[number];
 export interface BenchPath {
   id: PathId;
   client: Client;
-  /** The proxies this path's bytes cross (none for direct): their memory and CPU are the path's cost. */
+  /** The proxies this path's bytes cross (none for direct), one per node in node order: their memory and CPU are the path's cost. */
   proxyPids(): Promise<number[]>;
+  /** Pins the server pod and the proxies to their nodes' CPUs, where they are not already (before each measurement: a restarted proxy is a new process). */
+  pin(): Promise<void>;
   /** What the proxies logged lately, to quote when a workload fails (their logs go with the sandbox). */
   diagnose(): Promise<string>;
 }
@@ -36,11 +40,27 @@ export interface Paths {
   stop(): void;
 }
 
-const podIp = (info: SandboxInfo, ns: string, name: string): string => {
-  const ip = info.pods.find((p) => p.namespace === ns && p.name === name)?.ip;
-  if (!ip) throw new BenchSetupError(`pod ${ns}/${name} has no address; was the manifest applied?`);
-  return ip;
+const podOf = (info: SandboxInfo, ns: string, name: string): SandboxInfo['pods'][number] => {
+  const pod = info.pods.find((p) => p.namespace === ns && p.name === name);
+  if (!pod?.ip) throw new BenchSetupError(`pod ${ns}/${name} has no address; was the manifest applied?`);
+  return pod;
 };
+
+const podIp = (info: SandboxInfo, ns: string, name: string): string => podOf(info, ns, name).ip;
+
+/** The CPUs of the node pod ns/name runs on. */
+function podCpus(info: SandboxInfo, plan: CpuPlan, ns: string, name: string): string {
+  const pod = podOf(info, ns, name);
+  const index = info.nodes.findIndex((n) => n.name === pod.node);
+  if (index < 0) throw new BenchSetupError(`pod ${ns}/${name} runs on ${pod.node}, which is not a node of the sandbox`);
+  return plan.byNode[index]!;
+}
+
+/** Pins the server pod of `ns` and each proxy to its node's CPUs. */
+async function pinAll(info: SandboxInfo, plan: CpuPlan, ns: string, proxyPids: readonly number[]): Promise<void> {
+  await pinCgroup(podOf(info, ns, 'server').cgroup, podCpus(info, plan, ns, 'server'));
+  for (const [i, pid] of proxyPids.entries()) await ensurePinned(pid, plan.byNode[i]!);
+}
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -75,30 +95,34 @@ async function ztunnelPids(sandbox: string): Promise<number[]> {
   });
 }
 
-export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: string): Promise<Paths> {
+/** The three paths, their clients and servers placed by `plan`; starts the haproxies (on their nodes' CPUs). */
+export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: string, plan: CpuPlan): Promise<Paths> {
   const [front, back] = info.nodes;
   if (!front || !back) throw new BenchSetupError('the bench needs a two-node sandbox');
-  const client = (ns: string, base: string): Client => ({ sandbox, pod: { pod: 'client', namespace: ns }, base });
+  const client = (ns: string, base: string): Client => ({ sandbox, pod: { pod: 'client', namespace: ns }, base, cpus: podCpus(info, plan, ns, 'client') });
 
   const direct: BenchPath = {
     id: 'direct',
     client: client(NS_DIRECT, `http://${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`),
     proxyPids: async () => [],
+    pin: () => pinAll(info, plan, NS_DIRECT, []),
     diagnose: async () => '',
   };
   const meshlet: BenchPath = {
     id: 'meshlet',
     client: client(NS_MESH, `http://${podIp(info, NS_MESH, 'server')}:${SERVER_PORT}`),
     proxyPids: () => ztunnelPids(sandbox),
+    pin: async () => pinAll(info, plan, NS_MESH, await ztunnelPids(sandbox)),
     // Warnings, errors and the supervisor's (non-JSON) lines of the ztunnels and agents.
     diagnose: () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), /"level":"(warn|error)"|^(?!\{)/),
   };
   if (!info.ca) throw new BenchSetupError('the sandbox runs no CA: the haproxy-mtls baseline needs its root to sign certificates');
-  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.name, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`);
+  const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.name, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`, [plan.byNode[0]!, plan.byNode[1]!]);
   const haproxy: BenchPath = {
     id: 'haproxy-mtls',
     client: client(NS_DIRECT, pair.base),
     proxyPids: async () => pair.pids,
+    pin: () => pinAll(info, plan, NS_DIRECT, pair.pids),
     diagnose: () => logTails(pair.logs, /./),
   };
   const all = [direct, meshlet, haproxy];
@@ -119,6 +143,8 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     }
     const meshletTunnel = await checkMeshletCaptured(info, meshlet);
     await checkHaproxyMutualTls(sandbox, direct.client, pair, back.nodeIp4);
+    // Once now, so a host where taskset cannot pin fails before any figure.
+    for (const path of all) await path.pin();
     return { all, byId: (id) => all.find((p) => p.id === id)!, meshletTunnel, stop: pair.stop };
   } catch (err) {
     pair.stop();

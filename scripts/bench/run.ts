@@ -1,14 +1,17 @@
-// `npm run bench [-- --quick] [--only enrollment] [--out DIR]`: issue 4's benchmark. Builds a
-// two-node sandbox with a per-run name, measures every workload on the
-// direct, meshlet and haproxy-mtls paths, writes <date>.json, latest.json and
-// latest.md to the output directory and prints the table. The sandbox is
-// removed on success, failure and SIGINT/SIGTERM/SIGHUP.
+// `npm run bench [-- --quick] [--only enrollment] [--rounds N] [--out DIR]`: issue 4's benchmark.
+// Builds a two-node sandbox with a per-run name, measures every workload on
+// the direct, meshlet and haproxy-mtls paths in interleaved rounds with the
+// client, server and proxies pinned to their nodes' CPUs, writes
+// <date>.json, latest.json and latest.md to the output directory and prints
+// the table. The sandbox is removed on success, failure and
+// SIGINT/SIGTERM/SIGHUP.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeAdminClients } from '../../cli/admin-client.ts';
 import { MeshletError } from '../../lib/core/errors.ts';
 import { sandboxApply, sandboxDown, sandboxStatus, sandboxUp } from '../../sandbox/api.ts';
+import { allowedCpus, planCpus, type CpuPlan } from './cpus.ts';
 import { BenchInterruptedError } from './errors.ts';
 import { machineInfo } from './machine.ts';
 import { workloadManifest, NS_DIRECT, NS_MESH } from './manifest.ts';
@@ -26,17 +29,18 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
   const { profile, name, log } = opts;
   const machine = await machineInfo();
   const started = new Date();
-  log(`${profile.mode} run in sandbox ${name}: ${profile.runs} run(s), ${machine.nproc} CPUs, load ${machine.loadStart.toFixed(2)}`);
+  log(`${profile.mode} run in sandbox ${name}: ${profile.rounds} round(s), ${machine.nproc} CPUs, load ${machine.loadStart.toFixed(2)}`);
 
   await sandboxUp({ name, nodes: 2, readyTimeoutMs: 60_000, log: (l) => log(`sandbox: ${l}`) });
   let info = await sandboxStatus(name);
   const ctx: Context = { profile, collector: new Collector(), extra: new Map(), log };
   const restartsBefore = info.nodes.map((n) => n.ztunnelRestarts ?? 0);
   let meshletTunnel: Paths['meshletTunnel'] = 'unknown';
+  let plan: CpuPlan | undefined;
   if (opts.only === 'enrollment') {
     await createEnrollmentPods(profile, name, log);
     info = await sandboxStatus(name);
-    for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, undefined, r);
+    for (let r = 0; r < profile.rounds; r++) await measureEnrollmentRound(ctx, name, info, undefined, r);
   } else {
     // Outside the sandbox's run dir: pods see that hidden (node credentials live there), and nginx reads its files here.
     const benchDir = benchDirOf(name);
@@ -46,36 +50,40 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
     // Every pod before any traffic: enrolling them is a figure of its own, not noise in the throughput runs.
     await createEnrollmentPods(profile, name, log);
     info = await sandboxStatus(name);
-    const paths = await setupPaths(name, info, benchDir);
+    plan = planCpus(await allowedCpus(), info.nodes.length);
+    log(`CPUs: ${info.nodes.map((n, i) => `${n.name} ${plan!.byNode[i]}`).join(', ')} (client, server and proxies of each node, on every path)`);
+    const paths = await setupPaths(name, info, benchDir, plan);
     onPaths(paths);
     meshletTunnel = paths.meshletTunnel;
     log('paths ready: direct, meshlet (tunnelled), haproxy-mtls (client certificate verified)');
 
     await recordStartRss(ctx, paths.all);
-    for (let r = 0; r < profile.runs; r++) await measureRound(ctx, paths.all, r);
-    for (let r = 0; r < profile.runs; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
+    for (let r = 0; r < profile.rounds; r++) await measureRound(ctx, paths.all, r);
+    for (let r = 0; r < profile.rounds; r++) await measureEnrollmentRound(ctx, name, info, paths.byId('meshlet'), r);
   }
   const restartsAfter = (await sandboxStatus(name)).nodes.map((n) => n.ztunnelRestarts ?? 0);
 
   const defs = figureDefs(profile);
-  const figures = summarize(defs, ctx.collector);
+  const figures = summarize(defs, ctx.collector, profile.rounds);
   const notes: string[] = [
-    `Clients, server and proxies share this machine's ${machine.nproc} CPUs: figures compare paths within one run, not with other machines.`,
-    'hey prints latencies with 0.1 ms resolution. haproxy runs with its defaults (one process, a thread per CPU, TLS session resumption to its peer).',
+    `Clients, server and proxies share this machine's ${machine.nproc} CPUs with whatever else runs on it: figures compare paths within one run, not with other machines.`,
+    'hey prints latencies with 0.1 ms resolution. haproxy runs with its defaults (one process, a thread per CPU it may run on, TLS session resumption to its peer).',
   ];
+  if (plan && new Set(plan.byNode).size < plan.byNode.length) notes.push(`only CPU ${plan.byNode[0]} may be used: the nodes share it, so the pinning separates nothing`);
   if (restartsAfter.some((v, i) => v !== restartsBefore[i])) notes.push(`a ztunnel restarted during the run (restarts ${restartsBefore.join(',')} → ${restartsAfter.join(',')}): its figures may mix two processes`);
   if (opts.only) notes.push(`--only ${opts.only}: the other figures were not measured`);
   if (profile.mode === 'quick') notes.push('quick run: targets are judged on shortened workloads and fewer pods, for a smoke check only');
   const extra: Record<string, number | null> = {};
   for (const [k, v] of ctx.extra) extra[k] = round(median(v) ?? Number.NaN, 2);
   return {
-    schema: 1,
+    schema: 2,
     date: started.toISOString(),
     mode: profile.mode,
     profile,
     sandbox: name,
     meshletTunnel,
     machine: { ...machine, loadEnd: loadavg()[0]! },
+    cpus: plan ? Object.fromEntries(info.nodes.map((n, i) => [n.name, plan!.byNode[i]!])) : null,
     figures,
     targets: opts.only === 'enrollment' ? judgeTargets(figures, profile).filter((t) => ENROLLMENT_TARGETS.has(t.id)) : judgeTargets(figures, profile),
     extra,

@@ -1,6 +1,7 @@
 // The workloads, run by real tools inside the client pod (so an enrolled
 // pod's connections are captured exactly like its own processes').
 import { sandboxExec, type PodRef } from '../../sandbox/api.ts';
+import { pinnedArgv } from './cpus.ts';
 import { WorkloadError } from './errors.ts';
 import { parseCurl, parseHey, parseWrk, type CurlResult, type HeyResult, type WrkResult } from './parse.ts';
 import { BLOB_PATH, SMALL_PATH } from './www.ts';
@@ -10,6 +11,8 @@ export interface Client {
   pod: PodRef;
   /** http://host:port the client addresses on this path. */
   base: string;
+  /** CPUs the load tools run on (cpus.ts): the client pod's node's, the same on every path. */
+  cpus: string;
 }
 
 export const KEEPALIVE_CONNECTIONS = 16;
@@ -19,7 +22,7 @@ const LATENCY_RATE = 1000;
 const NEWCONN_WORKERS = 16;
 
 async function tool(client: Client, tool: string, argv: string[], seconds: number): Promise<string> {
-  const r = await sandboxExec(client.sandbox, client.pod, [tool, ...argv], { timeoutMs: (seconds + 60) * 1000 });
+  const r = await sandboxExec(client.sandbox, client.pod, pinnedArgv(client.cpus, [tool, ...argv]), { timeoutMs: (seconds + 60) * 1000 });
   if (r.timedOut) throw new WorkloadError(tool, `did not finish within ${seconds + 60} s`);
   if (r.exitCode !== 0) throw new WorkloadError(tool, `exit ${r.exitCode ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
   return r.stdout;

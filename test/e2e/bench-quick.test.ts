@@ -1,8 +1,9 @@
 // The benchmark harness (issue 4): `scripts/bench/run.ts --quick` as a
 // subprocess into a temporary --out, on a real two-node sandbox. Checks that
-// every figure exists for every path, that the table renders, and that the
-// run left nothing behind. No timing assertions: the quick run only proves
-// the harness works. Also the readers of wrk/hey/curl output, on real output.
+// every figure exists for every path in every round, that each ratio is
+// summarised over the rounds, that the table renders, and that the run left
+// nothing behind. No timing assertions: the quick run only proves the
+// harness works. Also the readers of wrk/hey/curl output, on real output.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,12 +14,13 @@ import { describe, test } from 'node:test';
 import { QUICK } from '../../scripts/bench/options.ts';
 import { parseCurl, parseHey, parseWrk } from '../../scripts/bench/parse.ts';
 import { PATH_IDS } from '../../scripts/bench/paths.ts';
-import { figureDefs, type BenchResults } from '../../scripts/bench/report.ts';
+import { figureDefs, RATIOS, type BenchResults } from '../../scripts/bench/report.ts';
 import { leftovers, REPO, runName } from '../support/harness.ts';
 
 const NAME = runName('bq');
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Past this the bench is stopped with SIGTERM, which must still tear the sandbox down. */
-const BENCH_LIMIT_MS = 150_000;
+const BENCH_LIMIT_MS = 240_000;
 
 interface Finished {
   code: number | null;
@@ -38,7 +40,7 @@ async function runBench(args: readonly string[]): Promise<Finished> {
   return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
-describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
+describe('npm run bench -- --quick', { timeout: 265_000 }, () => {
   test('measures every figure on every path, renders the table and leaves nothing behind', async (t) => {
     const out = await mkdtemp(join(tmpdir(), 'meshlet-bench-'));
     t.after(() => rm(out, { recursive: true, force: true }));
@@ -55,12 +57,19 @@ describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
     assert.equal(await readFile(join(out, dated[0]!), 'utf8'), latest);
 
     const results = JSON.parse(latest) as BenchResults;
+    assert.equal(results.schema, 2);
     assert.equal(results.mode, 'quick');
     assert.equal(results.sandbox, NAME);
+    assert.equal(results.profile.rounds, QUICK.rounds);
     // The comparison with haproxy-mtls is only fair if meshlet paid for mutual TLS too.
     assert.equal(results.meshletTunnel, 'mutual_tls',
       `the meshlet path was measured with security "${results.meshletTunnel}" (node-1's ztunnel flow record for the probe), not mutual TLS: the figures compare cleartext or an unknown tunnel with haproxy-mtls`);
     assert.ok(results.machine.nproc >= 1 && results.machine.cpuModel !== '' && results.machine.kernel !== '');
+    // Every node's client or server and proxy were pinned, each node to CPUs of its own where there are two or more.
+    assert.ok(results.cpus !== null, 'no CPU placement recorded');
+    assert.deepEqual(Object.keys(results.cpus).sort(), ['node-1', 'node-2']);
+    for (const list of Object.values(results.cpus)) assert.match(list, /^\d+(,\d+)*$/);
+    if (results.machine.nproc >= 2) assert.notEqual(results.cpus['node-1'], results.cpus['node-2']);
     const defs = figureDefs(QUICK);
     assert.deepEqual(Object.keys(results.figures).sort(), defs.map((d) => d.id).sort());
     for (const def of defs) {
@@ -75,7 +84,20 @@ describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
         }
         assert.deepEqual(cell.errors, [], `${def.id} on ${path} failed`);
         assert.ok(typeof cell.median === 'number' && Number.isFinite(cell.median) && cell.median >= 0, `${def.id} on ${path}: median ${cell.median}`);
-        assert.equal(cell.samples.length, QUICK.runs, `${def.id} on ${path}: one sample per run`);
+        assert.equal(cell.rounds.length, QUICK.rounds, `${def.id} on ${path}: one entry per round`);
+        assert.ok(cell.rounds.every((v) => typeof v === 'number'), `${def.id} on ${path}: a round without a value: ${JSON.stringify(cell.rounds)}`);
+        assert.deepEqual(cell.samples, cell.rounds);
+      }
+      for (const ratio of RATIOS) {
+        const s = figure.ratioRounds[ratio.id];
+        if (!def.paths.includes(ratio.of) || !def.paths.includes(ratio.to)) {
+          assert.equal(s, null, `${def.id}: ${ratio.id} without both paths`);
+          continue;
+        }
+        assert.ok(s, `${def.id}: no ${ratio.id} over the rounds`);
+        assert.equal(s.rounds.length, QUICK.rounds, `${def.id}: ${ratio.id} per round`);
+        assert.ok(s.min <= s.median && s.median <= s.max, `${def.id}: ${ratio.id} ${JSON.stringify(s)}`);
+        assert.equal(figure.ratios[ratio.id], s.median, `${def.id}: ${ratio.id} is the median of the rounds' ratios`);
       }
     }
     assert.equal(results.targets.length, 8);
@@ -86,8 +108,12 @@ describe('npm run bench -- --quick', { timeout: 175_000 }, () => {
     assert.match(markdown, /^\| figure \| unit \| direct \| meshlet \| haproxy-mtls \| meshlet ÷ haproxy \| meshlet ÷ direct \|$/m);
     assert.match(markdown, new RegExp(`Machine: ${results.machine.nproc} × `));
     assert.match(markdown, /meshlet's HBONE between the ztunnels: HTTP\/2 CONNECT over mutual TLS 1\.3\./, 'the table says what meshlet was measured with');
+    assert.match(markdown, new RegExp(`${QUICK.rounds} rounds, each running every workload on every path in turn \\(${PATH_IDS.join(', ')}, then again\\)`), 'the table says how the paths were measured');
+    assert.match(markdown, /Pinned with taskset, the same on every path: .*node-1 on CPU \d[\d,]*, node-2 on CPU \d[\d,]*/, 'the table says where the processes ran');
+    // Ratio columns: min / median / max over the rounds.
+    assert.match(markdown, new RegExp(`^\\| ${escapeRegExp(defs[0]!.title)} \\|.* \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\|$`, 'm'));
     for (const def of defs) assert.ok(markdown.includes(`| ${def.title} |`), `the table has no row for ${def.id}`);
-    for (const target of results.targets) assert.match(markdown, new RegExp(`\\| ${target.text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\|.*\\| (pass|\\*\\*miss\\*\\*) \\|`));
+    for (const target of results.targets) assert.match(markdown, new RegExp(`\\| ${escapeRegExp(target.text)} \\|.*\\| (pass|\\*\\*miss\\*\\*) \\|`));
   });
 });
 
