@@ -5,8 +5,8 @@
 /** Shared code: imports only lib/ and libraries. */
 export const LIB_DIR = 'lib';
 
-/** One folder per process (the waypoint joins when it exists); none imports another. */
-export const PROCESS_DIRS = ['agent', 'ztunnel', 'ca', 'sandbox'] as const;
+/** One folder per process; none imports another. */
+export const PROCESS_DIRS = ['agent', 'ztunnel', 'ca', 'waypoint', 'sandbox'] as const;
 
 /** The `meshlet` command: may import each process's entry module only. */
 export const CLI_DIR = 'cli';
