@@ -20,6 +20,7 @@ import { ConfigError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { PolicyStore } from '../lib/policy/index.ts';
 import type { MeshState } from '../lib/mesh/kinds.ts';
+import { WaypointIndex } from '../lib/mesh/waypoints.ts';
 import type { Workload } from '../lib/mesh/model.ts';
 
 export interface EnrollmentOptions {
@@ -149,10 +150,11 @@ export class Enrollment {
     for (const w of state.workloads) if (w.node === this.#node && w.enrolled) desired.set(w.uid, w);
     const policies = new PolicyStore(state.authorizationPolicies, state.peerAuthentications);
     const portLevel = portLevelPorts(state.peerAuthentications);
+    const waypoints = new WaypointIndex(state);
 
     const changed: { workload: Workload; inbound: InboundEnforcement | undefined }[] = [];
     for (const w of desired.values()) {
-      const inbound = inboundEnforcement(w, policies, portLevel);
+      const inbound = inboundEnforcement(w, policies, portLevel, waypoints.guarded(w));
       const have = this.#current.get(w.uid);
       const sameCgroup = this.#foundFor.has(w.uid) && this.#foundFor.get(w.uid) === w.qosClass;
       // The pod's addresses are in its pods entry: the kernel checks its connections' sources against them.

@@ -14,6 +14,7 @@ import type { EndpointWarning } from '../lib/cluster/endpoint-slices.ts';
 import type { ClusterSource, ClusterUpdate } from '../lib/cluster/sources/source.ts';
 import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
 import type { Workload } from '../lib/mesh/model.ts';
+import { WaypointIndex, type WaypointProblem } from '../lib/mesh/waypoints.ts';
 import type { ZtunnelControl } from './ztunnel-client.ts';
 import { parseServiceCidrs, type AgentConfig } from '../lib/config/agent.ts';
 
@@ -66,6 +67,7 @@ export class NodeAgent {
   #state: MeshState = emptyMeshState();
   #rejected: Rejection[] = [];
   #endpointWarnings: EndpointWarning[] = [];
+  #waypointWarnings: WaypointProblem[] = [];
   #startedAt = new Date().toISOString();
   #reconciledAt: string | undefined;
   #lastError: string | undefined;
@@ -144,6 +146,7 @@ export class NodeAgent {
       rejected: [...this.#rejected, ...this.#enrollment.refused()],
       policyWarnings: this.#state.authorizationPolicies.flatMap((p) => p.warnings.map((warning) => ({ policy: `AuthorizationPolicy ${p.key}`, warning }))),
       endpointWarnings: this.#endpointWarnings,
+      waypointWarnings: this.#waypointWarnings,
       ztunnel: this.#control.status(),
       source: this.#source.status(),
       counts: { workloads: this.#state.workloads.length, services: this.#state.services.length, nodes: this.#state.nodes.length },
@@ -192,6 +195,8 @@ export class NodeAgent {
     this.#rejected = [...rejected, ...unreadable];
     for (const r of this.#rejected) this.#log.warn('object rejected', { object: r.object, reason: r.reason });
     this.#state = state;
+    this.#waypointWarnings = [...new WaypointIndex(state).problems()];
+    for (const w of this.#waypointWarnings) this.#log.warn('waypoint binding', { ...w });
     this.#byIp = new Map(state.workloads.flatMap((w) => w.ips.map((ip) => [ip, w] as const)));
     this.#byUid = new Map(state.workloads.map((w) => [w.uid, w]));
     const converted = performance.now();

@@ -1,7 +1,8 @@
 // The CA's own calls to the API server, on its kubeconfig's credentials: a
-// JSON request (TokenReview, the root Secret) that answers with its status,
-// so each caller decides what a 404 or 409 means, and the kubeconfig file
-// loaded with an error that says what to fix.
+// JSON request (TokenReview, the root Secret, the waypoint controller's
+// server-side applies) that answers with its status, so each caller decides
+// what a 404 or 409 means, and the kubeconfig file loaded with an error that
+// says what to fix.
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
@@ -32,10 +33,36 @@ export function loadKubeconfig(path: string, flag = '--kubeconfig'): KubeConfig 
  * status 0 when the API server could not be reached or did not answer JSON
  * in time; any HTTP status is an answer.
  */
-export async function kubeRequest(kc: KubeConfig, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<KubeAnswer> {
+export function kubeRequest(kc: KubeConfig, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<KubeAnswer> {
+  return send(kc, method, path, body, 'application/json', timeoutMs);
+}
+
+/** Who applies, as server-side apply records it in managedFields. */
+export interface ApplyOptions {
+  fieldManager: string;
+  /** Take over fields another manager set (a controller's own objects and status). */
+  force: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * Server-side apply of `body` (a complete object as its manager wants it) at
+ * `path` (an object or its status subresource); the answer holds the object
+ * as the server stored it. Fields this manager applied before and omits now
+ * are removed.
+ */
+export function kubeApply(kc: KubeConfig, path: string, body: unknown, options: ApplyOptions): Promise<KubeAnswer> {
+  const query = new URLSearchParams({ fieldManager: options.fieldManager, ...(options.force ? { force: 'true' } : {}) });
+  // JSON is YAML: the apply content type takes it as it is.
+  return send(kc, 'PATCH', `${path}?${query}`, body, 'application/apply-patch+yaml', options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+}
+
+const METHODS = { GET: HttpMethod.GET, POST: HttpMethod.POST, PATCH: HttpMethod.PATCH } as const;
+
+async function send(kc: KubeConfig, method: keyof typeof METHODS, path: string, body: unknown, contentType: string, timeoutMs: number): Promise<KubeAnswer> {
   const server = kc.getCurrentCluster()?.server;
   if (server === undefined) throw new KubeApiError(0, 'the kubeconfig has no current cluster');
-  const ctx = new RequestContext(server + path, method === 'GET' ? HttpMethod.GET : HttpMethod.POST);
+  const ctx = new RequestContext(server + path, METHODS[method]);
   await kc.applySecurityAuthentication(ctx);
   // The kubeconfig builds a dispatcher per call; close it after.
   const dispatcher = ctx.getDispatcher();
@@ -46,7 +73,7 @@ export async function kubeRequest(kc: KubeConfig, method: 'GET' | 'POST', path: 
       const res = await fetch(server + path, {
         method, dispatcher, signal: AbortSignal.timeout(timeoutMs),
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
       });
       status = res.status;
       text = await res.text();

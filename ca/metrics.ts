@@ -43,6 +43,13 @@ export class CaMetrics {
     help: 'TokenReviews the CA is waiting on the API server for; bounded.',
     registers: [this.registry],
   });
+  /** The waypoint controller (ca/waypoint-controller.ts), when it runs. */
+  readonly waypointReconciles = new Counter({
+    name: 'meshlet_ca_waypoint_reconciles_total',
+    help: 'Waypoint Gateways reconciled, by outcome (ready, deployed: waiting for an available replica, rejected: not deployable as written, failed: the API server refused an object or a name is taken).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly reviewsBusy = new Counter({
     name: 'meshlet_ca_token_reviews_busy_total',
     help: 'Callers refused at once (503 reviews-busy) because as many TokenReviews as the CA runs at once were in flight.',

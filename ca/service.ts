@@ -1,14 +1,15 @@
 // `meshlet ca` assembled. startCa is the CA on the Kubernetes API: the mesh
 // root from its Secret, and one watch of every node's pods (KubeSource with
 // CA_KINDS) feeding both which identities each node hosts and the caller
-// check of the TokenReview authenticator. serveCa runs the same CA on parts
-// handed to it, for tests without an API server. Used by the command and by
-// tests that run the CA in process.
+// check of the TokenReview authenticator; with `waypoints`, the waypoint
+// controller beside it, on its own watch, so that neither waits for the
+// other. serveCa runs the same CA on parts handed to it, for tests without
+// an API server. Used by the command and by tests that run the CA in process.
 import { networkInterfaces } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../lib/core/clock.ts';
 import type { Logger } from '../lib/core/log.ts';
-import { DEFAULT_SIGN_BURST, DEFAULT_SIGN_RATE } from '../lib/config/ca.ts';
+import { DEFAULT_SIGN_BURST, DEFAULT_SIGN_RATE, DEFAULT_TOKEN_AUDIENCE } from '../lib/config/ca.ts';
 import { CA_KINDS, KubeSource } from '../lib/cluster/sources/kube.ts';
 import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import type { CallerAuthenticator } from './caller.ts';
@@ -21,6 +22,7 @@ import { writeTrustBundle, type MeshRoot } from './root.ts';
 import { NodeRateLimit } from './rate-limit.ts';
 import { CaServer } from './server.ts';
 import { TokenReviewAuthenticator } from './token-review.ts';
+import { WaypointController } from './waypoint-controller.ts';
 
 export interface CaOptions {
   host: string;
@@ -51,6 +53,17 @@ export interface KubeCaConfig extends CaOptions {
   nodeAccounts?: readonly string[];
   /** Makes a root when the Secret does not exist (tests: to lose the creation race on purpose). */
   newRoot?: (trustDomain: string) => Promise<MeshRoot>;
+  /** Run the waypoint controller too (meshlet ca --waypoint-controller). */
+  waypoints?: WaypointControllerConfig;
+}
+
+export interface WaypointControllerConfig {
+  /** The waypoint Deployments' image. */
+  image: string;
+  /** This CA as the waypoint pods reach it. */
+  caUrl: string;
+  /** Default DEFAULT_RESYNC_MS. */
+  resyncMs?: number;
 }
 
 export interface CaParts {
@@ -69,6 +82,8 @@ export interface RunningCa {
   port: number;
   /** The trust bundle clients pin (the root certificate, in --state-dir). */
   bundleFile: string;
+  /** The waypoint controller, when it runs. */
+  waypoints?: WaypointController;
   close(): Promise<void>;
 }
 
@@ -97,7 +112,24 @@ export async function startCa(config: KubeCaConfig): Promise<RunningCa> {
     ...(config.newRoot === undefined ? {} : { newRoot: config.newRoot }),
   });
   const source = new KubeSource({ kubeconfig, kinds: CA_KINDS, log: config.log });
-  return serveCa(config, { root, source, callers, callerPods, metrics });
+  const ca = await serveCa(config, { root, source, callers, callerPods, metrics });
+  if (config.waypoints === undefined) return ca;
+  const { image, caUrl, resyncMs } = config.waypoints;
+  const waypoints = new WaypointController({
+    kubeconfig, rootCertPem: root.certPem, log: config.log, metrics,
+    settings: { image, caUrl, trustDomain: config.trustDomain, tokenAudience: config.tokenAudience ?? DEFAULT_TOKEN_AUDIENCE },
+    ...(resyncMs === undefined ? {} : { resyncMs }),
+  });
+  // Signing does not wait for the controller's first list; an API server that is slow to answer is retried by its watch.
+  waypoints.start().catch((err: unknown) => config.log.error('waypoint controller did not start', { error: err }));
+  return {
+    ...ca,
+    waypoints,
+    close: async () => {
+      waypoints.stop();
+      await ca.close();
+    },
+  };
 }
 
 export async function serveCa(options: CaOptions, parts: CaParts): Promise<RunningCa> {

@@ -27,7 +27,9 @@ function matches(f: FlowRecord, ns: string | undefined): boolean {
 
 function row(f: FlowRecord, wide: boolean): string[] {
   const to = f.service ? `${f.service.namespace}/${f.service.name} (${hostPort(f.originalDestination.ip, f.originalDestination.port)})` : hostPort(f.originalDestination.ip, f.originalDestination.port);
-  const resolved = f.destination ? `${who(f.destination)}${f.destination.node ? `@${f.destination.node}` : ''}` : '-';
+  // Through a waypoint (or refused for want of one): say which.
+  const via = f.waypoint ? `via waypoint ${f.waypoint.namespace}/${f.waypoint.name}` : undefined;
+  const resolved = f.destination ? `${who(f.destination)}${f.destination.node ? `@${f.destination.node}` : ''}${via ? ` ${via}` : ''}` : (via ?? '-');
   const state = f.state === 'open' ? 'OPEN' : `CLOSED ${f.closeReason ?? ''}`.trim();
   const verdict = f.verdict ? `${f.verdict.toUpperCase()}${f.policy ? ` ${f.policy}` : ''}` : '-';
   const base = [f.startedAt.slice(11, 23), f.node, f.direction, who(f.source), to, resolved, `${formatBytes(f.bytesSent)}/${formatBytes(f.bytesReceived)}`, verdict, state];

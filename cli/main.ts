@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The one `meshlet` command: node components (agent, ztunnel, ca), operator
+// The one `meshlet` command: mesh components (agent, ztunnel, ca, waypoint), operator
 // views (flows, status, certs) and the sandbox. Only the subcommand being run
 // is loaded: each node process would otherwise carry every other's modules
 // (tens of MB of resident memory per process).
@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   agent: async () => (await import('../agent/command.ts')).agentCommand(),
   ztunnel: async () => (await import('../ztunnel/command.ts')).ztunnelCommand(),
   ca: async () => (await import('../ca/command.ts')).caCommand(),
+  waypoint: async () => (await import('../waypoint/command.ts')).waypointCommand(),
 };
 
 const program = new Command('meshlet')

@@ -53,6 +53,8 @@ function render(s: AgentStatus): string {
   for (const w of s.policyWarnings) out.push(`    ${w.policy}: ${w.warning}`);
   if (s.endpointWarnings.length > 0) out.push(`  endpoint warnings (${s.endpointWarnings.length}):`);
   for (const w of s.endpointWarnings) out.push(`    ${w.object}: ${w.warning}`);
+  if (s.waypointWarnings.length > 0) out.push(`  waypoint warnings (${s.waypointWarnings.length}):`);
+  for (const w of s.waypointWarnings) out.push(`    ${w.object}${w.waypoint === '-' ? '' : ` (waypoint ${w.waypoint})`}: ${w.problem}`);
   if (s.lastError) out.push(`  last error: ${s.lastError}`);
   return out.join('\n');
 }

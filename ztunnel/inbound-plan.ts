@@ -7,12 +7,19 @@
 // if it names a workload on the peer's own node (the node whose address the
 // session comes from) with the identity the peer's certificate proved. Any
 // other claim is ignored, so policy (ipBlocks) judges the peer itself, and
-// recorded (claimedSource, sourceMismatch).
-import { canonicalIp, parseHostPort } from '../lib/core/ip.ts';
+// recorded (claimedSource, sourceMismatch). A waypoint pod (hop 2) is the
+// source of what it sends, as in Istio: L4 policy judges its own identity
+// and address, and a Forwarded claim from it is not believed (one session
+// carries many clients' requests), nor counted as a mismatch.
+//
+// A workload under a waypoint's L7 policy takes mesh traffic from that
+// waypoint only (destination-policy.ts, waypoint_bypass).
+import { parseHostPort } from '../lib/core/ip.ts';
 import { parseForwardedFor, traceIdOf, type TunnelRequest } from '../lib/hbone/headers.ts';
 import { identityOf } from '../lib/identity/mesh-identity.ts';
 import { formatSpiffeId, sameIdentity, type SpiffeId } from '../lib/identity/spiffe.ts';
-import type { MeshNode } from '../lib/mesh/model.ts';
+import { claimRefusal } from '../lib/mesh/forwarded-claim.ts';
+import type { WaypointRef } from '../lib/mesh/model.ts';
 import type { StateView } from '../lib/mesh/state.ts';
 import type { AuthzRequest } from '../lib/policy/index.ts';
 import type { Endpoint } from '../lib/telemetry/flow.ts';
@@ -56,39 +63,15 @@ export type InboundPlan =
   /** Dial `target`, answer 200 once it is up, relay, and keep the connection under policy watch. */
   | { kind: 'accept'; target: Endpoint; flow: FlowInit; authz: Authorization; sourceMismatch?: string };
 
-/** Nodes by the canonical spelling of their address, built once per view. */
-const nodesByAddress = new WeakMap<StateView, ReadonlyMap<string, MeshNode>>();
-
-function nodeAt(view: StateView, ip: string): MeshNode | undefined {
-  let byAddress = nodesByAddress.get(view);
-  if (!byAddress) {
-    const index = new Map<string, MeshNode>();
-    for (const n of view.nodes.values()) {
-      const address = canonicalIp(n.address);
-      if (address !== undefined) index.set(address, n);
-    }
-    nodesByAddress.set(view, (byAddress = index));
-  }
-  return byAddress.get(ip);
-}
-
 /**
- * Why the peer may not claim `claimed` as the source, or undefined when it
- * may: a workload on the peer's node, with the peer certificate's identity
- * when the session has one (cleartext tunnels prove no identity, so only the
- * node is checked).
+ * The waypoint whose pod the peer is: by its address, and with mutual TLS by
+ * the identity its certificate proved, which must be that pod's.
  */
-function claimRefusal(view: StateView, claimed: Endpoint, peer: Endpoint | undefined, mtls: { trustDomain: string; identity: SpiffeId } | undefined): string | undefined {
-  const node = peer && nodeAt(view, peer.ip);
-  if (!node) return peer ? `the peer ${peer.ip} is no node's address` : 'the session has no peer address';
-  const w = view.workloadByIp(claimed.ip);
-  if (!w) return `${claimed.ip} is no workload`;
-  const name = `${w.namespace}/${w.name}`;
-  if (w.node !== node.name) return `${claimed.ip} is ${name} on node ${w.node}, the peer is node ${node.name}`;
-  if (!mtls) return undefined;
-  const expected = identityOf(w, mtls.trustDomain);
-  if (sameIdentity(expected, mtls.identity)) return undefined;
-  return `${claimed.ip} is ${name}, whose identity is ${formatSpiffeId(expected)}; the peer's certificate is ${formatSpiffeId(mtls.identity)}`;
+function waypointPeer(view: StateView, peer: Endpoint | undefined, mtls: { trustDomain: string; identity: SpiffeId } | undefined): WaypointRef | undefined {
+  const pod = peer && view.workloadByIp(peer.ip);
+  const waypoint = pod && view.waypointIndex.instanceOf(pod);
+  if (!pod || !waypoint) return undefined;
+  return !mtls || sameIdentity(identityOf(pod, mtls.trustDomain), mtls.identity) ? waypoint : undefined;
 }
 
 export function planInbound(view: StateView | undefined, input: InboundInput): InboundPlan {
@@ -119,8 +102,9 @@ export function planInbound(view: StateView | undefined, input: InboundInput): I
     sourceIdentity = formatSpiffeId(session.client.identity);
     destinationIdentity = formatSpiffeId(expected);
   }
-  const sourceMismatch = claimed && claimRefusal(view, claimed, input.peer, peerIdentity);
-  const src = claimed && !sourceMismatch ? claimed : input.peer;
+  const waypoint = waypointPeer(view, input.peer, peerIdentity);
+  const sourceMismatch = claimed && !waypoint && claimRefusal(view, claimed, input.peer, peerIdentity);
+  const src = claimed && !waypoint && !sourceMismatch ? claimed : input.peer;
   if (!src) return { kind: 'refuse', status: 400 };
   const request: AuthzRequest = { source: { ip: src.ip, ...(sourceIdentity ? { principal: sourceIdentity } : {}) }, destination: { ip: target.ip, port: target.port, workload } };
   const decision = decide(view, request);
@@ -128,6 +112,7 @@ export function planInbound(view: StateView | undefined, input: InboundInput): I
     direction: 'inbound',
     source: { ...src, workload: refOf(view.workloadByIp(src.ip)), ...(sourceIdentity ? { identity: sourceIdentity } : {}) },
     ...(sourceMismatch ? { claimedSource: claimed } : {}),
+    ...(waypoint ? { waypoint: refOf(waypoint) } : {}),
     originalDestination: target,
     destination: { ...target, workload: refOf(workload), node: workload.node, ...(destinationIdentity ? { identity: destinationIdentity } : {}) },
     path: 'tunnel',

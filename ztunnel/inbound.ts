@@ -24,9 +24,9 @@ import type { MeshIdentity } from '../lib/identity/mesh-identity.ts';
 import { clientIdentity, hboneServerTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 import type { FlowTable } from '../lib/telemetry/flow-table.ts';
-import type { HandshakeFailure, SessionDrain } from '../lib/telemetry/reasons.ts';
-import { ConnectionCounts } from './connection-counts.ts';
-import type { DestinationPolicy } from './destination-policy.ts';
+import { certificateRefusal, type SessionDrain } from '../lib/telemetry/reasons.ts';
+import { ConnectionCounts } from '../lib/hbone/connection-counts.ts';
+import { deniedReason, type DestinationPolicy } from './destination-policy.ts';
 import { planInbound, type InboundPlan, type SessionTls } from './inbound-plan.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
 import { reportSourceMismatch } from './source-mismatch.ts';
@@ -46,13 +46,6 @@ export interface InboundOptions {
   limits?: Partial<ZtunnelLimits>;
   /** Session idle and certificate expiry timers (default the real clock). */
   clock?: Clock;
-}
-
-/** OpenSSL's verification error codes, as flows and metrics name the refusal. */
-function certificateRefusal(code: string): HandshakeFailure {
-  if (code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
-  if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
-  return 'peer_certificate_invalid';
 }
 
 /** The session's TLS facts for planning: the identity named in SNI, and the client's (read once per session). */
@@ -264,7 +257,7 @@ export class InboundServer {
         if (plan.sourceMismatch) reportSourceMismatch(this.#o.log, this.#o.metrics, flow.record, plan.sourceMismatch);
         this.#o.policy.denied(flow, plan.authz.decision, plan.status);
         refuse(stream, plan.status);
-        return flow.close('denied');
+        return flow.close(deniedReason(plan.authz.decision));
       }
       case 'accept': {
         const pending = dial(plan.target, this.#o.sourceAddress(plan.target.ip), this.#limits.connectTimeout * 1000);

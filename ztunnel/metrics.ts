@@ -22,9 +22,9 @@ const TCP_LABELS = [
 
 type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
 
-type ResponseFlag = 'UF' | 'NR' | '-';
+type ResponseFlag = 'UF' | 'UH' | 'NR' | '-';
 
-/** Envoy's response flag for each close reason: UF upstream connection failure, NR no route. Every reason must say. */
+/** Envoy's response flag for each close reason: UF upstream connection failure, UH no healthy upstream, NR no route. Every reason must say. */
 const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   client_closed: '-',
   server_closed: '-',
@@ -48,6 +48,8 @@ const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   no_route: 'NR',
   connection_limit: '-',
   source_mismatch: '-',
+  waypoint_unavailable: 'UH',
+  waypoint_bypass: '-',
   shutdown: '-',
   policy_denied: '-',
   dropped: '-',

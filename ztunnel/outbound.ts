@@ -17,8 +17,8 @@ import { hboneClientTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 import type { Endpoint } from '../lib/telemetry/flow.ts';
 import { refOf, type Flow, type FlowTable } from '../lib/telemetry/flow-table.ts';
-import { ConnectionCounts } from './connection-counts.ts';
-import type { DestinationPolicy } from './destination-policy.ts';
+import { ConnectionCounts } from '../lib/hbone/connection-counts.ts';
+import { deniedReason, type DestinationPolicy } from './destination-policy.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
 import { isSourceMismatch, planOutbound, type OutboundPlan } from './outbound-plan.ts';
 import type { Resolver } from './resolve.ts';
@@ -61,10 +61,12 @@ function openTunnel(o: OutboundOptions, plan: TunnelPlan, traceparent: string, c
   const failureOf: SessionFailureOf = (s) => o.pool.failureOf(s);
   const { identity } = o;
   const { mtls, via } = plan;
-  if (!identity || !mtls) return awaitTunnel(o.pool.open({ node: via }, plan.target, headers), via.name, failureOf, connectMs);
+  // A waypoint pod's own HBONE port; a node's ztunnel listens on the pool's.
+  const peer = { node: via, ...(plan.port === undefined ? {} : { port: plan.port }) };
+  if (!identity || !mtls) return awaitTunnel(o.pool.open(peer, plan.target, headers), via.name, failureOf, connectMs);
   return deferredTunnel(async () => {
     const held = await identity.certs.ensure(mtls.source);
-    const key = { node: via, source: formatSpiffeId(mtls.source), destination: formatSpiffeId(mtls.destination), tls: hboneClientTlsOptions(held, mtls.destination) };
+    const key = { ...peer, source: formatSpiffeId(mtls.source), destination: formatSpiffeId(mtls.destination), tls: hboneClientTlsOptions(held, mtls.destination) };
     return o.pool.open(key, plan.target, headers);
   }, via.name, failureOf, connectMs);
 }
@@ -83,7 +85,7 @@ function act(o: OutboundOptions, client: Socket, plan: OutboundPlan, { idleMs, c
       const flow = open();
       o.policy.denied(flow, plan.authz.decision, plan.status);
       client.resetAndDestroy();
-      return flow.close('denied');
+      return flow.close(deniedReason(plan.authz.decision));
     }
     case 'direct': {
       const flow = open();

@@ -8,13 +8,14 @@
 // fail-closed stand-in takes (policy/fail-closed.ts).
 import type { Cidr } from '../core/cidr.ts';
 import { ControlProtocolError, InvalidObjectError } from '../core/errors.ts';
-import { convertObject, isEnrolled, type Converted, type DataplaneMode, type NodeInfo, type PodInfo, type ServiceInfo } from './convert.ts';
+import { convertObject, isEnrolled, waypointPolicyOf, type Converted, type DataplaneMode, type NodeInfo, type PodInfo, type ServiceInfo, type UseWaypoint } from './convert.ts';
 import { serviceEndpoints, type EndpointSliceInfo, type EndpointWarning } from './endpoint-slices.ts';
 import { failClosedEffect, failClosedPolicy, isSecurityPolicy, type ConvertedPolicy } from '../policy/index.ts';
 import type { PolicyOptions } from '../policy/types.ts';
+import { l7FailClosedEffect, l7FailClosedPolicy } from '../l7/authz-fail-closed.ts';
 import { findContradictions } from '../mesh/consistency.ts';
 import { emptyMeshState, keyOf, MESH_KIND_NAMES, MESH_KINDS, type KindValue, type MeshKind, type MeshState } from '../mesh/kinds.ts';
-import type { Service, Workload } from '../mesh/model.ts';
+import type { Service, Waypoint, WaypointBinding, WaypointPolicy, Workload } from '../mesh/model.ts';
 import { objectRef, type KubeObject } from './objects.ts';
 import { addressOwners, podAddressProblem, vipProblem, type AddressOwners } from './ownership.ts';
 
@@ -56,6 +57,26 @@ interface Entry {
 }
 
 type Refused = Omit<Rejection, 'since'>;
+
+/** A security policy as it goes to the ztunnel: the L4 engine's, or what the ztunnel keeps of a waypoint's. */
+type PolicyValue = ConvertedPolicy | { kind: 'waypointPolicies'; value: WaypointPolicy };
+
+/** A rejected policy's stand-in, and what it does in the policy's place, for status. */
+interface StandIn {
+  policy: PolicyValue;
+  effect: string;
+}
+
+/**
+ * The binding an object's traffic has: its own label wins over its
+ * namespace's, `none` on the object opts it out; `none` on the namespace
+ * binds nothing either.
+ */
+function bindingOf(own: UseWaypoint, namespace: UseWaypoint): { waypoint?: WaypointBinding } {
+  if (own === 'none') return {};
+  if (own !== undefined) return { waypoint: { ...own, from: 'object' } };
+  return namespace === undefined || namespace === 'none' ? {} : { waypoint: { ...namespace, from: 'namespace' } };
+}
 
 export class ClusterState {
   #lastGood = new Map<string, Converted>();
@@ -100,8 +121,8 @@ export class ClusterState {
     }
     const standIn = standInFor(obj, reason, this.#options);
     if (standIn) {
-      refuse({ object: ref, reason, rule: 'invalid', failClosed: failClosedEffect(standIn) });
-      return standIn;
+      refuse({ object: ref, reason, rule: 'invalid', failClosed: standIn.effect });
+      return standIn.policy;
     }
     refuse({ object: ref, reason, rule: 'invalid' });
     // A policy without a stand-in (AUDIT) decides no access, so no earlier form of it stays either.
@@ -123,12 +144,21 @@ export class ClusterState {
   }
 }
 
-/** A rejected security policy's fail-closed stand-in; undefined for other objects. */
-function standInFor(obj: KubeObject, reason: string, options: PolicyOptions): ConvertedPolicy | undefined {
+/**
+ * A rejected security policy's fail-closed stand-in; undefined for other
+ * objects. A policy bound by targetRefs gets the waypoint's (lib/l7), which
+ * the ztunnels keep as a waypoint policy: why that never widens access is
+ * told at failClosedPolicy (lib/policy/fail-closed.ts).
+ */
+function standInFor(obj: KubeObject, reason: string, options: PolicyOptions): StandIn | undefined {
   try {
-    return failClosedPolicy(obj, reason, options) ?? undefined;
+    const l4 = failClosedPolicy(obj, reason, options);
+    if (l4) return { policy: l4, effect: failClosedEffect(l4) };
+    const l7 = l7FailClosedPolicy(obj, reason, options);
+    if (l7) return { policy: { kind: 'waypointPolicies', value: waypointPolicyOf(l7) }, effect: `${l7FailClosedEffect(l7)}; the ztunnels refuse traffic that goes around the waypoints` };
+    return undefined;
   } catch {
-    // failClosedPolicy reads defensively; should it still fail, the object is refused without one.
+    // Both read defensively; should one still fail, the object is refused without one.
     return undefined;
   }
 }
@@ -156,14 +186,18 @@ const older = (createdAt: number): string => (Number.isFinite(createdAt) ? `crea
 
 function assemble(entries: readonly Entry[], options: ClusterStateOptions, refuse: (r: Refused) => void, warn: (warning: EndpointWarning) => void): MeshState {
   const namespaceMode = new Map<string, DataplaneMode>();
+  const namespaceWaypoint = new Map<string, UseWaypoint>();
   const nodes: NodeInfo[] = [];
   const pods: { ref: string; info: PodInfo }[] = [];
   const services: { ref: string; info: ServiceInfo }[] = [];
   const slices = new Map<string, EndpointSliceInfo[]>();
-  const policies: { ref: string; obj: KubeObject; policy: ConvertedPolicy }[] = [];
+  const policies: { ref: string; obj: KubeObject; policy: PolicyValue }[] = [];
+  const waypoints: { ref: string; waypoint: Waypoint }[] = [];
   for (const { ref, obj, value: o } of entries) {
-    if (o.kind === 'Namespace') namespaceMode.set(o.value.name, o.value.mode);
-    else if (o.kind === 'Node') nodes.push(o.value);
+    if (o.kind === 'Namespace') {
+      namespaceMode.set(o.value.name, o.value.mode);
+      namespaceWaypoint.set(o.value.name, o.value.waypoint);
+    } else if (o.kind === 'Node') nodes.push(o.value);
     else if (o.kind === 'Pod') {
       if (o.value !== null) pods.push({ ref, info: o.value });
     } else if (o.kind === 'Service') services.push({ ref, info: o.value });
@@ -173,7 +207,8 @@ function assemble(entries: readonly Entry[], options: ClusterStateOptions, refus
       const list = slices.get(key);
       if (list) list.push(o.value);
       else slices.set(key, [o.value]);
-    } else if (o.kind === 'authorizationPolicies' || o.kind === 'peerAuthentications') policies.push({ ref, obj, policy: o });
+    } else if (o.kind === 'authorizationPolicies' || o.kind === 'peerAuthentications' || o.kind === 'waypointPolicies') policies.push({ ref, obj, policy: o });
+    else if (o.kind === 'waypoints') waypoints.push({ ref, waypoint: o.value });
   }
   const owners = addressOwners(nodes.map((n) => ({ name: n.node.name, addresses: n.addresses, podCidrs: n.podCidrs })), options.serviceCidrs, options.meshAddresses ?? []);
   const state = emptyMeshState();
@@ -182,9 +217,14 @@ function assemble(entries: readonly Entry[], options: ClusterStateOptions, refus
     if (problem) refuse({ object: `Node ${n.name}`, reason: problem, rule: 'invalid' });
     return problem === undefined;
   });
-  state.workloads = acceptedWorkloads(pods, namespaceMode, owners, refuse);
-  state.services = acceptedServices(services, slices, state.workloads, owners, refuse, warn);
-  const byKey = new Map<string, { ref: string; policy: ConvertedPolicy }>();
+  state.workloads = acceptedWorkloads(pods, namespaceMode, namespaceWaypoint, owners, refuse);
+  state.services = acceptedServices(services, slices, namespaceWaypoint, state.workloads, owners, refuse, warn);
+  state.waypoints = waypoints.filter(({ ref, waypoint }) => {
+    const problem = ztunnelProblem('waypoints', waypoint);
+    if (problem) refuse({ object: ref, reason: problem, rule: 'invalid' });
+    return problem === undefined;
+  }).map((w) => w.waypoint);
+  const byKey = new Map<string, { ref: string; policy: PolicyValue }>();
   for (const { ref, obj, policy } of policies) {
     const accepted = acceptedPolicy(ref, obj, policy, options, refuse);
     if (!accepted) continue;
@@ -197,14 +237,21 @@ function assemble(entries: readonly Entry[], options: ClusterStateOptions, refus
   }
   for (const { policy } of byKey.values()) {
     if (policy.kind === 'authorizationPolicies') state.authorizationPolicies.push(policy.value);
-    else state.peerAuthentications.push(policy.value);
+    else if (policy.kind === 'peerAuthentications') state.peerAuthentications.push(policy.value);
+    else state.waypointPolicies.push(policy.value);
   }
   for (const kind of MESH_KIND_NAMES) sortKind(kind, state[kind]);
   return state;
 }
 
 /** Pods whose addresses are theirs, that the ztunnel would accept, and that lose no claim to an older pod. */
-function acceptedWorkloads(pods: readonly { ref: string; info: PodInfo }[], namespaceMode: ReadonlyMap<string, DataplaneMode>, owners: AddressOwners, refuse: (r: Refused) => void): Workload[] {
+function acceptedWorkloads(
+  pods: readonly { ref: string; info: PodInfo }[],
+  namespaceMode: ReadonlyMap<string, DataplaneMode>,
+  namespaceWaypoint: ReadonlyMap<string, UseWaypoint>,
+  owners: AddressOwners,
+  refuse: (r: Refused) => void,
+): Workload[] {
   const candidates: { ref: string; createdAt: number; workload: Workload }[] = [];
   for (const { ref, info } of pods) {
     const { workload, mode } = info;
@@ -213,7 +260,7 @@ function acceptedWorkloads(pods: readonly { ref: string; info: PodInfo }[], name
       refuse({ object: ref, reason: owned.reason, rule: owned.rule });
       continue;
     }
-    const w: Workload = { ...workload, enrolled: isEnrolled(mode, namespaceMode.get(workload.namespace)) };
+    const w: Workload = { ...workload, enrolled: isEnrolled(mode, namespaceMode.get(workload.namespace)), ...bindingOf(info.waypoint, namespaceWaypoint.get(workload.namespace)) };
     const problem = ztunnelProblem('workloads', w);
     if (problem) refuse({ object: ref, reason: problem, rule: 'invalid' });
     else candidates.push({ ref, createdAt: info.createdAt, workload: w });
@@ -238,6 +285,7 @@ function acceptedWorkloads(pods: readonly { ref: string; info: PodInfo }[], name
 function acceptedServices(
   services: readonly { ref: string; info: ServiceInfo }[],
   slices: ReadonlyMap<string, EndpointSliceInfo[]>,
+  namespaceWaypoint: ReadonlyMap<string, UseWaypoint>,
   workloads: readonly Workload[],
   owners: AddressOwners,
   refuse: (r: Refused) => void,
@@ -252,7 +300,11 @@ function acceptedServices(
       refuse({ object: ref, reason: owned.reason, rule: owned.rule });
       continue;
     }
-    const service: Service = { ...s, endpoints: serviceEndpoints(s, slices.get(`${s.namespace}/${s.name}`) ?? [], (ip) => podIps.has(ip), warn) };
+    const service: Service = {
+      ...s,
+      endpoints: serviceEndpoints(s, slices.get(`${s.namespace}/${s.name}`) ?? [], (ip) => podIps.has(ip), warn),
+      ...bindingOf(info.waypoint, namespaceWaypoint.get(s.namespace)),
+    };
     const problem = ztunnelProblem('services', service);
     if (problem) refuse({ object: ref, reason: problem, rule: 'invalid' });
     else candidates.push({ ref, createdAt: info.createdAt, service });
@@ -269,12 +321,12 @@ function acceptedServices(
 }
 
 /** The policy if the ztunnel would take it, else its fail-closed stand-in (which it always takes). */
-function acceptedPolicy(ref: string, obj: KubeObject, policy: ConvertedPolicy, options: PolicyOptions, refuse: (r: Refused) => void): ConvertedPolicy | undefined {
+function acceptedPolicy(ref: string, obj: KubeObject, policy: PolicyValue, options: PolicyOptions, refuse: (r: Refused) => void): PolicyValue | undefined {
   const problem = ztunnelProblem(policy.kind, policy.value);
   if (problem === undefined) return policy;
   const standIn = standInFor(obj, problem, options);
-  refuse({ object: ref, reason: problem, rule: 'invalid', ...(standIn ? { failClosed: failClosedEffect(standIn) } : {}) });
-  return standIn;
+  refuse({ object: ref, reason: problem, rule: 'invalid', ...(standIn ? { failClosed: standIn.effect } : {}) });
+  return standIn?.policy;
 }
 
 function sortKind<K extends MeshKind>(kind: K, values: KindValue<K>[]): void {

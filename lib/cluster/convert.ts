@@ -4,10 +4,12 @@ import { canonicalIp, isPort } from '../core/ip.ts';
 import { parseCidr, type Cidr } from '../core/cidr.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { InvalidObjectError } from '../core/errors.ts';
-import { convertPolicyObject } from '../policy/index.ts';
+import { bindsTargetRefs, convertPolicyObject, isSecurityPolicy } from '../policy/index.ts';
 import type { PolicyOptions } from '../policy/types.ts';
+import { convertL7AuthorizationPolicy } from '../l7/authz-convert.ts';
+import type { L7AuthzPolicy } from '../l7/authz-types.ts';
 import type { KindValue, MeshKind } from '../mesh/kinds.ts';
-import type { MeshNode, Service, ServicePort, Workload } from '../mesh/model.ts';
+import { PORTS, type MeshNode, type Service, type ServicePort, type Waypoint, type WaypointPolicy, type WaypointRef, type WaypointTraffic, type Workload } from '../mesh/model.ts';
 import { isRecord, objectRef, type KubeObject } from './objects.ts';
 import { convertEndpointSlice, type EndpointSliceInfo } from './endpoint-slices.ts';
 import { podQosClass, podUidProblem, type QosClass } from './cgroup-layout.ts';
@@ -15,6 +17,13 @@ import { dnsLabelProblem, dnsSubdomainProblem } from './names.ts';
 import { QuantityError } from './quantity.ts';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
+export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
+/** The Gateway classes that make a waypoint: Istio's, so users' manifests keep working, and meshlet's own. */
+export const WAYPOINT_CLASSES: readonly string[] = ['istio-waypoint', 'meshlet-waypoint'];
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+const GATEWAY_VERSIONS = ['v1', 'v1beta1'];
 export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'meshlet.io/exclude-outbound-ports';
 /** Ports one pod may exclude: 64 pods at the cap fill the node's excluded_ports table (16 384 entries). */
 export const MAX_EXCLUDED_PORTS = 256;
@@ -26,22 +35,28 @@ export function isEnrolled(podMode: string | undefined, namespaceMode: string | 
   return podMode === 'ambient' || (podMode !== 'none' && namespaceMode === 'ambient');
 }
 
+/** What an object's own istio.io/use-waypoint says: a waypoint, `none` (opted out), or nothing (its namespace's then counts). */
+export type UseWaypoint = WaypointRef | 'none' | undefined;
+
 export interface NamespaceInfo {
   name: string;
   mode: DataplaneMode;
+  waypoint: UseWaypoint;
 }
 
-/** A pod before its namespace is known: enrollment is decided when the batch is assembled. */
+/** A pod before its namespace is known: enrollment and its waypoint are decided when the batch is assembled. */
 export interface PodInfo {
-  workload: Omit<Workload, 'enrolled'>;
+  workload: Omit<Workload, 'enrolled' | 'waypoint'>;
   mode: DataplaneMode;
+  waypoint: UseWaypoint;
   /** metadata.creationTimestamp (epoch ms); Infinity when unknown. Of two pods claiming one address the newer is refused. */
   createdAt: number;
 }
 
 /** A Service before its endpoints are known: they are its EndpointSlices' ready pods, joined when the batch is assembled. */
 export interface ServiceInfo {
-  service: Omit<Service, 'endpoints'>;
+  service: Omit<Service, 'endpoints' | 'waypoint'>;
+  waypoint: UseWaypoint;
   /** As PodInfo's: of two Services claiming one VIP the newer is refused. */
   createdAt: number;
 }
@@ -77,6 +92,12 @@ export type Converted =
 
 /** Throws InvalidObjectError naming the object and the fix. */
 export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}): Converted {
+  // The waypoint's policies: the ztunnel keeps what they target, to refuse traffic around the waypoint.
+  if (isSecurityPolicy(obj) && bindsTargetRefs(obj)) {
+    const l7 = convertL7AuthorizationPolicy(obj, policyOptions);
+    // null: an AUDIT policy, which decides nothing.
+    return l7 ? { kind: 'waypointPolicies', value: waypointPolicyOf(l7) } : { kind: 'Ignored' };
+  }
   const policy = convertPolicyObject(obj, policyOptions);
   if (policy) return policy;
   const ref = objectRef(obj);
@@ -97,6 +118,10 @@ export function convertObject(obj: KubeObject, policyOptions: PolicyOptions = {}
       return { kind: 'EndpointSlice', value: convertEndpointSlice(obj, ref, namespaceOf(obj, fail), stringMap(meta(obj).labels, 'metadata.labels', fail), fail) };
     case 'Node':
       return { kind: 'Node', value: convertNode(obj, fail) };
+    case 'Gateway': {
+      const waypoint = isGatewayApi(obj) ? convertGateway(obj, fail) : null;
+      return waypoint ? { kind: 'waypoints', value: waypoint } : { kind: 'Ignored' };
+    }
     default:
       return { kind: 'Ignored' };
   }
@@ -148,7 +173,57 @@ function namespaceOf(obj: KubeObject, fail: Fail): string {
 
 function convertNamespace(obj: KubeObject, fail: Fail): NamespaceInfo {
   const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
-  return { name: checkName(meta(obj).name, 'metadata.name', dnsLabelProblem, fail), mode: dataplaneMode(labels, fail) };
+  const name = checkName(meta(obj).name, 'metadata.name', dnsLabelProblem, fail);
+  return { name, mode: dataplaneMode(labels, fail), waypoint: useWaypoint(labels, name, fail) };
+}
+
+/**
+ * istio.io/use-waypoint (with istio.io/use-waypoint-namespace, by default
+ * the object's own namespace), as Istio reads it: `none` opts out. The name
+ * is the Gateway's, and its Service's, so a DNS label.
+ */
+function useWaypoint(labels: Record<string, string>, namespace: string, fail: Fail): UseWaypoint {
+  const name = labels[USE_WAYPOINT_LABEL];
+  if (name === undefined) return undefined;
+  if (name === 'none') return 'none';
+  const ns = labels[USE_WAYPOINT_NAMESPACE_LABEL] ?? namespace;
+  const problem = dnsLabelProblem(name, `label ${USE_WAYPOINT_LABEL}`) ?? dnsLabelProblem(ns, `label ${USE_WAYPOINT_NAMESPACE_LABEL}`);
+  if (problem) fail(`${problem}; ${USE_WAYPOINT_LABEL} names a waypoint Gateway (or is "none" to opt out) and ${USE_WAYPOINT_NAMESPACE_LABEL} its namespace`);
+  return { namespace: ns, name };
+}
+
+const isGatewayApi = (obj: KubeObject): boolean => typeof obj.apiVersion === 'string' && obj.apiVersion.startsWith(`${GATEWAY_GROUP}/`);
+
+/**
+ * A Gateway API Gateway of a waypoint class; null for any other class (an
+ * ingress gateway is no waypoint). It needs the HBONE listener on 15008 the
+ * ztunnels dial, and an istio.io/waypoint-for meshlet knows.
+ */
+function convertGateway(obj: KubeObject, fail: Fail): Waypoint | null {
+  if (!GATEWAY_VERSIONS.some((v) => obj.apiVersion === `${GATEWAY_GROUP}/${v}`)) {
+    fail(`apiVersion ${JSON.stringify(obj.apiVersion)} is not supported; use ${GATEWAY_GROUP}/v1`);
+  }
+  const spec = isRecord(obj.spec) ? obj.spec : fail('spec is missing');
+  const className = spec.gatewayClassName;
+  if (typeof className !== 'string' || !WAYPOINT_CLASSES.includes(className)) return null;
+  const namespace = namespaceOf(obj, fail);
+  // Its Service and ServiceAccount take its name.
+  const name = checkName(meta(obj).name, 'metadata.name', dnsLabelProblem, fail);
+  const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
+  const trafficType = labels[WAYPOINT_FOR_LABEL] ?? 'service';
+  if (!['service', 'workload', 'all', 'none'].includes(trafficType)) {
+    fail(`label ${WAYPOINT_FOR_LABEL}="${trafficType.slice(0, 64)}" is not a traffic type; use service (the default), workload, all or none`);
+  }
+  const listeners = Array.isArray(spec.listeners) ? spec.listeners : [];
+  if (!listeners.some((l: unknown) => isRecord(l) && l.protocol === 'HBONE' && l.port === PORTS.hbone)) {
+    fail(`a waypoint needs the listener {name: mesh, port: ${PORTS.hbone}, protocol: HBONE} in spec.listeners: the ztunnels reach it there`);
+  }
+  return { namespace, name, trafficType: trafficType as WaypointTraffic, className };
+}
+
+/** What the ztunnel keeps of a waypoint's policy (or of its stand-in): what it targets. */
+export function waypointPolicyOf(p: L7AuthzPolicy): WaypointPolicy {
+  return { key: p.key, namespace: p.namespace, name: p.name, action: p.action, targets: p.targets, ...(p.failClosed === undefined ? {} : { failClosed: p.failClosed }) };
 }
 
 export function parsePortList(text: string): number[] | null {
@@ -219,6 +294,7 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
 
   return {
     mode: dataplaneMode(labels, fail),
+    waypoint: useWaypoint(labels, namespace, fail),
     createdAt: createdAtOf(obj),
     workload: {
       uid,
@@ -311,6 +387,7 @@ function convertService(obj: KubeObject, fail: Fail): ServiceInfo {
     if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') return fail(`${where}.protocol must be TCP, UDP or SCTP`);
     const port: ServicePort = { port: p.port, protocol };
     if (typeof p.name === 'string') port.name = p.name;
+    if (typeof p.appProtocol === 'string' && p.appProtocol !== '') port.appProtocol = p.appProtocol;
     return port;
   });
   // As the API server requires: each port number once per protocol, each name once (one unnamed port at most).
@@ -319,7 +396,8 @@ function convertService(obj: KubeObject, fail: Fail): ServiceInfo {
     if (j !== i) fail(`spec.ports[${i}] repeats ${ports[j]!.port === p.port ? `port ${p.port}/${p.protocol}` : `the name "${p.name ?? ''}"`} of spec.ports[${j}]`);
   });
 
-  return { service: { namespace, name, vips: [...vips], ports }, createdAt: createdAtOf(obj) };
+  const labels = stringMap(meta(obj).labels, 'metadata.labels', fail);
+  return { service: { namespace, name, vips: [...vips], ports }, waypoint: useWaypoint(labels, namespace, fail), createdAt: createdAtOf(obj) };
 }
 
 function convertNode(obj: KubeObject, fail: Fail): NodeInfo {

@@ -18,6 +18,8 @@ export const DEFAULT_SIGN_RATE = 10;
 export const DEFAULT_SIGN_BURST = 50;
 /** Where the mesh root's certificate and key live. */
 export const DEFAULT_ROOT_SECRET = 'meshlet-system/meshlet-ca-root';
+/** The image waypoint Deployments run (`meshlet waypoint`): the one meshlet image (daemonset/Dockerfile), as the sandbox names it. */
+export const DEFAULT_WAYPOINT_IMAGE = 'meshlet';
 
 export interface CaConfig {
   /** "ip:port" or "[ipv6]:port" to serve HTTPS on. */
@@ -41,6 +43,12 @@ export interface CaConfig {
   signRate?: number;
   /** Signing requests a node may make at once (default DEFAULT_SIGN_BURST). */
   signBurst?: number;
+  /** Also run the waypoint controller: Gateways of class istio-waypoint or meshlet-waypoint become waypoint Deployments. */
+  waypointController?: boolean;
+  /** The image of the waypoint Deployments (default DEFAULT_WAYPOINT_IMAGE). */
+  waypointImage?: string;
+  /** This CA as waypoint pods reach it (https://host:port); required with waypointController. */
+  waypointCaUrl?: string;
 }
 
 /** "ip:port" or "[ipv6]:port". */
@@ -49,6 +57,20 @@ export function parseListen(text: string, flag = '--listen'): { host: string; po
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65535) throw new ConfigError(`${flag} ${JSON.stringify(text)} is not ip:port (e.g. 0.0.0.0:15012 or [::]:15012)`);
   return { host: (match[1] ?? match[2])!, port };
+}
+
+/** An https URL with a host, as the ztunnels' and waypoints' --ca-url take it. */
+export function parseCaUrl(text: string, flag: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol !== 'https:' || url.hostname === '' || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not https://<host>:<port> of the CA (e.g. https://meshlet-ca.meshlet-system.svc:15012)`);
+  }
+  return text;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -76,4 +98,12 @@ export const CA_FLAGS: FlagTable<CaConfig> = {
   serverName: { value: '<name...>', description: 'extra DNS names or IPs clients reach the CA by', default: [] },
   signRate: { value: '<per-second>', description: `signing requests per second each node may make; more are answered 429 (default ${DEFAULT_SIGN_RATE})`, parse: rateFlag },
   signBurst: { value: '<n>', description: `signing requests a node may make at once before --sign-rate applies (default ${DEFAULT_SIGN_BURST})`, parse: countFlag },
+  waypointController: { description: 'also reconcile Gateways of class istio-waypoint or meshlet-waypoint into waypoint Deployments, Services and ServiceAccounts, and write their status' },
+  waypointImage: { value: '<image>', description: `image of the waypoint Deployments (default ${DEFAULT_WAYPOINT_IMAGE})`, parse: imageFlag },
+  waypointCaUrl: { value: '<url>', description: 'this CA as waypoint pods reach it, passed to them as --ca-url (e.g. https://meshlet-ca.meshlet-system.svc:15012); required with --waypoint-controller', parse: parseCaUrl },
 };
+
+function imageFlag(text: string, flag: string): string {
+  if (text === '' || /\s/.test(text)) throw new ConfigError(`${flag} ${JSON.stringify(text)} is not an image reference (e.g. registry.example/meshlet:0.1.0)`);
+  return text;
+}

@@ -6,6 +6,7 @@ import type { Rejection } from '../cluster/cluster-state.ts';
 import type { EndpointWarning } from '../cluster/endpoint-slices.ts';
 import type { NodeAddresses } from '../config/addresses.ts';
 import type { ClusterSourceStatus } from '../cluster/sources/source.ts';
+import type { WaypointProblem } from './waypoints.ts';
 
 export type InboundMode = 'STRICT' | 'PERMISSIVE';
 
@@ -90,6 +91,8 @@ export interface AgentStatus {
   policyWarnings: { policy: string; warning: string }[];
   /** Service endpoints the mesh leaves out (fail closed), by the EndpointSlice that lists them. */
   endpointWarnings: EndpointWarning[];
+  /** Services and pods whose waypoint is missing or has no ready pod (their traffic is refused), bindings a waypoint does not take, policies nothing enforces. */
+  waypointWarnings: WaypointProblem[];
   ztunnel: ControlStatus;
   /** Where the cluster objects come from, and whether the first full snapshot has arrived. */
   source: ClusterSourceStatus;

@@ -6,9 +6,9 @@
 // new kind is its model type in MeshKindValues, one entry in MESH_KINDS, and
 // its converter from Kubernetes objects (lib/cluster/convert.ts).
 import type { AuthzPolicy, PeerAuthPolicy } from '../policy/types.ts';
-import { serviceKey, type MeshNode, type Service, type Workload } from './model.ts';
-import { validateNode, validateService, validateWorkload } from './validate.ts';
-import { validateAuthzPolicy, validatePeerAuthentication } from './validate-policy.ts';
+import { serviceKey, waypointKey, type MeshNode, type Service, type Waypoint, type WaypointPolicy, type Workload } from './model.ts';
+import { validateNode, validateService, validateWaypoint, validateWorkload } from './validate.ts';
+import { validateAuthzPolicy, validatePeerAuthentication, validateWaypointPolicy } from './validate-policy.ts';
 
 /** Each kind's model type (model.ts, policy/types.ts). */
 interface MeshKindValues {
@@ -17,6 +17,8 @@ interface MeshKindValues {
   services: Service;
   authorizationPolicies: AuthzPolicy;
   peerAuthentications: PeerAuthPolicy;
+  waypoints: Waypoint;
+  waypointPolicies: WaypointPolicy;
 }
 
 interface KindSpec<T> {
@@ -42,6 +44,8 @@ export const MESH_KINDS: { readonly [K in MeshKind]: KindSpec<KindValue<K>> } = 
   services: { label: 'service', key: serviceKey, validate: validateService, order: byName },
   authorizationPolicies: { label: 'AuthorizationPolicy', key: (p) => p.key, validate: validateAuthzPolicy, order: byKey },
   peerAuthentications: { label: 'PeerAuthentication', key: (p) => p.key, validate: validatePeerAuthentication, order: byKey },
+  waypoints: { label: 'waypoint', key: waypointKey, validate: validateWaypoint, order: (a, b) => waypointKey(a).localeCompare(waypointKey(b)) },
+  waypointPolicies: { label: 'waypoint AuthorizationPolicy', key: (p) => p.key, validate: validateWaypointPolicy, order: byKey },
 };
 
 export const MESH_KIND_NAMES = Object.keys(MESH_KINDS) as MeshKind[];

@@ -9,6 +9,7 @@ import type { ControlMessage, DeltaMessage } from './control-protocol.ts';
 import { keyOf, listOf, mapOf, mapsOf, MESH_KINDS, stateOf, type KindValue, type MeshKind, type MeshMaps, type MeshState } from './kinds.ts';
 import { hostPort, isV6 } from '../core/ip.ts';
 import { findContradictions } from './consistency.ts';
+import { WaypointIndex } from './waypoints.ts';
 
 /** One pod behind a Service port, with the address and target port to reach it on. */
 export interface TargetEndpoint {
@@ -43,6 +44,8 @@ export class StateView {
   readonly version: number;
   /** Compiled once per view: the per-connection checks read it. */
   readonly policies: PolicyStore;
+  /** Which traffic goes through which waypoint, and which workloads take it from their waypoint only. */
+  readonly waypointIndex: WaypointIndex;
   readonly #byIp = new Map<string, Workload>();
   readonly #targets = new Map<string, ServiceTarget>();
 
@@ -54,6 +57,7 @@ export class StateView {
     const contradiction = findContradictions(stateOf((kind) => [...mapOf(maps, kind).values()]))[0];
     if (contradiction) throw new ControlProtocolError(contradiction.problem);
     this.policies = new PolicyStore([...maps.authorizationPolicies.values()], [...maps.peerAuthentications.values()]);
+    this.waypointIndex = new WaypointIndex({ workloads: workloads.values(), services: services.values(), waypoints: maps.waypoints.values(), waypointPolicies: maps.waypointPolicies.values() });
     for (const w of workloads.values()) for (const ip of w.ips) this.#byIp.set(ip, w);
     for (const s of services.values()) {
       for (const vip of s.vips) {

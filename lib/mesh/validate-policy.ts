@@ -6,6 +6,8 @@
 import { objectNameProblem } from '../cluster/names.ts';
 import { parseCidr } from '../policy/match.ts';
 import type { AuthzPolicy, AuthzRule, L4Match, MtlsSetting, PeerAuthPolicy } from '../policy/types.ts';
+import type { L7Target } from '../l7/authz-types.ts';
+import type { WaypointPolicy } from './model.ts';
 import { fail, int, list, obj } from './validate.ts';
 
 type Obj = Record<string, unknown>;
@@ -113,4 +115,42 @@ export function validatePeerAuthentication(v: unknown, where: string): PeerAuthP
     createdAt: o.createdAt,
     ...failClosed(o, at),
   };
+}
+
+/** A target as lib/l7's conversion (or its fail-closed stand-in) makes one. */
+function target(v: unknown, where: string): L7Target {
+  const o = obj(v, where);
+  const named = (key: string): string => {
+    const problem = objectNameProblem(o[key], key);
+    if (problem) fail(where, problem);
+    return o[key] as string;
+  };
+  const only = (...keys: string[]) => {
+    for (const key of Object.keys(o)) if (key !== 'kind' && !keys.includes(key)) fail(where, `${key} is not a field of a ${String(o.kind)} target`);
+  };
+  switch (o.kind) {
+    case 'gateway':
+    case 'service':
+      only('namespace', 'name');
+      return { kind: o.kind, namespace: named('namespace'), name: named('name') };
+    case 'gateway_class':
+      only('name');
+      return { kind: 'gateway_class', name: named('name') };
+    case 'namespace':
+      only('namespace');
+      return { kind: 'namespace', namespace: named('namespace') };
+    case 'mesh':
+      only();
+      return { kind: 'mesh' };
+    default:
+      return fail(where, `kind must be gateway, service, gateway_class, namespace or mesh, got ${JSON.stringify(o.kind)}`);
+  }
+}
+
+export function validateWaypointPolicy(v: unknown, where: string): WaypointPolicy {
+  const o = obj(v, where);
+  const id = identity(o, where);
+  const at = `waypoint AuthorizationPolicy ${id.key}`;
+  if (o.action !== 'ALLOW' && o.action !== 'DENY') fail(at, `action must be ALLOW or DENY, got ${JSON.stringify(o.action)}`);
+  return { ...id, action: o.action, targets: list(o, 'targets', at).map((t, i) => target(t, `${at}.targets[${i}]`)), ...failClosed(o, at) };
 }

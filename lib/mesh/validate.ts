@@ -4,7 +4,7 @@
 // agent runs the same checks on what it is about to send (cluster-state.ts),
 // so an object the ztunnel would refuse is refused, alone, before it leaves.
 import { ControlProtocolError } from '../core/errors.ts';
-import type { MeshNode, Service, ServiceEndpoint, ServicePort, Workload } from './model.ts';
+import type { MeshNode, Service, ServiceEndpoint, ServicePort, Waypoint, WaypointBinding, WaypointTraffic, Workload } from './model.ts';
 import { canonicalIp } from '../core/ip.ts';
 import { dnsLabelProblem, dnsSubdomainProblem } from '../cluster/names.ts';
 import { podUidProblem } from '../cluster/cgroup-layout.ts';
@@ -76,6 +76,15 @@ function uniqueIps(values: unknown[], where: string): string[] {
   return ips;
 }
 
+/** A waypoint binding: it names a Gateway and the Service of the same name, so both are DNS labels. */
+function waypointBinding(o: Obj, where: string): { waypoint?: WaypointBinding } {
+  if (o.waypoint === undefined) return {};
+  const at = `${where}.waypoint`;
+  const b = obj(o.waypoint, at);
+  if (b.from !== 'object' && b.from !== 'namespace') fail(at, `from must be "object" or "namespace", got ${JSON.stringify(b.from)}`);
+  return { waypoint: { namespace: name(b, 'namespace', at, dnsLabelProblem), name: name(b, 'name', at, dnsLabelProblem), from: b.from } };
+}
+
 export function validateWorkload(v: unknown, where: string): Workload {
   const o = obj(v, where);
   const id = label(o, 'workload');
@@ -93,6 +102,7 @@ export function validateWorkload(v: unknown, where: string): Workload {
     labels: stringMap(o, 'labels', id),
     enrolled: o.enrolled,
     excludeOutboundPorts: list(o, 'excludeOutboundPorts', id).map((p, i) => port(p, `${id}.excludeOutboundPorts[${i}]`)),
+    ...waypointBinding(o, id),
   };
 }
 
@@ -139,5 +149,21 @@ export function validateService(v: unknown, where: string): Service {
     vips: uniqueIps(list(o, 'vips', id), `${id}.vips`),
     ports,
     endpoints,
+    ...waypointBinding(o, id),
+  };
+}
+
+const TRAFFIC_TYPES: readonly string[] = ['service', 'workload', 'all', 'none'] satisfies readonly WaypointTraffic[];
+
+export function validateWaypoint(v: unknown, where: string): Waypoint {
+  const o = obj(v, where);
+  const id = label(o, 'waypoint');
+  if (typeof o.trafficType !== 'string' || !TRAFFIC_TYPES.includes(o.trafficType)) fail(id, `trafficType must be one of ${TRAFFIC_TYPES.join(', ')}, got ${JSON.stringify(o.trafficType)}`);
+  return {
+    namespace: name(o, 'namespace', id, dnsLabelProblem),
+    // It is also its Service's and ServiceAccount's name.
+    name: name(o, 'name', id, dnsLabelProblem),
+    trafficType: o.trafficType as WaypointTraffic,
+    className: name(o, 'className', id, dnsSubdomainProblem),
   };
 }

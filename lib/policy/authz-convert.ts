@@ -4,7 +4,7 @@
 // an ALLOW rule using them is dropped (never matches); a DENY rule is kept
 // without them (matches more). Either way the operator gets a warning.
 import { InvalidObjectError } from '../core/errors.ts';
-import { objectRef, type KubeObject } from '../cluster/objects.ts';
+import { isRecord, objectRef, type KubeObject } from '../cluster/objects.ts';
 import { checkApiVersion, metaOf, onlyKeys, parsePort, record, selectorOf, specOf, stringList, type Fail } from './fields.ts';
 import { checkPattern, parseCidr, stripSpiffe } from './match.ts';
 import { DEFAULT_ROOT_NAMESPACE, type AuthzAction, type AuthzPolicy, type AuthzRule, type L4Match, type PolicyOptions, type PolicyScope } from './types.ts';
@@ -17,6 +17,20 @@ const OPERATION_L4 = ['ports', 'notPorts'];
 const OPERATION_L7 = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
 const WHEN_L4 = ['source.ip', 'remote.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port'];
 const isL7Key = (key: string) => key.startsWith('request.') || key === 'connection.sni' || key.startsWith('experimental.envoy.filters.');
+
+/**
+ * Whether the policy binds itself with targetRefs (or targetRef) to a
+ * waypoint Gateway, a GatewayClass or a Service: then it is the waypoint's
+ * (lib/l7), which the L4 engine neither enforces nor stands in for, even when
+ * the references cannot be read. An empty list binds nothing (Istio's reading,
+ * and lib/l7's): such a policy is the ztunnel's.
+ */
+export function bindsTargetRefs(obj: KubeObject): boolean {
+  const spec = obj.spec;
+  if (obj.kind !== 'AuthorizationPolicy' || !isRecord(spec)) return false;
+  const set = (v: unknown): boolean => v !== undefined && v !== null;
+  return set(spec.targetRef) || (set(spec.targetRefs) && !(Array.isArray(spec.targetRefs) && spec.targetRefs.length === 0));
+}
 
 /** Throws InvalidObjectError naming the field and the fix. */
 export function convertAuthorizationPolicy(obj: KubeObject, options: PolicyOptions = {}): AuthzPolicy {

@@ -3,7 +3,7 @@
 // index the good ones into a fresh store for the caller to swap in.
 import { InvalidObjectError } from '../core/errors.ts';
 import type { KubeObject } from '../cluster/objects.ts';
-import { convertAuthorizationPolicy } from './authz-convert.ts';
+import { bindsTargetRefs, convertAuthorizationPolicy } from './authz-convert.ts';
 import { SECURITY_GROUP } from './fields.ts';
 import { convertPeerAuthentication } from './peerauth.ts';
 import { PolicyStore } from './store.ts';
@@ -19,10 +19,14 @@ export interface PolicyUpdate {
   rejected: InvalidObjectError[];
 }
 
-/** null for objects that are not Istio security policies. Throws InvalidObjectError for bad ones. */
+/**
+ * null for objects that are not Istio security policies the L4 engine
+ * enforces: other objects, and AuthorizationPolicies bound by targetRefs,
+ * which are the waypoint's. Throws InvalidObjectError for bad ones.
+ */
 export function convertPolicyObject(obj: KubeObject, options: PolicyOptions = {}): ConvertedPolicy | null {
   if (typeof obj.apiVersion !== 'string' || !obj.apiVersion.startsWith(`${SECURITY_GROUP}/`)) return null;
-  if (obj.kind === 'AuthorizationPolicy') return { kind: 'authorizationPolicies', value: convertAuthorizationPolicy(obj, options) };
+  if (obj.kind === 'AuthorizationPolicy') return bindsTargetRefs(obj) ? null : { kind: 'authorizationPolicies', value: convertAuthorizationPolicy(obj, options) };
   if (obj.kind === 'PeerAuthentication') return { kind: 'peerAuthentications', value: convertPeerAuthentication(obj, options) };
   return null;
 }

@@ -8,6 +8,7 @@
 import { isRecord, type KubeObject } from '../cluster/objects.ts';
 import { objectNameProblem } from '../cluster/names.ts';
 import { InvalidObjectError } from '../core/errors.ts';
+import { bindsTargetRefs } from './authz-convert.ts';
 import type { ConvertedPolicy } from './build.ts';
 import { SECURITY_GROUP, selectorOf } from './fields.ts';
 import { DEFAULT_ROOT_NAMESPACE, type PolicyOptions } from './types.ts';
@@ -44,11 +45,27 @@ function createdAtOf(meta: Record<string, unknown>): number {
 
 /**
  * The stand-in for security policy `obj`, rejected for `reason`; null for an
- * object that is not a security policy, and for an AUDIT policy, which only
- * marks requests and never decides one, so it has nothing to fail closed on.
+ * object that is not a security policy, for an AUDIT policy, which only
+ * marks requests and never decides one, so it has nothing to fail closed on,
+ * and for a policy bound by targetRefs, whose stand-in is the waypoint's.
+ *
+ * Why a rejected (or unreadable) targetRefs policy still never widens access
+ * without an L4 stand-in here: it is replaced by lib/l7's stand-in
+ * (l7FailClosedPolicy), a DENY of every request to what can still be read of
+ * its targets, else to every waypoint and service of its namespace (of the
+ * mesh, from the root namespace). The waypoints deny every request through
+ * them that it covers. The agent sends the same stand-in to the ztunnels as a
+ * waypoint policy, so each workload behind a covered target that is bound to
+ * a waypoint takes mesh traffic from that waypoint alone (waypoint_bypass,
+ * lib/mesh/waypoints.ts) and no plaintext (the kernel's STRICT): no path
+ * around the denying waypoint is left. A target no waypoint serves was
+ * enforced nowhere even by the valid policy (Istio's semantics), so there is
+ * nothing to widen. The L4 stand-in it had before, a DENY of its whole
+ * namespace, denied what the policy never covered: every connection to every
+ * workload there, for one waypoint's policy.
  */
 export function failClosedPolicy(obj: KubeObject, reason: string, options: PolicyOptions = {}): ConvertedPolicy | null {
-  if (!isSecurityPolicy(obj)) return null;
+  if (!isSecurityPolicy(obj) || bindsTargetRefs(obj)) return null;
   const meta = isRecord(obj.metadata) ? obj.metadata : {};
   const spec = obj.spec;
   if (obj.kind === 'AuthorizationPolicy' && isRecord(spec) && spec.action === 'AUDIT') return null;

@@ -1,7 +1,7 @@
 // The L4 policy engine: Istio AuthorizationPolicy and PeerAuthentication,
 // converted and indexed once per state change, checked per connection.
 export { authorize, failClosedFor, selectsWorkload } from './authz-eval.ts';
-export { convertAuthorizationPolicy } from './authz-convert.ts';
+export { bindsTargetRefs, convertAuthorizationPolicy } from './authz-convert.ts';
 export { compilePolicies, convertPolicyObject, type ConvertedPolicy, type PolicyUpdate } from './build.ts';
 export { convertPeerAuthentication, effectiveMtlsMode } from './peerauth.ts';
 export { PolicyStore } from './store.ts';

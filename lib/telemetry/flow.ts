@@ -33,7 +33,13 @@ export interface FlowRecord {
   /** Where the application connected (for a Service: its VIP and port); the unspecified address and port 0 when unknown. */
   originalDestination: Endpoint;
   service?: WorkloadRef;
-  /** Where the ztunnel sent it: the chosen pod, and its node. */
+  /**
+   * The waypoint (its Gateway) the destination is bound to: outbound, the
+   * connection went to one of its pods (`destination`), or was refused
+   * (waypoint_unavailable); inbound, the peer is one of its pods (hop 2).
+   */
+  waypoint?: WorkloadRef;
+  /** Where the ztunnel sent it: the chosen pod (a waypoint's, through one), and its node. */
   destination?: Endpoint & { workload?: WorkloadRef; node?: string; identity?: string };
   /** How it travelled: direct to a local pod, tunnelled to another node, or passthrough (not a mesh destination). */
   path?: 'local' | 'tunnel' | 'passthrough';

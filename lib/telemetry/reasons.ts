@@ -37,6 +37,13 @@ export type HandshakeFailure =
   /** Inbound: the client's certificate failed verification otherwise. */
   | 'peer_certificate_invalid';
 
+/** OpenSSL's verification error code for a refused client certificate, as flows and metrics name the refusal. */
+export function certificateRefusal(code: string): HandshakeFailure {
+  if (code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
+  if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
+  return 'peer_certificate_invalid';
+}
+
 /** Why the upstream side of a connection could not be set up (a ForwardError's reason). */
 export type UpstreamFailure =
   | SessionFailure
@@ -73,7 +80,20 @@ export type Refusal =
    * one): it is carried under no identity. The flow's claimedSource is that
    * address, its source the pod the kernel saw connect.
    */
-  | 'source_mismatch';
+  | 'source_mismatch'
+  /**
+   * Its destination (a Service VIP, or a pod's own address) is bound to a
+   * waypoint (istio.io/use-waypoint) that is missing or has no ready pod:
+   * refused, never sent around the waypoint. `meshlet status` names the
+   * binding and what is wrong with the waypoint.
+   */
+  | 'waypoint_unavailable'
+  /**
+   * Its destination is under an L7 AuthorizationPolicy through its waypoint,
+   * and the connection did not come from that waypoint: the peer's identity
+   * is not one of the waypoint's (or it has none, in plaintext).
+   */
+  | 'waypoint_bypass';
 
 /** Why a flow record closed. */
 export type CloseReason =

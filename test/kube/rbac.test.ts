@@ -1,20 +1,26 @@
 // daemonset/rbac.yaml against the components' watch lists and a real API
 // server: each ClusterRole grants exactly what its component's kinds need
-// (checked both ways, from AGENT_KINDS and CA_KINDS), the CA's Role exactly
-// its root Secret's get and create, the ztunnel's account nothing, and under
-// its own ServiceAccount's token each component can make its calls, the same
-// list and watch requests the Kubernetes source makes, and nothing else.
+// (checked both ways, from AGENT_KINDS, and CA_KINDS with the waypoint
+// controller's CONTROLLER_KINDS) plus the writes each makes, the CA's Role
+// exactly its root Secret's get and create, the ztunnel's account nothing,
+// and under its own ServiceAccount's token each component can make its
+// calls, the same list and watch requests the Kubernetes source makes and
+// the waypoint controller's applies, and nothing else.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
-import { ApiException, AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { isRecord } from '../../lib/cluster/objects.ts';
 import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
-import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, CONTROLLER_KINDS, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
 import { DEFAULT_NODE_ACCOUNT, DEFAULT_ROOT_SECRET, parseSecretRef } from '../../lib/config/ca.ts';
+import { answerMessage, kubeApply, kubeRequest, type KubeAnswer } from '../../ca/kube-api.ts';
+import { classPath, GATEWAY_CLASSES_PATH, newGatewayClass } from '../../ca/waypoint-classes.ts';
+import { readGateway } from '../../ca/waypoint-gateway.ts';
+import { FIELD_MANAGER, waypointObjects } from '../../ca/waypoint-objects.ts';
 import { eventually } from '../support/eventually.ts';
-import { asServiceAccount, startTestControlPlane } from '../support/control-plane.ts';
+import { asServiceAccount, kubectlOk, startTestControlPlane } from '../support/control-plane.ts';
 
 const RBAC_FILE = new URL('../../daemonset/rbac.yaml', import.meta.url);
 const RBAC_NAME = 'daemonset/rbac.yaml';
@@ -45,10 +51,20 @@ interface Component {
 }
 
 const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [], namespaced: [] };
+const GATEWAY_API = 'gateway.networking.k8s.io';
 const CA: Component = {
-  name: 'ca', account: 'meshlet-ca', kinds: CA_KINDS, kindsList: 'CA_KINDS',
-  // The CA authenticates each ztunnel's ServiceAccount token.
-  extra: [grant('create', 'authentication.k8s.io', 'tokenreviews')],
+  name: 'ca', account: 'meshlet-ca', kinds: [...CA_KINDS, ...CONTROLLER_KINDS], kindsList: 'CA_KINDS and CONTROLLER_KINDS',
+  extra: [
+    // The CA authenticates each ztunnel's ServiceAccount token.
+    grant('create', 'authentication.k8s.io', 'tokenreviews'),
+    // The waypoint controller creates the waypoint GatewayClasses when missing and writes Gateway and class status.
+    grant('create', GATEWAY_API, 'gatewayclasses'),
+    grant('patch', GATEWAY_API, 'gateways/status'),
+    grant('patch', GATEWAY_API, 'gatewayclasses/status'),
+    // It applies each waypoint's Deployment (apply creates, too) and reads, then applies, its ServiceAccount, Service and root ConfigMap.
+    ...['create', 'patch'].map((verb) => grant(verb, 'apps', 'deployments')),
+    ...['serviceaccounts', 'services', 'configmaps'].flatMap((resource) => ['get', 'create', 'patch'].map((verb) => grant(verb, '', resource))),
+  ],
   // It reads its root Secret, and creates it on first start (create cannot be narrowed by name).
   namespaced: [grant('get', '', 'secrets', ROOT_SECRET.name), grant('create', '', 'secrets')],
 };
@@ -163,10 +179,10 @@ test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on i
 test('the role check names the kind and the file when a watched kind has no rule, or a rule has no kind', async () => {
   const manifests = await readManifests();
   const has = (problems: readonly string[], text: string): void => assert.ok(problems.some((p) => p.includes(text)), `no problem says ${JSON.stringify(text)}:\n${problems.join('\n')}`);
-  const gateways: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true };
-  const watchesMore = roleProblems(manifests, { ...AGENT, kinds: [...AGENT_KINDS, gateways] });
+  const httpRoutes: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', namespaced: true };
+  const watchesMore = roleProblems(manifests, { ...AGENT, kinds: [...AGENT_KINDS, httpRoutes] });
   for (const verb of WATCH_VERBS) {
-    has(watchesMore, `ClusterRole meshlet-agent does not grant "${verb} gateway.networking.k8s.io/gateways": gateway.networking.k8s.io/v1 Gateway is in AGENT_KINDS (${KINDS_FILE}); add it to a rule in ${RBAC_NAME}`);
+    has(watchesMore, `ClusterRole meshlet-agent does not grant "${verb} gateway.networking.k8s.io/httproutes": gateway.networking.k8s.io/v1 HTTPRoute is in AGENT_KINDS (${KINDS_FILE}); add it to a rule in ${RBAC_NAME}`);
   }
   const dropped = AGENT_KINDS[0]!;
   const watchesLess = roleProblems(manifests, { ...AGENT, kinds: AGENT_KINDS.slice(1) });
@@ -282,10 +298,65 @@ test('under its own ServiceAccount each component makes its calls and is refused
     await assertForbidden('the CA replacing its root Secret', () => core.replaceNamespacedSecret(root), a);
     await assertForbidden('the CA deleting its root Secret', () => core.deleteNamespacedSecret(ROOT_SECRET), a);
     await assertForbidden('the CA creating a secret in another namespace', () => core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: ROOT_SECRET.name } } }), a);
-    const caKinds = new Set(CA_KINDS.map(kindName));
+    const caKinds = new Set(CA.kinds.map(kindName));
     for (const kind of AGENT_KINDS.filter((k) => !caKinds.has(kindName(k)))) {
       await assertForbidden(`the CA listing ${kindName(kind)}`, () => listCollection(ca.kc, collectionPath(kind), { maxObjects: 1000 }), a);
     }
+  });
+
+  // A waypoint Gateway as a user writes one, in a namespace of theirs.
+  const gateway = { apiVersion: `${GATEWAY_API}/v1`, kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'default' }, spec: { gatewayClassName: 'meshlet-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } };
+  const created = await cp.kubectl(['apply', '-f', '-'], JSON.stringify(gateway));
+  assert.equal(created.exitCode, 0, `create Gateway: ${created.stderr}`);
+  const caApply = (path: string, body: unknown) => kubeApply(ca.kc, path, body, { fieldManager: FIELD_MANAGER, force: true });
+
+  await t.test('the CA, as the waypoint controller, watches its kinds, applies a waypoint\'s objects and writes Gateway and GatewayClass status', async () => {
+    for (const kind of CONTROLLER_KINDS) await listAndWatch(ca.kc, kind, undefined);
+    const gw = readGateway(JSON.parse(await kubectlOk(cp, ['-n', 'default', 'get', 'gateway', 'waypoint', '-o', 'json'])) as Record<string, unknown>);
+    assert.ok(typeof gw !== 'string', String(gw));
+    const objects = waypointObjects(gw, { image: 'meshlet', caUrl: 'https://meshlet-ca.meshlet-system.svc:15012', trustDomain: 'cluster.local', tokenAudience: 'meshlet-ca' }, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    for (const d of [objects.trustBundle, objects.serviceAccount, objects.service, objects.deployment]) {
+      // Deployments are read from the watch; the rest are read before they are applied.
+      if (d !== objects.deployment) {
+        const read = await kubeRequest(ca.kc, 'GET', d.path);
+        assert.equal(read.status, 404, `get ${d.what} before it exists: ${answerMessage(read)}`);
+      }
+      const answer = await caApply(d.path, d.body);
+      assert.equal(answer.status, 201, `apply ${d.what}: ${answerMessage(answer)}`);
+      assert.equal((await caApply(d.path, d.body)).status, 200, `apply ${d.what} again`);
+    }
+    const cls = await kubeRequest(ca.kc, 'POST', GATEWAY_CLASSES_PATH, newGatewayClass('meshlet-waypoint'));
+    assert.equal(cls.status, 201, `create GatewayClass: ${answerMessage(cls)}`);
+    const accepted = { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'test', observedGeneration: 1, lastTransitionTime: '2026-01-01T00:00:00Z' };
+    const classStatus = await caApply(`${classPath('meshlet-waypoint')}/status`, { apiVersion: `${GATEWAY_API}/v1`, kind: 'GatewayClass', metadata: { name: 'meshlet-waypoint' }, status: { conditions: [accepted] } });
+    assert.equal(classStatus.status, 200, `GatewayClass status: ${answerMessage(classStatus)}`);
+    const gatewayStatus = await caApply('/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/waypoint/status', { ...gateway, spec: undefined, status: { conditions: [accepted] } });
+    assert.equal(gatewayStatus.status, 200, `Gateway status: ${answerMessage(gatewayStatus)}`);
+  });
+
+  await t.test('the waypoint controller\'s grants stop at its writes: no deletes, no Gateway spec, no lists of what it only reads, no secrets', async () => {
+    const a = CA.account;
+    const forbidden = async (what: string, answer: Promise<KubeAnswer>) => {
+      const got = await answer;
+      assert.equal(got.status, 403, `${what}: expected 403 Forbidden, got ${got.status} ${answerMessage(got)}`);
+      assert.match(answerMessage(got), new RegExp(`system:serviceaccount:${NAMESPACE}:${a}`), what);
+    };
+    const apps = ca.kc.makeApiClient(AppsV1Api);
+    const core = ca.kc.makeApiClient(CoreV1Api);
+    await assertForbidden('the CA deleting a Deployment', () => apps.deleteNamespacedDeployment({ name: 'waypoint', namespace: 'default' }), a);
+    await assertForbidden('the CA deleting a Service', () => core.deleteNamespacedService({ name: 'waypoint', namespace: 'default' }), a);
+    await assertForbidden('the CA deleting a ServiceAccount', () => core.deleteNamespacedServiceAccount({ name: 'waypoint', namespace: 'default' }), a);
+    await assertForbidden('the CA creating a pod', () => core.createNamespacedPod({ namespace: 'default', body: { ...pod, metadata: { name: 'intruder', namespace: 'default' } } }), a);
+    await assertForbidden('the CA reading a secret in a waypoint\'s namespace', () => core.readNamespacedSecret({ name: 'default-token', namespace: 'default' }), a);
+    await assertForbidden('the CA requesting a token for a waypoint\'s ServiceAccount', () => core.createNamespacedServiceAccountToken({ name: 'waypoint', namespace: 'default', body: { spec: { audiences: ['meshlet-ca'] } } }), a);
+    for (const resource of ['services', 'configmaps', 'serviceaccounts']) {
+      await assertForbidden(`the CA listing ${resource}`, () => listCollection(ca.kc, `/api/v1/${resource}`, { maxObjects: 1000 }), a);
+    }
+    await forbidden('the CA applying a Gateway\'s spec', caApply('/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/waypoint', { ...gateway, spec: { ...gateway.spec, gatewayClassName: 'other' } }));
+    await forbidden('the CA creating a Gateway', kubeRequest(ca.kc, 'POST', '/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways', { ...gateway, metadata: { name: 'intruder', namespace: 'default' } }));
+    await forbidden('the CA applying a GatewayClass\'s spec', caApply(classPath('meshlet-waypoint'), { ...newGatewayClass('meshlet-waypoint'), spec: { controllerName: 'example.com/other' } }));
+    await forbidden('the CA applying a DaemonSet', caApply('/apis/apps/v1/namespaces/default/daemonsets/waypoint', { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'waypoint', namespace: 'default' } }));
+    await forbidden('the CA applying a RoleBinding', caApply('/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings/waypoint', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'waypoint', namespace: 'default' } }));
   });
 
   await t.test('the ztunnel\'s account may call nothing', async () => {

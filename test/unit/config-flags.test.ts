@@ -81,4 +81,7 @@ test('the ztunnel\'s bounds and the CA\'s signing rate are flags; unset, the def
   assert.throws(() => withFlag('--hbone-handshake-timeout', '0'), { code: 'MESHLET_CONFIG', message: /--hbone-handshake-timeout "0" is not a duration/ });
   assert.deepEqual(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, signRate: 2.5, signBurst: 5 })), { ...ca, signRate: 2.5, signBurst: 5 });
   assert.throws(() => parse(CA_FLAGS, [...configArgs(CA_FLAGS, ca), '--sign-rate', '0']), { code: 'MESHLET_CONFIG', message: /--sign-rate must be a positive number per second/ });
+  const waypoints = { waypointController: true, waypointImage: 'registry.example/meshlet:1', waypointCaUrl: 'https://meshlet-ca.meshlet-system.svc:15012' };
+  assert.deepEqual(parse(CA_FLAGS, configArgs(CA_FLAGS, { ...ca, ...waypoints })), { ...ca, ...waypoints });
+  assert.throws(() => parse(CA_FLAGS, [...configArgs(CA_FLAGS, ca), '--waypoint-ca-url', '10.0.0.1:15012']), { code: 'MESHLET_CONFIG', message: /--waypoint-ca-url "10.0.0.1:15012" is not https:\/\/<host>:<port>/ });
 });

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { InvalidObjectError } from '../../lib/core/errors.ts';
 import { validateAuthzPolicy, validatePeerAuthentication } from '../../lib/mesh/validate-policy.ts';
-import { authorize, convertPolicyObject, effectiveMtlsMode, failClosedPolicy, isSecurityPolicy, PolicyStore, type ConvertedPolicy } from '../../lib/policy/index.ts';
+import { authorize, bindsTargetRefs, convertPolicyObject, effectiveMtlsMode, failClosedPolicy, isSecurityPolicy, PolicyStore, type ConvertedPolicy } from '../../lib/policy/index.ts';
+import { l7FailClosedPolicy } from '../../lib/l7/index.ts';
 import { hostileAuthorizationPolicy, hostilePeerAuthentication } from '../support/hostile.ts';
 
 const RUNS = 400;
@@ -54,8 +55,11 @@ test('a rejected policy fails closed: its stand-in, taken by the ztunnel, denies
   fc.assert(fc.property(policies, request, (obj, r) => {
     const standIn = failClosedPolicy(obj, 'fuzzed', { rootNamespace: 'meshlet-system' });
     const spec = obj.spec as Record<string, unknown> | undefined;
+    const audit = obj.kind === 'AuthorizationPolicy' && spec?.action === 'AUDIT';
     if (!standIn) {
-      assert.ok(!isSecurityPolicy(obj) || (obj.kind === 'AuthorizationPolicy' && spec?.action === 'AUDIT'), 'only AUDIT policies go without a stand-in');
+      // A targetRefs policy is the waypoint's: its stand-in is lib/l7's (the waypoint denies, the ztunnels refuse bypass).
+      if (isSecurityPolicy(obj) && bindsTargetRefs(obj) && !audit) assert.ok(l7FailClosedPolicy(obj, 'fuzzed', { rootNamespace: 'meshlet-system' }), 'a targetRefs policy has the waypoint\'s stand-in');
+      else assert.ok(!isSecurityPolicy(obj) || audit, 'only AUDIT policies go without a stand-in');
       return;
     }
     const store = storeOf(overTheWire(standIn));

@@ -121,7 +121,7 @@ test('a ClusterIP outside the Service range, or one that is a pod\'s IP or a nod
 test('the ztunnel refuses a Service at a workload\'s IP too, and its resolver never prefers a Service for a pod\'s own IP', () => {
   const web = meshWorkload({ name: 'web', ips: ['10.244.1.2'], node: 'n1' });
   const thief = meshService({ name: 'thief', vips: ['10.244.1.2'], ports: [{ port: 80, protocol: 'TCP' }], endpoints: [] });
-  const state = { nodes: [{ name: 'n1', address: '10.200.0.11' }], workloads: [web], services: [thief], authorizationPolicies: [], peerAuthentications: [] };
+  const state = { nodes: [{ name: 'n1', address: '10.200.0.11' }], workloads: [web], services: [thief], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] };
   assert.throws(() => new StateStore().apply({ type: 'snapshot', version: 1, state }), /service default\/thief claims VIP 10\.244\.1\.2, which is workload default\/web's IP/);
   // Should such a view exist anyway, the pod's address is the pod.
   const view = { workloadByIp: (ip: string) => (ip === '10.244.1.2' ? web : undefined), serviceAt: () => ({ key: 'x', service: thief, port: thief.ports[0]!, endpoints: [] }), node: () => undefined, hasTarget: () => true } as unknown as StateView;

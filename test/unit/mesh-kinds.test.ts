@@ -18,7 +18,13 @@ const strict = convertPeerAuthentication({
   apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'demo' }, spec: { mtls: { mode: 'STRICT' } },
 });
 
-const before = (): MeshState => ({ ...twoNodeState(8080), authorizationPolicies: [policy('a'), policy('b')], peerAuthentications: [strict] });
+const waypoint = (name: string) => ({ namespace: 'demo', name, trafficType: 'service' as const, className: 'istio-waypoint' });
+const waypointPolicy = (name: string) => ({ key: `demo/${name}`, namespace: 'demo', name, action: 'ALLOW' as const, targets: [{ kind: 'gateway' as const, namespace: 'demo', name: 'waypoint' }] });
+
+const before = (): MeshState => ({
+  ...twoNodeState(8080), authorizationPolicies: [policy('a'), policy('b')], peerAuthentications: [strict],
+  waypoints: [waypoint('waypoint'), waypoint('old')], waypointPolicies: [waypointPolicy('p')],
+});
 
 /** The same state with objects changed, removed and added across the kinds (the PeerAuthentication removed). */
 function after(): MeshState {
@@ -30,13 +36,15 @@ function after(): MeshState {
     services: [s.services[0]!],
     authorizationPolicies: [policy('b'), policy('c')],
     peerAuthentications: [],
+    waypoints: [{ ...waypoint('waypoint'), trafficType: 'all' }, waypoint('new')],
+    waypointPolicies: [waypointPolicy('q')],
   };
 }
 
 const sortedKeys = <K extends MeshKind>(state: MeshState, kind: K): string[] => listOf(state, kind).map((v) => keyOf(kind, v)).sort();
 
 test('every kind has a label, a key, a validator and an order', () => {
-  assert.deepEqual(MESH_KIND_NAMES, ['nodes', 'workloads', 'services', 'authorizationPolicies', 'peerAuthentications']);
+  assert.deepEqual(MESH_KIND_NAMES, ['nodes', 'workloads', 'services', 'authorizationPolicies', 'peerAuthentications', 'waypoints', 'waypointPolicies']);
   for (const kind of MESH_KIND_NAMES) assert.ok(MESH_KINDS[kind].label !== '', kind);
 });
 

@@ -15,7 +15,8 @@ import type { ClusterPolicy } from '../../lib/l7/cluster-policy.ts';
 import { Cluster, type UpstreamRequest } from '../../waypoint/upstream/cluster.ts';
 import { endpointKey, type UpstreamEndpoint } from '../../waypoint/upstream/endpoint.ts';
 import { UpstreamTimeoutError } from '../../waypoint/upstream/errors.ts';
-import { localReply, responseFlag } from '../../waypoint/upstream/failures.ts';
+import { buildLocalReply } from '../../waypoint/downstream/local-reply.ts';
+import { localReplyOf, responseFlag } from '../../waypoint/upstream/failures.ts';
 import type { OutlierEvent } from '../../waypoint/upstream/outlier-detector.ts';
 import { TunnelConnector } from '../../waypoint/upstream/tunnel-connector.ts';
 import { ManualClock } from '../support/manual-clock.ts';
@@ -142,7 +143,8 @@ test('UO, as Istio\'s circuit-breaking example: one connection, one pending requ
   // The third finds the one connection busy and the one pending place taken.
   const third = await cluster.request(slow.endpoint, get());
   assert.deepEqual(!third.ok && third.failure, { kind: 'overflow', limit: 'pending' });
-  assert.deepEqual(!third.ok && localReply(third.failure), { status: 503, body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', overloaded: true });
+  const overflow = !third.ok ? buildLocalReply(localReplyOf(third.failure)!, { grpc: false, method: 'GET' }) : undefined;
+  assert.deepEqual([overflow?.status, overflow?.body, overflow?.headers['x-envoy-overloaded']], [503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'true']);
   assert.deepEqual(cluster.stats().active, { connections: 1, pending: 1, requests: 1, retries: 0 });
   slow.release();
   assert.equal(await first, '200 done');
@@ -217,7 +219,8 @@ test('UH when every endpoint is ejected; below minHealthPercent, panic balances 
   const strict = await setup(t, { outlierDetection: { consecutiveGatewayErrors: 1, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 100, minHealthPercent: 0 } }, [broken]);
   assert.equal(await send(strict.cluster), '502 ');
   assert.equal(await send(strict.cluster), 'UH');
-  assert.deepEqual(localReply({ kind: 'no_healthy_upstream' }), { status: 503, body: 'no healthy upstream', overloaded: false });
+  const uh = buildLocalReply(localReplyOf({ kind: 'no_healthy_upstream' })!, { grpc: false, method: 'GET' });
+  assert.deepEqual([uh.status, uh.body, uh.headers['x-envoy-overloaded'], uh.flag], [503, 'no healthy upstream', undefined, 'UH']);
   const panicky = await setup(t, { outlierDetection: { consecutiveGatewayErrors: 1, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 100, minHealthPercent: 50 } }, [broken]);
   assert.equal(await send(panicky.cluster), '502 ');
   assert.equal(await send(panicky.cluster), '502 ', 'sent anyway: panic');

@@ -16,7 +16,8 @@ import { sniFor } from '../../lib/identity/sni.ts';
 import { formatSpiffeId, spiffeId } from '../../lib/identity/spiffe.ts';
 import type { UpstreamEndpoint } from '../../waypoint/upstream/endpoint.ts';
 import { UpstreamConnectError } from '../../waypoint/upstream/errors.ts';
-import { failureOf, localReply, responseFlag } from '../../waypoint/upstream/failures.ts';
+import { buildLocalReply } from '../../waypoint/downstream/local-reply.ts';
+import { failureOf, localReplyOf, responseFlag } from '../../waypoint/upstream/failures.ts';
 import { clientOnTunnel } from '../../waypoint/upstream/tunnel-client.ts';
 import { TunnelConnector } from '../../waypoint/upstream/tunnel-connector.ts';
 import { ManualClock } from '../support/manual-clock.ts';
@@ -134,7 +135,8 @@ test('UF: the destination ztunnel answers 503 or 401, or nothing listens on the 
     assert.equal(err.reason, reason);
     const failure = failureOf(err);
     assert.equal(responseFlag(failure), 'UF');
-    assert.deepEqual(localReply(failure), { status: 503, body: `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${reason}`, overloaded: false });
+    const reply = buildLocalReply(localReplyOf(failure)!, { grpc: false, method: 'GET' });
+    assert.deepEqual([reply.status, reply.body, reply.flag], [503, `upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: ${reason}`, 'UF']);
   }
   const closed = createTcpServer();
   const closedPort = await listen(t, closed, NODE_IP);
@@ -216,5 +218,5 @@ test('UPE: an answer that is not HTTP', async (t) => {
   const failure = await failureThrough(t, createTcpServer((s) => s.once('data', () => s.end('SSH-2.0-OpenSSH\r\n\r\n'))), false);
   assert.ok(failure !== 'ok');
   assert.equal(failure.kind, 'protocol_error');
-  assert.equal(localReply(failure)?.status, 502);
+  assert.equal(buildLocalReply(localReplyOf(failure)!, { grpc: false, method: 'GET' }).status, 502);
 });

@@ -52,6 +52,8 @@ const state: MeshState = {
   ],
   authorizationPolicies: [fromClientOnly('local'), fromClientOnly('server'), fromClientAddressOnly('vault')],
   peerAuthentications: [],
+  waypoints: [],
+  waypointPolicies: [],
 };
 
 function viewOf(s: MeshState): StateView {

@@ -29,6 +29,8 @@ function state(): MeshState {
   return {
     authorizationPolicies: [],
     peerAuthentications: [],
+    waypoints: [],
+    waypointPolicies: [],
     nodes: [
       { name: 'n1', address: '192.168.0.1' },
       { name: 'n2', address: '192.168.0.2' },
@@ -67,7 +69,7 @@ function storeWith(s: MeshState = state(), version = 1): StateStore {
   return store;
 }
 
-const target = (r: Route) => (r.kind === 'reject' ? r.reason : `${r.kind === 'tunnel' ? 'tunnel' : r.path} ${r.target.ip}:${r.target.port}`);
+const target = (r: Route) => (r.kind === 'reject' ? r.reason : `${r.kind === 'tunnel' || r.kind === 'waypoint' ? r.kind : r.path} ${r.target.ip}:${r.target.port}`);
 
 test('indexes workloads by IP and uid, services by VIP:port', () => {
   const view = storeWith().view!;
@@ -118,8 +120,8 @@ test('deltas upsert and remove; round robin survives the swap', () => {
   const delta: DeltaMessage = {
     type: 'delta',
     version: 2,
-    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' } })], services: [webAfter], authorizationPolicies: [], peerAuthentications: [] },
-    remove: { nodes: [], workloads: ['uid-web-a'], services: ['default/empty'], authorizationPolicies: [], peerAuthentications: [] },
+    upsert: { nodes: [], workloads: [workload({ name: 'web-d', ips: ['10.0.2.4'], node: 'n2', labels: { app: 'web' } })], services: [webAfter], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] },
+    remove: { nodes: [], workloads: ['uid-web-a'], services: ['default/empty'], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] },
   };
   store.apply(parseControlMessage(delta));
   const view = store.view!;
@@ -175,7 +177,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
   t.after(() => server.close());
 
   const a = await agent(t, path);
-  assert.deepEqual(await a.send({ type: 'delta', version: 1, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] } }), {
+  assert.deepEqual(await a.send({ type: 'delta', version: 1, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] } }), {
     type: 'nack',
     version: 1,
     error: 'a connection must start with a snapshot',
@@ -190,7 +192,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
   const garbage = await a.send('{not json');
   assert.equal(garbage.type, 'nack');
   assert.equal(garbage.version, -1);
-  assert.deepEqual(await a.send({ type: 'delta', version: 2, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: ['uid-legacy'], services: [], authorizationPolicies: [], peerAuthentications: [] } }), {
+  assert.deepEqual(await a.send({ type: 'delta', version: 2, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] }, remove: { nodes: [], workloads: ['uid-legacy'], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] } }), {
     type: 'ack',
     version: 2,
   });
@@ -202,7 +204,7 @@ test('control channel: ack, nack keeping the last state, fail static, reconnect'
 
   // A new agent must start over with a snapshot.
   const b = await agent(t, path);
-  const early = await b.send({ type: 'delta', version: 3, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [] } });
+  const early = await b.send({ type: 'delta', version: 3, upsert: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] }, remove: { nodes: [], workloads: [], services: [], authorizationPolicies: [], peerAuthentications: [], waypoints: [], waypointPolicies: [] } });
   assert.equal(early.type, 'nack');
   const fresh = state();
   fresh.workloads = fresh.workloads.slice(0, 2);

@@ -38,6 +38,8 @@ export interface HboneServerOptions {
   presentAs?: HeldCertificate;
   /** A status to answer instead of dialling, or undefined to dial. */
   refuse?(authority: string | undefined): number | undefined;
+  /** Where a pod address really listens (pods of mesh state live at other addresses on loopback); default: the authority itself. */
+  dialTo?(target: { ip: string; port: number }): { ip: string; port: number } | undefined;
 }
 
 export interface HboneServer {
@@ -67,7 +69,9 @@ export async function hboneServer(t: TestContext, options: HboneServerOptions = 
     const target = request.authority === undefined ? undefined : parseHostPort(request.authority);
     const status = request.method !== 'CONNECT' || !target ? 400 : options.refuse?.(request.authority);
     if (status !== undefined || !target) return void stream.respond({ ':status': status ?? 400 }, { endStream: true });
-    const pending = dial(target, undefined);
+    const real = options.dialTo ? options.dialTo(target) : target;
+    if (!real) return void stream.respond({ ':status': 503 }, { endStream: true });
+    const pending = dial(real, undefined);
     pending.ready.then(
       (leg) => {
         stream.respond({ ':status': 200 });

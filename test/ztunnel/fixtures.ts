@@ -50,6 +50,8 @@ export function twoNodeState(serverPort: number): MeshState {
   return {
     authorizationPolicies: [],
     peerAuthentications: [],
+    waypoints: [],
+    waypointPolicies: [],
     nodes: [
       { name: 'n1', address: '127.0.0.1' },
       { name: 'n2', address: '127.0.0.2' },

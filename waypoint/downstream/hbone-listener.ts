@@ -21,10 +21,10 @@ import { CertificateUnavailableError } from '../../lib/identity/errors.ts';
 import { formatSpiffeId, type SpiffeId } from '../../lib/identity/spiffe.ts';
 import type { CertificateStore } from '../../lib/identity/store.ts';
 import { clientIdentity } from '../../lib/identity/tls.ts';
-import type { HandshakeFailure, ListenerRefusal, SessionDrain } from '../../lib/telemetry/reasons.ts';
+import { certificateRefusal, type HandshakeFailure, type ListenerRefusal, type SessionDrain } from '../../lib/telemetry/reasons.ts';
 import type { TunnelRefusal } from '../telemetry/reasons.ts';
 import type { DownstreamLimits } from './limits.ts';
-import { PeerConnections } from './peer-connections.ts';
+import { ConnectionCounts } from '../../lib/hbone/connection-counts.ts';
 import { readTunnelRequest, REFUSAL_STATUS, type TunnelContext, type TunnelDestination, type TunnelLookup } from './tunnel.ts';
 
 /** The waypoint's own identity: its certificate is the server's on every session. */
@@ -61,13 +61,6 @@ const NO_EVENTS: ListenerEvents = { handshakeFailed() {}, connectionRefused() {}
 /** How long a peer has to close its end once a session is over and ours is closed; a peer that never reads would hold the socket forever. */
 const CLOSE_GRACE_MS = 5000;
 
-/** OpenSSL's verification error codes, as the ztunnel's inbound names the refusal. */
-function certificateRefusal(code: string): HandshakeFailure {
-  if (code === 'CERT_HAS_EXPIRED') return 'peer_certificate_expired';
-  if (code === 'UNABLE_TO_GET_ISSUER_CERT' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') return 'peer_untrusted';
-  return 'peer_certificate_invalid';
-}
-
 interface SessionState {
   streams: number;
   idle: unknown;
@@ -81,7 +74,7 @@ export class HboneListener<D extends TunnelDestination> {
   readonly #listeners: Server[] = [];
   readonly #accepted = new Set<Socket>();
   readonly #sessions = new Map<Http2Session, SessionState>();
-  readonly #peers = new PeerConnections();
+  readonly #peers = new ConnectionCounts();
 
   constructor(options: HboneListenerOptions<D>) {
     this.#o = options;

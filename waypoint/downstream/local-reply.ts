@@ -44,8 +44,8 @@ export type LocalReply =
   | { kind: 'fault_abort'; status: number; grpcStatus?: number }
   /** An L7 AuthorizationPolicy denied it: 403 `RBAC: access denied`; `policy` names it in the details (Envoy sets no flag). */
   | { kind: 'rbac_denied'; policy?: string }
-  /** A route's direct response (VirtualService directResponse, redirects, HTTPRoute's 500 for no backends). */
-  | { kind: 'direct_response'; status: number; body?: string; headers?: OutgoingHttpHeaders }
+  /** A route's direct response (VirtualService directResponse, redirects, HTTPRoute's 500 for no backends); `grpcStatus`: what a gRPC request gets (GRPCRoute's UNAVAILABLE). */
+  | { kind: 'direct_response'; status: number; body?: string; headers?: OutgoingHttpHeaders; grpcStatus?: number }
   /** The waypoint itself failed to handle the request. */
   | { kind: 'internal_error' };
 
@@ -142,7 +142,7 @@ function replyOf(reply: LocalReply): Reply {
     case 'rbac_denied':
       return { status: 403, body: 'RBAC: access denied', details: `rbac_access_denied_matched_policy[${reply.policy ?? 'none'}]` };
     case 'direct_response':
-      return { status: reply.status, body: reply.body ?? '', details: 'direct_response', ...(reply.headers ? { headers: reply.headers } : {}) };
+      return { status: reply.status, body: reply.body ?? '', details: 'direct_response', ...(reply.headers ? { headers: reply.headers } : {}), ...(reply.grpcStatus !== undefined ? { grpcStatus: reply.grpcStatus } : {}) };
     case 'internal_error':
       return { status: 500, body: '', details: 'waypoint_internal_error' };
   }

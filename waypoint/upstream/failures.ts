@@ -1,10 +1,11 @@
 // Every way an upstream request can fail, typed, with the Envoy response flag
-// and local reply it stands for, so access logs, metrics and users' runbooks
-// read as they do for an Envoy waypoint. undici's errors are classified here
-// and nowhere else.
+// and local reply it stands for (the downstream's local replies word them),
+// so access logs, metrics and users' runbooks read as they do for an Envoy
+// waypoint. undici's errors are classified here and nowhere else.
 import { constants as h2 } from 'node:http2';
 import { errors } from 'undici';
 import { ConnectionClosedError, UpstreamConnectError, UpstreamTimeoutError, type TunnelFailure } from './errors.ts';
+import type { LocalReply } from '../downstream/local-reply.ts';
 import type { UpstreamOutcome } from './outlier-detector.ts';
 
 export type ClusterFailure =
@@ -43,35 +44,26 @@ export function responseFlag(f: ClusterFailure): ResponseFlag {
   }
 }
 
-/** Envoy's words after "reset reason: ". */
-export function resetReason(f: ClusterFailure): string {
-  switch (f.kind) {
-    case 'overflow': return 'overflow';
-    case 'connect_failure': return `connection failure, transport failure reason: ${f.reason}`;
-    case 'connection_termination': return 'connection termination';
-    case 'remote_reset': return f.refused ? 'remote refused stream reset' : 'remote reset';
-    case 'protocol_error': return 'protocol error';
-    default: return 'local reset';
-  }
-}
-
-export interface LocalReply {
-  status: number;
-  body: string;
-  /** Send `x-envoy-overloaded: true` (a circuit breaker refused it). */
-  overloaded: boolean;
-}
-
-const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
-
-/** What Envoy answers the downstream with for `f`; undefined for a cancelled request (nobody to answer). */
-export function localReply(f: ClusterFailure): LocalReply | undefined {
+/**
+ * The local reply Envoy answers the downstream with for `f`, in the one
+ * wording the downstream's local replies keep (local-reply.ts, current
+ * Envoy's); undefined for a cancelled request (nobody to answer). `retried`:
+ * earlier tries failed too ("retried and the latest reset reason").
+ */
+export function localReplyOf(f: ClusterFailure, retried = false): LocalReply | undefined {
   switch (f.kind) {
     case 'cancelled': return undefined;
-    case 'no_healthy_upstream': return { status: 503, body: 'no healthy upstream', overloaded: false };
-    case 'timeout': return { status: 504, body: 'upstream request timeout', overloaded: false };
-    case 'protocol_error': return { status: 502, body: RESET_PREFIX + resetReason(f), overloaded: false };
-    default: return { status: 503, body: RESET_PREFIX + resetReason(f), overloaded: f.kind === 'overflow' };
+    case 'no_healthy_upstream': return { kind: 'no_healthy_upstream' };
+    case 'timeout': return { kind: 'upstream_timeout' };
+    case 'overflow': return { kind: 'overflow', retried };
+    case 'connect_failure':
+      return f.reason === 'connect_timeout'
+        ? { kind: 'upstream_reset', reason: 'connection timeout', retried }
+        : { kind: 'upstream_reset', reason: 'remote connection failure', retried, transportFailureReason: f.reason };
+    case 'connection_termination': return { kind: 'upstream_reset', reason: 'connection termination', retried };
+    case 'remote_reset': return { kind: 'upstream_reset', reason: f.refused ? 'remote refused stream reset' : 'remote reset', retried };
+    case 'protocol_error': return { kind: 'upstream_reset', reason: 'protocol error', retried };
+    case 'local_reset': return { kind: 'upstream_reset', reason: 'local reset', retried };
   }
 }
 

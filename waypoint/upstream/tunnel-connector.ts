@@ -15,6 +15,7 @@ import { realClock, type Clock } from '../../lib/core/clock.ts';
 import { ForwardError } from '../../lib/core/errors.ts';
 import { awaitTunnel, deferredTunnel, type SessionFailureOf } from '../../lib/hbone/client.ts';
 import type { PendingLeg } from '../../lib/hbone/forward.ts';
+import type { Leg } from '../../lib/hbone/relay.ts';
 import { newTraceContext } from '../../lib/hbone/headers.ts';
 import type { TunnelPool } from '../../lib/hbone/tunnel-pool.ts';
 import { formatSpiffeId, type SpiffeId } from '../../lib/identity/spiffe.ts';
@@ -50,6 +51,12 @@ export interface PendingTunnel {
   cancel(): void;
 }
 
+/** The same, as a relay leg (lib/hbone/relay.ts), for bytes carried at L4. */
+export interface PendingTunnelLeg {
+  ready: Promise<Leg>;
+  cancel(): void;
+}
+
 function connectError(err: unknown, endpoint: string): UpstreamConnectError {
   if (err instanceof UpstreamConnectError) return err;
   if (err instanceof ForwardError) return new UpstreamConnectError(err.reason, `hop 2 to ${endpoint}: ${err.message}`, { cause: err });
@@ -70,12 +77,17 @@ export class TunnelConnector {
   }
 
   open(endpoint: UpstreamEndpoint): PendingTunnel {
+    const { ready, cancel } = this.openLeg(endpoint);
+    return { ready: ready.then((leg) => leg.stream), cancel };
+  }
+
+  openLeg(endpoint: UpstreamEndpoint): PendingTunnelLeg {
     const key = endpointKey(endpoint);
     const pending = this.#openLeg(endpoint);
     const { scheduler } = this.#clock;
-    let resolve!: (stream: Duplex) => void;
+    let resolve!: (leg: Leg) => void;
     let reject!: (err: UpstreamConnectError) => void;
-    const ready = new Promise<Duplex>((res, rej) => {
+    const ready = new Promise<Leg>((res, rej) => {
       resolve = res;
       reject = rej;
     });
@@ -96,7 +108,7 @@ export class TunnelConnector {
         if (settled) return leg.reset();
         settled = true;
         scheduler.clear(timer);
-        resolve(leg.stream);
+        resolve(leg);
       },
       (err: unknown) => fail(connectError(err, key)),
     );

@@ -20,9 +20,11 @@ export const SERVICES: WatchedKind = { group: '', version: 'v1', plural: 'servic
 export const ENDPOINT_SLICES: WatchedKind = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true };
 export const AUTHORIZATION_POLICIES: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true };
 export const PEER_AUTHENTICATIONS: WatchedKind = { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true };
+/** Gateway API Gateways: those of a waypoint class are the waypoints (the agent's: where bound traffic goes; the controller's: what to deploy). */
+export const GATEWAYS: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true };
 
-/** The node agent's view: pods (AGENT_POD_FIELD_SELECTOR), the nodes they run on, the services and policies that apply to them. */
-export const AGENT_KINDS: readonly WatchedKind[] = [NAMESPACES, PODS, NODES, SERVICES, ENDPOINT_SLICES, AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS];
+/** The node agent's view: pods (AGENT_POD_FIELD_SELECTOR), the nodes they run on, the services, waypoints and policies that apply to them. */
+export const AGENT_KINDS: readonly WatchedKind[] = [NAMESPACES, PODS, NODES, SERVICES, ENDPOINT_SLICES, AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS, GATEWAYS];
 
 /**
  * The agent's pods: cluster-wide, not only its node's, because a Service
@@ -36,6 +38,30 @@ export const AGENT_POD_FIELD_SELECTOR = 'spec.hostNetwork=false';
 
 /** The CA's view: which service accounts run on which node, so pods on every node. */
 export const CA_KINDS: readonly WatchedKind[] = [PODS];
+
+export const GATEWAY_CLASSES: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gatewayclasses', kind: 'GatewayClass', namespaced: false };
+export const DEPLOYMENTS: WatchedKind = { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true };
+
+/**
+ * The waypoint controller's view (in the CA process): waypoint Gateways and
+ * their classes, and Deployments, whose status says when a waypoint is up.
+ */
+export const CONTROLLER_KINDS: readonly WatchedKind[] = [GATEWAYS, GATEWAY_CLASSES, DEPLOYMENTS];
+
+export const VIRTUAL_SERVICES: WatchedKind = { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService', namespaced: true };
+export const DESTINATION_RULES: WatchedKind = { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule', namespaced: true };
+export const HTTP_ROUTES: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', namespaced: true };
+export const GRPC_ROUTES: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'grpcroutes', kind: 'GRPCRoute', namespaced: true };
+
+/**
+ * The waypoint's view: every Service, its endpoints and their pods and nodes
+ * (hop 2 goes to a pod's node with its identity), namespaces and Gateways
+ * (which traffic is bound to it), and the routing and policy resources it
+ * enforces. Pods as the agent's (AGENT_POD_FIELD_SELECTOR).
+ */
+export const WAYPOINT_KINDS: readonly WatchedKind[] = [
+  SERVICES, ENDPOINT_SLICES, PODS, NODES, NAMESPACES, VIRTUAL_SERVICES, DESTINATION_RULES, HTTP_ROUTES, GRPC_ROUTES, AUTHORIZATION_POLICIES, GATEWAYS,
+];
 
 /** "v1", "security.istio.io/v1": what each object's apiVersion says. */
 export function apiVersionOf(kind: WatchedKind): string {

@@ -1,6 +1,7 @@
 // Open connections per key (a peer's address for the per-peer cap on the
-// inbound tunnel listener, a pod's UID for the per-pod cap on the outbound
-// capture listener): a socket counts from accept until it closes.
+// ztunnel's and the waypoint's HBONE listeners, a pod's UID for the per-pod
+// cap on the outbound capture listener): a socket counts from accept until it
+// closes.
 import type { Socket } from 'node:net';
 
 export class ConnectionCounts {

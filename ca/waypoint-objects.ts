@@ -1,0 +1,195 @@
+// The objects a waypoint Gateway becomes, as the controller server-side
+// applies them: a ServiceAccount (the waypoint's identity), a Service (its
+// address, the one ztunnels tunnel to), a Deployment running `meshlet
+// waypoint`, and the namespace's copy of the mesh root (a ConfigMap, as
+// Istio's istio-ca-root-cert) that the waypoint verifies the CA and its peers
+// with. Names and labels follow Istio's waypoint template, so tools and
+// selectors written for Istio find them: every object is named after the
+// Gateway and labelled gateway.networking.k8s.io/gateway-name; each but the
+// shared ConfigMap is owned by the Gateway (controller: true) so that
+// deleting the Gateway deletes it.
+import { configArgs } from '../lib/config/flags.ts';
+import { WAYPOINT_FLAGS } from '../lib/config/waypoint.ts';
+import { HBONE_PORT, type WaypointGateway } from './waypoint-gateway.ts';
+
+/** What server-side apply records as the writer of every object and status the controller keeps. */
+export const FIELD_MANAGER = 'meshlet-waypoint-controller';
+/** Istio's label for objects a gateway controller made; the controller touches no existing object without it. */
+export const MANAGED_LABEL = 'gateway.istio.io/managed';
+export const MANAGED_VALUE = 'meshlet.dev-waypoint-controller';
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+export const GATEWAY_CLASS_LABEL = 'gateway.networking.k8s.io/gateway-class-name';
+/** The namespace's copy of the mesh root. */
+export const TRUST_BUNDLE_CONFIGMAP = 'meshlet-ca-root-cert';
+export const TRUST_BUNDLE_KEY = 'root-cert.pem';
+/** Where the waypoint container finds the root and its token for the CA. */
+export const TRUST_BUNDLE_DIR = '/var/run/secrets/meshlet/ca';
+export const TOKEN_DIR = '/var/run/secrets/meshlet/tokens';
+export const TOKEN_FILE = 'meshlet-ca-token';
+/** The kubelet's default for projected tokens; it refreshes them at 80 % of their life. */
+export const TOKEN_SECONDS = 3600;
+export const CLUSTER_DOMAIN = 'cluster.local';
+/** Ports of the waypoint process, as Istio's waypoint has them: HBONE, Prometheus metrics, readiness. */
+export const METRICS_PORT = 15020;
+export const READINESS_PORT = 15021;
+export const WAYPOINT_CONTAINER = 'waypoint';
+
+export interface WaypointSettings {
+  image: string;
+  /** This CA as the waypoint pods reach it. */
+  caUrl: string;
+  trustDomain: string;
+  /** The audience the CA accepts tokens for (meshlet ca --token-audience). */
+  tokenAudience: string;
+}
+
+/** One object to apply: where, what, and how the operator names it. */
+export interface Desired {
+  /** The object's API path (no query). */
+  path: string;
+  /** "v1 Service demo/waypoint". */
+  what: string;
+  body: Record<string, unknown>;
+}
+
+export interface WaypointObjects {
+  trustBundle: Desired;
+  serviceAccount: Desired;
+  service: Desired;
+  deployment: Desired;
+}
+
+const esc = encodeURIComponent;
+
+/** The waypoint's DNS name, the Hostname address Istio reports. */
+export const serviceHostname = (gw: Pick<WaypointGateway, 'namespace' | 'name'>): string => `${gw.name}.${gw.namespace}.svc.${CLUSTER_DOMAIN}`;
+
+/** spec.infrastructure labels and annotations, without the Gateway API's own prefix (as Istio drops it: those keys are the controller's to set). */
+function infrastructure(values: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).filter(([key]) => !key.startsWith('gateway.networking.k8s.io/') && key !== MANAGED_LABEL));
+}
+
+/** `meshlet` is on the image's PATH (as `npm run setup` puts it on the sandbox's). */
+export const WAYPOINT_COMMAND: readonly string[] = ['meshlet', 'waypoint'];
+
+/**
+ * The flags of `meshlet waypoint`, rendered from the waypoint's own flag
+ * table (lib/config/waypoint.ts) so that the two cannot drift apart; the rest
+ * of its flags keep their defaults (Istio's waypoint ports).
+ */
+export function waypointArgs(gw: Pick<WaypointGateway, 'namespace' | 'name'>, s: WaypointSettings): string[] {
+  return configArgs(WAYPOINT_FLAGS, {
+    gateway: `${gw.namespace}/${gw.name}`,
+    trustDomain: s.trustDomain,
+    caUrl: s.caUrl,
+    caBundle: `${TRUST_BUNDLE_DIR}/${TRUST_BUNDLE_KEY}`,
+    caTokenFile: `${TOKEN_DIR}/${TOKEN_FILE}`,
+  });
+}
+
+const fieldRef = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+
+export function waypointObjects(gw: WaypointGateway, s: WaypointSettings, rootCertPem: string): WaypointObjects {
+  const { namespace, name } = gw;
+  const ours = { [GATEWAY_NAME_LABEL]: name, [GATEWAY_CLASS_LABEL]: gw.className, [MANAGED_LABEL]: MANAGED_VALUE };
+  const labels = { ...infrastructure(gw.labels), ...ours };
+  const annotations = infrastructure(gw.annotations);
+  const ownerReferences = [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name, uid: gw.uid, controller: true }];
+  const metadata = { name, namespace, labels, annotations, ownerReferences };
+  return {
+    trustBundle: {
+      path: `/api/v1/namespaces/${esc(namespace)}/configmaps/${TRUST_BUNDLE_CONFIGMAP}`,
+      what: `v1 ConfigMap ${namespace}/${TRUST_BUNDLE_CONFIGMAP}`,
+      body: {
+        apiVersion: 'v1', kind: 'ConfigMap',
+        metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace, labels: { [MANAGED_LABEL]: MANAGED_VALUE } },
+        data: { [TRUST_BUNDLE_KEY]: rootCertPem },
+      },
+    },
+    serviceAccount: {
+      path: `/api/v1/namespaces/${esc(namespace)}/serviceaccounts/${esc(name)}`,
+      what: `v1 ServiceAccount ${namespace}/${name}`,
+      body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata },
+    },
+    service: {
+      path: `/api/v1/namespaces/${esc(namespace)}/services/${esc(name)}`,
+      what: `v1 Service ${namespace}/${name}`,
+      body: {
+        apiVersion: 'v1', kind: 'Service', metadata,
+        spec: {
+          type: 'ClusterIP',
+          ipFamilyPolicy: 'PreferDualStack',
+          selector: { [GATEWAY_NAME_LABEL]: name },
+          // Istio's ports and app protocols: readiness, then the listener (its protocol, lower-cased).
+          ports: [
+            { name: 'status-port', port: READINESS_PORT, protocol: 'TCP', appProtocol: 'tcp' },
+            { name: 'mesh', port: HBONE_PORT, protocol: 'TCP', appProtocol: 'hbone' },
+          ],
+        },
+      },
+    },
+    deployment: {
+      path: `/apis/apps/v1/namespaces/${esc(namespace)}/deployments/${esc(name)}`,
+      what: `apps/v1 Deployment ${namespace}/${name}`,
+      body: {
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata,
+        // No replicas: one by default, and `kubectl scale` or an HPA may change it without the controller undoing it.
+        spec: {
+          selector: { matchLabels: { [GATEWAY_NAME_LABEL]: name } },
+          template: {
+            metadata: {
+              annotations: { ...annotations, 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(METRICS_PORT), 'prometheus.io/path': '/metrics' },
+              labels: {
+                ...infrastructure(gw.labels),
+                'service.istio.io/canonical-name': name,
+                'service.istio.io/canonical-revision': 'latest',
+                'sidecar.istio.io/inject': 'false',
+                // Never captured: the waypoint speaks HBONE itself (a label from spec.infrastructure cannot change that).
+                'istio.io/dataplane-mode': 'none',
+                ...ours,
+              },
+            },
+            spec: {
+              serviceAccountName: name,
+              containers: [{
+                name: WAYPOINT_CONTAINER,
+                image: s.image,
+                command: [...WAYPOINT_COMMAND],
+                args: waypointArgs(gw, s),
+                env: [
+                  fieldRef('POD_NAME', 'metadata.name'),
+                  fieldRef('POD_NAMESPACE', 'metadata.namespace'),
+                  fieldRef('POD_IP', 'status.podIP'),
+                  fieldRef('NODE_NAME', 'spec.nodeName'),
+                  fieldRef('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+                ],
+                ports: [
+                  { name: 'mesh', containerPort: HBONE_PORT, protocol: 'TCP' },
+                  { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+                  { name: 'status-port', containerPort: READINESS_PORT, protocol: 'TCP' },
+                ],
+                // Istio's waypoint probes: up to 30 s to start, then readiness; its resources too.
+                startupProbe: { httpGet: { path: '/healthz/ready', port: READINESS_PORT, scheme: 'HTTP' }, initialDelaySeconds: 1, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 30 },
+                readinessProbe: { httpGet: { path: '/healthz/ready', port: READINESS_PORT, scheme: 'HTTP' }, periodSeconds: 15, timeoutSeconds: 1, failureThreshold: 4 },
+                resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '2', memory: '1Gi' } },
+                securityContext: {
+                  privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
+                  runAsNonRoot: true, runAsUser: 1337, runAsGroup: 1337, capabilities: { drop: ['ALL'] },
+                },
+                volumeMounts: [
+                  { name: 'meshlet-token', mountPath: TOKEN_DIR, readOnly: true },
+                  { name: 'meshlet-ca-root', mountPath: TRUST_BUNDLE_DIR, readOnly: true },
+                ],
+              }],
+              volumes: [
+                // As the kubelet mounts the ztunnel's: a pod-bound token for the CA's audience, refreshed by the kubelet.
+                { name: 'meshlet-token', projected: { sources: [{ serviceAccountToken: { audience: s.tokenAudience, expirationSeconds: TOKEN_SECONDS, path: TOKEN_FILE } }] } },
+                { name: 'meshlet-ca-root', configMap: { name: TRUST_BUNDLE_CONFIGMAP } },
+              ],
+            },
+          },
+        },
+      },
+    },
+  };
+}
