@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { addFlags } from '../lib/config/flags.ts';
 import { parseGatewayRef, parseListenAddress, WAYPOINT_FLAGS, type WaypointConfig } from '../lib/config/waypoint.ts';
+import { drainOnSignal } from '../lib/core/drain-on-signal.ts';
 import { ConfigError } from '../lib/core/errors.ts';
 import { jsonLogger, type Logger } from '../lib/core/log.ts';
 import { CaClient } from '../lib/identity/ca-client.ts';
@@ -52,19 +53,6 @@ export function waypointCommand(): Command {
           process.exit(1);
         },
       });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info('signal', { signal });
-          resolve();
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      // Requests in flight are cut after the drain time; this only guards against a peer that never lets a session close.
-      setTimeout(() => {
-        log.error('shutdown_timeout');
-        process.exit(1);
-      }, opts.drainSeconds * 1000 + 5000).unref();
-      await waypoint.shutdown(opts.drainSeconds * 1000);
+      await drainOnSignal(log, opts.drainSeconds, (drainMs) => waypoint.shutdown(drainMs));
     });
 }

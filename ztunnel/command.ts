@@ -2,6 +2,7 @@
 // its own cgroup (the capture hooks recognise it by that cgroup).
 import { Command } from 'commander';
 import { ConfigError } from '../lib/core/errors.ts';
+import { drainOnSignal } from '../lib/core/drain-on-signal.ts';
 import { addFlags } from '../lib/config/flags.ts';
 import { ZTUNNEL_FLAGS, type ZtunnelConfig } from '../lib/config/ztunnel.ts';
 import { CaClient } from '../lib/identity/ca-client.ts';
@@ -28,19 +29,6 @@ export function ztunnelCommand(): Command {
     .action(async (opts: ZtunnelConfig) => {
       const log = jsonLogger('ztunnel');
       const zt = await startZtunnel({ ...opts, log, ...identityFrom(opts, log) });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info('signal', { signal });
-          resolve();
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      // Open flows are cut after the drain time; this only guards against a peer that never lets a session close.
-      setTimeout(() => {
-        log.error('shutdown_timeout');
-        process.exit(1);
-      }, opts.drainSeconds * 1000 + 5000).unref();
-      await zt.shutdown(opts.drainSeconds * 1000);
+      await drainOnSignal(log, opts.drainSeconds, (drainMs) => zt.shutdown(drainMs));
     });
 }

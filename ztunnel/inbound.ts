@@ -7,25 +7,23 @@
 // its certificates' lifetime, and so is the connect to the pod
 // (lib/config/ztunnel.ts has the flags).
 import { constants, createSecureServer, createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { realClock, type Clock } from '../lib/core/clock.ts';
 import { ztunnelLimits, type ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { canonicalIp, endpointOf } from '../lib/core/ip.ts';
-import { closeServer, listenTcp } from '../lib/core/listen.ts';
+import { endpointOf } from '../lib/core/ip.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { dial, forward } from '../lib/hbone/forward.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW } from '../lib/hbone/h2-settings.ts';
 import { tunnelRequestOf } from '../lib/hbone/headers.ts';
+import { admitSession, PeerCappedListeners, watchHandshakes } from '../lib/hbone/listener-guards.ts';
 import { h2Leg } from '../lib/hbone/relay.ts';
 import { drainAtCertificateExpiry } from '../lib/hbone/session-expiry.ts';
-import { handshakeFailure } from '../lib/hbone/tunnel-pool.ts';
 import type { MeshIdentity } from '../lib/identity/mesh-identity.ts';
 import { clientIdentity, hboneServerTlsOptions } from '../lib/identity/tls.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 import type { FlowTable } from '../lib/telemetry/flow-table.ts';
-import { certificateRefusal, type SessionDrain } from '../lib/telemetry/reasons.ts';
-import { ConnectionCounts } from '../lib/hbone/connection-counts.ts';
+import type { HandshakeFailure, SessionDrain } from '../lib/telemetry/reasons.ts';
 import { deniedReason, type DestinationPolicy } from './destination-policy.ts';
 import { planInbound, type InboundPlan, type SessionTls } from './inbound-plan.ts';
 import type { ZtunnelMetrics } from './metrics.ts';
@@ -57,9 +55,6 @@ function sessionTls(socket: TLSSocket, identity: MeshIdentity): SessionTls {
     return { sni, client: { error } };
   }
 }
-
-/** How long a peer has to close its end once a session is over and ours is closed; a peer that never reads would hold the socket forever. */
-const CLOSE_GRACE_MS = 5000;
 
 /** What the server keeps per session: its open streams, and the timers that drain it. */
 interface SessionState {
@@ -93,11 +88,8 @@ export class InboundServer {
   readonly #o: InboundOptions;
   readonly #limits: ZtunnelLimits;
   readonly #clock: Clock;
-  readonly #listeners: Server[] = [];
-  /** Every connection accepted and not yet closed, sessions or handshakes. */
-  readonly #accepted = new Set<Socket>();
+  readonly #listeners = new PeerCappedListeners();
   readonly #sessions = new Map<Http2Session, SessionState>();
-  readonly #peers = new ConnectionCounts();
 
   constructor(options: InboundOptions) {
     this.#o = options;
@@ -120,55 +112,27 @@ export class InboundServer {
     const server = identity
       ? createSecureServer({ ...h2, ...hboneServerTlsOptions(identity.certs), rejectUnauthorized: false, handshakeTimeout: limits.hboneHandshakeTimeout * 1000 })
       : createServer(h2);
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-      const reason = handshakeFailure(err);
-      this.#o.metrics.handshakeFailed('inbound', reason);
-      this.#o.log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: err });
-    });
+    const handshakeFailed = (reason: HandshakeFailure) => this.#o.metrics.handshakeFailed('inbound', reason);
+    watchHandshakes(server, this.#o.log, handshakeFailed);
     server.on('session', (session) => {
-      const socket = session.socket as TLSSocket;
-      // Once the session has ended its side (GOAWAY sent, socket ended), the peer gets a grace to close its own.
-      socket.once('finish', function (this: Socket) {
-        setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
-      });
-      if (identity && !socket.authorized) {
-        const reason = certificateRefusal(String(socket.authorizationError));
-        this.#o.metrics.handshakeFailed('inbound', reason);
-        this.#o.log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: String(socket.authorizationError) });
-        session.goaway(constants.NGHTTP2_INADEQUATE_SECURITY);
-        session.destroy();
-        return;
-      }
+      if (!admitSession(session, identity !== undefined, this.#o.log, handshakeFailed)) return;
       session.setLocalWindowSize(SESSION_WINDOW);
-      this.#track(session, socket.remoteAddress);
+      this.#track(session, session.socket.remoteAddress);
       session.on('error', (err) => this.#o.log.warn('tunnel_session_error', { peer: session.socket?.remoteAddress, error: err }));
     });
     server.on('stream', (stream, headers) => this.#onStream(stream, headers));
-    // Accepted here and handed to the HTTP/2 server, so a peer over its cap is refused before any TLS work.
-    const listener = createTcpServer((socket) => {
-      const peer = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
-      if (this.#peers.admit(peer, socket, limits.hboneMaxSessionsPerPeer)) {
-        this.#accepted.add(socket);
-        socket.once('close', () => this.#accepted.delete(socket));
-        return void server.emit('connection', socket);
-      }
-      socket.destroy();
-      this.#o.metrics.refused('hbone', 'peer_session_limit');
-      this.#o.log.warn('connection_refused', { listener: 'hbone', peer, reason: 'peer_session_limit', limit: limits.hboneMaxSessionsPerPeer });
-    });
-    this.#listeners.push(listener);
-    return listenTcp(listener, host, port);
+    return this.#listeners.listen(server, host, port, limits.hboneMaxSessionsPerPeer, this.#o.log, () => this.#o.metrics.refused('hbone', 'peer_session_limit'));
   }
 
   /** Stops accepting sessions and tells connected peers (GOAWAY) to open no new streams; open streams finish. */
   async close(): Promise<void> {
     for (const s of this.#sessions.keys()) s.close();
-    await Promise.all(this.#listeners.map(closeServer));
+    await this.#listeners.close();
   }
 
   /** Destroys every connection left (after close() and the drain time): a peer cannot hold the listener open. */
   abort(): void {
-    for (const socket of this.#accepted) socket.destroy();
+    this.#listeners.destroyAccepted();
   }
 
   /**

@@ -4,23 +4,7 @@ import { Counter, Registry } from 'prom-client';
 import type { StoreCounters } from '../lib/identity/store.ts';
 import type { FlowRecord } from '../lib/telemetry/flow.ts';
 import type { CloseReason, HandshakeFailure, ListenerRefusal, SessionDrain, StreamRefusal } from '../lib/telemetry/reasons.ts';
-
-const TCP_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'connection_security_policy',
-  'response_flags',
-] as const;
-
-type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
+import { TcpMetrics, type TcpLabels } from '../lib/telemetry/tcp-metrics.ts';
 
 type ResponseFlag = 'UF' | 'UH' | 'NR' | '-';
 
@@ -82,10 +66,7 @@ function labelsOf(f: FlowRecord): TcpLabels {
 
 export class ZtunnelMetrics {
   readonly registry = new Registry();
-  readonly #opened: Counter<string>;
-  readonly #closed: Counter<string>;
-  readonly #sent: Counter<string>;
-  readonly #received: Counter<string>;
+  readonly #tcp = new TcpMetrics(this.registry);
   readonly #denials: Counter<string>;
   readonly #handshakeFailures: Counter<string>;
   readonly #refused: Counter<string>;
@@ -95,12 +76,6 @@ export class ZtunnelMetrics {
   readonly #sourceMismatches: Counter<string>;
 
   constructor(certCounters?: () => StoreCounters) {
-    const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] });
-    this.#opened = tcp('istio_tcp_connections_opened_total', 'TCP connections opened');
-    this.#closed = tcp('istio_tcp_connections_closed_total', 'TCP connections closed');
-    // Istio's meaning: "sent" is the response (server → client), "received" the request.
-    this.#sent = tcp('istio_tcp_sent_bytes_total', 'bytes sent in response (server to client)');
-    this.#received = tcp('istio_tcp_received_bytes_total', 'bytes received in request (client to server)');
     this.#denials = new Counter({
       name: 'meshlet_authorization_denials_total',
       help: 'connections an AuthorizationPolicy denied at this destination',
@@ -155,15 +130,13 @@ export class ZtunnelMetrics {
   }
 
   flowOpened(f: FlowRecord): void {
-    this.#opened.inc(labelsOf(f));
+    this.#tcp.opened(labelsOf(f));
   }
 
   flowClosed(f: FlowRecord): void {
     if (f.closeReason === 'idle_timeout') this.#idleTimeouts.inc({ direction: f.direction });
-    const labels = labelsOf(f);
-    this.#closed.inc(labels);
-    if (f.bytesReceived > 0) this.#sent.inc(labels, f.bytesReceived);
-    if (f.bytesSent > 0) this.#received.inc(labels, f.bytesSent);
+    // A flow's bytesReceived came back from the server (Istio's "sent").
+    this.#tcp.closed(labelsOf(f), f.bytesReceived, f.bytesSent);
   }
 
   denied(f: FlowRecord): void {

@@ -8,7 +8,8 @@
 import { InvalidObjectError } from '../core/errors.ts';
 import { objectRef, type KubeObject } from '../cluster/objects.ts';
 import { checkApiVersion, metaOf, onlyKeys, parsePort, record, specOf, stringList, type Fail } from '../policy/fields.ts';
-import { checkPattern, parseCidr, stripSpiffe } from '../policy/match.ts';
+import { L4_CONDITION_KEYS, l4ConditionMatch, setL4, sourceL4Match } from '../policy/l4-convert.ts';
+import { checkPattern } from '../policy/match.ts';
 import { DEFAULT_ROOT_NAMESPACE, type AuthzAction, type L4Match, type PolicyOptions } from '../policy/types.ts';
 import type { HeaderRequirement, L7AuthzPolicy, L7Match, L7Rule, L7Target } from './authz-types.ts';
 import { GATEWAY_GROUP, headerName, isSet, quote, text } from './fields.ts';
@@ -18,8 +19,6 @@ const SPEC_KEYS = ['selector', 'targetRef', 'targetRefs', 'action', 'rules', 'pr
 const RULE_KEYS = ['from', 'to', 'when'];
 const SOURCE_KEYS = ['principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces', 'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
 const OPERATION_KEYS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'];
-/** Istio's conditions (reference/config/security/conditions). */
-const L4_CONDITIONS = ['source.ip', 'remote.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port'];
 /** Attributes no request through a meshlet waypoint has: meshlet has no RequestAuthentication (JWT), and the inner request carries no SNI. */
 const ABSENT_CONDITION = /^(request\.auth\.(principal|audiences|presenter|claims\[.+\])|connection\.sni)$/;
 const HEADER_CONDITION = /^request\.headers\[(.+)\]$/;
@@ -123,25 +122,17 @@ function source(src: Record<string, unknown>, at: string, policyNs: string, fail
   onlyKeys(src, SOURCE_KEYS, at, fail);
   const list = (k: string) => stringList(src[k], `${at}.${k}`, fail);
   if (!SOURCE_KEYS.some((k) => list(k)?.length)) fail(`${at} must set at least one field; omit \`from\` to match any source`);
-  if ((list('serviceAccounts')?.length || list('notServiceAccounts')?.length) && ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some((k) => list(k)?.length)) {
-    fail(`${at} sets serviceAccounts together with principals or namespaces; use one or the other`);
-  }
   if (list('remoteIpBlocks')?.length || list('notRemoteIpBlocks')?.length) {
     warnings.push(`${at}: remoteIpBlocks are enforced as ipBlocks: meshlet does not trust X-Forwarded-For, so the remote address is the client's own`);
   }
+  // Service accounts match exactly, so a wildcard is refused here; sourceL4Match checks the rest of the name.
+  for (const k of ['serviceAccounts', 'notServiceAccounts']) {
+    list(k)?.forEach((a, i) => {
+      if (a.includes('*')) fail(`${at}.${k}[${i}] ${quote(a)} must be "<namespace>/<serviceaccount>" or "<serviceaccount>", without wildcards`);
+    });
+  }
   const out: L7Match = {};
-  const l4: L4Match = {};
-  const patterns = (k: string, strip: boolean) => list(k)?.map((p, i) => checkPattern(strip ? stripSpiffe(p) : p, `${at}.${k}[${i}]`, fail));
-  const accounts = (k: string) => list(k)?.map((a, i) => serviceAccount(a, `${at}.${k}[${i}]`, policyNs, fail));
-  const blocks = (...keys: string[]) => keys.flatMap((k) => cidrs(list(k) ?? [], `${at}.${k}`, fail));
-  set(l4, 'principals', patterns('principals', true));
-  set(l4, 'notPrincipals', patterns('notPrincipals', true));
-  set(l4, 'namespaces', patterns('namespaces', false));
-  set(l4, 'notNamespaces', patterns('notNamespaces', false));
-  set(l4, 'serviceAccounts', accounts('serviceAccounts'));
-  set(l4, 'notServiceAccounts', accounts('notServiceAccounts'));
-  set(l4, 'sourceIps', blocks('ipBlocks', 'remoteIpBlocks'));
-  set(l4, 'notSourceIps', blocks('notIpBlocks', 'notRemoteIpBlocks'));
+  const l4 = sourceL4Match(list, at, policyNs, fail);
   if (Object.keys(l4).length > 0) out.l4 = l4;
   // No request through meshlet carries a JWT principal: requiring one never matches, excluding one always does.
   if (list('requestPrincipals')?.length) out.never = `${at}.requestPrincipals`;
@@ -185,32 +176,9 @@ function condition(raw: unknown, at: string, fail: Fail, warnings: string[]): L7
     warnings.push(`${at}: ${key} is never set on a request through meshlet's waypoint (no JWT validation, no inner SNI)`);
     return values?.length ? { never: `${at} key ${key}` } : {};
   }
-  if (!L4_CONDITIONS.includes(key)) fail(`${at}.key ${quote(key)} is not a condition meshlet's waypoint checks; use request.headers[<name>], ${L4_CONDITIONS.join(', ')}`);
+  if (!L4_CONDITION_KEYS.includes(key)) fail(`${at}.key ${quote(key)} is not a condition meshlet's waypoint checks; use request.headers[<name>], ${L4_CONDITION_KEYS.join(', ')}`);
   if (key === 'remote.ip') warnings.push(`${at}: remote.ip is enforced as source.ip: meshlet does not trust X-Forwarded-For`);
-  const l4: L4Match = {};
-  const both = <K extends keyof L4Match>(pos: K, neg: K, convert: (v: string[] | undefined, field: string) => L4Match[K]) => {
-    set(l4, pos, convert(values, `${at}.values`));
-    set(l4, neg, convert(notValues, `${at}.notValues`));
-  };
-  switch (key) {
-    case 'source.ip':
-    case 'remote.ip':
-      both('sourceIps', 'notSourceIps', (v, f) => cidrs(v ?? [], f, fail));
-      break;
-    case 'destination.ip':
-      both('destinationIps', 'notDestinationIps', (v, f) => cidrs(v ?? [], f, fail));
-      break;
-    case 'destination.port':
-      both('ports', 'notPorts', (v, f) => v?.map((p, i) => parsePort(p) ?? fail(`${f}[${i}] ${quote(p)} is not a port`)));
-      break;
-    case 'source.namespace':
-      both('namespaces', 'notNamespaces', (v, f) => v?.map((p, i) => checkPattern(p, `${f}[${i}]`, fail)));
-      break;
-    case 'source.principal':
-      both('principals', 'notPrincipals', (v, f) => v?.map((p, i) => checkPattern(stripSpiffe(p), `${f}[${i}]`, fail)));
-      break;
-  }
-  return { l4 };
+  return { l4: l4ConditionMatch(key, values, notValues, at, fail) };
 }
 
 /** A header value pattern: exact, `prefix*`, `*suffix` or `*`; any value a header can carry. */
@@ -221,24 +189,10 @@ function headerPattern(v: string, at: string, fail: Fail): string {
   return v;
 }
 
-function set<K extends keyof L4Match>(m: L4Match, key: K, value: L4Match[K]): void {
-  if (value !== undefined && value.length > 0) m[key] = value;
-}
-
 function setList<K extends 'methods' | 'notMethods' | 'hosts' | 'notHosts' | 'paths' | 'notPaths'>(m: L7Match, key: K, value: string[] | undefined): void {
   if (value !== undefined && value.length > 0) m[key] = value;
 }
 
 function setPorts(m: L4Match, key: 'ports' | 'notPorts', values: string[] | undefined, field: string, fail: Fail): void {
-  set(m, key, values?.map((v, i) => parsePort(v) ?? fail(`${field}[${i}] ${quote(v)} is not a port; use numbers from 1 to 65535`)));
-}
-
-function cidrs(values: string[], field: string, fail: Fail): string[] {
-  return values.map((v, i) => parseCidr(v) ?? fail(`${field}[${i}] ${quote(v)} is not an IP address or CIDR; write e.g. "10.0.0.0/16" or "fd00::/8"`));
-}
-
-function serviceAccount(value: string, field: string, policyNs: string, fail: Fail): string {
-  const parts = value.split('/');
-  if (parts.length > 2 || parts.some((p) => p === '' || p.includes('*'))) fail(`${field} ${quote(value)} must be "<namespace>/<serviceaccount>" or "<serviceaccount>", without wildcards`);
-  return parts.length === 2 ? value : `${policyNs}/${value}`;
+  setL4(m, key, values?.map((v, i) => parsePort(v) ?? fail(`${field}[${i}] ${quote(v)} is not a port; use numbers from 1 to 65535`)));
 }

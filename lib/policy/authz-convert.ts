@@ -5,8 +5,8 @@
 // without them (matches more). Either way the operator gets a warning.
 import { InvalidObjectError } from '../core/errors.ts';
 import { isRecord, objectRef, type KubeObject } from '../cluster/objects.ts';
-import { checkApiVersion, metaOf, onlyKeys, parsePort, record, selectorOf, specOf, stringList, type Fail } from './fields.ts';
-import { checkPattern, parseCidr, stripSpiffe } from './match.ts';
+import { checkApiVersion, metaOf, onlyKeys, record, selectorOf, specOf, stringList, type Fail } from './fields.ts';
+import { L4_CONDITION_KEYS, l4ConditionMatch, l4Ports, setL4, sourceL4Match } from './l4-convert.ts';
 import { DEFAULT_ROOT_NAMESPACE, type AuthzAction, type AuthzPolicy, type AuthzRule, type L4Match, type PolicyOptions, type PolicyScope } from './types.ts';
 
 const SPEC_KEYS = ['selector', 'targetRef', 'targetRefs', 'action', 'rules', 'provider'];
@@ -15,7 +15,6 @@ const SOURCE_L4 = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces',
 const SOURCE_L7 = ['requestPrincipals', 'notRequestPrincipals'];
 const OPERATION_L4 = ['ports', 'notPorts'];
 const OPERATION_L7 = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
-const WHEN_L4 = ['source.ip', 'remote.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port'];
 const isL7Key = (key: string) => key.startsWith('request.') || key === 'connection.sni' || key.startsWith('experimental.envoy.filters.');
 
 /**
@@ -121,28 +120,10 @@ function convertSource(src: Record<string, unknown>, at: string, policyNs: strin
   const list = (k: string) => stringList(src[k], `${at}.${k}`, fail);
   if (![...SOURCE_L4, ...SOURCE_L7].some((k) => list(k)?.length)) fail(`${at} must set at least one field; omit \`from\` to match any source`);
   for (const k of SOURCE_L7) if (list(k)?.length) l7.push(`${at}.${k}`);
-
-  const accounts = list('serviceAccounts');
-  const notAccounts = list('notServiceAccounts');
-  if ((accounts?.length || notAccounts?.length) && ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some((k) => list(k)?.length)) {
-    fail(`${at} sets serviceAccounts together with principals or namespaces; use one or the other`);
-  }
   if (list('remoteIpBlocks')?.length || list('notRemoteIpBlocks')?.length) {
     warnings.push(`${at}: remoteIpBlocks are enforced as ipBlocks (and notRemoteIpBlocks as notIpBlocks): without a proxy hop the peer address is the client, but a client behind a proxy or waypoint is seen as that proxy`);
   }
-  const patterns = (k: string, strip: boolean) => list(k)?.map((p, i) => checkPattern(strip ? stripSpiffe(p) : p, `${at}.${k}[${i}]`, fail));
-  const accountsOf = (k: string) => list(k)?.map((a, i) => serviceAccount(a, `${at}.${k}[${i}]`, policyNs, fail));
-  const blocks = (...keys: string[]) => keys.flatMap((k) => cidrs(list(k) ?? [], `${at}.${k}`, fail));
-  const m: L4Match = {};
-  set(m, 'principals', patterns('principals', true));
-  set(m, 'notPrincipals', patterns('notPrincipals', true));
-  set(m, 'namespaces', patterns('namespaces', false));
-  set(m, 'notNamespaces', patterns('notNamespaces', false));
-  set(m, 'serviceAccounts', accountsOf('serviceAccounts'));
-  set(m, 'notServiceAccounts', accountsOf('notServiceAccounts'));
-  set(m, 'sourceIps', blocks('ipBlocks', 'remoteIpBlocks'));
-  set(m, 'notSourceIps', blocks('notIpBlocks', 'notRemoteIpBlocks'));
-  return m;
+  return sourceL4Match(list, at, policyNs, fail);
 }
 
 function convertOperation(op: Record<string, unknown>, at: string, fail: Fail, l7: string[]): L4Match {
@@ -151,8 +132,8 @@ function convertOperation(op: Record<string, unknown>, at: string, fail: Fail, l
   if (![...OPERATION_L4, ...OPERATION_L7].some((k) => list(k)?.length)) fail(`${at} must set at least one field; omit \`to\` to match any operation`);
   for (const k of OPERATION_L7) if (list(k)?.length) l7.push(`${at}.${k}`);
   const m: L4Match = {};
-  set(m, 'ports', ports(list('ports'), `${at}.ports`, fail));
-  set(m, 'notPorts', ports(list('notPorts'), `${at}.notPorts`, fail));
+  setL4(m, 'ports', l4Ports(list('ports'), `${at}.ports`, fail));
+  setL4(m, 'notPorts', l4Ports(list('notPorts'), `${at}.notPorts`, fail));
   return m;
 }
 
@@ -169,51 +150,9 @@ function convertCondition(raw: unknown, at: string, fail: Fail, l7: string[], wa
     l7.push(`${at} key ${key}`);
     return null;
   }
-  if (!WHEN_L4.includes(key)) {
-    fail(`${at}.key "${key}" is not a condition Istio defines; at L4 meshlet checks ${WHEN_L4.join(', ')}`);
+  if (!L4_CONDITION_KEYS.includes(key)) {
+    fail(`${at}.key "${key}" is not a condition Istio defines; at L4 meshlet checks ${L4_CONDITION_KEYS.join(', ')}`);
   }
   if (key === 'remote.ip') warnings.push(`${at}: remote.ip is enforced as source.ip, the peer address, which is a proxy's for clients behind one`);
-  const m: L4Match = {};
-  const both = <K extends keyof L4Match>(pos: K, neg: K, convert: (v: string[] | undefined, field: string) => L4Match[K]) => {
-    set(m, pos, convert(values, `${at}.values`));
-    set(m, neg, convert(notValues, `${at}.notValues`));
-  };
-  switch (key) {
-    case 'source.ip':
-    case 'remote.ip':
-      both('sourceIps', 'notSourceIps', (v, f) => cidrs(v ?? [], f, fail));
-      break;
-    case 'destination.ip':
-      both('destinationIps', 'notDestinationIps', (v, f) => cidrs(v ?? [], f, fail));
-      break;
-    case 'destination.port':
-      both('ports', 'notPorts', (v, f) => ports(v, f, fail));
-      break;
-    case 'source.namespace':
-      both('namespaces', 'notNamespaces', (v, f) => v?.map((p, i) => checkPattern(p, `${f}[${i}]`, fail)));
-      break;
-    case 'source.principal':
-      both('principals', 'notPrincipals', (v, f) => v?.map((p, i) => checkPattern(stripSpiffe(p), `${f}[${i}]`, fail)));
-      break;
-  }
-  return m;
-}
-
-/** Leaves empty lists out, so an absent field and an empty one read the same. */
-function set<K extends keyof L4Match>(m: L4Match, key: K, value: L4Match[K]): void {
-  if (value !== undefined && value.length > 0) m[key] = value;
-}
-
-function cidrs(values: string[], field: string, fail: Fail): string[] {
-  return values.map((v) => parseCidr(v) ?? fail(`${field} has "${v}", which is not an IP address or CIDR; write e.g. "10.0.0.0/16", "10.1.2.3" or "fd00::/8"`));
-}
-
-function ports(values: string[] | undefined, field: string, fail: Fail): number[] | undefined {
-  return values?.map((v) => parsePort(v) ?? fail(`${field} has "${v}", which is not a port; use numbers from 1 to 65535, e.g. "8080"`));
-}
-
-function serviceAccount(value: string, field: string, policyNs: string, fail: Fail): string {
-  const parts = value.split('/');
-  if (parts.length > 2 || parts.some((p) => p === '')) fail(`${field} "${value}" must be "<namespace>/<serviceaccount>" or "<serviceaccount>"`);
-  return parts.length === 2 ? value : `${policyNs}/${value}`;
+  return l4ConditionMatch(key, values, notValues, at, fail);
 }

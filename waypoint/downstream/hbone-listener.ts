@@ -6,25 +6,23 @@
 // is answered 200 and handed on. Bounded as the ztunnel's inbound is: a
 // handshake's time, connections per peer, streams per session, a session's
 // idle time and its certificates' lifetime.
-import { constants, createSecureServer, createServer, type Http2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createSecureServer, createServer, type Http2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { realClock, type Clock } from '../../lib/core/clock.ts';
-import { canonicalIp, endpointOf } from '../../lib/core/ip.ts';
-import { closeServer, listenTcp } from '../../lib/core/listen.ts';
+import { endpointOf } from '../../lib/core/ip.ts';
 import type { Logger } from '../../lib/core/log.ts';
 import { traceIdOf } from '../../lib/hbone/headers.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW } from '../../lib/hbone/h2-settings.ts';
+import { admitSession, PeerCappedListeners, watchHandshakes } from '../../lib/hbone/listener-guards.ts';
 import { drainAtCertificateExpiry } from '../../lib/hbone/session-expiry.ts';
-import { handshakeFailure } from '../../lib/hbone/tunnel-pool.ts';
 import { CertificateUnavailableError } from '../../lib/identity/errors.ts';
 import { formatSpiffeId, type SpiffeId } from '../../lib/identity/spiffe.ts';
 import type { CertificateStore } from '../../lib/identity/store.ts';
 import { clientIdentity } from '../../lib/identity/tls.ts';
-import { certificateRefusal, type HandshakeFailure, type ListenerRefusal, type SessionDrain } from '../../lib/telemetry/reasons.ts';
+import type { HandshakeFailure, ListenerRefusal, SessionDrain } from '../../lib/telemetry/reasons.ts';
 import type { TunnelRefusal } from '../telemetry/reasons.ts';
 import type { DownstreamLimits } from './limits.ts';
-import { ConnectionCounts } from '../../lib/hbone/connection-counts.ts';
 import { readTunnelRequest, REFUSAL_STATUS, type TunnelContext, type TunnelDestination, type TunnelLookup } from './tunnel.ts';
 
 /** The waypoint's own identity: its certificate is the server's on every session. */
@@ -58,9 +56,6 @@ export interface HboneListenerOptions<D extends TunnelDestination> {
 
 const NO_EVENTS: ListenerEvents = { handshakeFailed() {}, connectionRefused() {}, tunnelRefused() {}, sessionDrained() {} };
 
-/** How long a peer has to close its end once a session is over and ours is closed; a peer that never reads would hold the socket forever. */
-const CLOSE_GRACE_MS = 5000;
-
 interface SessionState {
   streams: number;
   idle: unknown;
@@ -71,10 +66,8 @@ export class HboneListener<D extends TunnelDestination> {
   readonly #o: HboneListenerOptions<D>;
   readonly #events: ListenerEvents;
   readonly #clock: Clock;
-  readonly #listeners: Server[] = [];
-  readonly #accepted = new Set<Socket>();
+  readonly #listeners = new PeerCappedListeners();
   readonly #sessions = new Map<Http2Session, SessionState>();
-  readonly #peers = new ConnectionCounts();
 
   constructor(options: HboneListenerOptions<D>) {
     this.#o = options;
@@ -89,33 +82,19 @@ export class HboneListener<D extends TunnelDestination> {
 
   /** Adds a listener on host:port (one per address family). */
   listen(host: string, port: number): Promise<AddressInfo> {
-    const server = this.#h2Server();
     const { limits, log } = this.#o;
-    // Accepted here and handed to the HTTP/2 server, so a peer over its cap is refused before any TLS work.
-    const listener = createTcpServer((socket) => {
-      const peer = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
-      if (this.#peers.admit(peer, socket, limits.maxSessionsPerPeer)) {
-        this.#accepted.add(socket);
-        socket.once('close', () => this.#accepted.delete(socket));
-        return void server.emit('connection', socket);
-      }
-      socket.destroy();
-      this.#events.connectionRefused('peer_session_limit');
-      log.warn('connection_refused', { listener: 'hbone', peer, reason: 'peer_session_limit', limit: limits.maxSessionsPerPeer });
-    });
-    this.#listeners.push(listener);
-    return listenTcp(listener, host, port);
+    return this.#listeners.listen(this.#h2Server(), host, port, limits.maxSessionsPerPeer, log, () => this.#events.connectionRefused('peer_session_limit'));
   }
 
   /** Stops accepting and tells connected peers (GOAWAY) to open no new streams; open streams finish. */
   async close(): Promise<void> {
     for (const s of this.#sessions.keys()) s.close();
-    await Promise.all(this.#listeners.map(closeServer));
+    await this.#listeners.close();
   }
 
   /** Destroys every connection left (after close() and the drain time). */
   abort(): void {
-    for (const socket of this.#accepted) socket.destroy();
+    this.#listeners.destroyAccepted();
   }
 
   #h2Server(): Http2Server {
@@ -125,11 +104,7 @@ export class HboneListener<D extends TunnelDestination> {
     const server = identity
       ? createSecureServer({ ...h2, SNICallback: this.#ownCertificate(identity), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: limits.handshakeTimeout * 1000 })
       : createServer(h2);
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-      const reason = handshakeFailure(err);
-      this.#events.handshakeFailed(reason);
-      log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: err });
-    });
+    watchHandshakes(server, log, (reason) => this.#events.handshakeFailed(reason));
     server.on('session', (session: Http2Session) => this.#onSession(session));
     server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#onStream(stream, headers));
     return server;
@@ -147,18 +122,7 @@ export class HboneListener<D extends TunnelDestination> {
   #onSession(session: Http2Session): void {
     const socket = session.socket as TLSSocket;
     const { identity, log } = this.#o;
-    // Once the session has ended its side (GOAWAY sent, socket ended), the peer gets a grace to close its own.
-    socket.once('finish', function (this: Socket) {
-      setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
-    });
-    if (identity && !socket.authorized) {
-      const reason = certificateRefusal(String(socket.authorizationError));
-      this.#events.handshakeFailed(reason);
-      log.warn('handshake_refused', { peer: socket.remoteAddress, reason, error: String(socket.authorizationError) });
-      session.goaway(constants.NGHTTP2_INADEQUATE_SECURITY);
-      session.destroy();
-      return;
-    }
+    if (!admitSession(session, identity !== undefined, log, (reason) => this.#events.handshakeFailed(reason))) return;
     session.setLocalWindowSize(SESSION_WINDOW);
     this.#track(session, socket.remoteAddress);
     session.on('error', (err) => log.warn('tunnel_session_error', { peer: socket.remoteAddress, error: err }));

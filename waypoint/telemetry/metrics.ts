@@ -6,6 +6,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { Endpoint } from '../../lib/telemetry/flow.ts';
 import type { ConnectionSecurity, HandshakeFailure, ListenerRefusal, SessionDrain } from '../../lib/telemetry/reasons.ts';
+import { TcpMetrics, type TcpLabels } from '../../lib/telemetry/tcp-metrics.ts';
 import { REQUEST_LABELS, requestLabels, type RequestLabels } from './labels.ts';
 import type { TunnelRefusal } from './reasons.ts';
 import { formatResponseFlags, type ResponseFlag } from './response-flags.ts';
@@ -27,21 +28,6 @@ export interface TcpRecord {
   bytesSent: number;
   downstreamLocalAddress?: Endpoint;
 }
-
-const TCP_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'connection_security_policy',
-  'response_flags',
-] as const;
 
 interface RequestSeries {
   total: { inc(): void };
@@ -65,10 +51,7 @@ export class WaypointMetrics {
   readonly #requestBytes: Histogram<string>;
   readonly #responseBytes: Histogram<string>;
   readonly #series = new Map<string, RequestSeries>();
-  readonly #tcpOpened: Counter<string>;
-  readonly #tcpClosed: Counter<string>;
-  readonly #tcpSent: Counter<string>;
-  readonly #tcpReceived: Counter<string>;
+  readonly #tcp: TcpMetrics;
   readonly #handshakeFailures: Counter<string>;
   readonly #refused: Counter<string>;
   readonly #tunnelsRefused: Counter<string>;
@@ -84,11 +67,7 @@ export class WaypointMetrics {
     this.#duration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'request duration, from the request head to the last response byte', labelNames, buckets, registers });
     this.#requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'request body sizes', labelNames, buckets, registers });
     this.#responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'response body sizes', labelNames, buckets, registers });
-    const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers });
-    this.#tcpOpened = tcp('istio_tcp_connections_opened_total', 'TCP connections opened');
-    this.#tcpClosed = tcp('istio_tcp_connections_closed_total', 'TCP connections closed');
-    this.#tcpSent = tcp('istio_tcp_sent_bytes_total', 'bytes sent in response (server to client)');
-    this.#tcpReceived = tcp('istio_tcp_received_bytes_total', 'bytes received in request (client to server)');
+    this.#tcp = new TcpMetrics(this.registry);
     this.#handshakeFailures = new Counter({ name: 'meshlet_hbone_handshake_failures_total', help: 'mutual TLS handshakes with source ztunnels that failed', labelNames: ['direction', 'reason'], registers });
     this.#refused = new Counter({ name: 'meshlet_connections_refused_total', help: 'connections the HBONE listener refused at accept because the per-peer cap was reached', labelNames: ['listener', 'reason'], registers });
     this.#tunnelsRefused = new Counter({ name: 'meshlet_waypoint_tunnels_refused_total', help: 'CONNECT streams the waypoint refused, by reason', labelNames: ['reason'], registers });
@@ -106,14 +85,11 @@ export class WaypointMetrics {
   }
 
   tcpOpened(r: TcpRecord): void {
-    this.#tcpOpened.inc(this.#tcpLabels(r));
+    this.#tcp.opened(this.#tcpLabels(r));
   }
 
   tcpClosed(r: TcpRecord): void {
-    const labels = this.#tcpLabels(r);
-    this.#tcpClosed.inc(labels);
-    if (r.bytesSent > 0) this.#tcpSent.inc(labels, r.bytesSent);
-    if (r.bytesReceived > 0) this.#tcpReceived.inc(labels, r.bytesReceived);
+    this.#tcp.closed(this.#tcpLabels(r), r.bytesSent, r.bytesReceived);
   }
 
   handshakeFailed(reason: HandshakeFailure): void {
@@ -157,7 +133,7 @@ export class WaypointMetrics {
     return series;
   }
 
-  #tcpLabels(r: TcpRecord): Record<(typeof TCP_LABELS)[number], string> {
+  #tcpLabels(r: TcpRecord): TcpLabels {
     const u = (v: string | undefined) => v ?? 'unknown';
     return {
       reporter: 'waypoint',
