@@ -1,8 +1,9 @@
 // Where a caller's pod is now: the pod a ztunnel's token is bound to must
 // still exist as the same pod (UID), not be terminating, and run on the node
-// the token names. Read from the pods the CA already watches (its cluster
-// source's updates); a pod the watch does not hold as that UID, newer than
-// the watch or since recreated, is read from the API server instead.
+// the token names; a waypoint's must also carry the controller's labels.
+// Read from the pods the CA already watches (its cluster source's updates);
+// a pod the watch does not hold as that UID, newer than the watch or since
+// recreated, is read from the API server instead.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { isRecord, type KubeObject } from '../lib/cluster/objects.ts';
 import { podNamesProblem } from '../lib/cluster/names.ts';
@@ -16,6 +17,8 @@ export interface PodPlacement {
   serviceAccount: string;
   /** Why the pod no longer counts as running, or undefined: deletionTimestamp set, or phase Succeeded/Failed. */
   terminated: string | undefined;
+  /** metadata.labels as the source holds them (shared, not copied: read, never written); absent: none. */
+  labels?: Readonly<Record<string, unknown>>;
 }
 
 export interface PodLookup {
@@ -38,7 +41,8 @@ export function podPlacement(pod: KubeObject): { namespace: string; name: string
   const nodeName = typeof spec.nodeName === 'string' && spec.nodeName !== '' ? spec.nodeName : undefined;
   const serviceAccount = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
   if (podNamesProblem({ namespace, name, serviceAccount, uid }) !== undefined) return undefined;
-  return { namespace, name, placement: { uid, nodeName, serviceAccount, terminated } };
+  const labels = isRecord(meta.labels) ? meta.labels : {};
+  return { namespace, name, placement: { uid, nodeName, serviceAccount, terminated, labels } };
 }
 
 /** Asks the API server each time. A list by name, not a get: the CA's ClusterRole grants list and watch on pods, and nothing more. */

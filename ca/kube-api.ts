@@ -1,8 +1,8 @@
 // The CA's own calls to the API server, on its kubeconfig's credentials: a
 // JSON request (TokenReview, the root Secret, the waypoint controller's
-// server-side applies) that answers with its status, so each caller decides
-// what a 404 or 409 means, and the kubeconfig file loaded with an error that
-// says what to fix.
+// server-side applies and deletes) that answers with its status, so each
+// caller decides what a 404 or 409 means, and the kubeconfig file loaded
+// with an error that says what to fix.
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
@@ -57,7 +57,15 @@ export function kubeApply(kc: KubeConfig, path: string, body: unknown, options: 
   return send(kc, 'PATCH', `${path}?${query}`, body, 'application/apply-patch+yaml', options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
 }
 
-const METHODS = { GET: HttpMethod.GET, POST: HttpMethod.POST, PATCH: HttpMethod.PATCH } as const;
+/**
+ * Deletes the object at `path` if it is still the one with `uid` (a
+ * precondition: one of the same name made since is left alone, answered 409).
+ */
+export function kubeDelete(kc: KubeConfig, path: string, uid: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<KubeAnswer> {
+  return send(kc, 'DELETE', path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid } }, 'application/json', timeoutMs);
+}
+
+const METHODS = { GET: HttpMethod.GET, POST: HttpMethod.POST, PATCH: HttpMethod.PATCH, DELETE: HttpMethod.DELETE } as const;
 
 async function send(kc: KubeConfig, method: keyof typeof METHODS, path: string, body: unknown, contentType: string, timeoutMs: number): Promise<KubeAnswer> {
   const server = kc.getCurrentCluster()?.server;

@@ -1,7 +1,7 @@
 // Signing requests per node: a token bucket each (burst, then a steady rate),
 // so one node, or a stolen token of one, cannot keep the CA busy for the
-// others. One bucket per authenticated node, so the table is as large as the
-// cluster and no larger.
+// others. One bucket per authenticated node (and per waypoint identity,
+// caller.ts rateKey), so the table is as large as the cluster and no larger.
 import type { Clock } from '../lib/core/clock.ts';
 
 export interface RateLimitOptions {

@@ -1,13 +1,15 @@
 // The CA's HTTPS API:
 //   POST /v1/sign   {csr, ttlSeconds?} → {certChain, trustBundle}
-//                   (bearer: the ztunnel pod's token; the authenticator says which node it speaks for)
+//                   (bearer: the ztunnel pod's token, the authenticator says which node it speaks
+//                   for; or a waypoint pod's, which may hold its own identity and no other)
 //   GET  /v1/bundle → {trustDomain, trustBundle}
 //   GET  /metrics   Prometheus text
 // Errors are {error: <reason>, message} with 400/401/403/404/405/413/429/503.
 // A signing request is checked cheapest first, and nothing is done with the
 // CSR's key before the caller may hold the identity it asks for: the token
-// (who asks), the node's rate, the body size, the CSR's structure and SAN,
-// the hosting rule, and only then the key policy and the signature.
+// (who asks), the caller's rate, the body size, the CSR's structure and SAN,
+// the hosting rule (a waypoint's: its own identity), and only then the key
+// policy and the signature.
 // The serving certificate is a leaf under the mesh root, so clients verify it
 // with the same bundle they verify workloads with.
 import { createServer, type Server } from 'node:https';
@@ -15,10 +17,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import forge from 'node-forge';
 import { generateKeyPair } from '../lib/identity/csr.ts';
-import { formatSpiffeId } from '../lib/identity/spiffe.ts';
+import { formatSpiffeId, type SpiffeId } from '../lib/identity/spiffe.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
-import { isRefusal, refusalError, type CallerAuthenticator } from './caller.ts';
+import { callerFields, callerName, isRefusal, rateKey, refusal, refusalError, type Caller, type CallerAuthenticator, type WaypointPod } from './caller.ts';
 import { SignRefusal } from './errors.ts';
 import type { HostedIdentities } from './hosted.ts';
 import type { CaMetrics } from './metrics.ts';
@@ -29,7 +31,7 @@ import { proveCsr, readCsr, signLeaf } from './signer.ts';
 export interface CaServerOptions {
   root: MeshRoot;
   trustDomain: string;
-  /** Which node a bearer token speaks for, or why it speaks for none. */
+  /** Which node (or waypoint pod) a bearer token speaks for, or why it speaks for none. */
   callers: CallerAuthenticator;
   hosted: HostedIdentities;
   defaultTtlSeconds: number;
@@ -38,7 +40,7 @@ export interface CaServerOptions {
   serverNames: readonly string[];
   metrics: CaMetrics;
   log: Logger;
-  /** Signing requests per node. */
+  /** Signing requests per node (and per waypoint). */
   rateLimit: NodeRateLimit;
 }
 
@@ -103,15 +105,15 @@ export class CaServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    let node: string | undefined;
+    let caller: Caller | undefined;
     try {
       if (path === '/v1/sign') {
         if (req.method !== 'POST') throw new SignRefusal(405, 'method', 'use POST /v1/sign');
-        node = await this.#authenticate(req);
-        const waitMs = this.#o.rateLimit.take(node);
-        if (waitMs !== undefined) throw new SignRefusal(429, 'rate-limited', `node ${node} sends signing requests faster than the CA allows (--sign-rate, --sign-burst); retry in ${Math.ceil(waitMs / 1000)} s`, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
+        caller = await this.#authenticate(req);
+        const waitMs = this.#o.rateLimit.take(rateKey(caller));
+        if (waitMs !== undefined) throw new SignRefusal(429, 'rate-limited', `${callerName(caller)} sends signing requests faster than the CA allows (--sign-rate, --sign-burst); retry in ${Math.ceil(waitMs / 1000)} s`, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
         const body = await readJson(req);
-        const answer = this.#sign(node, body);
+        const answer = this.#sign(caller, body);
         send(res, 200, answer);
       } else if (path === '/v1/bundle') {
         if (req.method !== 'GET') throw new SignRefusal(405, 'method', 'use GET /v1/bundle');
@@ -130,22 +132,22 @@ export class CaServer {
       }
       if (path === '/v1/sign') {
         this.#o.metrics.refusals.inc({ reason: err.reason });
-        this.#o.log.warn('signing refused', { node: node ?? null, reason: err.reason, message: err.message, remote: req.socket.remoteAddress });
+        this.#o.log.warn('signing refused', { ...callerFields(caller), reason: err.reason, message: err.message, remote: req.socket.remoteAddress });
       }
       const headers: Record<string, string> = err.status === 401 ? { 'www-authenticate': 'Bearer realm="meshlet-ca"' } : err.status === 413 ? { connection: 'close' } : {};
       send(res, err.status, { error: err.reason, message: err.message }, { ...headers, ...err.headers });
     }
   }
 
-  async #authenticate(req: IncomingMessage): Promise<string> {
+  async #authenticate(req: IncomingMessage): Promise<Caller> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!match) throw new SignRefusal(401, 'unauthenticated', 'no bearer token; send "authorization: Bearer <the ztunnel pod\'s projected ServiceAccount token>"');
     const caller = await this.#o.callers.authenticate(match[1]!);
     if (isRefusal(caller)) throw refusalError(caller);
-    return caller.node;
+    return caller;
   }
 
-  #sign(node: string, body: unknown): { certChain: string[]; trustBundle: string } {
+  #sign(caller: Caller, body: unknown): { certChain: string[]; trustBundle: string } {
     if (!isRecord(body) || typeof body.csr !== 'string') throw new SignRefusal(400, 'bad-request', 'the body must be JSON {"csr": "<PEM>", "ttlSeconds"?: <positive integer>}');
     const ttl = body.ttlSeconds;
     if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl <= 0)) {
@@ -153,16 +155,30 @@ export class CaServer {
     }
     const { id, csr } = readCsr(body.csr, this.#o.trustDomain);
     const uri = formatSpiffeId(id);
+    if (caller.waypoint !== undefined) this.#ownIdentity(caller.waypoint, id, uri);
+    else this.#hostedOnNode(caller.node, id, uri);
+    const publicKey = proveCsr(csr);
+    const leaf = signLeaf(this.#o.root, { publicKey, uris: [uri], ttlSeconds: Math.min(ttl ?? this.#o.defaultTtlSeconds, this.#o.maxTtlSeconds) });
+    this.#o.metrics.issued.inc();
+    this.#o.log.info('certificate issued', { ...callerFields(caller), identity: uri, serial: leaf.serial, notAfter: leaf.notAfter.toISOString() });
+    return { certChain: [leaf.pem], trustBundle: this.#o.root.certPem };
+  }
+
+  /** A node may hold the identities of the pods it runs. */
+  #hostedOnNode(node: string, id: SpiffeId, uri: string): void {
     if (!this.#o.hosted.ready) throw new SignRefusal(503, 'state-not-ready', 'the CA has not listed the cluster\'s pods yet; check its log and its connection to the API server');
     if (!this.#o.hosted.hosts(node, id.namespace, id.serviceAccount)) {
       throw new SignRefusal(403, 'not-hosted',
         `node ${node} runs no pod in namespace ${id.namespace} with service account ${id.serviceAccount}, so it may not hold ${uri}; check the pod's spec.nodeName and spec.serviceAccountName`);
     }
-    const publicKey = proveCsr(csr);
-    const leaf = signLeaf(this.#o.root, { publicKey, uris: [uri], ttlSeconds: Math.min(ttl ?? this.#o.defaultTtlSeconds, this.#o.maxTtlSeconds) });
-    this.#o.metrics.issued.inc();
-    this.#o.log.info('certificate issued', { node, identity: uri, serial: leaf.serial, notAfter: leaf.notAfter.toISOString() });
-    return { certChain: [leaf.pem], trustBundle: this.#o.root.certPem };
+  }
+
+  /** A waypoint may hold its own identity (its pod's namespace and ServiceAccount), and no other. */
+  #ownIdentity(w: WaypointPod, id: SpiffeId, uri: string): void {
+    if (id.namespace === w.namespace && id.serviceAccount === w.serviceAccount) return;
+    const own = formatSpiffeId({ trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
+    throw refusalError(refusal('not-own-identity',
+      `waypoint pod ${w.namespace}/${w.pod} asks for ${uri}, but a waypoint may hold only its own identity ${own}; check the waypoint's --gateway namespace and --service-account (the CSR's identity is built from them) against its pod's namespace and spec.serviceAccountName`));
   }
 }
 

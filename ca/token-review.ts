@@ -10,6 +10,9 @@
 //   5. that pod still exists as the same pod (UID), is not terminating, and
 //      runs on N: a token outlives its pod by up to the API server's own
 //      cache, and the CA's review cache, so this is checked on every call.
+// A token whose user is not a node account (step 3) may still be a waypoint
+// pod's, for its own identity alone: bound to a pod (no network call when it
+// is not), then waypoint-callers.ts's checks, which say why that is safe.
 // Successful reviews (step 2) are cached by token hash; steps 3-5 run every time.
 // So that callers without a good token cannot make the CA ask the API server
 // once per request: tokens the API server rejected are refused again without
@@ -26,6 +29,7 @@ import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './
 import type { PodLookup, PodPlacement } from './caller-pods.ts';
 import type { CaMetrics } from './metrics.ts';
 import { DEFAULT_REJECTED_CACHE, DEFAULT_REVIEW_CACHE, ReviewCache, type ReviewCacheOptions } from './review-cache.ts';
+import { ApiGatewayLookup, isNotAWaypoint, WaypointCallers, type GatewayLookup } from './waypoint-callers.ts';
 
 /** The ztunnel DaemonSet's ServiceAccount (daemonset/rbac.yaml). */
 export const DEFAULT_NODE_ACCOUNTS: readonly string[] = [DEFAULT_NODE_ACCOUNT];
@@ -51,6 +55,8 @@ export interface TokenReviewOptions {
   /** The CA's own credentials: its ServiceAccount may create tokenreviews and list pods. */
   kubeconfig: KubeConfig;
   pods: PodLookup;
+  /** Waypoint Gateways, for the waypoint callers' check; default the API server's, on `kubeconfig`. */
+  gateways?: GatewayLookup;
   metrics: CaMetrics;
   audience?: string;
   /** Usernames ("system:serviceaccount:<namespace>:<name>") whose tokens may request certificates. */
@@ -79,6 +85,7 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
   readonly #cache: ReviewCache<ReviewedUser>;
   readonly #rejected: ReviewCache<Refusal>;
   readonly #maxInFlight: number;
+  readonly #waypoints: WaypointCallers;
   #inFlight = 0;
 
   constructor(options: TokenReviewOptions) {
@@ -93,6 +100,7 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
     this.#cache = new ReviewCache({ ...DEFAULT_REVIEW_CACHE, ...options.cache, now: options.now ?? Date.now });
     this.#rejected = new ReviewCache({ ...DEFAULT_REJECTED_CACHE, ...options.rejectedCache, now: options.now ?? Date.now });
     this.#maxInFlight = options.maxReviewsInFlight ?? DEFAULT_MAX_REVIEWS_IN_FLIGHT;
+    this.#waypoints = new WaypointCallers(options.pods, options.gateways ?? new ApiGatewayLookup(options.kubeconfig));
     if (!Number.isSafeInteger(this.#maxInFlight) || this.#maxInFlight < 1) throw new ConfigError(`the TokenReviews the CA runs at once (maxReviewsInFlight) must be a positive whole number, got ${this.#maxInFlight}`);
   }
 
@@ -107,10 +115,9 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
     const reviewed = await this.#reviewed(bearer, claims);
     if ('refused' in reviewed) return reviewed;
     const { username, extra } = reviewed;
-    const namespace = SERVICE_ACCOUNT_USER.exec(username)?.[1];
-    if (namespace === undefined || !this.#accounts.has(username)) {
-      return refusal('not-a-node-account', `the token is of ${username || 'an unnamed user'}, which is not a meshlet node account (${[...this.#accounts].join(', ')}); only the ztunnel's ServiceAccount may request certificates: check the DaemonSet's serviceAccountName and the CA's node accounts`);
-    }
+    const [, namespace, account] = SERVICE_ACCOUNT_USER.exec(username) ?? [];
+    if (namespace === undefined || account === undefined) return this.#notNodeAccount(username, 'it is not a ServiceAccount\'s token');
+    if (!this.#accounts.has(username)) return this.#asWaypoint(username, namespace, account, extra);
     const podName = single(extra, EXTRA_POD_NAME);
     const podUid = single(extra, EXTRA_POD_UID);
     const node = single(extra, EXTRA_NODE_NAME);
@@ -119,6 +126,21 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
       return refusal('not-pod-bound', `the token of ${username} is not bound to a pod on a node (the review has no ${missing.join(', ')}); send the token the kubelet projects into the ztunnel pod (a serviceAccountToken volume), not one made without --bound-object-kind Pod or a Secret's token`);
     }
     return this.#onNode(namespace, podName, podUid, node);
+  }
+
+  /** A token of an account that is not a node account: a waypoint pod's, for its own identity, or refused. */
+  async #asWaypoint(username: string, namespace: string, serviceAccount: string, extra: Record<string, readonly string[]>): Promise<Caller | Refusal> {
+    const podName = single(extra, EXTRA_POD_NAME);
+    const podUid = single(extra, EXTRA_POD_UID);
+    if (podName === undefined || podUid === undefined) {
+      return this.#notNodeAccount(username, `the token is bound to no pod (the review has no ${EXTRA_POD_NAME} and ${EXTRA_POD_UID}), and a waypoint presents the token the kubelet projects into its pod`);
+    }
+    const answer = await this.#waypoints.authenticate({ namespace, serviceAccount, podName, podUid });
+    return isNotAWaypoint(answer) ? this.#notNodeAccount(username, answer.notWaypoint) : answer;
+  }
+
+  #notNodeAccount(username: string, notWaypoint: string): Refusal {
+    return refusal('not-a-node-account', `the token is of ${username || 'an unnamed user'}, which is not a meshlet node account (${[...this.#accounts].join(', ')}); nor is it a waypoint's: ${notWaypoint}; only the ztunnel's ServiceAccount may request certificates for its node's pods, and a waypoint pod the waypoint controller deployed for its own identity: check the DaemonSet's serviceAccountName and the CA's node accounts, or the waypoint's Gateway and pod`);
   }
 
   /** The reviewed user, from the caches or the API server. */

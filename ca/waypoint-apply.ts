@@ -2,9 +2,10 @@
 // apply, after checking that none of its names is taken by an object meshlet
 // does not manage (Istio's rule: an existing object without the managed
 // label is never taken over, so a Gateway named like a user's Service cannot
-// hijack it). One exception, as Istio has it: a ServiceAccount the user made
-// is used as it is, so that they can annotate the waypoint's identity (cloud
-// IAM) themselves.
+// hijack it); the Deployment and the ClusterRoleBinding are checked as the
+// controller's watch holds them, the rest read first. One exception, as
+// Istio has it: a ServiceAccount the user made is used as it is, so that they
+// can annotate the waypoint's identity (cloud IAM) themselves.
 //
 // The API server's answers sort in two: a refusal that retrying the same
 // request cannot change (400, 403, 404, 422: a namespace being deleted, a
@@ -45,6 +46,8 @@ export interface WaypointApplyOptions {
   objects: WaypointObjects;
   /** The Deployment as the watch holds it (undefined: none seen). */
   deployment: KubeObject | undefined;
+  /** The ClusterRoleBinding of that name as the watch holds it (undefined: none seen). */
+  binding: KubeObject | undefined;
 }
 
 type Lookup = { state: 'absent' } | { state: 'present'; managed: boolean } | { state: 'refused'; message: string };
@@ -59,6 +62,7 @@ async function lookup(kc: KubeConfig, d: Desired): Promise<Lookup> {
 export async function applyWaypoint(o: WaypointApplyOptions): Promise<ApplyResult> {
   const { kubeconfig: kc, objects } = o;
   if (o.deployment !== undefined && !isManaged(o.deployment)) return { applied: false, refused: notManaged(objects.deployment) };
+  if (o.binding !== undefined && !isManaged(o.binding)) return { applied: false, refused: notManaged(objects.clusterRoleBinding) };
   const checked = [objects.trustBundle, objects.service, objects.serviceAccount];
   const found = await Promise.all(checked.map((d) => lookup(kc, d)));
   for (const [i, f] of found.entries()) {
@@ -68,7 +72,8 @@ export async function applyWaypoint(o: WaypointApplyOptions): Promise<ApplyResul
   const account = found[2]!;
   const userAccount = account.state === 'present' && !account.managed;
   if (userAccount) o.log.info('waypoint uses a ServiceAccount meshlet does not manage, as it is', { serviceAccount: objects.serviceAccount.what });
-  const order = [objects.trustBundle, ...(userAccount ? [] : [objects.serviceAccount]), objects.service, objects.deployment];
+  // The binding before the Deployment, so that the waypoint's first list is allowed; a user's ServiceAccount is bound too (the waypoint runs as it).
+  const order = [objects.trustBundle, ...(userAccount ? [] : [objects.serviceAccount]), objects.clusterRoleBinding, objects.service, objects.deployment];
   let clusterIps: string[] = [];
   for (const d of order) {
     const answer = await kubeApply(kc, d.path, d.body, { fieldManager: FIELD_MANAGER, force: true });

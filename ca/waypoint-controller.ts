@@ -2,12 +2,18 @@
 // class istio-waypoint or meshlet-waypoint becomes a waypoint, that is a
 // ServiceAccount, a Service and a Deployment running `meshlet waypoint`
 // (waypoint-objects.ts), applied server-side and owned by the Gateway so
-// that deleting it deletes them; its status says whether it is accepted,
+// that deleting it deletes them, and a ClusterRoleBinding of its
+// ServiceAccount to the ClusterRole meshlet-waypoint, which the controller
+// deletes itself once the Gateway is gone (cluster-scoped, it is not
+// garbage-collected with it); its status says whether it is accepted,
 // whether it serves, and at which addresses. The two GatewayClasses are
 // created when missing and accepted (waypoint-classes.ts).
 //
-// One watch (KubeSource, CONTROLLER_KINDS) of Gateways, GatewayClasses and
-// Deployments, whose status tells when a waypoint has an available replica.
+// One watch (KubeSource, CONTROLLER_KINDS) of Gateways, GatewayClasses,
+// Deployments, whose status tells when a waypoint has an available replica,
+// and ClusterRoleBindings: every snapshot, the controller's bindings (by
+// label) whose Gateway is not in it are deleted, so a Gateway deleted while
+// the controller was down loses its binding at the first list after start.
 // Each Gateway is its own piece of work in a bounded queue with retries
 // (work-queue.ts): it is reconciled when anything it depends on changed (its
 // own version, its class's, its Deployment's), and every resync period in
@@ -23,14 +29,14 @@ import { KubeApiError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord, type KubeObject } from '../lib/cluster/objects.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
-import { CONTROLLER_KINDS } from '../lib/cluster/sources/kube-kinds.ts';
+import { CONTROLLER_KINDS, GATEWAYS, kindName } from '../lib/cluster/sources/kube-kinds.ts';
 import type { ClusterSourceStatus, ClusterUpdate } from '../lib/cluster/sources/source.ts';
-import { answerMessage, kubeApply, kubeRequest } from './kube-api.ts';
+import { answerMessage, kubeApply, kubeDelete, kubeRequest } from './kube-api.ts';
 import type { CaMetrics } from './metrics.ts';
 import { applyWaypoint } from './waypoint-apply.ts';
 import { classAcceptance, classPath, controllerNameOf, GATEWAY_CLASSES_PATH, newGatewayClass } from './waypoint-classes.ts';
 import { classNameOf, keyOf, readGateway, rejectionOf, WAYPOINT_CLASSES, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './waypoint-gateway.ts';
-import { FIELD_MANAGER, waypointObjects, type WaypointSettings } from './waypoint-objects.ts';
+import { bindingGatewayKey, bindingName, CLUSTER_ROLE_BINDINGS_PATH, FIELD_MANAGER, waypointObjects, type WaypointSettings } from './waypoint-objects.ts';
 import { readiness } from './waypoint-readiness.ts';
 import { gatewayStatus, statusApply, statusUpToDate, type Outcome } from './waypoint-status.ts';
 import { WorkQueue, type RetryPolicy, type WorkQueueStatus } from './work-queue.ts';
@@ -41,8 +47,8 @@ export const DEFAULT_RESYNC_MS = 10 * 60_000;
 export const DEFAULT_RETRY: RetryPolicy = { initialMs: 1000, maxMs: 30_000, attempts: 5 };
 /** Gateways reconciled at once: each is a handful of API calls in a row. */
 const CONCURRENCY = 4;
-/** As many as the source holds of one kind (DEFAULT_MAX_OBJECTS_PER_KIND), plus the classes. */
-const MAX_KEYS = 50_002;
+/** As many as the source holds of one kind (DEFAULT_MAX_OBJECTS_PER_KIND), plus the classes, plus as many bindings to delete. */
+const MAX_KEYS = 100_002;
 /** Messages in a condition, at most (metav1.Condition allows 32 KiB; an operator reads far less). */
 const MAX_MESSAGE = 2048;
 
@@ -89,7 +95,12 @@ export interface WaypointControllerStatus {
 }
 
 const CLASS_KEY = 'GatewayClass ';
+const BINDING_KEY = 'ClusterRoleBinding ';
 const isClassKey = (key: string): boolean => key.startsWith(CLASS_KEY);
+const isBindingKey = (key: string): boolean => key.startsWith(BINDING_KEY);
+/** The binding name of the Gateway `namespace/name` (namespaces hold no "/"). */
+const bindingOf = (key: string): string => bindingName(key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1));
+const isDeleting = (obj: KubeObject): boolean => isRecord(obj.metadata) && obj.metadata.deletionTimestamp !== undefined && obj.metadata.deletionTimestamp !== null;
 const versionOf = (obj: KubeObject | undefined): string => (obj && isRecord(obj.metadata) ? String(obj.metadata.resourceVersion ?? '') : '-');
 const truncate = (text: string): string => (text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE - 1)}…` : text);
 
@@ -101,6 +112,10 @@ export class WaypointController {
   #gateways = new Map<string, KubeObject>();
   #classes = new Map<string, KubeObject>();
   #deployments = new Map<string, KubeObject>();
+  /** Every ClusterRoleBinding, by name: a waypoint's name may be taken by one meshlet does not manage. */
+  #bindings = new Map<string, KubeObject>();
+  /** The controller's bindings whose Gateway is gone, by name, and the version each was queued for deletion at. */
+  readonly #orphans = new Map<string, string>();
   readonly #states = new Map<string, GatewayState>();
   /** Each class's version as last handled ('' for absent). */
   readonly #classVersions = new Map<string, string>();
@@ -117,7 +132,8 @@ export class WaypointController {
     this.#source = new KubeSource({ kubeconfig: options.kubeconfig, kinds: CONTROLLER_KINDS, log: options.log, timers: this.#timers, ...(options.random ? { random: options.random } : {}) });
     this.#queue = new WorkQueue({
       name: 'waypoint gateways',
-      work: (key) => (isClassKey(key) ? this.#reconcileClass(key.slice(CLASS_KEY.length)) : this.#reconcileGateway(key)),
+      work: (key) => (isClassKey(key) ? this.#reconcileClass(key.slice(CLASS_KEY.length))
+        : isBindingKey(key) ? this.#deleteOrphan(key.slice(BINDING_KEY.length)) : this.#reconcileGateway(key)),
       concurrency: CONCURRENCY,
       maxKeys: MAX_KEYS,
       retry: { ...DEFAULT_RETRY, ...options.retry },
@@ -162,6 +178,7 @@ export class WaypointController {
       }
       for (const key of this.#states.keys()) this.#queue.add(key);
       for (const name of WAYPOINT_CLASSES) this.#queue.add(CLASS_KEY + name);
+      for (const name of this.#orphans.keys()) this.#queue.add(BINDING_KEY + name);
       this.#scheduleResync();
     }, this.#o.resyncMs ?? DEFAULT_RESYNC_MS);
   }
@@ -171,6 +188,7 @@ export class WaypointController {
     const gateways = new Map<string, KubeObject>();
     const classes = new Map<string, KubeObject>();
     const deployments = new Map<string, KubeObject>();
+    const bindings = new Map<string, KubeObject>();
     for (const obj of update.objects) {
       if (obj.kind === 'Gateway' && obj.apiVersion === 'gateway.networking.k8s.io/v1') {
         const key = keyOf(obj);
@@ -181,6 +199,9 @@ export class WaypointController {
       } else if (obj.kind === 'Deployment') {
         const key = keyOf(obj);
         if (key !== undefined) deployments.set(key, obj);
+      } else if (obj.kind === 'ClusterRoleBinding') {
+        const name = isRecord(obj.metadata) ? obj.metadata.name : undefined;
+        if (typeof name === 'string') bindings.set(name, obj);
       }
     }
     const unreadable = update.unreadable.map((u) => `${u.object}: ${u.reason}`).join('\n');
@@ -189,6 +210,7 @@ export class WaypointController {
     this.#gateways = gateways;
     this.#classes = classes;
     this.#deployments = deployments;
+    this.#bindings = bindings;
     for (const name of WAYPOINT_CLASSES) {
       const version = classes.has(name) ? versionOf(classes.get(name)) : '';
       if (this.#classVersions.get(name) !== version) {
@@ -197,7 +219,7 @@ export class WaypointController {
       }
     }
     for (const [key, obj] of gateways) {
-      const inputs = `${versionOf(obj)} ${versionOf(classes.get(classNameOf(obj) ?? ''))} ${versionOf(deployments.get(key))}`;
+      const inputs = `${versionOf(obj)} ${versionOf(classes.get(classNameOf(obj) ?? ''))} ${versionOf(deployments.get(key))} ${versionOf(bindings.get(bindingOf(key)))}`;
       const state = this.#states.get(key);
       if (state?.inputs === inputs) continue;
       if (state) state.inputs = inputs;
@@ -209,6 +231,48 @@ export class WaypointController {
       this.#states.delete(key);
       this.#queue.forget(key);
     }
+    // Gateways the watch cannot hold (over the object cap) are not known to be gone: delete nothing then.
+    const gatewaysUnreadable = update.unreadable.some((u) => u.object.startsWith(`${kindName(GATEWAYS)} `));
+    if (!gatewaysUnreadable) this.#findOrphans();
+  }
+
+  /** Queues the deletion of each of the controller's bindings whose Gateway is gone or going, once per version. */
+  #findOrphans(): void {
+    const orphans = new Map<string, string>();
+    for (const [name, binding] of this.#bindings) {
+      if (this.#isOrphan(name, binding)) orphans.set(name, versionOf(binding));
+    }
+    for (const [name, version] of orphans) {
+      if (this.#orphans.get(name) !== version) this.#queue.add(BINDING_KEY + name);
+    }
+    for (const name of this.#orphans.keys()) {
+      if (!orphans.has(name)) this.#queue.forget(BINDING_KEY + name);
+    }
+    this.#orphans.clear();
+    for (const [name, version] of orphans) this.#orphans.set(name, version);
+  }
+
+  /** One of the controller's bindings (its labels and role) with no Gateway of a waypoint class, or a Gateway being deleted, or not under the name it would have. */
+  #isOrphan(name: string, binding: KubeObject): boolean {
+    const key = bindingGatewayKey(binding);
+    if (key === undefined) return false;
+    const gw = this.#gateways.get(key);
+    return gw === undefined || isDeleting(gw) || bindingOf(key) !== name;
+  }
+
+  /** Deletes the binding if it is still an orphan, and still the same object (its uid). */
+  async #deleteOrphan(name: string): Promise<void> {
+    const binding = this.#bindings.get(name);
+    if (binding === undefined || !this.#isOrphan(name, binding)) return;
+    const uid = isRecord(binding.metadata) ? String(binding.metadata.uid ?? '') : '';
+    const answer = await kubeDelete(this.#o.kubeconfig, `${CLUSTER_ROLE_BINDINGS_PATH}/${encodeURIComponent(name)}`, uid);
+    if (answer.status === 200 || answer.status === 202) {
+      this.#o.log.info('waypoint ClusterRoleBinding deleted: its Gateway is gone', { clusterRoleBinding: name, gateway: bindingGatewayKey(binding) ?? null });
+      return;
+    }
+    // 404: gone already; 409: another binding of that name since (the watch shows it next, and it is judged then).
+    if (answer.status === 404 || answer.status === 409) return;
+    this.#refusedOrRetry(answer.status, `delete ClusterRoleBinding ${name}: HTTP ${answer.status}: ${answerMessage(answer)}`, 'may the CA delete clusterrolebindings (ClusterRole meshlet-ca)? retried at the next resync');
   }
 
   #now(): string {
@@ -281,9 +345,10 @@ export class WaypointController {
     const objects = waypointObjects(gw, this.#o.settings, this.#o.rootCertPem);
     const digest = createHash('sha256').update(JSON.stringify(objects)).digest('hex');
     const deployment = this.#deployments.get(key);
-    // A Deployment deleted behind the controller's back is applied again at once (the watch sees it go).
-    if (state.applied !== digest || deployment === undefined) {
-      const result = await applyWaypoint({ kubeconfig: this.#o.kubeconfig, log: this.#o.log, objects, deployment });
+    const binding = this.#bindings.get(bindingOf(key));
+    // A Deployment or binding deleted behind the controller's back is applied again at once (the watch sees it go).
+    if (state.applied !== digest || deployment === undefined || binding === undefined) {
+      const result = await applyWaypoint({ kubeconfig: this.#o.kubeconfig, log: this.#o.log, objects, deployment, binding });
       if (!result.applied) {
         state.applied = undefined;
         this.#o.log.warn('waypoint not deployed', { gateway: key, reason: result.refused });

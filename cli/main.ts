@@ -10,6 +10,8 @@ const commands: Record<string, () => Promise<Command>> = {
   flows: async () => (await import('./flows.ts')).flowsCommand(),
   status: async () => (await import('./status.ts')).statusCommand(),
   certs: async () => (await import('./certs.ts')).certsCommand(),
+  install: async () => (await import('./install.ts')).installCommand(),
+  uninstall: async () => (await import('./uninstall.ts')).uninstallCommand(),
   sandbox: async () => (await import('../sandbox/command.ts')).sandboxCommand(),
   agent: async () => (await import('../agent/command.ts')).agentCommand(),
   ztunnel: async () => (await import('../ztunnel/command.ts')).ztunnelCommand(),

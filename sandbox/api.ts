@@ -5,18 +5,20 @@ import { readFile } from 'node:fs/promises';
 import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { ApplyRefusedError } from './errors.ts';
 import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, type SpawnInPodOptions } from './exec.ts';
+import { podsByLabel, type SandboxPodPlace } from './labelled-pods.ts';
 import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
 import { down, isRunning, up } from './lifecycle.ts';
+import { loopbackGet, loopbackStream, type LoopbackGetOptions, type LoopbackReply, type LoopbackStreamOptions, type LoopbackTarget } from './netns-http.ts';
 import { sandboxStatus as status } from './status.ts';
 import { sandboxKubectl as kubectl } from './cluster-client.ts';
 import type { RunResult } from '../lib/core/exec.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 
-export type { ExecOptions, ExecResult, ObjectResult, PodRef, SandboxInfo, SpawnInPodOptions };
+export type { ExecOptions, ExecResult, LoopbackGetOptions, LoopbackReply, LoopbackStreamOptions, LoopbackTarget, ObjectResult, PodRef, SandboxInfo, SandboxPodPlace, SpawnInPodOptions };
 export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
 export type { SandboxNodeInfo } from './info.ts';
-export { PodNotFoundError, SandboxNotFoundError, SandboxRunningError } from './errors.ts';
+export { LoopbackUnreachableError, PodNotFoundError, SandboxNotFoundError, SandboxRunningError } from './errors.ts';
 
 export interface SandboxUpOptions {
   name: string;
@@ -106,4 +108,19 @@ export async function sandboxExec(name: string, pod: PodRef, argv: readonly stri
 /** Starts `argv` in the pod for long-running clients; stdio are pipes unless options.stdio says otherwise. Kill it when done. */
 export async function sandboxSpawn(name: string, pod: PodRef, argv: readonly string[], options: SpawnInPodOptions = {}): Promise<ChildProcess> {
   return spawnInPod(name, pod, argv, options);
+}
+
+/** The pods `labelSelector` selects (the API server's syntax, e.g. `app=web,tier`), scheduled and not terminated, with their node and network namespace. */
+export async function sandboxPods(name: string, labelSelector: string): Promise<SandboxPodPlace[]> {
+  return podsByLabel(name, labelSelector);
+}
+
+/** GET `path` from a port on 127.0.0.1 inside a network namespace (a pod's `netns`), from the host; bounded in time and size. */
+export async function sandboxLoopbackGet(target: LoopbackTarget, path: string, options: LoopbackGetOptions = {}): Promise<LoopbackReply> {
+  return loopbackGet(target, path, options);
+}
+
+/** Follows a streaming GET (NDJSON) on a namespace's loopback port: `onLine` per line until the server ends it or `signal` aborts. */
+export async function sandboxLoopbackStream(target: LoopbackTarget, path: string, onLine: (line: string) => void, signal: AbortSignal, options: LoopbackStreamOptions = {}): Promise<void> {
+  return loopbackStream(target, path, onLine, signal, options);
 }

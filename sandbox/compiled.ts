@@ -7,8 +7,8 @@
 // their modules rewritten under them.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { run } from '../lib/core/exec.ts';
 import { REPO_ROOT } from '../lib/core/repo.ts';
 import { CommandError, SandboxError } from '../lib/core/errors.ts';
@@ -50,6 +50,15 @@ async function pruneBuilds(current: string): Promise<void> {
   await Promise.all(old.slice(KEEP_OLD).map((b) => rm(b.path, { recursive: true, force: true })));
 }
 
+/** The build's `meshlet` (bin/meshlet beside cli/), which sandbox containers find first on their PATH, as the image's /usr/local/bin/meshlet runs its compiled tree. */
+export const LAUNCHER_DIR = 'bin';
+
+/** Writes it into `scratch`, running `main` (where the build lands once renamed). */
+async function writeLauncher(scratch: string, main: string): Promise<void> {
+  await mkdir(join(scratch, LAUNCHER_DIR), { recursive: true });
+  await writeFile(join(scratch, LAUNCHER_DIR, 'meshlet'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, { mode: 0o755 });
+}
+
 /** The compiled CLI entry point for the current sources, building it first if needed (a few seconds). */
 export async function compiledCliMain(log: (line: string) => void = () => {}): Promise<string> {
   const key = await buildKey();
@@ -61,6 +70,7 @@ export async function compiledCliMain(log: (line: string) => void = () => {}): P
   const scratch = `${dir}.tmp-${process.pid}`;
   try {
     await run(TSC, ['-p', BUILD_CONFIG, '--outDir', scratch]);
+    await writeLauncher(scratch, main);
   } catch (err) {
     await rm(scratch, { recursive: true, force: true });
     throw new SandboxError(`compiling the node components failed; run \`npm run typecheck\`: ${err instanceof CommandError ? err.message : String(err)}`, { cause: err });
@@ -69,4 +79,12 @@ export async function compiledCliMain(log: (line: string) => void = () => {}): P
   await rename(scratch, dir).catch(() => rm(scratch, { recursive: true, force: true }));
   await pruneBuilds(key);
   return main;
+}
+
+/** The launcher directory of the build this process runs from (a supervisor's, whose kubelet starts containers), or undefined when it runs from sources. */
+export function runningLauncherDir(): string | undefined {
+  const main = process.argv[1];
+  if (main === undefined || !main.startsWith(`${BUILD_ROOT}/`)) return undefined;
+  const dir = join(dirname(dirname(main)), LAUNCHER_DIR);
+  return existsSync(join(dir, 'meshlet')) ? dir : undefined;
 }

@@ -20,3 +20,6 @@ export class ApplyRefusedError extends SandboxError {
     this.results = results;
   }
 }
+
+/** A port on a pod's loopback could not be reached from inside its network namespace, or answered wrongly. */
+export class LoopbackUnreachableError extends SandboxError {}

@@ -5,19 +5,18 @@
 // token bound to a pod on its node (audience meshlet-ca) as the CA requires.
 // The node supervisor does for it what the kubelet does for a projected token
 // volume: requests the token through the TokenRequest API with the node's own
-// credentials and rewrites the file well before it expires.
-import { writeFile, rename } from 'node:fs/promises';
+// credentials (kubelet/service-account-token.ts, as the kubelet's volume
+// manager does) and rewrites the file well before it expires.
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../lib/core/log.ts';
 import { describeError } from '../lib/cluster/sources/kube-client.ts';
+import { writeFileAtomic } from './kubelet/atomic-writer.ts';
 import { RetryDelay } from './kubelet/backoff.ts';
+import { DEFAULT_TOKEN_SECONDS, requestBoundToken } from './kubelet/service-account-token.ts';
 
 export const MESHLET_NAMESPACE = 'meshlet-system';
 export const ZTUNNEL_SERVICE_ACCOUNT = 'meshlet-ztunnel';
 export const CA_TOKEN_AUDIENCE = 'meshlet-ca';
-/** The kubelet's default for projected tokens; it refreshes them at 80 % of their life. */
-const TOKEN_SECONDS = 3600;
-const REFRESH_AT = 0.8;
 
 export const nodePodName = (node: string): string => `meshlet-node-${node}`;
 
@@ -74,20 +73,18 @@ export class ZtunnelTokenFile {
     let nextMs: number;
     try {
       const pod = await this.#core.readNamespacedPod({ namespace: MESHLET_NAMESPACE, name: nodePodName(this.#node) });
-      const answer = await this.#core.createNamespacedServiceAccountToken({
+      const { token, refreshAt } = await requestBoundToken(this.#core, {
         namespace: MESHLET_NAMESPACE,
-        name: ZTUNNEL_SERVICE_ACCOUNT,
-        body: { spec: { audiences: [CA_TOKEN_AUDIENCE], expirationSeconds: TOKEN_SECONDS, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } },
-      });
-      const token = answer.status?.token;
-      if (!token) throw new Error('the TokenRequest answer has no token');
-      const tmp = `${this.#file}.tmp`;
-      await writeFile(tmp, token, { mode: 0o600 });
-      await rename(tmp, this.#file);
+        serviceAccount: ZTUNNEL_SERVICE_ACCOUNT,
+        pod: { name: pod.metadata!.name!, uid: pod.metadata!.uid! },
+        audiences: [CA_TOKEN_AUDIENCE],
+        expirationSeconds: DEFAULT_TOKEN_SECONDS,
+      }, Date.now());
+      await writeFileAtomic(this.#file, token, 0o600);
       this.#retry.reset();
       this.#first?.();
       this.#first = undefined;
-      nextMs = TOKEN_SECONDS * REFRESH_AT * 1000;
+      nextMs = refreshAt - Date.now();
     } catch (err) {
       nextMs = this.#retry.next();
       this.#log.warn('cannot refresh the ztunnel\'s CA token', { pod: `${MESHLET_NAMESPACE}/${nodePodName(this.#node)}`, error: describeError(err), retryInMs: nextMs });

@@ -8,9 +8,10 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { SandboxNodeInfo } from './info.ts';
-import { nodeDir, podCgroup, podNetns, podVeth } from './layout.ts';
+import { API_SERVER_PORT, CONTROL_PLANE_IP, nodeDir, podCgroup, podNetns, podVeth, REPO_ROOT } from './layout.ts';
 import { cgroupProcs } from './cgroup.ts';
-import { spawnIn, type NameFiles, type Placement } from './proc.ts';
+import { runningLauncherDir } from './compiled.ts';
+import { spawnIn, type ContainerRun, type NameFiles, type Placement } from './proc.ts';
 import { createPodNetwork } from './topology.ts';
 
 const CONTAINER_START_MS = 5000;
@@ -39,11 +40,48 @@ export function placePod(sandbox: string, node: SandboxNodeInfo, pod: V1Pod): Po
 /** `<node run dir>/pods/<namespace>_<name>_<uid>`, as the kubelet lays out /var/log/pods. */
 export const podLogDir = (nodeRunDir: string, namespace: string, name: string, uid: string): string => join(nodeRunDir, 'pods', `${namespace}_${name}_${uid}`);
 
-/** Environment every container starts from: the host PATH with this Node first (the system `node` may be older). */
+/**
+ * Where a pod reaches the API server. Not the kubernetes Service's ClusterIP,
+ * as kubelet would point KUBERNETES_SERVICE_HOST at: the sandbox has no
+ * kube-proxy, and only pods meshlet captures have their ClusterIP traffic
+ * redirected (waypoints never are). The API server's own address on the
+ * underlay is routed from every pod, and its serving certificate names it.
+ */
+export interface ApiServerAddress {
+  host: string;
+  port: number;
+}
+
+export const SANDBOX_API_SERVER: ApiServerAddress = { host: CONTROL_PLANE_IP, port: API_SERVER_PORT };
+
+/**
+ * Environment every container starts from: the host PATH with this Node
+ * first (the system `node` may be older), then this checkout's bin, so that
+ * `meshlet` is the sandbox's own whatever checkout /usr/local/bin/meshlet
+ * (which `npm run setup` links) names.
+ */
 function baseEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: process.env.HOME ?? '/root' };
+  const launchers = [runningLauncherDir(), join(REPO_ROOT, 'bin')].filter((d) => d !== undefined);
+  const env: NodeJS.ProcessEnv = { PATH: [dirname(process.execPath), ...launchers, process.env.PATH ?? '/usr/bin:/bin'].join(':'), HOME: process.env.HOME ?? '/root' };
   for (const key of ['LANG', 'LC_ALL', 'TZ', 'PYENV_ROOT']) if (process.env[key] !== undefined) env[key] = process.env[key];
   return env;
+}
+
+/** The kubernetes Service's variables as kubelet sets them in every container (enableServiceLinks or not), for `api`. */
+function apiServerEnv(api: ApiServerAddress): NodeJS.ProcessEnv {
+  const port = String(api.port);
+  const url = `tcp://${api.host.includes(':') ? `[${api.host}]` : api.host}:${port}`;
+  const link = `KUBERNETES_PORT_${port}_TCP`;
+  return {
+    KUBERNETES_SERVICE_HOST: api.host,
+    KUBERNETES_SERVICE_PORT: port,
+    KUBERNETES_SERVICE_PORT_HTTPS: port,
+    KUBERNETES_PORT: url,
+    [link]: url,
+    [`${link}_PROTO`]: 'tcp',
+    [`${link}_PORT`]: port,
+    [`${link}_ADDR`]: api.host,
+  };
 }
 
 /** The downward-API fields the sandbox can fill. */
@@ -74,9 +112,9 @@ export function envProblem(container: V1Container): string | undefined {
   return undefined;
 }
 
-/** A container's environment (also used for `exec`): base, HOSTNAME, then env with literal values and supported fieldRefs. */
-export function containerEnv(pod: V1Pod, container: V1Container | undefined): NodeJS.ProcessEnv {
-  const env = baseEnv();
+/** A container's environment (also used for `exec`): base, the API server's variables, HOSTNAME, then env with literal values and supported fieldRefs. */
+export function containerEnv(pod: V1Pod, container: V1Container | undefined, api: ApiServerAddress = SANDBOX_API_SERVER): NodeJS.ProcessEnv {
+  const env = { ...baseEnv(), ...apiServerEnv(api) };
   env.HOSTNAME = pod.metadata?.name ?? '';
   for (const e of container?.env ?? []) {
     const path = e.valueFrom?.fieldRef?.fieldPath;
@@ -110,6 +148,8 @@ export interface ContainerSpawn {
   names?: NameFiles;
   /** What it may do as root (capabilities.ts). */
   capabilities: readonly string[];
+  /** Its /run and volume mounts (proc.ts planContainerRun). */
+  run?: ContainerRun;
 }
 
 /**
@@ -130,6 +170,7 @@ export async function spawnContainer(where: Placement, spec: ContainerSpawn): Pr
       detached: true,
       capabilities: spec.capabilities,
       ...(spec.names ? { names: spec.names } : {}),
+      ...(spec.run ? { containerRun: spec.run } : {}),
     });
   } finally {
     closeSync(fd);

@@ -110,6 +110,9 @@ export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
     stateDir: ca.stateDir,
     kubeconfig: ca.kubeconfig,
     trustDomain: info.trustDomain,
+    // Waypoints are Deployments the CA's controller makes when a Gateway asks; their pods reach the CA where the ztunnels do.
+    waypointController: true,
+    waypointCaUrl: ca.url,
   })];
 }
 

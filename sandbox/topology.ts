@@ -12,6 +12,10 @@
 // probe source, inbound source) live on its loopback: pods reach the capture
 // address through their gateway, and new connections to the inbound source
 // address are dropped, so it is only ever the ztunnel's source toward pods.
+// The underlay routes each node's pod CIDR via that node, as a control-plane
+// host on a routed pod network does: pods reach the API server and the CA at
+// their underlay address (IPv4: the control plane has no other), and the
+// answers come back.
 import { isIPv6 } from 'node:net';
 import type { SandboxNodeInfo } from './info.ts';
 import { POD_VETH_PREFIX } from './layout.ts';
@@ -101,6 +105,7 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
   });
   await ipBatch(node.netns, commands);
   await nftApply(node.netns, nodeRuleset(node));
+  await ipBatch(underlayNetns, [`route add ${node.podCidr} via ${node.nodeIp4} dev ${UNDERLAY_BRIDGE}`]);
 }
 
 export interface PodLink {

@@ -13,13 +13,16 @@ fi
 declare -A packages=(
   [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [nft]=nftables [nsenter]=util-linux [setpriv]=util-linux [stdbuf]=coreutils [tini]=tini
   [curl]=curl [socat]=socat [tcpdump]=tcpdump [redis-server]=redis-server
-  [redis-benchmark]=redis-tools [wrk]=wrk [hey]=hey [haproxy]=haproxy [python3]=python3 [nginx]=nginx
+  [redis-benchmark]=redis-tools [wrk]=wrk [hey]=hey [h2load]=nghttp2-client [haproxy]=haproxy [python3]=python3 [nginx]=nginx
 )
 missing=()
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+# The e2e suites' gRPC client: a library for Debian's python3 (no command to
+# look for; a python3 earlier on the PATH, e.g. pyenv's, does not see it).
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "meshlet setup: installing ${missing[*]}"
   apt-get update -qq

@@ -33,6 +33,7 @@ export function waypointCommand(): Command {
       const log = atLevel(jsonLogger('waypoint'), opts.logLevel);
       const gateway = parseGatewayRef(opts.gateway, '--gateway');
       const certs = certsFrom(opts, log);
+      const readiness = parseListenAddress(opts.readiness, '--readiness');
       const admin = parseListenAddress(opts.admin, '--admin');
       const metrics = parseListenAddress(opts.metrics, '--metrics');
       const waypoint = await startWaypoint({
@@ -41,6 +42,7 @@ export function waypointCommand(): Command {
         serviceAccount: opts.serviceAccount ?? gateway.name,
         ...(certs ? { certs } : {}),
         listen: parseListenAddress(opts.listen, '--listen'),
+        ...(readiness.port !== 0 ? { readiness } : {}),
         ...(admin.port !== 0 ? { admin } : {}),
         ...(metrics.port !== 0 ? { metrics } : {}),
         hbonePort: opts.hbonePort,

@@ -1,7 +1,7 @@
 // One waypoint: its view of the cluster (config-source.ts), the router and
 // its clusters over hop-2 tunnels under the waypoint's own identity, the
 // HBONE listener serving hop 1, telemetry (metrics, access log, recent
-// requests), and the admin and metrics listeners, wired together.
+// requests), and the readiness, admin and metrics listeners, wired together.
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -20,7 +20,7 @@ import { formatSpiffeId, spiffeId, type SpiffeId } from '../lib/identity/spiffe.
 import type { CertificateStore } from '../lib/identity/store.ts';
 import type { Random } from '../lib/l7/index.ts';
 import { waypointKey, type WaypointRef } from '../lib/mesh/model.ts';
-import { adminHandler, metricsHandler, type Readiness } from './admin.ts';
+import { adminHandler, metricsHandler, readinessHandler, type Readiness } from './admin.ts';
 import { ClusterSet } from './clusters.ts';
 import { WaypointConfigSource } from './config-source.ts';
 import type { WaypointDestination } from './destination.ts';
@@ -43,7 +43,9 @@ export interface WaypointOptions {
   /** Where its certificate comes from; absent: cleartext HBONE both ways (tests only). */
   certs?: CertificateStore;
   listen: ListenAddress;
-  /** Port 0 of admin or metrics: an ephemeral port (tests); undefined: off. */
+  /** GET /healthz/ready alone, for the kubelet. Port 0 of this, admin or metrics: an ephemeral port (tests); undefined: off. */
+  readiness?: ListenAddress;
+  /** The admin API (recent requests, config, clusters, certs): what it shows stays on loopback unless the operator says otherwise. */
   admin?: ListenAddress;
   metrics?: ListenAddress;
   /** The nodes' ztunnels' HBONE port (hop 2). */
@@ -64,9 +66,16 @@ export interface WaypointOptions {
   onFatal?(error: unknown): void;
 }
 
+export interface WaypointPorts {
+  hbone: number;
+  readiness?: number;
+  admin?: number;
+  metrics?: number;
+}
+
 export interface Waypoint {
   readonly id: SpiffeId;
-  readonly ports: { hbone: number; admin?: number; metrics?: number };
+  readonly ports: WaypointPorts;
   readonly router: WaypointRouter;
   readonly source: WaypointConfigSource;
   readonly metrics: WaypointMetrics;
@@ -134,10 +143,15 @@ export async function startWaypoint(o: WaypointOptions): Promise<Waypoint> {
   };
 
   const servers: HttpServer[] = [];
-  const admin = adminHandler({ readiness, recent, config: () => source.status(), clusters: () => clusters.stats(), ...(certs ? { certs: () => certs.list() } : {}) });
-  const ports: { hbone: number; admin?: number; metrics?: number } = { hbone: 0 };
+  const admin = adminHandler({ recent, config: () => source.status(), clusters: () => clusters.stats(), ...(certs ? { certs: () => certs.list() } : {}) });
+  const ports: WaypointPorts = { hbone: 0 };
   try {
     ports.hbone = (await bind('hbone', o.listen, (host, port) => downstream.listen(host, port), log)).port;
+    if (o.readiness) {
+      const server = createHttpServer(readinessHandler(readiness));
+      servers.push(server);
+      ports.readiness = (await bind('readiness', o.readiness, (host, port) => listenTcp(server, host, port), log)).port;
+    }
     if (o.admin) {
       const server = createHttpServer((req, res) => admin.handle(req, res));
       servers.push(server);

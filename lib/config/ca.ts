@@ -2,7 +2,7 @@
 // launcher passes (configArgs) to start one.
 import { ConfigError } from '../core/errors.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.ts';
-import { countFlag, durationFlag, rateFlag, trustDomainFlag, type FlagTable } from './flags.ts';
+import { countFlag, durationFlag, httpsOriginFlag, rateFlag, trustDomainFlag, type FlagTable } from './flags.ts';
 
 /** The audience the ztunnel's projected ServiceAccount token is issued for (serviceAccountToken.audience). */
 export const DEFAULT_TOKEN_AUDIENCE = 'meshlet-ca';
@@ -60,18 +60,7 @@ export function parseListen(text: string, flag = '--listen'): { host: string; po
 }
 
 /** An https URL with a host, as the ztunnels' and waypoints' --ca-url take it. */
-export function parseCaUrl(text: string, flag: string): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(text);
-  } catch {
-    url = undefined;
-  }
-  if (url?.protocol !== 'https:' || url.hostname === '' || url.pathname !== '/' || url.search !== '' || url.username !== '') {
-    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not https://<host>:<port> of the CA (e.g. https://meshlet-ca.meshlet-system.svc:15012)`);
-  }
-  return text;
-}
+export const parseCaUrl = httpsOriginFlag('the CA', 'https://meshlet-ca.meshlet-system.svc:15012');
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

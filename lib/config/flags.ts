@@ -106,3 +106,17 @@ export const trustDomainFlag = (text: string, flag: string): string => {
   if (problem) throw new ConfigError(`${flag} ${JSON.stringify(text)}: ${problem}`);
   return text;
 };
+
+/** A flag's parser for https://<host>[:<port>] with nothing after it: `what` names the server it reaches, `example` a good value. */
+export const httpsOriginFlag = (what: string, example: string) => (text: string, flag: string): string => {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol !== 'https:' || url.hostname === '' || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not https://<host>:<port> of ${what} (e.g. ${example})`);
+  }
+  return text;
+};

@@ -11,11 +11,11 @@ import { apiServerUrl, type ControlPlaneLayout, type ControlPlaneNetwork } from 
 import { writeKubeconfig } from './kubeconfig.ts';
 import { createPki, issueClient } from './pki.ts';
 
-/** The API server's names: its own address, loopback (the sandbox's host relay), the kubernetes Service's first ClusterIP, and the in-cluster DNS names. */
-function serverNames(n: ControlPlaneNetwork): string[] {
+/** The API server's names: its own address, loopback (the sandbox's host relay), the kubernetes Service's first ClusterIP, the in-cluster DNS names, and `extra`. */
+function serverNames(n: ControlPlaneNetwork, extra: readonly string[]): string[] {
   const first = n.serviceCidrs.split(',')[0]!.split('/')[0]!.split('.');
   const kubernetesService = [...first.slice(0, 3), String(Number(first[3]) + 1)].join('.');
-  return [...new Set([n.apiServerIp, '127.0.0.1']), kubernetesService, 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
+  return [...new Set([n.apiServerIp, '127.0.0.1', kubernetesService, 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', ...extra])];
 }
 
 /** A kubeconfig for `user` in `groups` with a client certificate from the cluster CA, against `server` (default: the API server's own address). */
@@ -24,10 +24,10 @@ export async function clientKubeconfig(layout: ControlPlaneLayout, n: ControlPla
   return writeKubeconfig(path, { server, caFile: layout.pki.caCert, user, client });
 }
 
-/** Creates the PKI and the components' kubeconfigs (the bootstrap RBAC roles bind these user names). */
-export async function prepareControlPlane(layout: ControlPlaneLayout, n: ControlPlaneNetwork): Promise<void> {
+/** Creates the PKI and the components' kubeconfigs (the bootstrap RBAC roles bind these user names); `extraServerNames` are more names for the serving certificate (a test's relay address). */
+export async function prepareControlPlane(layout: ControlPlaneLayout, n: ControlPlaneNetwork, extraServerNames: readonly string[] = []): Promise<void> {
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
-  await createPki(layout.pki.dir, serverNames(n));
+  await createPki(layout.pki.dir, serverNames(n, extraServerNames));
   await Promise.all([
     clientKubeconfig(layout, n, layout.adminKubeconfig, 'meshlet-admin', ['system:masters']),
     clientKubeconfig(layout, n, layout.controllerManagerKubeconfig, 'system:kube-controller-manager'),

@@ -1,5 +1,6 @@
 // The sandbox's kubelet: registers its Node and keeps it Ready, watches the
-// pods bound to it, runs each through a PodWorker on the injected runtime,
+// pods bound to it, runs each through a PodWorker on the injected runtime
+// with the pod's volumes from its volume manager (volumes.ts),
 // reports their status, and deletes a deleted pod's object once its
 // containers stopped. Pods the runtime already runs when it starts (a
 // kubelet restart) are adopted, not started again.
@@ -16,6 +17,7 @@ import { NodePodInformer, type PodInformerHealth } from './pod-informer.ts';
 import { buildPodStatus } from './pod-status.ts';
 import { PodWorker, type PodWorkerDeps } from './pod-worker.ts';
 import type { ContainerExit, PodRuntime, RuntimePod } from './runtime.ts';
+import { VolumeManager } from './volumes.ts';
 
 /** kubelet's minimum grace for a pod it finds running without an API object. */
 const ORPHAN_GRACE_SECONDS = 2;
@@ -35,6 +37,8 @@ export interface KubeletOptions {
   leaseRenewIntervalMs?: number;
   statusCheckIntervalMs?: number;
   statusReportIntervalMs?: number;
+  /** How often ConfigMap, Secret and downward API volumes are brought up to date (volumes.ts). */
+  volumeResyncIntervalMs?: number;
 }
 
 export interface KubeletHealth {
@@ -65,6 +69,8 @@ export class Kubelet {
   readonly #core: CoreV1Api;
   readonly #registrar: NodeRegistrar;
   readonly #informer: NodePodInformer;
+  /** Unset when the runtime has no place for volumes (the in-memory test runtime). */
+  readonly #volumes: VolumeManager | undefined;
   readonly #workers = new Map<string, PodWorker>();
   /** namespace/name → UID of the pod the API holds under that name. */
   readonly #byName = new Map<string, string>();
@@ -95,6 +101,12 @@ export class Kubelet {
       ...(options.statusCheckIntervalMs !== undefined ? { statusCheckIntervalMs: options.statusCheckIntervalMs } : {}),
       ...(options.statusReportIntervalMs !== undefined ? { statusReportIntervalMs: options.statusReportIntervalMs } : {}),
     });
+    const runtime = options.runtime;
+    this.#volumes = runtime.podVolumesDir ? new VolumeManager({
+      core: this.#core, clock: this.#clock, log: this.#log,
+      dirOf: (pod) => runtime.podVolumesDir!(pod),
+      ...(options.volumeResyncIntervalMs !== undefined ? { resyncIntervalMs: options.volumeResyncIntervalMs } : {}),
+    }) : undefined;
     this.#informer = new NodePodInformer(options.kubeConfig, options.node.name, {
       upsert: (pod) => this.#upsert(pod),
       remove: (pod) => this.#remove(pod),
@@ -125,12 +137,14 @@ export class Kubelet {
     this.#registrar.stop();
     await this.#informer.stop();
     for (const w of this.#workers.values()) w.detach();
+    this.#volumes?.stop();
     for (const s of this.#status.values()) s.retry.cancel();
   }
 
   #deps(): PodWorkerDeps {
     return {
       runtime: this.#o.runtime,
+      ...(this.#volumes ? { volumes: this.#volumes } : {}),
       clock: this.#clock,
       log: this.#log,
       hostIps: this.#o.node.addresses,

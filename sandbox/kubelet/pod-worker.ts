@@ -1,5 +1,6 @@
 // One pod's life on the node, as kubelet's pod worker drives it: create the
-// sandbox, run the init containers in order, start the containers, probe
+// sandbox, set up its volumes, run the init containers in order, start the
+// containers with their volume mounts, probe
 // them, restart exited ones per restartPolicy with CrashLoopBackOff, and on
 // deletion stop everything (SIGTERM, grace, SIGKILL by the runtime). It
 // reports through `changed` and `stopped`; the kubelet turns its view into
@@ -11,7 +12,8 @@ import { Timer, timestampMs } from './clock.ts';
 import type { Clock } from '../../lib/core/clock.ts';
 import type { ContainerView, PodView, TerminatedView } from './pod-status.ts';
 import { ProbeWorker, runProbe, type ProbeResult, type ProbeTarget, type ProbeType } from './probes.ts';
-import type { ContainerExit, ContainerStarted, PodRuntime, RuntimePod } from './runtime.ts';
+import type { ContainerExit, ContainerStarted, PodRuntime, PodSandboxInfo, RuntimePod } from './runtime.ts';
+import type { PodVolumes } from './volumes.ts';
 
 const DEFAULT_GRACE_SECONDS = 30;
 const SANDBOX_RETRY_MIN_MS = 1000;
@@ -23,6 +25,8 @@ const UNKNOWN_EXIT_CODE = 137;
 
 export interface PodWorkerDeps {
   runtime: PodRuntime;
+  /** Absent: the pod's volumes are not set up and containers get no mounts (a runtime without podVolumesDir). */
+  volumes?: PodVolumes;
   clock: Clock;
   log: Logger;
   /** The node's addresses: hostIPs, and podIPs of hostNetwork pods. */
@@ -169,6 +173,8 @@ export class PodWorker {
       return;
     }
     if (adopted) {
+      // Its volumes are kept current again; a container that starts again waits for them.
+      this.#deps.volumes?.setUp(pod).catch((err: unknown) => this.#deps.log.warn('pod_volumes_failed', { pod: podRef(pod), uid: this.uid, error: (err as Error).message }));
       for (const c of this.#containers) if (this.#active() && c.terminated && !c.running) this.#afterExit(c);
       this.#advance();
       this.#changed();
@@ -180,6 +186,7 @@ export class PodWorker {
     // Watch events can trail a patch response the kubelet already holds.
     if (numericRv(pod) < numericRv(this.#pod)) return;
     this.#pod = pod;
+    this.#deps.volumes?.update(pod);
     if (pod.metadata?.deletionTimestamp) {
       if (this.#state === 'terminating') this.#shortenGrace();
       else if (this.#state !== 'stopped') this.#terminate();
@@ -279,30 +286,44 @@ export class PodWorker {
     }
   }
 
+  /** The sandbox, then the volumes its containers mount (kubelet waits for them before any container starts); or what failed, as kubelet words it. */
+  async #prepare(): Promise<{ info: PodSandboxInfo } | { failure: string; event: string }> {
+    let info: PodSandboxInfo;
+    try {
+      info = await this.#deps.runtime.runPodSandbox(this.#pod);
+    } catch (err) {
+      return { failure: `failed to create pod sandbox: ${(err as Error).message}`, event: 'pod_sandbox_failed' };
+    }
+    try {
+      await this.#deps.volumes?.setUp(this.#pod);
+    } catch (err) {
+      return { failure: `unable to attach or mount volumes: ${(err as Error).message}`, event: 'pod_volumes_failed' };
+    }
+    return { info };
+  }
+
   #createSandbox(): void {
     this.#state = 'creating';
     this.#changed();
-    this.#creating = this.#deps.runtime.runPodSandbox(this.#pod).then(
-      (info) => {
-        if (this.#state !== 'creating') return;
-        this.#ips = this.#pod.spec?.hostNetwork ? this.#deps.hostIps : info.ips;
+    this.#creating = this.#prepare().then((prepared) => {
+      if (this.#state !== 'creating') return;
+      if ('info' in prepared) {
+        this.#ips = this.#pod.spec?.hostNetwork ? this.#deps.hostIps : prepared.info.ips;
         this.#state = 'active';
         this.#sandboxUp = true;
         for (const c of this.#containers) c.waiting = undefined;
         this.#advance();
         this.#changed();
-      },
-      (err: unknown) => {
-        if (this.#state !== 'creating') return;
-        const message = `failed to create pod sandbox: ${(err as Error).message}`;
-        this.#deps.log.warn('pod_sandbox_failed', { pod: podRef(this.#pod), uid: this.uid, error: message, retryInMs: this.#sandboxRetry.ms });
-        for (const c of this.#containers) c.waiting = { reason: c.init || !this.#containers.some((x) => x.init) ? 'ContainerCreating' : 'PodInitializing', message };
-        this.#sandboxTimer.arm(() => {
-          if (this.#state === 'creating') this.#createSandbox();
-        }, this.#sandboxRetry.next());
-        this.#changed();
-      },
-    );
+        return;
+      }
+      const message = prepared.failure;
+      this.#deps.log.warn(prepared.event, { pod: podRef(this.#pod), uid: this.uid, error: message, retryInMs: this.#sandboxRetry.ms });
+      for (const c of this.#containers) c.waiting = { reason: c.init || !this.#containers.some((x) => x.init) ? 'ContainerCreating' : 'PodInitializing', message };
+      this.#sandboxTimer.arm(() => {
+        if (this.#state === 'creating') this.#createSandbox();
+      }, this.#sandboxRetry.next());
+      this.#changed();
+    });
   }
 
   /** Starts whatever should run now: init containers one by one (a sidecar once started), then the regular containers. */
@@ -337,7 +358,10 @@ export class PodWorker {
       }
       let started: ContainerStarted;
       try {
-        started = await this.#deps.runtime.startContainer(this.#pod, c.spec);
+        const volumes = this.#deps.volumes;
+        if (volumes) await volumes.setUp(this.#pod);
+        const mounts = volumes?.mountsFor(this.#pod, c.spec) ?? [];
+        started = await this.#deps.runtime.startContainer(this.#pod, c.spec, mounts);
       } catch (err) {
         c.starting = false;
         this.#startFailed(c, err);
@@ -511,9 +535,9 @@ export class PodWorker {
     this.#cancelAll();
     for (const c of this.#containers) if (!c.running) c.waiting = undefined;
     const grace = this.#pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
-    this.#deps.runtime.stopPodSandbox(this.uid, grace).catch((err: unknown) => {
-      this.#deps.log.error('pod_sandbox_stop_failed', { pod: podRef(this.#pod), uid: this.uid, error: err });
-    });
+    this.#deps.runtime.stopPodSandbox(this.uid, grace)
+      .catch((err: unknown) => this.#deps.log.error('pod_sandbox_stop_failed', { pod: podRef(this.#pod), uid: this.uid, error: err }))
+      .finally(() => this.#deps.volumes?.tearDown(this.uid));
   }
 
   #gracePeriod(): number {
@@ -548,6 +572,7 @@ export class PodWorker {
           await new Promise<void>((resolve) => this.#sandboxTimer.arm(resolve, delay.next()));
         }
       }
+      this.#deps.volumes?.tearDown(this.uid);
       const now = this.#deps.clock.now();
       for (const c of this.#containers) {
         if (c.running) {

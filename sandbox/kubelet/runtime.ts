@@ -45,6 +45,14 @@ export interface RuntimeContainer {
   exit?: Omit<ContainerExit, 'uid' | 'container' | 'id'>;
 }
 
+/** A directory of the node bound into a container (CRI's Mount): what the kubelet makes of a volumeMount. */
+export interface ContainerMount {
+  /** Absolute, inside the container. */
+  containerPath: string;
+  hostPath: string;
+  readOnly: boolean;
+}
+
 /** A pod the runtime runs, for a kubelet that (re)starts while pods run. */
 export interface RuntimePod {
   uid: string;
@@ -72,14 +80,22 @@ export interface PodRuntime {
    */
   runPodSandbox(pod: V1Pod): Promise<PodSandboxInfo>;
   /**
+   * Where the kubelet materialises the pod's volumes: a directory of the
+   * runtime's for the pod, which stopPodSandbox removes with the sandbox
+   * (so a pod's tokens go with it). Absent (the kubelet's in-memory test
+   * runtime): the kubelet sets up no volumes and passes no mounts.
+   */
+  podVolumesDir?(pod: V1Pod): string;
+  /**
    * Starts a fresh instance of `container` (regular or init) in the pod's
-   * sandbox: its command and args, env, workingDir. A container without a
+   * sandbox: its command and args, env, workingDir, and `mounts` bound at
+   * their paths. A container without a
    * command runs idle until stopped, so manifests written for images apply
    * as they are. Resolves once it runs; rejects when it cannot start (the
    * kubelet reports the message and retries with backoff). `pod` is the API
    * object; its status need not carry the IPs yet.
    */
-  startContainer(pod: V1Pod, container: V1Container): Promise<ContainerStarted>;
+  startContainer(pod: V1Pod, container: V1Container, mounts?: readonly ContainerMount[]): Promise<ContainerStarted>;
   /**
    * SIGTERM, then SIGKILL after gracePeriodSeconds (0: SIGKILL at once);
    * resolves once the instance exited, which is also reported to
@@ -88,7 +104,7 @@ export interface PodRuntime {
   stopContainer(uid: string, container: string, gracePeriodSeconds: number): Promise<void>;
   /**
    * Stops every container of the pod as stopContainer does, then removes the
-   * sandbox (namespace, veth, cgroup). Idempotent; a second call with a
+   * sandbox (namespace, veth, cgroup, podVolumesDir). Idempotent; a second call with a
    * shorter grace period shortens the wait. Resolves after every exit was
    * reported to onContainerExit (one that was not shows as
    * ContainerStatusUnknown, exit 137).

@@ -7,6 +7,10 @@
 // (../proc.ts), built from the same pieces as the sandbox's own pods
 // (../pods.ts). The recorded pid is the container's main process (tini's
 // child) as the host sees it; an exec joins its PID and mount namespaces.
+// The kubelet materialises each pod's volumes in a directory of the node's
+// (podVolumesDir, laid out as kubelet's root dir: kubelet/pods/<uid>/volumes/
+// <volume>, removed with the pod's sandbox), and each container binds them
+// at its mount paths in a /run of its own (../proc.ts planContainerRun).
 // What it must remember across a restart (addresses, container instances)
 // is in a state file under the node's run dir, so a restarted kubelet adopts
 // what runs.
@@ -24,6 +28,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
@@ -36,11 +41,11 @@ import { cgroupProcs, ensureCgroup, killCgroup, removeCgroup } from '../cgroup.t
 import { allocatePodAddresses } from '../ipam.ts';
 import { podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
 import { deleteNetns, netnsExists } from '../netns.ts';
-import { containerEnv, createPodNetns, envProblem, podLogDir, spawnContainer } from '../pods.ts';
-import { containerMainPid, findExecutable, spawnIn, type NameFiles } from '../proc.ts';
+import { containerEnv, createPodNetns, envProblem, podLogDir, SANDBOX_API_SERVER, spawnContainer, type ApiServerAddress } from '../pods.ts';
+import { containerMainPid, findExecutable, planContainerRun, spawnIn, type ContainerRun, type NameFiles } from '../proc.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
-import type { ContainerExit, ContainerStarted, ExecResult, PodRuntime, PodSandboxInfo, ProbeDialer, RuntimePod } from './runtime.ts';
+import type { ContainerExit, ContainerMount, ContainerStarted, ExecResult, PodRuntime, PodSandboxInfo, ProbeDialer, RuntimePod } from './runtime.ts';
 
 /** A pod or container the runtime cannot create or reach; the kubelet shows the message. */
 export class PodRuntimeError extends SandboxError {}
@@ -64,6 +69,8 @@ export interface SandboxRuntimeOptions {
   runDir: string;
   /** The files a pod of `namespace` sees as /etc/hosts and /etc/resolv.conf, when there are some (hosts.ts). */
   nameFiles?: (namespace: string) => NameFiles | undefined;
+  /** Where containers reach the API server (KUBERNETES_SERVICE_HOST/PORT); default: the sandbox's API server on the underlay. */
+  apiServer?: ApiServerAddress;
   log?: Logger;
   adoptedPollMs?: number;
 }
@@ -86,6 +93,10 @@ interface Instance {
 
 const signalNumber = (signal: NodeJS.Signals): number => constants.signals[signal];
 const stateFile = (runDir: string): RuntimeStateFile => new RuntimeStateFile(join(runDir, 'runtime-state.json'));
+/** The kubelet's files for pod `uid` (its volumes), as kubelet's root dir keeps them: <run dir>/kubelet/pods/<uid>. */
+const kubeletPodDir = (runDir: string, uid: string): string => join(runDir, 'kubelet', 'pods', uid);
+/** Where each container's /run is assembled in its own mount namespace before it is moved onto /run; always empty on the host. */
+const containerRunStaging = (runDir: string): string => join(runDir, 'container-run');
 
 /** A pod's container as the runtime of the node whose run dir is `runDir` recorded it, while it runs: what `meshlet sandbox exec` joins. */
 export function runningContainer(runDir: string, uid: string, container: string): StoredContainer | undefined {
@@ -127,6 +138,10 @@ export class SandboxRuntime implements PodRuntime {
   /** Where container logs go: `<run dir>/pods/<namespace>_<pod>_<uid>/<container>/<instance>.log`. */
   logFile(pod: Pick<StoredPod, 'namespace' | 'name' | 'uid'>, container: string, instance: number): string {
     return join(podLogDir(this.#o.runDir, pod.namespace, pod.name, pod.uid), container, `${instance}.log`);
+  }
+
+  podVolumesDir(pod: V1Pod): string {
+    return join(kubeletPodDir(this.#o.runDir, pod.metadata?.uid ?? ''), 'volumes');
   }
 
   /** Stops watching and reporting (the runtime's process goes away); containers keep running for the next runtime to adopt. */
@@ -214,7 +229,18 @@ export class SandboxRuntime implements PodRuntime {
     return { ips };
   }
 
-  async startContainer(pod: V1Pod, container: V1Container): Promise<ContainerStarted> {
+  /** The container's /run with `mounts` in it; PodRuntimeError naming the mount the sandbox cannot make. */
+  #containerRun(container: V1Container, mounts: readonly ContainerMount[]): ContainerRun {
+    const staging = containerRunStaging(this.#o.runDir);
+    mkdirSync(staging, { recursive: true });
+    try {
+      return planContainerRun(staging, mounts.map((m) => ({ source: m.hostPath, target: m.containerPath, readOnly: m.readOnly })));
+    } catch (err) {
+      throw new PodRuntimeError(`container "${container.name}": ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async startContainer(pod: V1Pod, container: V1Container, mounts: readonly ContainerMount[] = []): Promise<ContainerStarted> {
     await this.#load();
     const uid = pod.metadata?.uid ?? '';
     const stored = this.#pods.get(uid);
@@ -231,7 +257,8 @@ export class SandboxRuntime implements PodRuntime {
       ...pod,
       status: { ...pod.status, podIP: stored.ips[0], podIPs: stored.ips.map((ip) => ({ ip })), hostIP: this.#o.node.nodeIp4, hostIPs: [{ ip: this.#o.node.nodeIp4 }] },
     };
-    const env = containerEnv(withIps, container);
+    const run = this.#containerRun(container, mounts);
+    const env = containerEnv(withIps, container, this.#o.apiServer ?? SANDBOX_API_SERVER);
     const declared: Record<string, string | undefined> = {};
     for (const e of container.env ?? []) {
       const value = env[e.name];
@@ -253,7 +280,7 @@ export class SandboxRuntime implements PodRuntime {
     const names = this.#o.nameFiles?.(stored.namespace);
     let child: ChildProcess;
     try {
-      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, capabilities: caps.capabilities, ...(names ? { names } : {}) });
+      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, capabilities: caps.capabilities, run, ...(names ? { names } : {}) });
     } catch (err) {
       await removeCgroup(cgroup).catch(() => undefined);
       throw new PodRuntimeError(`cannot start container ${container.name}: ${(err as Error).message}`, { cause: err });
@@ -444,10 +471,11 @@ export class SandboxRuntime implements PodRuntime {
     killCgroup(inst.stored.cgroup).catch((err: unknown) => this.#log.error('container_kill_failed', { id: inst.stored.id, cgroup: inst.stored.cgroup, error: err }));
   }
 
-  /** Removes the pod's cgroup (with whatever still runs in it) and namespace, and frees its addresses. */
+  /** Removes the pod's cgroup (with whatever still runs in it), namespace and volumes, and frees its addresses. */
   async #teardown(stored: StoredPod): Promise<void> {
     await removeCgroup(stored.cgroup);
     if (stored.ownNetns) await deleteNetns(stored.netns);
+    await rm(kubeletPodDir(this.#o.runDir, stored.uid), { recursive: true, force: true });
     this.#pods.delete(stored.uid);
     this.#save();
     this.#log.info('pod_sandbox_removed', { pod: `${stored.namespace}/${stored.name}`, uid: stored.uid, ips: stored.ips });
@@ -459,5 +487,6 @@ export class SandboxRuntime implements PodRuntime {
     // The name holds only the UID's start: never one a recorded pod uses.
     const netns = podNetns(this.#o.sandbox, uid);
     if (![...this.#pods.values()].some((p) => p.netns === netns)) await deleteNetns(netns);
+    await rm(kubeletPodDir(this.#o.runDir, uid), { recursive: true, force: true });
   }
 }

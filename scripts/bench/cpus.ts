@@ -99,7 +99,7 @@ export async function ensurePinned(pid: number, cpus: string): Promise<void> {
 }
 
 /** Every pid in cgroup `dir` and below it. */
-async function cgroupTreePids(dir: string): Promise<number[]> {
+export async function cgroupTreePids(dir: string): Promise<number[]> {
   const pids = await cgroupProcs(dir);
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const e of entries) if (e.isDirectory()) pids.push(...(await cgroupTreePids(join(dir, e.name))));

@@ -1,6 +1,7 @@
 // The bench's cluster objects: a server (node-2) and a client (node-1) in a
 // namespace outside the mesh and in an enrolled one, plus idle pods for the
-// enrollment figures. Built as objects and serialised, never by string pasting.
+// enrollment figures (the L7 section's are l7-manifest.ts's). Built as
+// objects and serialised, never by string pasting.
 // The API server wants an image; sandbox containers run their command on the
 // host, so the image just names it.
 import { stringify } from 'yaml';
@@ -16,7 +17,7 @@ export const SOLO_POD = 'solo';
 /** Service accounts the scale pods spread over: identities the ztunnels must hold certificates for. */
 const SCALE_ACCOUNTS = 10;
 
-type Obj = Record<string, unknown>;
+export type Obj = Record<string, unknown>;
 
 export const namespace = (name: string, enrolled: boolean): Obj => ({
   apiVersion: 'v1',
@@ -24,9 +25,9 @@ export const namespace = (name: string, enrolled: boolean): Obj => ({
   metadata: { name, labels: enrolled ? { [DATAPLANE_MODE]: 'ambient' } : {} },
 });
 
-const serviceAccount = (ns: string, name: string): Obj => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: ns } });
+export const serviceAccount = (ns: string, name: string): Obj => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: ns } });
 
-function pod(ns: string, name: string, sa: string, command: string[], node?: string, labels: Record<string, string> = {}): Obj {
+export function pod(ns: string, name: string, sa: string, command: string[], node?: string, labels: Record<string, string> = {}): Obj {
   return {
     apiVersion: 'v1',
     kind: 'Pod',

@@ -25,14 +25,14 @@ const max = (values: readonly number[]): number => Math.max(...values);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function addExtra(ctx: Context, name: string, value: number): void {
+export function addExtra(ctx: Context, name: string, value: number): void {
   const list = ctx.extra.get(name) ?? [];
   list.push(value);
   ctx.extra.set(name, list);
 }
 
 /** Runs `body` and records its failure, with what the path's proxies logged, against `figures` of `round` instead of throwing. */
-async function attempt(ctx: Context, figures: readonly string[], path: Pick<BenchPath, 'id' | 'diagnose'>, round: number, body: () => Promise<void>): Promise<void> {
+export async function attempt(ctx: Context, figures: readonly string[], path: Pick<BenchPath, 'id' | 'diagnose'>, round: number, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
@@ -54,7 +54,7 @@ export async function recordStartRss(ctx: Context, paths: readonly BenchPath[]):
 }
 
 /** `attempt` on a path whose server and proxies are first pinned to their CPUs (a restarted proxy is a new process). */
-const pinnedAttempt = (ctx: Context, figures: readonly string[], path: BenchPath, round: number, body: () => Promise<void>): Promise<void> =>
+export const pinnedAttempt = (ctx: Context, figures: readonly string[], path: BenchPath, round: number, body: () => Promise<void>): Promise<void> =>
   attempt(ctx, figures, path, round, async () => {
     await path.pin();
     await body();

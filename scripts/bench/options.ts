@@ -15,9 +15,9 @@ export interface Profile {
    * of the rounds' ratios.
    */
   rounds: number;
-  /** wrk keep-alive and hey new-connection runs, per path and round. */
+  /** wrk keep-alive and hey new-connection runs, per path and round (L4 and L7 sections). */
   loadSeconds: number;
-  /** hey at a fixed 1,000 requests/s, per path and round. */
+  /** hey at a fixed 1,000 requests/s, per path and round (L4 and L7 sections). */
   latencySeconds: number;
   /** Size of the single-stream transfer. */
   transferBytes: number;
@@ -32,7 +32,7 @@ export interface Profile {
 export interface BenchOptions {
   profile: Profile;
   /** Run only this group of figures (the others are reported as not measured). */
-  only?: 'enrollment';
+  only?: OnlyGroup;
   outDir: string;
   /** Per-run sandbox name: everything the bench creates carries it. */
   name: string;
@@ -57,14 +57,17 @@ export const QUICK: Profile = {
 
 export const MAX_ROUNDS = 20;
 
-export const ONLY_GROUPS = ['enrollment'] as const;
+export const ONLY_GROUPS = ['enrollment', 'l7'] as const;
+export type OnlyGroup = (typeof ONLY_GROUPS)[number];
 
-export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment] [--rounds N] [--out DIR] [--name NAME]]
+export const USAGE = `usage: npm run bench [-- [--quick] [--only enrollment|l7] [--rounds N] [--out DIR] [--name NAME]]
   --quick      smoke run (${QUICK.rounds} rounds of ${QUICK.loadSeconds} s workloads, ${QUICK.pods} pods): proves the harness works
   --only enrollment
                just the enrollment figures (${FULL.pods} idle pods, ${FULL.podCycles} single-pod cycles in the full
                profile), without the traffic paths or the ztunnel-memory figure: for iterating on enrollment;
                writes only <date>.json, so latest.json and latest.md stay those of the last whole run
+  --only l7    just the L7 section (direct, meshlet-l4, waypoint, nginx), without the L4 paths and the
+               enrollment figures: for iterating on the waypoint; writes only <date>.json likewise
   --rounds N   rounds (full default ${FULL.rounds}, quick ${QUICK.rounds}, at most ${MAX_ROUNDS}): each runs every workload on
                every path in turn; the report shows medians over the rounds and each ratio's
                min / median / max of the rounds' ratios
@@ -96,7 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   }
   return {
     profile,
-    ...(values.only === undefined ? {} : { only: values.only as (typeof ONLY_GROUPS)[number] }),
+    ...(values.only === undefined ? {} : { only: values.only as OnlyGroup }),
     outDir: resolve(values.out ?? resolve(REPO_ROOT, 'bench-results')),
     name: values.name ?? `bench${randomBytes(3).toString('hex')}`,
     log: (line) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`),

@@ -1,8 +1,9 @@
-// The three measured paths, client pod on node-1 and server pod on node-2:
-// direct (neither enrolled), meshlet (both enrolled, HBONE between the
-// ztunnels) and haproxy-mtls (the same pods as direct, through a haproxy per
-// node). Each is checked to really take its route before it is measured.
-// Client, server and proxies sit on their node's CPUs (cpus.ts) on every path.
+// The three measured paths of the L4 section, client pod on node-1 and server
+// pod on node-2: direct (neither enrolled), meshlet (both enrolled, HBONE
+// between the ztunnels) and haproxy-mtls (the same pods as direct, through a
+// haproxy per node). Each is checked to really take its route before it is
+// measured. Client, server and proxies sit on their node's CPUs (cpus.ts) on
+// every path. The L7 section's paths are l7-paths.ts's.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
@@ -16,18 +17,29 @@ import { NS_DIRECT, NS_MESH } from './manifest.ts';
 import { probe, type Client } from './workloads.ts';
 import { SERVER_PORT, SMALL_PATH } from './www.ts';
 
+/** The L4 section's paths, in the order each round measures them. */
 export const PATH_IDS = ['direct', 'meshlet', 'haproxy-mtls'] as const;
-export type PathId = (typeof PATH_IDS)[number];
+/** The L7 section's (issue 11): direct, meshlet L4 to a Service, meshlet through a waypoint, nginx in the waypoint's place. */
+export const L7_PATH_IDS = ['direct', 'meshlet-l4', 'waypoint', 'nginx'] as const;
+export type L4PathId = (typeof PATH_IDS)[number];
+export type L7PathId = (typeof L7_PATH_IDS)[number];
+export type PathId = L4PathId | L7PathId;
 
 export interface BenchPath {
   id: PathId;
   client: Client;
-  /** The proxies this path's bytes cross (none for direct), one per node in node order: their memory and CPU are the path's cost. */
+  /**
+   * The proxies this path's bytes cross (none for direct): their memory and
+   * CPU are the path's cost. L4: one per node in node order; L7: the
+   * waypoint's or nginx's processes.
+   */
   proxyPids(): Promise<number[]>;
   /** Pins the server pod and the proxies to their nodes' CPUs, where they are not already (before each measurement: a restarted proxy is a new process). */
   pin(): Promise<void>;
   /** What the proxies logged lately, to quote when a workload fails (their logs go with the sandbox). */
   diagnose(): Promise<string>;
+  /** Why the path could not be set up: it is not measured, and every round records this against its figures. */
+  unavailable?: Error;
 }
 
 export type MeshletTunnel = 'mutual_tls' | 'plaintext' | 'unknown';
@@ -40,16 +52,16 @@ export interface Paths {
   stop(): void;
 }
 
-const podOf = (info: SandboxInfo, ns: string, name: string): SandboxInfo['pods'][number] => {
+export const podOf = (info: SandboxInfo, ns: string, name: string): SandboxInfo['pods'][number] => {
   const pod = info.pods.find((p) => p.namespace === ns && p.name === name);
   if (!pod?.ip) throw new BenchSetupError(`pod ${ns}/${name} has no address; was the manifest applied?`);
   return pod;
 };
 
-const podIp = (info: SandboxInfo, ns: string, name: string): string => podOf(info, ns, name).ip;
+export const podIp = (info: SandboxInfo, ns: string, name: string): string => podOf(info, ns, name).ip;
 
 /** The CPUs of the node pod ns/name runs on. */
-function podCpus(info: SandboxInfo, plan: CpuPlan, ns: string, name: string): string {
+export function podCpus(info: SandboxInfo, plan: CpuPlan, ns: string, name: string): string {
   const pod = podOf(info, ns, name);
   const index = info.nodes.findIndex((n) => n.name === pod.node);
   if (index < 0) throw new BenchSetupError(`pod ${ns}/${name} runs on ${pod.node}, which is not a node of the sandbox`);
@@ -62,7 +74,7 @@ async function pinAll(info: SandboxInfo, plan: CpuPlan, ns: string, proxyPids: r
   for (const [i, pid] of proxyPids.entries()) await ensurePinned(pid, plan.byNode[i]!);
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -77,7 +89,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 /** The last lines matching `interesting` of each log file. */
-async function logTails(files: readonly string[], interesting: RegExp, lines = 4): Promise<string> {
+export async function logTails(files: readonly string[], interesting: RegExp, lines = 4): Promise<string> {
   const parts: string[] = [];
   for (const file of files) {
     const text = await readFile(file, 'utf8').catch(() => '');
@@ -87,7 +99,7 @@ async function logTails(files: readonly string[], interesting: RegExp, lines = 4
   return parts.join('\n');
 }
 
-async function ztunnelPids(sandbox: string): Promise<number[]> {
+export async function ztunnelPids(sandbox: string): Promise<number[]> {
   const info = await sandboxStatus(sandbox);
   return info.nodes.map((n) => {
     if (n.ztunnelPid === undefined) throw new BenchSetupError(`the ztunnel of ${n.name} is not running; see ${n.ztunnelLog}`);

@@ -1,7 +1,9 @@
-// Resident memory and CPU time of the proxies (ztunnels, haproxies) from
-// /proc, read around a workload: what the data path costs, not the client.
+// Resident memory and CPU time of the proxies (ztunnels, haproxies, the
+// waypoint, nginx) from /proc, read around a workload: what the data path
+// costs, not the client.
 import { readFile } from 'node:fs/promises';
 import { run } from '../../lib/core/exec.ts';
+import { cgroupTreePids } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 
 let clockTicks: number | undefined;
@@ -53,23 +55,41 @@ async function readProc(pid: number, file: string): Promise<string> {
   }
 }
 
+/** The processes of cgroup `dir` and below it whose command line (argv) `match` picks: a pod's proxy among its init and launcher. */
+export async function processesIn(dir: string, match: (argv: readonly string[]) => boolean): Promise<number[]> {
+  const picked: number[] = [];
+  for (const pid of await cgroupTreePids(dir)) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline !== '' && match(cmdline.split('\0').filter((a) => a !== ''))) picked.push(pid);
+  }
+  return picked;
+}
+
 export interface ProxyUsage {
   /** Highest VmRSS seen of each process, MB. */
   peakRssMB: number[];
+  /** Highest RssAnon seen of each process, MB: what it allocated itself, without mapped files. */
+  peakAnonMB: number[];
   /** CPU seconds each process spent during the window. */
   cpuSeconds: number[];
 }
 
 /**
- * Samples the processes' RSS every `intervalMs` while `body` runs and their
+ * Samples the processes' RSS (all and anonymous) every `intervalMs` while `body` runs and their
  * CPU time before and after it.
  */
 export async function measureAround<T>(pids: readonly number[], body: () => Promise<T>, intervalMs = 250): Promise<{ result: T; usage: ProxyUsage }> {
   const cpuBefore = await Promise.all(pids.map(cpuSeconds));
-  const peak = await Promise.all(pids.map(rssMB));
+  const start = await Promise.all(pids.map(resident));
+  const peak = start.map((r) => r.rss);
+  const peakAnon = start.map((r) => r.anon);
   const sample = async () => {
-    const now = await Promise.all(pids.map((p) => rssMB(p).catch(() => 0)));
-    now.forEach((v, i) => (peak[i] = Math.max(peak[i]!, v)));
+    const now = await Promise.all(pids.map((p) => resident(p).catch(() => undefined)));
+    now.forEach((r, i) => {
+      if (!r) return;
+      peak[i] = Math.max(peak[i]!, r.rss);
+      peakAnon[i] = Math.max(peakAnon[i]!, r.anon);
+    });
   };
   const timer = setInterval(() => void sample(), intervalMs);
   let result: T;
@@ -80,5 +100,5 @@ export async function measureAround<T>(pids: readonly number[], body: () => Prom
   }
   await sample();
   const cpuAfter = await Promise.all(pids.map(cpuSeconds));
-  return { result, usage: { peakRssMB: peak, cpuSeconds: cpuAfter.map((v, i) => v - cpuBefore[i]!) } };
+  return { result, usage: { peakRssMB: peak, peakAnonMB: peakAnon, cpuSeconds: cpuAfter.map((v, i) => v - cpuBefore[i]!) } };
 }

@@ -1,5 +1,6 @@
 // The server side of every path: nginx serving a 1 KiB file and a large
-// one, so the server is never the bottleneck (sendfile, no logging).
+// one, so the server is never the bottleneck (sendfile, no logging). Its
+// config skeleton is the L7 section's backends' and reverse proxy's too.
 // Everything lives in the sandbox's run dir, so `sandbox down` removes it.
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,19 +39,29 @@ export async function writeWww(layout: WwwLayout, namespaces: readonly string[],
   for (const ns of namespaces) {
     const temp = join(layout.dir, `tmp-${ns}`);
     await mkdir(temp, { recursive: true });
-    await writeFile(layout.confFor(ns), nginxConf(layout.root, temp, join(layout.dir, `nginx-${ns}.pid`)));
+    await writeFile(layout.confFor(ns), nginxConf('server', { temp, pidFile: join(layout.dir, `nginx-${ns}.pid`), workers: 2, servers: staticServer(SERVER_PORT, layout.root) }));
   }
+}
+
+export interface NginxConfOptions {
+  /** Directory for nginx's temp files (it must not write beside the Debian defaults). */
+  temp: string;
+  pidFile: string;
+  workers: number;
+  /** server (and upstream) blocks of the http context. */
+  servers: string;
 }
 
 // Keep-alive without limits: nginx's default of 1,000 requests per connection
 // would turn the keep-alive workload into a slow trickle of new connections.
-function nginxConf(root: string, temp: string, pidFile: string): string {
-  return `# meshlet bench server (generated)
+/** An nginx config run in the foreground as a pod's command, quiet, with keep-alive unbounded. */
+export function nginxConf(role: string, o: NginxConfOptions): string {
+  return `# meshlet bench ${role} (generated)
 user root;
-worker_processes 2;
+worker_processes ${o.workers};
 worker_rlimit_nofile 16384;
 daemon off;
-pid ${pidFile};
+pid ${o.pidFile};
 error_log stderr warn;
 events { worker_connections 8192; }
 http {
@@ -61,15 +72,17 @@ http {
   keepalive_timeout 900s;
   keepalive_requests 1000000000;
   default_type application/octet-stream;
-  client_body_temp_path ${temp}/body;
-  proxy_temp_path ${temp}/proxy;
-  fastcgi_temp_path ${temp}/fastcgi;
-  uwsgi_temp_path ${temp}/uwsgi;
-  scgi_temp_path ${temp}/scgi;
-  server {
-    listen ${SERVER_PORT} backlog=4096;
-    root ${root};
-  }
-}
+  client_body_temp_path ${o.temp}/body;
+  proxy_temp_path ${o.temp}/proxy;
+  fastcgi_temp_path ${o.temp}/fastcgi;
+  uwsgi_temp_path ${o.temp}/uwsgi;
+  scgi_temp_path ${o.temp}/scgi;
+${o.servers}}
 `;
 }
+
+const staticServer = (port: number, root: string): string => `  server {
+    listen ${port} backlog=4096;
+    root ${root};
+  }
+`;

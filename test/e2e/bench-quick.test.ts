@@ -1,9 +1,11 @@
-// The benchmark harness (issue 4): `scripts/bench/run.ts --quick` as a
-// subprocess into a temporary --out, on a real two-node sandbox. Checks that
-// every figure exists for every path in every round, that each ratio is
-// summarised over the rounds, that the table renders, and that the run left
-// nothing behind. No timing assertions: the quick run only proves the
-// harness works. Also the readers of wrk/hey/curl output, on real output.
+// The benchmark harness (issue 4, and issue 11's L7 section): `scripts/bench/run.ts
+// --quick` as a subprocess into a temporary --out, on a real two-node
+// sandbox. Checks that every figure of both sections exists for every path
+// in every round (the waypoint's too: a waypoint pod the sandbox runs), that
+// each ratio is summarised over the rounds, that the tables render, and that
+// the run left nothing behind. No timing assertions: the quick run only
+// proves the harness works. Also the readers of wrk/hey/curl output, on real
+// output.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,14 +15,14 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { QUICK } from '../../scripts/bench/options.ts';
 import { parseCurl, parseHey, parseWrk } from '../../scripts/bench/parse.ts';
-import { PATH_IDS } from '../../scripts/bench/paths.ts';
-import { figureDefs, RATIOS, type BenchResults } from '../../scripts/bench/report.ts';
+import { L7_PATH_IDS, PATH_IDS } from '../../scripts/bench/paths.ts';
+import { ALL_PATH_IDS, figureDefs, SECTIONS, type BenchResults } from '../../scripts/bench/report.ts';
 import { leftovers, REPO, runName } from '../support/harness.ts';
 
 const NAME = runName('bq');
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-/** Past this the bench is stopped with SIGTERM, which must still tear the sandbox down. */
-const BENCH_LIMIT_MS = 240_000;
+/** Past this the bench is stopped with SIGTERM, which must still tear the sandbox down (a waypoint that never gets ready costs its 90 s wait). */
+const BENCH_LIMIT_MS = 420_000;
 
 interface Finished {
   code: number | null;
@@ -40,7 +42,7 @@ async function runBench(args: readonly string[]): Promise<Finished> {
   return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
-describe('npm run bench -- --quick', { timeout: 265_000 }, () => {
+describe('npm run bench -- --quick', { timeout: 450_000 }, () => {
   test('measures every figure on every path, renders the table and leaves nothing behind', async (t) => {
     const out = await mkdtemp(join(tmpdir(), 'meshlet-bench-'));
     t.after(() => rm(out, { recursive: true, force: true }));
@@ -74,7 +76,8 @@ describe('npm run bench -- --quick', { timeout: 265_000 }, () => {
     assert.deepEqual(Object.keys(results.figures).sort(), defs.map((d) => d.id).sort());
     for (const def of defs) {
       const figure = results.figures[def.id]!;
-      for (const path of PATH_IDS) {
+      assert.equal(figure.section, def.section, `${def.id}: section`);
+      for (const path of ALL_PATH_IDS) {
         const cell = figure.paths[path];
         assert.ok(cell, `${def.id} has no entry for ${path}`);
         assert.equal(cell.applicable, def.paths.includes(path), `${def.id} on ${path}: applicable`);
@@ -88,7 +91,7 @@ describe('npm run bench -- --quick', { timeout: 265_000 }, () => {
         assert.ok(cell.rounds.every((v) => typeof v === 'number'), `${def.id} on ${path}: a round without a value: ${JSON.stringify(cell.rounds)}`);
         assert.deepEqual(cell.samples, cell.rounds);
       }
-      for (const ratio of RATIOS) {
+      for (const ratio of SECTIONS.flatMap((section) => section.ratios)) {
         const s = figure.ratioRounds[ratio.id];
         if (!def.paths.includes(ratio.of) || !def.paths.includes(ratio.to)) {
           assert.equal(s, null, `${def.id}: ${ratio.id} without both paths`);
@@ -100,18 +103,31 @@ describe('npm run bench -- --quick', { timeout: 265_000 }, () => {
         assert.equal(figure.ratios[ratio.id], s.median, `${def.id}: ${ratio.id} is the median of the rounds' ratios`);
       }
     }
-    assert.equal(results.targets.length, 8);
+    assert.equal(results.targets.length, 11);
+    assert.deepEqual(results.targets.filter((t) => t.section === 'l7').map((t) => t.id), ['waypointKeepalive', 'waypointP50Added', 'waypointRss']);
     for (const target of results.targets) assert.equal(typeof target.pass, 'boolean', `target ${target.id} was not judged`);
+    // The L7 proxies' costs were read from their own processes: some CPU, some memory of their own.
+    for (const path of ['waypoint', 'nginx'] as const) {
+      assert.ok(results.figures.l7ProxyCpuPer1kReq!.paths[path].median! > 0, `${path}: no CPU time read`);
+      assert.ok(results.figures.l7ProxyRssAnonMB!.paths[path].median! > 0, `${path}: no RssAnon read`);
+    }
+    const p50Added = results.targets.find((t) => t.id === 'waypointP50Added')!;
+    assert.ok(p50Added.spread && p50Added.spread.min <= p50Added.value! && p50Added.value! <= p50Added.spread.max, `waypointP50Added ${JSON.stringify(p50Added)}`);
 
     const markdown = await readFile(join(out, 'latest.md'), 'utf8');
     assert.equal(r.stdout, markdown, 'the table printed is the one written');
     assert.match(markdown, /^\| figure \| unit \| direct \| meshlet \| haproxy-mtls \| meshlet ÷ haproxy \| meshlet ÷ direct \|$/m);
+    assert.match(markdown, /^\| figure \| unit \| direct \| meshlet-l4 \| waypoint \| nginx \| waypoint ÷ nginx \| waypoint ÷ meshlet-l4 \|$/m);
+    assert.match(markdown, /^\| target \(issue 11\) \| waypoint \| result \|$/m);
     assert.match(markdown, new RegExp(`Machine: ${results.machine.nproc} × `));
     assert.match(markdown, /meshlet's HBONE between the ztunnels: HTTP\/2 CONNECT over mutual TLS 1\.3\./, 'the table says what meshlet was measured with');
     assert.match(markdown, new RegExp(`${QUICK.rounds} rounds, each running every workload on every path in turn \\(${PATH_IDS.join(', ')}, then again\\)`), 'the table says how the paths were measured');
+    assert.match(markdown, new RegExp(`the L7 section's paths take their turn after the L4 section's \\(${L7_PATH_IDS.join(', ')}, then again\\)`), 'the table says how the L7 paths were measured');
     assert.match(markdown, /Pinned with taskset, the same on every path: .*node-1 on CPU \d[\d,]*, node-2 on CPU \d[\d,]*/, 'the table says where the processes ran');
     // Ratio columns: min / median / max over the rounds.
-    assert.match(markdown, new RegExp(`^\\| ${escapeRegExp(defs[0]!.title)} \\|.* \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\|$`, 'm'));
+    for (const id of ['keepaliveRps', 'l7KeepaliveRps']) {
+      assert.match(markdown, new RegExp(`^\\| ${escapeRegExp(results.figures[id]!.title)} \\|.* \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\| [\\d.]+ / [\\d.]+ / [\\d.]+ \\|$`, 'm'));
+    }
     for (const def of defs) assert.ok(markdown.includes(`| ${def.title} |`), `the table has no row for ${def.id}`);
     for (const target of results.targets) assert.match(markdown, new RegExp(`\\| ${escapeRegExp(target.text)} \\|.*\\| (pass|\\*\\*miss\\*\\*) \\|`));
   });

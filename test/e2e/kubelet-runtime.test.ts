@@ -3,17 +3,23 @@
 // namespaces on routed veths and cgroups in the kubelet's layout, containers
 // as host processes (python's http.server) with the capabilities their
 // securityContext leaves them, probes from the node namespace,
-// EndpointSlices from the real controllers, and a kubelet restart that adopts
-// what runs. The kubelet runs in this process, in the root namespace, and
-// talks to the API server on 127.0.0.1.
+// EndpointSlices from the real controllers, a kubelet restart that adopts
+// what runs, and pod volumes (projected tokens, ConfigMaps, the downward API,
+// emptyDir) at their mount paths with in-cluster access to the API server.
+// The kubelet runs in this process, in the root namespace, and talks to the
+// API server on 127.0.0.1; pods reach it through a relay on the underlay, as
+// the sandbox's pods reach its API server there.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CA_TOKEN_DIR as TOKEN_DIR, CA_TOKEN_FILE as TOKEN_FILE, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY, WAYPOINT_CONTAINER, waypointObjects } from '../../ca/waypoint-objects.ts';
 import { run } from '../../lib/core/exec.ts';
 import { jsonLogger, silentLogger, type Logger } from '../../lib/core/log.ts';
+import { controlPlaneBinaries } from '../../sandbox/controlplane/binaries.ts';
 import { cgroup2Root, removeCgroup } from '../../sandbox/cgroup.ts';
 import type { SandboxNodeInfo } from '../../sandbox/info.ts';
 import { nodeDir, planNode, podCgroup, podNetns, podVeth, prefixOf, RUN_ROOT } from '../../sandbox/layout.ts';
@@ -27,6 +33,9 @@ import { eventually, leftovers, runName } from '../support/harness.ts';
 const NAME = runName('krt');
 const PREFIX = prefixOf(NAME);
 const WAIT_MS = 90_000;
+/** The test's underlay address, where the API server is relayed for pods (its certificate names it). */
+const UNDERLAY_IP = '10.200.0.1';
+const RELAY_PORT = 6443;
 /** MESHLET_TEST_LOG=1 prints the kubelet's and the runtime's log. */
 const log: Logger = process.env.MESHLET_TEST_LOG ? jsonLogger('kubelet', process.stderr) : silentLogger;
 
@@ -83,27 +92,96 @@ interface StoredState {
   pods: Record<string, { ips: string[]; cgroup: string; netns: string; containers: Record<string, { id: string; pid: number; cgroup: string; instance: number }> }>;
 }
 
+/** A ConfigMap and a pod with every kind of volume the sandbox materialises (and the ServiceAccount's, which admission adds). */
+const SETTINGS = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: 'default' }, data: { greeting: 'hello', other: 'more' } };
+const CREDS = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: 'default' }, stringData: { password: 's3cret' } };
+const TEST_AUDIENCE = 'meshlet-test';
+const VOLUME_POD = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'volumes', namespace: 'default', labels: { app: 'volumes', tier: 'test' } },
+  spec: {
+    terminationGracePeriodSeconds: 1,
+    containers: [
+      {
+        name: 'reader',
+        image: 'busybox',
+        volumeMounts: [
+          { name: 'bundle', mountPath: '/var/run/secrets/meshlet-test/bundle' },
+          { name: 'settings', mountPath: '/run/meshlet-test/settings' },
+          { name: 'scratch', mountPath: '/var/run/meshlet-test/scratch', readOnly: true },
+          { name: 'creds', mountPath: '/run/meshlet-test/creds' },
+        ],
+      },
+      {
+        // Its own process writes into the emptyDir the other container reads.
+        name: 'writer',
+        image: 'busybox',
+        command: ['sh', '-c', 'echo from-writer > /run/scratch/note && exec sleep infinity'],
+        volumeMounts: [{ name: 'scratch', mountPath: '/run/scratch' }],
+      },
+    ],
+    volumes: [
+      {
+        name: 'bundle',
+        projected: {
+          sources: [
+            { serviceAccountToken: { audience: TEST_AUDIENCE, expirationSeconds: 600, path: 'token' } },
+            { configMap: { name: 'settings', items: [{ key: 'greeting', path: 'conf/greeting' }] } },
+            { downwardAPI: { items: [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }, { path: 'name', fieldRef: { fieldPath: 'metadata.name' } }] } },
+          ],
+        },
+      },
+      { name: 'settings', configMap: { name: 'settings' } },
+      { name: 'scratch', emptyDir: {} },
+      { name: 'creds', secret: { secretName: 'creds', defaultMode: 0o400 } },
+    ],
+  },
+};
+/** A pod whose only container mounts `volume`; `mount` changes its volumeMount. */
+const podWith = (name: string, volume: Record<string, unknown>, mount: Record<string, unknown> = {}) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'default', labels: { app: 'refused' } },
+  spec: {
+    terminationGracePeriodSeconds: 1,
+    containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/run/data', ...mount }] }],
+    volumes: [{ name: 'data', ...volume }],
+  },
+});
+
+/** The payload of a JWT, undecoded claims as the API server wrote them. */
+const jwtClaims = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+
 test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 420_000 }, async (t) => {
   const cgroupRoot = join(cgroup2Root(), PREFIX);
   const runDir = nodeDir(NAME, 'node-1');
   const underlay = `${PREFIX}-underlay`;
+  // What the host's /run holds before: mount paths under /run and /var/run are made in the containers' own, never here.
+  const hostRun = readdirSync('/run').filter((n) => n !== 'meshlet').sort();
   let kubelet: Kubelet | undefined;
   let runtime: SandboxRuntime | undefined;
+  let relay: ReturnType<typeof spawn> | undefined;
   // First registered, so it runs before the control plane stops; it runs on failure too.
   t.after(async () => {
     await kubelet?.stop();
     runtime?.close();
+    if (relay?.pid !== undefined) process.kill(-relay.pid, 'SIGKILL');
     await removeCgroup(cgroupRoot);
     for (const ns of await listNetns()) if (ns.startsWith(`${PREFIX}-`)) await deleteNetns(ns);
     await rm(join(RUN_ROOT, NAME), { recursive: true, force: true });
     assert.deepEqual(await leftovers(NAME), [], 'the test left something behind');
+    assert.deepEqual(readdirSync('/run').filter((n) => n !== 'meshlet').sort(), hostRun, 'the host\'s /run is as it was');
   });
 
   const node = planTestNode(cgroupRoot);
-  await createUnderlay(underlay, '10.200.0.1/24');
+  await createUnderlay(underlay, `${UNDERLAY_IP}/24`);
   await createNode(underlay, node, [node]);
 
-  const cp = await startTestControlPlane(t, { controllers: true });
+  const cp = await startTestControlPlane(t, { controllers: true, serverNames: [UNDERLAY_IP] });
+  // One socat per connection, in the underlay, each piping to the API server in this namespace; its own process group, killed whole.
+  const apiPort = new URL(cp.server).port;
+  relay = spawn('nsenter', [`--net=/run/netns/${underlay}`, '--', 'socat', `TCP-LISTEN:${RELAY_PORT},bind=${UNDERLAY_IP},fork,reuseaddr`, `EXEC:nsenter --net=/proc/${process.pid}/ns/net socat STDIO TCP\\:127.0.0.1\\:${apiPort}`], { stdio: 'ignore', detached: true });
   const admin = new KubeConfig();
   admin.loadFromFile(cp.kubeconfig);
   const core = admin.makeApiClient(CoreV1Api);
@@ -112,12 +190,12 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
   kubeConfig.loadFromFile(await cp.userKubeconfig('system:node:node-1', ['system:nodes']));
 
   const start = async (): Promise<void> => {
-    runtime = new SandboxRuntime({ sandbox: NAME, node, runDir, log });
+    runtime = new SandboxRuntime({ sandbox: NAME, node, runDir, log, apiServer: { host: UNDERLAY_IP, port: RELAY_PORT } });
     kubelet = new Kubelet({
       kubeConfig, runtime, log,
       node: { name: node.name, addresses: [node.nodeIp4], podCIDRs: [node.podCidr], capacity: { cpu: '4', memory: '8Gi', pods: '110' } },
       probeSourceIp4: node.probeSourceIp4!,
-      leaseRenewIntervalMs: 1000, statusCheckIntervalMs: 1000,
+      leaseRenewIntervalMs: 1000, statusCheckIntervalMs: 1000, volumeResyncIntervalMs: 1000,
     });
     await kubelet.start();
   };
@@ -284,5 +362,161 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     assert.deepEqual((await listNetns()).filter((ns) => ns.startsWith(`${PREFIX}-`)).sort(), [node.netns, underlay].sort());
     const kubepods = join(node.cgroup, 'kubepods.slice', 'kubepods-besteffort.slice');
     assert.deepEqual((await readdir(kubepods, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name), []);
+  });
+
+  const authentication = admin.makeApiClient(AuthenticationV1Api);
+  const apply = async (...objects: object[]): Promise<void> => {
+    const r = await cp.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+    assert.equal(r.exitCode, 0, r.stderr);
+  };
+  const podNamed = (name: string): Promise<V1Pod> => core.readNamespacedPod({ name, namespace: 'default' });
+  const runningPod = (name: string): Promise<V1Pod> => eventually(`pod ${name} running`, async () => {
+    const p = await podNamed(name);
+    if (p.status?.phase === 'Running' && p.status.containerStatuses?.every((c) => c.state?.running)) return p;
+    throw new Error(JSON.stringify(p.status?.containerStatuses?.map((c) => [c.name, c.state])));
+  }, WAIT_MS);
+  const review = async (token: string, audiences: string[]) =>
+    (await authentication.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } })).status;
+  const bundle = '/var/run/secrets/meshlet-test/bundle';
+  const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
+  let volumesPod: V1Pod | undefined;
+
+  await t.test('a pod\'s projected, ConfigMap, Secret, downward API and emptyDir volumes are files at its mount paths, made in the container\'s own /run', async () => {
+    await apply(SETTINGS, CREDS, VOLUME_POD);
+    const p = volumesPod = await runningPod('volumes');
+    assert.equal(await exec(p, 'reader', ['cat', '/run/meshlet-test/creds/password']), 's3cret');
+    assert.equal(await exec(p, 'reader', ['stat', '-L', '-c', '%a', '/run/meshlet-test/creds/password']), '400\n');
+    assert.equal(await exec(p, 'reader', ['cat', `${bundle}/conf/greeting`]), 'hello');
+    assert.equal(await exec(p, 'reader', ['cat', `${bundle}/name`]), 'volumes');
+    assert.equal(await exec(p, 'reader', ['cat', `${bundle}/labels`]), 'app="volumes"\ntier="test"');
+    assert.deepEqual((await exec(p, 'reader', ['ls', '/run/meshlet-test/settings'])).split('\n').filter(Boolean), ['greeting', 'other']);
+    // The writer's own process wrote it, in the pod's one emptyDir.
+    assert.equal(await exec(p, 'reader', ['cat', '/var/run/meshlet-test/scratch/note']), 'from-writer\n');
+    assert.equal(await exec(p, 'writer', ['sh', '-c', 'echo more >> /run/scratch/note && cat /run/scratch/note']), 'from-writer\nmore\n');
+    // API data volumes are read-only whatever the mount says; the emptyDir where its mount says so.
+    const writes = await runtime!.exec(p.metadata!.uid!, 'reader', ['sh', '-c', `echo x > ${bundle}/x; echo y > /run/meshlet-test/settings/y; echo z > /var/run/meshlet-test/scratch/z`], AbortSignal.timeout(20_000));
+    assert.equal(writes.output.match(/Read-only file system/g)?.length, 3, writes.output);
+    // The ServiceAccount admission's volume, as in-cluster clients read it.
+    assert.equal(await exec(p, 'reader', ['cat', `${serviceAccountDir}/namespace`]), 'default');
+    assert.equal(await exec(p, 'reader', ['cat', `${serviceAccountDir}/ca.crt`]), readFileSync(cp.pki.caCert, 'utf8'));
+    // The sandbox's run root is still an empty directory in pods.
+    assert.equal(await exec(p, 'reader', ['ls', '-A', RUN_ROOT]), '');
+    for (const path of ['/run/meshlet-test', '/run/secrets/meshlet-test', '/run/scratch']) assert.equal(existsSync(path), false, `${path} exists on the host`);
+  });
+
+  await t.test('a projected token is a TokenRequest token for its audience, bound to the pod', async () => {
+    const p = volumesPod!;
+    const uid = p.metadata!.uid!;
+    const token = await exec(p, 'reader', ['cat', `${bundle}/token`]);
+    const claims = jwtClaims(token);
+    assert.deepEqual(claims.aud, [TEST_AUDIENCE]);
+    assert.equal(claims.sub, 'system:serviceaccount:default:default');
+    assert.deepEqual((claims['kubernetes.io'] as { pod: unknown }).pod, { name: 'volumes', uid });
+    assert.equal(Number(claims.exp) - Number(claims.iat), 600, 'the expirationSeconds asked for');
+    const status = await review(token, [TEST_AUDIENCE]);
+    assert.equal(status?.authenticated, true, status?.error);
+    assert.equal(status?.user?.username, 'system:serviceaccount:default:default');
+    assert.deepEqual(status?.user?.extra?.['authentication.kubernetes.io/pod-uid'], [uid]);
+    // Admission's token has the API server's own audience.
+    const apiToken = await exec(p, 'reader', ['cat', `${serviceAccountDir}/token`]);
+    assert.deepEqual((await review(apiToken, []))?.user?.extra?.['authentication.kubernetes.io/pod-name'], ['volumes']);
+  });
+
+  await t.test('a ConfigMap change reaches the mounted files', async () => {
+    const p = volumesPod!;
+    const r = await cp.kubectl(['patch', 'configmap', 'settings', '--type=merge', '-p', JSON.stringify({ data: { greeting: 'changed' } })]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    await eventually('both copies changed', async () => {
+      const now = await exec(p, 'reader', ['cat', `${bundle}/conf/greeting`, '/run/meshlet-test/settings/greeting']);
+      return now === 'changedchanged' || undefined;
+    }, WAIT_MS);
+  });
+
+  await t.test('a container reaches the API server with in-cluster config (kubectl and @kubernetes/client-node)', async () => {
+    const p = volumesPod!;
+    const kubectl = (await controlPlaneBinaries()).path('kubectl');
+    const version = JSON.parse(await exec(p, 'reader', [kubectl, 'get', '--raw', '/version'])) as { gitVersion: string };
+    assert.match(version.gitVersion, /^v1\./);
+    assert.equal(await exec(p, 'reader', [kubectl, 'auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']), 'system:serviceaccount:default:default');
+    const script = [
+      "import { AuthenticationV1Api, KubeConfig } from '@kubernetes/client-node';",
+      'const kc = new KubeConfig();',
+      'kc.loadFromCluster();',
+      "const r = await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });",
+      'console.log(JSON.stringify({ server: kc.getCurrentCluster()?.server, user: r.status?.userInfo }));',
+    ].join('\n');
+    const out = JSON.parse((await exec(p, 'reader', ['node', '--input-type=module', '-e', script])).trim().split('\n').pop()!) as { server: string; user: { username: string; extra: Record<string, string[]> } };
+    assert.equal(out.server, `https://${UNDERLAY_IP}:${RELAY_PORT}`);
+    assert.equal(out.user.username, 'system:serviceaccount:default:default');
+    assert.deepEqual(out.user.extra['authentication.kubernetes.io/pod-uid'], [p.metadata!.uid]);
+  });
+
+  await t.test('the waypoint Deployment the controller renders gets its CA token, root certificate, env and `meshlet`', async () => {
+    const rootPem = readFileSync(cp.pki.caCert, 'utf8');
+    const settings = { image: 'meshlet', caUrl: 'https://10.200.0.2:15012', trustDomain: 'cluster.local', tokenAudience: 'meshlet-ca' };
+    const gateway = {
+      namespace: 'default', name: 'wp', uid: '00000000-0000-0000-0000-000000000001', generation: 1, className: 'istio-waypoint',
+      listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }], labels: {}, annotations: {}, requestsAddresses: false, parametersRef: false,
+      deleting: false, conditions: [], listenerConditions: new Map(),
+    };
+    const objects = waypointObjects(gateway, settings, rootPem);
+    // No Gateway owns them here: the garbage collector would delete what names a missing owner.
+    const unowned = (body: Record<string, unknown>): Record<string, unknown> => ({ ...body, metadata: { ...(body.metadata as object), ownerReferences: undefined } });
+    const deployment = unowned(objects.deployment.body) as { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
+    // The pod as rendered, but idle: `meshlet waypoint` itself needs a CA and its Gateway (test/e2e/waypoint*.ts bring them), and its probes would restart it without.
+    const container = deployment.spec.template.spec.containers[0]!;
+    Object.assign(container, { command: ['sleep', 'infinity'], args: [], startupProbe: undefined, readinessProbe: undefined });
+    await apply(objects.trustBundle.body, unowned(objects.serviceAccount.body), deployment);
+    const pod = await eventually('the waypoint pod', async () => (await core.listNamespacedPod({ namespace: 'default', labelSelector: 'gateway.networking.k8s.io/gateway-name=wp' })).items.find((x) => x.status?.phase === 'Running'), WAIT_MS);
+    const claims = jwtClaims(await exec(pod, WAYPOINT_CONTAINER, ['cat', `${TOKEN_DIR}/${TOKEN_FILE}`]));
+    assert.deepEqual(claims.aud, [settings.tokenAudience]);
+    assert.equal(claims.sub, 'system:serviceaccount:default:wp');
+    assert.deepEqual((claims['kubernetes.io'] as { pod: unknown }).pod, { name: pod.metadata!.name, uid: pod.metadata!.uid });
+    assert.equal(await exec(pod, WAYPOINT_CONTAINER, ['cat', `${TRUST_BUNDLE_DIR}/${TRUST_BUNDLE_KEY}`]), rootPem);
+    const env = await exec(pod, WAYPOINT_CONTAINER, ['sh', '-c', 'echo "$POD_NAME $POD_NAMESPACE $POD_IP $NODE_NAME $SERVICE_ACCOUNT $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"']);
+    assert.equal(env.trim(), `${pod.metadata!.name} default ${pod.status!.podIP} node-1 wp ${UNDERLAY_IP}:${RELAY_PORT}`);
+    assert.equal((await exec(pod, WAYPOINT_CONTAINER, ['grep', '^CapEff:', '/proc/self/status'])).trim(), 'CapEff:\t0000000000000000', 'drop ALL');
+    assert.match(await exec(pod, WAYPOINT_CONTAINER, ['meshlet', 'waypoint', '--help']), /--gateway/);
+    assert.equal((await cp.kubectl(['delete', 'deployment', 'wp', '--wait=true'])).exitCode, 0);
+  });
+
+  await t.test('a volume the sandbox does not materialise, or a mount it cannot make, keeps the container from starting with the reason', async () => {
+    const emptyDir = { emptyDir: {} };
+    await apply(
+      podWith('nfs', { nfs: { server: '192.0.2.1', path: '/export' } }),
+      podWith('hostpath', { hostPath: { path: '/var/lib/data' } }),
+      podWith('subpath', emptyDir, { subPath: 'sub' }),
+      podWith('outside', emptyDir, { mountPath: '/meshlet-test-data' }),
+    );
+    // A start error is the termination's message, then the last state's under CrashLoopBackOff.
+    const message = async (name: string): Promise<string> => {
+      const c = (await podNamed(name)).status?.containerStatuses?.[0];
+      return [c?.state?.waiting?.message, c?.state?.terminated?.message, c?.lastState?.terminated?.message].filter(Boolean).join('\n');
+    };
+    const reasons: [string, RegExp][] = [
+      ['nfs', /^unable to attach or mount volumes: volume "data": nfs volumes are not supported by the sandbox/],
+      ['hostpath', /^unable to attach or mount volumes: volume "data": hostPath volumes are not supported by the sandbox yet/],
+      ['subpath', /container "app": volumeMount "data" at \/run\/data uses subPath, which the sandbox does not support/],
+      ['outside', /mount path \/meshlet-test-data does not exist on this host, and a sandbox container has no image filesystem to create it in/],
+    ];
+    for (const [name, reason] of reasons) await eventually(`${name}'s reason`, async () => reason.test(await message(name)) || undefined, WAIT_MS);
+    for (const name of ['nfs', 'hostpath']) {
+      const p = await podNamed(name);
+      assert.equal(p.status?.containerStatuses?.[0]?.state?.waiting?.reason, 'ContainerCreating');
+      assert.deepEqual(state().pods[p.metadata!.uid!]?.containers, {}, `${name}: no container started`);
+    }
+    assert.equal(existsSync('/meshlet-test-data'), false);
+    assert.equal((await cp.kubectl(['delete', 'pods', '-l', 'app=refused', '--wait=true'])).exitCode, 0);
+  });
+
+  await t.test('a deleted pod\'s volumes go with it, and its mount paths never existed on the host', async () => {
+    const uid = volumesPod!.metadata!.uid!;
+    const volumes = join(runDir, 'kubelet', 'pods', uid, 'volumes');
+    assert.equal(readFileSync(join(volumes, 'bundle', 'name'), 'utf8'), 'volumes', 'materialised under the node\'s run dir');
+    assert.equal((await cp.kubectl(['delete', 'pod', 'volumes', '--wait=true'])).exitCode, 0);
+    assert.equal(existsSync(join(runDir, 'kubelet', 'pods', uid)), false);
+    assert.deepEqual(state().pods, {});
+    for (const path of ['/run/meshlet-test', '/run/secrets/meshlet-test', '/run/scratch', '/run/data']) assert.equal(existsSync(path), false, `${path} exists on the host`);
+    assert.deepEqual(readdirSync(join(runDir, 'container-run')), [], 'the staging mount point stays empty on the host');
   });
 });

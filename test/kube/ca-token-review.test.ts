@@ -5,13 +5,18 @@
 // message that says what to check: garbage and oversized tokens (before any
 // TokenReview), the wrong audience, another ServiceAccount, a token bound to
 // no pod, an expired token, and a pod deleted, recreated elsewhere or
-// terminating after its token was issued.
+// terminating after its token was issued. A waypoint pod's token (its pod
+// labelled by the waypoint controller, its Gateway present) is that
+// waypoint's, for its own identity; a token of any other pod, or one bound
+// to none, is no waypoint's.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isRefusal, REFUSAL_STATUS, refusalError, type Caller, type CallerAuthenticator, type Refusal, type RefusalCode } from '../../ca/caller.ts';
 import { ApiPodLookup, WatchedPodLookup } from '../../ca/caller-pods.ts';
 import { CaMetrics } from '../../ca/metrics.ts';
 import { MAX_TOKEN_BYTES, TokenReviewAuthenticator } from '../../ca/token-review.ts';
+import { ApiGatewayLookup, type GatewayLookup } from '../../ca/waypoint-callers.ts';
+import { GATEWAY_NAME_LABEL, MANAGED_LABEL, MANAGED_VALUE } from '../../ca/waypoint-objects.ts';
 import { CA_KINDS } from '../../lib/cluster/sources/kube-kinds.ts';
 import { KubeSource } from '../../lib/cluster/sources/kube.ts';
 import { silentLogger } from '../../lib/core/log.ts';
@@ -31,6 +36,20 @@ const serviceAccount = (name: string) => ({ apiVersion: 'v1', kind: 'ServiceAcco
 const pod = (name: string, account: string, nodeName: string, finalizers: string[] = []) => ({
   apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, finalizers },
   spec: { nodeName, serviceAccountName: account, containers: [{ name: 'ztunnel', image: 'registry.invalid/ztunnel' }] },
+});
+
+const APPS = 'demo';
+const WAYPOINT = 'waypoint';
+const waypointLabels = (gateway: string) => ({ [GATEWAY_NAME_LABEL]: gateway, [MANAGED_LABEL]: MANAGED_VALUE });
+const appAccount = (name: string) => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: APPS } });
+/** A pod in the apps' namespace, as the waypoint controller's Deployment makes them when `labels` are the waypoint's. */
+const appPod = (name: string, account: string, labels: Record<string, string>, finalizers: string[] = []) => ({
+  apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: APPS, labels, finalizers },
+  spec: { nodeName: 'node-1', serviceAccountName: account, containers: [{ name: 'waypoint', image: 'registry.invalid/meshlet' }] },
+});
+const gatewayOf = (name: string, className: string) => ({
+  apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: APPS },
+  spec: { gatewayClassName: className, listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
 });
 
 /** Pods are deleted at once: without a kubelet a bound pod's graceful deletion never finishes. */
@@ -92,7 +111,7 @@ async function assertRefusedSoon(auth: CallerAuthenticator, token: string, code:
 }
 
 test('the CA authenticates a ztunnel by its pod-bound ServiceAccount token and refuses every other', async (t) => {
-  const cp = await startTestControlPlane(t);
+  const cp = await startTestControlPlane(t, { crds: true });
   await kubectl(cp, ['apply', '-f', RBAC_FILE]);
   await apply(cp, node('node-1'), node('node-2'), serviceAccount(ZTUNNEL), serviceAccount(INTRUDER),
     pod('ztunnel-1', ZTUNNEL, 'node-1'), pod('ztunnel-2', ZTUNNEL, 'node-2'), pod('intruder-1', INTRUDER, 'node-1'));
@@ -107,7 +126,11 @@ test('the CA authenticates a ztunnel by its pod-bound ServiceAccount token and r
   t.after(() => source.stop());
   await source.start((update) => pods.update(update.objects));
   const metrics = new CaMetrics();
-  const auth = new TokenReviewAuthenticator({ kubeconfig: caKc, pods, metrics });
+  // The API server's Gateways, each read recorded: the cheap checks come first, and a refusal they make reads none.
+  const gatewayReads: string[] = [];
+  const api = new ApiGatewayLookup(caKc);
+  const gateways: GatewayLookup = { find: (namespace, name) => (gatewayReads.push(`${namespace}/${name}`), api.find(namespace, name)) };
+  const auth = new TokenReviewAuthenticator({ kubeconfig: caKc, pods, gateways, metrics });
   const ztunnel1 = await tokenOf(cp, ZTUNNEL, 'ztunnel-1');
 
   await t.test('a ztunnel pod\'s token is its node\'s, reviewed once and then taken from the cache', async () => {
@@ -208,6 +231,54 @@ test('the CA authenticates a ztunnel by its pod-bound ServiceAccount token and r
     const unwatched = new TokenReviewAuthenticator({ kubeconfig: caKc, pods: new WatchedPodLookup(new ApiPodLookup(caKc)), metrics: new CaMetrics() });
     await assertRefused(unwatched, token, 'pod-not-on-node', terminating, 'the terminating pod\'s token, its pod read from the API server');
     await assertAccepted(unwatched, ztunnel1, 'node-1', 'ztunnel-1\'s token, its pod read from the API server');
+  });
+
+  await t.test('a waypoint pod\'s token is that waypoint\'s, for its own identity; no other pod\'s token is a waypoint\'s', async () => {
+    await apply(cp, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: APPS } }, ...[WAYPOINT, 'fake', 'other'].map(appAccount),
+      gatewayOf(WAYPOINT, 'meshlet-waypoint'),
+      appPod('waypoint-1', WAYPOINT, waypointLabels(WAYPOINT)),
+      appPod('plain-1', WAYPOINT, { app: 'plain' }),
+      appPod('fake-1', 'fake', waypointLabels('fake')),
+      appPod('other-1', 'other', waypointLabels(WAYPOINT)));
+    const appToken = (account: string, pod: string | undefined) => accountToken(cp, APPS, account, pod);
+    const notWaypoint = (account: string, why: RegExp) => new RegExp(`of system:serviceaccount:${APPS}:${account}, which is not a meshlet node account \\(${user(ZTUNNEL)}\\); nor is it a waypoint's: ${why.source}`);
+
+    const waypoint1 = await appToken(WAYPOINT, 'waypoint-1');
+    const accepted = await auth.authenticate(waypoint1);
+    assert.deepEqual(accepted, { waypoint: { namespace: APPS, serviceAccount: WAYPOINT, pod: 'waypoint-1' } } satisfies Caller, isRefusal(accepted) ? accepted.message : '');
+    assert.deepEqual(gatewayReads, [`${APPS}/${WAYPOINT}`], 'its Gateway is read');
+
+    gatewayReads.length = 0;
+    await assertRefused(auth, await appToken(WAYPOINT, undefined), 'not-a-node-account',
+      notWaypoint(WAYPOINT, /the token is bound to no pod \(the review has no authentication\.kubernetes\.io\/pod-name and authentication\.kubernetes\.io\/pod-uid\)/), 'the waypoint\'s account\'s token bound to no pod');
+    await assertRefused(auth, await appToken(WAYPOINT, 'plain-1'), 'not-a-node-account',
+      notWaypoint(WAYPOINT, /its pod demo\/plain-1 is not a waypoint's: it lacks the labels gateway\.networking\.k8s\.io\/gateway-name=waypoint and gateway\.istio\.io\/managed=meshlet\.dev-waypoint-controller/),
+      'a pod of the waypoint\'s account without the controller\'s labels');
+    await assertRefused(auth, await appToken('other', 'other-1'), 'not-a-node-account',
+      notWaypoint('other', /its pod demo\/other-1 is not a waypoint's: it lacks the labels gateway\.networking\.k8s\.io\/gateway-name=other/),
+      'a pod labelled as the waypoint\'s, under another account');
+    assert.deepEqual(gatewayReads, [], 'no Gateway is read for a token bound to no pod, or to a pod that is no waypoint\'s');
+
+    // Labelled by hand, under an account no waypoint Gateway names: refused, and so under a Gateway of a class meshlet does not serve.
+    const fake = await appToken('fake', 'fake-1');
+    await assertRefused(auth, fake, 'not-a-node-account',
+      notWaypoint('fake', /its pod demo\/fake-1 carries the waypoint labels, but there is no Gateway demo\/fake of class istio-waypoint or meshlet-waypoint; .*labelling a pod by hand does not make it one/),
+      'a labelled pod whose account no Gateway names');
+    await apply(cp, gatewayOf('fake', 'someone-elses'));
+    await assertRefused(auth, fake, 'not-a-node-account', notWaypoint('fake', /its pod demo\/fake-1 carries the waypoint labels, but Gateway demo\/fake has class "someone-elses", not istio-waypoint or meshlet-waypoint/), 'a Gateway of another class');
+  });
+
+  await t.test('a waypoint pod\'s token is refused once its pod terminates or its Gateway is deleted', async () => {
+    await apply(cp, appPod('waypoint-ending', WAYPOINT, waypointLabels(WAYPOINT), ['meshlet.test/hold']));
+    const ending = await accountToken(cp, APPS, WAYPOINT, 'waypoint-ending');
+    assert.ok(!isRefusal(await auth.authenticate(ending)), 'the token before its pod terminates');
+    await kubectl(cp, ['-n', APPS, 'delete', 'pod', 'waypoint-ending', '--wait=false']);
+    await assertRefusedSoon(auth, ending, 'pod-not-on-node', /bound to pod demo\/waypoint-ending, but that pod is terminating since \S+; a waypoint gets certificates only while its own pod runs/, 'the terminating waypoint pod\'s token');
+
+    const waypoint1 = await accountToken(cp, APPS, WAYPOINT, 'waypoint-1');
+    assert.ok(!isRefusal(await auth.authenticate(waypoint1)), 'the token while its Gateway exists');
+    await kubectl(cp, ['-n', APPS, 'delete', 'gateway.gateway.networking.k8s.io', WAYPOINT]);
+    await assertRefused(auth, waypoint1, 'not-a-node-account', /its pod demo\/waypoint-1 carries the waypoint labels, but there is no Gateway demo\/waypoint/, 'the token once its Gateway is deleted');
   });
 
   await t.test('a CA that may not review tokens says so, and caches nothing', async () => {

@@ -1,24 +1,27 @@
 // daemonset/rbac.yaml against the components' watch lists and a real API
 // server: each ClusterRole grants exactly what its component's kinds need
-// (checked both ways, from AGENT_KINDS, and CA_KINDS with the waypoint
-// controller's CONTROLLER_KINDS) plus the writes each makes, the CA's Role
-// exactly its root Secret's get and create, the ztunnel's account nothing,
-// and under its own ServiceAccount's token each component can make its
-// calls, the same list and watch requests the Kubernetes source makes and
-// the waypoint controller's applies, and nothing else.
+// (checked both ways, from AGENT_KINDS, CA_KINDS with the waypoint
+// controller's CONTROLLER_KINDS, and WAYPOINT_KINDS) plus the writes each
+// makes, the CA's Role exactly its root Secret's get and create, the
+// ztunnel's account nothing, and under its own ServiceAccount's token each
+// component can make its calls, the same list and watch requests the
+// Kubernetes source makes and the waypoint controller's applies (a
+// waypoint's ClusterRoleBinding to meshlet-waypoint among them, and no
+// binding to any other role), and nothing else; a waypoint's ServiceAccount,
+// so bound, lists and watches what it reads and nothing more.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
-import { ApiException, AppsV1Api, AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, AuthenticationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { isRecord } from '../../lib/cluster/objects.ts';
 import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
-import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, CONTROLLER_KINDS, kindName, PODS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
+import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, CONTROLLER_KINDS, kindName, PODS, WAYPOINT_KINDS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
 import { DEFAULT_NODE_ACCOUNT, DEFAULT_ROOT_SECRET, parseSecretRef } from '../../lib/config/ca.ts';
-import { answerMessage, kubeApply, kubeRequest, type KubeAnswer } from '../../ca/kube-api.ts';
+import { answerMessage, kubeApply, kubeDelete, kubeRequest, type KubeAnswer } from '../../ca/kube-api.ts';
 import { classPath, GATEWAY_CLASSES_PATH, newGatewayClass } from '../../ca/waypoint-classes.ts';
 import { readGateway } from '../../ca/waypoint-gateway.ts';
-import { FIELD_MANAGER, waypointObjects } from '../../ca/waypoint-objects.ts';
+import { CLUSTER_ROLE_BINDINGS_PATH, FIELD_MANAGER, WAYPOINT_CLUSTER_ROLE, waypointObjects } from '../../ca/waypoint-objects.ts';
 import { eventually } from '../support/eventually.ts';
 import { asServiceAccount, kubectlOk, startTestControlPlane } from '../support/control-plane.ts';
 
@@ -39,7 +42,7 @@ const ROOT_SECRET = parseSecretRef(DEFAULT_ROOT_SECRET);
 const ZTUNNEL_ACCOUNT = 'meshlet-ztunnel';
 
 interface Component {
-  name: 'agent' | 'ca';
+  name: 'agent' | 'ca' | 'waypoint';
   /** ServiceAccount, ClusterRole and ClusterRoleBinding (and Role and RoleBinding, if any) all carry this name. */
   account: string;
   kinds: readonly WatchedKind[];
@@ -50,6 +53,7 @@ interface Component {
   namespaced: readonly Grant[];
 }
 
+const RBAC_API = 'rbac.authorization.k8s.io';
 const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [], namespaced: [] };
 const GATEWAY_API = 'gateway.networking.k8s.io';
 const CA: Component = {
@@ -64,10 +68,17 @@ const CA: Component = {
     // It applies each waypoint's Deployment (apply creates, too) and reads, then applies, its ServiceAccount, Service and root ConfigMap.
     ...['create', 'patch'].map((verb) => grant(verb, 'apps', 'deployments')),
     ...['serviceaccounts', 'services', 'configmaps'].flatMap((resource) => ['get', 'create', 'patch'].map((verb) => grant(verb, '', resource))),
+    // It applies each waypoint's ClusterRoleBinding and deletes it once the Gateway is gone (cluster-scoped: no owner can), and binding
+    // meshlet-waypoint needs the bind verb on it (the API server's escalation check), on it alone.
+    ...['create', 'patch', 'delete'].map((verb) => grant(verb, RBAC_API, 'clusterrolebindings')),
+    grant('bind', RBAC_API, 'clusterroles', WAYPOINT_CLUSTER_ROLE),
   ],
   // It reads its root Secret, and creates it on first start (create cannot be narrowed by name).
   namespaced: [grant('get', '', 'secrets', ROOT_SECRET.name), grant('create', '', 'secrets')],
 };
+
+/** Each waypoint's ServiceAccount is the controller's, and so is its binding to this ClusterRole: rbac.yaml holds the role alone. */
+const WAYPOINT: Component = { name: 'waypoint', account: WAYPOINT_CLUSTER_ROLE, kinds: WAYPOINT_KINDS, kindsList: 'WAYPOINT_KINDS', extra: [], namespaced: [] };
 
 /** An informer lists and then watches: those are the only verbs a watched kind needs. */
 const WATCH_VERBS = ['list', 'watch'] as const;
@@ -158,6 +169,10 @@ test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on i
       assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: c.account, namespace: NAMESPACE }], `${RBAC_NAME} ${kind} ${c.account}: subjects`);
     }
   }
+  const waypointProblems = roleProblems(manifests, WAYPOINT);
+  assert.equal(waypointProblems.length, 0, waypointProblems.join('\n'));
+  const waypointBindings = manifests.filter((m) => /Binding$/.test(String(m.kind)) && isRecord(m.roleRef) && m.roleRef.name === WAYPOINT_CLUSTER_ROLE);
+  assert.deepEqual(waypointBindings.map((b) => String(b.kind)), [], `${RBAC_NAME}: ${WAYPOINT_CLUSTER_ROLE} is bound by the waypoint controller, per waypoint, not here`);
   // The CA's node account is the ztunnel's ServiceAccount, which may call nothing.
   assert.equal(DEFAULT_NODE_ACCOUNT, `system:serviceaccount:${NAMESPACE}:${ZTUNNEL_ACCOUNT}`, 'the CA\'s default node account is the ztunnel\'s ServiceAccount');
   find(manifests, 'ServiceAccount', ZTUNNEL_ACCOUNT);
@@ -171,7 +186,7 @@ test('each ClusterRole in daemonset/rbac.yaml grants exactly list and watch on i
     const labels = isRecord(meta.labels) ? meta.labels : {};
     const what = `${RBAC_NAME} ${String(m.kind)} ${String(meta.name)}`;
     assert.equal(labels['app.kubernetes.io/part-of'], 'meshlet', `${what}: label app.kubernetes.io/part-of`);
-    if (m.kind !== 'Namespace') assert.ok(['agent', 'ca', 'ztunnel'].includes(String(labels['app.kubernetes.io/component'])), `${what}: label app.kubernetes.io/component`);
+    if (m.kind !== 'Namespace') assert.ok(['agent', 'ca', 'ztunnel', 'waypoint'].includes(String(labels['app.kubernetes.io/component'])), `${what}: label app.kubernetes.io/component`);
     if (m.kind === 'ServiceAccount') assert.equal(meta.namespace, NAMESPACE, `${what}: namespace`);
   }
 });
@@ -197,8 +212,9 @@ test('the role check names the kind and the file when a watched kind has no rule
 
 const isPods = (kind: WatchedKind): boolean => kind.group === PODS.group && kind.plural === PODS.plural;
 
+/** The agent and the waypoint list pods as the agent does (waypoint/config-source.ts). */
 function fieldSelectorFor(c: Component, kind: WatchedKind): string | undefined {
-  return c === AGENT && isPods(kind) ? AGENT_POD_FIELD_SELECTOR : undefined;
+  return (c === AGENT || c === WAYPOINT) && isPods(kind) ? AGENT_POD_FIELD_SELECTOR : undefined;
 }
 
 /** The source's list, then its watch from the list's resource version; resolves once the server has accepted the watch (HTTP 200) and closes it. */
@@ -221,12 +237,12 @@ async function listAndWatch(kc: KubeConfig, kind: WatchedKind, fieldSelector: st
 }
 
 /** Refused by RBAC: 403, and the server says which user may not do what. */
-async function assertForbidden(what: string, call: () => Promise<unknown>, account: string): Promise<void> {
+async function assertForbidden(what: string, call: () => Promise<unknown>, account: string, namespace = NAMESPACE): Promise<void> {
   await assert.rejects(call, (err: unknown) => {
     assert.ok(err instanceof ApiException || statusCodeOf(err) !== undefined, `${what}: ${String(err)}`);
     const code = err instanceof ApiException ? err.code : statusCodeOf(err);
     assert.equal(code, 403, `${what}: expected 403 Forbidden, got ${String(err)}`);
-    assert.match(err instanceof Error ? err.message : '', new RegExp(`system:serviceaccount:${NAMESPACE}:${account}`), what);
+    assert.match(err instanceof Error ? err.message : '', new RegExp(`system:serviceaccount:${namespace}:${account}`), what);
     return true;
   }, `${what} must be forbidden`);
 }
@@ -309,15 +325,21 @@ test('under its own ServiceAccount each component makes its calls and is refused
   const created = await cp.kubectl(['apply', '-f', '-'], JSON.stringify(gateway));
   assert.equal(created.exitCode, 0, `create Gateway: ${created.stderr}`);
   const caApply = (path: string, body: unknown) => kubeApply(ca.kc, path, body, { fieldManager: FIELD_MANAGER, force: true });
+  const gw = readGateway(JSON.parse(await kubectlOk(cp, ['-n', 'default', 'get', 'gateway', 'waypoint', '-o', 'json'])) as Record<string, unknown>);
+  assert.ok(typeof gw !== 'string', String(gw));
+  const objects = waypointObjects(gw, { image: 'meshlet', caUrl: 'https://meshlet-ca.meshlet-system.svc:15012', trustDomain: 'cluster.local', tokenAudience: 'meshlet-ca' }, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+  /** An answer the API server refused by RBAC, naming the CA's user. */
+  const forbidden = async (what: string, answer: Promise<KubeAnswer>) => {
+    const got = await answer;
+    assert.equal(got.status, 403, `${what}: expected 403 Forbidden, got ${got.status} ${answerMessage(got)}`);
+    assert.match(answerMessage(got), new RegExp(`system:serviceaccount:${NAMESPACE}:${CA.account}`), what);
+  };
 
   await t.test('the CA, as the waypoint controller, watches its kinds, applies a waypoint\'s objects and writes Gateway and GatewayClass status', async () => {
     for (const kind of CONTROLLER_KINDS) await listAndWatch(ca.kc, kind, undefined);
-    const gw = readGateway(JSON.parse(await kubectlOk(cp, ['-n', 'default', 'get', 'gateway', 'waypoint', '-o', 'json'])) as Record<string, unknown>);
-    assert.ok(typeof gw !== 'string', String(gw));
-    const objects = waypointObjects(gw, { image: 'meshlet', caUrl: 'https://meshlet-ca.meshlet-system.svc:15012', trustDomain: 'cluster.local', tokenAudience: 'meshlet-ca' }, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
-    for (const d of [objects.trustBundle, objects.serviceAccount, objects.service, objects.deployment]) {
-      // Deployments are read from the watch; the rest are read before they are applied.
-      if (d !== objects.deployment) {
+    for (const d of [objects.trustBundle, objects.serviceAccount, objects.clusterRoleBinding, objects.service, objects.deployment]) {
+      // Deployments and bindings are read from the watch; the rest are read before they are applied.
+      if (d !== objects.deployment && d !== objects.clusterRoleBinding) {
         const read = await kubeRequest(ca.kc, 'GET', d.path);
         assert.equal(read.status, 404, `get ${d.what} before it exists: ${answerMessage(read)}`);
       }
@@ -336,11 +358,6 @@ test('under its own ServiceAccount each component makes its calls and is refused
 
   await t.test('the waypoint controller\'s grants stop at its writes: no deletes, no Gateway spec, no lists of what it only reads, no secrets', async () => {
     const a = CA.account;
-    const forbidden = async (what: string, answer: Promise<KubeAnswer>) => {
-      const got = await answer;
-      assert.equal(got.status, 403, `${what}: expected 403 Forbidden, got ${got.status} ${answerMessage(got)}`);
-      assert.match(answerMessage(got), new RegExp(`system:serviceaccount:${NAMESPACE}:${a}`), what);
-    };
     const apps = ca.kc.makeApiClient(AppsV1Api);
     const core = ca.kc.makeApiClient(CoreV1Api);
     await assertForbidden('the CA deleting a Deployment', () => apps.deleteNamespacedDeployment({ name: 'waypoint', namespace: 'default' }), a);
@@ -357,6 +374,59 @@ test('under its own ServiceAccount each component makes its calls and is refused
     await forbidden('the CA applying a GatewayClass\'s spec', caApply(classPath('meshlet-waypoint'), { ...newGatewayClass('meshlet-waypoint'), spec: { controllerName: 'example.com/other' } }));
     await forbidden('the CA applying a DaemonSet', caApply('/apis/apps/v1/namespaces/default/daemonsets/waypoint', { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'waypoint', namespace: 'default' } }));
     await forbidden('the CA applying a RoleBinding', caApply('/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings/waypoint', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'waypoint', namespace: 'default' } }));
+  });
+
+  await t.test('a waypoint\'s ServiceAccount, bound by the controller, lists and watches every kind in WAYPOINT_KINDS and may do nothing else', async () => {
+    const [a, ns] = [gw.name, gw.namespace];
+    await eventually('RBAC to admit the waypoint', async () => (await cp.kubectl(['auth', 'can-i', 'watch', 'httproutes.gateway.networking.k8s.io', `--as=system:serviceaccount:${ns}:${a}`])).stdout.trim() === 'yes');
+    const waypoint = await asServiceAccount(cp, a, ns);
+    for (const kind of WAYPOINT_KINDS) {
+      const { names } = await listAndWatch(waypoint.kc, kind, fieldSelectorFor(WAYPOINT, kind));
+      if (isPods(kind)) assert.deepEqual(names, ['target'], `the waypoint's pods (${AGENT_POD_FIELD_SELECTOR}), cluster-wide`);
+    }
+    const core = waypoint.kc.makeApiClient(CoreV1Api);
+    await assertForbidden('the waypoint creating a pod', () => core.createNamespacedPod({ namespace: ns, body: { ...pod, metadata: { name: 'intruder', namespace: ns } } }), a, ns);
+    await assertForbidden('the waypoint patching its Service', () => core.patchNamespacedService({
+      name: a, namespace: ns, body: [{ op: 'add', path: '/metadata/labels/patched', value: 'yes' }],
+    }), a, ns);
+    await assertForbidden('the waypoint getting a pod', () => core.readNamespacedPod({ name: 'target', namespace: NAMESPACE }), a, ns);
+    await assertForbidden('the waypoint deleting an EndpointSlice', () => waypoint.kc.makeApiClient(DiscoveryV1Api).deleteCollectionNamespacedEndpointSlice({ namespace: ns }), a, ns);
+    await assertForbidden('the waypoint listing secrets', () => core.listSecretForAllNamespaces(), a, ns);
+    await assertForbidden('the waypoint listing its namespace\'s secrets', () => core.listNamespacedSecret({ namespace: ns }), a, ns);
+    await assertForbidden('the waypoint reading a secret', () => core.readNamespacedSecret({ name: 'probe', namespace: NAMESPACE }), a, ns);
+    await assertForbidden('the waypoint listing configmaps', () => core.listConfigMapForAllNamespaces(), a, ns);
+    await assertForbidden('the waypoint creating a tokenreview', () => waypoint.kc.makeApiClient(AuthenticationV1Api).createTokenReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: ca.token } },
+    }), a, ns);
+    for (const path of ['/apis/apps/v1/deployments', '/apis/security.istio.io/v1/peerauthentications', CLUSTER_ROLE_BINDINGS_PATH]) {
+      await assertForbidden(`the waypoint listing ${path}`, () => listCollection(waypoint.kc, path, { maxObjects: 1000 }), a, ns);
+    }
+    const status = await kubeApply(waypoint.kc, '/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/waypoint/status', { ...gateway, spec: undefined, status: { conditions: [] } }, { fieldManager: 'waypoint', force: true });
+    assert.equal(status.status, 403, `the waypoint writing its Gateway's status: ${answerMessage(status)}`);
+  });
+
+  await t.test('the CA binds meshlet-waypoint and no other ClusterRole, changes no ClusterRole, and deletes the binding it made', async () => {
+    // Roles that grant what the CA does not hold (a role within its own grants, its own, it could bind: the API server's rule).
+    for (const role of ['meshlet-agent', 'system:node', 'cluster-admin']) {
+      const name = `intruder-${role}`;
+      await forbidden(`the CA binding ClusterRole ${role}`, caApply(`${CLUSTER_ROLE_BINDINGS_PATH}/${name}`, {
+        ...objects.clusterRoleBinding.body, metadata: { name }, roleRef: { apiGroup: RBAC_API, kind: 'ClusterRole', name: role },
+      }));
+    }
+    await forbidden('the CA adding itself to the cluster-admin binding', caApply(`${CLUSTER_ROLE_BINDINGS_PATH}/cluster-admin`, {
+      apiVersion: `${RBAC_API}/v1`, kind: 'ClusterRoleBinding', metadata: { name: 'cluster-admin' },
+      roleRef: { apiGroup: RBAC_API, kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ kind: 'ServiceAccount', name: CA.account, namespace: NAMESPACE }],
+    }));
+    await forbidden('the CA widening meshlet-waypoint', caApply(`/apis/${RBAC_API}/v1/clusterroles/${WAYPOINT_CLUSTER_ROLE}`, {
+      apiVersion: `${RBAC_API}/v1`, kind: 'ClusterRole', metadata: { name: WAYPOINT_CLUSTER_ROLE }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['list'] }],
+    }));
+    await forbidden('the CA binding meshlet-waypoint in a namespace', caApply('/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings/waypoint', {
+      apiVersion: `${RBAC_API}/v1`, kind: 'RoleBinding', metadata: { name: 'waypoint', namespace: 'default' },
+      roleRef: { apiGroup: RBAC_API, kind: 'ClusterRole', name: WAYPOINT_CLUSTER_ROLE }, subjects: [{ kind: 'ServiceAccount', name: gw.name, namespace: gw.namespace }],
+    }));
+    const binding = JSON.parse(await kubectlOk(cp, ['get', 'clusterrolebinding', String((objects.clusterRoleBinding.body.metadata as { name: string }).name), '-o', 'json'])) as { metadata: { uid: string } };
+    const deleted = await kubeDelete(ca.kc, objects.clusterRoleBinding.path, binding.metadata.uid);
+    assert.equal(deleted.status, 200, `delete ${objects.clusterRoleBinding.what}: ${answerMessage(deleted)}`);
   });
 
   await t.test('the ztunnel\'s account may call nothing', async () => {

@@ -5,9 +5,13 @@
 // sandbox's kubelet on the in-memory runtime: a waypoint's pod is scheduled
 // and "run", and its readiness probe (GET :15021/healthz/ready) reaches a
 // local HTTP server that answers 200, so the Deployment becomes available
-// through the real controllers, not a status written by the test.
+// through the real controllers, not a status written by the test. That pod's
+// token gets the waypoint's own identity from the same CA, and no other; its
+// ServiceAccount's ClusterRoleBinding goes with the Gateway, even one deleted
+// while the controller was down.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,13 +20,19 @@ import type { Duplex } from 'node:stream';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { startCa, type RunningCa } from '../../ca/service.ts';
-import { FIELD_MANAGER, MANAGED_LABEL, MANAGED_VALUE } from '../../ca/waypoint-objects.ts';
+import { Agent, request } from 'undici';
+import { startCa, type KubeCaConfig, type RunningCa } from '../../ca/service.ts';
+import { bindingName, FIELD_MANAGER, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_LABEL, MANAGED_VALUE, WAYPOINT_CLUSTER_ROLE } from '../../ca/waypoint-objects.ts';
 import { WAYPOINT_CONTROLLER_NAME } from '../../ca/waypoint-gateway.ts';
 import { jsonLogger, silentLogger, type Logger } from '../../lib/core/log.ts';
+import { CaClient } from '../../lib/identity/ca-client.ts';
+import { newCertificateRequest } from '../../lib/identity/csr.ts';
+import { CaRefusedError } from '../../lib/identity/errors.ts';
+import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { Kubelet } from '../../sandbox/kubelet/kubelet.ts';
 import type { NodeConfig } from '../../sandbox/kubelet/node.ts';
 import type { ProbeDialer } from '../../sandbox/kubelet/runtime.ts';
+import { accountToken } from '../support/ca-tokens.ts';
 import { applyObjects, asServiceAccount, kubectlOk, startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
 import { eventually } from '../support/eventually.ts';
 import { RecordingRuntime } from '../support/recording-runtime.ts';
@@ -77,6 +87,23 @@ const waypointGateway = (name: string, extra: Record<string, unknown> = {}, clas
   spec: { gatewayClassName: className, listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }], ...extra },
 });
 
+interface BindingJson extends Json {
+  roleRef: { apiGroup: string; kind: string; name: string };
+  subjects: { kind: string; name: string; namespace: string }[];
+}
+const bindingOf = (cp: TestControlPlane, gateway: string) => get<BindingJson>(cp, ['get', 'clusterrolebinding', bindingName(APPS, gateway)]);
+
+/** meshlet_ca_refusals_total by reason, from the CA's /metrics. */
+async function refusals(ca: RunningCa): Promise<Map<string, number>> {
+  const dispatcher = new Agent({ connect: { ca: await readFile(ca.bundleFile, 'utf8') } });
+  try {
+    const text = await (await request(`${ca.url}/metrics`, { dispatcher })).body.text();
+    return new Map([...text.matchAll(/^meshlet_ca_refusals_total\{reason="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  } finally {
+    await dispatcher.close();
+  }
+}
+
 /** Waits for the Gateway's condition `type` to be `status` for its current generation. */
 async function condition(cp: TestControlPlane, name: string, type: string, status: string): Promise<{ gw: GatewayJson; c: Condition }> {
   return eventually(`Gateway ${APPS}/${name} ${type}=${status}`, async () => {
@@ -112,11 +139,12 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
   t.after(() => rm(dir, { recursive: true, force: true }));
   const logs: string[] = [];
   const out = new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); if (debug) process.stderr.write(chunk); cb(); } });
-  const ca: RunningCa = await startCa({
+  const caConfig: KubeCaConfig = {
     host: '127.0.0.1', port: 0, stateDir: join(dir, 'ca'), kubeconfig: (await asServiceAccount(cp, 'meshlet-ca', SYSTEM)).kc,
     rootSecret: { namespace: SYSTEM, name: 'meshlet-ca-root' }, trustDomain: 'cluster.local', defaultTtlSeconds: 3600, maxTtlSeconds: 7200, serverNames: [],
     log: jsonLogger('ca', out), waypoints: { image: IMAGE, caUrl: CA_URL },
-  });
+  };
+  const ca: RunningCa = await startCa(caConfig);
   t.after(() => ca.close());
   assert.ok(ca.waypoints, 'startCa runs the waypoint controller when asked');
 
@@ -225,6 +253,45 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     }
     assert.ok(gw.metadata.managedFields?.some((m) => m.manager === FIELD_MANAGER && m.subresource === 'status'), 'the status is applied by the controller on the status subresource');
     assert.ok(runtime.callsOf('startContainer demo/waypoint-').length > 0, 'the kubelet ran the waypoint pod');
+
+    // What the waypoint reads, cluster-wide: its ServiceAccount bound to meshlet-waypoint, by a binding no owner reference could collect.
+    const binding = (await bindingOf(cp, 'waypoint'))!;
+    assert.equal(binding.metadata.name, 'meshlet-waypoint:demo:waypoint');
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: WAYPOINT_CLUSTER_ROLE });
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'waypoint', namespace: APPS }]);
+    assert.equal(binding.metadata.ownerReferences, undefined);
+    assert.deepEqual([MANAGED_LABEL, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL].map((l) => binding.metadata.labels?.[l]), [MANAGED_VALUE, 'waypoint', APPS]);
+    const can = async (verb: string, resource: string) => (await cp.kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${APPS}:waypoint`])).stdout.trim();
+    await eventually('RBAC to admit the waypoint', async () => (await can('watch', 'httproutes.gateway.networking.k8s.io')) === 'yes');
+    assert.deepEqual([await can('list', 'endpointslices.discovery.k8s.io'), await can('list', 'secrets'), await can('patch', 'services')], ['yes', 'no', 'no']);
+  });
+
+  await t.test('the waypoint pod\'s own token gets its identity from the CA, and no other identity', async () => {
+    const pods = JSON.parse(await kubectlOk(cp, ['-n', APPS, 'get', 'pods', '-l', `${GATEWAY_NAME_LABEL}=waypoint`, '-o', 'json'])) as { items: Json[] };
+    const podName = pods.items[0]?.metadata.name;
+    assert.ok(podName, 'the Deployment made a pod');
+    // As the kubelet projects it into the pod: bound to the pod, for the CA's audience.
+    const tokenFile = join(dir, 'waypoint-token');
+    await writeFile(tokenFile, `${await accountToken(cp, APPS, 'waypoint', podName)}\n`, { mode: 0o600 });
+    const client = new CaClient({ url: ca.url, bundleFile: ca.bundleFile, tokenFile });
+    t.after(() => client.close());
+    const issued = await client.issue({ csrPem: (await newCertificateRequest(spiffeId(APPS, 'waypoint'))).csrPem });
+    const leaf = new X509Certificate(issued.certChain[0]!);
+    assert.equal(leaf.subjectAltName, 'URI:spiffe://cluster.local/ns/demo/sa/waypoint');
+    assert.ok(leaf.verify(new X509Certificate(await readFile(ca.bundleFile, 'utf8')).publicKey), 'the leaf chains to the bundle');
+    assert.ok(logs.some((l) => l.includes('"certificate issued"') && l.includes(`"waypoint":"demo/${podName}"`)), 'the CA logs the waypoint it signed for');
+
+    const before = (await refusals(ca)).get('not-own-identity') ?? 0;
+    for (const [namespace, account] of [[APPS, 'after'], [APPS, 'default'], ['kube-system', 'waypoint'], [SYSTEM, 'meshlet-ztunnel']] as const) {
+      const req = await newCertificateRequest(spiffeId(namespace, account));
+      await assert.rejects(client.issue({ csrPem: req.csrPem }), (err: unknown) => {
+        assert.ok(err instanceof CaRefusedError, String(err));
+        assert.deepEqual({ status: err.status, reason: err.reason }, { status: 403, reason: 'not-own-identity' }, err.message);
+        assert.match(err.message, new RegExp(`waypoint pod demo/${podName} asks for spiffe://cluster\\.local/ns/${namespace}/sa/${account}, but a waypoint may hold only its own identity spiffe://cluster\\.local/ns/demo/sa/waypoint; check the waypoint's --gateway`));
+        return true;
+      }, `the waypoint asking for ${namespace}/${account}`);
+    }
+    assert.equal((await refusals(ca)).get('not-own-identity'), before + 4, 'meshlet_ca_refusals_total{reason="not-own-identity"}');
   });
 
   await t.test('a Gateway whose listener is not HBONE on 15008 is not accepted, says why, and gets nothing', async () => {
@@ -237,6 +304,7 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.equal(listener?.conditions.find((x) => x.type === 'Accepted')?.reason, 'UnsupportedProtocol');
     assert.equal(gw.status?.addresses, undefined);
     for (const kind of ['serviceaccount', 'service', 'deployment']) assert.equal(await get(cp, ['-n', APPS, 'get', kind, 'plain']), undefined, `no ${kind} for a rejected Gateway`);
+    assert.equal(await bindingOf(cp, 'plain'), undefined, 'no ClusterRoleBinding for a rejected Gateway');
 
     // Fixed, it is deployed.
     await applyObjects(cp, waypointGateway('plain', {}, 'meshlet-waypoint'));
@@ -244,7 +312,7 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.equal(conditionOf(await gatewayOf(cp, APPS, 'plain'), 'Accepted')?.status, 'True');
   });
 
-  await t.test('hostile Gateways are refused alone: a name too long for a Service, a name taken by a Service meshlet does not manage', async () => {
+  await t.test('hostile Gateways are refused alone: a name too long for a Service, a name taken by a Service or a ClusterRoleBinding meshlet does not manage', async () => {
     const long = `w${'a'.repeat(100)}.${'b'.repeat(100)}`;
     await applyObjects(cp, waypointGateway(long));
     const { c } = await condition(cp, long, 'Accepted', 'False');
@@ -261,6 +329,17 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.deepEqual(service.spec.selector, { app: 'payments' }, 'the user\'s Service is untouched');
     assert.equal(await get(cp, ['-n', APPS, 'get', 'deployment', 'payments']), undefined);
 
+    // A ClusterRoleBinding of the name the waypoint's would have, made by someone else: never taken over.
+    await applyObjects(cp, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: bindingName(APPS, 'squatted') },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'meshlet-agent' }, subjects: [{ kind: 'ServiceAccount', name: 'someone', namespace: APPS }],
+    });
+    await applyObjects(cp, waypointGateway('squatted'));
+    const squatted = await condition(cp, 'squatted', 'Programmed', 'False');
+    assert.match(squatted.c.message, /rbac\.authorization\.k8s\.io\/v1 ClusterRoleBinding meshlet-waypoint:demo:squatted exists and is not managed by meshlet/);
+    assert.equal((await bindingOf(cp, 'squatted'))!.roleRef.name, 'meshlet-agent', 'the other binding is untouched');
+    assert.equal(await get(cp, ['-n', APPS, 'get', 'deployment', 'squatted']), undefined);
+
     // A Gateway with a parametersRef and one with addresses: refused with the Gateway API's reasons.
     await applyObjects(cp, waypointGateway('params', { infrastructure: { parametersRef: { group: '', kind: 'ConfigMap', name: 'x' } } }));
     assert.equal((await condition(cp, 'params', 'Accepted', 'False')).c.reason, 'InvalidParameters');
@@ -271,6 +350,15 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     await applyObjects(cp, waypointGateway('after'));
     await condition(cp, 'after', 'Programmed', 'True');
     assert.deepEqual(ca.waypoints!.status().queue.parked, [], 'nothing is parked: refusals are reported, not retried');
+  });
+
+  await t.test('a ClusterRoleBinding deleted behind the controller\'s back is applied again', async () => {
+    const before = (await bindingOf(cp, 'after'))!;
+    await kubectlOk(cp, ['delete', 'clusterrolebinding', bindingName(APPS, 'after')]);
+    await eventually('the binding applied again', async () => {
+      const now = await bindingOf(cp, 'after');
+      return now !== undefined && now.metadata.uid !== before.metadata.uid;
+    }, WAIT_MS);
   });
 
   await t.test('a Deployment deleted behind the controller\'s back is applied again', async () => {
@@ -288,6 +376,9 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     for (const kind of ['deployment', 'service', 'serviceaccount']) {
       await eventually(`${kind} demo/waypoint garbage-collected`, async () => (await get(cp, ['-n', APPS, 'get', kind, 'waypoint'])) === undefined, WAIT_MS);
     }
+    // Cluster-scoped, the binding has no owner: the controller deletes it.
+    await eventually('the ClusterRoleBinding deleted', async () => (await bindingOf(cp, 'waypoint')) === undefined, WAIT_MS);
+    assert.ok(logs.some((l) => l.includes('"waypoint ClusterRoleBinding deleted: its Gateway is gone"') && l.includes('meshlet-waypoint:demo:waypoint')));
     // The namespace's copy of the root serves its other waypoints.
     assert.ok(await get(cp, ['-n', APPS, 'get', 'configmap', 'meshlet-ca-root-cert']));
     await eventually('the controller forgets the Gateway', () => !ca.waypoints!.status().gateways.some((g) => g.gateway === 'demo/waypoint'), WAIT_MS);
@@ -300,5 +391,16 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.match(byName.get('demo/payments')?.problem ?? '', /not managed by meshlet/);
     assert.equal(byName.get(`demo/w${'a'.repeat(100)}.${'b'.repeat(100)}`)?.state, 'rejected');
     assert.ok(logs.some((l) => l.includes('"waypoint applied"')), 'the controller logs what it applied');
+  });
+
+  await t.test('a Gateway deleted while the controller was down loses its binding when the controller starts; the others keep theirs', async () => {
+    await ca.close();
+    await kubectlOk(cp, ['-n', APPS, 'delete', 'gateway.gateway.networking.k8s.io', 'plain']);
+    assert.ok(await bindingOf(cp, 'plain'), 'no controller, no deletion');
+    const again = await startCa(caConfig);
+    t.after(() => again.close());
+    await eventually('the orphaned binding deleted', async () => (await bindingOf(cp, 'plain')) === undefined, WAIT_MS);
+    assert.ok(await bindingOf(cp, 'after'), 'a waypoint whose Gateway is there keeps its binding');
+    assert.equal((await bindingOf(cp, 'squatted'))?.roleRef.name, 'meshlet-agent', 'a binding meshlet does not manage is never deleted');
   });
 });

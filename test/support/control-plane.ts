@@ -78,7 +78,8 @@ function stop(child: ChildProcess | undefined): Promise<void> {
   });
 }
 
-export async function startTestControlPlane(t: TestContext, opts: { crds?: boolean; controllers?: boolean } = {}): Promise<TestControlPlane> {
+/** `serverNames`: more addresses the API server's certificate names (where a test relays to it from a network namespace). */
+export async function startTestControlPlane(t: TestContext, opts: { crds?: boolean; controllers?: boolean; serverNames?: readonly string[] } = {}): Promise<TestControlPlane> {
   const binaries = await controlPlaneBinaries();
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-cp-'));
   const layout = controlPlaneLayout(dir);
@@ -105,7 +106,7 @@ export async function startTestControlPlane(t: TestContext, opts: { crds?: boole
     await stopAll();
     await rm(dir, { recursive: true, force: true });
   });
-  await prepareControlPlane(layout, network);
+  await prepareControlPlane(layout, network, opts.serverNames);
   start('etcd');
   start('kube-apiserver');
   await waitForApiServer(layout, network);

@@ -158,11 +158,11 @@ const parseFlags = (args: string[]): WaypointConfig => {
 test('the waypoint\'s flags: what a launcher renders is what it parses back; the controller\'s arguments are accepted as they are', () => {
   const config: WaypointConfig = {
     gateway: 'demo/waypoint', trustDomain: 'example.org', serviceAccount: 'wp', caUrl: 'https://10.200.0.2:15012', caBundle: '/ca.pem', caTokenFile: '/token',
-    certTtl: 30, kubeconfig: '/kc', listen: '0.0.0.0:15008', admin: '[::]:15021', metrics: '127.0.0.1:0', hbonePort: 15008, logLevel: 'warn', drainSeconds: 2,
+    certTtl: 30, kubeconfig: '/kc', listen: '0.0.0.0:15008', readiness: '[::]:15021', admin: '127.0.0.1:15000', metrics: '127.0.0.1:0', hbonePort: 15008, logLevel: 'warn', drainSeconds: 2,
   };
   assert.deepEqual(parseFlags(configArgs(WAYPOINT_FLAGS, config)), config);
   const fromController = parseFlags(waypointArgs({ namespace: 'demo', name: 'waypoint' }, { image: 'meshlet', caUrl: 'https://ca:15012', trustDomain: 'cluster.local', tokenAudience: 'meshlet-ca' }));
-  assert.deepEqual([fromController.gateway, fromController.caUrl, fromController.listen, fromController.admin, fromController.metrics, fromController.logLevel], ['demo/waypoint', 'https://ca:15012', '[::]:15008', '[::]:15021', '[::]:15020', 'info']);
+  assert.deepEqual([fromController.gateway, fromController.caUrl, fromController.listen, fromController.readiness, fromController.admin, fromController.metrics, fromController.logLevel], ['demo/waypoint', 'https://ca:15012', '[::]:15008', '[::]:15021', '127.0.0.1:15000', '[::]:15020', 'info']);
   assert.throws(() => parseFlags(['--gateway', 'demo/waypoint', '--listen', '15008']), { code: 'MESHLET_CONFIG', message: /--listen must be an address ip:port/ });
   assert.throws(() => parseFlags(['--gateway', 'demo/Waypoint']), { code: 'MESHLET_CONFIG', message: /is not a Kubernetes name/ });
   assert.throws(() => parseFlags(['--gateway', 'demo/waypoint', '--log-level', 'debug']), { code: 'MESHLET_CONFIG', message: /--log-level must be one of info, warn, error/ });

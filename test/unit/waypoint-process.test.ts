@@ -7,6 +7,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { Command } from 'commander';
+import { addFlags } from '../../lib/config/flags.ts';
+import { WAYPOINT_FLAGS, type WaypointConfig } from '../../lib/config/waypoint.ts';
 import { ConfigError } from '../../lib/core/errors.ts';
 import { silentLogger } from '../../lib/core/log.ts';
 import { REPO_ROOT } from '../../lib/core/repo.ts';
@@ -32,7 +35,7 @@ async function node(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code
 test('meshlet waypoint --help lists the waypoint\'s flags', async () => {
   const { code, stdout } = await node(['cli/main.ts', 'waypoint', '--help']);
   assert.equal(code, 0);
-  for (const flag of ['--gateway <namespace>/<name>', '--ca-url', '--ca-bundle', '--ca-token-file', '--trust-domain', '--kubeconfig', '--listen', '--admin', '--metrics', '--log-level']) {
+  for (const flag of ['--gateway <namespace>/<name>', '--ca-url', '--ca-bundle', '--ca-token-file', '--trust-domain', '--kubeconfig', '--listen', '--readiness', '--admin', '--metrics', '--log-level']) {
     assert.ok(stdout.includes(flag), `${flag} in the help`);
   }
   assert.match(stdout, /\[::\]:15008/);
@@ -73,12 +76,12 @@ test('readiness waits for the waypoint\'s own certificate and for its Gateway in
   const source = new PodsSource([]);
   const waypoint = await startWaypoint({
     gateway: { namespace: NS, name: WAYPOINT_NAME }, trustDomain: 'cluster.local', serviceAccount: 'waypoint', certs,
-    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, hbonePort: 15008,
+    listen: { host: '127.0.0.1', port: 0 }, readiness: { host: '127.0.0.1', port: 0 }, hbonePort: 15008,
     log: silentLogger, accessLog: new Writable({ write: (_c, _e, cb) => cb() }), source,
   });
   t.after(() => waypoint.shutdown(0));
   const ready = async () => {
-    const res = await fetch(`http://127.0.0.1:${waypoint.ports.admin}/healthz/ready`);
+    const res = await fetch(`http://127.0.0.1:${waypoint.ports.readiness}/healthz/ready`);
     return { status: res.status, body: await res.text() };
   };
   await eventually('the source started', () => source.synced);
@@ -116,6 +119,43 @@ test('the admin port lists recent requests as JSON for meshlet flows; the metric
   const config = (await (await fetch(`http://127.0.0.1:${admin}/config`)).json()) as { synced: boolean; gateway: boolean; rejected: unknown[] };
   assert.deepEqual([config.synced, config.gateway, config.rejected], [true, true, []]);
   assert.equal((await fetch(`http://127.0.0.1:${admin}/nope`)).status, 404);
+});
+
+test('the readiness port answers /healthz/ready only; the admin API, loopback by default, serves what it shows', async (t) => {
+  const stack = await startStack(t, { services: [{ name: 'reviews', ports: [9080], versions: ['v1'] }], listeners: true });
+  const { readiness, admin } = stack.waypoint.ports;
+  assert.notEqual(readiness, admin);
+  await eventually('ready', async () => (await fetch(`http://127.0.0.1:${readiness}/healthz/ready`)).status === 200);
+  // Recent requests carry paths and principals: nothing of them where the kubelet (and anyone reaching the pod) probes.
+  for (const path of ['/requests', '/requests?follow=1', '/config', '/clusters', '/certs', '/constructor']) {
+    const res = await fetch(`http://127.0.0.1:${readiness}${path}`);
+    assert.equal(res.status, 404, path);
+    assert.match(await res.text(), /try GET \/healthz\/ready"/);
+  }
+  for (const path of ['/requests', '/config', '/clusters', '/certs']) assert.equal((await fetch(`http://127.0.0.1:${admin}${path}`)).status, 200, path);
+  assert.equal((await fetch(`http://127.0.0.1:${admin}/healthz/ready`)).status, 404);
+  assert.equal((await fetch(`http://127.0.0.1:${admin}/requests`, { method: 'POST' })).status, 404);
+  // What a pod runs without flags: readiness on every address at Istio's port, the admin API on loopback at Envoy's.
+  const defaults = addFlags(new Command('waypoint').exitOverride(), WAYPOINT_FLAGS).parse(['--gateway', 'demo/waypoint'], { from: 'user' }).opts() as WaypointConfig;
+  assert.deepEqual([defaults.readiness, defaults.admin], ['[::]:15021', '127.0.0.1:15000']);
+});
+
+test('the admin API streams recent requests as NDJSON on ?follow', async (t) => {
+  const stack = await startStack(t, { services: [{ name: 'reviews', ports: [9080], versions: ['v1'] }], listeners: true });
+  const abort = new AbortController();
+  t.after(() => abort.abort());
+  const res = await fetch(`http://127.0.0.1:${stack.waypoint.ports.admin}/requests?follow=1`, { signal: abort.signal });
+  assert.equal(res.headers.get('content-type'), 'application/x-ndjson');
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  assert.equal((await stack.send({ to: 'reviews', path: '/followed', headers: { 'x-request-id': 'follow-1' } })).status, 200);
+  let text = '';
+  while (!text.includes('\n')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  const line = JSON.parse(text.split('\n')[0]!) as { requestId: string; path: string };
+  assert.deepEqual([line.requestId, line.path], ['follow-1', '/followed']);
 });
 
 test('without --kubeconfig the waypoint needs the pod\'s in-cluster configuration, and says so', () => {

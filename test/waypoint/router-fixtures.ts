@@ -125,7 +125,7 @@ export interface StackOptions {
   clock?: Clock;
   random?: Random;
   log?: Logger;
-  /** Admin (readiness, /requests) and metrics listeners on ephemeral ports. */
+  /** Readiness, admin (/requests, /config…) and metrics listeners on ephemeral ports. */
   listeners?: boolean;
 }
 
@@ -411,7 +411,7 @@ export async function startStack(t: TestContext, options: StackOptions): Promise
     serviceAccount: 'waypoint',
     certs: ids.waypoint,
     listen: { host: '127.0.0.1', port: 0 },
-    ...(options.listeners ? { admin: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 } } : {}),
+    ...(options.listeners ? { readiness: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 } } : {}),
     hbonePort: hbone.port,
     log: options.log ?? silentLogger,
     accessLog: new Writable({ write: (_c, _e, cb) => cb() }),

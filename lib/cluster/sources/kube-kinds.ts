@@ -41,12 +41,15 @@ export const CA_KINDS: readonly WatchedKind[] = [PODS];
 
 export const GATEWAY_CLASSES: WatchedKind = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gatewayclasses', kind: 'GatewayClass', namespaced: false };
 export const DEPLOYMENTS: WatchedKind = { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true };
+export const CLUSTER_ROLE_BINDINGS: WatchedKind = { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false };
 
 /**
  * The waypoint controller's view (in the CA process): waypoint Gateways and
- * their classes, and Deployments, whose status says when a waypoint is up.
+ * their classes, Deployments, whose status says when a waypoint is up, and
+ * ClusterRoleBindings, since each waypoint's is cluster-scoped and so not
+ * garbage-collected with its Gateway: the controller deletes its own.
  */
-export const CONTROLLER_KINDS: readonly WatchedKind[] = [GATEWAYS, GATEWAY_CLASSES, DEPLOYMENTS];
+export const CONTROLLER_KINDS: readonly WatchedKind[] = [GATEWAYS, GATEWAY_CLASSES, DEPLOYMENTS, CLUSTER_ROLE_BINDINGS];
 
 export const VIRTUAL_SERVICES: WatchedKind = { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService', namespaced: true };
 export const DESTINATION_RULES: WatchedKind = { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule', namespaced: true };
