@@ -99,11 +99,12 @@ export const WAYPOINT_COMMAND: readonly string[] = ['meshlet', 'waypoint'];
  * Node flags of the waypoint's process, through NODE_OPTIONS (which allows
  * this one). A 2 MB young generation a semi-space (V8's default grows to
  * 16 MB): nearly all a proxied request allocates dies with the request, so
- * small, frequent scavenges keep the garbage between collections small. In a
- * 15,000-request keep-alive run of the in-process stack it took RssAnon under
- * load from 350-390 MiB to 175-190 MiB at no throughput cost beyond the
- * run-to-run noise; 1 MB, the ztunnel's, promoted requests still in flight
- * and grew the old generation instead.
+ * small, frequent scavenges keep the garbage between collections small. In
+ * keep-alive runs of the in-process test stack (client, waypoint and
+ * backends in one process) it took RssAnon under load from 300-390 MiB to
+ * 170-260 MiB, for up to ~10 % more CPU a request (within run-to-run noise
+ * on a shared machine); 1 MB, the ztunnel's, promoted requests still in
+ * flight and grew the old generation instead.
  */
 export const WAYPOINT_NODE_OPTIONS = '--max-semi-space-size=2';
 

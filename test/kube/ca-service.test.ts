@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
-import { Agent, request } from 'undici';
 import { CaStateError } from '../../ca/errors.ts';
 import { ROOT_CERT_KEY, ROOT_KEY_KEY } from '../../ca/root-secret.ts';
 import { createRoot, ROOT_CERT_FILE, type MeshRoot } from '../../ca/root.ts';
+import { caRefusals } from '../support/ca-refusals.ts';
 import { startCa, type KubeCaConfig, type RunningCa } from '../../ca/service.ts';
 import { jsonLogger } from '../../lib/core/log.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
@@ -96,15 +96,7 @@ async function fixture(t: TestContext, cp: TestControlPlane): Promise<Fixture> {
       t.after(() => client.close());
       return client;
     },
-    async refusals(ca) {
-      const dispatcher = new Agent({ connect: { ca: await readFile(ca.bundleFile, 'utf8') } });
-      try {
-        const text = await (await request(`${ca.url}/metrics`, { dispatcher })).body.text();
-        return new Map([...text.matchAll(/^meshlet_ca_refusals_total\{reason="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
-      } finally {
-        await dispatcher.close();
-      }
-    },
+    refusals: caRefusals,
   };
 }
 

@@ -20,7 +20,6 @@ import type { Duplex } from 'node:stream';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Agent, request } from 'undici';
 import { startCa, type KubeCaConfig, type RunningCa } from '../../ca/service.ts';
 import { bindingName, FIELD_MANAGER, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_LABEL, MANAGED_VALUE, WAYPOINT_CLUSTER_ROLE } from '../../ca/waypoint-objects.ts';
 import { WAYPOINT_CONTROLLER_NAME } from '../../ca/waypoint-gateway.ts';
@@ -32,6 +31,7 @@ import { spiffeId } from '../../lib/identity/spiffe.ts';
 import { Kubelet } from '../../sandbox/kubelet/kubelet.ts';
 import type { NodeConfig } from '../../sandbox/kubelet/node.ts';
 import type { ProbeDialer } from '../../sandbox/kubelet/runtime.ts';
+import { caRefusals } from '../support/ca-refusals.ts';
 import { accountToken } from '../support/ca-tokens.ts';
 import { applyObjects, asServiceAccount, kubectlOk, startTestControlPlane, type TestControlPlane } from '../support/control-plane.ts';
 import { eventually } from '../support/eventually.ts';
@@ -92,17 +92,6 @@ interface BindingJson extends Json {
   subjects: { kind: string; name: string; namespace: string }[];
 }
 const bindingOf = (cp: TestControlPlane, gateway: string) => get<BindingJson>(cp, ['get', 'clusterrolebinding', bindingName(APPS, gateway)]);
-
-/** meshlet_ca_refusals_total by reason, from the CA's /metrics. */
-async function refusals(ca: RunningCa): Promise<Map<string, number>> {
-  const dispatcher = new Agent({ connect: { ca: await readFile(ca.bundleFile, 'utf8') } });
-  try {
-    const text = await (await request(`${ca.url}/metrics`, { dispatcher })).body.text();
-    return new Map([...text.matchAll(/^meshlet_ca_refusals_total\{reason="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
-  } finally {
-    await dispatcher.close();
-  }
-}
 
 /** Waits for the Gateway's condition `type` to be `status` for its current generation. */
 async function condition(cp: TestControlPlane, name: string, type: string, status: string): Promise<{ gw: GatewayJson; c: Condition }> {
@@ -281,7 +270,7 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.ok(leaf.verify(new X509Certificate(await readFile(ca.bundleFile, 'utf8')).publicKey), 'the leaf chains to the bundle');
     assert.ok(logs.some((l) => l.includes('"certificate issued"') && l.includes(`"waypoint":"demo/${podName}"`)), 'the CA logs the waypoint it signed for');
 
-    const before = (await refusals(ca)).get('not-own-identity') ?? 0;
+    const before = (await caRefusals(ca)).get('not-own-identity') ?? 0;
     for (const [namespace, account] of [[APPS, 'after'], [APPS, 'default'], ['kube-system', 'waypoint'], [SYSTEM, 'meshlet-ztunnel']] as const) {
       const req = await newCertificateRequest(spiffeId(namespace, account));
       await assert.rejects(client.issue({ csrPem: req.csrPem }), (err: unknown) => {
@@ -291,7 +280,7 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
         return true;
       }, `the waypoint asking for ${namespace}/${account}`);
     }
-    assert.equal((await refusals(ca)).get('not-own-identity'), before + 4, 'meshlet_ca_refusals_total{reason="not-own-identity"}');
+    assert.equal((await caRefusals(ca)).get('not-own-identity'), before + 4, 'meshlet_ca_refusals_total{reason="not-own-identity"}');
   });
 
   await t.test('a Gateway whose listener is not HBONE on 15008 is not accepted, says why, and gets nothing', async () => {

@@ -135,6 +135,7 @@ export class SandboxL7Client implements CaseDriver {
   readonly #sandbox: string;
   readonly #waypointPod: () => string;
   #sequence = 0;
+  readonly liveRandom = true;
   /** Connections the last batch of requests opened (curl's num_connects, summed). */
   lastBatchConnections = 0;
 

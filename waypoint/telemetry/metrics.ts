@@ -3,14 +3,15 @@
 // passthrough connections, and meshlet's own counters for the HBONE listener
 // (named as the ztunnel's, so one dashboard covers both). Updated once per
 // request or connection, never per chunk.
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import type { Endpoint } from '../../lib/telemetry/flow.ts';
 import type { ConnectionSecurity, HandshakeFailure, ListenerRefusal, SessionDrain } from '../../lib/telemetry/reasons.ts';
 import { TcpMetrics, type TcpLabels } from '../../lib/telemetry/tcp-metrics.ts';
-import { REQUEST_LABELS, requestLabels, type RequestLabels } from './labels.ts';
+import { REQUEST_LABELS, requestLabels } from './labels.ts';
 import type { TunnelRefusal } from './reasons.ts';
 import { formatResponseFlags, type ResponseFlag } from './response-flags.ts';
 import type { PeerWorkload, RequestRecord } from './request-record.ts';
+import { RequestSeries } from './request-series.ts';
 
 /** Envoy's default histogram buckets (HistogramStatisticsImpl::supportedBuckets), which Istio's request histograms use. */
 export const ENVOY_DEFAULT_BUCKETS: readonly number[] = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -29,28 +30,11 @@ export interface TcpRecord {
   downstreamLocalAddress?: Endpoint;
 }
 
-interface RequestSeries {
-  total: { inc(): void };
-  duration: { observe(v: number): void };
-  requestBytes: { observe(v: number): void };
-  responseBytes: { observe(v: number): void };
-}
-
-/**
- * Children per label set are kept so a request costs four array lookups, not
- * four label hashes. The label sets are bounded by topology; the cache is
- * bounded all the same, and starts over when full.
- */
-const MAX_CACHED_SERIES = 10_000;
-
 export class WaypointMetrics {
   readonly registry = new Registry();
   readonly #clusterDomain: string;
-  readonly #requests: Counter<string>;
-  readonly #duration: Histogram<string>;
-  readonly #requestBytes: Histogram<string>;
-  readonly #responseBytes: Histogram<string>;
-  readonly #series = new Map<string, RequestSeries>();
+  /** The four request metrics, outside the registry (request-series.ts says why); text() renders them first, in the registry's default format (Prometheus text 0.0.4, not OpenMetrics). */
+  readonly #requests: RequestSeries;
   readonly #tcp: TcpMetrics;
   readonly #handshakeFailures: Counter<string>;
   readonly #refused: Counter<string>;
@@ -61,12 +45,12 @@ export class WaypointMetrics {
   constructor(options: { clusterDomain?: string } = {}) {
     this.#clusterDomain = options.clusterDomain ?? 'cluster.local';
     const registers = [this.registry];
-    const labelNames = REQUEST_LABELS;
-    const buckets = [...ENVOY_DEFAULT_BUCKETS];
-    this.#requests = new Counter({ name: 'istio_requests_total', help: 'requests the waypoint handled', labelNames, registers });
-    this.#duration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'request duration, from the request head to the last response byte', labelNames, buckets, registers });
-    this.#requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'request body sizes', labelNames, buckets, registers });
-    this.#responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'response body sizes', labelNames, buckets, registers });
+    this.#requests = new RequestSeries({
+      total: { name: 'istio_requests_total', help: 'requests the waypoint handled' },
+      duration: { name: 'istio_request_duration_milliseconds', help: 'request duration, from the request head to the last response byte' },
+      requestBytes: { name: 'istio_request_bytes', help: 'request body sizes' },
+      responseBytes: { name: 'istio_response_bytes', help: 'response body sizes' },
+    }, ENVOY_DEFAULT_BUCKETS);
     this.#tcp = new TcpMetrics(this.registry);
     this.#handshakeFailures = new Counter({ name: 'meshlet_hbone_handshake_failures_total', help: 'mutual TLS handshakes with source ztunnels that failed', labelNames: ['direction', 'reason'], registers });
     this.#refused = new Counter({ name: 'meshlet_connections_refused_total', help: 'connections the HBONE listener refused at accept because the per-peer cap was reached', labelNames: ['listener', 'reason'], registers });
@@ -77,11 +61,10 @@ export class WaypointMetrics {
 
   /** Counts a finished request in the four request metrics. */
   request(r: RequestRecord): void {
-    const series = this.#seriesFor(requestLabels(r, this.#clusterDomain));
-    series.total.inc();
-    series.duration.observe(r.durationMs);
-    series.requestBytes.observe(r.bytesReceived);
-    series.responseBytes.observe(r.bytesSent);
+    const labels = requestLabels(r, this.#clusterDomain);
+    let key = '';
+    for (const name of REQUEST_LABELS) key += `${labels[name]}\u0000`;
+    this.#requests.add(key, labels, { durationMs: r.durationMs, requestBytes: r.bytesReceived, responseBytes: r.bytesSent });
   }
 
   tcpOpened(r: TcpRecord): void {
@@ -112,25 +95,9 @@ export class WaypointMetrics {
     this.#logDropped.inc();
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics();
-  }
-
-  #seriesFor(labels: RequestLabels): RequestSeries {
-    let key = '';
-    for (const name of REQUEST_LABELS) key += `${labels[name]}\u0000`;
-    let series = this.#series.get(key);
-    if (!series) {
-      if (this.#series.size >= MAX_CACHED_SERIES) this.#series.clear();
-      series = {
-        total: this.#requests.labels(labels),
-        duration: this.#duration.labels(labels),
-        requestBytes: this.#requestBytes.labels(labels),
-        responseBytes: this.#responseBytes.labels(labels),
-      };
-      this.#series.set(key, series);
-    }
-    return series;
+  async text(): Promise<string> {
+    // As Registry.metrics() joins its metrics: a blank line between two, a newline at the end.
+    return `${this.#requests.blocks().join('\n\n')}\n\n${await this.registry.metrics()}`;
   }
 
   #tcpLabels(r: TcpRecord): TcpLabels {

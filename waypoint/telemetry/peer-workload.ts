@@ -18,7 +18,22 @@ const firstLabel = (labels: Record<string, string>, names: readonly string[]): s
   return undefined;
 };
 
+/**
+ * Per workload snapshot (a changed pod is a new Workload object), so a
+ * request does not rebuild its peers' names: made once, shared read-only by
+ * every request's record.
+ */
+const made = new WeakMap<Workload, { trustDomain: string; cluster: string; peer: PeerWorkload }>();
+
 export function peerWorkloadOf(w: Workload, trustDomain: string, cluster = DEFAULT_CLUSTER_ID): PeerWorkload {
+  const hit = made.get(w);
+  if (hit && hit.trustDomain === trustDomain && hit.cluster === cluster) return hit.peer;
+  const peer = makePeerWorkload(w, trustDomain, cluster);
+  made.set(w, { trustDomain, cluster, peer });
+  return peer;
+}
+
+function makePeerWorkload(w: Workload, trustDomain: string, cluster: string): PeerWorkload {
   const app = w.labels.app;
   const version = w.labels.version;
   return {
