@@ -1,11 +1,13 @@
 import { Command } from 'commander';
 import { jsonLogger } from '../lib/core/log.ts';
-import { AGENT_FLAGS, type AgentConfig } from '../lib/config/agent.ts';
+import { AGENT_FLAGS, parseDaemonSetRef, type AgentConfig } from '../lib/config/agent.ts';
+import { loadKubeconfig } from '../lib/cluster/kube-api.ts';
 import { addFlags } from '../lib/config/flags.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR } from '../lib/cluster/sources/kube-kinds.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
 import { NodeAgent } from './node-agent.ts';
+import { DaemonSetWatch } from './uninstall.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
 
 /** Loads the prebuilt programs, or adopts the pinned ones, with this node's addresses. */
@@ -26,12 +28,21 @@ export function agentCommand(): Command {
         control: new ZtunnelControlClient(opts.controlSocket, log),
         log,
       });
-      const shutdown = () => {
-        // Leaves programs and maps pinned and attached: capture outlives the agent.
-        void agent.stop().then(() => process.exit(0));
-      };
+      const ownDaemonSet = opts.daemonset === undefined ? undefined : new DaemonSetWatch(loadKubeconfig(opts.kubeconfig), parseDaemonSetRef(opts.daemonset, '--daemonset'), log);
+      const shutdown = () => void (async () => {
+        await agent.stop();
+        ownDaemonSet?.close();
+        // Capture outlives the agent (programs and maps stay pinned and attached), unless meshlet is being uninstalled.
+        const kind = await ownDaemonSet?.stopKind();
+        if (kind) log.info('agent stopping', { uninstall: kind.uninstall, why: kind.why });
+        if (kind?.uninstall) await agent.removeFromKernel();
+      })().then(() => process.exit(0), (err: unknown) => {
+        log.error('agent stop failed', { error: err instanceof Error ? err.message : String(err) });
+        process.exit(1);
+      });
       process.once('SIGTERM', shutdown);
       process.once('SIGINT', shutdown);
       await agent.start();
+      ownDaemonSet?.start();
     });
 }

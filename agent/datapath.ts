@@ -52,6 +52,8 @@ export interface EnrollmentDatapath {
 /** The node agent's part besides enrollment: the ztunnel's own hook, drop events, status. */
 export interface Datapath extends EnrollmentDatapath {
   attachZtunnel(cgroupPath: string): Promise<void>;
+  /** Uninstall: detaches every program below roots and removes the pins; returns the attachments removed. */
+  removeFromKernel(roots: readonly string[]): Promise<number>;
   /** Streams inbound drops until stop(); errors end the watch and go to onError. */
   watchDrops(onDrop: (e: DropEvent) => void, onError: (err: BpfError) => void): DropWatch;
   status(): Promise<DatapathStatus>;

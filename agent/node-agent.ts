@@ -121,6 +121,13 @@ export class NodeAgent {
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
   }
 
+  /** Uninstall, after stop(): nothing of meshlet stays attached to the node's pods or its ztunnel, nor pinned. */
+  async removeFromKernel(): Promise<void> {
+    const roots = [this.#opts.kubeletCgroupRoot, this.#opts.ztunnelCgroup];
+    const detached = await this.#datapath.removeFromKernel(roots);
+    this.#log.info('removed from the kernel: programs detached, pins removed', { detached, roots, bpfDir: this.#opts.bpfDir });
+  }
+
   /** Why the agent is not ready: its cluster state is not read or not applied, or the ztunnel does not hold it. */
   #notReady(): string[] {
     const reasons: string[] = [];

@@ -10,7 +10,7 @@ import { KubeApiError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
 import { CaStateError } from './errors.ts';
-import { answerMessage, kubeRequest, type KubeAnswer } from './kube-api.ts';
+import { answerMessage, kubeRequest, type KubeAnswer } from '../lib/cluster/kube-api.ts';
 import { createRoot, readRoot, type MeshRoot } from './root.ts';
 
 /** The Secret's keys, those of a kubernetes.io/tls Secret. */

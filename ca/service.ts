@@ -15,8 +15,9 @@ import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import type { CallerAuthenticator } from './caller.ts';
 import { ApiPodLookup, WatchedPodLookup } from './caller-pods.ts';
 import { HostedIdentities } from './hosted.ts';
-import { loadKubeconfig } from './kube-api.ts';
+import { loadKubeconfig } from '../lib/cluster/kube-api.ts';
 import { CaMetrics } from './metrics.ts';
+import { publishRootConfigMap, type RootConfigMapPublisher } from './root-configmap.ts';
 import { loadOrCreateRootSecret } from './root-secret.ts';
 import { writeTrustBundle, type MeshRoot } from './root.ts';
 import { NodeRateLimit } from './rate-limit.ts';
@@ -84,6 +85,8 @@ export interface RunningCa {
   bundleFile: string;
   /** The waypoint controller, when it runs. */
   waypoints?: WaypointController;
+  /** The root's ConfigMap in the CA's namespace, for the ztunnels (startCa only). */
+  rootConfigMap?: RootConfigMapPublisher;
   close(): Promise<void>;
 }
 
@@ -111,8 +114,20 @@ export async function startCa(config: KubeCaConfig): Promise<RunningCa> {
     kubeconfig, ...config.rootSecret, trustDomain: config.trustDomain, log: config.log,
     ...(config.newRoot === undefined ? {} : { newRoot: config.newRoot }),
   });
+  const rootConfigMap = publishRootConfigMap({ kubeconfig, namespace: config.rootSecret.namespace, rootCertPem: root.certPem, log: config.log });
   const source = new KubeSource({ kubeconfig, kinds: CA_KINDS, log: config.log });
-  const ca = await serveCa(config, { root, source, callers, callerPods, metrics });
+  const served = await serveCa(config, { root, source, callers, callerPods, metrics }).catch((err: unknown) => {
+    rootConfigMap.stop();
+    throw err;
+  });
+  const ca: RunningCa = {
+    ...served,
+    rootConfigMap,
+    close: async () => {
+      rootConfigMap.stop();
+      await served.close();
+    },
+  };
   if (config.waypoints === undefined) return ca;
   const { image, caUrl, resyncMs } = config.waypoints;
   const waypoints = new WaypointController({

@@ -24,7 +24,7 @@ import { ConfigError } from '../lib/core/errors.ts';
 import { isRecord } from '../lib/cluster/objects.ts';
 import { describeError } from '../lib/cluster/sources/kube-client.ts';
 import { DEFAULT_NODE_ACCOUNT, DEFAULT_TOKEN_AUDIENCE } from '../lib/config/ca.ts';
-import { expectOk, kubeRequest } from './kube-api.ts';
+import { expectOk, kubeRequest } from '../lib/cluster/kube-api.ts';
 import { refusal, type Caller, type CallerAuthenticator, type Refusal } from './caller.ts';
 import type { PodLookup, PodPlacement } from './caller-pods.ts';
 import type { CaMetrics } from './metrics.ts';

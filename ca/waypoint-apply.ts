@@ -16,7 +16,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { isRecord, type KubeObject } from '../lib/cluster/objects.ts';
-import { answerMessage, kubeApply, kubeRequest, type KubeAnswer } from './kube-api.ts';
+import { answerMessage, kubeApply, kubeRequest, type KubeAnswer } from '../lib/cluster/kube-api.ts';
 import { FIELD_MANAGER, MANAGED_LABEL, MANAGED_VALUE, type Desired, type WaypointObjects } from './waypoint-objects.ts';
 
 export type ApplyResult = { applied: true; clusterIps: string[] } | { applied: false; refused: string };
@@ -30,15 +30,16 @@ const isManaged = (obj: unknown): boolean => {
 };
 
 /** Why `what` failed, for the status; throws when the failure is worth retrying. */
-function refusal(answer: KubeAnswer, doing: string): string {
+export function refusal(answer: KubeAnswer, doing: string): string {
   const message = answerMessage(answer);
   const text = `${doing}: HTTP ${answer.status}${message ? `: ${message}` : ''}`;
   if (!FINAL.has(answer.status)) throw new KubeApiError(answer.status, text);
   return text;
 }
 
-const notManaged = (d: Desired): string =>
-  `${d.what} exists and is not managed by meshlet (it has no label ${MANAGED_LABEL}=${MANAGED_VALUE}); delete or rename it, or give the Gateway another name`;
+/** `fix`: what the operator can do instead of deleting or renaming the object. */
+export const notManaged = (d: Desired, fix = 'or give the Gateway another name'): string =>
+  `${d.what} exists and is not managed by meshlet (it has no label ${MANAGED_LABEL}=${MANAGED_VALUE}); delete or rename it, ${fix}`;
 
 export interface WaypointApplyOptions {
   kubeconfig: KubeConfig;
@@ -50,9 +51,9 @@ export interface WaypointApplyOptions {
   binding: KubeObject | undefined;
 }
 
-type Lookup = { state: 'absent' } | { state: 'present'; managed: boolean } | { state: 'refused'; message: string };
+export type Lookup = { state: 'absent' } | { state: 'present'; managed: boolean } | { state: 'refused'; message: string };
 
-async function lookup(kc: KubeConfig, d: Desired): Promise<Lookup> {
+export async function lookup(kc: KubeConfig, d: Desired): Promise<Lookup> {
   const answer = await kubeRequest(kc, 'GET', d.path);
   if (answer.status === 404) return { state: 'absent' };
   if (answer.status === 200) return { state: 'present', managed: isManaged(answer.body) };

@@ -31,7 +31,7 @@ import { isRecord, type KubeObject } from '../lib/cluster/objects.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { CONTROLLER_KINDS, GATEWAYS, kindName } from '../lib/cluster/sources/kube-kinds.ts';
 import type { ClusterSourceStatus, ClusterUpdate } from '../lib/cluster/sources/source.ts';
-import { answerMessage, kubeApply, kubeDelete, kubeRequest } from './kube-api.ts';
+import { answerMessage, kubeApply, kubeDelete, kubeRequest } from '../lib/cluster/kube-api.ts';
 import type { CaMetrics } from './metrics.ts';
 import { applyWaypoint } from './waypoint-apply.ts';
 import { classAcceptance, classPath, controllerNameOf, GATEWAY_CLASSES_PATH, newGatewayClass } from './waypoint-classes.ts';

@@ -123,6 +123,19 @@ export function waypointArgs(gw: Pick<WaypointGateway, 'namespace' | 'name'>, s:
   });
 }
 
+/** A namespace's copy of the mesh root, which its waypoints (and, in the CA's own namespace, the ztunnels) mount. */
+export function trustBundleConfigMap(namespace: string, rootCertPem: string): Desired {
+  return {
+    path: `/api/v1/namespaces/${esc(namespace)}/configmaps/${TRUST_BUNDLE_CONFIGMAP}`,
+    what: `v1 ConfigMap ${namespace}/${TRUST_BUNDLE_CONFIGMAP}`,
+    body: {
+      apiVersion: 'v1', kind: 'ConfigMap',
+      metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace, labels: { [MANAGED_LABEL]: MANAGED_VALUE } },
+      data: { [TRUST_BUNDLE_KEY]: rootCertPem },
+    },
+  };
+}
+
 const fieldRef = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
 
 export function waypointObjects(gw: WaypointGateway, s: WaypointSettings, rootCertPem: string): WaypointObjects {
@@ -133,15 +146,7 @@ export function waypointObjects(gw: WaypointGateway, s: WaypointSettings, rootCe
   const ownerReferences = [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name, uid: gw.uid, controller: true }];
   const metadata = { name, namespace, labels, annotations, ownerReferences };
   return {
-    trustBundle: {
-      path: `/api/v1/namespaces/${esc(namespace)}/configmaps/${TRUST_BUNDLE_CONFIGMAP}`,
-      what: `v1 ConfigMap ${namespace}/${TRUST_BUNDLE_CONFIGMAP}`,
-      body: {
-        apiVersion: 'v1', kind: 'ConfigMap',
-        metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace, labels: { [MANAGED_LABEL]: MANAGED_VALUE } },
-        data: { [TRUST_BUNDLE_KEY]: rootCertPem },
-      },
-    },
+    trustBundle: trustBundleConfigMap(namespace, rootCertPem),
     serviceAccount: {
       path: `/api/v1/namespaces/${esc(namespace)}/serviceaccounts/${esc(name)}`,
       what: `v1 ServiceAccount ${namespace}/${name}`,

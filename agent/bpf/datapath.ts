@@ -272,6 +272,33 @@ export class BpfDatapath implements Datapath {
   }
 
   /**
+   * Uninstall: detaches each of our programs from every cgroup below roots
+   * (the pods' and the ztunnel's), then removes the pins, so that once the
+   * drop watch is stopped nothing of meshlet is left in the kernel. Returns
+   * the number of attachments removed.
+   */
+  removeFromKernel(roots: readonly string[]): Promise<number> {
+    return this.#serial(async () => {
+      const byId = new Map(PROGRAMS.map((p) => [this.#progId(p), p]));
+      const detaches = new Map<string, string[]>();
+      for (const root of new Set(roots.map((r) => resolve(r)))) {
+        if ((await cgroupIdIfExists(root)) === null) continue;
+        for (const [path, ids] of await attachedUnder(root)) {
+          for (const id of ids) {
+            const p = byId.get(id);
+            if (p) detaches.set(`${path}\0${p.name}`, this.#detachCommand(path, p));
+          }
+        }
+      }
+      if (detaches.size > 0) await batch([...detaches.values()]);
+      await removePins(this.#pinDir);
+      this.#maps = undefined;
+      this.#attachments = undefined;
+      return detaches.size;
+    });
+  }
+
+  /**
    * Streams inbound drops as the kernel reports them, until stop(). One
    * reader per node at a time: a newer one takes the events over. Errors
    * (the reader cannot start or dies) go to onError, else to a process

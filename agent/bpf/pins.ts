@@ -6,7 +6,7 @@ import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BpfError } from '../../lib/core/errors.ts';
 import { bpftool } from './bpftool.ts';
-import { ensureBpffs, isBpffs } from './bpffs.ts';
+import { checkOnBpffs } from './bpffs.ts';
 import { MAP_NAMES, mapPin, PROGRAMS, progPin } from './objects.ts';
 
 const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
@@ -43,10 +43,9 @@ export async function loadOrAdopt(objectPath: string, pinDir: string): Promise<b
   if (!isAbsolute(pinDir) || pinDir.includes('.')) {
     throw new BpfError(`pin directory ${pinDir} must be an absolute path without '.', which bpffs refuses in names`);
   }
-  await ensureBpffs();
   const parent = dirname(pinDir);
+  await checkOnBpffs(parent);
   await mkdir(parent, { recursive: true });
-  if (!(await isBpffs(parent))) throw new BpfError(`pin directory ${pinDir} is not on a bpffs mount`);
   await removeStaging(pinDir);
 
   const state = await pinState(pinDir);

@@ -2,7 +2,7 @@
 // launcher passes (configArgs) to start one.
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.ts';
 import type { NodeAddresses } from './addresses.ts';
-import { ipFlag, type FlagTable } from './flags.ts';
+import { ipFlag, objectRefFlag, type FlagTable } from './flags.ts';
 import { CGROUP_DRIVERS, type CgroupDriver } from '../cluster/cgroup-layout.ts';
 import { ConfigError } from '../core/errors.ts';
 import { parseCidr, type Cidr } from '../core/cidr.ts';
@@ -32,6 +32,9 @@ export function parseServiceCidrs(text: string, flag = '--service-cidrs'): Cidr[
   return ok;
 }
 
+/** "<namespace>/<name>" of the agent's DaemonSet (--daemonset). */
+export const parseDaemonSetRef = objectRefFlag('a DaemonSet', 'meshlet-system/meshlet-node');
+
 const serviceCidrsFlag = (text: string, flag: string): string => (parseServiceCidrs(text, flag), text);
 
 export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> {
@@ -49,6 +52,8 @@ export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> 
   serviceCidrs: string;
   controlSocket: string;
   adminSocket: string;
+  /** "<namespace>/<name>" of the DaemonSet the agent runs in; unset: capture always outlives the agent. */
+  daemonset?: string;
 }
 
 export const AGENT_FLAGS: FlagTable<AgentConfig> = {
@@ -68,4 +73,9 @@ export const AGENT_FLAGS: FlagTable<AgentConfig> = {
   serviceCidrs: { value: '<cidr[,cidr6]>', description: 'the cluster\'s Service ranges (kube-apiserver --service-cluster-ip-range), IPv4 first: a Service whose ClusterIP lies outside them is refused, and no pod may have an address in them', required: true, parse: serviceCidrsFlag },
   controlSocket: { value: '<path>', description: 'the ztunnel\'s control socket', required: true },
   adminSocket: { value: '<path>', description: 'Unix socket for this agent\'s admin API (status)', required: true },
+  daemonset: {
+    value: '<namespace/name>',
+    description: 'the DaemonSet this agent runs in: when it is gone or being deleted as the agent stops (uninstall), the agent detaches its programs from every cgroup and removes its pins; otherwise (upgrade, restart), and when unset, they stay for the next agent',
+    parse: (text, flag) => (parseDaemonSetRef(text, flag), text),
+  },
 };

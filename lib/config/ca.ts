@@ -2,7 +2,7 @@
 // launcher passes (configArgs) to start one.
 import { ConfigError } from '../core/errors.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.ts';
-import { countFlag, durationFlag, httpsOriginFlag, rateFlag, trustDomainFlag, type FlagTable } from './flags.ts';
+import { countFlag, durationFlag, httpsOriginFlag, objectRefFlag, rateFlag, trustDomainFlag, type FlagTable, type ObjectRef } from './flags.ts';
 
 /** The audience the ztunnel's projected ServiceAccount token is issued for (serviceAccountToken.audience). */
 export const DEFAULT_TOKEN_AUDIENCE = 'meshlet-ca';
@@ -62,16 +62,11 @@ export function parseListen(text: string, flag = '--listen'): { host: string; po
 /** An https URL with a host, as the ztunnels' and waypoints' --ca-url take it. */
 export const parseCaUrl = httpsOriginFlag('the CA', 'https://meshlet-ca.meshlet-system.svc:15012');
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const secretRef = objectRefFlag('a Secret', DEFAULT_ROOT_SECRET);
 
 /** "<namespace>/<name>" of a Secret, as Kubernetes names them. */
-export function parseSecretRef(text: string, flag = '--root-secret'): { namespace: string; name: string } {
-  const [namespace = '', name = '', ...rest] = text.split('/');
-  if (rest.length > 0 || !DNS_LABEL.test(namespace) || name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
-    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not <namespace>/<name> of a Secret (lower-case DNS names, e.g. ${DEFAULT_ROOT_SECRET})`);
-  }
-  return { namespace, name };
+export function parseSecretRef(text: string, flag = '--root-secret'): ObjectRef {
+  return secretRef(text, flag);
 }
 
 export const CA_FLAGS: FlagTable<CaConfig> = {

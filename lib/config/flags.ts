@@ -120,3 +120,22 @@ export const httpsOriginFlag = (what: string, example: string) => (text: string,
   }
   return text;
 };
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
+/** A parser of "<namespace>/<name>" naming `what` (e.g. "a Secret"), as Kubernetes names objects. */
+export function objectRefFlag(what: string, example: string): (text: string, flag: string) => ObjectRef {
+  return (text, flag) => {
+    const [namespace = '', name = '', ...rest] = text.split('/');
+    if (rest.length > 0 || !DNS_LABEL.test(namespace) || name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+      throw new ConfigError(`${flag} ${JSON.stringify(text)} is not <namespace>/<name> of ${what} (lower-case DNS names, e.g. ${example})`);
+    }
+    return { namespace, name };
+  };
+}

@@ -113,6 +113,8 @@ export function agentArgs(o: InstallOptions): string[] {
     serviceCidrs: o.serviceCidrs,
     controlSocket: CONTROL_SOCKET,
     adminSocket: AGENT_ADMIN_SOCKET,
+    // Its DaemonSet gone as it stops: uninstall, and the agent leaves nothing in the node's kernel.
+    daemonset: `${o.namespace}/${NODE_DAEMONSET}`,
   });
 }
 

@@ -4,7 +4,7 @@
 // the proxy's CPU time and anonymous memory (the waypoint's `meshlet
 // waypoint` process, nginx's master and workers). As measure.ts: a failure
 // is recorded against its figures, path and round, and the other paths go on.
-import { addExtra, pinnedAttempt, type Context } from './measure.ts';
+import { addExtra, noteSocketErrors, pinnedAttempt, type Context } from './measure.ts';
 import type { BenchPath } from './paths.ts';
 import { measureAround } from './proc-stats.ts';
 import { fixedRate, keepAlive } from './workloads.ts';
@@ -51,6 +51,7 @@ export async function measureL7Round(ctx: Context, paths: readonly BenchPath[], 
       const pids = await path.proxyPids();
       const { result, usage } = await measureAround(pids, () => keepAlive(path.client, p.loadSeconds));
       c.add('l7KeepaliveRps', path.id, round, result.requestsPerSecond);
+      await noteSocketErrors(ctx, path, round, result);
       let cost = '';
       if (pids.length > 0) {
         const cpuPer1k = sum(usage.cpuSeconds) / (result.requests / 1000);

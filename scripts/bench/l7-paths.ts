@@ -157,9 +157,19 @@ function unavailable(id: L7PathId, client: Client, error: Error): BenchPath {
 
 /** Warnings, errors and the supervisors' (non-JSON) lines of a JSON log. */
 const WARNINGS = /"level":"(warn|error)"|^(?!\{)/;
+/** The waypoint's warnings, and its access-log lines of requests that ended with a response flag. */
+const WAYPOINT_TROUBLE = new RegExp(`${WARNINGS.source}|"response_flags":"(?!-")`);
 
 const isNginx = (argv: readonly string[]): boolean => argv[0]?.startsWith('nginx') ?? false;
 const isWaypoint = (argv: readonly string[]): boolean => basename(argv[0] ?? '') === 'node' && argv.includes('waypoint');
+
+/** The newest flows that did not end with their client closing: where a connection a load tool saw fail ended, and why. */
+async function flowsNotClosedByClient(info: SandboxInfo, lines = 6): Promise<string> {
+  const perNode = await Promise.all(info.nodes.map((n) =>
+    getJson<{ flows: FlowRecord[] }>(n.ztunnelAdminSocket, '/flows').then((r) => r.flows.map((flow) => ({ node: n.name, flow })), () => [])));
+  const odd = perNode.flat().filter(({ flow }) => flow.closeReason !== undefined && flow.closeReason !== 'client_closed').slice(-lines);
+  return odd.length === 0 ? '' : `flows not closed by their client:\n${odd.map(({ node, flow }) => `  ${node}: ${JSON.stringify(flow).slice(0, 400)}`).join('\n')}`;
+}
 
 /** The four paths on the pods prepareL7 made, in L7_PATH_IDS order; waits for the waypoint to be ready. */
 export async function setupL7Paths(sandbox: string, info: SandboxInfo, plan: CpuPlan, prepared: PreparedL7, log: (line: string) => void): Promise<L7Paths> {
@@ -172,7 +182,10 @@ export async function setupL7Paths(sandbox: string, info: SandboxInfo, plan: Cpu
     for (const [i, pid] of (await ztunnelPids(sandbox)).entries()) await ensurePinned(pid, plan.byNode[i]!);
   };
   const backends = VERSIONS.map(backendPod);
-  const meshLogs = () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), WARNINGS);
+  const meshLogs = async () => [
+    await logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), WARNINGS),
+    await flowsNotClosedByClient(info),
+  ].filter(Boolean).join('\n');
   const url = (ip: string) => `http://${ip}:${SERVER_PORT}`;
 
   const direct: BenchPath = {
@@ -263,8 +276,8 @@ async function setupWaypointPath(sandbox: string, client: Client, prepared: Prep
       await mesh.pinZtunnels();
       await pinCgroup(pod.cgroup, cpus);
     },
-    // Its warnings, errors and non-JSON lines: the access log (a line per request) would drown them.
-    diagnose: async () => [await podLogTail(pod.logDir, WARNINGS), await mesh.meshLogs()].filter(Boolean).join('\n'),
+    // Not the whole access log (a line per request would drown the rest): its requests that ended with a flag.
+    diagnose: async () => [await podLogTail(pod.logDir, WAYPOINT_TROUBLE), await mesh.meshLogs()].filter(Boolean).join('\n'),
   };
   await waitFor(`the waypoint path to serve ${client.base}${SMALL_PATH}`, () => probe(client)).catch(async (err: unknown) => {
     const logs = await path.diagnose().catch(() => '');

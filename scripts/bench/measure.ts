@@ -11,6 +11,7 @@ import type { BenchPath } from './paths.ts';
 import { measureAround, rssMB } from './proc-stats.ts';
 import type { Collector } from './report.ts';
 import { percentile } from './stats.ts';
+import type { WrkResult } from './parse.ts';
 import { fixedRate, keepAlive, newConnections, singleStream } from './workloads.ts';
 
 export interface Context {
@@ -18,12 +19,22 @@ export interface Context {
   collector: Collector;
   /** Samples beyond the issue's figures, by name. */
   extra: Map<string, number[]>;
+  /** Lines for the report's notes (what a reader of the figures must know). */
+  notes: string[];
   log: (line: string) => void;
 }
 
 const max = (values: readonly number[]): number => Math.max(...values);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Notes a keep-alive run that had a stray dropped connection, with what the path's components said; its figure stands. */
+export async function noteSocketErrors(ctx: Context, path: Pick<BenchPath, 'id' | 'diagnose'>, round: number, result: WrkResult): Promise<void> {
+  if (result.socketErrors === undefined) return;
+  const logs = await path.diagnose().catch(() => '');
+  ctx.notes.push(`${path.id}, round ${round + 1}: wrk saw ${result.socketErrors} in ${result.requests} requests (a dropped connection; the figure stands)`);
+  ctx.log(`  ${path.id}: ${result.socketErrors}${logs ? `\n${logs}` : ''}`);
+}
 
 export function addExtra(ctx: Context, name: string, value: number): void {
   const list = ctx.extra.get(name) ?? [];
@@ -75,6 +86,7 @@ export async function measureRound(ctx: Context, paths: readonly BenchPath[], ro
       const pids = await path.proxyPids();
       const { result, usage } = await measureAround(pids, () => keepAlive(path.client, p.loadSeconds));
       c.add('keepaliveRps', path.id, round, result.requestsPerSecond);
+      await noteSocketErrors(ctx, path, round, result);
       if (pids.length > 0) {
         c.add('proxyRssMB', path.id, round, max(usage.peakRssMB));
         c.add('proxyCpuPer1kReq', path.id, round, sum(usage.cpuSeconds) / (result.requests / 1000));

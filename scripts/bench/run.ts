@@ -36,7 +36,7 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
 
   await sandboxUp({ name, nodes: 2, readyTimeoutMs: 60_000, log: (l) => log(`sandbox: ${l}`) });
   let info = await sandboxStatus(name);
-  const ctx: Context = { profile, collector: new Collector(), extra: new Map(), log };
+  const ctx: Context = { profile, collector: new Collector(), extra: new Map(), notes: [], log };
   const restartsBefore = info.nodes.map((n) => n.ztunnelRestarts ?? 0);
   let traffic: TrafficRun | undefined;
   if (opts.only === 'enrollment') {
@@ -64,6 +64,7 @@ async function bench(opts: BenchOptions, onPaths: (paths: Paths) => void): Promi
   if (restartsAfter.some((v, i) => v !== restartsBefore[i])) notes.push(`a ztunnel restarted during the run (restarts ${restartsBefore.join(',')} → ${restartsAfter.join(',')}): its figures may mix two processes`);
   if (opts.only) notes.push(`--only ${opts.only}: the other figures were not measured`);
   if (profile.mode === 'quick') notes.push('quick run: targets are judged on shortened workloads and fewer pods, for a smoke check only');
+  notes.push(...ctx.notes);
   const extra: Record<string, number | null> = {};
   for (const [k, v] of ctx.extra) extra[k] = round(median(v) ?? Number.NaN, 2);
   return {

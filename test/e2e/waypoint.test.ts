@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import type { KubeObject } from '../../lib/cluster/objects.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
+import type { L7FlowRecord } from '../../cli/l7-flows.ts';
 import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import { eventually, leftovers, meshlet, meshletJson, runName } from '../support/harness.ts';
 import { CASE_NAMESPACE, L7_CASES, SERVICES, WAYPOINT, type CaseRequest, type Expectation, type L7Case } from '../support/l7-cases.ts';
@@ -246,6 +247,30 @@ describe('L7 traffic through a real waypoint', { timeout: 900_000 }, () => {
       const without = await client.sendMany({ ...c.request, headers: {} }, 200);
       assert.deepEqual(shares(withHeader, (o) => o.backend ?? String(o.status)), [['reviews:v2', 200]]);
       assert.deepEqual(shares(without, (o) => o.backend ?? String(o.status)), [['reviews:v1', 200]]);
+    });
+  });
+
+  test('meshlet flows shows the waypoint\'s requests as L7 records: method, authority, path, status, route and flags', async () => {
+    const c = caseByName(SCENARIOS.ab);
+    await resources.with(c.resources, c.name, async () => {
+      const sent = await client.send({ ...c.request, path: '/flows-check?q=1' });
+      assert.equal(sent.status, 200);
+      const record = await eventually('the request in meshlet flows', async () => {
+        const { requests } = await meshletJson<{ requests?: L7FlowRecord[] }>(['flows', '--sandbox', NAME, '--type', 'l7', '-o', 'json']);
+        return requests?.find((r) => r.requestId === sent.requestId);
+      });
+      assert.equal(record.type, 'l7');
+      assert.deepEqual([record.waypoint.namespace, record.waypoint.name], [WAYPOINT.namespace, WAYPOINT.name]);
+      assert.equal(record.waypoint.pod, waypointPod);
+      assert.deepEqual([record.method, record.path, record.status, record.flags], ['GET', '/flows-check?q=1', 200, '-']);
+      assert.match(record.authority, /^reviews/);
+      // The A/B rules have no name: Envoy logs no route name for such a rule, and flows show none.
+      assert.equal(record.route, undefined, JSON.stringify(record));
+      assert.equal(record.source.namespace, CASE_NAMESPACE);
+      assert.ok(record.durationMs >= 0);
+      const table = await meshlet(['flows', '--sandbox', NAME, '--type', 'l7']);
+      assert.equal(table.exitCode, 0, table.stderr);
+      assert.match(table.stdout, /\/flows-check\?q=1/);
     });
   });
 

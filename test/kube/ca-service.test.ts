@@ -17,6 +17,7 @@ import { CaStateError } from '../../ca/errors.ts';
 import { ROOT_CERT_KEY, ROOT_KEY_KEY } from '../../ca/root-secret.ts';
 import { createRoot, ROOT_CERT_FILE, type MeshRoot } from '../../ca/root.ts';
 import { caRefusals } from '../support/ca-refusals.ts';
+import { MANAGED_LABEL, MANAGED_VALUE, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../../ca/waypoint-objects.ts';
 import { startCa, type KubeCaConfig, type RunningCa } from '../../ca/service.ts';
 import { jsonLogger } from '../../lib/core/log.ts';
 import { CaClient } from '../../lib/identity/ca-client.ts';
@@ -44,6 +45,9 @@ const pod = (ns: string, name: string, account: string, nodeName: string) => ({
 
 const readSecret = async (cp: TestControlPlane): Promise<{ type: string; data: Record<string, string>; metadata: { resourceVersion: string } }> =>
   JSON.parse(await kubectl(cp, ['-n', ROOT_SECRET.namespace, 'get', 'secret', ROOT_SECRET.name, '-o', 'json'])) as { type: string; data: Record<string, string>; metadata: { resourceVersion: string } };
+
+const readConfigMap = async (cp: TestControlPlane): Promise<{ data: Record<string, string>; metadata: { labels?: Record<string, string> } }> =>
+  JSON.parse(await kubectl(cp, ['-n', SYSTEM, 'get', 'configmap', TRUST_BUNDLE_CONFIGMAP, '-o', 'json'])) as { data: Record<string, string>; metadata: { labels?: Record<string, string> } };
 
 /** Replaces the root Secret with one holding `data` (plain strings), as an operator or another tool might. */
 async function putSecret(cp: TestControlPlane, data: Record<string, string>): Promise<void> {
@@ -132,6 +136,14 @@ test('meshlet ca signs for the ztunnels whose nodes host the identity, refuses t
     assert.ok(f.logs.some((l) => l.includes('"mesh root created"') && l.includes(`Secret ${SYSTEM}/${ROOT_SECRET.name}`)));
   });
 
+  await t.test('the root certificate, not its key, is published as a ConfigMap in the CA\'s namespace, where the ztunnels mount it', async () => {
+    assert.deepEqual(await first.rootConfigMap?.settled, { state: 'published' });
+    const map = await readConfigMap(cp);
+    assert.deepEqual(Object.keys(map.data), [TRUST_BUNDLE_KEY]);
+    assert.equal(map.data[TRUST_BUNDLE_KEY], await readFile(first.bundleFile, 'utf8'));
+    assert.equal(map.metadata.labels?.[MANAGED_LABEL], MANAGED_VALUE);
+  });
+
   await t.test('a ztunnel\'s pod-bound token gets the certificate of a service account with a pod on its node', async () => {
     const issued = await (await f.client(first, ztunnel1)).issue({ csrPem: await csr('web') });
     const leaf = new X509Certificate(issued.certChain[0]!);
@@ -179,6 +191,19 @@ test('meshlet ca signs for the ztunnels whose nodes host the identity, refuses t
     assert.equal(await (await f.client(second, ztunnel1)).bundle(), bundle);
     assert.ok(f.logs.some((l) => l.includes('"mesh root loaded"')));
     await second.close();
+  });
+
+  await t.test('a ConfigMap of that name that meshlet does not manage is left as it is, and the CA says why', async () => {
+    await kubectl(cp, ['-n', SYSTEM, 'delete', 'configmap', TRUST_BUNDLE_CONFIGMAP]);
+    await apply(cp, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace: SYSTEM }, data: { note: 'the user\'s' } });
+    const ca = await f.start();
+    const state = await ca.rootConfigMap?.settled;
+    assert.equal(state?.state, 'refused');
+    assert.match(state.state === 'refused' ? state.reason : '', new RegExp(`v1 ConfigMap ${SYSTEM}/${TRUST_BUNDLE_CONFIGMAP} exists and is not managed by meshlet .*delete or rename it, and the CA publishes the mesh root there`));
+    assert.deepEqual((await readConfigMap(cp)).data, { note: 'the user\'s' });
+    assert.ok(f.logs.some((l) => l.includes('"mesh root not published') && l.includes(TRUST_BUNDLE_CONFIGMAP)));
+    await ca.close();
+    await kubectl(cp, ['-n', SYSTEM, 'delete', 'configmap', TRUST_BUNDLE_CONFIGMAP]);
   });
 
   await t.test('a CA that loses the race to create the Secret uses the winner\'s root', async () => {

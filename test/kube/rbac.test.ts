@@ -18,7 +18,8 @@ import { isRecord } from '../../lib/cluster/objects.ts';
 import { listCollection, statusCodeOf, TrackedWatch } from '../../lib/cluster/sources/kube-client.ts';
 import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR, CA_KINDS, collectionPath, CONTROLLER_KINDS, kindName, PODS, WAYPOINT_KINDS, type WatchedKind } from '../../lib/cluster/sources/kube-kinds.ts';
 import { DEFAULT_NODE_ACCOUNT, DEFAULT_ROOT_SECRET, parseSecretRef } from '../../lib/config/ca.ts';
-import { answerMessage, kubeApply, kubeDelete, kubeRequest, type KubeAnswer } from '../../ca/kube-api.ts';
+import { NODE_DAEMONSET } from '../../lib/install/names.ts';
+import { answerMessage, kubeApply, kubeDelete, kubeRequest, type KubeAnswer } from '../../lib/cluster/kube-api.ts';
 import { classPath, GATEWAY_CLASSES_PATH, newGatewayClass } from '../../ca/waypoint-classes.ts';
 import { readGateway } from '../../ca/waypoint-gateway.ts';
 import { CLUSTER_ROLE_BINDINGS_PATH, FIELD_MANAGER, WAYPOINT_CLUSTER_ROLE, waypointObjects } from '../../ca/waypoint-objects.ts';
@@ -54,7 +55,11 @@ interface Component {
 }
 
 const RBAC_API = 'rbac.authorization.k8s.io';
-const AGENT: Component = { name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [], namespaced: [] };
+const AGENT: Component = {
+  name: 'agent', account: 'meshlet-agent', kinds: AGENT_KINDS, kindsList: 'AGENT_KINDS', extra: [],
+  // Watched, and read as it stops (--daemonset): its DaemonSet gone or being deleted means uninstall.
+  namespaced: ['get', 'list', 'watch'].map((verb) => grant(verb, 'apps', 'daemonsets', NODE_DAEMONSET)),
+};
 const GATEWAY_API = 'gateway.networking.k8s.io';
 const CA: Component = {
   name: 'ca', account: 'meshlet-ca', kinds: [...CA_KINDS, ...CONTROLLER_KINDS], kindsList: 'CA_KINDS and CONTROLLER_KINDS',

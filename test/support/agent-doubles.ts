@@ -16,6 +16,7 @@ import type { MeshState } from '../../lib/mesh/kinds.ts';
 
 export type DatapathCall =
   | { op: 'attachZtunnel'; cgroupPath: string }
+  | { op: 'removeFromKernel'; roots: string[] }
   | { op: 'learnAttachments'; root: string }
   | { op: 'enrolledCgroupIds' }
   | { op: 'enroll'; pods: PodCapture[] }
@@ -58,6 +59,11 @@ export class RecordingDatapath implements Datapath {
 
   async attachZtunnel(cgroupPath: string): Promise<void> {
     this.#record({ op: 'attachZtunnel', cgroupPath });
+  }
+
+  async removeFromKernel(roots: readonly string[]): Promise<number> {
+    this.#record({ op: 'removeFromKernel', roots: [...roots] });
+    return 0;
   }
 
   async learnAttachments(root: string): Promise<void> {

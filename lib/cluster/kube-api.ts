@@ -1,13 +1,13 @@
-// The CA's own calls to the API server, on its kubeconfig's credentials: a
-// JSON request (TokenReview, the root Secret, the waypoint controller's
-// server-side applies and deletes) that answers with its status, so each
-// caller decides what a 404 or 409 means, and the kubeconfig file loaded
-// with an error that says what to fix.
+// Single calls to the API server on a kubeconfig's credentials (the CA's:
+// TokenReview, the root Secret, the waypoint controller's server-side applies
+// and deletes; the agent's: its own DaemonSet at shutdown): a JSON request
+// that answers with its status, so each caller decides what a 404 or 409
+// means, and the kubeconfig file loaded with an error that says what to fix.
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
-import { ConfigError, KubeApiError } from '../lib/core/errors.ts';
-import { isRecord } from '../lib/cluster/objects.ts';
-import { describeError } from '../lib/cluster/sources/kube-client.ts';
+import { ConfigError, KubeApiError } from '../core/errors.ts';
+import { isRecord } from './objects.ts';
+import { describeError } from './sources/kube-client.ts';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
