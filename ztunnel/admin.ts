@@ -8,10 +8,24 @@ import type { FlowTable } from '../lib/telemetry/flow-table.ts';
 import type { CertificateListing } from '../lib/identity/store.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
 
-function health(store: StateStore, res: ServerResponse): void {
+/**
+ * Ready once the ztunnel holds the agent's state (the agent attaches the
+ * ztunnel's hooks before it sends any) and, with mutual TLS, a valid
+ * certificate for every identity its node hosts: a new ztunnel that could not
+ * serve its pods yet keeps a rolling update waiting.
+ */
+function health(store: StateStore, certs: AdminExtras['certs'], res: ServerResponse): void {
   const view = store.view;
-  if (view) sendJson(res, 200, { status: 'ready', version: view.version });
-  else sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
+  if (!view) return sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
+  const missing = (certs?.() ?? []).filter((c) => c.state !== 'valid');
+  if (missing.length > 0) {
+    return sendJson(res, 503, {
+      status: `waiting for certificates of ${missing.length} ${missing.length === 1 ? 'identity' : 'identities'} this node hosts`,
+      version: view.version,
+      missing: missing.map((c) => ({ identity: c.identity, state: c.state, lastError: c.lastError })),
+    });
+  }
+  sendJson(res, 200, { status: 'ready', version: view.version });
 }
 
 export interface Admin {
@@ -42,7 +56,7 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
       }
       case '/healthz':
       case '/healthz/ready':
-        return health(store, res);
+        return health(store, extras.certs, res);
       case '/certs':
         return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
       case '/memory':
@@ -66,9 +80,9 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
   };
 }
 
-export function readinessHandler(store: StateStore): RequestListener {
+export function readinessHandler(store: StateStore, certs?: AdminExtras['certs']): RequestListener {
   return (req, res) => {
-    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, res);
+    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, certs, res);
     sendJson(res, 404, { error: 'only GET /healthz/ready' });
   };
 }

@@ -79,7 +79,8 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log, onApplied }));
 
   const http: HttpServer[] = [];
-  const admin = createAdmin(store, flows, { metrics: () => metrics.text(), ...(identity ? { certs: () => identity.certs.list() } : {}) });
+  const certs = identity ? () => identity.certs.list() : undefined;
+  const admin = createAdmin(store, flows, { metrics: () => metrics.text(), ...(certs ? { certs } : {}) });
   const adminUnix = createHttpServer(admin.handler);
   http.push(adminUnix);
   await bind('admin', o.adminSocket, () => listenUnix(adminUnix, o.adminSocket));
@@ -90,7 +91,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
   if (o.readinessPort !== 0) {
     for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
-      const ready = createHttpServer(readinessHandler(store));
+      const ready = createHttpServer(readinessHandler(store, certs));
       http.push(ready);
       await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
     }
