@@ -3,9 +3,9 @@
 // WaypointConfig (config.ts) and handed on whole. An update that cannot be
 // built at all (it should not happen: each object is judged alone) leaves
 // the last config in effect and is logged.
-import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
+import { InClusterCredentials } from '../lib/cluster/sources/in-cluster.ts';
 import { AGENT_POD_FIELD_SELECTOR, WAYPOINT_KINDS } from '../lib/cluster/sources/kube-kinds.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import type { ClusterSource, ClusterSourceStatus, ClusterUpdate } from '../lib/cluster/sources/source.ts';
@@ -33,14 +33,12 @@ export interface ConfigStatus {
   warnings: readonly ConfigWarning[];
 }
 
-/** The pod's own credentials (its ServiceAccount token and the cluster's CA), as client-node's loadFromCluster reads them. */
-function inClusterConfig(): KubeConfig {
+/** The pod's own credentials (its ServiceAccount token and the cluster's CA), without client-node's KubeConfig (see in-cluster.ts). */
+function inClusterConfig(): InClusterCredentials {
   if (!process.env.KUBERNETES_SERVICE_HOST) {
     throw new ConfigError('no --kubeconfig and no in-cluster configuration (KUBERNETES_SERVICE_HOST is unset): run the waypoint in a pod, or pass --kubeconfig');
   }
-  const kubeconfig = new KubeConfig();
-  kubeconfig.loadFromCluster();
-  return kubeconfig;
+  return new InClusterCredentials();
 }
 
 export class WaypointConfigSource {

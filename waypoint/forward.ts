@@ -18,7 +18,7 @@ import { sendLocalReply, type LocalReply } from './downstream/local-reply.ts';
 import type { RequestBody } from './request-body.ts';
 import { backoffMs, retriesFailure, retriesResponse } from './retry-rules.ts';
 import { peerWorkloadOf } from './telemetry/peer-workload.ts';
-import { sleep, Timeout } from './timers.ts';
+import { signalWith, sleep, Timeout } from './timers.ts';
 import type { UpstreamResult } from './upstream/cluster.ts';
 import { endpointKey, type RequestView as BalanceView } from './upstream/endpoint.ts';
 import { failureOf, localReplyOf } from './upstream/failures.ts';
@@ -98,7 +98,7 @@ export async function forward(ctx: ForwardContext, plan: ForwardPlan): Promise<v
       return 'no';
     }
     retries++;
-    const waited = await sleep(clock, backoffMs(policy, retries, ctx.random), AbortSignal.any([exchange.signal, route.signal]));
+    const waited = await sleep(clock, backoffMs(policy, retries, ctx.random), signalWith(exchange.signal, route));
     if (!waited) {
       admitted();
       return 'aborted';
@@ -128,7 +128,7 @@ export async function forward(ctx: ForwardContext, plan: ForwardPlan): Promise<v
         headers: plan.headers,
         body,
         downstreamHttp2: request.protocol === 'HTTP/2',
-        signal: AbortSignal.any([exchange.signal, route.signal, perTry.signal]),
+        signal: signalWith(exchange.signal, route, perTry),
       });
       perTry.clear();
       endRetry?.();

@@ -29,7 +29,7 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<bo
 export class Timeout {
   readonly #clock: Clock;
   readonly #ms: number | undefined;
-  readonly #abort = new AbortController();
+  #abort: AbortController | undefined;
   #timer: unknown;
   #started = false;
   #fired = false;
@@ -40,8 +40,15 @@ export class Timeout {
     this.#ms = ms !== undefined && ms > 0 ? ms : undefined;
   }
 
+  /** Made on first use: a request with no timeout never needs one. */
   get signal(): AbortSignal {
+    this.#abort ??= new AbortController();
     return this.#abort.signal;
+  }
+
+  /** Whether this timeout can fire at all (it has a duration). */
+  get armed(): boolean {
+    return this.#ms !== undefined;
   }
 
   get fired(): boolean {
@@ -54,12 +61,23 @@ export class Timeout {
     this.#started = true;
     this.#timer = this.#clock.scheduler.set(() => {
       this.#fired = true;
+      this.#abort ??= new AbortController();
       this.#abort.abort(new UpstreamTimeoutError(ms));
     }, ms);
   }
 
   clear(): void {
     this.#cleared = true;
-    this.#clock.scheduler.clear(this.#timer);
+    if (this.#started) this.#clock.scheduler.clear(this.#timer);
   }
+}
+
+/**
+ * `signal` joined with the signals of those timeouts that can fire: most
+ * requests have no timeout, and AbortSignal.any costs an allocation-heavy
+ * composite signal per call.
+ */
+export function signalWith(signal: AbortSignal, ...timeouts: Timeout[]): AbortSignal {
+  const armed = timeouts.filter((t) => t.armed);
+  return armed.length === 0 ? signal : AbortSignal.any([signal, ...armed.map((t) => t.signal)]);
 }

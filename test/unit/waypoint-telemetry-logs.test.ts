@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { AccessLog, accessLogEntry } from '../../waypoint/telemetry/access-log.ts';
 import { WaypointMetrics } from '../../waypoint/telemetry/metrics.ts';
 import { RecentRequests, type RequestSummary } from '../../waypoint/telemetry/recent-requests.ts';
@@ -56,16 +57,23 @@ class Stuck extends Writable {
   }
 }
 
-test('the access log writes one line per request, and drops (counted) once its output backs up', () => {
+test('the access log writes one line per request, in batches, and drops (counted) once its output backs up', async () => {
   const out = new Stuck({ highWaterMark: 16 });
   let dropped = 0;
   const log = new AccessLog(out, { maxBufferedBytes: 2000, onDropped: () => dropped++ });
   for (let i = 0; i < 50; i++) log.write(record({ requestId: `r-${i}` }));
-  assert.equal(out.lines.length, 1, 'the first line went out');
-  assert.equal(JSON.parse(out.lines[0]!).request_id, 'r-0');
-  const line = Buffer.byteLength(out.lines[0]!);
+  assert.equal(out.lines.length, 0, 'the lines wait for the end of the turn');
+  await setImmediate();
+  assert.equal(out.lines.length, 1, 'the lines of the turn went out in one write');
+  const written = out.lines[0]!.split('\n').slice(0, -1);
+  assert.deepEqual(written.map((l) => JSON.parse(l).request_id), written.map((_, i) => `r-${i}`), 'one line per request, in order');
+  const line = Buffer.byteLength(written[0]!) + 1;
   assert.ok(out.writableLength > 2000 - line && out.writableLength <= 2000 + line, 'the backlog filled to its bound, and no further');
-  assert.equal(dropped, 50 - Math.round(out.writableLength / line), 'every line past it was dropped');
+  assert.equal(dropped, 50 - written.length, 'every line past it was dropped');
+  log.write(record({ requestId: 'r-late' }));
+  await setImmediate();
+  assert.equal(dropped, 51 - written.length, 'a backlog left in the output counts toward the bound');
+  assert.equal(out.lines.length, 1);
 });
 
 test('the recent-requests ring keeps the newest, oldest first, and tells followers', () => {
@@ -135,6 +143,7 @@ test('a finished request goes to the metrics, the ring and the access log, once 
   const out = new Writable({ write: (chunk, _encoding, done) => void (lines.push(String(chunk)), done()) });
   const telemetry = new RequestTelemetry({ metrics, recent, log: new AccessLog(out) });
   telemetry.record(record({ responseCode: 404, responseFlags: ['NR'] }));
+  await setImmediate();
   assert.match(await metrics.text(), /istio_requests_total\{[^}]*response_code="404"[^}]*response_flags="NR"[^}]*\} 1/);
   assert.deepEqual(recent.list().map((s) => [s.status, s.flags]), [[404, 'NR']]);
   assert.equal(lines.length, 1);

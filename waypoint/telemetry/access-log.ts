@@ -77,10 +77,20 @@ export function accessLogEntry(r: RequestRecord): AccessLogEntry {
  */
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
+/** A batch this large goes out at once rather than at the end of the turn. */
+const MAX_BATCH_BYTES = 64 * 1024;
+
+/**
+ * Lines are written in batches, one write per turn of the event loop (or per
+ * MAX_BATCH_BYTES): stdout to a file or pipe is a synchronous write call,
+ * which per line cost more than the line's formatting.
+ */
 export class AccessLog {
   readonly #out: Writable;
   readonly #maxBuffered: number;
   readonly #dropped: () => void;
+  #batch = '';
+  #flushScheduled = false;
 
   /** `onDropped` counts each line dropped (the waypoint's meshlet_waypoint_access_log_dropped_total). */
   constructor(out: Writable, options: { maxBufferedBytes?: number; onDropped?: () => void } = {}) {
@@ -90,7 +100,30 @@ export class AccessLog {
   }
 
   write(r: RequestRecord): void {
-    if (this.#out.writableLength > this.#maxBuffered || this.#out.destroyed) return this.#dropped();
-    this.#out.write(`${JSON.stringify(accessLogEntry(r))}\n`);
+    // The batch waiting counts toward the bound, as if it were already in the output's backlog.
+    if (this.#out.writableLength + this.#batch.length > this.#maxBuffered || this.#out.destroyed) return this.#dropped();
+    this.#batch += `${JSON.stringify(accessLogEntry(r))}\n`;
+    if (this.#batch.length >= MAX_BATCH_BYTES) return this.flush();
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flushScheduledBatch);
+  }
+
+  /** Writes the lines waiting, now. */
+  flush(): void {
+    const batch = this.#batch;
+    if (batch === '') return;
+    this.#batch = '';
+    if (this.#out.destroyed) return this.#dropLines(batch);
+    this.#out.write(batch);
+  }
+
+  readonly #flushScheduledBatch = (): void => {
+    this.#flushScheduled = false;
+    this.flush();
+  };
+
+  #dropLines(batch: string): void {
+    for (let i = batch.indexOf('\n'); i !== -1; i = batch.indexOf('\n', i + 1)) this.#dropped();
   }
 }

@@ -3,10 +3,19 @@
 // client-node's makeInformer cannot pass), and a watch that reports how each
 // connection ended and can be closed for good, even mid-connect. Also what
 // every caller of the API needs from a failed call: its status and message.
-import { ApiException, HttpMethod, PatchStrategy, RequestContext, setHeaderOptions, Watch, type KubeConfig } from '@kubernetes/client-node';
+// Deep imports, not the package index: any value import of the index loads
+// all the generated API code (72 MiB of anonymous RSS), which the waypoint,
+// a user of this module, must not carry (see in-cluster.ts).
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ApiException } from '@kubernetes/client-node/dist/gen/apis/exception.js';
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import { setHeaderOptions } from '@kubernetes/client-node/dist/middleware.js';
+import { PatchStrategy } from '@kubernetes/client-node/dist/patch.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { fetch } from 'undici';
 import { KubeApiError, MeshletError, ObjectLimitError } from '../../core/errors.ts';
 import { isRecord, type KubeObject } from '../objects.ts';
+import type { KubeCredentials } from './kube-credentials.ts';
 
 export interface ListOptions {
   fieldSelector?: string;
@@ -58,7 +67,7 @@ function statusMessage(text: string): string | undefined {
 }
 
 /** Every object of the collection at `path`, page by page, at one resource version. */
-export async function listCollection(kc: KubeConfig, path: string, options: ListOptions): Promise<ListResult> {
+export async function listCollection(kc: KubeCredentials, path: string, options: ListOptions): Promise<ListResult> {
   const server = kc.getCurrentCluster()?.server ?? '';
   const ctx = new RequestContext(server + path, HttpMethod.GET);
   await kc.applySecurityAuthentication(ctx);
@@ -133,8 +142,9 @@ export class TrackedWatch extends Watch {
   readonly #open = new Set<AbortController>();
   #closed = false;
 
-  constructor(kc: KubeConfig, hooks: WatchHooks) {
-    super(kc);
+  constructor(kc: KubeCredentials, hooks: WatchHooks) {
+    // Watch calls only getCurrentCluster and applySecurityAuthentication (KubeCredentials) on its config.
+    super(kc as KubeConfig);
     this.#hooks = hooks;
   }
 

@@ -1,16 +1,18 @@
-// One kind's list+watch, supervised. client-node's ListWatch does the watch
-// protocol (resume from the last resource version after its 30 s inactivity
-// cut or a server close, relist on 410 Gone); around it this adds what 2.0
-// lacks: the field selector on the list call, a restart with capped backoff
-// after the errors that leave a ListWatch stopped, a cache keyed by UID (a
+// One kind's list+watch, supervised. ListWatchLoop (list-watch.ts: client-node's
+// ListWatch protocol without its module's cost) does the watch protocol
+// (resume from the last resource version after client-node's 30 s inactivity
+// cut or a server close, relist on 410 Gone); around it this adds what
+// client-node 2.0's ListWatch lacks: the field selector on the list call, a
+// restart with capped backoff after the errors that leave the loop stopped, a cache keyed by UID (a
 // pod recreated under the same name replaces the old one), a bound on its
 // size, and health for `status`.
-import { ListWatch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { KubeApiError, ObjectLimitError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Scheduler } from '../../core/clock.ts';
 import { isRecord, type KubeObject } from '../objects.ts';
-import { describeError, listCollection, statusCodeOf, TrackedWatch, type WatchEnd } from './kube-client.ts';
+import { describeError, listCollection, statusCodeOf, TrackedWatch, type ListResult, type WatchEnd } from './kube-client.ts';
+import type { KubeCredentials } from './kube-credentials.ts';
+import { ListWatchLoop } from './list-watch.ts';
 import { apiVersionOf, collectionPath, kindName, type WatchedKind } from './kube-kinds.ts';
 import type { InformerStatus, UnreadableObject } from './source.ts';
 
@@ -23,7 +25,7 @@ export interface Backoff {
 }
 
 export interface KindInformerOptions {
-  kubeconfig: KubeConfig;
+  kubeconfig: KubeCredentials;
   kind: WatchedKind;
   /** Applied to the list and the watch alike. */
   fieldSelector?: string;
@@ -37,7 +39,7 @@ export interface KindInformerOptions {
   onChange: (objects: boolean) => void;
 }
 
-type Informer = ListWatch<KubernetesObject>;
+type Informer = ListWatchLoop;
 
 function keyOf(obj: KubeObject): string {
   const meta = isRecord(obj.metadata) ? obj.metadata : {};
@@ -143,20 +145,25 @@ export class KindInformer {
       connected: () => this.#connected(informer),
       ended: (how) => this.#ended(informer, how),
     });
-    const informer: Informer = new ListWatch(collectionPath(this.kind), watch, () => this.#list(informer), false, undefined, this.#o.fieldSelector, {
-      delayFn: (ms) => this.#delay(ms),
-    });
     const current = (): boolean => !this.#stopped && this.#informer === informer;
-    informer.on('add', (obj) => current() && this.#put(obj as KubeObject));
-    informer.on('update', (obj) => current() && this.#put(obj as KubeObject));
-    informer.on('delete', (obj) => current() && this.#remove(obj as KubeObject));
-    informer.on('error', (err: unknown) => this.#failed(informer, err));
+    const informer: Informer = new ListWatchLoop({
+      path: collectionPath(this.kind),
+      watch,
+      fieldSelector: this.#o.fieldSelector,
+      delay: (ms) => this.#delay(ms),
+      handlers: {
+        list: () => this.#list(informer),
+        put: (obj) => current() && this.#put(obj),
+        remove: (obj) => current() && this.#remove(obj),
+        error: (err) => this.#failed(informer, err),
+      },
+    });
     this.#watch = watch;
     return informer;
   }
 
   #retire(): void {
-    void this.#informer?.stop();
+    this.#informer?.stop();
     this.#watch?.close();
     this.#informer = undefined;
     this.#watch = undefined;
@@ -175,7 +182,7 @@ export class KindInformer {
     this.#timers.add(handle);
   }
 
-  async #list(informer: Informer): Promise<KubernetesListObject<KubernetesObject>> {
+  async #list(informer: Informer): Promise<ListResult> {
     let result;
     try {
       result = await listCollection(this.#o.kubeconfig, collectionPath(this.kind), {
@@ -201,7 +208,7 @@ export class KindInformer {
       this.#recovered(informer);
       this.#o.onChange(changed);
     }
-    return { metadata: { resourceVersion }, items: items as KubernetesObject[] };
+    return { items, resourceVersion };
   }
 
   /** List responses omit each item's apiVersion and kind; consumers need them. */
@@ -213,7 +220,9 @@ export class KindInformer {
   #put(obj: KubeObject): void {
     this.#stamp(obj);
     const key = keyOf(obj);
-    if (this.#cache.get(key) === obj) return;
+    const old = this.#cache.get(key);
+    // As ListWatch did: an object at the version already held is no change.
+    if (old === obj || (old !== undefined && resourceVersionOf(old) !== undefined && resourceVersionOf(old) !== '' && resourceVersionOf(old) === resourceVersionOf(obj))) return;
     if (!this.#cache.has(key) && this.#cache.size >= this.#o.maxObjects) {
       this.#refuse();
       return;

@@ -8,11 +8,14 @@
 // served (404, a CRD that is not installed) or over the object cap. Those two
 // are polled slowly and reported in status() (and an over-cap kind in each
 // update's `unreadable`) rather than holding the rest back forever.
-import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+// Deep imports, not the package index (whose value import loads the generated API code, see kube-client.ts).
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
 import { ConfigError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { KubeObject } from '../objects.ts';
 import { describeError } from './kube-client.ts';
+import type { KubeCredentials } from './kube-credentials.ts';
 import { KindInformer, type Backoff } from './kube-informer.ts';
 import { realScheduler, type Scheduler } from '../../core/clock.ts';
 import { kindName, PODS, type WatchedKind } from './kube-kinds.ts';
@@ -30,8 +33,8 @@ export const DEFAULT_MAX_OBJECTS_PER_KIND = 50_000;
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 1000, maxMs: 30_000, slowMs: 30_000 };
 
 export interface KubeSourceOptions {
-  /** A loaded KubeConfig, or the path of a kubeconfig file (read by start()). */
-  kubeconfig: KubeConfig | string;
+  /** A loaded KubeConfig (or InClusterCredentials), or the path of a kubeconfig file (read by start()). */
+  kubeconfig: KubeCredentials | string;
   kinds: readonly WatchedKind[];
   /** Pods are listed and watched with this field selector, e.g. "spec.nodeName=node-1" (a kubelet's) or "spec.hostNetwork=false" (the agent's). */
   podFieldSelector?: string;
@@ -80,7 +83,7 @@ export class KubeSource implements ClusterSource {
     const names = this.#o.kinds.map(kindName);
     const twice = names.find((name, i) => names.indexOf(name) !== i);
     if (twice !== undefined) throw new ConfigError(`kind ${twice} is listed twice; list each kind once`);
-    const kubeconfig = loadKubeConfig(this.#o.kubeconfig);
+    const kubeconfig = await loadKubeConfig(this.#o.kubeconfig);
     this.#server = await checkCredentials(kubeconfig, describeKubeconfig(this.#o.kubeconfig, kubeconfig));
     if (this.#stopped) return;
     this.#onUpdate = onUpdate;
@@ -157,12 +160,17 @@ export class KubeSource implements ClusterSource {
 
 const isPods = (kind: WatchedKind): boolean => kind.group === PODS.group && kind.plural === PODS.plural;
 
-function describeKubeconfig(given: KubeConfig | string, loaded: KubeConfig): string {
-  return typeof given === 'string' ? `kubeconfig ${given}` : `kubeconfig context "${loaded.getCurrentContext()}"`;
+function describeKubeconfig(given: KubeCredentials | string, loaded: KubeCredentials): string {
+  if (typeof given === 'string') return `kubeconfig ${given}`;
+  return isKubeConfig(loaded) ? `kubeconfig context "${loaded.getCurrentContext()}"` : 'in-cluster configuration';
 }
 
-function loadKubeConfig(given: KubeConfig | string): KubeConfig {
+const isKubeConfig = (c: KubeCredentials): c is KubeConfig => 'getCurrentContext' in c;
+
+/** KubeConfig's module is loaded only here, for a file: it brings the generated API code (73 MiB of RSS, see in-cluster.ts). */
+async function loadKubeConfig(given: KubeCredentials | string): Promise<KubeCredentials> {
   if (typeof given !== 'string') return given;
+  const { KubeConfig } = await import('@kubernetes/client-node/dist/config.js');
   const kubeconfig = new KubeConfig();
   try {
     kubeconfig.loadFromFile(given);
@@ -173,7 +181,7 @@ function loadKubeConfig(given: KubeConfig | string): KubeConfig {
 }
 
 /** The server URL, once the current context's credentials load (certificate and key files, exec plugins). */
-async function checkCredentials(kubeconfig: KubeConfig, where: string): Promise<string> {
+async function checkCredentials(kubeconfig: KubeCredentials, where: string): Promise<string> {
   const server = kubeconfig.getCurrentCluster()?.server;
   if (!server) throw new ConfigError(`${where} has no current cluster with a server URL; set current-context to a context whose cluster has a server`);
   try {
