@@ -49,14 +49,16 @@ function keyOf(obj: KubeObject): string {
 
 const resourceVersionOf = (obj: KubeObject): unknown => (isRecord(obj.metadata) ? obj.metadata.resourceVersion : undefined);
 
+/** `obj` is `old` at the same resource version. */
+function sameVersion(old: KubeObject | undefined, obj: KubeObject): boolean {
+  const version = resourceVersionOf(obj);
+  return old !== undefined && version !== undefined && resourceVersionOf(old) === version;
+}
+
 /** The same objects at the same resource versions. */
 function sameVersions(a: ReadonlyMap<string, KubeObject>, b: ReadonlyMap<string, KubeObject>): boolean {
   if (a.size !== b.size) return false;
-  for (const [key, obj] of b) {
-    const old = a.get(key);
-    const version = resourceVersionOf(obj);
-    if (old === undefined || version === undefined || resourceVersionOf(old) !== version) return false;
-  }
+  for (const [key, obj] of b) if (!sameVersion(a.get(key), obj)) return false;
   return true;
 }
 
@@ -222,7 +224,7 @@ export class KindInformer {
     const key = keyOf(obj);
     const old = this.#cache.get(key);
     // As ListWatch did: an object at the version already held is no change.
-    if (old === obj || (old !== undefined && resourceVersionOf(old) !== undefined && resourceVersionOf(old) !== '' && resourceVersionOf(old) === resourceVersionOf(obj))) return;
+    if (old === obj || (resourceVersionOf(obj) !== '' && sameVersion(old, obj))) return;
     if (!this.#cache.has(key) && this.#cache.size >= this.#o.maxObjects) {
       this.#refuse();
       return;
