@@ -77,7 +77,8 @@ export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly st
   const stdio = options.stdio ?? 'pipe';
   const cwd = options.cwd ?? process.cwd();
   const running = container ? runningContainer(nodeDir(sandbox, place.node.name), place.uid, container.name) : undefined;
-  if (running) return spawnIn({ cgroup: running.cgroup, netns: place.netns }, argv, { stdio, env, cwd, capabilities, joinContainer: running.pid });
+  // Into a running container with what it was started with.
+  if (running) return spawnIn({ cgroup: running.cgroup, netns: place.netns }, argv, { stdio, env, cwd, capabilities: running.capabilities ?? capabilities, joinContainer: running.pid, ...(running.hostPid ? { hostPid: true } : {}) });
   // None runs: a PID namespace of its own, in the pod's cgroup.
   return spawnIn(place, argv, { stdio, env, cwd, capabilities, ...(names ? { names } : {}) });
 }

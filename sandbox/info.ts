@@ -20,6 +20,9 @@ export interface SandboxNodeInfo extends NodeAddresses {
   kubeletKubeconfig: string;
   /** The agent's credentials: the meshlet-agent ServiceAccount. */
   agentKubeconfig: string;
+  /** kube-proxy's credentials: user system:kube-proxy, which the bootstrap RBAC binds to system:node-proxier. */
+  kubeProxyKubeconfig: string;
+  kubeProxyLog: string;
   agentPid?: number;
   ztunnelPid?: number;
   supervisorPid?: number;

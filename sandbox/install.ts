@@ -1,23 +1,22 @@
 // What meshlet needs in the sandbox's cluster before its processes start: its
-// namespace, ServiceAccounts and RBAC exactly as shipped (daemonset/rbac.yaml),
+// namespace, ServiceAccounts and RBAC as `meshlet install` renders them
+// (daemonset/rbac.yaml, the Namespace labelled for Pod Security),
 // an API token for the agent and one for the CA (ServiceAccount token Secrets,
 // which the controller manager fills), and each node's meshlet pod
 // (node-pod.ts). The agents and the CA then talk to the API server under their
 // own ServiceAccounts, so RBAC is what a real cluster enforces.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { V1Secret } from '@kubernetes/client-node';
 import { SandboxError } from '../lib/core/errors.ts';
 import { statusCodeOf } from '../lib/cluster/sources/kube-client.ts';
+import { RBAC_FILE, rbacManifests } from '../lib/install/rbac.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { openCluster, type SandboxCluster } from './cluster-client.ts';
 import { controlPlaneLayout } from './controlplane/components.ts';
 import { writeKubeconfig } from './controlplane/kubeconfig.ts';
 import type { SandboxInfo } from './info.ts';
-import { REPO_ROOT } from './layout.ts';
+import { NODE_NAMESPACE_READER } from './kubelet/pod-security.ts';
 import { MESHLET_NAMESPACE, nodePod } from './node-pod.ts';
 
-export const RBAC_MANIFEST = join(REPO_ROOT, 'daemonset', 'rbac.yaml');
 const TOKEN_WAIT_MS = 30_000;
 
 const tokenSecret = (account: string): V1Secret => ({
@@ -51,7 +50,11 @@ async function waitForToken(cluster: SandboxCluster, account: string): Promise<s
 /** Installs meshlet's accounts and writes the agents' and the CA's kubeconfigs (against the API server's in-sandbox address). */
 export async function installMeshlet(info: SandboxInfo): Promise<void> {
   const name = info.name;
-  refusals(await applyManifest(name, await readFile(RBAC_MANIFEST, 'utf8'), RBAC_MANIFEST), RBAC_MANIFEST);
+  // The nodes' kubelets read Namespaces for their Pod Security level (kubelet/pod-security.ts).
+  refusals(await applyManifest(name, NODE_NAMESPACE_READER.map((o) => JSON.stringify(o)).join('\n---\n'), 'the nodes\' Namespace reader'), 'the nodes\' Namespace reader RBAC');
+  // As `meshlet install` renders them: its Namespace labelled for Pod Security's privileged level, which the node pods need.
+  const rbac = rbacManifests(MESHLET_NAMESPACE).map((m) => JSON.stringify(m.object)).join('\n---\n');
+  refusals(await applyManifest(name, rbac, RBAC_FILE), RBAC_FILE);
   const secrets = [tokenSecret('meshlet-agent'), tokenSecret('meshlet-ca')];
   refusals(await applyManifest(name, secrets.map((s) => JSON.stringify(s)).join('\n---\n'), 'meshlet token Secrets'), 'meshlet\'s token Secrets');
   const cluster = await openCluster(name);

@@ -1,6 +1,6 @@
 // Every name, path and address a sandbox uses, derived from its name alone so
 // that `down` can find what a crashed sandbox left behind without sandbox.json.
-import { join } from 'node:path';
+import { join, normalize } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { kubepodsCgroup, podCgroupPathOf, type CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 import { REPO_ROOT } from '../lib/core/repo.ts';
@@ -10,6 +10,9 @@ import type { Component, ControlPlaneNetwork } from './controlplane/components.t
 
 export const RUN_ROOT = '/run/meshlet';
 export const BPF_ROOT = '/sys/fs/bpf/meshlet';
+/** Where a node has its bpffs and its cgroup v2 root, as a real node mounts them. */
+const NODE_BPFFS = '/sys/fs/bpf';
+const NODE_CGROUP2_ROOT = '/sys/fs/cgroup';
 export const NETNS_DIR = '/run/netns';
 export const DEFAULT_NAME = 'meshlet';
 export const MAX_NODES = 20;
@@ -104,6 +107,8 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     caTokenFile: join(dir, 'ztunnel-token'),
     kubeletKubeconfig: join(dir, 'kubelet.kubeconfig'),
     agentKubeconfig: join(dir, 'agent.kubeconfig'),
+    kubeProxyKubeconfig: join(dir, 'kube-proxy.kubeconfig'),
+    kubeProxyLog: join(dir, 'kube-proxy.log'),
     ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
     agentAdminSocket: join(dir, 'agent.sock'),
     controlSocket: join(dir, 'control.sock'),
@@ -113,6 +118,26 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     cgroup: join(cgroupRoot, node),
     cgroupDriver: cgroupDriverOf(index),
   };
+}
+
+/** The node's own root filesystem, where its hostPath volumes are made. */
+export const nodeRootDir = (name: string, node: string): string => join(nodeDir(name, node), 'root');
+
+/**
+ * Where `path` of node `node` is on this machine (a hostPath volume's): the
+ * node's bpffs and cgroup v2 root are its directories of the host's (a
+ * bpffs or a cgroup tree has no copies), everything else is below its own
+ * root directory, so two nodes on one machine share nothing. `path` is
+ * absolute; `..` cannot climb out of the node.
+ */
+export function nodeHostPath(name: string, node: SandboxNodeInfo, path: string): { path: string; root: string } {
+  const normal = normalize(`/${path}`).replace(/(.)\/+$/, '$1');
+  const own: readonly (readonly [string, string])[] = [[NODE_BPFFS, node.bpfDir], [NODE_CGROUP2_ROOT, node.cgroup]];
+  for (const [at, root] of own) {
+    if (normal === at || normal.startsWith(`${at}/`)) return { path: join(root, normal.slice(at.length)), root };
+  }
+  const root = nodeRootDir(name, node.name);
+  return { path: join(root, normal), root };
 }
 
 /** The ztunnel's inbound source address is this host of the node's pod CIDRs (.1 is the capture address), so pods get 2..LAST_POD_HOST. */
@@ -132,6 +157,9 @@ export const API_SERVER_PORT = 6443;
  * by each node's kubelet at registration, so the controller manager does not
  * allocate them.
  */
+/** Every node's pod CIDRs together (planNode's 10.244.<n>.0/24 and fd00:244:<n>::/64): kube-proxy's --cluster-cidr. */
+export const CLUSTER_CIDRS = '10.244.0.0/16,fd00:244::/48';
+
 export const CONTROL_PLANE_NETWORK: ControlPlaneNetwork = {
   apiServerIp: CONTROL_PLANE_IP,
   apiServerPort: API_SERVER_PORT,
@@ -177,6 +205,7 @@ export const nodeCgroups = (node: SandboxNodeInfo) => ({
   supervisor: join(node.cgroup, 'supervisor'),
   agent: join(node.cgroup, 'agent'),
   ztunnel: join(node.cgroup, 'ztunnel'),
+  kubeProxy: join(node.cgroup, 'kube-proxy'),
   // Made with the node, as kubelet makes it at start: the agent can tell the driver before the first pod.
   kubepods: join(node.cgroup, kubepodsCgroup(node.cgroupDriver)),
 });

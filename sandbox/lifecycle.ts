@@ -100,7 +100,10 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const layout = controlPlaneLayout(controlPlane.dir);
     await prepareControlPlane(layout, CONTROL_PLANE_NETWORK);
     await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, paths.kubeconfig, 'meshlet-admin', ['system:masters'], controlPlane.hostServer);
-    for (const node of nodes) await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeletKubeconfig, `system:node:${node.name}`, ['system:nodes']);
+    for (const node of nodes) {
+      await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeletKubeconfig, `system:node:${node.name}`, ['system:nodes']);
+      await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeProxyKubeconfig, 'system:kube-proxy');
+    }
     await writeSandboxFile(info);
 
     log(`control plane: etcd, kube-apiserver ${controlPlane.server} (from the host: ${controlPlane.hostServer}), kube-controller-manager, kube-scheduler`);

@@ -150,6 +150,8 @@ export interface ContainerSpawn {
   capabilities: readonly string[];
   /** Its /run and volume mounts (proc.ts planContainerRun). */
   run?: ContainerRun;
+  /** The pod's hostPID: the host's PID namespace instead of one of its own. */
+  hostPid?: boolean;
 }
 
 /**
@@ -171,6 +173,7 @@ export async function spawnContainer(where: Placement, spec: ContainerSpawn): Pr
       capabilities: spec.capabilities,
       ...(spec.names ? { names: spec.names } : {}),
       ...(spec.run ? { containerRun: spec.run } : {}),
+      ...(spec.hostPid ? { hostPid: true } : {}),
     });
   } finally {
     closeSync(fd);

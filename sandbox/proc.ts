@@ -3,7 +3,8 @@
 // process also gets a PID namespace of its own, as a real pod's container
 // does (shareProcessNamespace false): it sees only its own processes in
 // /proc and cannot signal the node's agent or ztunnel, though it holds
-// CAP_KILL. Its PID 1 is tini, as with `docker run --init`: a PID 1 without
+// CAP_KILL; a hostPID pod's containers share the host's instead, as on a
+// real node. Its PID 1 is tini, as with `docker run --init`: a PID 1 without
 // a handler ignores SIGTERM, and the pod would wait out its grace period.
 // An exec joins the running container's PID and mount namespaces, as
 // `kubectl exec` does. The node's own components keep the host's.
@@ -65,6 +66,12 @@ export interface SpawnInOptions {
    */
   joinContainer?: number;
   /**
+   * With `capabilities` (and no `joinContainer`): the container shares the
+   * host's PID namespace and /proc (a pod's hostPID), still with tini as the
+   * parent of its command. With `joinContainer`: the container it joins does.
+   */
+  hostPid?: boolean;
+  /**
    * With `capabilities` (and no `joinContainer`): the container's /run and
    * volume mounts (planContainerRun). Default: none but its own /run, staged
    * at the run root.
@@ -105,12 +112,14 @@ export interface ContainerRun {
 // command with nsenter, which forks for the PID namespace and is the one a
 // caller kills.
 const ENTER = [
-  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7" run="$8" tini="$9" join="${10}" joined="${11}" wd="${12}"; shift 12',
+  'inner="$1" cg="$2" ns="$3" hosts="$4" resolv="$5" caps="$6" ro="$7" run="$8" tini="$9" join="${10}" joined="${11}" wd="${12}" hostpid="${13}"; shift 13',
   'echo $$ > "$cg/cgroup.procs" || exit 126',
   'if [ -z "$hosts" ] && [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- "$@"; fi',
-  'if [ -n "$join" ]; then exec nsenter --net="$0/$ns" --target="$join" --pid --mount --wdns="$wd" -- sh -c "$joined" "$caps" "$@"; fi',
+  // The process whose cgroup JOINED compares: the container's PID 1 in its own PID namespace, its main process in the host's.
+  'if [ -n "$hostpid" ]; then check="$join"; pidns=""; else check=1; pidns="--pid --mount-proc"; fi',
+  'if [ -n "$join" ]; then exec nsenter --net="$0/$ns" --target="$join" --pid --mount --wdns="$wd" -- sh -c "$joined" "$caps" "$check" "$@"; fi',
   'if [ -z "$caps" ]; then exec nsenter --net="$0/$ns" -- unshare --mount --propagation private -- sh -c "$inner" "$hosts" "$resolv" "" "" "" "" "$@"; fi',
-  'exec nsenter --net="$0/$ns" -- unshare --mount --pid --fork --kill-child --mount-proc --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$run" "$tini" "$@"',
+  'exec nsenter --net="$0/$ns" -- unshare --mount $pidns --fork --kill-child --propagation private -- sh -c "$inner" "$hosts" "$resolv" "$caps" "$ro" "$run" "$tini" "$@"',
 ].join('\n');
 const INNER = [
   'hosts="$0" resolv="$1" caps="$2" ro="$3" run="$4" tini="$5"; shift 5',
@@ -133,6 +142,7 @@ const INNER = [
   '    rbind) mount --rbind "$a" "$b" ;;',
   '    bind) mount --bind "$a" "$b" ;;',
   '    ro) mount -o remount,bind,ro "$a" ;;',
+  '    rw) mount -o remount,bind,rw "$a" ;;',
   '    move) mount --move "$a" "$b" ;;',
   "    '') ;;",
   '    *) false ;;',
@@ -144,8 +154,8 @@ const INNER = [
   'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" -- "$tini" -- "$@"',
 ].join('\n');
 const JOINED = [
-  'caps="$0"',
-  '[ "$(grep "^0::" /proc/1/cgroup 2>/dev/null)" = "$(grep "^0::" /proc/self/cgroup)" ] || { echo "meshlet: the process exec was to join is not this container\'s (the container ended, or runs without a PID namespace of its own): restart the container" >&2; exit 126; }',
+  'caps="$0" check="$1"; shift',
+  '[ "$(grep "^0::" "/proc/$check/cgroup" 2>/dev/null)" = "$(grep "^0::" /proc/self/cgroup)" ] || { echo "meshlet: the process exec was to join is not this container\'s (the container ended): restart the container" >&2; exit 126; }',
   'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set="$caps" --pdeathsig=KILL -- "$@"',
 ].join('\n');
 
@@ -235,6 +245,8 @@ export function planContainerRun(staging: string, mounts: readonly BindMount[]):
   ordered.forEach((p, i) => {
     if (p.inRun !== undefined) steps.push(['dir', targets[i]!]);
     steps.push(['bind', p.mount.source, targets[i]!]);
+    // A bind keeps its source mount's flags: one from the bpffs or a cgroup tree, read-only by now, is made writable when the volume is.
+    if (p.outside !== undefined && !p.mount.readOnly) steps.push(['rw', targets[i]!]);
   });
   // Read-only last: a mount inside a read-only one needs its directory made first.
   ordered.forEach((p, i) => {
@@ -253,7 +265,8 @@ export function spawnIn(where: Placement, argv: readonly string[], options: Spaw
   const target = caps ? options.joinContainer : undefined;
   const confinement = !caps ? ['', '', '', ''] : target !== undefined ? [boundingSetArg(caps), '', '', ''] : [boundingSetArg(caps), containerReadOnlyMounts(), (options.containerRun ?? defaultContainerRun()).steps, tiniPath()];
   const joining = target !== undefined ? [String(target), JOINED, options.cwd ?? process.cwd()] : ['', '', ''];
-  return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...joining, ...argv], {
+  const hostPid = caps && options.hostPid ? '1' : '';
+  return spawn('sh', ['-c', ENTER, NETNS_DIR, INNER, where.cgroup, where.netns, names?.hosts ?? '', names?.resolvConf ?? '', ...confinement, ...joining, hostPid, ...argv], {
     stdio: options.stdio ?? 'pipe',
     env: options.env ?? process.env,
     cwd: options.cwd,

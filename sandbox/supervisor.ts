@@ -1,14 +1,14 @@
 // Supervisors, the sandbox's init: the control plane's runs etcd, the API
 // server, the controller manager and the scheduler in the underlay namespace
 // (and relays the host's loopback port to the API server); a node's plays the
-// kubelet for its pods and runs its agent and ztunnel in their cgroups inside
-// the node namespace; the CA's runs the CA in the underlay. Each restarts its
+// kubelet for its pods and runs its agent, ztunnel and kube-proxy in their
+// cgroups inside the node namespace; the CA's runs the CA in the underlay. Each restarts its
 // children when they exit (with a crash-loop backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
-import { KubeConfig, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
 import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { caCgroups, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
+import { caCgroups, CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
 import { readSandboxFile, writeCaPids, writeControlPlanePids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
@@ -25,6 +25,7 @@ import { receiveAndRelay } from './controlplane/host-relay.ts';
 import { waitForApiServer } from './controlplane/bootstrap.ts';
 import { HostsFiles, hostsDir } from './hosts.ts';
 import { Kubelet } from './kubelet/kubelet.ts';
+import { PrivilegedNamespaces } from './kubelet/pod-security.ts';
 import { SandboxRuntime } from './kubelet/sandbox-runtime.ts';
 import { ZtunnelTokenFile } from './node-pod.ts';
 
@@ -103,6 +104,22 @@ export function ztunnelArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] 
   })];
 }
 
+/**
+ * The node's kube-proxy, as a node runs it: Services' ClusterIPs reach their
+ * endpoints from the node's own processes (host-network pods) and from pods
+ * meshlet does not capture, by nftables rules in the node's namespace. It
+ * leaves the host's conntrack limits and timeouts alone (0 keeps them), and
+ * serves its health and metrics on the node's loopback.
+ */
+export function kubeProxyArgs(node: SandboxNodeInfo): string[] {
+  return [
+    '--kubeconfig', node.kubeProxyKubeconfig, '--hostname-override', node.name, '--bind-address', node.nodeIp4,
+    '--proxy-mode', 'nftables', '--cluster-cidr', CLUSTER_CIDRS, '--detect-local-mode', 'ClusterCIDR',
+    '--conntrack-max-per-core', '0', '--conntrack-tcp-timeout-established', '0', '--conntrack-tcp-timeout-close-wait', '0',
+    '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249',
+  ];
+}
+
 /** The CA's command line, from its config (lib/config/ca.ts). */
 export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
   return ['ca', ...configArgs(CA_FLAGS, {
@@ -150,7 +167,10 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const hosts = new HostsFiles(hostsDir(name, node.name));
   const services = new KubeSource({ kubeconfig: kubeConfig, kinds: [SERVICES], log });
   void services.start((update) => hosts.update(update.objects as V1Service[]));
-  const runtime = new SandboxRuntime({ sandbox: name, node, runDir: nodeDir(name, node.name), nameFiles: (ns) => hosts.filesFor(ns), log });
+  const namespaces = new PrivilegedNamespaces(kubeConfig.makeApiClient(CoreV1Api), log);
+  const runtime = new SandboxRuntime({
+    sandbox: name, node, runDir: nodeDir(name, node.name), nameFiles: (ns) => hosts.filesFor(ns), privilegedNamespace: (ns) => namespaces.privileged(ns), log,
+  });
   const kubelet = new Kubelet({
     kubeConfig, runtime, log,
     node: {
@@ -170,6 +190,7 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const managed: Managed[] = [
     { role: 'agent', argv: meshlet('agent', agentArgs(node)), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
     { role: 'ztunnel', argv: meshlet('ztunnel', ztunnelArgs(info, node)), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
+    { role: 'kube-proxy', argv: [`${info.controlPlane.bin}/kube-proxy`, ...kubeProxyArgs(node)], cgroup: cgroups.kubeProxy, log: node.kubeProxyLog, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
   ];
   try {
     await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {

@@ -18,7 +18,7 @@
 // answers come back.
 import { isIPv6 } from 'node:net';
 import type { SandboxNodeInfo } from './info.ts';
-import { POD_VETH_PREFIX } from './layout.ts';
+import { CONTROL_PLANE_NETWORK, POD_VETH_PREFIX } from './layout.ts';
 import { addNetns, ipBatch, nftApply, sysctl } from './netns.ts';
 
 export const UNDERLAY_BRIDGE = 'br0';
@@ -94,6 +94,11 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
     if (peer.name === node.name) continue;
     commands.push(`route add ${peer.podCidr} via ${peer.nodeIp4} dev eth0`);
     if (peer.podCidr6 && peer.nodeIp6 && node.nodeIp6) commands.push(`route add ${peer.podCidr6} via ${peer.nodeIp6} dev eth0`);
+  }
+  // A node's own connection to a ClusterIP needs a route before kube-proxy's DNAT picks the endpoint (a real node's default route).
+  for (const cidr of CONTROL_PLANE_NETWORK.serviceCidrs.split(',')) {
+    if (!isIPv6(cidr.split('/')[0]!)) commands.push(`route add ${cidr} dev eth0 src ${node.nodeIp4}`);
+    else if (node.nodeIp6) commands.push(`route add ${cidr} dev eth0 src ${node.nodeIp6}`);
   }
   await sysctl(node.netns, {
     'net.ipv4.ip_forward': '1',

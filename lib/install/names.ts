@@ -22,7 +22,8 @@ export const CA_ACCOUNT = 'meshlet-ca';
 /** The kubeconfig the agent and the CA read the API with (their --kubeconfig is required). */
 export const KUBECONFIG_CONFIGMAP = 'meshlet-kubeconfig';
 export const KUBECONFIG_KEY = 'kubeconfig';
-export const KUBECONFIG_DIR = '/etc/meshlet';
+/** Beside the other credentials a container is given (/var/run/secrets), not in the image's /etc: a mount path needs no image directory. */
+export const KUBECONFIG_DIR = '/var/run/secrets/meshlet/kubeconfig';
 
 /** Where the kubelet puts a pod's ServiceAccount credentials, and what client libraries read in-cluster. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -52,8 +53,8 @@ export const ZTUNNEL_ADMIN_SOCKET = `${HOST_RUN_DIR}/ztunnel.sock`;
 /** The pod's own directory (an emptyDir): the agent talks to its pod's ztunnel only, also while a second pod runs on the node. */
 export const POD_RUN_DIR = '/run/meshlet-pod';
 export const CONTROL_SOCKET = `${POD_RUN_DIR}/control.sock`;
-/** Where the CA writes root-cert.pem (its --state-dir, an emptyDir). */
-export const CA_STATE_DIR = '/var/lib/meshlet-ca';
+/** Where the CA writes root-cert.pem (its --state-dir, an emptyDir: its state is in its root Secret); like every mount path, below /var/run. */
+export const CA_STATE_DIR = '/var/run/meshlet-ca';
 
 /** Environment variables from the downward API, referenced in args as $(NAME). */
 export const ENV = { nodeName: 'NODE_NAME', hostIp: 'HOST_IP', podUid: 'POD_UID' } as const;

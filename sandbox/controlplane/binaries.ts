@@ -10,7 +10,7 @@ export interface ControlPlaneBinaries {
   bin: string;
   /** istio.yaml and gateway-api/*.yaml. */
   crds: string;
-  path(name: 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl'): string;
+  path(name: 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kube-proxy' | 'kubectl'): string;
 }
 
 const BUILD = join(REPO_ROOT, 'scripts', 'controlplane', 'build.sh');

@@ -105,6 +105,7 @@ export class Kubelet {
     this.#volumes = runtime.podVolumesDir ? new VolumeManager({
       core: this.#core, clock: this.#clock, log: this.#log,
       dirOf: (pod) => runtime.podVolumesDir!(pod),
+      ...(runtime.nodeHostPath ? { nodePaths: (path: string) => runtime.nodeHostPath!(path) } : {}),
       ...(options.volumeResyncIntervalMs !== undefined ? { resyncIntervalMs: options.volumeResyncIntervalMs } : {}),
     }) : undefined;
     this.#informer = new NodePodInformer(options.kubeConfig, options.node.name, {

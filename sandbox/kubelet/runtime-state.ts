@@ -29,6 +29,8 @@ export interface StoredContainer {
   cwd: string;
   /** Its capabilities (../capabilities.ts); absent in state written before they were recorded: the default set. */
   capabilities?: string[];
+  /** It shares the host's PID namespace (the pod's hostPID): an exec joins its mount namespace alone. */
+  hostPid?: boolean;
   exit?: StoredExit;
 }
 

@@ -6,6 +6,7 @@
 // reports container exits.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { ExecResult, ProbeDialer } from './probes.ts';
+import type { NodeHostPath } from './volume-sources.ts';
 
 export type { ExecResult, ProbeDialer };
 
@@ -86,6 +87,12 @@ export interface PodRuntime {
    * runtime): the kubelet sets up no volumes and passes no mounts.
    */
   podVolumesDir?(pod: V1Pod): string;
+  /**
+   * Where an absolute path of the node (a hostPath volume's) is on this
+   * machine, and the node's directory it must stay in. Absent: the runtime
+   * has no node filesystem, and hostPath volumes are refused.
+   */
+  nodeHostPath?(path: string): NodeHostPath;
   /**
    * Starts a fresh instance of `container` (regular or init) in the pod's
    * sandbox: its command and args, env, workingDir, and `mounts` bound at

@@ -3,8 +3,8 @@
 // CIDRs, cgroups in the kubelet's layout, and containers as host processes
 // (each in its own cgroup below the pod's, as runc places them) with
 // containerd's default capabilities less what their securityContext drops
-// (../capabilities.ts) and a PID namespace each, whose PID 1 is tini
-// (../proc.ts), built from the same pieces as the sandbox's own pods
+// (../capabilities.ts) and a PID namespace each (the host's for a hostPID
+// pod), whose PID 1 is tini (../proc.ts), built from the same pieces as the sandbox's own pods
 // (../pods.ts). The recorded pid is the container's main process (tini's
 // child) as the host sees it; an exec joins its PID and mount namespaces.
 // The kubelet materialises each pod's volumes in a directory of the node's
@@ -39,13 +39,14 @@ import type { SandboxNodeInfo } from '../info.ts';
 import { containerCapabilities, DEFAULT_CAPABILITIES } from '../capabilities.ts';
 import { cgroupProcs, ensureCgroup, killCgroup, removeCgroup } from '../cgroup.ts';
 import { allocatePodAddresses } from '../ipam.ts';
-import { podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
+import { nodeHostPath, podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
 import { deleteNetns, netnsExists } from '../netns.ts';
 import { containerEnv, createPodNetns, envProblem, podLogDir, SANDBOX_API_SERVER, spawnContainer, type ApiServerAddress } from '../pods.ts';
 import { containerMainPid, findExecutable, planContainerRun, spawnIn, type ContainerRun, type NameFiles } from '../proc.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
 import type { ContainerExit, ContainerMount, ContainerStarted, ExecResult, PodRuntime, PodSandboxInfo, ProbeDialer, RuntimePod } from './runtime.ts';
+import type { NodeHostPath } from './volume-sources.ts';
 
 /** A pod or container the runtime cannot create or reach; the kubelet shows the message. */
 export class PodRuntimeError extends SandboxError {}
@@ -69,6 +70,8 @@ export interface SandboxRuntimeOptions {
   runDir: string;
   /** The files a pod of `namespace` sees as /etc/hosts and /etc/resolv.conf, when there are some (hosts.ts). */
   nameFiles?: (namespace: string) => NameFiles | undefined;
+  /** Whether Pod Security runs `namespace` at the privileged level (pod-security.ts); absent: no namespace is. */
+  privilegedNamespace?: (namespace: string) => Promise<boolean>;
   /** Where containers reach the API server (KUBERNETES_SERVICE_HOST/PORT); default: the sandbox's API server on the underlay. */
   apiServer?: ApiServerAddress;
   log?: Logger;
@@ -142,6 +145,10 @@ export class SandboxRuntime implements PodRuntime {
 
   podVolumesDir(pod: V1Pod): string {
     return join(kubeletPodDir(this.#o.runDir, pod.metadata?.uid ?? ''), 'volumes');
+  }
+
+  nodeHostPath(path: string): NodeHostPath {
+    return nodeHostPath(this.#o.sandbox, this.#o.node, path);
   }
 
   /** Stops watching and reporting (the runtime's process goes away); containers keep running for the next runtime to adopt. */
@@ -247,7 +254,7 @@ export class SandboxRuntime implements PodRuntime {
     if (!stored) throw new PodRuntimeError(`pod ${pod.metadata?.namespace}/${pod.metadata?.name} has no sandbox on this node (its state was lost); delete the pod`);
     const problem = envProblem(container);
     if (problem) throw new PodRuntimeError(problem);
-    const caps = containerCapabilities(container);
+    const caps = containerCapabilities(container, await this.#o.privilegedNamespace?.(stored.namespace) ?? false);
     if (caps.problem !== undefined) throw new PodRuntimeError(caps.problem);
     const previous = stored.containers[container.name];
     if (previous && !previous.exit) throw new PodRuntimeError(`container ${container.name} of pod ${stored.namespace}/${stored.name} still runs (${previous.id}); stop it first`);
@@ -278,9 +285,10 @@ export class SandboxRuntime implements PodRuntime {
     mkdirSync(join(logFile, '..'), { recursive: true });
     await ensureCgroup(cgroup);
     const names = this.#o.nameFiles?.(stored.namespace);
+    const hostPid = pod.spec?.hostPID === true;
     let child: ChildProcess;
     try {
-      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, capabilities: caps.capabilities, run, ...(names ? { names } : {}) });
+      child = await spawnContainer({ cgroup, netns: stored.netns }, { argv, env, cwd, logFile, name: container.name, capabilities: caps.capabilities, run, hostPid, ...(names ? { names } : {}) });
     } catch (err) {
       await removeCgroup(cgroup).catch(() => undefined);
       throw new PodRuntimeError(`cannot start container ${container.name}: ${(err as Error).message}`, { cause: err });
@@ -296,7 +304,7 @@ export class SandboxRuntime implements PodRuntime {
       throw new PodRuntimeError(`cannot start container ${container.name}: its init did not start the command within ${MAIN_PROCESS_WAIT_MS / 1000} s (see ${logFile})`);
     }
     const startedAt = Date.now();
-    const record: StoredContainer = { name: container.name, id, pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd, capabilities: caps.capabilities };
+    const record: StoredContainer = { name: container.name, id, pid, startedAt, instance, cgroup, env: env as Record<string, string>, cwd, capabilities: caps.capabilities, ...(hostPid ? { hostPid } : {}) };
     stored.containers[container.name] = record;
     this.#save();
     const inst = this.#watch(uid, record, child);
@@ -344,7 +352,7 @@ export class SandboxRuntime implements PodRuntime {
     if (argv.length === 0) throw new PodRuntimeError('exec needs a command');
     // With the container's own capabilities, in its PID and mount namespaces: an exec is the container's process.
     const capabilities = c.capabilities ?? DEFAULT_CAPABILITIES;
-    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, capabilities, joinContainer: c.pid });
+    const child = spawnIn({ cgroup: c.cgroup, netns: stored.netns }, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: c.env, cwd: c.cwd, capabilities, joinContainer: c.pid, ...(c.hostPid ? { hostPid: true } : {}) });
     return new Promise((resolve, reject) => {
       let output = '';
       const collect = (chunk: Buffer): void => {

@@ -5,9 +5,14 @@
 // empty directory (emptyDir). The files follow the plugins' rules: `items`
 // pick and rename keys (a missing key is an error unless the source is
 // optional), an object that is missing is an error unless optional (then the
-// volume is empty), modes come from the item or defaultMode. A kind the
-// sandbox does not materialise is refused with the reason, never skipped.
-import type { V1ConfigMap, V1DownwardAPIVolumeFile, V1KeyToPath, V1Pod, V1Secret, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
+// volume is empty), modes come from the item or defaultMode. A hostPath is a
+// path of the pod's node (PodRuntime.nodeHostPath: a directory of the node's
+// own, so two sandbox nodes on one machine share nothing), checked or made
+// as its type says. A kind the sandbox does not materialise is refused with
+// the reason, never skipped.
+import { mkdir, realpath, stat, writeFile } from 'node:fs/promises';
+import { isAbsolute, relative } from 'node:path';
+import type { V1ConfigMap, V1DownwardAPIVolumeFile, V1HostPathVolumeSource, V1KeyToPath, V1Pod, V1Secret, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
 import { SandboxError } from '../../lib/core/errors.ts';
 import type { FileProjection, Payload } from './atomic-writer.ts';
 import type { BoundTokenRequest } from './service-account-token.ts';
@@ -40,9 +45,56 @@ export interface VolumePlan {
   worldWritable: boolean;
   /** The files it holds now; absent for an emptyDir (the containers own its content). */
   content?: (pod: V1Pod, reader: SourceReader) => Promise<Payload>;
+  /** Readies what exists outside the pod (a hostPath), instead of making `hostPath` the pod's own directory. */
+  prepare?: () => Promise<void>;
 }
 
-const SUPPORTED = 'emptyDir, configMap, secret, downwardAPI and projected (serviceAccountToken, configMap, secret, downwardAPI)';
+/** Where a hostPath of the pod's node is on this machine. */
+export interface NodeHostPath {
+  path: string;
+  /** The node's directory it lies in: what it leads to, symlinks followed, must stay inside. */
+  root: string;
+}
+
+/** Maps an absolute path of the pod's node to this machine. */
+export type NodePaths = (path: string) => NodeHostPath;
+
+const SUPPORTED = 'emptyDir, configMap, secret, downwardAPI, projected (serviceAccountToken, configMap, secret, downwardAPI) and hostPath';
+
+/** hostPath types the sandbox checks or makes, as kubelet's hostPath plugin does; the node's devices are the host's, not the sandbox's to give. */
+const HOST_PATH_TYPES = new Set(['', 'DirectoryOrCreate', 'Directory', 'FileOrCreate', 'File', 'Socket']);
+
+/** What kind of file `path` leads to (as kubelet's checker, following symlinks), or undefined if nothing. */
+async function fileKind(path: string): Promise<'Directory' | 'File' | 'Socket' | 'other' | undefined> {
+  try {
+    const st = await stat(path);
+    return st.isDirectory() ? 'Directory' : st.isFile() ? 'File' : st.isSocket() ? 'Socket' : 'other';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Checks or makes the hostPath as its type says (kubelet's hostPath type
+ * checker), then that it leads nowhere outside the node's directory: a
+ * symlink a container left in a hostPath would otherwise reach the host.
+ */
+async function prepareHostPath(where: string, source: V1HostPathVolumeSource, at: NodeHostPath): Promise<void> {
+  const type = source.type ?? '';
+  const onNode = `${source.path} on the node`;
+  await mkdir(at.root, { recursive: true, mode: 0o755 }).catch((err: unknown) => {
+    throw new VolumeError(`${where}: the node's directory for ${source.path} (${at.root}) cannot be made: ${(err as Error).message}`, { cause: err });
+  });
+  const found = await fileKind(at.path);
+  if (found === undefined && type === 'DirectoryOrCreate') await mkdir(at.path, { recursive: true, mode: 0o755 });
+  else if (found === undefined && type === 'FileOrCreate') await writeFile(at.path, '', { mode: 0o644, flag: 'a' });
+  else if (found === undefined) throw new VolumeError(`${where}: hostPath ${onNode} does not exist; create it, or set type DirectoryOrCreate or FileOrCreate`);
+  else if (type !== '' && !type.endsWith('OrCreate') && found !== type) throw new VolumeError(`${where}: hostPath ${onNode} is not a ${type} (it is ${found === 'other' ? 'neither a directory, a file nor a socket' : `a ${found}`}); fix the path or its type`);
+  else if (type.endsWith('OrCreate') && found !== type.slice(0, -'OrCreate'.length)) throw new VolumeError(`${where}: hostPath ${onNode} exists and is not a ${type.slice(0, -'OrCreate'.length)}; fix the path or its type`);
+  const inside = relative(await realpath(at.root), await realpath(at.path));
+  if (inside.startsWith('..') || isAbsolute(inside)) throw new VolumeError(`${where}: hostPath ${onNode} leads outside the node's directory (a symlink); the sandbox binds nothing of the host's`);
+}
 
 /** The volume's source field (configMap, nfs, …), whichever is set. */
 export function volumeKind(volume: V1Volume): string | undefined {
@@ -177,12 +229,11 @@ function projectedContent(volume: string, sources: readonly V1VolumeProjection[]
 }
 
 /**
- * How `volume` exists on the node, in `hostPath`; throws VolumeError for a
- * kind (or a part of one) the sandbox does not materialise. A new kind is a
- * case here: hostPath (issue 12) will bind a directory of the node's own
- * instead of one under `hostPath`, with no content.
+ * How `volume` exists on the node, in `hostPath` (a hostPath volume: where
+ * `nodePaths` puts its path); throws VolumeError for a kind (or a part of
+ * one) the sandbox does not materialise. A new kind is a case here.
  */
-export function planVolume(volume: V1Volume, hostPath: string): VolumePlan {
+export function planVolume(volume: V1Volume, hostPath: string, nodePaths?: NodePaths): VolumePlan {
   const kind = volumeKind(volume) ?? 'no source';
   const where = `volume "${volume.name}"`;
   const base = { name: volume.name, hostPath, kind, worldWritable: false };
@@ -217,8 +268,14 @@ export function planVolume(volume: V1Volume, hostPath: string): VolumePlan {
       }
       return { ...base, readOnly: true, content: projectedContent(volume.name, source.sources ?? [], source.defaultMode ?? DEFAULT_MODE) };
     }
-    case 'hostPath':
-      throw new VolumeError(`${where}: hostPath volumes are not supported by the sandbox yet (they will be bound from a directory of the pod's node, so that two nodes on one machine do not share them); use one of: ${SUPPORTED}`);
+    case 'hostPath': {
+      const source = volume.hostPath!;
+      if (!nodePaths) throw new VolumeError(`${where}: hostPath volumes need a runtime with a node filesystem, which this kubelet's runtime is not`);
+      if (!isAbsolute(source.path)) throw new VolumeError(`${where}: hostPath ${JSON.stringify(source.path)} is not an absolute path`);
+      if (!HOST_PATH_TYPES.has(source.type ?? '')) throw new VolumeError(`${where}: hostPath type ${source.type} is not supported by the sandbox (its nodes have no devices of their own); use one of: ${[...HOST_PATH_TYPES].filter(Boolean).join(', ')}`);
+      const at = nodePaths(source.path);
+      return { ...base, hostPath: at.path, readOnly: false, prepare: () => prepareHostPath(where, source, at) };
+    }
     default:
       throw new VolumeError(`${where}: ${kind} volumes are not supported by the sandbox (it has no storage beyond the node's directory); use one of: ${SUPPORTED}`);
   }

@@ -19,7 +19,7 @@ import { RetryDelay } from './backoff.ts';
 import { Timer } from './clock.ts';
 import type { ContainerMount } from './runtime.ts';
 import { requestBoundToken, type BoundToken, type BoundTokenRequest } from './service-account-token.ts';
-import { planVolume, VolumeError, type SourceReader, type VolumePlan } from './volume-sources.ts';
+import { planVolume, VolumeError, type NodePaths, type SourceReader, type VolumePlan } from './volume-sources.ts';
 
 /** kubelet's --sync-frequency: how often ConfigMap, Secret and downward API volumes are brought up to date. */
 export const VOLUME_RESYNC_INTERVAL_MS = 60_000;
@@ -45,6 +45,8 @@ export interface VolumeManagerOptions {
   log: Logger;
   /** The runtime's directory for the pod's volumes (PodRuntime.podVolumesDir). */
   dirOf: (pod: V1Pod) => string;
+  /** Where the node's own paths are (PodRuntime.nodeHostPath); absent: hostPath volumes are refused. */
+  nodePaths?: NodePaths;
   resyncIntervalMs?: number;
 }
 
@@ -77,12 +79,16 @@ class PodVolumeSet {
     this.#o = o;
     this.#timer = new Timer(o.clock);
     const dir = o.dirOf(pod);
-    this.plans = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, planVolume(v, join(dir, v.name))]));
+    this.plans = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, planVolume(v, join(dir, v.name), o.nodePaths)]));
   }
 
   /** Makes every directory and writes every volume; rejects with the first failure. */
   async start(): Promise<void> {
     for (const plan of this.plans.values()) {
+      if (plan.prepare) {
+        await plan.prepare();
+        continue;
+      }
       await mkdir(plan.hostPath, { recursive: true, mode: 0o755 });
       if (plan.worldWritable) await chmod(plan.hostPath, 0o777);
     }

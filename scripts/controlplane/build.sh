@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the sandbox's Kubernetes control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl from k8s.io/kubernetes; etcd
+# kube-controller-manager, kube-scheduler, kubectl, and each node's
+# kube-proxy, from k8s.io/kubernetes; etcd
 # from go.etcd.io/etcd/server/v3) and fetches the Istio and Gateway API CRDs,
 # all from the Go module proxy, once, into a cache outside the repository:
 #
 #   ${MESHLET_CACHE:-/root/.cache/meshlet}/controlplane/k8s-<ver>-etcd-<ver>/
-#     bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd}
+#     bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy,kubectl,etcd}
 #     crds/istio.yaml  crds/gateway-api/*.yaml
 #     versions         the pins (scripts/controlplane/versions.env) it was built from
 #     manifest.sha256  written last; a cache whose manifest is missing or does not
@@ -27,7 +28,7 @@ dir=$root/$key
 bin=$dir/bin
 work=$dir/work
 logs=$work/logs
-kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 binaries=("${kube_binaries[@]}" etcd)
 # Upstream's release build tags (hack/lib/golang.sh).
 kube_tags=selinux,notest,grpcnotrace
@@ -215,7 +216,7 @@ expect_version() {
   out=$("$@" 2>&1) || die "$* failed: $out"
   grep -qF "$want" <<<"$out" || die "$* reports '$out', expected '$want'"
 }
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   expect_version "Kubernetes $KUBERNETES_VERSION" "$bin/$b" --version
 done
 expect_version "Client Version: $KUBERNETES_VERSION" "$bin/kubectl" version --client

@@ -11,8 +11,8 @@
 // the sandbox's pods reach its API server there.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AuthenticationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
@@ -22,10 +22,12 @@ import { jsonLogger, silentLogger, type Logger } from '../../lib/core/log.ts';
 import { controlPlaneBinaries } from '../../sandbox/controlplane/binaries.ts';
 import { cgroup2Root, removeCgroup } from '../../sandbox/cgroup.ts';
 import type { SandboxNodeInfo } from '../../sandbox/info.ts';
-import { nodeDir, planNode, podCgroup, podNetns, podVeth, prefixOf, RUN_ROOT } from '../../sandbox/layout.ts';
+import { kubepodsCgroup } from '../../lib/cluster/cgroup-layout.ts';
+import { BPF_ROOT, nodeDir, nodeRootDir, planNode, podCgroup, podNetns, podVeth, prefixOf, RUN_ROOT } from '../../sandbox/layout.ts';
 import { deleteNetns, listNetns, netnsExists } from '../../sandbox/netns.ts';
 import { createNode, createUnderlay } from '../../sandbox/topology.ts';
 import { Kubelet } from '../../sandbox/kubelet/kubelet.ts';
+import { NODE_NAMESPACE_READER, POD_SECURITY_ENFORCE, PrivilegedNamespaces } from '../../sandbox/kubelet/pod-security.ts';
 import { SandboxRuntime } from '../../sandbox/kubelet/sandbox-runtime.ts';
 import { startTestControlPlane } from '../support/control-plane.ts';
 import { eventually, leftovers, runName } from '../support/harness.ts';
@@ -158,10 +160,15 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
   const runDir = nodeDir(NAME, 'node-1');
   const underlay = `${PREFIX}-underlay`;
   // What the host's /run holds before: mount paths under /run and /var/run are made in the containers' own, never here.
-  const hostRun = readdirSync('/run').filter((n) => n !== 'meshlet').sort();
+  // Not the run root, nor /run/netns, which iproute2 makes on a machine's first `ip netns add` and keeps.
+  const hostRunEntries = (): string[] => readdirSync('/run').filter((n) => n !== 'meshlet' && n !== 'netns').sort();
+  const hostRun = hostRunEntries();
   let kubelet: Kubelet | undefined;
   let runtime: SandboxRuntime | undefined;
   let relay: ReturnType<typeof spawn> | undefined;
+  // The node's bpffs is a directory of the host's, as `sandbox up` mounts it; unmounted again if this test mounted it.
+  const bpffsMounted = readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+  if (!bpffsMounted) assert.equal((await run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'])).exitCode, 0);
   // First registered, so it runs before the control plane stops; it runs on failure too.
   t.after(async () => {
     await kubelet?.stop();
@@ -170,8 +177,11 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     await removeCgroup(cgroupRoot);
     for (const ns of await listNetns()) if (ns.startsWith(`${PREFIX}-`)) await deleteNetns(ns);
     await rm(join(RUN_ROOT, NAME), { recursive: true, force: true });
+    await rm(join(BPF_ROOT, NAME), { recursive: true, force: true });
+    await rmdir(BPF_ROOT).catch(() => undefined);
+    if (!bpffsMounted) await run('umount', ['/sys/fs/bpf']);
     assert.deepEqual(await leftovers(NAME), [], 'the test left something behind');
-    assert.deepEqual(readdirSync('/run').filter((n) => n !== 'meshlet').sort(), hostRun, 'the host\'s /run is as it was');
+    assert.deepEqual(hostRunEntries(), hostRun, 'the host\'s /run is as it was');
   });
 
   const node = planTestNode(cgroupRoot);
@@ -189,8 +199,11 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(await cp.userKubeconfig('system:node:node-1', ['system:nodes']));
 
+  // As `sandbox up` sets its cluster up: nodes read Namespaces for their Pod Security level.
+  for (const object of NODE_NAMESPACE_READER) assert.equal((await cp.kubectl(['apply', '-f', '-'], JSON.stringify(object))).exitCode, 0);
   const start = async (): Promise<void> => {
-    runtime = new SandboxRuntime({ sandbox: NAME, node, runDir, log, apiServer: { host: UNDERLAY_IP, port: RELAY_PORT } });
+    const namespaces = new PrivilegedNamespaces(kubeConfig.makeApiClient(CoreV1Api), log);
+    runtime = new SandboxRuntime({ sandbox: NAME, node, runDir, log, apiServer: { host: UNDERLAY_IP, port: RELAY_PORT }, privilegedNamespace: (ns) => namespaces.privileged(ns) });
     kubelet = new Kubelet({
       kubeConfig, runtime, log,
       node: { name: node.name, addresses: [node.nodeIp4], podCIDRs: [node.podCidr], capacity: { cpu: '4', memory: '8Gi', pods: '110' } },
@@ -480,13 +493,63 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     assert.equal((await cp.kubectl(['delete', 'deployment', 'wp', '--wait=true'])).exitCode, 0);
   });
 
+  await t.test('a hostNetwork, hostPID pod in a privileged namespace gets the capabilities it asks for, and its hostPath volumes are the node\'s: its own directories, its bpffs and its cgroup tree', async () => {
+    const caps = ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'];
+    await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'node-system', labels: { [POD_SECURITY_ENFORCE]: 'privileged' } } });
+    const mounts = [
+      { name: 'run', mountPath: '/run/meshlet' },
+      { name: 'bpffs', mountPath: '/sys/fs/bpf' },
+      { name: 'cgroup', mountPath: '/sys/fs/cgroup', readOnly: true },
+    ];
+    await apply({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name: 'node-agent', namespace: 'node-system' },
+      spec: {
+        hostNetwork: true, hostPID: true, terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'writer', image: 'busybox', command: ['sh', '-c', 'echo from-writer > /run/meshlet/note && mkdir -p /sys/fs/bpf/pins && exec sleep infinity'], volumeMounts: mounts,
+            securityContext: { capabilities: { drop: ['ALL'], add: caps } },
+          },
+          { name: 'reader', image: 'busybox', volumeMounts: [mounts[0]!] },
+        ],
+        volumes: [
+          { name: 'run', hostPath: { path: '/run/meshlet', type: 'DirectoryOrCreate' } },
+          { name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } },
+          { name: 'cgroup', hostPath: { path: '/sys/fs/cgroup', type: 'Directory' } },
+        ],
+      },
+    });
+    const p = await eventually('the node-agent pod', async () => {
+      const pod = await core.readNamespacedPod({ name: 'node-agent', namespace: 'node-system' });
+      return pod.status?.phase === 'Running' ? pod : undefined;
+    }, WAIT_MS);
+    const capEff = BigInt(`0x${(await exec(p, 'writer', ['grep', '^CapEff:', '/proc/self/status'])).split('\t')[1]!.trim()}`);
+    // linux/capability.h: NET_ADMIN 12, SYS_PTRACE 19, SYS_ADMIN 21, PERFMON 38, BPF 39.
+    assert.equal(capEff, [12n, 19n, 21n, 38n, 39n].reduce((m, bit) => m | (1n << bit), 0n), 'exactly the capabilities added, in a privileged namespace');
+    const nodeRun = join(nodeRootDir(NAME, node.name), 'run', 'meshlet');
+    await eventually('the writer\'s note', async () => existsSync(join(nodeRun, 'note')) || undefined, WAIT_MS);
+    assert.equal(await exec(p, 'reader', ['cat', '/run/meshlet/note']), 'from-writer\n', 'both containers bind the node\'s directory');
+    assert.equal(readFileSync(join(nodeRun, 'note'), 'utf8'), 'from-writer\n', 'below the node\'s own root, not the host\'s /run/meshlet');
+    assert.ok(statSync(join(node.bpfDir, 'pins')).isDirectory(), 'the node\'s bpffs is writable where the volume is');
+    assert.equal((await exec(p, 'writer', ['stat', '-f', '-c', '%T', '/sys/fs/bpf'])).trim(), 'bpf_fs');
+    assert.ok((await exec(p, 'writer', ['ls', '/sys/fs/cgroup'])).split('\n').includes(kubepodsCgroup(node.cgroupDriver)), 'the node\'s cgroup tree at the cgroup v2 root, in the kubelet\'s layout');
+    const readOnly = await runtime!.exec(p.metadata!.uid!, 'writer', ['mkdir', '/sys/fs/cgroup/meshlet-test'], AbortSignal.timeout(20_000));
+    assert.notEqual(readOnly.exitCode, 0, 'a readOnly hostPath is read-only');
+    assert.equal((await exec(p, 'writer', ['cat', '/proc/1/comm'])).trim(), readFileSync('/proc/1/comm', 'utf8').trim(), 'hostPID: PID 1 is the host\'s init, not tini');
+    assert.ok((await exec(p, 'reader', ['ls', '/proc'])).split('\n').includes(String(process.pid)), 'hostPID: the node\'s processes are visible');
+    assert.equal((await cp.kubectl(['delete', 'pod', '-n', 'node-system', 'node-agent', '--wait=true'])).exitCode, 0);
+    assert.equal(readFileSync(join(nodeRun, 'note'), 'utf8'), 'from-writer\n', 'a hostPath outlives its pod');
+  });
+
   await t.test('a volume the sandbox does not materialise, or a mount it cannot make, keeps the container from starting with the reason', async () => {
     const emptyDir = { emptyDir: {} };
     await apply(
       podWith('nfs', { nfs: { server: '192.0.2.1', path: '/export' } }),
-      podWith('hostpath', { hostPath: { path: '/var/lib/data' } }),
+      podWith('hostpath', { hostPath: { path: '/dev/kmsg', type: 'CharDevice' } }),
       podWith('subpath', emptyDir, { subPath: 'sub' }),
       podWith('outside', emptyDir, { mountPath: '/meshlet-test-data' }),
+      { ...podWith('netadmin', emptyDir), spec: { ...podWith('netadmin', emptyDir).spec, containers: [{ name: 'app', image: 'busybox', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }] } },
     );
     // A start error is the termination's message, then the last state's under CrashLoopBackOff.
     const message = async (name: string): Promise<string> => {
@@ -495,9 +558,10 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     };
     const reasons: [string, RegExp][] = [
       ['nfs', /^unable to attach or mount volumes: volume "data": nfs volumes are not supported by the sandbox/],
-      ['hostpath', /^unable to attach or mount volumes: volume "data": hostPath volumes are not supported by the sandbox yet/],
+      ['hostpath', /^unable to attach or mount volumes: volume "data": hostPath type CharDevice is not supported by the sandbox/],
       ['subpath', /container "app": volumeMount "data" at \/run\/data uses subPath, which the sandbox does not support/],
       ['outside', /mount path \/meshlet-test-data does not exist on this host, and a sandbox container has no image filesystem to create it in/],
+      ['netadmin', /container "app": securityContext\.capabilities\.add NET_ADMIN is refused: .* but in a namespace labelled pod-security\.kubernetes\.io\/enforce=privileged/],
     ];
     for (const [name, reason] of reasons) await eventually(`${name}'s reason`, async () => reason.test(await message(name)) || undefined, WAIT_MS);
     for (const name of ['nfs', 'hostpath']) {

@@ -5,7 +5,8 @@
 // applied with kubectl closes a live connection, the control plane restarts
 // under live traffic and the agents watch again (a relist after the new API
 // server's 410, changing nothing downstream), and an agent started
-// after the pods enrols them.
+// after the pods enrols them. Each node's kube-proxy serves ClusterIPs to
+// what meshlet does not capture.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -265,6 +266,22 @@ describe('meshlet on a real Kubernetes API server', { timeout: 900_000 }, () => 
 
     await kubectl(['label', 'namespace', 'labelled', 'istio.io/dataplane-mode-']);
     await eventuallyEqual('the agents to release the pods of namespace labelled', labelled, { 'node-1': [], 'node-2': [] });
+  });
+
+  test('each node\'s kube-proxy takes a Service\'s ClusterIP to its endpoints for pods meshlet does not capture and for the node\'s own processes', async () => {
+    const vip = await vip4('files');
+    const idle = await sandboxExec(NAME, { pod: 'idle-1', namespace: 'labelled' }, ['curl', '-sf', '--max-time', '10', `http://${vip}/index.html`], { timeoutMs: 20_000 });
+    assert.equal(idle.exitCode, 0, `curl from labelled/idle-1, not enrolled: ${idle.stderr}`);
+    assert.equal(idle.stdout, INDEX);
+    for (const node of NODES) {
+      const netns = `--net=/run/netns/${nodeOf(node).netns}`;
+      const hostNetwork = await run('nsenter', [netns, 'curl', '-sf', '--max-time', '10', `http://${vip}/index.html`], { allowFailure: true });
+      assert.equal(hostNetwork.exitCode, 0, `curl from ${node}'s network namespace: ${hostNetwork.stderr}`);
+      assert.equal(hostNetwork.stdout, INDEX);
+      const table = await run('nsenter', [netns, 'nft', 'list', 'table', 'ip', 'kube-proxy'], { allowFailure: true });
+      assert.equal(table.exitCode, 0, `${node} has kube-proxy's nftables table: ${table.stderr}`);
+      assert.match(table.stdout, new RegExp(vip.replaceAll('.', '\\.')), `the table maps ${vip}`);
+    }
   });
 
   test('kubectl scale 1→5→2: the ztunnels route to exactly the ready EndpointSlice endpoints (named targetPort), and readiness takes a pod out and back', async () => {

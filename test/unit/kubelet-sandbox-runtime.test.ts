@@ -42,6 +42,15 @@ test('capabilities beyond the default set, unknown names and privileged containe
   assert.match(containerCapabilities({ name: 'app', securityContext: { privileged: true } }).problem!, /privileged containers are not supported/);
 });
 
+test('in a namespace Pod Security runs at the privileged level, single capabilities beyond the default set are granted, never ALL', () => {
+  const agent = { name: 'agent', securityContext: { capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] } } };
+  assert.deepEqual(containerCapabilities(agent, true), { capabilities: ['NET_ADMIN', 'SYS_PTRACE', 'SYS_ADMIN', 'PERFMON', 'BPF'] });
+  assert.match(containerCapabilities(agent, false).problem!, /add BPF, PERFMON, NET_ADMIN, SYS_ADMIN, SYS_PTRACE is refused: .* but in a namespace labelled pod-security\.kubernetes\.io\/enforce=privileged/);
+  assert.deepEqual(containerCapabilities({ name: 'app', securityContext: { capabilities: { add: ['net_admin'] } } }, true), { capabilities: [...DEFAULT_CAPABILITIES, 'NET_ADMIN'] });
+  assert.match(containerCapabilities({ name: 'app', securityContext: { capabilities: { add: ['ALL'] } } }, true).problem!, /add ALL is refused/);
+  assert.match(containerCapabilities({ name: 'app', securityContext: { privileged: true } }, true).problem!, /privileged containers are not supported/);
+});
+
 test('setpriv\'s bounding set names exactly the granted capabilities', () => {
   assert.equal(boundingSetArg(['NET_RAW', 'KILL']), '-all,+net_raw,+kill');
   assert.equal(boundingSetArg([]), '-all');

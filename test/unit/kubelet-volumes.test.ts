@@ -6,12 +6,14 @@
 // mounts, teardown after the sandbox), and the mount steps a container's /run is built with (the mounts
 // themselves run in test/e2e/kubelet-runtime.test.ts).
 import assert from 'node:assert/strict';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { CoreV1Api, V1ConfigMap, V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { silentLogger } from '../../lib/core/log.ts';
+import { nodeHostPath, nodeRootDir, planNode } from '../../sandbox/layout.ts';
 import { planContainerRun } from '../../sandbox/proc.ts';
 import { writePayload, type Payload } from '../../sandbox/kubelet/atomic-writer.ts';
 import { buildPodStatus } from '../../sandbox/kubelet/pod-status.ts';
@@ -117,12 +119,55 @@ test('a projected volume merges its sources, with a token per serviceAccountToke
   assert.throws(() => planVolume({ name: 'v', projected: { sources: [{ clusterTrustBundle: { path: 'b', name: 'x' } }] } }, '/x'), /volume "v": projected source clusterTrustBundle is not supported by the sandbox/);
 });
 
-test('volume kinds the sandbox does not materialise are refused with what it supports; hostPath says it is not there yet', () => {
-  assert.throws(() => planVolume({ name: 'data', nfs: { server: '192.0.2.1', path: '/x' } }, '/x'), (err: unknown) => err instanceof VolumeError && /^volume "data": nfs volumes are not supported by the sandbox .*use one of: emptyDir, configMap, secret, downwardAPI and projected/.test(err.message));
+test('volume kinds the sandbox does not materialise are refused with what it supports', () => {
+  assert.throws(() => planVolume({ name: 'data', nfs: { server: '192.0.2.1', path: '/x' } }, '/x'), (err: unknown) => err instanceof VolumeError && /^volume "data": nfs volumes are not supported by the sandbox .*use one of: emptyDir, configMap, secret, downwardAPI, projected \(.*\) and hostPath/.test(err.message));
   assert.throws(() => planVolume({ name: 'claim', persistentVolumeClaim: { claimName: 'c' } }, '/x'), /persistentVolumeClaim volumes are not supported/);
-  assert.throws(() => planVolume({ name: 'h', hostPath: { path: '/var/lib/x' } }, '/x'), /volume "h": hostPath volumes are not supported by the sandbox yet \(they will be bound from a directory of the pod's node/);
+  assert.throws(() => planVolume({ name: 'h', hostPath: { path: '/var/lib/x' } }, '/x'), /volume "h": hostPath volumes need a runtime with a node filesystem/);
   assert.deepEqual({ ...planVolume({ name: 'e', emptyDir: {} }, '/x/e') }, { name: 'e', hostPath: '/x/e', kind: 'emptyDir', readOnly: false, worldWritable: true });
   assert.equal(planVolume({ name: 'c', configMap: { name: 'c' } }, '/x').readOnly, true, 'API data volumes are read-only');
+});
+
+test('a hostPath is the node\'s path: its bpffs and cgroup root are the node\'s own directories, the rest below its root, and .. stays inside', () => {
+  const node = planNode('hp', 2, '/sys/fs/cgroup/unified/meshlet-hp');
+  const root = nodeRootDir('hp', 'node-2');
+  assert.deepEqual(nodeHostPath('hp', node, '/run/meshlet'), { path: `${root}/run/meshlet`, root });
+  assert.deepEqual(nodeHostPath('hp', node, '/sys/fs/bpf'), { path: node.bpfDir, root: node.bpfDir });
+  assert.deepEqual(nodeHostPath('hp', node, '/sys/fs/bpf/meshlet'), { path: `${node.bpfDir}/meshlet`, root: node.bpfDir });
+  assert.deepEqual(nodeHostPath('hp', node, '/sys/fs/cgroup/'), { path: node.cgroup, root: node.cgroup });
+  assert.deepEqual(nodeHostPath('hp', node, '/sys/fs/bpfx'), { path: `${root}/sys/fs/bpfx`, root }, 'a prefix is not a parent');
+  assert.deepEqual(nodeHostPath('hp', node, '/../../etc/shadow'), { path: `${root}/etc/shadow`, root });
+  assert.deepEqual(nodeHostPath('hp', node, '/sys/fs/bpf/../../../etc'), { path: `${root}/etc`, root });
+});
+
+test('hostPath types are checked or made as kubelet\'s checker does, and a path that leads out of the node\'s directory is refused', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'node');
+  const nodePaths = (path: string) => ({ path: join(root, path), root });
+  const prepare = (path: string, type?: string) => planVolume({ name: 'h', hostPath: { path, ...(type !== undefined ? { type } : {}) } }, '/unused', nodePaths).prepare!();
+  const plan = planVolume({ name: 'h', hostPath: { path: '/run/meshlet', type: 'DirectoryOrCreate' } }, '/unused', nodePaths);
+  assert.equal(plan.hostPath, join(root, 'run/meshlet'));
+  assert.equal(plan.readOnly, false);
+  assert.equal(plan.content, undefined, 'the kubelet writes nothing into a hostPath');
+  await plan.prepare!();
+  assert.ok((await stat(join(root, 'run/meshlet'))).isDirectory(), 'DirectoryOrCreate makes it, with its parents and the node\'s root');
+  await prepare('/run/meshlet', 'Directory');
+  await prepare('/run/meshlet');
+  await prepare('/var/log/x.log', 'FileOrCreate').then(() => assert.fail('FileOrCreate makes no parents'), (err: unknown) => assert.match((err as Error).message, /ENOENT/));
+  await prepare('/run/meshlet/x.log', 'FileOrCreate');
+  assert.equal((await stat(join(root, 'run/meshlet/x.log'))).size, 0);
+  await prepare('/run/meshlet/x.log', 'File');
+  await assert.rejects(prepare('/run/missing'), /volume "h": hostPath \/run\/missing on the node does not exist; create it, or set type DirectoryOrCreate or FileOrCreate/);
+  await assert.rejects(prepare('/run/missing', 'Directory'), /does not exist/);
+  await assert.rejects(prepare('/run/meshlet', 'File'), /hostPath \/run\/meshlet on the node is not a File \(it is a Directory\); fix the path or its type/);
+  await assert.rejects(prepare('/run/meshlet/x.log', 'Socket'), /is not a Socket \(it is a File\)/);
+  await assert.rejects(prepare('/run/meshlet/x.log', 'DirectoryOrCreate'), /exists and is not a Directory/);
+  // What a container with the directory mounted could leave there.
+  await symlink('/etc', join(root, 'run/meshlet/etc'));
+  await assert.rejects(prepare('/run/meshlet/etc', 'Directory'), /hostPath \/run\/meshlet\/etc on the node leads outside the node's directory \(a symlink\); the sandbox binds nothing of the host's/);
+  await assert.rejects(prepare('/run/meshlet/etc'), /leads outside the node's directory/);
+  await assert.rejects(prepare('/run/meshlet/etc/ssl'), /leads outside the node's directory/);
+  assert.throws(() => planVolume({ name: 'h', hostPath: { path: 'relative' } }, '/x', nodePaths), /hostPath "relative" is not an absolute path/);
+  assert.throws(() => planVolume({ name: 'h', hostPath: { path: '/dev/kmsg', type: 'CharDevice' } }, '/x', nodePaths), /hostPath type CharDevice is not supported by the sandbox \(its nodes have no devices of their own\); use one of: DirectoryOrCreate, Directory, FileOrCreate, File, Socket/);
 });
 
 /** The parts of CoreV1Api the volume manager calls, answering from `configMaps` and minting numbered tokens. */
@@ -249,7 +294,7 @@ test('a pod with a volume the sandbox cannot set up is refused at setUp with the
   configMaps.set('settings', { data: { a: 'b' } });
   await manager.setUp(pod);
   assert.equal(await readFile(join(dir, 'settings', 'a'), 'utf8'), 'b');
-  await assert.rejects(manager.setUp({ ...POD, metadata: { ...POD.metadata, uid: 'other' }, spec: { ...POD.spec!, volumes: [{ name: 'h', hostPath: { path: '/x' } }] } }), /hostPath volumes are not supported by the sandbox yet/);
+  await assert.rejects(manager.setUp({ ...POD, metadata: { ...POD.metadata, uid: 'other' }, spec: { ...POD.spec!, volumes: [{ name: 'h', hostPath: { path: '/x' } }] } }), /hostPath volumes need a runtime with a node filesystem/);
 });
 
 test('a container\'s /run: staged, carrying the host\'s entries but the run root, its mounts made in it, read-only ones remounted, then moved', async (t) => {
@@ -266,8 +311,8 @@ test('a container\'s /run: staged, carrying the host\'s entries but the run root
   assert.deepEqual(steps.at(-1), ['move', staging, '/run']);
   assert.ok(steps.some((s) => s[0] === 'dir' && s[1] === join(staging, 'meshlet')), 'the run root is an empty directory');
   assert.ok(!steps.some((s) => s[1] === '/run/meshlet'), 'the host\'s run root is not carried');
-  const netns = steps.findIndex((s) => s[0] === 'rbind' && s[1] === '/run/netns');
-  assert.ok(netns > 0, 'the host\'s /run entries are carried');
+  const hostDir = readdirSync('/run', { withFileTypes: true }).find((e) => e.isDirectory() && !e.isSymbolicLink() && e.name !== 'meshlet')!.name;
+  assert.ok(steps.findIndex((s) => s[0] === 'rbind' && s[1] === join('/run', hostDir)) > 0, 'the host\'s /run entries are carried');
   const sa = join(staging, 'secrets/kubernetes.io/serviceaccount');
   assert.deepEqual(steps.filter((s) => s.includes(sa) || s.includes(join(staging, 'scratch')) || s[2] === dir), [
     ['dir', join(staging, 'scratch')],
@@ -277,6 +322,7 @@ test('a container\'s /run: staged, carrying the host\'s entries but the run root
     ['bind', source, sa],
     ['ro', sa],
   ], '/var/run resolves to /run; shallower paths first (stable); read-only after every bind');
+  assert.deepEqual(steps[steps.findIndex((s) => s[0] === 'bind' && s[2] === dir) + 1], ['rw', dir], 'a writable mount outside /run is made writable: its source may lie on a mount made read-only');
   assert.throws(() => planContainerRun(staging, [{ source, target: '/meshlet-nowhere/data', readOnly: false }]), /mount path \/meshlet-nowhere\/data does not exist on this host, and a sandbox container has no image filesystem to create it in/);
   assert.throws(() => planContainerRun(staging, [{ source, target: '/var/run', readOnly: false }]), /is the container's own \/run/);
   assert.throws(() => planContainerRun(staging, [{ source, target: '/run/a\tb', readOnly: false }]), /control characters/);
