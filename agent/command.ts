@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { jsonLogger } from '../lib/core/log.ts';
 import { AGENT_FLAGS, parseDaemonSetRef, type AgentConfig } from '../lib/config/agent.ts';
-import { loadKubeconfig } from '../lib/cluster/kube-api.ts';
+import { loadKubeconfigFile } from '../lib/cluster/kubeconfig-file.ts';
 import { addFlags } from '../lib/config/flags.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR } from '../lib/cluster/sources/kube-kinds.ts';
@@ -22,13 +22,15 @@ export function agentCommand(): Command {
   return addFlags(command, AGENT_FLAGS)
     .action(async (opts: AgentConfig) => {
       const log = jsonLogger('agent');
+      // Read once, for the cluster source and the DaemonSet watch alike.
+      const kubeconfig = await loadKubeconfigFile(opts.kubeconfig);
       const agent = new NodeAgent(opts, {
-        source: new KubeSource({ kubeconfig: opts.kubeconfig, kinds: AGENT_KINDS, podFieldSelector: AGENT_POD_FIELD_SELECTOR, log }),
+        source: new KubeSource({ kubeconfig, kinds: AGENT_KINDS, podFieldSelector: AGENT_POD_FIELD_SELECTOR, log }),
         openDatapath: () => openDatapath(opts),
         control: new ZtunnelControlClient(opts.controlSocket, log),
         log,
       });
-      const ownDaemonSet = opts.daemonset === undefined ? undefined : new DaemonSetWatch(loadKubeconfig(opts.kubeconfig), parseDaemonSetRef(opts.daemonset, '--daemonset'), log);
+      const ownDaemonSet = opts.daemonset === undefined ? undefined : new DaemonSetWatch(kubeconfig, parseDaemonSetRef(opts.daemonset, '--daemonset'), log);
       const shutdown = () => void (async () => {
         await agent.stop();
         ownDaemonSet?.close();

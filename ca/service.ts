@@ -15,7 +15,7 @@ import type { ClusterSource } from '../lib/cluster/sources/source.ts';
 import type { CallerAuthenticator } from './caller.ts';
 import { ApiPodLookup, WatchedPodLookup } from './caller-pods.ts';
 import { HostedIdentities } from './hosted.ts';
-import { loadKubeconfig } from '../lib/cluster/kube-api.ts';
+import { loadKubeconfigFile } from '../lib/cluster/kubeconfig-file.ts';
 import { CaMetrics } from './metrics.ts';
 import { publishRootConfigMap, type RootConfigMapPublisher } from './root-configmap.ts';
 import { loadOrCreateRootSecret } from './root-secret.ts';
@@ -101,7 +101,7 @@ function servingNames(host: string, extra: readonly string[]): string[] {
 }
 
 export async function startCa(config: KubeCaConfig): Promise<RunningCa> {
-  const kubeconfig = typeof config.kubeconfig === 'string' ? loadKubeconfig(config.kubeconfig) : config.kubeconfig;
+  const kubeconfig = typeof config.kubeconfig === 'string' ? await loadKubeconfigFile(config.kubeconfig) : config.kubeconfig;
   const metrics = new CaMetrics();
   const callerPods = new WatchedPodLookup(new ApiPodLookup(kubeconfig));
   // Built first: it checks the node accounts before anything is asked of the API server.

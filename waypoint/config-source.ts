@@ -3,7 +3,6 @@
 // WaypointConfig (config.ts) and handed on whole. An update that cannot be
 // built at all (it should not happen: each object is judged alone) leaves
 // the last config in effect and is logged.
-import { ConfigError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/log.ts';
 import { InClusterCredentials } from '../lib/cluster/sources/in-cluster.ts';
 import { AGENT_POD_FIELD_SELECTOR, WAYPOINT_KINDS } from '../lib/cluster/sources/kube-kinds.ts';
@@ -33,14 +32,6 @@ export interface ConfigStatus {
   warnings: readonly ConfigWarning[];
 }
 
-/** The pod's own credentials (its ServiceAccount token and the cluster's CA), without client-node's KubeConfig (see in-cluster.ts). */
-function inClusterConfig(): InClusterCredentials {
-  if (!process.env.KUBERNETES_SERVICE_HOST) {
-    throw new ConfigError('no --kubeconfig and no in-cluster configuration (KUBERNETES_SERVICE_HOST is unset): run the waypoint in a pod, or pass --kubeconfig');
-  }
-  return new InClusterCredentials();
-}
-
 export class WaypointConfigSource {
   readonly #o: ConfigSourceOptions;
   readonly #builder: WaypointConfigBuilder;
@@ -51,7 +42,8 @@ export class WaypointConfigSource {
     this.#o = options;
     this.#builder = new WaypointConfigBuilder(options.self);
     this.#source = options.source ?? new KubeSource({
-      kubeconfig: options.kubeconfig ?? inClusterConfig(),
+      // Without --kubeconfig, the pod's own credentials, without client-node's KubeConfig (see in-cluster.ts).
+      kubeconfig: options.kubeconfig ?? new InClusterCredentials(),
       kinds: WAYPOINT_KINDS,
       podFieldSelector: AGENT_POD_FIELD_SELECTOR,
       log: options.log,

@@ -2,10 +2,12 @@
 // TokenReview, the root Secret, the waypoint controller's server-side applies
 // and deletes; the agent's: its own DaemonSet at shutdown): a JSON request
 // that answers with its status, so each caller decides what a 404 or 409
-// means, and the kubeconfig file loaded with an error that says what to fix.
-import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
+// means.
+import type { KubeConfig } from '@kubernetes/client-node';
+// Deep imports, not the package index (whose value import loads the generated API code, see sources/kube-client.ts).
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
 import { fetch } from 'undici';
-import { ConfigError, KubeApiError } from '../core/errors.ts';
+import { KubeApiError } from '../core/errors.ts';
 import { isRecord } from './objects.ts';
 import { describeError } from './sources/kube-client.ts';
 
@@ -15,17 +17,6 @@ export interface KubeAnswer {
   status: number;
   /** The parsed JSON body. */
   body: unknown;
-}
-
-export function loadKubeconfig(path: string, flag = '--kubeconfig'): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    kc.loadFromFile(path);
-  } catch (err) {
-    throw new ConfigError(`cannot read ${flag} ${path}: ${describeError(err)}; check the path and that the file is a kubeconfig (YAML with clusters, users and contexts)`);
-  }
-  if (!kc.getCurrentCluster()?.server) throw new ConfigError(`${flag} ${path} has no current cluster with a server URL; set current-context to a context whose cluster has a server`);
-  return kc;
 }
 
 /**

@@ -13,11 +13,19 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { AuthenticationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { CA_TOKEN_DIR as TOKEN_DIR, CA_TOKEN_FILE as TOKEN_FILE, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY, WAYPOINT_CONTAINER, waypointObjects } from '../../ca/waypoint-objects.ts';
 import { run } from '../../lib/core/exec.ts';
+import { kubeconfigMap } from '../../lib/install/ca-deployment.ts';
+import {
+  AGENT_ACCOUNT, AGENT_ADMIN_SOCKET, AGENT_CONTAINER, BPF_PIN_DIR, CA_TOKEN_AUDIENCE, CA_TOKEN_DIR as NODE_CA_TOKEN_DIR, CA_TOKEN_FILE as NODE_CA_TOKEN_FILE,
+  KUBECONFIG_DIR, KUBECONFIG_KEY, NODE_DAEMONSET, SERVICE_ACCOUNT_DIR, ZTUNNEL_CONTAINER,
+} from '../../lib/install/names.ts';
+import { agentEntryScript, nodeDaemonSet } from '../../lib/install/node.ts';
+import { installDefaults } from '../../lib/install/options.ts';
+import { rbacManifests } from '../../lib/install/rbac.ts';
 import { jsonLogger, silentLogger, type Logger } from '../../lib/core/log.ts';
 import { controlPlaneBinaries } from '../../sandbox/controlplane/binaries.ts';
 import { cgroup2Root, removeCgroup } from '../../sandbox/cgroup.ts';
@@ -540,6 +548,41 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     assert.ok((await exec(p, 'reader', ['ls', '/proc'])).split('\n').includes(String(process.pid)), 'hostPID: the node\'s processes are visible');
     assert.equal((await cp.kubectl(['delete', 'pod', '-n', 'node-system', 'node-agent', '--wait=true'])).exitCode, 0);
     assert.equal(readFileSync(join(nodeRun, 'note'), 'utf8'), 'from-writer\n', 'a hostPath outlives its pod');
+  });
+
+  await t.test('the node DaemonSet `meshlet install` renders runs here as rendered: its capabilities, host paths and credentials, and its agent\'s entry finds the pod\'s cgroup', async (st) => {
+    const o = installDefaults();
+    const rendered = nodeDaemonSet(o).object as unknown as { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
+    // Idle: the agent and the ztunnel themselves need the mesh's API server, CA and Services (the sandbox's own e2e tests run them).
+    for (const c of rendered.spec.template.spec.containers) Object.assign(c, { command: ['sleep', 'infinity'], args: [], readinessProbe: undefined });
+    await apply(...rbacManifests(o.namespace).map((m) => m.object), kubeconfigMap(o).object, rendered);
+    // Deleted whatever fails here: the later tests count the node's pods.
+    st.after(async () => {
+      assert.equal((await cp.kubectl(['delete', 'daemonset', '-n', o.namespace, NODE_DAEMONSET, '--ignore-not-found', '--wait=true'])).exitCode, 0);
+      await eventually('the DaemonSet\'s pod gone', async () => (await core.listNamespacedPod({ namespace: o.namespace })).items.length === 0 || undefined, WAIT_MS);
+    });
+    const p = await eventually('the DaemonSet\'s pod on node-1', async () => {
+      const pods = await core.listNamespacedPod({ namespace: o.namespace, labelSelector: `app.kubernetes.io/name=${NODE_DAEMONSET}` });
+      return pods.items.find((x) => x.spec?.nodeName === node.name && x.status?.containerStatuses?.every((c) => c.state?.running));
+    }, WAIT_MS);
+    const capEff = async (container: string): Promise<bigint> => BigInt(`0x${(await exec(p, container, ['grep', '^CapEff:', '/proc/self/status'])).split('\t')[1]!.trim()}`);
+    // linux/capability.h: NET_ADMIN 12, SYS_PTRACE 19, SYS_ADMIN 21, PERFMON 38, BPF 39.
+    assert.equal(await capEff(AGENT_CONTAINER), [12n, 19n, 21n, 38n, 39n].reduce((m, bit) => m | (1n << bit), 0n), 'the agent: the capabilities it asks for, no more');
+    assert.equal(await capEff(ZTUNNEL_CONTAINER), 0n, 'the ztunnel: none');
+    const script = agentEntryScript(o);
+    const execAgent = 'exec meshlet agent --ztunnel-cgroup "$dir" "$@"';
+    assert.ok(script.includes(execAgent));
+    const found = (await exec(p, AGENT_CONTAINER, ['sh', '-c', script.replace(execAgent, 'echo --ztunnel-cgroup "$dir"; exit 0')])).trim();
+    const podCgroupDir = state().pods[p.metadata!.uid!]!.cgroup;
+    assert.equal(found, `--ztunnel-cgroup ${join('/sys/fs/cgroup', relative(node.cgroup, podCgroupDir))}`, 'the pod\'s own cgroup, through the node\'s cgroup tree');
+    assert.equal((await exec(p, AGENT_CONTAINER, ['stat', '-f', '-c', '%T', BPF_PIN_DIR.replace(/\/meshlet$/, '')])).trim(), 'bpf_fs');
+    await exec(p, AGENT_CONTAINER, ['sh', '-c', `mkdir -p ${BPF_PIN_DIR} && touch ${AGENT_ADMIN_SOCKET}`]);
+    assert.ok(statSync(join(node.bpfDir, 'meshlet')).isDirectory(), 'the pins go into the node\'s bpffs');
+    await exec(p, ZTUNNEL_CONTAINER, ['test', '-e', AGENT_ADMIN_SOCKET]);
+    assert.match(await exec(p, AGENT_CONTAINER, ['cat', `${KUBECONFIG_DIR}/${KUBECONFIG_KEY}`]), /server: https:\/\/kubernetes\.default\.svc:443/);
+    assert.equal(jwtClaims(await exec(p, AGENT_CONTAINER, ['cat', `${SERVICE_ACCOUNT_DIR}/token`])).sub, `system:serviceaccount:${o.namespace}:${AGENT_ACCOUNT}`);
+    assert.deepEqual(jwtClaims(await exec(p, ZTUNNEL_CONTAINER, ['cat', `${NODE_CA_TOKEN_DIR}/${NODE_CA_TOKEN_FILE}`])).aud, [CA_TOKEN_AUDIENCE]);
+    assert.equal((await exec(p, AGENT_CONTAINER, ['sh', '-c', 'echo "$NODE_NAME $HOST_IP $POD_UID"'])).trim(), `${node.name} ${node.nodeIp4} ${p.metadata!.uid}`);
   });
 
   await t.test('a volume the sandbox does not materialise, or a mount it cannot make, keeps the container from starting with the reason', async () => {

@@ -162,7 +162,7 @@ test('without --kubeconfig the waypoint needs the pod\'s in-cluster configuratio
   const saved = process.env.KUBERNETES_SERVICE_HOST;
   delete process.env.KUBERNETES_SERVICE_HOST;
   try {
-    assert.throws(() => new WaypointConfigSource({ self: { gateway: { namespace: NS, name: WAYPOINT_NAME }, trustDomain: 'cluster.local' }, log: silentLogger, onConfig: () => {} }), (err: unknown) => err instanceof ConfigError && /KUBERNETES_SERVICE_HOST is unset/.test(err.message));
+    assert.throws(() => new WaypointConfigSource({ self: { gateway: { namespace: NS, name: WAYPOINT_NAME }, trustDomain: 'cluster.local' }, log: silentLogger, onConfig: () => {} }), (err: unknown) => err instanceof ConfigError && /^no --kubeconfig and no in-cluster configuration \(KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT is unset\): run in a pod, or pass --kubeconfig$/.test(err.message));
   } finally {
     if (saved !== undefined) process.env.KUBERNETES_SERVICE_HOST = saved;
   }

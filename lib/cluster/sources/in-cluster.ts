@@ -36,7 +36,7 @@ export class InClusterCredentials implements KubeCredentials {
     const dir = options.dir ?? SERVICEACCOUNT_DIR;
     const host = env.KUBERNETES_SERVICE_HOST;
     const port = env.KUBERNETES_SERVICE_PORT;
-    if (!host || !port) throw new ConfigError('no in-cluster configuration (KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT is unset): run in a pod, or pass a kubeconfig');
+    if (!host || !port) throw new ConfigError('no --kubeconfig and no in-cluster configuration (KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT is unset): run in a pod, or pass --kubeconfig');
     const serverHost = isIPv6(host) ? `[${host}]` : host;
     // client-node's rule: these ports are plain HTTP (a local proxy).
     const scheme = port === '80' || port === '8080' || port === '8001' ? 'http' : 'https';

@@ -14,6 +14,7 @@ import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/htt
 import { ConfigError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { KubeObject } from '../objects.ts';
+import { loadKubeconfigFile } from '../kubeconfig-file.ts';
 import { describeError } from './kube-client.ts';
 import type { KubeCredentials } from './kube-credentials.ts';
 import { KindInformer, type Backoff } from './kube-informer.ts';
@@ -167,18 +168,7 @@ function describeKubeconfig(given: KubeCredentials | string, loaded: KubeCredent
 
 const isKubeConfig = (c: KubeCredentials): c is KubeConfig => 'getCurrentContext' in c;
 
-/** KubeConfig's module is loaded only here, for a file: it brings the generated API code (73 MiB of RSS, see in-cluster.ts). */
-async function loadKubeConfig(given: KubeCredentials | string): Promise<KubeCredentials> {
-  if (typeof given !== 'string') return given;
-  const { KubeConfig } = await import('@kubernetes/client-node/dist/config.js');
-  const kubeconfig = new KubeConfig();
-  try {
-    kubeconfig.loadFromFile(given);
-  } catch (err) {
-    throw new ConfigError(`cannot read kubeconfig ${given}: ${describeError(err)}; check the path and that the file is a kubeconfig (YAML with clusters, users and contexts)`);
-  }
-  return kubeconfig;
-}
+const loadKubeConfig = async (given: KubeCredentials | string): Promise<KubeCredentials> => (typeof given === 'string' ? loadKubeconfigFile(given, 'kubeconfig') : given);
 
 /** The server URL, once the current context's credentials load (certificate and key files, exec plugins). */
 async function checkCredentials(kubeconfig: KubeCredentials, where: string): Promise<string> {
