@@ -1,6 +1,7 @@
 // `meshlet sandbox …`: a cluster in miniature on this machine.
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
+import { MESHLET_MODES, type MeshletMode } from './info.ts';
 import { ConfigError } from '../lib/core/errors.ts';
 import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { formatResults, runDemo } from './demo.ts';
@@ -58,10 +59,11 @@ export function sandboxCommand(): Command {
     .option('--no-wait', 'do not wait for the agents and ztunnels to answer')
     .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 30_000)
     .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
-    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string }) => {
+    .addOption(new Option('--meshlet <mode>', 'supervised: the nodes run the agents and ztunnels, the sandbox the CA; daemonset: `meshlet install`\'s manifests, applied, run them').choices(MESHLET_MODES).default('supervised'))
+    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string; meshlet: MeshletMode }) => {
       const manifest = opts.file === undefined ? undefined : await readManifest(opts.file);
       const { info, applied } = await up({
-        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out,
+        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out, meshlet: opts.meshlet,
         ...(opts.certTtl ? { certTtl: opts.certTtl } : {}),
         ...(manifest !== undefined ? { manifest, manifestSource: opts.file } : {}),
       });

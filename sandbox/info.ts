@@ -100,7 +100,17 @@ export interface SandboxInfo {
   /** The ztunnels' timeouts and caps where they are not the defaults (lib/config/ztunnel.ts). */
   ztunnelLimits?: Partial<ZtunnelLimits>;
   trustDomain?: string;
+  /**
+   * How meshlet runs: `supervised` (absent), the node supervisors run each
+   * node's agent and ztunnel and the sandbox runs the CA; `daemonset`, from
+   * the manifests `meshlet install` renders (the node DaemonSet and the CA
+   * Deployment), applied through the API server, and nothing else.
+   */
+  meshlet?: MeshletMode;
 }
+
+export const MESHLET_MODES = ['supervised', 'daemonset'] as const;
+export type MeshletMode = (typeof MESHLET_MODES)[number];
 
 /** The mesh CA, running on its own in the underlay namespace. */
 export interface SandboxCaInfo {

@@ -8,7 +8,11 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import { SandboxError } from '../lib/core/errors.ts';
 import { statusCodeOf } from '../lib/cluster/sources/kube-client.ts';
+import { installDefaults, type InstallOptions } from '../lib/install/options.ts';
 import { RBAC_FILE, rbacManifests } from '../lib/install/rbac.ts';
+import { installObjects } from '../lib/install/render.ts';
+import { parseDuration } from '../lib/core/duration.ts';
+import { CONTROL_PLANE_NETWORK } from './layout.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { openCluster, type SandboxCluster } from './cluster-client.ts';
 import { controlPlaneLayout } from './controlplane/components.ts';
@@ -45,6 +49,23 @@ async function waitForToken(cluster: SandboxCluster, account: string): Promise<s
     if (Date.now() > deadline) throw new SandboxError(`the controller manager did not fill Secret ${MESHLET_NAMESPACE}/${account}-token within ${TOKEN_WAIT_MS / 1000} s; see ${controlPlaneLayout(cluster.info.controlPlane.dir).log('kube-controller-manager')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * What `meshlet install` renders for this sandbox, applied through its API
+ * server: the same objects a cluster gets, with the sandbox's Service ranges
+ * (and its certificate lifetime, when set).
+ */
+export async function installFromManifests(info: SandboxInfo): Promise<void> {
+  const name = info.name;
+  refusals(await applyManifest(name, NODE_NAMESPACE_READER.map((o) => JSON.stringify(o)).join('\n---\n'), 'the nodes\' Namespace reader'), 'the nodes\' Namespace reader RBAC');
+  const options: InstallOptions = {
+    ...installDefaults(),
+    serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
+    ...(info.certTtl === undefined ? {} : { certTtl: parseDuration(info.certTtl, '--cert-ttl') }),
+  };
+  const objects = installObjects(options).map((o) => JSON.stringify(o)).join('\n---\n');
+  refusals(await applyManifest(name, objects, 'meshlet install', { waitForPods: false }), 'the objects of `meshlet install`');
 }
 
 /** Installs meshlet's accounts and writes the agents' and the CA's kubeconfigs (against the API server's in-sandbox address). */

@@ -5,7 +5,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { run } from '../lib/core/exec.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
@@ -16,11 +16,13 @@ import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer } 
 import { apiServerUrl, COMPONENTS, controlPlaneLayout } from './controlplane/components.ts';
 import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
-import type { SandboxControlPlaneInfo, SandboxInfo } from './info.ts';
+import type { MeshletMode, SandboxControlPlaneInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { installMeshlet } from './install.ts';
+import { installFromManifests, installMeshlet } from './install.ts';
+import { MESHLET_NAMESPACE } from './node-pod.ts';
+import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import {
-  BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -43,6 +45,8 @@ export interface UpOptions {
   certTtl?: string;
   /** The ztunnels' timeouts and caps, where not the defaults. */
   ztunnelLimits?: Partial<ZtunnelLimits>;
+  /** How meshlet runs (SandboxInfo.meshlet); default supervised. */
+  meshlet?: MeshletMode;
 }
 
 export interface UpResult {
@@ -68,7 +72,8 @@ export async function up(options: UpOptions): Promise<UpResult> {
 
   const paths = sandboxPaths(name);
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
-  const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
+  const daemonset = options.meshlet === 'daemonset';
+  const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot)).map((n) => (daemonset ? daemonSetNode(name, n) : n));
   const ca = planCa(name, cgroupRoot);
   const binaries = await controlPlaneBinaries();
   const relay = await listenOnLoopback();
@@ -80,7 +85,8 @@ export async function up(options: UpOptions): Promise<UpResult> {
     kubeconfig: paths.kubeconfig,
   };
   const info: SandboxInfo = {
-    name, runDir: paths.runDir, controlPlane, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot, ca,
+    name, runDir: paths.runDir, controlPlane, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot,
+    ...(daemonset ? { meshlet: 'daemonset' as const } : { ca }),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
   };
@@ -109,15 +115,19 @@ export async function up(options: UpOptions): Promise<UpResult> {
     log(`control plane: etcd, kube-apiserver ${controlPlane.server} (from the host: ${controlPlane.hostServer}), kube-controller-manager, kube-scheduler`);
     await startControlPlane(name, cpCgroups.supervisor, paths.underlayNetns, relay, main, join(controlPlane.dir, 'supervisor.log'));
     await withLogTails(() => waitForApiServer(layout, CONTROL_PLANE_NETWORK, API_SERVER_START_MS, controlPlane.hostServer), [join(controlPlane.dir, 'supervisor.log'), layout.log('etcd'), layout.log('kube-apiserver')]);
-    log('installing Istio\'s and the Gateway API\'s CRDs, and meshlet\'s accounts (daemonset/rbac.yaml)');
+    log(daemonset
+      ? 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet as `meshlet install` renders it (its DaemonSet and the CA\'s Deployment)'
+      : 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet\'s accounts (daemonset/rbac.yaml)');
     await withLogTails(async () => {
       await installCrds(binaries, paths.kubeconfig);
-      await installMeshlet(info);
+      await (daemonset ? installFromManifests(info) : installMeshlet(info));
     }, [layout.log('kube-apiserver'), layout.log('kube-controller-manager')]);
 
-    // The CA first: ztunnels fetch their certificates from it as soon as they start.
-    startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
-    await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
+    if (!daemonset) {
+      // The CA first: ztunnels fetch their certificates from it as soon as they start.
+      startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
+      await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
+    }
     for (const node of nodes) {
       startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name], main });
     }
@@ -131,6 +141,20 @@ export async function up(options: UpOptions): Promise<UpResult> {
   if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log);
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
+}
+
+/**
+ * A node whose meshlet runs as the DaemonSet: its agent's and ztunnel's
+ * admin sockets are where the DaemonSet's hostPath puts them (the node's
+ * /run/meshlet), and their logs are the pod's container logs.
+ */
+function daemonSetNode(name: string, node: SandboxNodeInfo): SandboxNodeInfo {
+  const { agentLog: _agentLog, ztunnelLog: _ztunnelLog, caTokenFile: _caTokenFile, controlSocket: _controlSocket, ...rest } = node;
+  return {
+    ...rest,
+    agentAdminSocket: nodeHostPath(name, node, AGENT_ADMIN_SOCKET).path,
+    ztunnelAdminSocket: nodeHostPath(name, node, ZTUNNEL_ADMIN_SOCKET).path,
+  };
 }
 
 /** Starts the control-plane supervisor in the underlay and hands it the host's loopback listener for the API relay. */
@@ -238,7 +262,23 @@ async function unreadyNodes(info: SandboxInfo, core: CoreV1Api): Promise<string[
   }
 }
 
-/** Waits until every Node is Ready and every node's agent and ztunnel accept connections on their admin sockets. */
+/** What keeps meshlet's pods (one node pod per node, the CA) from being Ready, one line each. */
+async function unreadyMeshletPods(info: SandboxInfo, core: CoreV1Api): Promise<string[]> {
+  let pods: V1Pod[];
+  try {
+    pods = (await core.listNamespacedPod({ namespace: MESHLET_NAMESPACE })).items;
+  } catch (err) {
+    return [`cannot list the pods of ${MESHLET_NAMESPACE}: ${(err as Error).message}`];
+  }
+  const ready = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+  const nodePods = pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET);
+  const problems = pods.filter((p) => !ready(p)).map((p) => `pod ${MESHLET_NAMESPACE}/${p.metadata?.name} on ${p.spec?.nodeName ?? 'no node'} is not Ready (${p.status?.phase})`);
+  for (const node of info.nodes) if (!nodePods.some((p) => p.spec?.nodeName === node.name)) problems.push(`no ${NODE_DAEMONSET} pod on ${node.name} yet`);
+  if (!pods.some((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === CA_NAME)) problems.push(`no ${CA_NAME} pod yet`);
+  return problems;
+}
+
+/** Waits until every Node is Ready and every node's agent and ztunnel accept connections on their admin sockets (as a DaemonSet: and meshlet's pods are Ready). */
 export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const kubeConfig = new KubeConfig();
@@ -251,11 +291,14 @@ export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line
   for (;;) {
     for (const [what, { socket }] of pending) if (await canConnect(socket)) pending.delete(what);
     const unready = await unreadyNodes(info, core);
-    if (pending.size === 0 && unready.length === 0) break;
+    // As a DaemonSet, meshlet is ready when its pods are (the ztunnels' readiness waits for their certificates).
+    const unreadyPods = info.meshlet === 'daemonset' ? await unreadyMeshletPods(info, core) : [];
+    if (pending.size === 0 && unready.length === 0 && unreadyPods.length === 0) break;
     if (Date.now() > deadline) {
       const missing = [
         ...unready.map((n) => `  Node ${n} is not Ready; see ${join(nodeDir(info.name, n), 'supervisor.log')}`),
-        ...[...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile}`),
+        ...unreadyPods.map((p) => `  ${p}`),
+        ...[...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile ?? `${join(nodeDir(info.name, what.split(' ')[0]!), 'pods')}/${MESHLET_NAMESPACE}_*/`}`),
       ].join('\n');
       throw new SandboxError(`sandbox "${info.name}" is up but not ready after ${timeoutMs} ms:\n${missing}\nthe sandbox is left running for inspection; \`meshlet sandbox down --name ${info.name}\` removes it`);
     }

@@ -36,6 +36,8 @@ const HEALTHY_AFTER_MS = 10_000;
 const STOP_GRACE_MS = 3000;
 /** How long a node supervisor waits for the ztunnel's first CA token before starting it anyway. */
 const TOKEN_WAIT_MS = 10_000;
+/** The sandbox's kubelet's --sync-frequency for ConfigMap, Secret and downward API volumes. */
+const VOLUME_RESYNC_MS = 10_000;
 /** Children run the same (compiled) CLI as their supervisor. */
 const SELF_MAIN = process.argv[1]!;
 
@@ -181,27 +183,33 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
     },
     ...(node.probeSourceIp4 ? { probeSourceIp4: node.probeSourceIp4 } : {}),
     ...(node.probeSourceIp6 ? { probeSourceIp6: node.probeSourceIp6 } : {}),
+    // A ConfigMap made after its pod started (the CA's root, which the ztunnels mount) reaches the pod within this; kubelet's default is a minute.
+    volumeResyncIntervalMs: VOLUME_RESYNC_MS,
   });
-  const token = new ZtunnelTokenFile(kubeConfig, node.name, node.caTokenFile!, log);
+  // Supervised, the node runs meshlet's agent and ztunnel itself, and keeps the ztunnel's CA token; as a DaemonSet, its kubelet runs them.
+  const supervised = info.meshlet !== 'daemonset';
+  const token = supervised ? new ZtunnelTokenFile(kubeConfig, node.name, node.caTokenFile!, log) : undefined;
   void kubelet.start().catch((err: unknown) => say(`kubelet failed to start: ${(err as Error).message}`));
   // The ztunnel asks the CA for certificates as soon as it starts: give it its token first, or start it anyway after a while (it retries).
-  await Promise.race([token.start(), new Promise((r) => setTimeout(r, TOKEN_WAIT_MS))]);
+  if (token) await Promise.race([token.start(), new Promise((r) => setTimeout(r, TOKEN_WAIT_MS))]);
   const cgroups = nodeCgroups(node);
-  const managed: Managed[] = [
+  const kubeProxy: Managed = { role: 'kube-proxy', argv: [`${info.controlPlane.bin}/kube-proxy`, ...kubeProxyArgs(node)], cgroup: cgroups.kubeProxy, log: node.kubeProxyLog, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS };
+  const managed: Managed[] = supervised ? [
     { role: 'agent', argv: meshlet('agent', agentArgs(node)), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
     { role: 'ztunnel', argv: meshlet('ztunnel', ztunnelArgs(info, node)), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-    { role: 'kube-proxy', argv: [`${info.controlPlane.bin}/kube-proxy`, ...kubeProxyArgs(node)], cgroup: cgroups.kubeProxy, log: node.kubeProxyLog, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-  ];
+    kubeProxy,
+  ] : [kubeProxy];
+  const role = (children: readonly Managed[], r: string): Managed | undefined => children.find((m) => m.role === r);
   try {
     await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {
       supervisorPid: process.pid,
-      agentPid: children[0]!.child?.pid,
-      ztunnelPid: children[1]!.child?.pid,
-      agentRestarts: children[0]!.restarts,
-      ztunnelRestarts: children[1]!.restarts,
+      agentPid: role(children, 'agent')?.child?.pid,
+      ztunnelPid: role(children, 'ztunnel')?.child?.pid,
+      agentRestarts: role(children, 'agent')?.restarts ?? 0,
+      ztunnelRestarts: role(children, 'ztunnel')?.restarts ?? 0,
     }));
   } finally {
-    token.stop();
+    token?.stop();
     services.stop();
     await kubelet.stop();
     runtime.close();

@@ -1,0 +1,131 @@
+// meshlet installed as users install it: `sandbox up --meshlet daemonset`
+// applies what `meshlet install` renders through the API server, and the
+// DaemonSet controller, the scheduler and each node's kubelet run the agent,
+// the ztunnel and the CA from those manifests alone. Every meshlet process
+// of the sandbox is a container of a meshlet-system pod (none is the
+// sandbox's own), the pods turn Ready, and a pod's connection to a Service
+// is captured and carried over HBONE with both workloads' SPIFFE identities.
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { cgroup2Root } from '../../sandbox/cgroup.ts';
+import { prefixOf } from '../../sandbox/layout.ts';
+import { sandboxDown, sandboxExec, sandboxKubectl, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import type { FlowRecord } from '../../lib/telemetry/flow.ts';
+import { adminJson, eventually, leftovers, runName } from '../support/harness.ts';
+
+const NAME = runName('ds');
+const MANIFEST = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  serviceAccountName: web
+  nodeName: node-2
+  containers:
+    - name: web
+      image: python
+      command: [python3, -m, http.server, "8080"]
+      workingDir: /tmp
+      ports: [{name: http, containerPort: 8080}]
+      readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop}
+spec:
+  serviceAccountName: client
+  nodeName: node-1
+  containers: [{name: idle, image: busybox}]
+`;
+
+let info: SandboxInfo;
+
+async function kubectlJson<T>(args: readonly string[]): Promise<T> {
+  const r = await sandboxKubectl(NAME, [...args, '-o', 'json']);
+  assert.equal(r.exitCode, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** Every meshlet process (the CLI's main module, then its command) in the sandbox's cgroup tree, with its cgroup relative to the sandbox's. */
+async function meshletProcesses(): Promise<{ role: string; cgroup: string }[]> {
+  const root = join(cgroup2Root(), prefixOf(NAME));
+  const found: { role: string; cgroup: string }[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const procs = (await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    for (const pid of procs) {
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      const main = argv.findIndex((a) => a.endsWith('/cli/main.js') || a.endsWith('/cli/main.ts'));
+      const role = main >= 0 ? argv[main + 1] : undefined;
+      if (role === 'agent' || role === 'ztunnel' || role === 'ca') found.push({ role, cgroup: dir.slice(root.length) });
+    }
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) await walk(join(dir, e.name));
+  };
+  await walk(root);
+  return found;
+}
+
+describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, () => {
+  before(async () => {
+    info = await sandboxUp({ name: NAME, nodes: 2, meshlet: 'daemonset', manifest: MANIFEST, readyTimeoutMs: 120_000 });
+  });
+
+  after(async () => {
+    await sandboxDown(NAME);
+    assert.deepEqual(await leftovers(NAME), [], 'the sandbox left something behind');
+  });
+
+  test('the DaemonSet runs one Ready pod per node and the CA Deployment one, placed by the controllers and the scheduler', async () => {
+    const pods = (await kubectlJson<{ items: V1Pod[] }>(['get', 'pods', '-n', 'meshlet-system'])).items;
+    const ready = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    const nodePods = pods.filter((p) => p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet' && o.name === 'meshlet-node'));
+    assert.deepEqual(nodePods.map((p) => p.spec?.nodeName).sort(), ['node-1', 'node-2']);
+    assert.ok(nodePods.every((p) => ready(p) && p.status?.containerStatuses?.map((c) => c.name).sort().join() === 'agent,ztunnel'), 'both containers of each node pod Ready');
+    assert.equal(pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === 'meshlet-ca' && ready(p)).length, 1);
+  });
+
+  test('every meshlet process of the sandbox is a container of a meshlet-system pod: the sandbox starts none itself', async () => {
+    const meshlet = await meshletProcesses();
+    const count = (role: string): number => meshlet.filter((m) => m.role === role).length;
+    assert.deepEqual([count('agent'), count('ztunnel'), count('ca')], [2, 2, 1], JSON.stringify(meshlet));
+    const podUids = new Set((await kubectlJson<{ items: V1Pod[] }>(['get', 'pods', '-n', 'meshlet-system'])).items.map((p) => p.metadata!.uid!));
+    for (const m of meshlet) {
+      // A pod's cgroup names its UID (dashes as underscores under the systemd driver).
+      const uid = [...podUids].find((u) => m.cgroup.includes(u) || m.cgroup.includes(u.replaceAll('-', '_')));
+      assert.ok(uid && /\/kubepods/.test(m.cgroup), `meshlet ${m.role} runs in ${m.cgroup}, not in a meshlet-system pod's cgroup`);
+    }
+  });
+
+  test('a pod\'s connection to a Service is captured and carried with mutual TLS between the two workloads\' identities', async () => {
+    const ztunnel = info.nodes.find((n) => n.name === 'node-1')!.ztunnelAdminSocket;
+    assert.equal((await sandboxKubectl(NAME, ['wait', '--for=condition=Ready', 'pod', '--all', '-n', 'shop', '--timeout=60s'])).exitCode, 0);
+    const r = await sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', 'http://web/'], { timeoutMs: 20_000 });
+    assert.equal(r.stdout, '200', `curl: ${r.stderr}`);
+    const flow = await eventually('the flow in node-1\'s ztunnel', async () => (await adminJson<{ flows: FlowRecord[] }>(ztunnel, '/flows')).flows.find((f) => f.service?.name === 'web' && f.state === 'closed'), 20_000);
+    assert.equal(flow.security, 'mutual_tls');
+    assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
+    assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
+    assert.equal(flow.destination?.node, 'node-2');
+  });
+});
