@@ -326,7 +326,7 @@ export class SandboxRuntime implements PodRuntime {
       clearTimeout(inst.killTimer);
       if (gracePeriodSeconds <= 0) this.#kill(inst);
       else {
-        if (first) await this.#signalAll(inst, 'SIGTERM');
+        if (first) this.#signalMain(inst, 'SIGTERM');
         inst.killTimer = setTimeout(() => this.#kill(inst), killAt - Date.now());
       }
     }
@@ -461,15 +461,18 @@ export class SandboxRuntime implements PodRuntime {
       });
   }
 
-  /** Signals every process in the container's cgroup, as before it had a PID namespace: tini forwards to the main process only, and the launcher holds SIGTERM until its child is gone. */
-  async #signalAll(inst: Instance, signal: NodeJS.Signals): Promise<void> {
+  /**
+   * Signals the container's main process, as containerd signals a task's
+   * init (tini here, which forwards to its child, the main process): not
+   * every process of the container, so a main process that stops its own
+   * children in order on SIGTERM (the agent's bpftool readers) gets to.
+   */
+  #signalMain(inst: Instance, signal: NodeJS.Signals): void {
     inst.sentSignal = signalNumber(signal);
-    for (const pid of await cgroupProcs(inst.stored.cgroup)) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // exited meanwhile
-      }
+    try {
+      process.kill(inst.stored.pid, signal);
+    } catch {
+      // exited meanwhile
     }
   }
 

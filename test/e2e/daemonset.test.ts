@@ -5,6 +5,8 @@
 // of the sandbox is a container of a meshlet-system pod (none is the
 // sandbox's own), the pods turn Ready, and a pod's connection to a Service
 // is captured and carried over HBONE with both workloads' SPIFFE identities.
+// Uninstalled as users uninstall it, meshlet leaves nothing in the kernel
+// and new connections go direct.
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +16,8 @@ import { cgroup2Root } from '../../sandbox/cgroup.ts';
 import { prefixOf } from '../../sandbox/layout.ts';
 import { sandboxDown, sandboxExec, sandboxKubectl, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
+import { run } from '../../lib/core/exec.ts';
+import { renderUninstall } from '../../lib/install/render.ts';
 import { adminJson, eventually, leftovers, runName } from '../support/harness.ts';
 
 const NAME = runName('ds');
@@ -127,5 +131,20 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
     assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
     assert.equal(flow.destination?.node, 'node-2');
+  });
+
+  test('uninstalled as users uninstall it (`meshlet uninstall | kubectl delete -f -`) while requests flow: new connections go direct, and nothing of meshlet is left in the kernel', async (t) => {
+    const load = sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['sh', '-c', 'for i in $(seq 1 150); do curl -s -o /dev/null -w "%{http_code} " --max-time 2 http://web/; sleep 0.1; done'], { timeoutMs: 120_000 });
+    const r = await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '--wait=true', '-f', '-'], renderUninstall('meshlet-system'));
+    assert.equal(r.exitCode, 0, r.stderr);
+    const codes = (await load).stdout.trim().split(' ');
+    t.diagnostic(`requests during the uninstall: ${codes.length}, answered 200: ${codes.filter((c) => c === '200').length}`);
+    await eventually('no meshlet process left', async () => (await meshletProcesses()).length === 0 || undefined, 60_000);
+    for (const node of info.nodes) assert.deepEqual((await readdir(node.bpfDir).catch(() => [])).filter((e) => e === 'meshlet'), [], `${node.name}'s bpffs holds no pins`);
+    const tree = await run('bpftool', ['-j', 'cgroup', 'tree', join(cgroup2Root(), prefixOf(NAME))]);
+    const attached = (JSON.parse(tree.stdout || '[]') as { cgroup: string; programs: unknown[] }[]).filter((c) => c.programs.length > 0);
+    assert.deepEqual(attached, [], 'no program attached to any cgroup of the sandbox');
+    const direct = await sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', 'http://web/'], { timeoutMs: 20_000 });
+    assert.equal(direct.stdout, '200', `a new connection goes direct, through the node's kube-proxy: ${direct.stderr}`);
   });
 });
