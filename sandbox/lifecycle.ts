@@ -94,14 +94,14 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const main = await compiledCliMain(log);
     await ensureBpffs(log);
     for (const node of nodes) await mkdir(nodeDir(name, node.name), { recursive: true });
-    await mkdir(ca.stateDir, { recursive: true });
+    if (!daemonset) await mkdir(ca.stateDir, { recursive: true });
     log(`network: underlay ${paths.underlayNetns} (control plane ${CONTROL_PLANE_IP}), ${nodes.map((n) => `${n.name} ${n.nodeIp4}`).join(', ')}`);
     await createUnderlay(paths.underlayNetns, `${CONTROL_PLANE_IP}/24`);
     for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
     const cpCgroups = controlPlaneCgroups(cgroupRoot);
     for (const cg of [cpCgroups.supervisor, ...COMPONENTS.map(cpCgroups.component)]) await ensureCgroup(cg);
     for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
-    for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
+    if (!daemonset) for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
 
     const layout = controlPlaneLayout(controlPlane.dir);
     await prepareControlPlane(layout, CONTROL_PLANE_NETWORK);

@@ -1,21 +1,42 @@
-// `status`: sandbox.json merged with live pids, and the pods and Services
-// the sandbox's API server holds.
-import type { V1Namespace } from '@kubernetes/client-node';
+// `status`: sandbox.json merged with live pids (a node's agent and ztunnel:
+// its supervisor's children, or its meshlet-node pod's containers), and the
+// pods and Services the sandbox's API server holds.
+import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { SandboxInfo, SandboxPodInfo, SandboxServiceInfo } from './info.ts';
 import { cgroupPopulated } from './cgroup.ts';
 import { openCluster } from './cluster-client.ts';
 import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
 import { readCaPids, readControlPlanePids, readPids } from './registry.ts';
+import { runningContainer } from './kubelet/sandbox-runtime.ts';
+import { nodeDir } from './layout.ts';
+import { MESHLET_NAMESPACE } from './node-pod.ts';
+import { AGENT_CONTAINER, NODE_DAEMONSET, ZTUNNEL_CONTAINER } from '../lib/install/names.ts';
 import { DATAPLANE_MODE_LABEL, isEnrolled } from '../lib/cluster/convert.ts';
 
 const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
 
+/** A node's agent or ztunnel as a container of its meshlet-node pod (the sandbox runs meshlet as a DaemonSet): its pid and restarts. */
+function daemonSetContainer(name: string, node: string, pods: readonly V1Pod[], container: string): { pid?: number; restarts?: number } {
+  const pod = pods.find((p) => p.spec?.nodeName === node && p.metadata?.namespace === MESHLET_NAMESPACE
+    && p.metadata.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET && !p.metadata.deletionTimestamp);
+  if (!pod?.metadata?.uid) return {};
+  const pid = live(runningContainer(nodeDir(name, node), pod.metadata.uid, container)?.pid);
+  const restarts = pod.status?.containerStatuses?.find((c) => c.name === container)?.restartCount;
+  return { ...(pid !== undefined ? { pid } : {}), ...(restarts !== undefined ? { restarts } : {}) };
+}
+
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   const cluster = await openCluster(name);
   const { info, core } = cluster;
+  const [namespaceList, podList, serviceList] = await Promise.all([core.listNamespace(), core.listPodForAllNamespaces(), core.listServiceForAllNamespaces()]);
   const nodes = await Promise.all(info.nodes.map(async (node) => {
     const pids = await readPids(name, node.name);
+    if (info.meshlet === 'daemonset') {
+      const agent = daemonSetContainer(name, node.name, podList.items, AGENT_CONTAINER);
+      const ztunnel = daemonSetContainer(name, node.name, podList.items, ZTUNNEL_CONTAINER);
+      return { ...node, supervisorPid: live(pids?.supervisorPid), agentPid: agent.pid, ztunnelPid: ztunnel.pid, agentRestarts: agent.restarts, ztunnelRestarts: ztunnel.restarts };
+    }
     return {
       ...node,
       supervisorPid: live(pids?.supervisorPid),
@@ -28,7 +49,6 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   const caPids = await readCaPids(name);
   const ca = info.ca ? { ...info.ca, pid: live(caPids?.caPid), supervisorPid: live(caPids?.supervisorPid) } : undefined;
   const controlPlane = { ...info.controlPlane, supervisorPid: live((await readControlPlanePids(name))?.supervisorPid) };
-  const [namespaceList, podList, serviceList] = await Promise.all([core.listNamespace(), core.listPodForAllNamespaces(), core.listServiceForAllNamespaces()]);
   const namespaces = new Map<string, V1Namespace>(namespaceList.items.map((ns) => [ns.metadata?.name ?? '', ns]));
   const pods: SandboxPodInfo[] = [];
   for (const pod of podList.items) {

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { cgroup2Root } from '../../sandbox/cgroup.ts';
 import { prefixOf } from '../../sandbox/layout.ts';
-import { sandboxDown, sandboxExec, sandboxKubectl, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { sandboxDown, sandboxExec, sandboxKubectl, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { run } from '../../lib/core/exec.ts';
 import { renderUninstall } from '../../lib/install/render.ts';
@@ -107,6 +107,8 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.deepEqual(nodePods.map((p) => p.spec?.nodeName).sort(), ['node-1', 'node-2']);
     assert.ok(nodePods.every((p) => ready(p) && p.status?.containerStatuses?.map((c) => c.name).sort().join() === 'agent,ztunnel'), 'both containers of each node pod Ready');
     assert.equal(pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === 'meshlet-ca' && ready(p)).length, 1);
+    const status = await sandboxStatus(NAME);
+    for (const node of status.nodes) assert.ok(node.agentPid !== undefined && node.ztunnelPid !== undefined, `sandbox status shows ${node.name}'s agent and ztunnel (its pod's containers) running`);
   });
 
   test('every meshlet process of the sandbox is a container of a meshlet-system pod: the sandbox starts none itself', async () => {
