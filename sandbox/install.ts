@@ -30,6 +30,9 @@ const tokenSecret = (account: string): V1Secret => ({
   metadata: { name: `${account}-token`, namespace: MESHLET_NAMESPACE, annotations: { 'kubernetes.io/service-account.name': account } },
 });
 
+/** Objects as one manifest, for applyManifest. */
+const manifestOf = (objects: readonly object[]): string => objects.map((o) => JSON.stringify(o)).join('\n---\n');
+
 function refusals(results: readonly ObjectResult[], what: string): void {
   const refused = results.filter((r) => r.action === 'refused');
   if (refused.length > 0) throw new SandboxError(`the API server refused ${what}: ${refused.map((r) => `${r.ref}: ${r.reason}`).join('; ')}`);
@@ -51,39 +54,36 @@ async function waitForToken(cluster: SandboxCluster, account: string): Promise<s
   }
 }
 
+/** The sandbox's own RBAC, whichever way meshlet runs: the nodes' kubelets read Namespaces for their Pod Security level (kubelet/pod-security.ts). */
+export async function installNodeRbac(info: SandboxInfo): Promise<void> {
+  refusals(await applyManifest(info.name, manifestOf(NODE_NAMESPACE_READER), 'the nodes\' Namespace reader'), 'the nodes\' Namespace reader RBAC');
+}
+
 /**
  * What `meshlet install` renders for this sandbox, applied through its API
  * server: the same objects a cluster gets, with the sandbox's Service ranges
  * (and its certificate lifetime, when set).
  */
 export async function installFromManifests(info: SandboxInfo): Promise<void> {
-  const name = info.name;
-  refusals(await applyManifest(name, NODE_NAMESPACE_READER.map((o) => JSON.stringify(o)).join('\n---\n'), 'the nodes\' Namespace reader'), 'the nodes\' Namespace reader RBAC');
   const options: InstallOptions = {
     ...installDefaults(),
     serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
     ...(info.certTtl === undefined ? {} : { certTtl: parseDuration(info.certTtl, '--cert-ttl') }),
   };
-  const objects = installObjects(options).map((o) => JSON.stringify(o)).join('\n---\n');
-  refusals(await applyManifest(name, objects, 'meshlet install', { waitForPods: false }), 'the objects of `meshlet install`');
+  refusals(await applyManifest(info.name, manifestOf(installObjects(options)), 'meshlet install', { waitForPods: false }), 'the objects of `meshlet install`');
 }
 
 /** Installs meshlet's accounts and writes the agents' and the CA's kubeconfigs (against the API server's in-sandbox address). */
 export async function installMeshlet(info: SandboxInfo): Promise<void> {
   const name = info.name;
-  // The nodes' kubelets read Namespaces for their Pod Security level (kubelet/pod-security.ts).
-  refusals(await applyManifest(name, NODE_NAMESPACE_READER.map((o) => JSON.stringify(o)).join('\n---\n'), 'the nodes\' Namespace reader'), 'the nodes\' Namespace reader RBAC');
   // As `meshlet install` renders them: its Namespace labelled for Pod Security's privileged level, which the node pods need.
-  const rbac = rbacManifests(MESHLET_NAMESPACE).map((m) => JSON.stringify(m.object)).join('\n---\n');
-  refusals(await applyManifest(name, rbac, RBAC_FILE), RBAC_FILE);
-  const secrets = [tokenSecret('meshlet-agent'), tokenSecret('meshlet-ca')];
-  refusals(await applyManifest(name, secrets.map((s) => JSON.stringify(s)).join('\n---\n'), 'meshlet token Secrets'), 'meshlet\'s token Secrets');
+  refusals(await applyManifest(name, manifestOf(rbacManifests(MESHLET_NAMESPACE).map((m) => m.object)), RBAC_FILE), RBAC_FILE);
+  refusals(await applyManifest(name, manifestOf([tokenSecret('meshlet-agent'), tokenSecret('meshlet-ca')]), 'meshlet token Secrets'), 'meshlet\'s token Secrets');
   const cluster = await openCluster(name);
   const caFile = controlPlaneLayout(info.controlPlane.dir).pki.caCert;
   const server = info.controlPlane.server;
   const agentToken = await waitForToken(cluster, 'meshlet-agent');
   for (const node of info.nodes) await writeKubeconfig(node.agentKubeconfig, { server, caFile, user: 'meshlet-agent', token: agentToken });
   if (info.ca) await writeKubeconfig(info.ca.kubeconfig, { server, caFile, user: 'meshlet-ca', token: await waitForToken(cluster, 'meshlet-ca') });
-  const pods = info.nodes.map((n) => JSON.stringify(nodePod(n.name))).join('\n---\n');
-  refusals(await applyManifest(name, pods, 'meshlet node pods', { waitForPods: false }), 'the meshlet node pods');
+  refusals(await applyManifest(name, manifestOf(info.nodes.map((n) => nodePod(n.name))), 'meshlet node pods', { waitForPods: false }), 'the meshlet node pods');
 }

@@ -150,6 +150,9 @@ export const CONTROL_PLANE_IP = '10.200.0.2';
 export const CA_PORT = 15012;
 export const API_SERVER_PORT = 6443;
 
+/** Every node's pod CIDRs together (planNode's 10.244.<n>.0/24 and fd00:244:<n>::/64): kube-proxy's --cluster-cidr. */
+export const CLUSTER_CIDRS = '10.244.0.0/16,fd00:244::/48';
+
 /**
  * The control plane's network in the underlay namespace: the API server on
  * the bridge, the rest on the namespace's own loopback (so fixed ports never
@@ -157,9 +160,6 @@ export const API_SERVER_PORT = 6443;
  * by each node's kubelet at registration, so the controller manager does not
  * allocate them.
  */
-/** Every node's pod CIDRs together (planNode's 10.244.<n>.0/24 and fd00:244:<n>::/64): kube-proxy's --cluster-cidr. */
-export const CLUSTER_CIDRS = '10.244.0.0/16,fd00:244::/48';
-
 export const CONTROL_PLANE_NETWORK: ControlPlaneNetwork = {
   apiServerIp: CONTROL_PLANE_IP,
   apiServerPort: API_SERVER_PORT,

@@ -18,8 +18,8 @@ import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
 import type { MeshletMode, SandboxControlPlaneInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { installFromManifests, installMeshlet } from './install.ts';
-import { MESHLET_NAMESPACE } from './node-pod.ts';
+import { installFromManifests, installMeshlet, installNodeRbac } from './install.ts';
+import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
 import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import {
   BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
@@ -120,6 +120,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       : 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet\'s accounts (daemonset/rbac.yaml)');
     await withLogTails(async () => {
       await installCrds(binaries, paths.kubeconfig);
+      await installNodeRbac(info);
       await (daemonset ? installFromManifests(info) : installMeshlet(info));
     }, [layout.log('kube-apiserver'), layout.log('kube-controller-manager')]);
 
@@ -271,7 +272,7 @@ async function unreadyMeshletPods(info: SandboxInfo, core: CoreV1Api): Promise<s
     return [`cannot list the pods of ${MESHLET_NAMESPACE}: ${(err as Error).message}`];
   }
   const ready = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-  const nodePods = pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET);
+  const nodePods = pods.filter(isNodeDaemonSetPod);
   const problems = pods.filter((p) => !ready(p)).map((p) => `pod ${MESHLET_NAMESPACE}/${p.metadata?.name} on ${p.spec?.nodeName ?? 'no node'} is not Ready (${p.status?.phase})`);
   for (const node of info.nodes) if (!nodePods.some((p) => p.spec?.nodeName === node.name)) problems.push(`no ${NODE_DAEMONSET} pod on ${node.name} yet`);
   if (!pods.some((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === CA_NAME)) problems.push(`no ${CA_NAME} pod yet`);

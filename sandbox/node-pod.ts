@@ -10,6 +10,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../lib/core/log.ts';
 import { describeError } from '../lib/cluster/sources/kube-client.ts';
+import { NODE_DAEMONSET } from '../lib/install/names.ts';
 import { writeFileAtomic } from './kubelet/atomic-writer.ts';
 import { RetryDelay } from './kubelet/backoff.ts';
 import { DEFAULT_TOKEN_SECONDS, requestBoundToken } from './kubelet/service-account-token.ts';
@@ -19,6 +20,10 @@ export const ZTUNNEL_SERVICE_ACCOUNT = 'meshlet-ztunnel';
 export const CA_TOKEN_AUDIENCE = 'meshlet-ca';
 
 export const nodePodName = (node: string): string => `meshlet-node-${node}`;
+
+/** A pod of the node DaemonSet `meshlet install` renders (its pods carry the DaemonSet's name label). */
+export const isNodeDaemonSetPod = (pod: V1Pod): boolean =>
+  pod.metadata?.namespace === MESHLET_NAMESPACE && pod.metadata.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET;
 
 /** The pod `sandbox up` creates for node `node`: host network, the ztunnel's ServiceAccount, an idle container. */
 export function nodePod(node: string): V1Pod {

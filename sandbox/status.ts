@@ -10,16 +10,15 @@ import { placePod } from './pods.ts';
 import { readCaPids, readControlPlanePids, readPids } from './registry.ts';
 import { runningContainer } from './kubelet/sandbox-runtime.ts';
 import { nodeDir } from './layout.ts';
-import { MESHLET_NAMESPACE } from './node-pod.ts';
-import { AGENT_CONTAINER, NODE_DAEMONSET, ZTUNNEL_CONTAINER } from '../lib/install/names.ts';
+import { isNodeDaemonSetPod } from './node-pod.ts';
+import { AGENT_CONTAINER, ZTUNNEL_CONTAINER } from '../lib/install/names.ts';
 import { DATAPLANE_MODE_LABEL, isEnrolled } from '../lib/cluster/convert.ts';
 
 const live = (pid: number | undefined): number | undefined => (pidAlive(pid) ? pid : undefined);
 
 /** A node's agent or ztunnel as a container of its meshlet-node pod (the sandbox runs meshlet as a DaemonSet): its pid and restarts. */
 function daemonSetContainer(name: string, node: string, pods: readonly V1Pod[], container: string): { pid?: number; restarts?: number } {
-  const pod = pods.find((p) => p.spec?.nodeName === node && p.metadata?.namespace === MESHLET_NAMESPACE
-    && p.metadata.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET && !p.metadata.deletionTimestamp);
+  const pod = pods.find((p) => p.spec?.nodeName === node && isNodeDaemonSetPod(p) && !p.metadata?.deletionTimestamp);
   if (!pod?.metadata?.uid) return {};
   const pid = live(runningContainer(nodeDir(name, node), pod.metadata.uid, container)?.pid);
   const restarts = pod.status?.containerStatuses?.find((c) => c.name === container)?.restartCount;
