@@ -55,7 +55,8 @@ export function netnsDialer(netns: string): ProbeDialer {
       stream.once('close', kill);
       resolve(stream);
     });
-    child.on('exit', () => {
+    // 'close', not 'exit': socat's last stderr lines may still be unread when it exits.
+    child.on('close', () => {
       signal.removeEventListener('abort', onAbort);
       if (connected) return;
       // socat's error lines read "… E connect(…): Connection refused".
