@@ -22,7 +22,7 @@ import { installFromManifests, installMeshlet, installNodeRbac } from './install
 import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
 import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import {
-  BPF_ROOT, caCgroups, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -150,9 +150,18 @@ export async function up(options: UpOptions): Promise<UpResult> {
  * /run/meshlet), and their logs are the pod's container logs.
  */
 function daemonSetNode(name: string, node: SandboxNodeInfo): SandboxNodeInfo {
-  const { agentLog: _agentLog, ztunnelLog: _ztunnelLog, caTokenFile: _caTokenFile, controlSocket: _controlSocket, ...rest } = node;
+  const {
+    agentLog: _agentLog, ztunnelLog: _ztunnelLog, caTokenFile: _caTokenFile, controlSocket: _controlSocket,
+    captureIp6: _captureIp6, probeSourceIp6: _probeSourceIp6, inboundSourceIp6: _inboundSourceIp6, ...rest
+  } = node;
   return {
     ...rest,
+    // As the DaemonSet renders them (status.hostIP, IPv4 only): the node's
+    // own address is where pods reach the ztunnel and where the kubelet
+    // probes from; the inbound source is the install's --inbound-source-ip4.
+    captureIp4: node.nodeIp4,
+    probeSourceIp4: node.nodeIp4,
+    inboundSourceIp4: DAEMONSET_INBOUND_SOURCE4,
     agentAdminSocket: nodeHostPath(name, node, AGENT_ADMIN_SOCKET).path,
     ztunnelAdminSocket: nodeHostPath(name, node, ZTUNNEL_ADMIN_SOCKET).path,
   };

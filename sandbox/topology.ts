@@ -47,9 +47,10 @@ export async function createUnderlay(netns: string, address: string): Promise<vo
 /** Port name of node `node` on the underlay bridge. */
 const underlayPort = (node: SandboxNodeInfo): string => `u-${node.name}`.slice(0, 15);
 
-/** The node's mesh addresses, each once: they live on its loopback. */
+/** The node's mesh addresses but its own (eth0's), each once: they live on its loopback. */
 const meshAddresses = (node: SandboxNodeInfo): string[] =>
-  [...new Set([node.captureIp4, node.probeSourceIp4, node.inboundSourceIp4, node.captureIp6, node.probeSourceIp6, node.inboundSourceIp6])].filter((ip): ip is string => ip !== undefined);
+  [...new Set([node.captureIp4, node.probeSourceIp4, node.inboundSourceIp4, node.captureIp6, node.probeSourceIp6, node.inboundSourceIp6])]
+    .filter((ip): ip is string => ip !== undefined && ip !== node.nodeIp4 && ip !== node.nodeIp6);
 
 /**
  * The node's filter: a pod's IPv6 packet whose source is not routed back over

@@ -5,7 +5,8 @@
 // of the sandbox is a container of a meshlet-system pod (none is the
 // sandbox's own), the pods turn Ready, and a pod's connection to a Service
 // is captured and carried over HBONE with both workloads' SPIFFE identities.
-// Uninstalled as users uninstall it, meshlet leaves nothing in the kernel
+// Under STRICT the kubelet's probes, from the node's address, pass on their
+// declared port, and nothing else on the node gets in. Uninstalled as users uninstall it, meshlet leaves nothing in the kernel
 // and new connections go direct.
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
@@ -47,6 +48,10 @@ spec:
       workingDir: /tmp
       ports: [{name: http, containerPort: 8080}]
       readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+    - name: admin
+      image: python
+      command: [python3, -m, http.server, "9090"]
+      workingDir: /tmp
 ---
 apiVersion: v1
 kind: Service
@@ -133,6 +138,30 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
     assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
     assert.equal(flow.destination?.node, 'node-2');
+  });
+
+  test('STRICT, as the DaemonSet renders its addresses: the kubelet\'s probes from the node\'s address pass on the declared port alone, and the mesh reaches every port', async () => {
+    const podJson = async () => kubectlJson<V1Pod>(['get', 'pod', 'web', '-n', 'shop']);
+    const readySince = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True')?.lastTransitionTime;
+    assert.equal((await sandboxKubectl(NAME, ['wait', '--for=condition=Ready', 'pod/web', '-n', 'shop', '--timeout=60s'])).exitCode, 0);
+    const web = await podJson();
+    const since = readySince(web);
+    assert.ok(since, 'web is Ready before STRICT');
+    const node = info.nodes.find((n) => n.name === 'node-2')!;
+    const fromNode = (port: number) => run('nsenter', [`--net=/run/netns/${node.netns}`, '--', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${web.status!.podIP}:${port}/`], { allowFailure: true });
+    const strict = 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec:\n  mtls: {mode: STRICT}\n';
+    assert.equal((await sandboxKubectl(NAME, ['apply', '-f', '-'], strict)).exitCode, 0);
+    try {
+      // The node's address is no inbound source here (--inbound-source-ip4 is a link-local address of the nodes' own): port 9090 declares no probe.
+      await eventually('STRICT refuses the node on a port no probe declares', async () => (await fromNode(9090)).stdout !== '200' || undefined, 20_000);
+      assert.equal((await fromNode(8080)).stdout, '200', 'the node reaches the declared probe port');
+      const meshed = await sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', `http://${web.status!.podIP}:9090/`], { timeoutMs: 20_000 });
+      assert.equal(meshed.stdout, '200', `mesh traffic reaches the port no probe declares: ${meshed.stderr}`);
+      // periodSeconds 1, failureThreshold 3: a refused probe would have turned it unready by now.
+      assert.equal(readySince(await podJson()), since, 'the kubelet\'s readiness probes kept passing under STRICT');
+    } finally {
+      await sandboxKubectl(NAME, ['delete', '-f', '-'], strict);
+    }
   });
 
   test('uninstalled as users uninstall it (`meshlet uninstall | kubectl delete -f -`) while requests flow: new connections go direct, and nothing of meshlet is left in the kernel', async (t) => {
