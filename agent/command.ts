@@ -32,12 +32,11 @@ export function agentCommand(): Command {
       });
       const ownDaemonSet = opts.daemonset === undefined ? undefined : new DaemonSetWatch(kubeconfig, parseDaemonSetRef(opts.daemonset, '--daemonset'), log);
       const shutdown = () => void (async () => {
-        await agent.stop();
         ownDaemonSet?.close();
         // Capture outlives the agent (programs and maps stay pinned and attached), unless meshlet is being uninstalled.
         const kind = await ownDaemonSet?.stopKind();
         if (kind) log.info('agent stopping', { uninstall: kind.uninstall, why: kind.why });
-        if (kind?.uninstall) await agent.removeFromKernel();
+        await agent.stop({ uninstall: kind?.uninstall === true });
       })().then(() => process.exit(0), (err: unknown) => {
         log.error('agent stop failed', { error: err instanceof Error ? err.message : String(err) });
         process.exit(1);

@@ -113,16 +113,25 @@ export class NodeAgent {
     this.#log.info('agent started', { node: o.node, bpfDir: o.bpfDir });
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops reconciling and serving. With `uninstall`, nothing of meshlet then
+   * stays attached to the node's pods or its ztunnel, nor pinned; only after
+   * that does the agent let go of the ztunnel, which takes new connections
+   * until then (ztunnel.ts), so none meets a ztunnel that stopped first.
+   */
+  async stop(options: { uninstall?: boolean } = {}): Promise<void> {
     this.#source.stop();
-    this.#control.stop();
     this.#dropWatch?.stop();
     for (const res of this.#followers) res.end();
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
+    try {
+      if (options.uninstall) await this.#removeFromKernel();
+    } finally {
+      this.#control.stop();
+    }
   }
 
-  /** Uninstall, after stop(): nothing of meshlet stays attached to the node's pods or its ztunnel, nor pinned. */
-  async removeFromKernel(): Promise<void> {
+  async #removeFromKernel(): Promise<void> {
     const roots = [this.#opts.kubeletCgroupRoot, this.#opts.ztunnelCgroup];
     const detached = await this.#datapath.removeFromKernel(roots);
     this.#log.info('removed from the kernel: programs detached, pins removed', { detached, roots, bpfDir: this.#opts.bpfDir });

@@ -18,6 +18,9 @@ export interface SandboxNodeInfo extends NodeAddresses {
   caTokenFile?: string;
   /** The kubelet's credentials: system:node:<name>, so the Node authorizer applies. */
   kubeletKubeconfig: string;
+  /** The kubelet API's serving certificate and key (PEM files), from the cluster CA, for the node's name and addresses. */
+  kubeletServingCert: string;
+  kubeletServingKey: string;
   /** The agent's credentials: the meshlet-agent ServiceAccount. */
   agentKubeconfig: string;
   /** kube-proxy's credentials: user system:kube-proxy, which the bootstrap RBAC binds to system:node-proxier. */

@@ -106,6 +106,8 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     inboundSourceIp6: `fd00:244:${index}::${INBOUND_SOURCE_HOST.toString(16)}`,
     caTokenFile: join(dir, 'ztunnel-token'),
     kubeletKubeconfig: join(dir, 'kubelet.kubeconfig'),
+    kubeletServingCert: join(dir, 'kubelet.crt'),
+    kubeletServingKey: join(dir, 'kubelet.key'),
     agentKubeconfig: join(dir, 'agent.kubeconfig'),
     kubeProxyKubeconfig: join(dir, 'kube-proxy.kubeconfig'),
     kubeProxyLog: join(dir, 'kube-proxy.log'),
@@ -119,6 +121,9 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
     cgroupDriver: cgroupDriverOf(index),
   };
 }
+
+/** The node's own addresses on the underlay, IPv4 first: its InternalIPs, and its hostNetwork pods' IPs. */
+export const nodeAddresses = (node: Pick<SandboxNodeInfo, 'nodeIp4' | 'nodeIp6'>): string[] => [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])];
 
 /** The node's own root filesystem, where its hostPath volumes are made. */
 export const nodeRootDir = (name: string, node: string): string => join(nodeDir(name, node), 'root');

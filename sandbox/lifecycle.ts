@@ -12,7 +12,7 @@ import { applyManifest, type ObjectResult } from './apply.ts';
 import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
 import { compiledCliMain } from './compiled.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
-import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer } from './controlplane/bootstrap.ts';
+import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer, writeKubeletServing } from './controlplane/bootstrap.ts';
 import { apiServerUrl, COMPONENTS, controlPlaneLayout } from './controlplane/components.ts';
 import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
@@ -22,7 +22,7 @@ import { installFromManifests, installMeshlet, installNodeRbac } from './install
 import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
 import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import {
-  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -109,6 +109,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     for (const node of nodes) {
       await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeletKubeconfig, `system:node:${node.name}`, ['system:nodes']);
       await clientKubeconfig(layout, CONTROL_PLANE_NETWORK, node.kubeProxyKubeconfig, 'system:kube-proxy');
+      await writeKubeletServing(layout, node.name, nodeAddresses(node), node.kubeletServingCert, node.kubeletServingKey);
     }
     await writeSandboxFile(info);
 

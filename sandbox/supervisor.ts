@@ -5,10 +5,10 @@
 // cgroups inside the node namespace; the CA's runs the CA in the underlay. Each restarts its
 // children when they exit (with a crash-loop backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
 import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { caCgroups, CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
+import { caCgroups, CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
 import { readSandboxFile, writeCaPids, writeControlPlanePids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
@@ -25,6 +25,7 @@ import { receiveAndRelay } from './controlplane/host-relay.ts';
 import { waitForApiServer } from './controlplane/bootstrap.ts';
 import { HostsFiles, hostsDir } from './hosts.ts';
 import { Kubelet } from './kubelet/kubelet.ts';
+import { KUBELET_PORT, KubeletServer, subjectAccessReviewer } from './kubelet/kubelet-server.ts';
 import { PrivilegedNamespaces } from './kubelet/pod-security.ts';
 import { SandboxRuntime } from './kubelet/sandbox-runtime.ts';
 import { ZtunnelTokenFile } from './node-pod.ts';
@@ -177,7 +178,8 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
     kubeConfig, runtime, log,
     node: {
       name: node.name,
-      addresses: [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])],
+      addresses: nodeAddresses(node),
+      kubeletPort: KUBELET_PORT,
       podCIDRs: [node.podCidr, ...(node.podCidr6 ? [node.podCidr6] : [])],
       capacity: { cpu: '8', memory: '16Gi', pods: '110' },
     },
@@ -190,6 +192,14 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const supervised = info.meshlet !== 'daemonset';
   const token = supervised ? new ZtunnelTokenFile(kubeConfig, node.name, node.caTokenFile!, log) : undefined;
   void kubelet.start().catch((err: unknown) => say(`kubelet failed to start: ${(err as Error).message}`));
+  const api = new KubeletServer({
+    nodeName: node.name, log,
+    tls: { cert: readFileSync(node.kubeletServingCert, 'utf8'), key: readFileSync(node.kubeletServingKey, 'utf8'), ca: readFileSync(controlPlaneLayout(info.controlPlane.dir).pki.caCert, 'utf8') },
+    logs: (namespace, pod, container, previous) => runtime.containerLog(namespace, pod, container, previous),
+    authorize: subjectAccessReviewer(kubeConfig, node.name),
+  });
+  // Without its API the node still runs its pods; only `kubectl logs` fails.
+  await api.listen(nodeAddresses(node), KUBELET_PORT).catch((err: unknown) => say(`kubelet API cannot listen on port ${KUBELET_PORT}: ${(err as Error).message}`));
   // The ztunnel asks the CA for certificates as soon as it starts: give it its token first, or start it anyway after a while (it retries).
   if (token) await Promise.race([token.start(), new Promise((r) => setTimeout(r, TOKEN_WAIT_MS))]);
   const cgroups = nodeCgroups(node);
@@ -211,6 +221,7 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   } finally {
     token?.stop();
     services.stop();
+    api.close();
     await kubelet.stop();
     runtime.close();
   }

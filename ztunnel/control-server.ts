@@ -77,19 +77,35 @@ function serve(socket: Socket, o: ControlServerOptions): void {
 }
 
 export interface ControlServer {
+  /** Resolves once no agent is connected, or after `timeoutMs`. */
+  agentsGone(timeoutMs: number): Promise<void>;
   /** Stops listening and drops connected agents. */
   close(): Promise<void>;
 }
 
 export async function startControlServer(o: ControlServerOptions): Promise<ControlServer> {
   const agents = new Set<Socket>();
+  const gone = new Set<() => void>();
   const server = createServer((socket) => {
     agents.add(socket);
-    socket.once('close', () => agents.delete(socket));
+    socket.once('close', () => {
+      agents.delete(socket);
+      if (agents.size === 0) for (const resolve of gone) resolve();
+    });
     serve(socket, o);
   });
   await listenUnix(server, o.path);
   return {
+    agentsGone: (timeoutMs) => new Promise<void>((resolve) => {
+      if (agents.size === 0) return resolve();
+      const done = (): void => {
+        clearTimeout(timer);
+        gone.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      gone.add(done);
+    }),
     close: () => {
       const closed = closeServer(server);
       for (const s of agents) s.destroy();

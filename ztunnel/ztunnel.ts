@@ -35,6 +35,9 @@ export interface Ztunnel {
   shutdown(drainMs: number): Promise<void>;
 }
 
+/** The longest a stopping ztunnel keeps taking new connections while its agent is still connected. */
+const AGENT_RELEASE_MAX_MS = 3000;
+
 const present = <T>(v: T | undefined): v is T => v !== undefined;
 
 export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
@@ -126,8 +129,12 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     flows,
     async shutdown(drainMs) {
       log.info('shutting_down', { openFlows: flows.openCount, drainMs });
-      const stopped = Promise.all([...capture.map(closeServer), inbound.close()]);
       const deadline = Date.now() + drainMs;
+      // Capture sends pods' new connections here until the agent lets go of
+      // this ztunnel; an uninstalling agent first removes capture, so new
+      // connections go direct instead of meeting a closed listener.
+      await control.agentsGone(Math.min(drainMs, AGENT_RELEASE_MAX_MS));
+      const stopped = Promise.all([...capture.map(closeServer), inbound.close()]);
       while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
       if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
       flows.abortAll();

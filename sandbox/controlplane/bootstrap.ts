@@ -2,14 +2,14 @@
 // start, readiness after it, and the CRDs users' objects need (Istio's and
 // the Gateway API's own, so the API server validates them against the real
 // schemas).
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { SandboxError } from '../../lib/core/errors.ts';
 import { run } from '../../lib/core/exec.ts';
 import type { ControlPlaneBinaries } from './binaries.ts';
 import { apiServerUrl, type ControlPlaneLayout, type ControlPlaneNetwork } from './components.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
-import { createPki, issueClient } from './pki.ts';
+import { createPki, issueClient, issueKubeletServing } from './pki.ts';
 
 /** The API server's names: its own address, loopback (the sandbox's host relay), the kubernetes Service's first ClusterIP, the in-cluster DNS names, and `extra`. */
 function serverNames(n: ControlPlaneNetwork, extra: readonly string[]): string[] {
@@ -22,6 +22,12 @@ function serverNames(n: ControlPlaneNetwork, extra: readonly string[]): string[]
 export async function clientKubeconfig(layout: ControlPlaneLayout, n: ControlPlaneNetwork, path: string, user: string, groups: readonly string[] = [], server = apiServerUrl(n)): Promise<string> {
   const client = await issueClient(layout.pki, user, groups);
   return writeKubeconfig(path, { server, caFile: layout.pki.caCert, user, client });
+}
+
+/** Writes node `nodeName`'s kubelet serving certificate (for its name and `addresses`) and key to `certFile` and `keyFile`. */
+export async function writeKubeletServing(layout: ControlPlaneLayout, nodeName: string, addresses: readonly string[], certFile: string, keyFile: string): Promise<void> {
+  const pair = await issueKubeletServing(layout.pki, nodeName, addresses);
+  await Promise.all([writeFile(certFile, pair.certPem), writeFile(keyFile, pair.keyPem, { mode: 0o600 })]);
 }
 
 /** Creates the PKI and the components' kubeconfigs (the bootstrap RBAC roles bind these user names); `extraServerNames` are more names for the serving certificate (a test's relay address). */

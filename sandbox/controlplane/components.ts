@@ -71,6 +71,9 @@ export function componentArgs(layout: ControlPlaneLayout, n: ControlPlaneNetwork
       '--etcd-servers', etcd, '--service-cluster-ip-range', n.serviceCidrs,
       '--authorization-mode', 'Node,RBAC', '--client-ca-file', pki.caCert,
       '--tls-cert-file', pki.apiServerCert, '--tls-private-key-file', pki.apiServerKey,
+      // `kubectl logs`: the API server dials the Node's InternalIP (its Hostname does not resolve here) and verifies the kubelet's certificate.
+      '--kubelet-client-certificate', pki.kubeletClientCert, '--kubelet-client-key', pki.kubeletClientKey,
+      '--kubelet-certificate-authority', pki.caCert, '--kubelet-preferred-address-types', 'InternalIP,Hostname',
       '--service-account-issuer', 'https://kubernetes.default.svc.cluster.local',
       '--service-account-key-file', pki.serviceAccountPub, '--service-account-signing-key-file', pki.serviceAccountKey,
     ],

@@ -1,7 +1,8 @@
 // The cluster's own PKI, as kubeadm lays it out in miniature: one CA that
 // signs the API server's serving certificate and every client certificate
-// (admin, controller manager, scheduler, each node's kubelet), plus the
-// ServiceAccount token signing key. RSA 2048 because node-forge does RSA.
+// (admin, controller manager, scheduler, each node's kubelet, the API
+// server's own client toward kubelets) and each kubelet's serving
+// certificate, plus the ServiceAccount token signing key. RSA 2048 because node-forge does RSA.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -18,6 +19,9 @@ export interface PkiFiles {
   caKey: string;
   apiServerCert: string;
   apiServerKey: string;
+  /** The API server's client toward kubelets (`kubectl logs`, exec), in system:masters as kubeadm issued it. */
+  kubeletClientCert: string;
+  kubeletClientKey: string;
   /** ServiceAccount token keys: the API server signs with the private one and verifies with the public one. */
   serviceAccountKey: string;
   serviceAccountPub: string;
@@ -29,6 +33,8 @@ export const pkiFiles = (dir: string): PkiFiles => ({
   caKey: join(dir, 'ca.key'),
   apiServerCert: join(dir, 'apiserver.crt'),
   apiServerKey: join(dir, 'apiserver.key'),
+  kubeletClientCert: join(dir, 'apiserver-kubelet-client.crt'),
+  kubeletClientKey: join(dir, 'apiserver-kubelet-client.key'),
   serviceAccountKey: join(dir, 'sa.key'),
   serviceAccountPub: join(dir, 'sa.pub'),
 });
@@ -68,10 +74,26 @@ async function loadCa(files: PkiFiles): Promise<Ca> {
   return { cert: forge.pki.certificateFromPem(certPem), key: forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey };
 }
 
+const clientSubject = (user: string, groups: readonly string[]): forge.pki.CertificateField[] =>
+  [{ name: 'commonName', value: user }, ...groups.map((value) => ({ name: 'organizationName', value }))];
+
+const issueClientBy = (ca: Ca, user: string, groups: readonly string[]): Promise<IssuedPair> =>
+  issue(ca, clientSubject(user, groups), [{ name: 'extKeyUsage', clientAuth: true }]);
+
+/** A serving certificate for `names` (IPs and DNS names). */
+const issueServingBy = (ca: Ca, commonName: string, names: readonly string[]): Promise<IssuedPair> => {
+  const altNames = names.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n }));
+  return issue(ca, [{ name: 'commonName', value: commonName }], [{ name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }]);
+};
+
 /** A client certificate for `user` in `groups`: Kubernetes reads the user from CN and the groups from O. */
 export async function issueClient(files: PkiFiles, user: string, groups: readonly string[] = []): Promise<IssuedPair> {
-  const subject = [{ name: 'commonName', value: user }, ...groups.map((value) => ({ name: 'organizationName', value }))];
-  return issue(await loadCa(files), subject, [{ name: 'extKeyUsage', clientAuth: true }]);
+  return issueClientBy(await loadCa(files), user, groups);
+}
+
+/** A kubelet's serving certificate (the API server verifies it for `kubectl logs`): CN system:node:<name>, for the node's name and addresses. */
+export async function issueKubeletServing(files: PkiFiles, nodeName: string, addresses: readonly string[]): Promise<IssuedPair> {
+  return issueServingBy(await loadCa(files), `system:node:${nodeName}`, [nodeName, ...addresses]);
 }
 
 /** Creates the CA, the API server's serving certificate (for `serverNames`: IPs and DNS names) and the ServiceAccount keys in `dir`. */
@@ -84,8 +106,8 @@ export async function createPki(dir: string, serverNames: readonly string[]): Pr
   caCert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }, { name: 'subjectKeyIdentifier' }]);
   caCert.sign(caKeys.privateKey, forge.md.sha256.create());
   const ca: Ca = { cert: caCert, key: caKeys.privateKey };
-  const altNames = serverNames.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n }));
-  const server = await issue(ca, [{ name: 'commonName', value: 'kube-apiserver' }], [{ name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }]);
+  const server = await issueServingBy(ca, 'kube-apiserver', serverNames);
+  const kubeletClient = await issueClientBy(ca, 'kube-apiserver-kubelet-client', ['system:masters']);
   const sa = await generateKeyPair();
   const key = { mode: 0o600 } as const;
   await Promise.all([
@@ -93,6 +115,8 @@ export async function createPki(dir: string, serverNames: readonly string[]): Pr
     writeFile(files.caKey, forge.pki.privateKeyToPem(caKeys.privateKey), key),
     writeFile(files.apiServerCert, server.certPem),
     writeFile(files.apiServerKey, server.keyPem, key),
+    writeFile(files.kubeletClientCert, kubeletClient.certPem),
+    writeFile(files.kubeletClientKey, kubeletClient.keyPem, key),
     writeFile(files.serviceAccountKey, forge.pki.privateKeyToPem(sa.privateKey), key),
     writeFile(files.serviceAccountPub, forge.pki.publicKeyToPem(sa.publicKey)),
   ]);

@@ -41,6 +41,8 @@ export interface NodeConfig {
   labels?: Record<string, string>;
   /** Reported in nodeInfo.containerRuntimeVersion. */
   runtimeVersion?: string;
+  /** The port of the kubelet's API (kubelet-server.ts), reported in daemonEndpoints: where the API server fetches `kubectl logs`. */
+  kubeletPort?: number;
 }
 
 const ARCH: Readonly<Record<string, string>> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
@@ -103,6 +105,7 @@ export function nodeStatus(config: NodeConfig, now: number, previous: readonly V
     capacity: resources,
     allocatable: resources,
     conditions,
+    ...(config.kubeletPort === undefined ? {} : { daemonEndpoints: { kubeletEndpoint: { Port: config.kubeletPort } } }),
     nodeInfo: {
       architecture: ARCH[process.arch] ?? process.arch,
       bootID: readTrimmed('/proc/sys/kernel/random/boot_id'),
@@ -284,7 +287,8 @@ export class NodeRegistrar {
     // The API server canonicalizes quantities ("16384000Ki" comes back "16000Mi"): compare values.
     const have = node.status?.allocatable ?? {};
     const allocatableDiffers = Object.entries(want.allocatable ?? {}).some(([k, v]) => have[k] === undefined || parseQuantity(have[k]!) !== parseQuantity(v));
-    return conditionsDiffer || allocatableDiffers || addresses(node.status?.addresses) !== addresses(want.addresses);
+    const portDiffers = node.status?.daemonEndpoints?.kubeletEndpoint?.Port !== want.daemonEndpoints?.kubeletEndpoint?.Port;
+    return conditionsDiffer || allocatableDiffers || portDiffers || addresses(node.status?.addresses) !== addresses(want.addresses);
   }
 
   #leaseObject(): V1Lease {

@@ -39,10 +39,11 @@ import type { SandboxNodeInfo } from '../info.ts';
 import { containerCapabilities, DEFAULT_CAPABILITIES } from '../capabilities.ts';
 import { cgroupProcs, ensureCgroup, killCgroup, removeCgroup } from '../cgroup.ts';
 import { allocatePodAddresses } from '../ipam.ts';
-import { nodeHostPath, podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
+import { nodeAddresses, nodeHostPath, podCgroup, podNetns, REPO_ROOT } from '../layout.ts';
 import { deleteNetns, netnsExists } from '../netns.ts';
 import { containerEnv, createPodNetns, envProblem, podLogDir, SANDBOX_API_SERVER, spawnContainer, type ApiServerAddress } from '../pods.ts';
 import { containerMainPid, findExecutable, planContainerRun, spawnIn, type ContainerRun, type NameFiles } from '../proc.ts';
+import { ContainerLogError, type ContainerLog } from './container-log.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
 import type { ContainerExit, ContainerMount, ContainerStarted, ExecResult, PodRuntime, PodSandboxInfo, ProbeDialer, RuntimePod } from './runtime.ts';
@@ -205,7 +206,7 @@ export class SandboxRuntime implements PodRuntime {
     // From here to recording the pod nothing awaits: pods created at once never draw the same address.
     let ips: string[];
     if (hostNetwork) {
-      ips = [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])];
+      ips = nodeAddresses(node);
     } else {
       const used = new Set([...this.#pods.values()].filter((p) => p.ownNetns).flatMap((p) => p.ips));
       const addrs = allocatePodAddresses(node, used);
@@ -372,6 +373,29 @@ export class SandboxRuntime implements PodRuntime {
         resolve({ exitCode: code ?? 128 + (sig ? signalNumber(sig) : 0), output });
       });
     });
+  }
+
+  /** The log of `container` of pod `namespace/name` on this node (its latest instance, or the one before with `previous`), for the kubelet's API. */
+  async containerLog(namespace: string, name: string, container: string, previous: boolean): Promise<ContainerLog> {
+    await this.#load();
+    const pods = [...this.#pods.values()].filter((p) => p.namespace === namespace && p.name === name);
+    if (pods.length === 0) throw new ContainerLogError(`pod ${namespace}/${name} does not run on node ${this.#o.node.name}`);
+    // A name reused by a newer pod (a StatefulSet's, recreated): the latest instance wins.
+    const found = pods.flatMap((pod) => (pod.containers[container] ? [{ pod, c: pod.containers[container] }] : [])).sort((a, b) => b.c.startedAt - a.c.startedAt)[0];
+    if (!found) {
+      const names = [...new Set(pods.flatMap((p) => Object.keys(p.containers)))];
+      throw new ContainerLogError(`container ${container} is not valid for pod ${namespace}/${name}: choose one of ${names.join(', ') || '(none started yet)'}`);
+    }
+    const { pod, c } = found;
+    if (previous) {
+      if (c.instance === 0) throw new ContainerLogError(`previous terminated container ${container} in pod ${namespace}/${name} not found: it has not restarted`);
+      return { file: this.logFile(pod, container, c.instance - 1), running: () => false };
+    }
+    const running = (): boolean => {
+      const now = this.#pods.get(pod.uid)?.containers[container];
+      return now?.id === c.id && !now.exit;
+    };
+    return { file: this.logFile(pod, container, c.instance), running };
   }
 
   /** Reads the state once: containers still running are watched again, those that ended meanwhile are recorded as exited. */

@@ -6,14 +6,18 @@
 // sandbox's own), the pods turn Ready, and a pod's connection to a Service
 // is captured and carried over HBONE with both workloads' SPIFFE identities.
 // Under STRICT the kubelet's probes, from the node's address, pass on their
-// declared port, and nothing else on the node gets in. Uninstalled as users uninstall it, meshlet leaves nothing in the kernel
+// declared port, and nothing else on the node gets in. `kubectl logs` reads
+// containers' logs from their node's kubelet. Uninstalled as users uninstall it, meshlet leaves nothing in the kernel
 // and new connections go direct.
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { cgroup2Root } from '../../sandbox/cgroup.ts';
+import { controlPlaneLayout } from '../../sandbox/controlplane/components.ts';
+import { issueClient } from '../../sandbox/controlplane/pki.ts';
 import { prefixOf } from '../../sandbox/layout.ts';
 import { sandboxDown, sandboxExec, sandboxKubectl, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
@@ -164,12 +168,76 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     }
   });
 
+  test('`kubectl logs` reads each container\'s log from its node\'s kubelet, with --tail, --limit-bytes, -f and --previous; the kubelet serves it to authorized users alone', async () => {
+    const kubectl = (args: readonly string[]) => sandboxKubectl(NAME, args);
+    const meshletPods = (await kubectlJson<{ items: V1Pod[] }>(['get', 'pods', '-n', 'meshlet-system'])).items;
+    for (const pod of meshletPods) {
+      for (const c of pod.spec!.containers) {
+        const r = await kubectl(['logs', '-n', 'meshlet-system', pod.metadata!.name!, '-c', c.name, '--tail=5']);
+        assert.equal(r.exitCode, 0, `kubectl logs ${pod.metadata!.name} -c ${c.name}: ${r.stderr}`);
+        assert.ok(r.stdout.trim().split('\n').every((line) => typeof JSON.parse(line) === 'object'), `${c.name} logs JSON lines: ${r.stdout}`);
+      }
+    }
+    const get = (path: string) => sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '--max-time', '10', `http://web.shop.svc.cluster.local:80${path}`], { timeoutMs: 20_000 });
+    const web = await kubectlJson<V1Pod>(['get', 'pod', 'web', '-n', 'shop']);
+    const admin = (path: string) => sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '--max-time', '10', `http://${web.status!.podIP}:9090${path}`], { timeoutMs: 20_000 });
+    // Existing paths (the query aside): python's http.server logs one line per request then, two for a 404.
+    for (const path of ['/?log-1', '/?log-2', '/?log-3']) await admin(path);
+    await get('/?log-9');
+    const whole = await kubectl(['logs', '-n', 'shop', 'web', '-c', 'admin']);
+    assert.equal(whole.exitCode, 0, whole.stderr);
+    const requests = whole.stdout.split('\n').filter((l) => /GET \/\?log-\d/.test(l)).map((l) => /log-\d/.exec(l)![0]);
+    assert.deepEqual(requests, ['log-1', 'log-2', 'log-3'], 'the admin container\'s log, in order, and none of the web container\'s');
+    const tail = await kubectl(['logs', '-n', 'shop', 'web', '-c', 'admin', '--tail=2']);
+    assert.deepEqual(tail.stdout.trimEnd().split('\n').map((l) => /log-\d/.exec(l)?.[0]), ['log-2', 'log-3']);
+    assert.equal((await kubectl(['logs', '-n', 'shop', 'web', '-c', 'admin', '--limit-bytes=7'])).stdout, whole.stdout.slice(0, 7));
+
+    const follow = spawn(join(info.controlPlane.bin, 'kubectl'), ['--kubeconfig', info.controlPlane.kubeconfig, 'logs', '-f', '-n', 'shop', 'web', '-c', 'admin', '--tail=0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follow.stdout.on('data', (chunk: Buffer) => void (followed += chunk.toString()));
+    try {
+      await eventually('a request made while following shows up', async () => {
+        await admin('/?log-followed');
+        return followed.includes('log-followed') || undefined;
+      }, 20_000);
+      assert.ok(!followed.includes('log-3'), '--tail=0 starts at the end');
+    } finally {
+      follow.kill();
+    }
+
+    const previous = await kubectl(['logs', '-n', 'shop', 'web', '-c', 'admin', '--previous']);
+    assert.notEqual(previous.exitCode, 0);
+    assert.match(previous.stderr, /previous terminated container admin in pod shop\/web not found: it has not restarted/);
+    const stamped = await kubectl(['logs', '-n', 'shop', 'web', '-c', 'admin', '--timestamps']);
+    assert.notEqual(stamped.exitCode, 0);
+    assert.match(stamped.stderr, /keeps no timestamps.*leave out --timestamps/);
+    const wrongContainer = await kubectl(['logs', '-n', 'shop', 'web', '-c', 'nope']);
+    assert.notEqual(wrongContainer.exitCode, 0);
+
+    // Straight to node-2's kubelet, from inside the node: a certificate of the cluster's without nodes/proxy is refused, none at all cannot connect.
+    const node = info.nodes.find((n) => n.name === 'node-2')!;
+    const pki = controlPlaneLayout(info.controlPlane.dir).pki;
+    const mallory = await issueClient(pki, 'mallory', ['developers']);
+    const [cert, key] = [join(info.runDir, 'mallory.crt'), join(info.runDir, 'mallory.key')];
+    await writeFile(cert, mallory.certPem);
+    await writeFile(key, mallory.keyPem, { mode: 0o600 });
+    const url = `https://${node.nodeIp4}:10250/containerLogs/shop/web/admin`;
+    const curl = (args: readonly string[]) => run('nsenter', [`--net=/run/netns/${node.netns}`, '--', 'curl', '-s', '--max-time', '5', '--cacert', pki.caCert, ...args, url], { allowFailure: true });
+    const refused = await curl(['--cert', cert, '--key', key, '-w', '\n%{http_code}']);
+    assert.match(refused.stdout, /user mallory may not read logs on node node-2: grant get on nodes\/proxy/);
+    assert.ok(refused.stdout.endsWith('\n403'), refused.stdout);
+    const anonymous = await curl(['-w', '%{http_code}']);
+    assert.notEqual(anonymous.exitCode, 0, 'no client certificate, no connection');
+  });
+
   test('uninstalled as users uninstall it (`meshlet uninstall | kubectl delete -f -`) while requests flow: new connections go direct, and nothing of meshlet is left in the kernel', async (t) => {
     const load = sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['sh', '-c', 'for i in $(seq 1 150); do curl -s -o /dev/null -w "%{http_code} " --max-time 2 http://web/; sleep 0.1; done'], { timeoutMs: 120_000 });
     const r = await sandboxKubectl(NAME, ['delete', '--ignore-not-found', '--wait=true', '-f', '-'], renderUninstall('meshlet-system'));
     assert.equal(r.exitCode, 0, r.stderr);
     const codes = (await load).stdout.trim().split(' ');
     t.diagnostic(`requests during the uninstall: ${codes.length}, answered 200: ${codes.filter((c) => c === '200').length}`);
+    // Each ztunnel takes new connections until its agent has removed capture: none meets a closed one.
+    assert.deepEqual(codes.filter((c) => c !== '200'), [], 'every request during the uninstall answered');
     await eventually('no meshlet process left', async () => (await meshletProcesses()).length === 0 || undefined, 60_000);
     for (const node of info.nodes) assert.deepEqual((await readdir(node.bpfDir).catch(() => [])).filter((e) => e === 'meshlet'), [], `${node.name}'s bpffs holds no pins`);
     const tree = await run('bpftool', ['-j', 'cgroup', 'tree', join(cgroup2Root(), prefixOf(NAME))]);
