@@ -3,9 +3,11 @@
 // answer from there ("web" in its own namespace, "web.demo",
 // "web.demo.svc.cluster.local"), bind-mounted over /etc/hosts in the pod's
 // processes. Files are rewritten in place (not renamed) so bind mounts of
-// running pods see new Services. A resolv.conf pointing at nothing makes other
+// running pods see new Services, with one write over the old bytes and never
+// a truncation, so a pod resolving meanwhile never reads an empty file
+// (overwrite() below). A resolv.conf pointing at nothing makes other
 // names fail fast.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
 import { nodeDir } from './layout.ts';
@@ -38,10 +40,29 @@ export function hostsText(services: Iterable<V1Service>, namespace: string): str
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Puts `text` over the file's bytes in one write. A shorter text is padded
+ * with a comment to the old length: truncating would leave a moment with a
+ * cut line, or nothing, for a resolver reading then.
+ */
+function overwrite(path: string, text: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const size = fstatSync(fd).size;
+    const bytes = Buffer.byteLength(text);
+    const pad = size - bytes;
+    writeSync(fd, pad <= 0 ? text : pad === 1 ? `${text}\n` : `${text}#${' '.repeat(pad - 2)}\n`, 0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** One node's hosts files: every namespace a pod asked for, rewritten whenever the Services change. */
 export class HostsFiles {
   readonly #dir: string;
   readonly #namespaces = new Set<string>();
+  /** What each namespace's file says now, so an update that changes nothing there writes nothing. */
+  readonly #written = new Map<string, string>();
   #services: readonly V1Service[] = [];
 
   constructor(dir: string) {
@@ -55,14 +76,23 @@ export class HostsFiles {
     const files = nameFilesIn(this.#dir, namespace);
     if (!this.#namespaces.has(namespace)) {
       this.#namespaces.add(namespace);
-      writeFileSync(files.hosts, hostsText(this.#services, namespace));
+      const text = hostsText(this.#services, namespace);
+      // A restarted supervisor's running pods may have it mounted already.
+      if (existsSync(files.hosts)) overwrite(files.hosts, text);
+      else writeFileSync(files.hosts, text);
+      this.#written.set(namespace, text);
     }
     return files;
   }
 
   update(services: readonly V1Service[]): void {
     this.#services = services;
-    for (const ns of this.#namespaces) writeFileSync(nameFilesIn(this.#dir, ns).hosts, hostsText(services, ns));
+    for (const ns of this.#namespaces) {
+      const text = hostsText(services, ns);
+      if (text === this.#written.get(ns)) continue;
+      overwrite(nameFilesIn(this.#dir, ns).hosts, text);
+      this.#written.set(ns, text);
+    }
   }
 }
 

@@ -11,10 +11,14 @@ import type { StateStore } from '../lib/mesh/state.ts';
 /**
  * Ready once the ztunnel holds the agent's state (the agent attaches the
  * ztunnel's hooks before it sends any) and, with mutual TLS, a valid
- * certificate for every identity its node hosts: a new ztunnel that could not
- * serve its pods yet keeps a rolling update waiting.
+ * certificate for every identity its node hosts, and listening for traffic:
+ * a new ztunnel that could not serve its pods yet keeps a rolling update
+ * waiting.
  */
-function health(store: StateStore, certs: AdminExtras['certs'], res: ServerResponse): void {
+function health(store: StateStore, extras: AdminExtras, res: ServerResponse): void {
+  const { certs } = extras;
+  const unserved = extras.notServing?.();
+  if (unserved) return sendJson(res, 503, { status: unserved });
   const view = store.view;
   if (!view) return sendJson(res, 503, { status: 'waiting for the first snapshot from the agent' });
   const missing = (certs?.() ?? []).filter((c) => c.state !== 'valid');
@@ -38,6 +42,8 @@ export interface Admin {
 export interface AdminExtras {
   metrics?: () => Promise<string>;
   certs?: () => CertificateListing[];
+  /** Why the ztunnel serves no traffic though it may hold state (not listening yet, or superseded); undefined when it does. */
+  notServing?: () => string | undefined;
 }
 
 export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminExtras = {}): Admin {
@@ -56,7 +62,7 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
       }
       case '/healthz':
       case '/healthz/ready':
-        return health(store, extras.certs, res);
+        return health(store, extras, res);
       case '/certs':
         return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
       case '/memory':
@@ -80,9 +86,9 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
   };
 }
 
-export function readinessHandler(store: StateStore, certs?: AdminExtras['certs']): RequestListener {
+export function readinessHandler(store: StateStore, extras: AdminExtras): RequestListener {
   return (req, res) => {
-    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, certs, res);
+    if (req.method === 'GET' && req.url === '/healthz/ready') return health(store, extras, res);
     sendJson(res, 404, { error: 'only GET /healthz/ready' });
   };
 }

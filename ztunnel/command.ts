@@ -29,6 +29,10 @@ export function ztunnelCommand(): Command {
     .action(async (opts: ZtunnelConfig) => {
       const log = jsonLogger('ztunnel');
       const zt = await startZtunnel({ ...opts, log, ...identityFrom(opts, log) });
+      zt.listeningForTraffic.catch((err: unknown) => {
+        log.error('cannot listen for traffic', { error: err instanceof Error ? err.message : String(err) });
+        process.exit(1);
+      });
       await drainOnSignal(log, opts.drainSeconds, (drainMs) => zt.shutdown(drainMs));
     });
 }

@@ -65,7 +65,8 @@ function openTunnel(o: OutboundOptions, plan: TunnelPlan, traceparent: string, c
   const peer = { node: via, ...(plan.port === undefined ? {} : { port: plan.port }) };
   if (!identity || !mtls) return awaitTunnel(o.pool.open(peer, plan.target, headers), via.name, failureOf, connectMs);
   return deferredTunnel(async () => {
-    const held = await identity.certs.ensure(mtls.source);
+    // A pod's first connections may meet its certificate's retry (the CA bundle still on its way): they wait for it, as for a connect.
+    const held = await identity.certs.ensure(mtls.source, connectMs);
     const key = { ...peer, source: formatSpiffeId(mtls.source), destination: formatSpiffeId(mtls.destination), tls: hboneClientTlsOptions(held, mtls.destination) };
     return o.pool.open(key, plan.target, headers);
   }, via.name, failureOf, connectMs);

@@ -1,7 +1,9 @@
 // One node's ztunnel: control channel, outbound capture, inbound tunnel,
 // admin and readiness, wired to one state store and one flow table.
 import type { Server as HttpServer } from 'node:http';
-import { createServer as createTcpServer, type Server } from 'node:net';
+import { statSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { createServer as createTcpServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../lib/core/errors.ts';
 import { ztunnelLimits, type ZtunnelConfig } from '../lib/config/ztunnel.ts';
@@ -31,6 +33,8 @@ export interface ZtunnelOptions extends Omit<ZtunnelConfig, 'drainSeconds' | 'tr
 export interface Ztunnel {
   readonly store: StateStore;
   readonly flows: FlowTable;
+  /** Resolves once the capture and inbound listeners listen (after the agent's first state); rejects when one cannot. */
+  readonly listeningForTraffic: Promise<void>;
   /** Stops accepting, lets open flows finish for up to `drainMs`, then tears down what is left. */
   shutdown(drainMs: number): Promise<void>;
 }
@@ -42,6 +46,8 @@ const present = <T>(v: T | undefined): v is T => v !== undefined;
 
 export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const { log } = o;
+  // A previous instance's, in the same pod: this one does not listen yet.
+  if (o.listeningFile) await rm(o.listeningFile, { force: true });
   const store = new StateStore();
   const flows = new FlowTable(o.node);
   const { identity } = o;
@@ -64,9 +70,12 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const ownAddresses = new Set<string>();
   const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, metrics, limits, ...(identity ? { identity } : {}) });
   if (!identity) log.warn('plaintext_tunnels', { message: 'no CA: tunnels between nodes are cleartext HTTP/2' });
+  let heldState!: () => void;
+  const firstState = new Promise<void>((resolve) => (heldState = resolve));
   const onApplied = (view: StateView) => {
     if (identity) identity.certs.retain(localIdentities(view, o.node, identity.trustDomain));
     policy.onView(view);
+    heldState();
   };
 
   /** Listens, naming the listener in the log, or in the error an operator sees when the address is taken or missing. */
@@ -83,10 +92,21 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
 
   const http: HttpServer[] = [];
   const certs = identity ? () => identity.certs.list() : undefined;
-  const admin = createAdmin(store, flows, { metrics: () => metrics.text(), ...(certs ? { certs } : {}) });
+  let listening = false;
+  let adminSocketIno: number | undefined;
+  // A rolling update's new ztunnel replaces the node's admin socket as it
+  // starts; the old one then answers not ready, so the kubelet's probe on the
+  // port both share marks the new pod ready only when the new ztunnel is.
+  const notServing = (): string | undefined => {
+    if (adminSocketIno !== undefined && statSync(o.adminSocket, { throwIfNoEntry: false })?.ino !== adminSocketIno) return `superseded: another ztunnel took over ${o.adminSocket}`;
+    return listening ? undefined : 'not listening for traffic yet';
+  };
+  const extras = { metrics: () => metrics.text(), notServing, ...(certs ? { certs } : {}) };
+  const admin = createAdmin(store, flows, extras);
   const adminUnix = createHttpServer(admin.handler);
   http.push(adminUnix);
   await bind('admin', o.adminSocket, () => listenUnix(adminUnix, o.adminSocket));
+  adminSocketIno = statSync(o.adminSocket).ino;
   if (o.adminPort !== 0) {
     const adminTcp = createHttpServer(admin.handler);
     http.push(adminTcp);
@@ -94,7 +114,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
   if (o.readinessPort !== 0) {
     for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
-      const ready = createHttpServer(readinessHandler(store, certs));
+      const ready = createHttpServer(readinessHandler(store, extras));
       http.push(ready);
       await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
     }
@@ -112,29 +132,42 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
 
   const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, limits, ...(identity ? { identity } : {}) });
-  for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
-    await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
-  }
-  const capture: Server[] = [];
-  for (const ip of captureIps) {
+  const capture = captureIps.map((ip) => {
     const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
     server.on('error', (err) => log.error('capture_listener_error', { error: err }));
-    capture.push(server);
-    const a = await bind('outbound', hostPort(ip, o.outboundPort), () => listenTcp(server, ip, o.outboundPort));
-    ownAddresses.add(hostPort(a.address, a.port));
-  }
+    return { ip, server };
+  });
+  let stopping = false;
+  // Traffic listeners open once the agent's state is held: until then a
+  // rolling update's old ztunnel, on the same ports, takes every connection,
+  // and a lone ztunnel could only refuse them anyway.
+  const listeningForTraffic = firstState.then(async () => {
+    for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
+      if (!stopping) await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
+    }
+    for (const { ip, server } of capture) {
+      if (stopping) return;
+      const a = await bind('outbound', hostPort(ip, o.outboundPort), () => listenTcp(server, ip, o.outboundPort));
+      ownAddresses.add(hostPort(a.address, a.port));
+    }
+    listening = true;
+    if (o.listeningFile) await writeFile(o.listeningFile, '');
+  });
 
   return {
     store,
     flows,
+    listeningForTraffic,
     async shutdown(drainMs) {
+      stopping = true;
+      if (o.listeningFile) await rm(o.listeningFile, { force: true });
       log.info('shutting_down', { openFlows: flows.openCount, drainMs });
       const deadline = Date.now() + drainMs;
       // Capture sends pods' new connections here until the agent lets go of
       // this ztunnel; an uninstalling agent first removes capture, so new
       // connections go direct instead of meeting a closed listener.
       await control.agentsGone(Math.min(drainMs, AGENT_RELEASE_MAX_MS));
-      const stopped = Promise.all([...capture.map(closeServer), inbound.close()]);
+      const stopped = Promise.all([...capture.map((c) => closeServer(c.server)), inbound.close()]);
       while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
       if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
       flows.abortAll();

@@ -11,6 +11,8 @@ export interface ZtunnelConfig extends Omit<NodeAddresses, 'probeSourceIp4' | 'p
   node: string;
   controlSocket: string;
   adminSocket: string;
+  /** Created once the ztunnel listens for traffic, removed as it stops. */
+  listeningFile?: string;
   outboundPort: number;
   /** Inbound tunnel port, here and on every peer. */
   hbonePort: number;
@@ -98,6 +100,7 @@ export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   inboundSourceIp6: { value: '<ip>', description: 'IPv6 source of connections to local pods (default: --node-ip6)', parse: ipFlag(6) },
   controlSocket: { value: '<path>', description: 'Unix socket the agent pushes state to', required: true },
   adminSocket: { value: '<path>', description: 'Unix socket of the admin API (flows, state, health)', required: true },
+  listeningFile: { value: '<path>', description: 'file created once the ztunnel listens for traffic and removed as it stops: a startup probe of the pod\'s own, where the readiness port is shared with a rolling update\'s other ztunnel' },
   outboundPort: { value: '<port>', description: 'outbound capture port', parse: portFlag(), default: PORTS.outbound },
   hbonePort: { value: '<port>', description: 'inbound tunnel port, here and on peers', parse: portFlag(), default: PORTS.hbone },
   adminPort: { value: '<port>', description: 'admin API on 127.0.0.1 (0: off)', parse: portFlag({ zero: true }), default: PORTS.admin },

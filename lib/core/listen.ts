@@ -2,10 +2,16 @@
 import { rm } from 'node:fs/promises';
 import type { AddressInfo, Server } from 'node:net';
 
+/**
+ * Listens with SO_REUSEPORT: a rolling update's new proxy binds the node's
+ * ports beside the old one, which stops listening once it hands over and
+ * drains what it holds. Linux admits only sockets of the same effective UID
+ * into a port's group.
+ */
 export function listenTcp(server: Server, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, reusePort: true }, () => {
       server.off('error', reject);
       resolve(server.address() as AddressInfo);
     });

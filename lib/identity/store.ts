@@ -4,6 +4,7 @@
 // SecureContext that new handshakes pick up; established TLS sessions never
 // look at it again, so they keep going.
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { ConfigError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { newCertificateRequest } from './csr.ts';
 import { CertificateUnavailableError } from './errors.ts';
@@ -66,6 +67,9 @@ export interface StoreCounters {
   rotations: number;
 }
 
+/** How long a TLS handshake may wait for its identity's certificate retry (under the 10 s handshake timeout). */
+const SNI_CERT_WAIT_MS = 5000;
+
 interface Entry {
   readonly id: SpiffeId;
   readonly uri: string;
@@ -77,6 +81,8 @@ interface Entry {
   nextAttempt: Date | undefined;
   failures: number;
   lastError: Error | undefined;
+  /** Callers waiting for the scheduled retry's outcome (ensure with waitMs). */
+  waiters: { deadline: number; resolve: (held: HeldCertificate) => void; reject: (err: Error) => void }[];
 }
 
 // setTimeout fires at once for delays above 2^31-1 ms; longer waits re-arm.
@@ -113,14 +119,19 @@ export class CertificateStore {
   /**
    * Resolves with a valid certificate for `id`, requesting one if needed; the
    * identity is kept (and rotated) until a retain() that leaves it out.
-   * Rejects with CertificateUnavailableError, at once while a failed request
-   * waits for its retry, so a burst of connections does not hammer the CA.
+   * While a failed request waits for its retry, a burst of connections does
+   * not hammer the CA: a caller that can wait `waitMs` gets the scheduled
+   * retry's outcome when it is due by then (a pod's first connections while
+   * the node's CA bundle is still on its way), the others a
+   * CertificateUnavailableError at once.
    */
-  ensure(id: SpiffeId): Promise<HeldCertificate> {
+  ensure(id: SpiffeId, waitMs = 0): Promise<HeldCertificate> {
     const entry = this.#entry(id);
     if (isValid(entry.held, this.#now())) return Promise.resolve(entry.held);
     if (entry.inflight) return entry.inflight;
     if (entry.failures > 0 && entry.lastError) {
+      const due = entry.nextAttempt ? entry.nextAttempt.getTime() - this.#now() : Number.POSITIVE_INFINITY;
+      if (due <= waitMs) return new Promise((resolve, reject) => entry.waiters.push({ deadline: this.#now() + waitMs, resolve, reject }));
       return Promise.reject(new CertificateUnavailableError(entry.uri,
         `the last request failed (${entry.lastError.message}); next try at ${entry.nextAttempt?.toISOString()}`, { cause: entry.lastError }));
     }
@@ -163,8 +174,10 @@ export class CertificateStore {
   readonly sniCallback = (servername: string, callback: (err: Error | null, ctx?: SecureContext) => void): void => {
     const id = this.#sni.lookup(servername);
     const context = id && this.secureContext(id);
-    if (context) callback(null, context);
-    else callback(new CertificateUnavailableError(servername, id ? 'its certificate is not issued yet or expired' : 'the SNI names no identity with a pod on this node'));
+    if (context) return callback(null, context);
+    if (!id) return callback(new CertificateUnavailableError(servername, 'the SNI names no identity with a pod on this node'));
+    // A pod that just started: its certificate may be on its way, within the handshake's own timeout.
+    this.ensure(id, SNI_CERT_WAIT_MS).then((held) => callback(null, held.secureContext), (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))));
   };
 
   /** The mesh roots from the CA's latest answer, PEM each. */
@@ -198,7 +211,7 @@ export class CertificateStore {
     const uri = formatSpiffeId(id);
     let entry = this.#entries.get(uri);
     if (!entry) {
-      entry = { id, uri, held: undefined, inflight: undefined, timer: undefined, dropTimer: undefined, nextAttempt: undefined, failures: 0, lastError: undefined };
+      entry = { id, uri, held: undefined, inflight: undefined, timer: undefined, dropTimer: undefined, nextAttempt: undefined, failures: 0, lastError: undefined, waiters: [] };
       this.#entries.set(uri, entry);
       this.#sni.add(id);
     }
@@ -210,6 +223,7 @@ export class CertificateStore {
     this.#timers.clear(entry.dropTimer);
     this.#entries.delete(entry.uri);
     this.#sni.delete(entry.id);
+    for (const w of entry.waiters.splice(0)) w.reject(new CertificateUnavailableError(entry.uri, 'this node no longer hosts the identity (or the ztunnel is stopping)'));
     this.#log?.info('certificate dropped', { identity: entry.uri });
   }
 
@@ -230,6 +244,7 @@ export class CertificateStore {
         entry.failures = 0;
         entry.lastError = undefined;
         this.#schedule(entry, held.rotateAt);
+        for (const w of entry.waiters.splice(0)) w.resolve(held);
         return held;
       },
       (err: unknown) => {
@@ -238,14 +253,23 @@ export class CertificateStore {
         if (live()) {
           entry.failures++;
           entry.lastError = error;
-          const delay = Math.min(this.#retryInitialMs * 2 ** (entry.failures - 1), this.#retryMaxMs);
+          // A ConfigError is the ztunnel's own (its CA bundle not written yet by the kubelet): the CA was not asked, so there is no backing off.
+          const delay = error instanceof ConfigError ? this.#retryInitialMs : Math.min(this.#retryInitialMs * 2 ** (entry.failures - 1), this.#retryMaxMs);
           this.#schedule(entry, new Date(this.#now() + delay));
           this.#log?.warn('certificate request failed', {
             identity: entry.uri, error: error.message, retryInMs: delay,
             keeping: isValid(entry.held, this.#now()) ? { serial: entry.held.serial, notAfter: entry.held.notAfter.toISOString() } : null,
           });
         }
-        throw new CertificateUnavailableError(entry.uri, `the CA request failed: ${error.message}`, { cause: error });
+        const unavailable = new CertificateUnavailableError(entry.uri, `the CA request failed: ${error.message}`, { cause: error });
+        // Those who can wait for the next retry keep waiting.
+        const next = live() && entry.nextAttempt ? entry.nextAttempt.getTime() : Number.POSITIVE_INFINITY;
+        const waiting = entry.waiters.splice(0);
+        for (const w of waiting) {
+          if (next <= w.deadline) entry.waiters.push(w);
+          else w.reject(unavailable);
+        }
+        throw unavailable;
       },
     ).finally(() => {
       entry.inflight = undefined;

@@ -53,6 +53,8 @@ export const ZTUNNEL_ADMIN_SOCKET = `${HOST_RUN_DIR}/ztunnel.sock`;
 /** The pod's own directory (an emptyDir): the agent talks to its pod's ztunnel only, also while a second pod runs on the node. */
 export const POD_RUN_DIR = '/run/meshlet-pod';
 export const CONTROL_SOCKET = `${POD_RUN_DIR}/control.sock`;
+/** The ztunnel creates it once it listens for traffic: its startup probe. */
+export const ZTUNNEL_LISTENING_FILE = `${POD_RUN_DIR}/ztunnel-listening`;
 /** Where the CA writes root-cert.pem (its --state-dir, an emptyDir: its state is in its root Secret); like every mount path, below /var/run. */
 export const CA_STATE_DIR = '/var/run/meshlet-ca';
 

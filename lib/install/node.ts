@@ -15,7 +15,7 @@ import {
   AGENT_ACCOUNT, AGENT_ADMIN_SOCKET, AGENT_CONTAINER, BPF_PIN_DIR, CA_TOKEN_AUDIENCE, CA_TOKEN_DIR, CA_TOKEN_FILE, PROJECTED_TOKEN_SECONDS,
   CONTROL_SOCKET, ENV, envRef, HOST_BPFFS, HOST_CGROUP2_ROOT, HOST_RUN_DIR, KUBE_ROOT_CA_CONFIGMAP, KUBECONFIG_CONFIGMAP, KUBECONFIG_DIR,
   KUBECONFIG_KEY, NODE_DAEMONSET, PART_OF, POD_RUN_DIR, SERVICE_ACCOUNT_DIR, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY,
-  ZTUNNEL_ADMIN_SOCKET, ZTUNNEL_CONTAINER,
+  ZTUNNEL_ADMIN_SOCKET, ZTUNNEL_CONTAINER, ZTUNNEL_LISTENING_FILE,
 } from './names.ts';
 import type { FieldComment, Manifest } from './object.ts';
 import type { InstallOptions } from './options.ts';
@@ -127,6 +127,7 @@ export function ztunnelArgs(o: InstallOptions): string[] {
     inboundSourceIp4: o.inboundSourceIp4 ?? envRef(ENV.hostIp),
     controlSocket: CONTROL_SOCKET,
     adminSocket: ZTUNNEL_ADMIN_SOCKET,
+    listeningFile: ZTUNNEL_LISTENING_FILE,
     drainSeconds: DRAIN_SECONDS,
     trustDomain: o.trustDomain,
     caUrl: caUrl(o.namespace),
@@ -182,7 +183,11 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
     command: ['meshlet', 'ztunnel'],
     args: ztunnelArgs(o),
     env: [...NODE_ENV, { name: 'NODE_OPTIONS', value: ZTUNNEL_NODE_OPTIONS }],
-    // Ready once it holds the agent's first snapshot (ztunnel/admin.ts); on the node's address, where it listens.
+    // Started once this pod's own ztunnel listens for traffic: the readiness
+    // port is the node's, and during a rolling update the old ztunnel answers
+    // on it too (it answers not ready once superseded, ztunnel/ztunnel.ts).
+    startupProbe: { exec: { command: ['test', '-e', ZTUNNEL_LISTENING_FILE] }, periodSeconds: 1, failureThreshold: 300 },
+    // Ready once it holds the agent's first snapshot and its certificates (ztunnel/admin.ts); on the node's address, where it listens.
     readinessProbe: { httpGet: { path: '/healthz/ready', port: PORTS.readiness }, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 },
     resources: { requests: { cpu: '200m', memory: '192Mi' } },
     securityContext: {

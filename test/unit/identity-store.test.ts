@@ -269,11 +269,31 @@ test('CA down through notAfter: the certificate is reported expired and no longe
   assert.equal(row.state, 'expired');
   assert.equal(row.serial, first.serial);
   assert.equal(store.secureContext(web), undefined);
-  store.sniCallback(sniFor(web), (err, context) => {
-    assert.match(err?.message ?? '', /not issued yet or expired/);
-    assert.equal(context, undefined);
-  });
   // It waits for its retry rather than asking a CA that just failed.
   await assert.rejects(store.ensure(web), (err: unknown) => err instanceof CertificateUnavailableError && /last request failed/.test(err.message));
   assert.equal(store.counters.requestsFailed, 1);
+  // A handshake waits for the retries due within its wait, and fails with the last while the CA stays down.
+  let settled: { err: Error | null; context: unknown } | undefined;
+  store.sniCallback(sniFor(web), (err, context) => void (settled = { err, context }));
+  while (!settled) {
+    clock.advance(400);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.match(settled.err?.message ?? '', /the CA request failed/);
+  assert.equal(settled.context, undefined);
+  assert.ok(store.counters.requestsFailed > 2, 'it waited through more than one retry');
+});
+
+test('a connection that can wait gets the scheduled retry\'s certificate instead of an error', async (t) => {
+  const { ca, start, store, clock } = await fixture(t, { retryInitialMs: 200, retryMaxMs: 400 });
+  const port = Number(new URL(ca.url).port);
+  await ca.close();
+  await assert.rejects(store.ensure(client), /the CA request failed/);
+  await assert.rejects(store.ensure(client), /last request failed/, 'no wait: at once');
+  const waiting = store.ensure(client, 1000);
+  await start(port);
+  clock.advance(200);
+  const held = await waiting;
+  assert.equal(formatSpiffeId(held.identity), formatSpiffeId(client));
+  assert.equal(store.counters.requestsOk, 1);
 });

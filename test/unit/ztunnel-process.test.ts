@@ -72,10 +72,13 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   t.after(() => child.kill('SIGKILL'));
   const logs: Record<string, unknown>[] = [];
   createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as Record<string, unknown>));
-  await eventually('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
+  await eventually('the readiness listener', () => logs.some((l) => l.event === 'listening' && l.what === 'readiness'));
 
   const adminGet = (path: string) => request({ socketPath: admin, path });
   assert.equal((await adminGet('/healthz')).status, 503);
+  // No traffic listener before the agent's state: a rolling update's other ztunnel, on the same ports, takes it.
+  const early = connect({ host: CAPTURE, port: outboundPort });
+  assert.equal(((await once(early, 'error')) as [NodeJS.ErrnoException])[0].code, 'ECONNREFUSED');
 
   const agent = connect(control);
   t.after(() => agent.destroy());
@@ -88,6 +91,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   };
   agent.write(`${JSON.stringify({ type: 'snapshot', version: 7, state })}\n`);
   assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version: 7 });
+  await eventually('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
 
   assert.equal((await adminGet('/healthz')).status, 200);
   assert.equal((await request({ host: NODE, port: readinessPort, path: '/healthz/ready' })).status, 200);

@@ -18,7 +18,7 @@ const listing = (identity: string, state: CertificateListing['state'], lastError
 test('ready once the agent\'s state and every hosted identity\'s certificate are held', async (t) => {
   const store = new StateStore();
   let certs: CertificateListing[] = [];
-  const server = createServer(readinessHandler(store, () => certs));
+  const server = createServer(readinessHandler(store, { certs: () => certs }));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => server.close());
@@ -45,7 +45,7 @@ test('ready once the agent\'s state and every hosted identity\'s certificate are
 
 test('without mutual TLS (plaintext tunnels) the agent\'s state is enough', async (t) => {
   const store = new StateStore();
-  const server = createServer(readinessHandler(store));
+  const server = createServer(readinessHandler(store, {}));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => server.close());
