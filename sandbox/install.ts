@@ -12,7 +12,7 @@ import { installDefaults, type InstallOptions } from '../lib/install/options.ts'
 import { RBAC_FILE, rbacManifests } from '../lib/install/rbac.ts';
 import { installObjects } from '../lib/install/render.ts';
 import { parseDuration } from '../lib/core/duration.ts';
-import { CONTROL_PLANE_NETWORK, DAEMONSET_INBOUND_SOURCE4 } from './layout.ts';
+import { CONTROL_PLANE_NETWORK, DAEMONSET_INBOUND_SOURCE4, DAEMONSET_INBOUND_SOURCE6 } from './layout.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import { openCluster, type SandboxCluster } from './cluster-client.ts';
 import { controlPlaneLayout } from './controlplane/components.ts';
@@ -69,6 +69,7 @@ export async function installFromManifests(info: SandboxInfo): Promise<void> {
     ...installDefaults(),
     serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
     inboundSourceIp4: DAEMONSET_INBOUND_SOURCE4,
+    inboundSourceIp6: DAEMONSET_INBOUND_SOURCE6,
     ...(info.certTtl === undefined ? {} : { certTtl: parseDuration(info.certTtl, '--cert-ttl') }),
   };
   refusals(await applyManifest(info.name, manifestOf(installObjects(options)), 'meshlet install', { waitForPods: false }), 'the objects of `meshlet install`');

@@ -151,13 +151,15 @@ export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
 const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;
 
 /**
- * The ztunnel's inbound source address on every node of a `--meshlet
- * daemonset` sandbox (`meshlet install --inbound-source-ip4`): one flag for
- * all nodes, so one link-local address each node holds on its loopback and
- * nothing else uses, as daemonset/README.md advises (the node's own address
- * would admit every host-network process under STRICT).
+ * The ztunnel's inbound source addresses on every node of a `--meshlet
+ * daemonset` sandbox (`meshlet install --inbound-source-ip4/-ip6`): one flag
+ * for all nodes, so one address per family each node holds on its loopback
+ * and nothing else uses, as daemonset/README.md advises (the node's own
+ * address would admit every host-network process under STRICT): link-local
+ * for IPv4, from a unique-local prefix no node or pod uses for IPv6.
  */
 export const DAEMONSET_INBOUND_SOURCE4 = '169.254.7.7';
+export const DAEMONSET_INBOUND_SOURCE6 = 'fd00:a9fe::7';
 
 /** The API server and the CA listen on the underlay bridge, as a control-plane node on the node network would. */
 export const CONTROL_PLANE_IP = '10.200.0.2';

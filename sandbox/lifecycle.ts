@@ -22,7 +22,7 @@ import { installFromManifests, installMeshlet, installNodeRbac } from './install
 import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
 import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import {
-  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, DAEMONSET_INBOUND_SOURCE6, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
@@ -157,12 +157,13 @@ function daemonSetNode(name: string, node: SandboxNodeInfo): SandboxNodeInfo {
   } = node;
   return {
     ...rest,
-    // As the DaemonSet renders them (status.hostIP, IPv4 only): the node's
-    // own address is where pods reach the ztunnel and where the kubelet
-    // probes from; the inbound source is the install's --inbound-source-ip4.
+    // As the DaemonSet renders them (status.hostIPs): the node's own
+    // addresses are where pods reach the ztunnel and where the kubelet probes
+    // from; the inbound sources are the install's --inbound-source-ip4/-ip6.
     captureIp4: node.nodeIp4,
     probeSourceIp4: node.nodeIp4,
     inboundSourceIp4: DAEMONSET_INBOUND_SOURCE4,
+    ...(node.nodeIp6 ? { captureIp6: node.nodeIp6, probeSourceIp6: node.nodeIp6, inboundSourceIp6: DAEMONSET_INBOUND_SOURCE6 } : {}),
     agentAdminSocket: nodeHostPath(name, node, AGENT_ADMIN_SOCKET).path,
     ztunnelAdminSocket: nodeHostPath(name, node, ZTUNNEL_ADMIN_SOCKET).path,
   };

@@ -94,6 +94,7 @@ const FIELDS: Readonly<Record<string, (pod: V1Pod) => string | undefined>> = {
   'status.podIP': (pod) => pod.status?.podIP,
   'status.podIPs': (pod) => pod.status?.podIPs?.map((p) => p.ip).join(','),
   'status.hostIP': (pod) => pod.status?.hostIP,
+  'status.hostIPs': (pod) => pod.status?.hostIPs?.map((h) => h.ip).join(','),
 };
 const FIELD_PATHS = Object.keys(FIELDS).join(', ');
 

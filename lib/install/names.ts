@@ -59,7 +59,7 @@ export const ZTUNNEL_LISTENING_FILE = `${POD_RUN_DIR}/ztunnel-listening`;
 export const CA_STATE_DIR = '/var/run/meshlet-ca';
 
 /** Environment variables from the downward API, referenced in args as $(NAME). */
-export const ENV = { nodeName: 'NODE_NAME', hostIp: 'HOST_IP', podUid: 'POD_UID' } as const;
+export const ENV = { nodeName: 'NODE_NAME', hostIp: 'HOST_IP', hostIps: 'HOST_IPS', podUid: 'POD_UID' } as const;
 export const envRef = (name: (typeof ENV)[keyof typeof ENV]): string => `$(${name})`;
 
 /** The cluster DNS domain the CA's serving certificate names (kubelet's --cluster-domain default). */

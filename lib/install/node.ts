@@ -3,7 +3,7 @@
 // and the ztunnel (the proxy) as its two containers. Their arguments are
 // rendered from their own flag tables (lib/config/agent.ts, ztunnel.ts) as
 // the sandbox's supervisors render them, with what only the node knows (its
-// name, its address) filled in by the kubelet from the downward API.
+// name, its addresses) filled in by the kubelet from the downward API.
 import { join } from 'node:path';
 import { AGENT_FLAGS, type AgentConfig } from '../config/agent.ts';
 import { configArgs, type FlagTable } from '../config/flags.ts';
@@ -64,6 +64,32 @@ export function podCgroupCandidates(o: Pick<InstallOptions, 'kubeletCgroupRoot' 
   }));
 }
 
+/** The IPv6 inbound source as a shell word: the install's, else the node's own IPv6 address. */
+const inboundSource6 = (o: Pick<InstallOptions, 'inboundSourceIp6'>): string => o.inboundSourceIp6 ?? '"$ip6"';
+
+/**
+ * Sh lines that find the node's IPv6 address in the downward API's
+ * status.hostIPs (comma-separated, one per family) and, on a dual-stack
+ * node, append `words` ("$ip6" standing for it) to the arguments: a pod spec
+ * can template the whole list only, not one family of it.
+ */
+function ipv6ArgsScript(words: readonly string[]): string[] {
+  return [
+    'ip6=',
+    `for ip in $(printf '%s' "\${${ENV.hostIps}:-}" | tr , ' '); do case "$ip" in *:*) ip6=$ip ;; esac; done`,
+    `if [ -n "$ip6" ]; then set -- "$@" ${words.join(' ')}; fi`,
+  ];
+}
+
+/** The ztunnel's entry: its IPv6 addresses on a dual-stack node (ipv6ArgsScript), then the ztunnel. */
+export function ztunnelEntryScript(o: Pick<InstallOptions, 'inboundSourceIp6'>): string {
+  return [
+    'set -eu',
+    ...ipv6ArgsScript(['--capture-ip6', '"$ip6"', '--node-ip6', '"$ip6"', '--inbound-source-ip6', inboundSource6(o)]),
+    'exec meshlet ztunnel "$@"',
+  ].join('\n');
+}
+
 /**
  * The agent's entry: the capture hooks for the ztunnel (getsockname) go on
  * a cgroup the agent must name (--ztunnel-cgroup), and a DaemonSet cannot
@@ -73,7 +99,7 @@ export function podCgroupCandidates(o: Pick<InstallOptions, 'kubeletCgroupRoot' 
  * the agent with it. They go once the agent finds its pod's cgroup itself
  * (see daemonset/README.md). They also refuse a node without cgroup v2.
  */
-export function agentEntryScript(o: Pick<InstallOptions, 'kubeletCgroupRoot' | 'cgroupDriver'>): string {
+export function agentEntryScript(o: Pick<InstallOptions, 'kubeletCgroupRoot' | 'cgroupDriver' | 'inboundSourceIp6'>): string {
   const candidates = podCgroupCandidates(o);
   return [
     'set -eu',
@@ -81,6 +107,7 @@ export function agentEntryScript(o: Pick<InstallOptions, 'kubeletCgroupRoot' | '
     `  echo "meshlet agent: ${HOST_CGROUP2_ROOT} on this node is not a cgroup v2 mount; meshlet needs cgroup v2 (the unified hierarchy): cgroup v1 and hybrid nodes are not supported" >&2`,
     '  exit 1',
     'fi',
+    ...ipv6ArgsScript(['--capture-ip6', '"$ip6"', '--probe-source-ip6', '"$ip6"', '--inbound-source-ip6', inboundSource6(o)]),
     `unit=$(printf '%s' "$${ENV.podUid}" | tr - _)`,
     `for dir in ${candidates.join(' ')}; do`,
     '  if [ -d "$dir" ]; then exec meshlet agent --ztunnel-cgroup "$dir" "$@"; fi',
@@ -138,7 +165,7 @@ export function ztunnelArgs(o: InstallOptions): string[] {
 }
 
 const fieldRef = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
-const NODE_ENV = [fieldRef(ENV.nodeName, 'spec.nodeName'), fieldRef(ENV.hostIp, 'status.hostIP')];
+const NODE_ENV = [fieldRef(ENV.nodeName, 'spec.nodeName'), fieldRef(ENV.hostIp, 'status.hostIP'), fieldRef(ENV.hostIps, 'status.hostIPs')];
 
 const VOLUME = {
   bpffs: 'bpffs', cgroup: 'cgroup', run: 'meshlet-run', podRun: 'meshlet-pod', kubeconfig: 'kubeconfig',
@@ -180,7 +207,7 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
   const ztunnel = {
     name: ZTUNNEL_CONTAINER,
     image: o.image,
-    command: ['meshlet', 'ztunnel'],
+    command: ['/bin/sh', '-c', kubeletLiteral(ztunnelEntryScript(o)), 'meshlet-ztunnel'],
     args: ztunnelArgs(o),
     env: [...NODE_ENV, { name: 'NODE_OPTIONS', value: ZTUNNEL_NODE_OPTIONS }],
     // Started once this pod's own ztunnel listens for traffic: the readiness
@@ -259,6 +286,7 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
     { path: [...POD_SPEC, 'hostNetwork'], text: 'The ztunnel listens on the node\'s address (capture 15001, HBONE 15008, metrics 15020, readiness 15021).' },
     { path: [...POD_SPEC, 'hostPID'], text: 'The agent finds a pod\'s network namespace through its processes (cgroup.procs, then /proc/<pid>/ns/net) for the strict sweep.' },
     { path: [...agentAt, 'command'], text: 'sh only finds this pod\'s cgroup for --ztunnel-cgroup, then execs the agent (see lib/install/node.ts).' },
+    { path: [...ztunnelAt, 'command'], text: 'sh only adds the node\'s IPv6 address from status.hostIPs on a dual-stack node, then execs the ztunnel (see lib/install/node.ts).' },
     ...AGENT_CAPABILITIES.map((c, i) => ({ path: [...agentAt, 'securityContext', 'capabilities', 'add', i], text: c.why })),
     { path: [...agentAt, 'securityContext', 'appArmorProfile'], text: 'The runtime\'s default AppArmor profile denies writes below /sys/fs/ but the cgroup tree: the agent pins in /sys/fs/bpf.' },
     { path: [...agentAt, 'securityContext', 'seLinuxOptions'], text: 'On SELinux nodes, container_t may not use bpffs or other cgroups; spc_t may (as Cilium\'s agent runs).' },

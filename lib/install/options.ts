@@ -27,6 +27,8 @@ export interface InstallOptions {
   apiServer: string;
   /** Absent: each node's own address (status.hostIP). */
   inboundSourceIp4?: string;
+  /** On dual-stack nodes; absent: each node's own IPv6 address (from status.hostIPs). */
+  inboundSourceIp6?: string;
 }
 
 export const DEFAULT_NAMESPACE = 'meshlet-system';
@@ -82,6 +84,10 @@ export const INSTALL_FLAGS: FlagTable<InstallOptions> = {
   inboundSourceIp4: {
     ...AGENT_FLAGS.inboundSourceIp4,
     description: 'address the ztunnel connects to local pods from, which STRICT admits: an address every node holds and nothing else uses (e.g. on lo). Default: the node\'s own address, so STRICT also admits anything else on the node that connects from it (host-network pods, traffic SNATed to the node)',
+  },
+  inboundSourceIp6: {
+    ...AGENT_FLAGS.inboundSourceIp6,
+    description: 'the same on dual-stack nodes, for IPv6 (default: the node\'s own IPv6 address, with the same caveat)',
   },
 };
 

@@ -263,7 +263,7 @@ export class SandboxRuntime implements PodRuntime {
     // status.podIP and hostIP as the pod will report them: the API object may not carry them yet.
     const withIps: V1Pod = {
       ...pod,
-      status: { ...pod.status, podIP: stored.ips[0], podIPs: stored.ips.map((ip) => ({ ip })), hostIP: this.#o.node.nodeIp4, hostIPs: [{ ip: this.#o.node.nodeIp4 }] },
+      status: { ...pod.status, podIP: stored.ips[0], podIPs: stored.ips.map((ip) => ({ ip })), hostIP: this.#o.node.nodeIp4, hostIPs: nodeAddresses(this.#o.node).map((ip) => ({ ip })) },
     };
     const run = this.#containerRun(container, mounts);
     const env = containerEnv(withIps, container, this.#o.apiServer ?? SANDBOX_API_SERVER);

@@ -50,7 +50,7 @@ spec:
   containers:
     - name: web
       image: python
-      command: [python3, -m, http.server, "8080"]
+      command: [python3, -m, http.server, "8080", --bind, "::"]
       workingDir: /tmp
       ports: [{name: http, containerPort: 8080}]
       readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
@@ -201,6 +201,18 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
     assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
     assert.equal(flow.destination?.node, 'node-2');
+  });
+
+  test('IPv6 too: on dual-stack nodes the DaemonSet captures a pod\'s IPv6 connection and carries it with mutual TLS', async () => {
+    const web = await kubectlJson<V1Pod>(['get', 'pod', 'web', '-n', 'shop']);
+    const ip6 = web.status!.podIPs!.map((p) => p.ip).find((ip) => ip.includes(':'));
+    assert.ok(ip6, 'web has an IPv6 address');
+    const r = await sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', `http://[${ip6}]:8080/`], { timeoutMs: 20_000 });
+    assert.equal(r.stdout, '200', `curl: ${r.stderr}`);
+    const ztunnel = info.nodes.find((n) => n.name === 'node-1')!.ztunnelAdminSocket;
+    const flow = await eventually('the IPv6 flow in node-1\'s ztunnel', async () => (await adminJson<{ flows: FlowRecord[] }>(ztunnel, '/flows')).flows.find((f) => f.destination?.ip === ip6 && f.state === 'closed'), 20_000);
+    assert.equal(flow.security, 'mutual_tls');
+    assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
   });
 
   test('STRICT, as the DaemonSet renders its addresses: the kubelet\'s probes from the node\'s address pass on the declared port alone, and the mesh reaches every port', async () => {

@@ -20,7 +20,7 @@ import { ZTUNNEL_FLAGS, type ZtunnelConfig } from '../../lib/config/ztunnel.ts';
 import { PORTS } from '../../lib/mesh/model.ts';
 import { ConfigError } from '../../lib/core/errors.ts';
 import { podCgroupPath } from '../../lib/cluster/cgroup-layout.ts';
-import { agentEntryScript, AGENT_CAPABILITIES } from '../../lib/install/node.ts';
+import { agentEntryScript, AGENT_CAPABILITIES, ztunnelEntryScript } from '../../lib/install/node.ts';
 import { kubeconfigText } from '../../lib/install/ca-deployment.ts';
 import * as names from '../../lib/install/names.ts';
 import { INSTALL_FLAGS, installDefaults, type InstallOptions } from '../../lib/install/options.ts';
@@ -56,13 +56,13 @@ function parse<C>(table: FlagTable<C>, args: readonly string[]): C {
 /** What the kubelet passes: the downward API's values for the container's env, $(VAR) expanded. */
 const NODE = { name: 'node-a', ip: '192.0.2.10', podUid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' };
 function kubeletArgv(c: Container): string[] {
-  const values: Record<string, string> = { 'spec.nodeName': NODE.name, 'status.hostIP': NODE.ip, 'metadata.uid': NODE.podUid };
+  const values: Record<string, string> = { 'spec.nodeName': NODE.name, 'status.hostIP': NODE.ip, 'status.hostIPs': NODE.ip, 'metadata.uid': NODE.podUid };
   const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? values[e.valueFrom!.fieldRef.fieldPath]]));
   return [...c.command, ...c.args].map((a) => expandVars(a, env));
 }
 
-/** The agent's argv after its entry script: what follows `sh -c <script> <name>`. */
-const agentArgsAfterEntry = (c: Container): string[] => kubeletArgv(c).slice(4);
+/** A container's argv after its entry script: what follows `sh -c <script> <name>`. */
+const argsAfterEntry = (c: Container): string[] => kubeletArgv(c).slice(4);
 
 function nodePod(objects: Obj[]): PodSpec {
   return podSpec(find(objects, 'DaemonSet', names.NODE_DAEMONSET));
@@ -73,8 +73,8 @@ function parsedComponents(objects: Obj[]) {
   const ca = podSpec(find(objects, 'Deployment', names.CA_NAME));
   return {
     node, ca,
-    agent: parse<AgentConfig>(AGENT_FLAGS, ['--ztunnel-cgroup', '/sys/fs/cgroup/pod', ...agentArgsAfterEntry(container(node, names.AGENT_CONTAINER))]),
-    ztunnel: parse<ZtunnelConfig>(ZTUNNEL_FLAGS, kubeletArgv(container(node, names.ZTUNNEL_CONTAINER)).slice(2)),
+    agent: parse<AgentConfig>(AGENT_FLAGS, ['--ztunnel-cgroup', '/sys/fs/cgroup/pod', ...argsAfterEntry(container(node, names.AGENT_CONTAINER))]),
+    ztunnel: parse<ZtunnelConfig>(ZTUNNEL_FLAGS, argsAfterEntry(container(node, names.ZTUNNEL_CONTAINER))),
     caFlags: parse<CaConfig>(CA_FLAGS, kubeletArgv(container(ca, names.CA_CONTAINER)).slice(2)),
   };
 }
@@ -288,18 +288,18 @@ test('the node pod: host network and PID, every taint tolerated, surge without u
   assert.ok(ztunnel.drainSeconds < grace, 'the ztunnel drains within the pod\'s grace period');
 });
 
-/** Runs the agent's entry script as the kubelet would hand it to sh, with the node's cgroup v2 root at `root` and a `meshlet` that prints its argv. */
-function runEntry(o: InstallOptions, root: string, podUid: string): { status: number | null; stdout: string; stderr: string } {
-  const c = container(nodePod(stream(renderInstall(o))), names.AGENT_CONTAINER);
+/** Runs a node container's entry script as the kubelet would hand it to sh, with the node's cgroup v2 root at `root`, its hostIPs `hostIps` and a `meshlet` that prints its argv. */
+function runEntry(o: InstallOptions, root: string, podUid: string, which: 'agent' | 'ztunnel' = 'agent', hostIps = NODE.ip): { status: number | null; stdout: string; stderr: string } {
+  const c = container(nodePod(stream(renderInstall(o))), which === 'agent' ? names.AGENT_CONTAINER : names.ZTUNNEL_CONTAINER);
   const [sh, dashC, script, name, ...args] = kubeletArgv(c);
-  assert.deepEqual([sh, dashC, name], ['/bin/sh', '-c', 'meshlet-agent']);
-  assert.equal(script, agentEntryScript(o), 'the kubelet\'s expansion leaves the script as written');
+  assert.deepEqual([sh, dashC, name], ['/bin/sh', '-c', `meshlet-${which}`]);
+  assert.equal(script, which === 'agent' ? agentEntryScript(o) : ztunnelEntryScript(o), 'the kubelet\'s expansion leaves the script as written');
   const bin = join(root, '..', 'bin');
   mkdirSync(bin, { recursive: true });
   writeFileSync(join(bin, 'meshlet'), '#!/bin/sh\nprintf "%s\\n" "$@"\n');
   chmodSync(join(bin, 'meshlet'), 0o755);
   const result = spawnSync(sh!, [dashC!, script!.replaceAll(names.HOST_CGROUP2_ROOT, root), name!, ...args], {
-    env: { PATH: `${bin}:/usr/bin:/bin`, POD_UID: podUid }, encoding: 'utf8',
+    env: { PATH: `${bin}:/usr/bin:/bin`, POD_UID: podUid, HOST_IPS: hostIps }, encoding: 'utf8',
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -327,6 +327,29 @@ test('the agent\'s entry finds its pod\'s cgroup in either driver\'s layout and 
   const v1 = runEntry(installDefaults(), root, NODE.podUid);
   assert.equal(v1.status, 1);
   assert.match(v1.stderr, /meshlet needs cgroup v2 \(the unified hierarchy\): cgroup v1 and hybrid nodes are not supported/);
+});
+
+test('on a dual-stack node both entries add the node\'s IPv6 address from status.hostIPs, and on a single-stack one nothing', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshlet-install-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const root = join(dir, 'cgroup');
+  mkdirSync(join(root, podCgroupPath(NODE.podUid, 'Burstable', 'systemd')), { recursive: true });
+  writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory\n');
+  const argv = (o: InstallOptions, which: 'agent' | 'ztunnel', hostIps: string): string[] => {
+    const run = runEntry(o, root, NODE.podUid, which, hostIps);
+    assert.equal(run.status, 0, run.stderr);
+    return run.stdout.trimEnd().split('\n').slice(1);
+  };
+  const dual = `${NODE.ip},2001:db8::10`;
+  const zt = parse<ZtunnelConfig>(ZTUNNEL_FLAGS, argv(installDefaults(), 'ztunnel', dual));
+  assert.deepEqual([zt.captureIp4, zt.nodeIp4, zt.captureIp6, zt.nodeIp6, zt.inboundSourceIp6], [NODE.ip, NODE.ip, '2001:db8::10', '2001:db8::10', '2001:db8::10']);
+  const agent = parse<AgentConfig>(AGENT_FLAGS, argv(installDefaults(), 'agent', dual));
+  assert.deepEqual([agent.captureIp6, agent.probeSourceIp6, agent.inboundSourceIp6], ['2001:db8::10', '2001:db8::10', '2001:db8::10']);
+  const own = { ...installDefaults(), inboundSourceIp6: 'fd00:a9fe::7' };
+  assert.equal(parse<ZtunnelConfig>(ZTUNNEL_FLAGS, argv(own, 'ztunnel', dual)).inboundSourceIp6, 'fd00:a9fe::7');
+  assert.equal(parse<AgentConfig>(AGENT_FLAGS, argv(own, 'agent', dual)).inboundSourceIp6, 'fd00:a9fe::7');
+  const single = parse<ZtunnelConfig>(ZTUNNEL_FLAGS, argv(own, 'ztunnel', NODE.ip));
+  assert.deepEqual([single.captureIp6, single.nodeIp6, single.inboundSourceIp6], [undefined, undefined, undefined]);
 });
 
 test('the kubeconfig authenticates with the token file the kubelet keeps fresh', async (t) => {
