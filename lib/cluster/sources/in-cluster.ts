@@ -28,9 +28,6 @@ export class InClusterCredentials implements KubeCredentials {
   readonly #tokenFile: string;
   readonly #now: () => number;
   #token: string | undefined;
-  #ca: Buffer | undefined;
-  /** One per CA: requests share its connections instead of a TLS handshake each. */
-  #dispatcher: Agent | undefined;
   #readAt = 0;
 
   /** Throws ConfigError outside a pod (KUBERNETES_SERVICE_HOST or _PORT unset). */
@@ -52,21 +49,15 @@ export class InClusterCredentials implements KubeCredentials {
     return this.#cluster;
   }
 
-  /** A bearer token and a dispatcher trusting the cluster's CA, both read fresh when due (a file error rejects, as client-node's does). */
+  /** A bearer token and a dispatcher trusting the cluster's CA, read fresh when due (a file error rejects, as client-node's does). */
   async applySecurityAuthentication(context: RequestContext): Promise<void> {
     const now = this.#now();
-    if (this.#token === undefined || this.#dispatcher === undefined || now - this.#readAt > TOKEN_REFRESH_MS) {
+    if (this.#token === undefined || now - this.#readAt > TOKEN_REFRESH_MS) {
       this.#token = readFileSync(this.#tokenFile, 'utf8');
-      const ca = readFileSync(this.#cluster.caFile ?? '');
-      if (this.#dispatcher === undefined || !this.#ca?.equals(ca)) {
-        // The old one finishes its requests (an open watch too), then closes.
-        void this.#dispatcher?.close();
-        this.#dispatcher = new Agent({ connect: { ca } });
-        this.#ca = ca;
-      }
       this.#readAt = now;
     }
     context.setHeaderParam('Authorization', `Bearer ${this.#token}`);
-    context.setDispatcher(this.#dispatcher);
+    const ca = readFileSync(this.#cluster.caFile ?? '');
+    context.setDispatcher(new Agent({ connect: { ca } }));
   }
 }
