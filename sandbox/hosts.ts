@@ -7,7 +7,7 @@
 // a truncation, so a pod resolving meanwhile never reads an empty file
 // (overwrite() below). A resolv.conf pointing at nothing makes other
 // names fail fast.
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
 import { nodeDir } from './layout.ts';
@@ -41,12 +41,12 @@ export function hostsText(services: Iterable<V1Service>, namespace: string): str
 }
 
 /**
- * Puts `text` over the file's bytes in one write. A shorter text is padded
- * with a comment to the old length: truncating would leave a moment with a
- * cut line, or nothing, for a resolver reading then.
+ * Puts `text` over the file's bytes in one write, creating it if need be. A
+ * shorter text is padded with a comment to the old length: truncating would
+ * leave a moment with a cut line, or nothing, for a resolver reading then.
  */
 function overwrite(path: string, text: string): void {
-  const fd = openSync(path, 'r+');
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
   try {
     const size = fstatSync(fd).size;
     const bytes = Buffer.byteLength(text);
@@ -76,10 +76,9 @@ export class HostsFiles {
     const files = nameFilesIn(this.#dir, namespace);
     if (!this.#namespaces.has(namespace)) {
       this.#namespaces.add(namespace);
-      const text = hostsText(this.#services, namespace);
       // A restarted supervisor's running pods may have it mounted already.
-      if (existsSync(files.hosts)) overwrite(files.hosts, text);
-      else writeFileSync(files.hosts, text);
+      const text = hostsText(this.#services, namespace);
+      overwrite(files.hosts, text);
       this.#written.set(namespace, text);
     }
     return files;

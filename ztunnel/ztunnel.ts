@@ -69,6 +69,11 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const captureIps = [o.captureIp4, o.captureIp6].filter(present);
   const ownAddresses = new Set<string>();
   const onOutbound = createOutboundHandler({ store, resolver: new Resolver(o.node), flows, pool, log, sourceAddress, ownAddresses, policy, metrics, limits, ...(identity ? { identity } : {}) });
+  const capture = captureIps.map((ip) => {
+    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
+    server.on('error', (err) => log.error('capture_listener_error', { error: err }));
+    return { ip, server };
+  });
   if (!identity) log.warn('plaintext_tunnels', { message: 'no CA: tunnels between nodes are cleartext HTTP/2' });
   let heldState!: () => void;
   const firstState = new Promise<void>((resolve) => (heldState = resolve));
@@ -132,18 +137,14 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   }
 
   const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, limits, ...(identity ? { identity } : {}) });
-  const capture = captureIps.map((ip) => {
-    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, onOutbound);
-    server.on('error', (err) => log.error('capture_listener_error', { error: err }));
-    return { ip, server };
-  });
   let stopping = false;
   // Traffic listeners open once the agent's state is held: until then a
   // rolling update's old ztunnel, on the same ports, takes every connection,
   // and a lone ztunnel could only refuse them anyway.
   const listeningForTraffic = firstState.then(async () => {
     for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
-      if (!stopping) await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
+      if (stopping) return;
+      await bind('inbound', hostPort(ip, o.hbonePort), () => inbound.listen(ip, o.hbonePort));
     }
     for (const { ip, server } of capture) {
       if (stopping) return;
@@ -151,7 +152,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       ownAddresses.add(hostPort(a.address, a.port));
     }
     listening = true;
-    if (o.listeningFile) await writeFile(o.listeningFile, '');
+    if (o.listeningFile && !stopping) await writeFile(o.listeningFile, '');
   });
 
   return {
