@@ -8,7 +8,7 @@ import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, 
 import { podsByLabel, type SandboxPodPlace } from './labelled-pods.ts';
 import type { MeshletMode, SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
-import { down, isRunning, up } from './lifecycle.ts';
+import { down, isRunning, rebootNode, up } from './lifecycle.ts';
 import { loopbackGet, loopbackStream, type LoopbackGetOptions, type LoopbackReply, type LoopbackStreamOptions, type LoopbackTarget } from './netns-http.ts';
 import { sandboxStatus as status } from './status.ts';
 import { sandboxKubectl as kubectl } from './cluster-client.ts';
@@ -63,7 +63,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     nodes: options.nodes ?? 2,
     ...(parts.length ? { manifest: parts.join('\n---\n'), manifestSource: options.file ?? 'manifest' } : {}),
     waitReady: options.waitReady ?? true,
-    readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
+    readyTimeoutMs: options.readyTimeoutMs ?? 120_000,
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
@@ -95,6 +95,11 @@ export async function sandboxKubectl(name: string, args: readonly string[], inpu
 /** sandbox.json with live pids, and the pods and Services of its API server. Throws SandboxNotFoundError if it is not up. */
 export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   return status(name);
+}
+
+/** Kills every process of the node and starts its supervisor again (lifecycle.ts's rebootNode). */
+export async function sandboxRebootNode(name: string, node: string): Promise<void> {
+  return rebootNode(name, node);
 }
 
 /** Some supervisor of the sandbox runs. */

@@ -7,7 +7,7 @@ import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { formatResults, runDemo } from './demo.ts';
 import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
-import { down, downAll, up } from './lifecycle.ts';
+import { down, downAll, rebootNode, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
 import { runCaSupervisor, runControlPlaneSupervisor, runSupervisor } from './supervisor.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
@@ -57,9 +57,9 @@ export function sandboxCommand(): Command {
     .option('--nodes <n>', 'number of nodes', parseNodes, 2)
     .option('-f, --file <file>', 'manifest to apply once the nodes run')
     .option('--no-wait', 'do not wait for the agents and ztunnels to answer')
-    .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 30_000)
+    .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 120_000)
     .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
-    .addOption(new Option('--meshlet <mode>', 'supervised: the nodes run the agents and ztunnels, the sandbox the CA; daemonset: `meshlet install`\'s manifests, applied, run them').choices(MESHLET_MODES).default('supervised'))
+    .addOption(new Option('--meshlet <mode>', 'supervised: the nodes run the agents and ztunnels, the sandbox the CA; daemonset: `meshlet install`\'s manifests, applied, run them').choices(MESHLET_MODES).default('daemonset'))
     .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string; meshlet: MeshletMode }) => {
       const manifest = opts.file === undefined ? undefined : await readManifest(opts.file);
       const { info, applied } = await up({
@@ -97,8 +97,9 @@ export function sandboxCommand(): Command {
     .argument('<command...>', 'command and arguments (after --)')
     .addOption(nameOption())
     .option('-n, --namespace <namespace>', 'pod namespace', 'default')
-    .action(async (pod: string, argv: string[], opts: { name: string; namespace: string }) => {
-      const child = await spawnInPod(opts.name, { pod, namespace: opts.namespace }, argv, { stdio: 'inherit' });
+    .option('-c, --container <container>', 'container to enter (default: the pod\'s first)')
+    .action(async (pod: string, argv: string[], opts: { name: string; namespace: string; container?: string }) => {
+      const child = await spawnInPod(opts.name, { pod, namespace: opts.namespace, ...(opts.container ? { container: opts.container } : {}) }, argv, { stdio: 'inherit' });
       // The terminal's Ctrl-C reaches the command too; outlive it to pass on its status.
       const ignore = (): void => undefined;
       process.on('SIGINT', ignore);
@@ -147,6 +148,16 @@ export function sandboxCommand(): Command {
     .action(async (opts: { name: string; output: string }) => {
       const info = await sandboxStatus(opts.name);
       out(opts.output === 'json' ? JSON.stringify(info, null, 2) : formatStatus(info));
+    });
+
+  sandbox
+    .command('reboot')
+    .description('reboot a node: kill every process of it (kubelet, kube-proxy, every container, meshlet\'s too) and start it again, as after a power cut that kept its disk')
+    .addOption(nameOption())
+    .requiredOption('--node <node>', 'the node, e.g. node-1')
+    .action(async (opts: { name: string; node: string }) => {
+      await rebootNode(opts.name, opts.node, out);
+      out(`node ${opts.node} of sandbox "${opts.name}" is starting again; its pods come back as its kubelet restarts them`);
     });
 
   sandbox

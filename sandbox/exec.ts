@@ -1,7 +1,8 @@
 // `exec`: a command inside a pod's cgroup and network namespace with its
 // container's capabilities, so it is captured, policed and confined exactly
-// like the pod's own processes; in its first container's cgroup and PID and
-// mount namespaces while that runs, as `kubectl exec` enters them.
+// like the pod's own processes; in the named container's (default: the
+// first's) cgroup and PID and mount namespaces while that runs, as
+// `kubectl exec [-c container]` enters them.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ConfigError, SandboxError } from '../lib/core/errors.ts';
@@ -20,6 +21,8 @@ export interface PodRef {
   pod: string;
   /** Default "default". */
   namespace?: string;
+  /** Default: the pod's first container, as `kubectl exec` picks it. */
+  container?: string;
 }
 
 export interface SpawnInPodOptions {
@@ -68,10 +71,14 @@ export async function resolvePod(sandbox: string, ref: PodRef): Promise<{ pod: V
 export async function spawnInPod(sandbox: string, ref: PodRef, argv: readonly string[], options: SpawnInPodOptions = {}): Promise<ChildProcess> {
   if (argv.length === 0) throw new ConfigError('no command given: `meshlet sandbox exec POD -- CMD [ARGS…]`');
   const { pod, place } = await resolvePod(sandbox, ref);
-  const container = pod.spec?.containers[0];
+  const container = ref.container === undefined ? pod.spec?.containers[0] : pod.spec?.containers.find((c) => c.name === ref.container);
+  if (!container && ref.container !== undefined) {
+    const names = (pod.spec?.containers ?? []).map((c) => c.name).join(', ');
+    throw new ConfigError(`pod ${pod.metadata?.namespace}/${pod.metadata?.name} has no container "${ref.container}"; its containers: ${names} (pick one with -c)`);
+  }
   const env = { ...containerEnv(pod, container), ...(process.env.TERM ? { TERM: process.env.TERM } : {}), ...options.env };
   const names = existingNameFiles(hostsDir(sandbox, place.node.name), pod.metadata?.namespace ?? 'default');
-  // The first container's capabilities, as `kubectl exec` picks it; none for one the runtime refuses.
+  // The container's capabilities; none for one the runtime refuses.
   const caps = container ? containerCapabilities(container) : undefined;
   const capabilities = caps && caps.problem === undefined ? caps.capabilities : [];
   const stdio = options.stdio ?? 'pipe';

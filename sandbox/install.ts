@@ -71,6 +71,7 @@ export async function installFromManifests(info: SandboxInfo): Promise<void> {
     inboundSourceIp4: DAEMONSET_INBOUND_SOURCE4,
     inboundSourceIp6: DAEMONSET_INBOUND_SOURCE6,
     ...(info.certTtl === undefined ? {} : { certTtl: parseDuration(info.certTtl, '--cert-ttl') }),
+    ...info.ztunnelLimits,
   };
   refusals(await applyManifest(info.name, manifestOf(installObjects(options)), 'meshlet install', { waitForPods: false }), 'the objects of `meshlet install`');
 }

@@ -9,7 +9,7 @@ import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { run } from '../lib/core/exec.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
-import { cgroup2Root, ensureCgroup, removeCgroup } from './cgroup.ts';
+import { cgroup2Root, ensureCgroup, killCgroup, removeCgroup } from './cgroup.ts';
 import { compiledCliMain } from './compiled.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
 import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer, writeKubeletServing } from './controlplane/bootstrap.ts';
@@ -25,8 +25,8 @@ import {
   BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, DAEMONSET_INBOUND_SOURCE6, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
-import { findExecutable, findSandboxProcesses, spawnIn } from './proc.ts';
-import { readPids, writeSandboxFile } from './registry.ts';
+import { findExecutable, findSandboxProcesses, pidAlive, spawnIn } from './proc.ts';
+import { readPids, readSandboxFile, writeSandboxFile } from './registry.ts';
 import { createNode, createUnderlay } from './topology.ts';
 
 export interface UpOptions {
@@ -55,6 +55,8 @@ export interface UpResult {
 }
 
 const SUPERVISOR_START_MS = 10_000;
+/** A node's processes are many (every container's): give cgroup.kill longer than one container's stop. */
+const REBOOT_KILL_MS = 15_000;
 const API_SERVER_START_MS = 60_000;
 
 export async function up(options: UpOptions): Promise<UpResult> {
@@ -72,7 +74,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
 
   const paths = sandboxPaths(name);
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
-  const daemonset = options.meshlet === 'daemonset';
+  const daemonset = (options.meshlet ?? 'daemonset') === 'daemonset';
   const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot)).map((n) => (daemonset ? daemonSetNode(name, n) : n));
   const ca = planCa(name, cgroupRoot);
   const binaries = await controlPlaneBinaries();
@@ -130,10 +132,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
       await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
     }
-    for (const node of nodes) {
-      startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile: join(nodeDir(name, node.name), 'supervisor.log'), args: ['--node', node.name], main });
-    }
-    await Promise.all(nodes.map(async (node) => waitFor(`the supervisor of ${node.name}`, async () => (await readPids(name, node.name)) !== undefined, join(nodeDir(name, node.name), 'supervisor.log'))));
+    await Promise.all(nodes.map((node) => startNodeSupervisor(name, node, main)));
   } catch (err) {
     relay.close();
     await down(name).catch(() => undefined);
@@ -143,6 +142,35 @@ export async function up(options: UpOptions): Promise<UpResult> {
   if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log);
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
+}
+
+/** Starts the node's supervisor (its kubelet and kube-proxy) and waits for it to record its pid. */
+async function startNodeSupervisor(name: string, node: SandboxNodeInfo, main: string, previousPid?: number): Promise<void> {
+  const logFile = join(nodeDir(name, node.name), 'supervisor.log');
+  startSupervisor(name, { cgroup: nodeCgroups(node).supervisor, netns: node.netns, logFile, args: ['--node', node.name], main });
+  await waitFor(`the supervisor of ${node.name}`, async () => {
+    const pid = (await readPids(name, node.name))?.supervisorPid;
+    return pid !== undefined && pid !== previousPid && pidAlive(pid);
+  }, logFile);
+}
+
+/**
+ * A node's reboot, as the sandbox models it: every process of the node (its
+ * supervisor, kubelet and kube-proxy, and every container, meshlet's among
+ * them) is killed at once, then its supervisor starts again. What outlives
+ * the processes stays: the kubelet's record of its pods, their network
+ * namespaces and cgroups, and the node's bpffs.
+ */
+export async function rebootNode(name: string, nodeName: string, log: (line: string) => void = () => undefined): Promise<void> {
+  const info = await readSandboxFile(name);
+  const node = info.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new SandboxError(`sandbox "${name}" has no node "${nodeName}"; its nodes: ${info.nodes.map((n) => n.name).join(', ')}`);
+  const main = await compiledCliMain(log);
+  const previousPid = (await readPids(name, node.name))?.supervisorPid;
+  log(`${node.name}: killing every process of the node (${node.cgroup})`);
+  await killCgroup(node.cgroup, REBOOT_KILL_MS);
+  log(`${node.name}: starting its supervisor again`);
+  await startNodeSupervisor(name, node, main, previousPid);
 }
 
 /**

@@ -161,6 +161,13 @@ export function ztunnelArgs(o: InstallOptions): string[] {
     caBundle: `${TRUST_BUNDLE_DIR}/${TRUST_BUNDLE_KEY}`,
     caTokenFile: `${CA_TOKEN_DIR}/${CA_TOKEN_FILE}`,
     certTtl: o.certTtl,
+    hboneHandshakeTimeout: o.hboneHandshakeTimeout,
+    hboneIdleTimeout: o.hboneIdleTimeout,
+    hboneMaxStreams: o.hboneMaxStreams,
+    hboneMaxSessionsPerPeer: o.hboneMaxSessionsPerPeer,
+    maxConnectionsPerPod: o.maxConnectionsPerPod,
+    idleTimeout: o.idleTimeout,
+    connectTimeout: o.connectTimeout,
   });
 }
 

@@ -7,11 +7,12 @@
 import { AGENT_FLAGS, type CgroupDriverSetting } from '../config/agent.ts';
 import { CA_FLAGS, DEFAULT_WAYPOINT_IMAGE } from '../config/ca.ts';
 import { httpsOriginFlag, type FlagTable } from '../config/flags.ts';
-import { ZTUNNEL_FLAGS } from '../config/ztunnel.ts';
+import { ZTUNNEL_FLAGS, type ZtunnelLimits } from '../config/ztunnel.ts';
 import { dnsLabelProblem } from '../cluster/names.ts';
 import { ConfigError } from '../core/errors.ts';
 
-export interface InstallOptions {
+/** The ztunnels' bounds (their own flags, under the same names): absent, each ztunnel's default. */
+export interface InstallOptions extends Partial<ZtunnelLimits> {
   /** The one meshlet image (daemonset/Dockerfile): agent, ztunnel, CA and waypoints. */
   image: string;
   namespace: string;
@@ -89,6 +90,13 @@ export const INSTALL_FLAGS: FlagTable<InstallOptions> = {
     ...AGENT_FLAGS.inboundSourceIp6,
     description: 'the same on dual-stack nodes, for IPv6 (default: the node\'s own IPv6 address, with the same caveat)',
   },
+  hboneHandshakeTimeout: ZTUNNEL_FLAGS.hboneHandshakeTimeout,
+  hboneIdleTimeout: ZTUNNEL_FLAGS.hboneIdleTimeout,
+  hboneMaxStreams: ZTUNNEL_FLAGS.hboneMaxStreams,
+  hboneMaxSessionsPerPeer: ZTUNNEL_FLAGS.hboneMaxSessionsPerPeer,
+  maxConnectionsPerPod: ZTUNNEL_FLAGS.maxConnectionsPerPod,
+  idleTimeout: ZTUNNEL_FLAGS.idleTimeout,
+  connectTimeout: ZTUNNEL_FLAGS.connectTimeout,
 };
 
 /** Every setting at its default, as `meshlet install` with no flags has them. */

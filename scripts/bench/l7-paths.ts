@@ -18,7 +18,7 @@ import { ensurePinned, parseCpuList, pinCgroup, type CpuPlan } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 import { backendPod, BACKEND_HEADER, L4_SERVICE, l7Manifest, NS_L7_DIRECT, NS_L7_MESH, PROXY_POD, proxyPodManifest, ROUTE_HEADER, SCHEME_HEADER, SPLIT, SPLIT_SERVICE, VERSIONS, WAYPOINT_NAME, type Version } from './l7-manifest.ts';
 import { l7Layout, writeL7Backends, writeProxyConf, type L7Files } from './l7-www.ts';
-import { logTails, podCpus, podIp, podOf, waitFor, ztunnelPids, type BenchPath, type L7PathId } from './paths.ts';
+import { nodeLogTails, podCpus, podIp, podOf, waitFor, ztunnelPids, type BenchPath, type L7PathId } from './paths.ts';
 import { processesIn } from './proc-stats.ts';
 import { placeWaypoint, podLogTail, waitWaypointReady } from './waypoint-pod.ts';
 import { probe, type Client } from './workloads.ts';
@@ -183,7 +183,7 @@ export async function setupL7Paths(sandbox: string, info: SandboxInfo, plan: Cpu
   };
   const backends = VERSIONS.map(backendPod);
   const meshLogs = async () => [
-    await logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), WARNINGS),
+    await nodeLogTails(sandbox, WARNINGS),
     await flowsNotClosedByClient(info),
   ].filter(Boolean).join('\n');
   const url = (ip: string) => `http://${ip}:${SERVER_PORT}`;

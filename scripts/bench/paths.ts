@@ -8,14 +8,21 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import { getJson } from '../../cli/admin-client.ts';
-import { sandboxExec, sandboxStatus, type SandboxInfo } from '../../sandbox/api.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import { AGENT_CONTAINER, NODE_DAEMONSET, ZTUNNEL_CONTAINER } from '../../lib/install/names.ts';
+import { DEFAULT_NAMESPACE } from '../../lib/install/options.ts';
+import { sandboxExec, sandboxKubectl, sandboxStatus, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
-import { ensurePinned, pinCgroup, type CpuPlan } from './cpus.ts';
+import { cgroupOfPid, ensurePinned, pinCgroup, type CpuPlan } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
 import { NS_DIRECT, NS_MESH } from './manifest.ts';
+import { processesIn } from './proc-stats.ts';
 import { probe, type Client } from './workloads.ts';
 import { SERVER_PORT, SMALL_PATH } from './www.ts';
+
+/** How much of each container's log a diagnosis reads. */
+const LOG_TAIL_LINES = 500;
 
 /** The L4 section's paths, in the order each round measures them. */
 export const PATH_IDS = ['direct', 'meshlet', 'haproxy-mtls'] as const;
@@ -89,22 +96,43 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
 }
 
 /** The last lines matching `interesting` of each log file. */
-export async function logTails(files: readonly string[], interesting: RegExp, lines = 4): Promise<string> {
-  const parts: string[] = [];
-  for (const file of files) {
-    const text = await readFile(file, 'utf8').catch(() => '');
-    const tail = text.split('\n').filter((l) => l.trim() !== '' && interesting.test(l)).slice(-lines);
-    if (tail.length > 0) parts.push(`${basename(dirname(file))}/${basename(file)}:\n${tail.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`);
-  }
-  return parts.join('\n');
+/** The last `lines` interesting lines of `text`, indented under `title`; '' when none is. */
+function tailOf(title: string, text: string, interesting: RegExp, lines: number): string {
+  const tail = text.split('\n').filter((l) => l.trim() !== '' && interesting.test(l)).slice(-lines);
+  return tail.length === 0 ? '' : `${title}:\n${tail.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`;
 }
 
+export async function logTails(files: readonly string[], interesting: RegExp, lines = 4): Promise<string> {
+  const parts: string[] = [];
+  for (const file of files) parts.push(tailOf(`${basename(dirname(file))}/${basename(file)}`, await readFile(file, 'utf8').catch(() => ''), interesting, lines));
+  return parts.filter(Boolean).join('\n');
+}
+
+/** The same of each node's agent and ztunnel, from their containers' logs as `kubectl logs` reads them. */
+export async function nodeLogTails(sandbox: string, interesting: RegExp, lines = 4): Promise<string> {
+  const listed = await sandboxKubectl(sandbox, ['get', 'pods', '-n', DEFAULT_NAMESPACE, '-l', `app.kubernetes.io/name=${NODE_DAEMONSET}`, '-o', 'json']);
+  if (listed.exitCode !== 0) return `kubectl get pods -n ${DEFAULT_NAMESPACE}: ${listed.stderr.trim()}`;
+  const parts: string[] = [];
+  for (const pod of (JSON.parse(listed.stdout) as { items: V1Pod[] }).items) {
+    for (const container of [AGENT_CONTAINER, ZTUNNEL_CONTAINER]) {
+      const logs = await sandboxKubectl(sandbox, ['logs', '-n', DEFAULT_NAMESPACE, pod.metadata!.name!, '-c', container, `--tail=${LOG_TAIL_LINES}`]);
+      parts.push(tailOf(`${pod.spec?.nodeName}/${container}`, logs.stdout, interesting, lines));
+    }
+  }
+  return parts.filter(Boolean).join('\n');
+}
+
+const isZtunnel = (argv: readonly string[]): boolean => basename(argv[0] ?? '') === 'node' && argv.includes('ztunnel');
+
+/** Each node's ztunnel process, in node order: the node process in its container (not the container's init), the one to pin and measure. */
 export async function ztunnelPids(sandbox: string): Promise<number[]> {
   const info = await sandboxStatus(sandbox);
-  return info.nodes.map((n) => {
-    if (n.ztunnelPid === undefined) throw new BenchSetupError(`the ztunnel of ${n.name} is not running; see ${n.ztunnelLog}`);
-    return n.ztunnelPid;
-  });
+  return Promise.all(info.nodes.map(async (n) => {
+    const cgroup = n.ztunnelPid === undefined ? undefined : await cgroupOfPid(n.ztunnelPid);
+    const pids = cgroup === undefined ? [] : await processesIn(cgroup, isZtunnel);
+    if (pids.length !== 1) throw new BenchSetupError(`the ztunnel of ${n.name} is not running (${pids.length} ztunnel processes in its container); see kubectl logs -n ${DEFAULT_NAMESPACE} -c ${ZTUNNEL_CONTAINER}`);
+    return pids[0]!;
+  }));
 }
 
 /** The three paths, their clients and servers placed by `plan`; starts the haproxies (on their nodes' CPUs). */
@@ -126,9 +154,8 @@ export async function setupPaths(sandbox: string, info: SandboxInfo, benchDir: s
     proxyPids: () => ztunnelPids(sandbox),
     pin: async () => pinAll(info, plan, NS_MESH, await ztunnelPids(sandbox)),
     // Warnings, errors and the supervisor's (non-JSON) lines of the ztunnels and agents.
-    diagnose: () => logTails(info.nodes.flatMap((n) => [n.ztunnelLog, n.agentLog]).filter((f) => f !== undefined), /"level":"(warn|error)"|^(?!\{)/),
+    diagnose: () => nodeLogTails(sandbox, /"level":"(warn|error)"|^(?!\{)/),
   };
-  if (!info.ca) throw new BenchSetupError('the sandbox runs no CA: the haproxy-mtls baseline needs its root to sign certificates');
   const pair = await startHaproxyPair(join(benchDir, 'haproxy'), info.name, front, back, `${podIp(info, NS_DIRECT, 'server')}:${SERVER_PORT}`, [plan.byNode[0]!, plan.byNode[1]!]);
   const haproxy: BenchPath = {
     id: 'haproxy-mtls',

@@ -16,8 +16,8 @@ import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import type { MeshState } from '../../lib/mesh/kinds.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
-import { readPids, type NodePids } from '../../sandbox/registry.ts';
 import { adminGet, adminJson, eventually, leftovers, meshlet, REPO, runName } from '../support/harness.ts';
+import { inZtunnel, nodeLog, ZTUNNEL_CA_ACCESS } from '../support/meshlet-node.ts';
 
 const NAME = runName('atk');
 const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
@@ -110,8 +110,17 @@ const curl = (pod: string, target: string, namespace = 'demo', seconds = 5) => e
 /** Runs argv in a node's network namespace only. */
 const inNode = (node: string, argv: readonly string[]) => run('nsenter', [`--net=/run/netns/${nodeOf(node).netns}`, '--', ...argv], { allowFailure: true });
 
-const pidsOf = async (): Promise<Record<string, NodePids | undefined>> =>
-  Object.fromEntries(await Promise.all(NODES.map(async (n) => [n, await readPids(NAME, n)] as const)));
+/** Each node's agent and ztunnel container: main pid and restarts, as `sandbox status` reads them from the node's runtime and the pod. */
+interface NodePids {
+  agentPid?: number;
+  ztunnelPid?: number;
+  agentRestarts?: number;
+  ztunnelRestarts?: number;
+}
+const pidsOf = async (): Promise<Record<string, NodePids>> => Object.fromEntries((await sandboxStatus(NAME)).nodes.map((n) => [n.name, {
+  agentPid: n.agentPid, ztunnelPid: n.ztunnelPid, agentRestarts: n.agentRestarts, ztunnelRestarts: n.ztunnelRestarts,
+}]));
+const pidsOn = async (node: string): Promise<NodePids> => (await pidsOf())[node] ?? {};
 
 async function everyAgentReadyAndInSync(): Promise<void> {
   await eventually('both agents ready, their ztunnels in sync', async () => {
@@ -162,14 +171,14 @@ async function holdConnections(pod: { name: string; namespace: string }, host: s
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 
 /**
- * A fixture acting as a mesh peer from node-1's network namespace toward
+ * A fixture acting as a mesh peer from node-1's ztunnel container toward
  * node-2's 15008: a certificate for demo/`sourceSa` that node-1's ztunnel
  * token gets from the CA, SNI naming demo/`destinationSa`, CONNECTs to `authority`.
  */
 function meshPeer(fixture: string, sourceSa: string, destinationSa: string, authority: string, args: readonly string[]) {
-  const ca = info.ca!;
-  return inNode('node-1', [process.execPath, join(FIXTURES, fixture), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', sourceSa,
-    nodeOf('node-2').nodeIp4, '15008', 'demo', destinationSa, authority, ...args]);
+  const ca = ZTUNNEL_CA_ACCESS;
+  return inZtunnel(NAME, 'node-1', [process.execPath, join(FIXTURES, fixture), ca.url, ca.bundleFile, ca.tokenFile, 'demo', sourceSa,
+    nodeOf('node-2').nodeIp4, '15008', 'demo', destinationSa, authority, ...args], { timeoutMs: 120_000 });
 }
 
 describe('attacks from hostile pods and hostile objects', { timeout: 600_000 }, () => {
@@ -248,7 +257,7 @@ spec:
     await everyAgentReadyAndInSync();
     const served = await curl('client-a', url(webVip(), 80, '/index.html'));
     assert.equal(served.stdout.trim(), MARKER, `traffic through the web Service: ${served.stderr}`);
-    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (nodes/<node>/pids.json)');
+    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (their containers\' pids and restart counts)');
 
     // Gone, they leave nothing behind: an ordinary pod with an excluded port enrols on the same node.
     await cleanUp();
@@ -277,26 +286,26 @@ spec:
     assert.ok(before.workloads.some((w) => w.namespace === 'demo' && w.name === 'web'), 'the ztunnel holds web before the kills');
     assert.ok(before.services.some((s) => s.namespace === 'demo' && s.name === 'web'), 'the ztunnel holds the web Service before the kills');
 
-    const first = (await readPids(NAME, node))!;
-    assert.ok(first.ztunnelPid && first.agentPid, `nodes/${node}/pids.json names both pids: ${JSON.stringify(first)}`);
+    const first = await pidsOn(node);
+    assert.ok(first.ztunnelPid && first.agentPid, `sandbox status names both containers' pids: ${JSON.stringify(first)}`);
     process.kill(first.ztunnelPid, 'SIGKILL');
-    await eventually('the supervisor to restart the ztunnel', async () => {
-      const now = await readPids(NAME, node);
-      return now?.ztunnelPid !== undefined && now.ztunnelPid !== first.ztunnelPid && now.ztunnelRestarts > first.ztunnelRestarts;
-    }, 30_000);
+    await eventually('the kubelet to restart the ztunnel container', async () => {
+      const now = await pidsOn(node);
+      return now.ztunnelPid !== undefined && now.ztunnelPid !== first.ztunnelPid && (now.ztunnelRestarts ?? 0) > (first.ztunnelRestarts ?? 0);
+    }, 60_000);
     // Once the agent has the new ztunnel in sync, whichever agent it is: the one from before, or one that took its place.
     await everyAgentReadyAndInSync();
-    const agent = (await readPids(NAME, node))!;
+    const agent = await pidsOn(node);
     try {
       process.kill(agent.agentPid!, 'SIGKILL');
     } catch (err) {
-      // Gone on its own since pids.json was read: the check at the end says so.
+      // Gone on its own since the status was read: the check at the end says so.
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
     }
-    await eventually('the supervisor to restart the agent', async () => {
-      const now = await readPids(NAME, node);
-      return now?.agentPid !== undefined && now.agentPid !== agent.agentPid && now.agentRestarts > agent.agentRestarts;
-    }, 30_000);
+    await eventually('the kubelet to restart the agent container', async () => {
+      const now = await pidsOn(node);
+      return now.agentPid !== undefined && now.agentPid !== agent.agentPid && (now.agentRestarts ?? 0) > (agent.agentRestarts ?? 0);
+    }, 60_000);
 
     await everyAgentReadyAndInSync();
     await eventually(`${node}'s ztunnel to hold the same workloads and services as before`, async () => {
@@ -310,7 +319,7 @@ spec:
     }, 30_000);
     await eventually('web reachable through its Service again', async () => (await curl('client-a', url(webVip(), 80, '/index.html'))).stdout.trim() === MARKER, 30_000);
     // Separate processes so that either can go without the other: losing its ztunnel, the agent reconnects.
-    assert.deepEqual([agent.agentPid, agent.agentRestarts], [first.agentPid, first.agentRestarts], `the agent restarted when its ztunnel was killed (nodes/${node}/agent.log says why)`);
+    assert.deepEqual([agent.agentPid, agent.agentRestarts], [first.agentPid, first.agentRestarts], `the agent restarted when its ztunnel was killed (kubectl logs -n meshlet-system -c agent --previous says why)`);
   });
 
   test('3. addresses have owners: ghost-node pods claiming 127.0.0.1, an address outside every pod CIDR and a running pod\'s address are refused by rule, and that pod keeps its identity', async (t) => {
@@ -515,9 +524,9 @@ spec:
 
   test('6. bounded: silent connections to 15008 are closed after the handshake timeout and counted; the CA refuses oversized and odd-exponent keys and a flood, and counts them', async () => {
     const node2 = nodeOf('node-2');
-    const ca = info.ca!;
+    const ca = ZTUNNEL_CA_ACCESS;
     const caMetrics = async () => {
-      const r = await inNode('node-1', ['curl', '-sf', '--cacert', ca.bundleFile, `${ca.url}/metrics`]);
+      const r = await inZtunnel(NAME, 'node-1', ['curl', '-sf', '--cacert', ca.bundleFile, `${ca.url}/metrics`], { timeoutMs: 30_000 });
       assert.equal(r.exitCode, 0, `the CA's /metrics: ${r.stderr}`);
       return r.stdout;
     };
@@ -530,7 +539,7 @@ spec:
     const idle = exec('outsider', ['python3', join(FIXTURES, 'idle-connections.py'), node2.nodeIp4, '15008', String(IDLE), '60'], 'plain', 90_000);
 
     const forged = async (bits: number, exponent: number, count = 1) => {
-      const r = await inNode('node-1', [process.execPath, join(FIXTURES, 'ca-forged-request.ts'), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', 'alpha', String(bits), String(exponent), String(count)]);
+      const r = await inZtunnel(NAME, 'node-1', [process.execPath, join(FIXTURES, 'ca-forged-request.ts'), ca.url, ca.bundleFile, ca.tokenFile, 'demo', 'alpha', String(bits), String(exponent), String(count)], { timeoutMs: 120_000 });
       assert.equal(r.exitCode, 0, r.stderr);
       return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { signed: boolean; status?: number; reason?: string; message?: string; count: number });
     };
@@ -604,7 +613,7 @@ spec:
       'the honest claim is taken',
     );
     assert.equal(await mismatches() - mismatchesBefore, 2, 'meshlet_source_mismatches_total{direction="inbound"} counted both forged claims');
-    const warnings = (await readFile(nodeOf('node-2').ztunnelLog!, 'utf8')).split('\n').filter((l) => l.includes('"event":"source_mismatch"') && l.includes('"direction":"inbound"'));
+    const warnings = (await nodeLog(NAME, 'node-2', 'ztunnel')).split('\n').filter((l) => l.includes('"event":"source_mismatch"') && l.includes('"direction":"inbound"'));
     assert.ok(warnings.some((l) => l.includes(`${clientA.ip}:40000`) && l.includes('the peer\'s certificate is spiffe://cluster.local/ns/demo/sa/mallory')), `node-2's ztunnel log says why the claim of client-a's address was ignored: ${warnings.join('\n')}`);
     assert.ok(warnings.some((l) => l.includes(`${web.ip}:40000`) && l.includes('the peer is node node-1')), `node-2's ztunnel log says why the claim of web's address was ignored: ${warnings.join('\n')}`);
   });
@@ -672,7 +681,7 @@ spec:
   test('pods have PID namespaces of their own: a pod lists only its own processes and cannot signal its node\'s ztunnel, though it holds CAP_KILL', async () => {
     const pidsBefore = await pidsOf();
     const ztunnelPid = pidsBefore['node-1']?.ztunnelPid;
-    assert.ok(ztunnelPid !== undefined && process.kill(ztunnelPid, 0), 'node-1\'s ztunnel runs (nodes/node-1/pids.json)');
+    assert.ok(ztunnelPid !== undefined && process.kill(ztunnelPid, 0), 'node-1\'s ztunnel runs (sandbox status)');
 
     // Every process in mallory's /proc but zombies (an earlier case's killed exec, until it is reaped), with its command line.
     const listing = await exec('mallory', ['sh', '-c', 'for d in /proc/[0-9]*; do grep -qs "^State:[[:space:]]*Z" "$d/status" && continue; echo "${d#/proc/} $(tr "\\0" " " < "$d/cmdline")"; done']);
@@ -694,6 +703,6 @@ spec:
     assert.ok(process.kill(ztunnelPid, 0), 'node-1\'s ztunnel still runs');
     await everyAgentReadyAndInSync();
     assert.equal((await curl('client-a', url(webVip(), 80, '/index.html'))).stdout.trim(), MARKER, 'node-1\'s ztunnel still carries client-a\'s traffic');
-    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (nodes/<node>/pids.json)');
+    assert.deepEqual(await pidsOf(), pidsBefore, 'no agent or ztunnel restarted (their containers\' pids and restart counts)');
   });
 });

@@ -21,11 +21,12 @@ import { cgroup2Root } from '../../sandbox/cgroup.ts';
 import { controlPlaneLayout } from '../../sandbox/controlplane/components.ts';
 import { issueClient } from '../../sandbox/controlplane/pki.ts';
 import { prefixOf } from '../../sandbox/layout.ts';
-import { sandboxDown, sandboxExec, sandboxKubectl, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { sandboxDown, sandboxExec, sandboxKubectl, sandboxRebootNode, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { run } from '../../lib/core/exec.ts';
 import { renderUninstall } from '../../lib/install/render.ts';
 import { adminJson, eventually, leftovers, runName } from '../support/harness.ts';
+import { nodeLog } from '../support/meshlet-node.ts';
 
 const NAME = runName('ds');
 const MANIFEST = `
@@ -127,6 +128,18 @@ spec:
   serviceAccountName: client
   nodeName: node-1
   containers: [{name: idle, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty, namespace: shop}
+spec:
+  serviceAccountName: client
+  nodeName: node-1
+  containers:
+    - name: chatty
+      image: curl
+      # From its first instruction on, over new connections: a restarted container talks at once.
+      command: [sh, -c, 'while true; do curl -s -o /dev/null -w "%{http_code}\\n" --max-time 2 http://web/chatty; sleep 0.2; done']
 `;
 
 let info: SandboxInfo;
@@ -157,7 +170,7 @@ async function meshletProcesses(): Promise<{ role: string; cgroup: string }[]> {
 
 describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, () => {
   before(async () => {
-    info = await sandboxUp({ name: NAME, nodes: 2, meshlet: 'daemonset', manifest: MANIFEST, readyTimeoutMs: 120_000 });
+    info = await sandboxUp({ name: NAME, nodes: 2, manifest: MANIFEST });
   });
 
   after(async () => {
@@ -196,7 +209,7 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
       const r = await sandboxExec(NAME, { pod: 'client', namespace: 'shop' }, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', 'http://web/'], { timeoutMs: 20_000 });
       return r.stdout === '200' || undefined;
     }, 40_000);
-    const flow = await eventually('the flow in node-1\'s ztunnel', async () => (await adminJson<{ flows: FlowRecord[] }>(ztunnel, '/flows')).flows.find((f) => f.service?.name === 'web' && f.state === 'closed'), 20_000);
+    const flow = await eventually('the flow in node-1\'s ztunnel', async () => (await adminJson<{ flows: FlowRecord[] }>(ztunnel, '/flows')).flows.find((f) => f.source.workload?.name === 'client' && f.service?.name === 'web' && f.state === 'closed'), 20_000);
     assert.equal(flow.security, 'mutual_tls');
     assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
     assert.equal(flow.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
@@ -301,6 +314,40 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.notEqual(anonymous.exitCode, 0, 'no client certificate, no connection');
   });
 
+  test('a node reboot (every process of node-1 killed, its supervisor started again): its pods run again, enrolled before they carry traffic, and nothing is attached twice', async () => {
+    const chatty = await kubectlJson<V1Pod>(['get', 'pod', 'chatty', '-n', 'shop']);
+    const chattyIp = chatty.status!.podIP!;
+    const restarts = (p: V1Pod) => p.status?.containerStatuses?.[0]?.restartCount ?? 0;
+    // web (python's http.server) logs each request's peer: a mesh connection arrives from node-2's ztunnel, one around it from chatty's own address.
+    const peersOfChatty = async () => (await sandboxKubectl(NAME, ['logs', '-n', 'shop', 'web', '-c', 'web'])).stdout.split('\n').filter((l) => l.includes('/chatty'));
+    await eventually('chatty\'s requests reach web through the mesh', async () => (await peersOfChatty()).length > 0 || undefined, 30_000);
+    const beforeNode = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')!;
+
+    await sandboxRebootNode(NAME, 'node-1');
+    await eventually('chatty restarted by node-1\'s new kubelet', async () => restarts(await kubectlJson<V1Pod>(['get', 'pod', 'chatty', '-n', 'shop'])) > restarts(chatty) || undefined, 60_000);
+    await eventually('node-1\'s agent and ztunnel run again, as new containers', async () => {
+      const node = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')!;
+      return (node.agentPid !== undefined && node.ztunnelPid !== undefined && node.agentPid !== beforeNode.agentPid && node.ztunnelPid !== beforeNode.ztunnelPid) || undefined;
+    }, 60_000);
+    const ready = await sandboxKubectl(NAME, ['wait', '--for=condition=Ready', 'pod', '-n', 'meshlet-system', '-l', 'app.kubernetes.io/name=meshlet-node', '--field-selector', 'spec.nodeName=node-1', '--timeout=90s']);
+    assert.equal(ready.exitCode, 0, ready.stderr);
+    const ztunnel = info.nodes.find((n) => n.name === 'node-1')!.ztunnelAdminSocket;
+    const flow = await eventually('a flow of restarted chatty in node-1\'s new ztunnel', async () =>
+      (await adminJson<{ flows: FlowRecord[] }>(ztunnel, '/flows')).flows.find((f) => f.source.ip === chattyIp && f.service?.name === 'web' && f.state === 'closed'), 60_000);
+    assert.equal(flow.security, 'mutual_tls');
+    assert.equal(flow.source.identity, 'spiffe://cluster.local/ns/shop/sa/client');
+
+    const around = (await peersOfChatty()).filter((l) => l.startsWith(`${chattyIp} `));
+    assert.deepEqual(around, [], 'no request of chatty\'s reached web around the mesh, before, during or after the reboot');
+    const tree = await run('bpftool', ['-j', 'cgroup', 'tree', join(cgroup2Root(), prefixOf(NAME))]);
+    for (const c of JSON.parse(tree.stdout || '[]') as { cgroup: string; programs: { name: string; attach_type: string }[] }[]) {
+      const attached = c.programs.map((p) => `${p.name}@${p.attach_type}`);
+      assert.deepEqual(attached, [...new Set(attached)], `${c.cgroup}: each program attached once`);
+    }
+    // Its stream of connections has made its point; the tests after it count their own.
+    assert.equal((await sandboxKubectl(NAME, ['delete', 'pod', 'chatty', '-n', 'shop', '--grace-period=1'])).exitCode, 0);
+  });
+
   test('a rolling restart of the DaemonSet during a 200 MiB transfer, 1,000 requests/s and a stream of new connections: the transfer arrives intact, no request fails, and nothing is attached twice', async (t) => {
     assert.equal((await sandboxKubectl(NAME, ['wait', '--for=condition=Ready', 'pod/load', '-n', 'shop', '--timeout=90s'])).exitCode, 0);
     const expected = (await sandboxExec(NAME, { pod: 'load', namespace: 'shop' }, ['cat', '/run/blob/blob.sha256'])).stdout.split(' ')[0];
@@ -314,7 +361,13 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal((await sandboxKubectl(NAME, ['rollout', 'restart', 'ds/meshlet-node', '-n', 'meshlet-system'])).exitCode, 0);
     const rolled = await sandboxKubectl(NAME, ['rollout', 'status', 'ds/meshlet-node', '-n', 'meshlet-system', '--timeout=120s']);
-    assert.equal(rolled.exitCode, 0, rolled.stderr);
+    if (rolled.exitCode !== 0) {
+      const kubectlOut = async (args: readonly string[]) => { const r = await sandboxKubectl(NAME, args); return r.stdout + r.stderr; };
+      const pods = await kubectlOut(['get', 'pods', '-n', 'meshlet-system', '-o', 'wide']);
+      const events = (await kubectlOut(['get', 'events', '-n', 'meshlet-system', '--sort-by=.lastTimestamp'])).split('\n').slice(-15).join('\n');
+      const logs = await Promise.all(info.nodes.map(async (n) => `${n.name} ztunnel:\n${(await nodeLog(NAME, n.name, 'ztunnel').catch((e: Error) => e.message)).split('\n').slice(-8).join('\n')}`));
+      assert.fail(`the rollout did not finish: ${rolled.stderr}\n${pods}\n${events}\n${logs.join('\n')}`);
+    }
     const [received, hey, connections] = await Promise.all([transfer, steady, fresh]);
     assert.equal(received.stdout.split(' ')[0], expected, `the 200 MiB arrived intact: ${received.stderr}`);
     const answered = Number(/\[200\]\s+(\d+) responses/.exec(hey.stdout)?.[1] ?? 0);

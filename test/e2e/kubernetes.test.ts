@@ -26,8 +26,9 @@ import type { InformerStatus } from '../../lib/cluster/sources/source.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { POD_PROGRAMS } from '../../agent/bpf/objects.ts';
 import { sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
-import { readControlPlanePids, readPids } from '../../sandbox/registry.ts';
+import { readControlPlanePids } from '../../sandbox/registry.ts';
 import { adminJson, eventually, leftovers, REPO, runName } from '../support/harness.ts';
+import { freezeContainer } from '../support/meshlet-node.ts';
 
 const NAME = runName('k8s');
 const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
@@ -449,19 +450,12 @@ spec:
   });
 
   test('an agent started after a pod enrols it, and captures its traffic', async (t) => {
-    const stopped = (await readPids(NAME, 'node-1'))?.agentPid;
-    assert.ok(stopped, 'nodes/node-1/pids.json names the agent pid');
-    process.kill(stopped, 'SIGSTOP');
-    // Whatever fails below, teardown must not meet a stopped agent.
-    t.after(() => {
-      try {
-        process.kill(stopped, 'SIGCONT');
-      } catch {
-        // already gone: killed below
-      }
-    });
-    // The signal lands asynchronously: /proc shows T (stopped) once it has.
-    await eventually('the node-1 agent to be stopped', async () => (await readFile(`/proc/${stopped}/stat`, 'utf8')).split(') ')[1]![0] === 'T');
+    const stopped = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')?.agentPid;
+    assert.ok(stopped, 'sandbox status names node-1\'s agent container');
+    // Every process of the container, not only its init.
+    const frozen = await freezeContainer(stopped);
+    // Whatever fails below, teardown must not meet a frozen agent.
+    t.after(() => frozen.thaw());
 
     await kubectl(['apply', '-f', '-'], `apiVersion: v1
 kind: Pod
@@ -473,14 +467,14 @@ spec:
 `);
     await kubectl(['wait', '--for=condition=Ready', 'pod/late', '-n', 'apps', '--timeout=60s']);
     const late = await podNamed('late');
-    assert.deepEqual(await programsOn(late.cgroup), [], 'no program is attached to the new pod\'s cgroup while the agent is stopped');
+    assert.deepEqual(await programsOn(late.cgroup), [], 'no program is attached to the new pod\'s cgroup while the agent is frozen');
     assert.equal((await meshState('node-1')).workloads.some((w) => w.uid === late.uid), false, 'node-1\'s ztunnel has not heard of the new pod');
 
-    process.kill(stopped, 'SIGKILL');
-    await eventually('the supervisor to start a new node-1 agent', async () => {
-      const pid = (await readPids(NAME, 'node-1'))?.agentPid;
+    await frozen.kill();
+    await eventually('the kubelet to start node-1\'s agent container again', async () => {
+      const pid = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')?.agentPid;
       return pid !== undefined && pid !== stopped;
-    }, 30_000);
+    }, 60_000);
     const enrolled = await eventually('the new agent to enrol the pod that was there before it', async () => (await enrolledOn('node-1')).find((p) => p.uid === late.uid), 30_000);
     assert.equal(enrolled.name, 'late');
     assert.deepEqual(await programsOn(late.cgroup), POD_PROGRAMS.map((p) => p.name).sort(), 'the new pod\'s cgroup has each pod program, once');

@@ -19,6 +19,7 @@ import {
 } from '../../sandbox/api.ts';
 import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
 import { CLI_MAIN, REPO_ROOT } from '../../sandbox/layout.ts';
+import { MESHLET_NAMESPACE } from '../../sandbox/node-pod.ts';
 import { eventually } from '../support/eventually.ts';
 
 const run = promisify(execFile);
@@ -133,7 +134,7 @@ const cliStatus = async (): Promise<SandboxInfo> => JSON.parse(await cli('status
 
 const killSupervisors = async (): Promise<void> => {
   const status = await sandboxStatus(name);
-  for (const pid of [...status.nodes.map((n) => n.supervisorPid), status.ca?.supervisorPid, status.controlPlane.supervisorPid]) if (pid) process.kill(pid, 'SIGKILL');
+  for (const pid of [...status.nodes.map((n) => n.supervisorPid), status.controlPlane.supervisorPid]) if (pid) process.kill(pid, 'SIGKILL');
   await eventually('supervisors to die', async () => ((await sandboxIsRunning(name)) ? undefined : true));
 };
 
@@ -192,14 +193,16 @@ describe('sandbox lifecycle', { skip, timeout: 300_000 }, () => {
     assert.equal(info.controlPlane.server, 'https://10.200.0.2:6443');
     assert.ok(info.controlPlane.supervisorPid, 'the control plane has a live supervisor');
     assert.deepEqual(info.nodes.map((n) => [n.name, n.netns, n.nodeIp4, n.nodeIp6, n.podCidr, n.captureIp4, n.inboundSourceIp4]), [
-      ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.244.1.1', '10.244.1.254'],
-      ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.244.2.1', '10.244.2.254'],
+      // As the DaemonSet renders them: capture on the node's own address, the inbound source one every node holds.
+      ['node-1', `${prefix}-node-1`, '10.200.0.11', 'fd00:200::11', '10.244.1.0/24', '10.200.0.11', '169.254.7.7'],
+      ['node-2', `${prefix}-node-2`, '10.200.0.12', 'fd00:200::12', '10.244.2.0/24', '10.200.0.12', '169.254.7.7'],
     ]);
     for (const n of info.nodes) {
       assert.ok(n.supervisorPid && n.supervisorPid > 0, `${n.name} has a live supervisor`);
       assert.equal(n.bpfDir, `/sys/fs/bpf/meshlet/${name}/${n.name}`);
       assert.equal(n.cgroup, join(cgroup2Root(), prefix, n.name));
     }
+    info.pods = info.pods.filter((p) => p.namespace !== MESHLET_NAMESPACE);
     assert.deepEqual(info.pods.map((p) => [p.namespace, p.name, p.node, p.enrolled, p.running]), [
       ['lc', 'alpha', 'node-1', false, true],
       ['lc', 'beta', 'node-2', false, true],
@@ -233,7 +236,8 @@ describe('sandbox lifecycle', { skip, timeout: 300_000 }, () => {
   });
 
   it('enrolls by re-applying labels, keeping pod identity and processes', async () => {
-    const before = await sandboxStatus(name);
+    const lcPods = async () => (await sandboxStatus(name)).pods.filter((p) => p.namespace === 'lc');
+    const before = { pods: await lcPods() };
     const betaPids = await podProcs(before.pods.find((p) => p.name === 'beta')!.cgroup);
     assert.ok(betaPids.length > 0);
     const relabel = podsYaml
@@ -241,7 +245,7 @@ describe('sandbox lifecycle', { skip, timeout: 300_000 }, () => {
       .replace('labels: {app: beta}', 'labels: {app: beta, istio.io/dataplane-mode: none}');
     const results = await sandboxApply(name, relabel);
     assert.deepEqual(results.map((r) => r.action), ['configured', 'unchanged', 'configured', 'unchanged']);
-    const afterwards = await sandboxStatus(name);
+    const afterwards = { pods: await lcPods() };
     assert.deepEqual(afterwards.pods.map((p) => [p.name, p.enrolled]), [['alpha', true], ['beta', false]]);
     assert.deepEqual(afterwards.pods.map((p) => [p.uid, p.ip]), before.pods.map((p) => [p.uid, p.ip]));
     assert.deepEqual(await podProcs(afterwards.pods.find((p) => p.name === 'beta')!.cgroup), betaPids);
@@ -385,15 +389,15 @@ spec:
     await sandboxDelete(name, manifest);
   });
 
-  it('restarts a node component that dies', async () => {
+  it('restarts a node component that dies: its node\'s kubelet starts the container again', async () => {
     const node = (await sandboxStatus(name)).nodes[0]!;
-    const pids = join(`/run/meshlet/${name}/nodes/${node.name}/pids.json`);
-    const { ztunnelPid, ztunnelRestarts } = JSON.parse(readFileSync(pids, 'utf8')) as { ztunnelPid?: number; ztunnelRestarts: number };
-    if (ztunnelPid) process.kill(ztunnelPid, 'SIGKILL');
+    const ztunnelOf = async () => (await sandboxStatus(name)).nodes.find((n) => n.name === node.name)!;
+    const { ztunnelPid, ztunnelRestarts } = await eventually('the ztunnel container to run', async () => ((await ztunnelOf()).ztunnelPid ? ztunnelOf() : undefined), 60_000);
+    process.kill(ztunnelPid!, 'SIGKILL');
     await eventually('the ztunnel to be restarted', async () => {
-      const now = JSON.parse(readFileSync(pids, 'utf8')) as { ztunnelPid?: number; ztunnelRestarts: number };
-      return now.ztunnelRestarts > ztunnelRestarts && now.ztunnelPid !== undefined && now.ztunnelPid !== ztunnelPid ? true : undefined;
-    });
+      const now = await ztunnelOf();
+      return (now.ztunnelRestarts ?? 0) > (ztunnelRestarts ?? 0) && now.ztunnelPid !== undefined && now.ztunnelPid !== ztunnelPid ? true : undefined;
+    }, 60_000);
   });
 
   it('refuses a second up, and comes back after its supervisors are killed', async () => {
@@ -410,7 +414,10 @@ spec:
     await killSupervisors();
     info = await sandboxUp({ name, nodes: 2, waitReady: false });
     assert.equal(info.nodes.filter((n) => n.supervisorPid).length, 2);
-    assert.deepEqual(info.pods, [], 'a fresh cluster');
-    assert.equal(readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`)).length, 3, 'underlay and two nodes, no stale pods');
+    // Listed before the pods: a pod's namespace cannot exist before the pod.
+    const netns = readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`));
+    const pods = (await sandboxStatus(name)).pods;
+    assert.deepEqual(pods.filter((p) => p.namespace !== MESHLET_NAMESPACE), [], 'a fresh cluster: only meshlet\'s own pods');
+    assert.equal(netns.filter((n) => !pods.some((p) => p.netns === n)).length, 3, 'underlay and two nodes, no stale pods');
   });
 });

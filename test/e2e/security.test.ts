@@ -14,6 +14,7 @@ import type { CertificateListing } from '../../lib/identity/store.ts';
 import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { eventually, leftovers, meshlet, meshletJson, REPO, runName } from '../support/harness.ts';
+import { inZtunnel, nodeLog, ZTUNNEL_CA_ACCESS } from '../support/meshlet-node.ts';
 
 const NAME = runName('sec');
 const WWW = join(tmpdir(), `meshlet-${NAME}-www`);
@@ -164,9 +165,9 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
   });
 
   test('the CA signs only identities with a pod on the asking node', async () => {
-    const ca = info.ca!;
+    const ca = ZTUNNEL_CA_ACCESS;
     const ask = async (sa: string) => {
-      const r = await inNode('node-1', [process.execPath, join(REPO, 'test/e2e/fixtures/ca-request.ts'), ca.url, ca.bundleFile, nodeOf('node-1').caTokenFile!, 'demo', sa]);
+      const r = await inZtunnel(NAME, 'node-1', [process.execPath, join(REPO, 'test/e2e/fixtures/ca-request.ts'), ca.url, ca.bundleFile, ca.tokenFile, 'demo', sa], { timeoutMs: 30_000 });
       assert.equal(r.exitCode, 0, r.stderr);
       return JSON.parse(r.stdout) as { signed: boolean; status?: number; message?: string };
     };
@@ -188,7 +189,7 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
       (await flows()).find((f) => f.source.workload?.name === 'client-b' && f.verdict === 'deny' && f.node === 'node-2' && f.closeReason === 'denied'));
     assert.match(denied.verdictReason ?? '', /.+/);
     await eventually('a 401 for beta in the destination ztunnel\'s log', async () =>
-      (await readFile(nodeOf('node-2').ztunnelLog!, 'utf8')).split('\n').some((l) => l.includes('"status":401') && l.includes('sa/beta')));
+      (await nodeLog(NAME, 'node-2', 'ztunnel')).split('\n').some((l) => l.includes('"status":401') && l.includes('sa/beta')));
     const table = await meshlet(['flows', '--sandbox', NAME, '--namespace', 'demo']);
     assert.match(table.stdout, /demo\/client-b.*DENY/);
   });
@@ -255,7 +256,7 @@ describe('zero trust between pods', { timeout: 300_000 }, () => {
       const status = await meshlet(['status', '--sandbox', NAME, '--node', 'node-2']);
       assert.match(status.stdout, /connections closed when inbound mode tightened: [1-9]/);
       assert.match(status.stdout, /demo\/banner: [1-9]\d* closed/);
-      const log = await readFile(nodeOf('node-2').agentLog!, 'utf8');
+      const log = await nodeLog(NAME, 'node-2', 'agent');
       assert.ok(log.split('\n').some((l) => l.includes('closed connections the inbound mode no longer admits') && l.includes('demo/banner')), 'a log line names the pod and the count');
     } finally {
       open.kill('SIGKILL');
