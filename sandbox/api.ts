@@ -6,7 +6,7 @@ import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { ApplyRefusedError } from './errors.ts';
 import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, type SpawnInPodOptions } from './exec.ts';
 import { podsByLabel, type SandboxPodPlace } from './labelled-pods.ts';
-import type { MeshletMode, SandboxInfo } from './info.ts';
+import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, sandboxPaths } from './layout.ts';
 import { down, isRunning, rebootNode, up } from './lifecycle.ts';
 import { loopbackGet, loopbackStream, type LoopbackGetOptions, type LoopbackReply, type LoopbackStreamOptions, type LoopbackTarget } from './netns-http.ts';
@@ -39,8 +39,6 @@ export interface SandboxUpOptions {
   certTtl?: string;
   /** Timeouts and caps the ztunnels run with instead of the defaults (lib/config/ztunnel.ts), e.g. small caps a test can reach. */
   ztunnelLimits?: Partial<ZtunnelLimits>;
-  /** How meshlet runs (SandboxInfo.meshlet); default supervised. */
-  meshlet?: MeshletMode;
 }
 
 export interface ApplyOptions {
@@ -67,7 +65,6 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
-    ...(options.meshlet ? { meshlet: options.meshlet } : {}),
   });
   checked(applied, options.strict);
   return status(options.name);

@@ -1,7 +1,6 @@
 // `meshlet sandbox …`: a cluster in miniature on this machine.
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { MESHLET_MODES, type MeshletMode } from './info.ts';
 import { ConfigError } from '../lib/core/errors.ts';
 import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { formatResults, runDemo } from './demo.ts';
@@ -9,7 +8,7 @@ import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
 import { down, downAll, rebootNode, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
-import { runCaSupervisor, runControlPlaneSupervisor, runSupervisor } from './supervisor.ts';
+import { runControlPlaneSupervisor, runSupervisor } from './supervisor.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
 import { readSandboxFile } from './registry.ts';
 import { spawn } from 'node:child_process';
@@ -52,18 +51,17 @@ export function sandboxCommand(): Command {
 
   sandbox
     .command('up')
-    .description('create the nodes, start their agents and ztunnels, optionally apply a manifest')
+    .description('create the cluster, install meshlet from the manifests `meshlet install` renders, optionally apply a manifest')
     .addOption(nameOption())
     .option('--nodes <n>', 'number of nodes', parseNodes, 2)
     .option('-f, --file <file>', 'manifest to apply once the nodes run')
-    .option('--no-wait', 'do not wait for the agents and ztunnels to answer')
+    .option('--no-wait', 'do not wait for the agents, ztunnels and CA to be ready')
     .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 120_000)
     .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
-    .addOption(new Option('--meshlet <mode>', 'supervised: the nodes run the agents and ztunnels, the sandbox the CA; daemonset: `meshlet install`\'s manifests, applied, run them').choices(MESHLET_MODES).default('daemonset'))
-    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string; meshlet: MeshletMode }) => {
+    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string }) => {
       const manifest = opts.file === undefined ? undefined : await readManifest(opts.file);
       const { info, applied } = await up({
-        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out, meshlet: opts.meshlet,
+        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out,
         ...(opts.certTtl ? { certTtl: opts.certTtl } : {}),
         ...(manifest !== undefined ? { manifest, manifestSource: opts.file } : {}),
       });
@@ -186,16 +184,14 @@ export function sandboxCommand(): Command {
 
   sandbox
     .command('supervise', { hidden: true })
-    .description('run and restart the control plane, one node\'s kubelet, agent and ztunnel, or the CA (started by `up`)')
+    .description('run and restart the control plane, or one node\'s kubelet and kube-proxy (started by `up`)')
     .addOption(nameOption())
     .option('--node <node>', 'node name')
-    .option('--ca', 'supervise the CA')
     .option('--control-plane', 'supervise the control plane')
-    .action(async (opts: { name: string; node?: string; ca?: boolean; controlPlane?: boolean }) => {
+    .action(async (opts: { name: string; node?: string; controlPlane?: boolean }) => {
       if (opts.controlPlane) await runControlPlaneSupervisor(opts.name);
-      else if (opts.ca) await runCaSupervisor(opts.name);
       else if (opts.node) await runSupervisor(opts.name, opts.node);
-      else throw new ConfigError('supervise needs --node NAME, --ca or --control-plane');
+      else throw new ConfigError('supervise needs --node NAME or --control-plane');
     });
 
   return sandbox;

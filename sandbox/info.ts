@@ -4,9 +4,9 @@ import type { CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 
 /**
- * A node's mesh addresses (NodeAddresses): nodeIp on the underlay bridge; the
- * capture address (also the probe source) and the inbound source on the node
- * namespace's loopback, routed to from its pods' links (topology.ts).
+ * A node's mesh addresses (NodeAddresses), as the DaemonSet renders them:
+ * nodeIp on the underlay bridge, also the capture address and the probe
+ * source; the inbound source on the node namespace's loopback (topology.ts).
  */
 export interface SandboxNodeInfo extends NodeAddresses {
   name: string;
@@ -14,18 +14,15 @@ export interface SandboxNodeInfo extends NodeAddresses {
   netns: string;
   podCidr: string;
   podCidr6?: string;
-  /** The ztunnel's credential for the CA: a token bound to the node's meshlet pod (audience meshlet-ca), kept fresh by the node supervisor. */
-  caTokenFile?: string;
   /** The kubelet's credentials: system:node:<name>, so the Node authorizer applies. */
   kubeletKubeconfig: string;
   /** The kubelet API's serving certificate and key (PEM files), from the cluster CA, for the node's name and addresses. */
   kubeletServingCert: string;
   kubeletServingKey: string;
-  /** The agent's credentials: the meshlet-agent ServiceAccount. */
-  agentKubeconfig: string;
   /** kube-proxy's credentials: user system:kube-proxy, which the bootstrap RBAC binds to system:node-proxier. */
   kubeProxyKubeconfig: string;
   kubeProxyLog: string;
+  /** The main process of the node's agent and ztunnel containers (status reads them from the node's runtime). */
   agentPid?: number;
   ztunnelPid?: number;
   supervisorPid?: number;
@@ -39,11 +36,7 @@ export interface SandboxNodeInfo extends NodeAddresses {
   cgroup: string;
   /** The kubelet cgroup driver whose layout the node's pod cgroups follow. */
   cgroupDriver: CgroupDriver;
-  /** Unix socket the agent pushes snapshots to the ztunnel on. */
-  controlSocket?: string;
-  agentLog?: string;
-  ztunnelLog?: string;
-  /** Times the supervisor restarted each child. */
+  /** Times the node's kubelet restarted each container. */
   agentRestarts?: number;
   ztunnelRestarts?: number;
 }
@@ -97,35 +90,10 @@ export interface SandboxInfo {
   underlayNetns?: string;
   /** The sandbox's cgroup-v2 directory; every process it runs is below it. */
   cgroup?: string;
-  ca?: SandboxCaInfo;
   /** Workload certificate lifetime the ztunnels ask for (e.g. "24h"). */
   certTtl?: string;
   /** The ztunnels' timeouts and caps where they are not the defaults (lib/config/ztunnel.ts). */
   ztunnelLimits?: Partial<ZtunnelLimits>;
   trustDomain?: string;
-  /**
-   * How meshlet runs: `supervised` (absent), the node supervisors run each
-   * node's agent and ztunnel and the sandbox runs the CA; `daemonset`, from
-   * the manifests `meshlet install` renders (the node DaemonSet and the CA
-   * Deployment), applied through the API server, and nothing else.
-   */
-  meshlet?: MeshletMode;
 }
 
-export const MESHLET_MODES = ['supervised', 'daemonset'] as const;
-export type MeshletMode = (typeof MESHLET_MODES)[number];
-
-/** The mesh CA, running on its own in the underlay namespace. */
-export interface SandboxCaInfo {
-  url: string;
-  listen: string;
-  stateDir: string;
-  /** The mesh root every ztunnel trusts. */
-  bundleFile: string;
-  /** The CA's credentials: the meshlet-ca ServiceAccount. */
-  kubeconfig: string;
-  cgroup: string;
-  log: string;
-  pid?: number;
-  supervisorPid?: number;
-}

@@ -5,7 +5,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { kubepodsCgroup, podCgroupPathOf, type CgroupDriver } from '../lib/cluster/cgroup-layout.ts';
 import { REPO_ROOT } from '../lib/core/repo.ts';
 import { ConfigError } from '../lib/core/errors.ts';
-import type { SandboxCaInfo, SandboxNodeInfo } from './info.ts';
+import type { SandboxNodeInfo } from './info.ts';
+import { AGENT_ADMIN_SOCKET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
 import type { Component, ControlPlaneNetwork } from './controlplane/components.ts';
 
 export const RUN_ROOT = '/run/meshlet';
@@ -72,8 +73,6 @@ export function sandboxPaths(name: string): SandboxPaths {
 export const nodeName = (index: number): string => `node-${index}`;
 export const nodeDir = (name: string, node: string): string => join(RUN_ROOT, name, 'nodes', node);
 export const pidsFile = (name: string, node: string): string => join(nodeDir(name, node), 'pids.json');
-export const caDir = (name: string): string => join(RUN_ROOT, name, 'ca');
-export const caPidsFile = (name: string): string => join(caDir(name), 'pids.json');
 export const controlPlanePidsFile = (name: string): string => join(RUN_ROOT, name, 'controlplane', 'pids.json');
 export const podNetns = (name: string, uid: string): string => `${prefixOf(name)}-${uid.slice(0, 8)}`;
 /** What every pod veth's host side is called by: the node's filter (topology.ts) matches it. */
@@ -84,40 +83,44 @@ export const podVeth = (uid: string): string => `${POD_VETH_PREFIX}${uid.slice(0
 /** Odd nodes lay their pods out as the systemd driver does, even ones as cgroupfs does: every sandbox with two nodes runs both. */
 const cgroupDriverOf = (index: number): CgroupDriver => (index % 2 === 1 ? 'systemd' : 'cgroupfs');
 
-/** Node `index` (1-based): its namespace, addresses, sockets and cgroup under `cgroupRoot` (the sandbox's). */
+/**
+ * Node `index` (1-based): its namespace, addresses, credentials and cgroup
+ * under `cgroupRoot` (the sandbox's). The mesh addresses are the ones the
+ * DaemonSet renders: pods reach the ztunnel at the node's own address and the
+ * kubelet probes from it (status.hostIPs); the inbound sources are the
+ * install's --inbound-source-ip4/-ip6. The agent's and the ztunnel's admin
+ * sockets are where the DaemonSet's hostPath puts them, the node's /run/meshlet.
+ */
 export function planNode(name: string, index: number, cgroupRoot: string): SandboxNodeInfo {
   const node = nodeName(index);
   const dir = nodeDir(name, node);
+  const nodeIp4 = `10.200.0.${10 + index}`;
+  const nodeIp6 = `fd00:200::${10 + index}`;
+  const bpfDir = join(BPF_ROOT, name, node);
+  const cgroup = join(cgroupRoot, node);
+  const hostPath = (path: string): string => nodeHostPath(name, { name: node, bpfDir, cgroup }, path).path;
   return {
     name: node,
     netns: `${prefixOf(name)}-${node}`,
-    nodeIp4: `10.200.0.${10 + index}`,
-    nodeIp6: `fd00:200::${10 + index}`,
+    nodeIp4,
+    nodeIp6,
     podCidr: `10.244.${index}.0/24`,
     podCidr6: `fd00:244:${index}::/64`,
-    // On the node's loopback (topology.ts): pods reach the ztunnel at the
-    // capture address through their gateway, kubelet probes come from it, and
-    // the inbound source address is only ever the ztunnel's source toward pods.
-    captureIp4: `10.244.${index}.1`,
-    captureIp6: `fd00:244:${index}::1`,
-    probeSourceIp4: `10.244.${index}.1`,
-    probeSourceIp6: `fd00:244:${index}::1`,
-    inboundSourceIp4: podAddresses4(index, INBOUND_SOURCE_HOST),
-    inboundSourceIp6: `fd00:244:${index}::${INBOUND_SOURCE_HOST.toString(16)}`,
-    caTokenFile: join(dir, 'ztunnel-token'),
+    captureIp4: nodeIp4,
+    captureIp6: nodeIp6,
+    probeSourceIp4: nodeIp4,
+    probeSourceIp6: nodeIp6,
+    inboundSourceIp4: INBOUND_SOURCE4,
+    inboundSourceIp6: INBOUND_SOURCE6,
     kubeletKubeconfig: join(dir, 'kubelet.kubeconfig'),
     kubeletServingCert: join(dir, 'kubelet.crt'),
     kubeletServingKey: join(dir, 'kubelet.key'),
-    agentKubeconfig: join(dir, 'agent.kubeconfig'),
     kubeProxyKubeconfig: join(dir, 'kube-proxy.kubeconfig'),
     kubeProxyLog: join(dir, 'kube-proxy.log'),
-    ztunnelAdminSocket: join(dir, 'ztunnel.sock'),
-    agentAdminSocket: join(dir, 'agent.sock'),
-    controlSocket: join(dir, 'control.sock'),
-    agentLog: join(dir, 'agent.log'),
-    ztunnelLog: join(dir, 'ztunnel.log'),
-    bpfDir: join(BPF_ROOT, name, node),
-    cgroup: join(cgroupRoot, node),
+    ztunnelAdminSocket: hostPath(ZTUNNEL_ADMIN_SOCKET),
+    agentAdminSocket: hostPath(AGENT_ADMIN_SOCKET),
+    bpfDir,
+    cgroup,
     cgroupDriver: cgroupDriverOf(index),
   };
 }
@@ -135,7 +138,7 @@ export const nodeRootDir = (name: string, node: string): string => join(nodeDir(
  * root directory, so two nodes on one machine share nothing. `path` is
  * absolute; `..` cannot climb out of the node.
  */
-export function nodeHostPath(name: string, node: SandboxNodeInfo, path: string): { path: string; root: string } {
+export function nodeHostPath(name: string, node: Pick<SandboxNodeInfo, 'name' | 'bpfDir' | 'cgroup'>, path: string): { path: string; root: string } {
   const normal = normalize(`/${path}`).replace(/(.)\/+$/, '$1');
   const own: readonly (readonly [string, string])[] = [[NODE_BPFFS, node.bpfDir], [NODE_CGROUP2_ROOT, node.cgroup]];
   for (const [at, root] of own) {
@@ -145,25 +148,22 @@ export function nodeHostPath(name: string, node: SandboxNodeInfo, path: string):
   return { path: join(root, normal), root };
 }
 
-/** The ztunnel's inbound source address is this host of the node's pod CIDRs (.1 is the capture address), so pods get 2..LAST_POD_HOST. */
-export const INBOUND_SOURCE_HOST = 254;
-export const LAST_POD_HOST = INBOUND_SOURCE_HOST - 1;
-const podAddresses4 = (index: number, host: number): string => `10.244.${index}.${host}`;
+/** Pods get hosts 2..LAST_POD_HOST of their node's pod CIDRs; .1 stays free, as a CNI keeps its bridge's. */
+export const LAST_POD_HOST = 254;
 
 /**
- * The ztunnel's inbound source addresses on every node of a `--meshlet
- * daemonset` sandbox (`meshlet install --inbound-source-ip4/-ip6`): one flag
+ * The ztunnel's inbound source addresses on every node of a sandbox
+ * (`meshlet install --inbound-source-ip4/-ip6`): one flag
  * for all nodes, so one address per family each node holds on its loopback
  * and nothing else uses, as daemonset/README.md advises (the node's own
  * address would admit every host-network process under STRICT): link-local
  * for IPv4, from a unique-local prefix no node or pod uses for IPv6.
  */
-export const DAEMONSET_INBOUND_SOURCE4 = '169.254.7.7';
-export const DAEMONSET_INBOUND_SOURCE6 = 'fd00:a9fe::7';
+export const INBOUND_SOURCE4 = '169.254.7.7';
+export const INBOUND_SOURCE6 = 'fd00:a9fe::7';
 
-/** The API server and the CA listen on the underlay bridge, as a control-plane node on the node network would. */
+/** The API server listens on the underlay bridge, as a control-plane node on the node network would. */
 export const CONTROL_PLANE_IP = '10.200.0.2';
-export const CA_PORT = 15012;
 export const API_SERVER_PORT = 6443;
 
 /** Every node's pod CIDRs together (planNode's 10.244.<n>.0/24 and fd00:244:<n>::/64): kube-proxy's --cluster-cidr. */
@@ -186,19 +186,6 @@ export const CONTROL_PLANE_NETWORK: ControlPlaneNetwork = {
   serviceCidrs: '10.96.0.0/16,fd00:96::/112',
 };
 
-export function planCa(name: string, cgroupRoot: string): SandboxCaInfo {
-  const dir = caDir(name);
-  return {
-    url: `https://${CONTROL_PLANE_IP}:${CA_PORT}`,
-    listen: `${CONTROL_PLANE_IP}:${CA_PORT}`,
-    stateDir: dir,
-    bundleFile: join(dir, 'root-cert.pem'),
-    kubeconfig: join(dir, 'ca.kubeconfig'),
-    cgroup: join(cgroupRoot, 'ca'),
-    log: join(dir, 'ca.log'),
-  };
-}
-
 /** Host number `host` (2..LAST_POD_HOST) of a node's pod CIDRs. */
 export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string; ip6?: string } {
   const base4 = node.podCidr.split('/')[0]!.split('.').slice(0, 3).join('.');
@@ -207,11 +194,6 @@ export function podAddresses(node: SandboxNodeInfo, host: number): { ip: string;
   return { ip, ip6: `${node.podCidr6.split('/')[0]}${host.toString(16)}` };
 }
 
-export const caCgroups = (ca: SandboxCaInfo) => ({
-  supervisor: join(ca.cgroup, 'supervisor'),
-  ca: join(ca.cgroup, 'ca'),
-});
-
 export const controlPlaneCgroups = (cgroupRoot: string) => ({
   supervisor: join(cgroupRoot, 'controlplane', 'supervisor'),
   component: (c: Component): string => join(cgroupRoot, 'controlplane', c),
@@ -219,8 +201,6 @@ export const controlPlaneCgroups = (cgroupRoot: string) => ({
 
 export const nodeCgroups = (node: SandboxNodeInfo) => ({
   supervisor: join(node.cgroup, 'supervisor'),
-  agent: join(node.cgroup, 'agent'),
-  ztunnel: join(node.cgroup, 'ztunnel'),
   kubeProxy: join(node.cgroup, 'kube-proxy'),
   // Made with the node, as kubelet makes it at start: the agent can tell the driver before the first pod.
   kubepods: join(node.cgroup, kubepodsCgroup(node.cgroupDriver)),

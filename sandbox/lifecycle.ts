@@ -16,13 +16,13 @@ import { clientKubeconfig, installCrds, prepareControlPlane, waitForApiServer, w
 import { apiServerUrl, COMPONENTS, controlPlaneLayout } from './controlplane/components.ts';
 import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
-import type { MeshletMode, SandboxControlPlaneInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
+import type { SandboxControlPlaneInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { installFromManifests, installMeshlet, installNodeRbac } from './install.ts';
+import { installFromManifests, installNodeRbac } from './install.ts';
 import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
-import { AGENT_ADMIN_SOCKET, CA_NAME, NODE_DAEMONSET, ZTUNNEL_ADMIN_SOCKET } from '../lib/install/names.ts';
+import { CA_NAME, NODE_DAEMONSET } from '../lib/install/names.ts';
 import {
-  BPF_ROOT, caCgroups, DAEMONSET_INBOUND_SOURCE4, DAEMONSET_INBOUND_SOURCE6, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, nodeHostPath, planCa, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
+  BPF_ROOT, checkName, checkNodeCount, CONTROL_PLANE_IP, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, planNode, prefixOf, REPO_ROOT, RUN_ROOT, sandboxPaths,
 } from './layout.ts';
 import { deleteNetns, listNetns } from './netns.ts';
 import { findExecutable, findSandboxProcesses, pidAlive, spawnIn } from './proc.ts';
@@ -45,8 +45,6 @@ export interface UpOptions {
   certTtl?: string;
   /** The ztunnels' timeouts and caps, where not the defaults. */
   ztunnelLimits?: Partial<ZtunnelLimits>;
-  /** How meshlet runs (SandboxInfo.meshlet); default supervised. */
-  meshlet?: MeshletMode;
 }
 
 export interface UpResult {
@@ -74,9 +72,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
 
   const paths = sandboxPaths(name);
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
-  const daemonset = (options.meshlet ?? 'daemonset') === 'daemonset';
-  const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot)).map((n) => (daemonset ? daemonSetNode(name, n) : n));
-  const ca = planCa(name, cgroupRoot);
+  const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
   const binaries = await controlPlaneBinaries();
   const relay = await listenOnLoopback();
   const controlPlane: SandboxControlPlaneInfo = {
@@ -88,7 +84,6 @@ export async function up(options: UpOptions): Promise<UpResult> {
   };
   const info: SandboxInfo = {
     name, runDir: paths.runDir, controlPlane, nodes, pods: [], underlayNetns: paths.underlayNetns, cgroup: cgroupRoot,
-    ...(daemonset ? { meshlet: 'daemonset' as const } : { ca }),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
   };
@@ -96,14 +91,12 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const main = await compiledCliMain(log);
     await ensureBpffs(log);
     for (const node of nodes) await mkdir(nodeDir(name, node.name), { recursive: true });
-    if (!daemonset) await mkdir(ca.stateDir, { recursive: true });
     log(`network: underlay ${paths.underlayNetns} (control plane ${CONTROL_PLANE_IP}), ${nodes.map((n) => `${n.name} ${n.nodeIp4}`).join(', ')}`);
     await createUnderlay(paths.underlayNetns, `${CONTROL_PLANE_IP}/24`);
     for (const node of nodes) await createNode(paths.underlayNetns, node, nodes);
     const cpCgroups = controlPlaneCgroups(cgroupRoot);
     for (const cg of [cpCgroups.supervisor, ...COMPONENTS.map(cpCgroups.component)]) await ensureCgroup(cg);
     for (const node of nodes) for (const cg of Object.values(nodeCgroups(node))) await ensureCgroup(cg);
-    if (!daemonset) for (const cg of Object.values(caCgroups(ca))) await ensureCgroup(cg);
 
     const layout = controlPlaneLayout(controlPlane.dir);
     await prepareControlPlane(layout, CONTROL_PLANE_NETWORK);
@@ -118,27 +111,20 @@ export async function up(options: UpOptions): Promise<UpResult> {
     log(`control plane: etcd, kube-apiserver ${controlPlane.server} (from the host: ${controlPlane.hostServer}), kube-controller-manager, kube-scheduler`);
     await startControlPlane(name, cpCgroups.supervisor, paths.underlayNetns, relay, main, join(controlPlane.dir, 'supervisor.log'));
     await withLogTails(() => waitForApiServer(layout, CONTROL_PLANE_NETWORK, API_SERVER_START_MS, controlPlane.hostServer), [join(controlPlane.dir, 'supervisor.log'), layout.log('etcd'), layout.log('kube-apiserver')]);
-    log(daemonset
-      ? 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet as `meshlet install` renders it (its DaemonSet and the CA\'s Deployment)'
-      : 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet\'s accounts (daemonset/rbac.yaml)');
+    log('installing Istio\'s and the Gateway API\'s CRDs, and meshlet as `meshlet install` renders it (its DaemonSet and the CA\'s Deployment)');
     await withLogTails(async () => {
       await installCrds(binaries, paths.kubeconfig);
       await installNodeRbac(info);
-      await (daemonset ? installFromManifests(info) : installMeshlet(info));
+      await installFromManifests(info);
     }, [layout.log('kube-apiserver'), layout.log('kube-controller-manager')]);
 
-    if (!daemonset) {
-      // The CA first: ztunnels fetch their certificates from it as soon as they start.
-      startSupervisor(name, { cgroup: caCgroups(ca).supervisor, netns: paths.underlayNetns, logFile: join(ca.stateDir, 'supervisor.log'), args: ['--ca'], main });
-      await waitFor(`the CA's root certificate ${ca.bundleFile}`, () => existsSync(ca.bundleFile), join(ca.stateDir, 'ca.log'));
-    }
     await Promise.all(nodes.map((node) => startNodeSupervisor(name, node, main)));
   } catch (err) {
     relay.close();
     await down(name).catch(() => undefined);
     throw err;
   }
-  log(`supervisors started; kubeconfig ${paths.kubeconfig}; agent and ztunnel logs in ${paths.runDir}/nodes/<node>/`);
+  log(`supervisors started; kubeconfig ${paths.kubeconfig}; meshlet's logs: kubectl logs -n ${MESHLET_NAMESPACE} (or ${paths.runDir}/nodes/<node>/pods/)`);
   if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log);
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
@@ -171,30 +157,6 @@ export async function rebootNode(name: string, nodeName: string, log: (line: str
   await killCgroup(node.cgroup, REBOOT_KILL_MS);
   log(`${node.name}: starting its supervisor again`);
   await startNodeSupervisor(name, node, main, previousPid);
-}
-
-/**
- * A node whose meshlet runs as the DaemonSet: its agent's and ztunnel's
- * admin sockets are where the DaemonSet's hostPath puts them (the node's
- * /run/meshlet), and their logs are the pod's container logs.
- */
-function daemonSetNode(name: string, node: SandboxNodeInfo): SandboxNodeInfo {
-  const {
-    agentLog: _agentLog, ztunnelLog: _ztunnelLog, caTokenFile: _caTokenFile, controlSocket: _controlSocket,
-    captureIp6: _captureIp6, probeSourceIp6: _probeSourceIp6, inboundSourceIp6: _inboundSourceIp6, ...rest
-  } = node;
-  return {
-    ...rest,
-    // As the DaemonSet renders them (status.hostIPs): the node's own
-    // addresses are where pods reach the ztunnel and where the kubelet probes
-    // from; the inbound sources are the install's --inbound-source-ip4/-ip6.
-    captureIp4: node.nodeIp4,
-    probeSourceIp4: node.nodeIp4,
-    inboundSourceIp4: DAEMONSET_INBOUND_SOURCE4,
-    ...(node.nodeIp6 ? { captureIp6: node.nodeIp6, probeSourceIp6: node.nodeIp6, inboundSourceIp6: DAEMONSET_INBOUND_SOURCE6 } : {}),
-    agentAdminSocket: nodeHostPath(name, node, AGENT_ADMIN_SOCKET).path,
-    ztunnelAdminSocket: nodeHostPath(name, node, ZTUNNEL_ADMIN_SOCKET).path,
-  };
 }
 
 /** Starts the control-plane supervisor in the underlay and hands it the host's loopback listener for the API relay. */
@@ -318,27 +280,27 @@ async function unreadyMeshletPods(info: SandboxInfo, core: CoreV1Api): Promise<s
   return problems;
 }
 
-/** Waits until every Node is Ready and every node's agent and ztunnel accept connections on their admin sockets (as a DaemonSet: and meshlet's pods are Ready). */
+/** Waits until every Node is Ready, every node's agent and ztunnel accept connections on their admin sockets, and meshlet's pods are Ready. */
 export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(info.controlPlane.kubeconfig);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const pending = new Map(info.nodes.flatMap((n) => [
-    [`${n.name} agent`, { socket: n.agentAdminSocket, logFile: n.agentLog }],
-    [`${n.name} ztunnel`, { socket: n.ztunnelAdminSocket, logFile: n.ztunnelLog }],
+    [`${n.name} agent`, n.agentAdminSocket],
+    [`${n.name} ztunnel`, n.ztunnelAdminSocket],
   ]));
   for (;;) {
-    for (const [what, { socket }] of pending) if (await canConnect(socket)) pending.delete(what);
+    for (const [what, socket] of pending) if (await canConnect(socket)) pending.delete(what);
     const unready = await unreadyNodes(info, core);
-    // As a DaemonSet, meshlet is ready when its pods are (the ztunnels' readiness waits for their certificates).
-    const unreadyPods = info.meshlet === 'daemonset' ? await unreadyMeshletPods(info, core) : [];
+    // meshlet is ready when its pods are (the ztunnels' readiness waits for their certificates).
+    const unreadyPods = await unreadyMeshletPods(info, core);
     if (pending.size === 0 && unready.length === 0 && unreadyPods.length === 0) break;
     if (Date.now() > deadline) {
       const missing = [
         ...unready.map((n) => `  Node ${n} is not Ready; see ${join(nodeDir(info.name, n), 'supervisor.log')}`),
         ...unreadyPods.map((p) => `  ${p}`),
-        ...[...pending].map(([what, { socket, logFile }]) => `  ${what}: no answer on ${socket}; see ${logFile ?? `${join(nodeDir(info.name, what.split(' ')[0]!), 'pods')}/${MESHLET_NAMESPACE}_*/`}`),
+        ...[...pending].map(([what, socket]) => `  ${what}: no answer on ${socket}; see ${join(nodeDir(info.name, what.split(' ')[0]!), 'pods')}/${MESHLET_NAMESPACE}_*/`),
       ].join('\n');
       throw new SandboxError(`sandbox "${info.name}" is up but not ready after ${timeoutMs} ms:\n${missing}\nthe sandbox is left running for inspection; \`meshlet sandbox down --name ${info.name}\` removes it`);
     }

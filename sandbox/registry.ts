@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { SandboxInfo } from './info.ts';
-import { caPidsFile, controlPlanePidsFile, pidsFile, sandboxPaths } from './layout.ts';
+import { controlPlanePidsFile, pidsFile, sandboxPaths } from './layout.ts';
 import { SandboxNotFoundError } from './errors.ts';
 
 /** Readers never see half a file. */
@@ -15,10 +15,6 @@ async function writeFileAtomic(file: string, text: string): Promise<void> {
 
 export interface NodePids {
   supervisorPid: number;
-  agentPid?: number;
-  ztunnelPid?: number;
-  agentRestarts: number;
-  ztunnelRestarts: number;
 }
 
 export async function readSandboxFile(name: string): Promise<SandboxInfo> {
@@ -50,15 +46,6 @@ const writePidsFile = (file: string, pids: object): Promise<void> => writeFileAt
 
 export const readPids = (name: string, node: string): Promise<NodePids | undefined> => readPidsFile(pidsFile(name, node));
 export const writePids = (name: string, node: string, pids: NodePids): Promise<void> => writePidsFile(pidsFile(name, node), pids);
-
-export interface CaPids {
-  supervisorPid: number;
-  caPid?: number;
-  caRestarts: number;
-}
-
-export const readCaPids = (name: string): Promise<CaPids | undefined> => readPidsFile(caPidsFile(name));
-export const writeCaPids = (name: string, pids: CaPids): Promise<void> => writePidsFile(caPidsFile(name), pids);
 
 export interface ControlPlanePids {
   supervisorPid: number;

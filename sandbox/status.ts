@@ -1,13 +1,13 @@
-// `status`: sandbox.json merged with live pids (a node's agent and ztunnel:
-// its supervisor's children, or its meshlet-node pod's containers), and the
-// pods and Services the sandbox's API server holds.
+// `status`: sandbox.json merged with live pids (each node's supervisor, and
+// its agent and ztunnel: its meshlet-node pod's containers), and the pods and
+// Services the sandbox's API server holds.
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { SandboxInfo, SandboxPodInfo, SandboxServiceInfo } from './info.ts';
 import { cgroupPopulated } from './cgroup.ts';
 import { openCluster } from './cluster-client.ts';
 import { pidAlive } from './proc.ts';
 import { placePod } from './pods.ts';
-import { readCaPids, readControlPlanePids, readPids } from './registry.ts';
+import { readControlPlanePids, readPids } from './registry.ts';
 import { runningContainer } from './kubelet/sandbox-runtime.ts';
 import { nodeDir } from './layout.ts';
 import { isNodeDaemonSetPod } from './node-pod.ts';
@@ -31,22 +31,10 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
   const [namespaceList, podList, serviceList] = await Promise.all([core.listNamespace(), core.listPodForAllNamespaces(), core.listServiceForAllNamespaces()]);
   const nodes = await Promise.all(info.nodes.map(async (node) => {
     const pids = await readPids(name, node.name);
-    if (info.meshlet === 'daemonset') {
-      const agent = daemonSetContainer(name, node.name, podList.items, AGENT_CONTAINER);
-      const ztunnel = daemonSetContainer(name, node.name, podList.items, ZTUNNEL_CONTAINER);
-      return { ...node, supervisorPid: live(pids?.supervisorPid), agentPid: agent.pid, ztunnelPid: ztunnel.pid, agentRestarts: agent.restarts, ztunnelRestarts: ztunnel.restarts };
-    }
-    return {
-      ...node,
-      supervisorPid: live(pids?.supervisorPid),
-      agentPid: live(pids?.agentPid),
-      ztunnelPid: live(pids?.ztunnelPid),
-      agentRestarts: pids?.agentRestarts,
-      ztunnelRestarts: pids?.ztunnelRestarts,
-    };
+    const agent = daemonSetContainer(name, node.name, podList.items, AGENT_CONTAINER);
+    const ztunnel = daemonSetContainer(name, node.name, podList.items, ZTUNNEL_CONTAINER);
+    return { ...node, supervisorPid: live(pids?.supervisorPid), agentPid: agent.pid, ztunnelPid: ztunnel.pid, agentRestarts: agent.restarts, ztunnelRestarts: ztunnel.restarts };
   }));
-  const caPids = await readCaPids(name);
-  const ca = info.ca ? { ...info.ca, pid: live(caPids?.caPid), supervisorPid: live(caPids?.supervisorPid) } : undefined;
   const controlPlane = { ...info.controlPlane, supervisorPid: live((await readControlPlanePids(name))?.supervisorPid) };
   const namespaces = new Map<string, V1Namespace>(namespaceList.items.map((ns) => [ns.metadata?.name ?? '', ns]));
   const pods: SandboxPodInfo[] = [];
@@ -84,7 +72,7 @@ export async function sandboxStatus(name: string): Promise<SandboxInfo> {
       ...(p.protocol ? { protocol: p.protocol } : {}),
     })),
   }));
-  return { ...info, controlPlane, nodes, pods, services, ...(ca ? { ca } : {}) };
+  return { ...info, controlPlane, nodes, pods, services };
 }
 
 function table(header: string[], rows: string[][]): string {

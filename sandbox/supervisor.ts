@@ -1,23 +1,18 @@
 // Supervisors, the sandbox's init: the control plane's runs etcd, the API
 // server, the controller manager and the scheduler in the underlay namespace
 // (and relays the host's loopback port to the API server); a node's plays the
-// kubelet for its pods and runs its agent, ztunnel and kube-proxy in their
-// cgroups inside the node namespace; the CA's runs the CA in the underlay. Each restarts its
-// children when they exit (with a crash-loop backoff) and records their pids.
+// kubelet for its pods (meshlet's DaemonSet pod among them) and runs its
+// kube-proxy in the node namespace. Each restarts its children when they exit
+// (with a crash-loop backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
-import type { SandboxCaInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
-import { caCgroups, CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
+import type { SandboxNodeInfo } from './info.ts';
+import { CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
-import { readSandboxFile, writeCaPids, writeControlPlanePids, writePids } from './registry.ts';
+import { readSandboxFile, writeControlPlanePids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
-import { parseDuration } from '../lib/core/duration.ts';
 import { jsonLogger } from '../lib/core/log.ts';
-import { AGENT_FLAGS } from '../lib/config/agent.ts';
-import { CA_FLAGS } from '../lib/config/ca.ts';
-import { configArgs } from '../lib/config/flags.ts';
-import { ZTUNNEL_FLAGS } from '../lib/config/ztunnel.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { SERVICES } from '../lib/cluster/sources/kube-kinds.ts';
 import { COMPONENTS, componentArgs, controlPlaneLayout } from './controlplane/components.ts';
@@ -28,85 +23,14 @@ import { Kubelet } from './kubelet/kubelet.ts';
 import { KUBELET_PORT, KubeletServer, subjectAccessReviewer } from './kubelet/kubelet-server.ts';
 import { PrivilegedNamespaces } from './kubelet/pod-security.ts';
 import { SandboxRuntime } from './kubelet/sandbox-runtime.ts';
-import { ZtunnelTokenFile } from './node-pod.ts';
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
 /** A child that ran this long was healthy: its next crash starts the backoff over. */
 const HEALTHY_AFTER_MS = 10_000;
 const STOP_GRACE_MS = 3000;
-/** How long a node supervisor waits for the ztunnel's first CA token before starting it anyway. */
-const TOKEN_WAIT_MS = 10_000;
 /** The sandbox's kubelet's --sync-frequency for ConfigMap, Secret and downward API volumes. */
 const VOLUME_RESYNC_MS = 10_000;
-/** Children run the same (compiled) CLI as their supervisor. */
-const SELF_MAIN = process.argv[1]!;
-
-/**
- * Node flags per component. The ztunnel's young generation is capped at
- * 1 MB a semi-space (V8's default grows to 16 MB): a proxy allocates little
- * that lives, and frequent small scavenges free the read buffers of relayed
- * bytes sooner, which took ~70 MB off its RSS after a bulk transfer at no
- * measured throughput cost. Outside the sandbox the ztunnel container's
- * command must pass the same (see daemonset/Dockerfile).
- */
-type MeshletRole = 'agent' | 'ztunnel' | 'ca';
-const NODE_FLAGS: Readonly<Record<MeshletRole, readonly string[]>> = {
-  agent: [],
-  ztunnel: ['--max-semi-space-size=1'],
-  ca: [],
-};
-
-/** Extra flags for the ztunnels from MESHLET_ZTUNNEL_NODE_FLAGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
-function nodeFlags(role: MeshletRole): string[] {
-  const extra = role === 'ztunnel' ? (process.env.MESHLET_ZTUNNEL_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean) : [];
-  return [...NODE_FLAGS[role], ...extra];
-}
-
-/** A meshlet process: this Node and CLI with the role's Node flags. */
-const meshlet = (role: MeshletRole, args: readonly string[]): string[] => [process.execPath, ...nodeFlags(role), SELF_MAIN, ...args];
-
-/** The agent's command line, from its config (lib/config/agent.ts). */
-export function agentArgs(node: SandboxNodeInfo): string[] {
-  const cgroups = nodeCgroups(node);
-  return ['agent', ...configArgs(AGENT_FLAGS, {
-    node: node.name,
-    kubeconfig: node.agentKubeconfig,
-    kubeletCgroupRoot: node.cgroup,
-    cgroupDriver: node.cgroupDriver,
-    ztunnelCgroup: cgroups.ztunnel,
-    bpfDir: node.bpfDir,
-    captureIp4: node.captureIp4,
-    captureIp6: node.captureIp6,
-    inboundSourceIp4: node.inboundSourceIp4,
-    inboundSourceIp6: node.inboundSourceIp6,
-    probeSourceIp4: node.probeSourceIp4,
-    probeSourceIp6: node.probeSourceIp6,
-    serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
-    controlSocket: node.controlSocket,
-    adminSocket: node.agentAdminSocket,
-  })];
-}
-
-/** The ztunnel's command line, from its config (lib/config/ztunnel.ts). */
-export function ztunnelArgs(info: SandboxInfo, node: SandboxNodeInfo): string[] {
-  return ['ztunnel', ...configArgs(ZTUNNEL_FLAGS, {
-    ...info.ztunnelLimits,
-    node: node.name,
-    captureIp4: node.captureIp4,
-    captureIp6: node.captureIp6,
-    nodeIp4: node.nodeIp4,
-    nodeIp6: node.nodeIp6,
-    inboundSourceIp4: node.inboundSourceIp4,
-    inboundSourceIp6: node.inboundSourceIp6,
-    ...(info.ca ? { caUrl: info.ca.url, caBundle: info.ca.bundleFile, caTokenFile: node.caTokenFile } : {}),
-    trustDomain: info.trustDomain,
-    certTtl: info.certTtl === undefined ? undefined : parseDuration(info.certTtl, '--cert-ttl'),
-    controlSocket: node.controlSocket,
-    adminSocket: node.ztunnelAdminSocket,
-  })];
-}
-
 /**
  * The node's kube-proxy, as a node runs it: Services' ClusterIPs reach their
  * endpoints from the node's own processes (host-network pods) and from pods
@@ -121,19 +45,6 @@ export function kubeProxyArgs(node: SandboxNodeInfo): string[] {
     '--conntrack-max-per-core', '0', '--conntrack-tcp-timeout-established', '0', '--conntrack-tcp-timeout-close-wait', '0',
     '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249',
   ];
-}
-
-/** The CA's command line, from its config (lib/config/ca.ts). */
-export function caArgs(info: SandboxInfo, ca: SandboxCaInfo): string[] {
-  return ['ca', ...configArgs(CA_FLAGS, {
-    listen: ca.listen,
-    stateDir: ca.stateDir,
-    kubeconfig: ca.kubeconfig,
-    trustDomain: info.trustDomain,
-    // Waypoints are Deployments the CA's controller makes when a Gateway asks; their pods reach the CA where the ztunnels do.
-    waypointController: true,
-    waypointCaUrl: ca.url,
-  })];
 }
 
 interface Managed {
@@ -157,8 +68,7 @@ const say = (line: string): void => {
 
 /**
  * A node's supervisor: the node's kubelet (its Node, its pods, their hosts
- * files, the ztunnel's CA token) in process, and its agent and ztunnel as
- * children, all in the node namespace.
+ * files) in process, and its kube-proxy as a child, in the node namespace.
  */
 export async function runSupervisor(name: string, nodeName: string): Promise<void> {
   const info = await readSandboxFile(name);
@@ -188,9 +98,6 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
     // A ConfigMap made after its pod started (the CA's root, which the ztunnels mount) reaches the pod within this; kubelet's default is a minute.
     volumeResyncIntervalMs: VOLUME_RESYNC_MS,
   });
-  // Supervised, the node runs meshlet's agent and ztunnel itself, and keeps the ztunnel's CA token; as a DaemonSet, its kubelet runs them.
-  const supervised = info.meshlet !== 'daemonset';
-  const token = supervised ? new ZtunnelTokenFile(kubeConfig, node.name, node.caTokenFile!, log) : undefined;
   void kubelet.start().catch((err: unknown) => say(`kubelet failed to start: ${(err as Error).message}`));
   const api = new KubeletServer({
     nodeName: node.name, log,
@@ -200,26 +107,11 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   });
   // Without its API the node still runs its pods; only `kubectl logs` fails.
   await api.listen(nodeAddresses(node), KUBELET_PORT).catch((err: unknown) => say(`kubelet API cannot listen on port ${KUBELET_PORT}: ${(err as Error).message}`));
-  // The ztunnel asks the CA for certificates as soon as it starts: give it its token first, or start it anyway after a while (it retries).
-  if (token) await Promise.race([token.start(), new Promise((r) => setTimeout(r, TOKEN_WAIT_MS))]);
   const cgroups = nodeCgroups(node);
   const kubeProxy: Managed = { role: 'kube-proxy', argv: [`${info.controlPlane.bin}/kube-proxy`, ...kubeProxyArgs(node)], cgroup: cgroups.kubeProxy, log: node.kubeProxyLog, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS };
-  const managed: Managed[] = supervised ? [
-    { role: 'agent', argv: meshlet('agent', agentArgs(node)), cgroup: cgroups.agent, log: node.agentLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-    { role: 'ztunnel', argv: meshlet('ztunnel', ztunnelArgs(info, node)), cgroup: cgroups.ztunnel, log: node.ztunnelLog!, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS },
-    kubeProxy,
-  ] : [kubeProxy];
-  const role = (children: readonly Managed[], r: string): Managed | undefined => children.find((m) => m.role === r);
   try {
-    await supervise(name, node.netns, managed, (children) => writePids(name, nodeName, {
-      supervisorPid: process.pid,
-      agentPid: role(children, 'agent')?.child?.pid,
-      ztunnelPid: role(children, 'ztunnel')?.child?.pid,
-      agentRestarts: role(children, 'agent')?.restarts ?? 0,
-      ztunnelRestarts: role(children, 'ztunnel')?.restarts ?? 0,
-    }));
+    await supervise(name, node.netns, [kubeProxy], () => writePids(name, nodeName, { supervisorPid: process.pid }));
   } finally {
-    token?.stop();
     services.stop();
     api.close();
     await kubelet.stop();
@@ -248,16 +140,6 @@ export async function runControlPlaneSupervisor(name: string): Promise<void> {
     restarts: Object.fromEntries(children.map((m) => [m.role, m.restarts])),
   }));
 }
-
-/** The CA's supervisor: the CA alone, in the underlay namespace. */
-export async function runCaSupervisor(name: string): Promise<void> {
-  const info = await readSandboxFile(name);
-  if (!info.ca) throw new SandboxError(`sandbox "${name}" has no CA`);
-  const ca = info.ca;
-  const managed: Managed[] = [{ role: 'ca', argv: meshlet('ca', caArgs(info, ca)), cgroup: caCgroups(ca).ca, log: ca.log, startedAt: 0, restarts: 0, backoffMs: BACKOFF_MIN_MS }];
-  await supervise(name, info.underlayNetns!, managed, (children) => writeCaPids(name, { supervisorPid: process.pid, caPid: children[0]!.child?.pid, caRestarts: children[0]!.restarts }));
-}
-
 /** Runs `managed` in `netns` until SIGTERM/SIGINT or until the sandbox disappears; never returns early on child failures. */
 async function supervise(name: string, netns: string, managed: Managed[], writeState: (children: readonly Managed[]) => Promise<void>): Promise<void> {
   let stopping = false;

@@ -28,8 +28,10 @@ export const TERMINATION_GRACE_SECONDS = 30;
 
 /**
  * Node flags of the ztunnel's process, through NODE_OPTIONS (which allows
- * this one): a 1 MB young generation a semi-space, as the sandbox runs it
- * (NODE_FLAGS in sandbox/supervisor.ts says why).
+ * this one): the young generation capped at 1 MB a semi-space (V8's default
+ * grows to 16 MB). A proxy allocates little that lives, and frequent small
+ * scavenges free the read buffers of relayed bytes sooner, which took ~70 MB
+ * off its RSS after a bulk transfer at no measured throughput cost.
  */
 export const ZTUNNEL_NODE_OPTIONS = '--max-semi-space-size=1';
 

@@ -1,4 +1,4 @@
-// meshlet installed as users install it: `sandbox up --meshlet daemonset`
+// meshlet installed as users install it: `sandbox up`
 // applies what `meshlet install` renders through the API server, and the
 // DaemonSet controller, the scheduler and each node's kubelet run the agent,
 // the ztunnel and the CA from those manifests alone. Every meshlet process

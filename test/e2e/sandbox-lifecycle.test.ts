@@ -341,7 +341,7 @@ spec:
     assert.match(claim.stderr, /Operation not permitted/);
     const enter = await iso('mallory', ['nsenter', `--net=/run/netns/${node1.netns}`, 'true']);
     assert.match(enter.stderr, /Operation not permitted/);
-    const move = await iso('mallory', ['sh', '-c', `echo $$ > ${join(node1.cgroup, 'ztunnel', 'cgroup.procs')}`]);
+    const move = await iso('mallory', ['sh', '-c', `echo $$ > ${join(node1.cgroup, 'kube-proxy', 'cgroup.procs')}`]);
     assert.match(move.stderr, /Read-only file system/, 'a pod cannot move itself into another cgroup');
     // The nodes' credentials and the components' sockets are not a pod's to read or dial.
     const secrets = await iso('mallory', ['sh', '-c', `ls -A /run/meshlet; cat ${node1.kubeletKubeconfig}`]);
