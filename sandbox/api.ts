@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { ApplyRefusedError } from './errors.ts';
+import { sandboxInstallArgs } from './install.ts';
 import { execInPod, spawnInPod, type ExecOptions, type ExecResult, type PodRef, type SpawnInPodOptions } from './exec.ts';
 import { podsByLabel, type SandboxPodPlace } from './labelled-pods.ts';
 import type { SandboxInfo } from './info.ts';
@@ -16,7 +17,7 @@ import type { RunResult } from '../lib/core/exec.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
 
 export type { ExecOptions, ExecResult, LoopbackGetOptions, LoopbackReply, LoopbackStreamOptions, LoopbackTarget, ObjectResult, PodRef, SandboxInfo, SandboxPodPlace, SpawnInPodOptions };
-export { ApplyRefusedError, DEFAULT_NAME, sandboxPaths };
+export { ApplyRefusedError, DEFAULT_NAME, sandboxInstallArgs, sandboxPaths };
 export type { SandboxNodeInfo } from './info.ts';
 export { LoopbackUnreachableError, PodNotFoundError, SandboxNotFoundError, SandboxRunningError } from './errors.ts';
 
@@ -28,10 +29,12 @@ export interface SandboxUpOptions {
   file?: string;
   /** Manifest text applied after boot (after `file`). */
   manifest?: string;
-  /** Wait for every Node to be Ready and every agent and ztunnel admin socket (default true). */
+  /** Wait for every Node to be Ready and meshlet's pods and admin sockets (default true). */
   waitReady?: boolean;
-  /** Default 60 s. */
+  /** Default 120 s. */
   readyTimeoutMs?: number;
+  /** false: a cluster without meshlet, to install it by hand; sandboxInstallArgs() are the `meshlet install` flags it needs. Default true. */
+  install?: boolean;
   /** Throw ApplyRefusedError if the manifest has refused objects (default true). */
   strict?: boolean;
   log?: (line: string) => void;
@@ -65,6 +68,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),
+    ...(options.install === false ? { install: false } : {}),
   });
   checked(applied, options.strict);
   return status(options.name);

@@ -57,11 +57,12 @@ export function sandboxCommand(): Command {
     .option('-f, --file <file>', 'manifest to apply once the nodes run')
     .option('--no-wait', 'do not wait for the agents, ztunnels and CA to be ready')
     .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 120_000)
+    .option('--no-install', 'a cluster without meshlet, to install it yourself (`up` prints the `meshlet install` flags this sandbox needs)')
     .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
-    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; certTtl?: string }) => {
+    .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; install: boolean; certTtl?: string }) => {
       const manifest = opts.file === undefined ? undefined : await readManifest(opts.file);
       const { info, applied } = await up({
-        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out,
+        name: opts.name, nodes: opts.nodes, waitReady: opts.wait, readyTimeoutMs: opts.readyTimeout, log: out, install: opts.install,
         ...(opts.certTtl ? { certTtl: opts.certTtl } : {}),
         ...(manifest !== undefined ? { manifest, manifestSource: opts.file } : {}),
       });

@@ -10,6 +10,8 @@ import { down, up, waitReady } from './lifecycle.ts';
 import { sandboxStatus } from './status.ts';
 
 export const SAMPLE_MANIFEST = join(REPO_ROOT, 'scripts', 'sandbox', 'sample.yaml');
+/** meshlet's pods Ready: the CA's first root, then the ztunnels' certificates once the kubelets sync its ConfigMap into them. */
+const DEMO_READY_MS = 120_000;
 
 export interface DemoOptions {
   name: string;
@@ -66,7 +68,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     owned = true;
     if (!stopRequested) {
       try {
-        await waitReady(info, 60_000, out);
+        await waitReady(info, DEMO_READY_MS, out);
       } catch (err) {
         out(`warning: ${(err as Error).message}`);
       }

@@ -5,7 +5,8 @@
 // ztunnels and the CA under their own ServiceAccounts, so RBAC is what a real
 // cluster enforces. Beside them, the sandbox's own RBAC for its kubelets.
 import { SandboxError } from '../lib/core/errors.ts';
-import { installDefaults, type InstallOptions } from '../lib/install/options.ts';
+import { configArgs } from '../lib/config/flags.ts';
+import { INSTALL_FLAGS, installDefaults, type InstallOptions } from '../lib/install/options.ts';
 import { installObjects } from '../lib/install/render.ts';
 import { parseDuration } from '../lib/core/duration.ts';
 import { CONTROL_PLANE_NETWORK, INBOUND_SOURCE4, INBOUND_SOURCE6 } from './layout.ts';
@@ -27,16 +28,27 @@ export async function installNodeRbac(info: SandboxInfo): Promise<void> {
 }
 
 /**
+ * The `meshlet install` settings this sandbox's network needs: its Service
+ * ranges, and the inbound source addresses every node holds on its loopback.
+ */
+export const SANDBOX_INSTALL_SETTINGS: Pick<InstallOptions, 'serviceCidrs' | 'inboundSourceIp4' | 'inboundSourceIp6'> = {
+  serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
+  inboundSourceIp4: INBOUND_SOURCE4,
+  inboundSourceIp6: INBOUND_SOURCE6,
+};
+
+/** The same as `meshlet install` flags, for installing meshlet by hand into a sandbox made with `up --no-install`. */
+export const sandboxInstallArgs = (): string[] => configArgs(INSTALL_FLAGS, SANDBOX_INSTALL_SETTINGS);
+
+/**
  * What `meshlet install` renders for this sandbox, applied through its API
- * server: the same objects a cluster gets, with the sandbox's Service ranges
- * (and its certificate lifetime and the ztunnels' bounds, when set).
+ * server: the same objects a cluster gets, with the sandbox's settings (and
+ * its certificate lifetime and the ztunnels' bounds, when set).
  */
 export async function installFromManifests(info: SandboxInfo): Promise<void> {
   const options: InstallOptions = {
     ...installDefaults(),
-    serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
-    inboundSourceIp4: INBOUND_SOURCE4,
-    inboundSourceIp6: INBOUND_SOURCE6,
+    ...SANDBOX_INSTALL_SETTINGS,
     ...(info.certTtl === undefined ? {} : { certTtl: parseDuration(info.certTtl, '--cert-ttl') }),
     ...info.ztunnelLimits,
   };

@@ -18,7 +18,7 @@ import { handOff, listenOnLoopback } from './controlplane/host-relay.ts';
 import { SandboxRunningError } from './errors.ts';
 import type { SandboxControlPlaneInfo, SandboxInfo, SandboxNodeInfo } from './info.ts';
 import type { ZtunnelLimits } from '../lib/config/ztunnel.ts';
-import { installFromManifests, installNodeRbac } from './install.ts';
+import { installFromManifests, installNodeRbac, sandboxInstallArgs } from './install.ts';
 import { isNodeDaemonSetPod, MESHLET_NAMESPACE } from './node-pod.ts';
 import { CA_NAME, NODE_DAEMONSET } from '../lib/install/names.ts';
 import {
@@ -39,6 +39,8 @@ export interface UpOptions {
   /** Wait until every Node is Ready and every agent and ztunnel answers on its admin socket (default true). */
   waitReady?: boolean;
   readyTimeoutMs?: number;
+  /** false: a cluster without meshlet, to install it by hand (`meshlet install … | kubectl apply -f -`). Default true. */
+  install?: boolean;
   /** Progress lines for a terminal. */
   log?: (line: string) => void;
   /** Workload certificate lifetime the ztunnels ask the CA for (default: the CA's, 24h). */
@@ -73,6 +75,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const paths = sandboxPaths(name);
   const cgroupRoot = join(cgroup2Root(), prefixOf(name));
   const nodes = Array.from({ length: nodeCount }, (_, i) => planNode(name, i + 1, cgroupRoot));
+  const install = options.install ?? true;
   const binaries = await controlPlaneBinaries();
   const relay = await listenOnLoopback();
   const controlPlane: SandboxControlPlaneInfo = {
@@ -111,11 +114,13 @@ export async function up(options: UpOptions): Promise<UpResult> {
     log(`control plane: etcd, kube-apiserver ${controlPlane.server} (from the host: ${controlPlane.hostServer}), kube-controller-manager, kube-scheduler`);
     await startControlPlane(name, cpCgroups.supervisor, paths.underlayNetns, relay, main, join(controlPlane.dir, 'supervisor.log'));
     await withLogTails(() => waitForApiServer(layout, CONTROL_PLANE_NETWORK, API_SERVER_START_MS, controlPlane.hostServer), [join(controlPlane.dir, 'supervisor.log'), layout.log('etcd'), layout.log('kube-apiserver')]);
-    log('installing Istio\'s and the Gateway API\'s CRDs, and meshlet as `meshlet install` renders it (its DaemonSet and the CA\'s Deployment)');
+    log(install
+      ? 'installing Istio\'s and the Gateway API\'s CRDs, and meshlet as `meshlet install` renders it (its DaemonSet and the CA\'s Deployment)'
+      : `installing Istio's and the Gateway API's CRDs; meshlet is yours to install: meshlet install ${sandboxInstallArgs().join(' ')} | meshlet sandbox kubectl --name ${name} -- apply --server-side -f -`);
     await withLogTails(async () => {
       await installCrds(binaries, paths.kubeconfig);
       await installNodeRbac(info);
-      await installFromManifests(info);
+      if (install) await installFromManifests(info);
     }, [layout.log('kube-apiserver'), layout.log('kube-controller-manager')]);
 
     await Promise.all(nodes.map((node) => startNodeSupervisor(name, node, main)));
@@ -125,7 +130,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     throw err;
   }
   log(`supervisors started; kubeconfig ${paths.kubeconfig}; meshlet's logs: kubectl logs -n ${MESHLET_NAMESPACE} (or ${paths.runDir}/nodes/<node>/pods/)`);
-  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log);
+  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log, { meshlet: install });
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
 }
@@ -280,13 +285,17 @@ async function unreadyMeshletPods(info: SandboxInfo, core: CoreV1Api): Promise<s
   return problems;
 }
 
-/** Waits until every Node is Ready, every node's agent and ztunnel accept connections on their admin sockets, and meshlet's pods are Ready. */
-export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined): Promise<void> {
+/**
+ * Waits until every Node is Ready and, unless `meshlet` is false (a sandbox
+ * without it), every node's agent and ztunnel accept connections on their
+ * admin sockets and meshlet's pods are Ready.
+ */
+export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined, wait: { meshlet: boolean } = { meshlet: true }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(info.controlPlane.kubeconfig);
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  const pending = new Map(info.nodes.flatMap((n) => [
+  const pending = new Map(!wait.meshlet ? [] : info.nodes.flatMap((n) => [
     [`${n.name} agent`, n.agentAdminSocket],
     [`${n.name} ztunnel`, n.ztunnelAdminSocket],
   ]));
@@ -294,7 +303,7 @@ export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line
     for (const [what, socket] of pending) if (await canConnect(socket)) pending.delete(what);
     const unready = await unreadyNodes(info, core);
     // meshlet is ready when its pods are (the ztunnels' readiness waits for their certificates).
-    const unreadyPods = await unreadyMeshletPods(info, core);
+    const unreadyPods = wait.meshlet ? await unreadyMeshletPods(info, core) : [];
     if (pending.size === 0 && unready.length === 0 && unreadyPods.length === 0) break;
     if (Date.now() > deadline) {
       const missing = [
@@ -306,7 +315,7 @@ export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  log('Nodes Ready; agents and ztunnels answer');
+  log(wait.meshlet ? 'Nodes Ready; agents and ztunnels answer' : 'Nodes Ready');
 }
 
 /** Some supervisor of the sandbox is alive. */
