@@ -9,7 +9,7 @@ import { createConnection, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { ControlProtocolError } from '../lib/core/errors.ts';
 import { stateDelta } from '../lib/mesh/delta.ts';
-import { emptyMeshState, type MeshState } from '../lib/mesh/kinds.ts';
+import type { MeshState } from '../lib/mesh/kinds.ts';
 import type { ControlMessage, ControlReply } from '../lib/mesh/control-protocol.ts';
 import type { Logger } from '../lib/core/log.ts';
 import type { ControlStatus } from '../lib/mesh/agent-status.ts';
@@ -43,7 +43,12 @@ export class ZtunnelControlClient implements ZtunnelControl {
   #connected = false;
   /** What the ztunnel acknowledged holding on this connection; undefined: nothing known, so the next message is a snapshot. */
   #held: MeshState | undefined;
-  #desired: MeshState = emptyMeshState();
+  /**
+   * Undefined until the agent's first reconcile: a ztunnel opens its traffic
+   * listeners on its first state, and an empty one would have it take
+   * captured connections knowing no workload.
+   */
+  #desired: MeshState | undefined;
   #version = 0;
   #ackedVersion = 0;
   #refused = 0;
@@ -104,6 +109,7 @@ export class ZtunnelControlClient implements ZtunnelControl {
       const socket = this.#socket;
       if (!socket || !this.#connected) return false;
       const target = this.#desired;
+      if (target === undefined) return false;
       const held = this.#held;
       let message: ControlMessage;
       if (held === undefined) message = { type: 'snapshot', version: ++this.#version, state: target };

@@ -27,6 +27,7 @@ const RESPONSE_FLAGS: Record<CloseReason, ResponseFlag> = {
   no_certificate: 'UF',
   denied: '-',
   not_ready: '-',
+  unknown_source: '-',
   loop: '-',
   no_endpoint: 'NR',
   no_route: 'NR',

@@ -115,6 +115,8 @@ export function planOutbound(view: StateView | undefined, input: OutboundInput):
   } as const;
   if (!view) return { kind: 'refuse', reason: 'not_ready', flow: base };
   if (input.ownAddresses.has(hostPort(dst.ip, dst.port))) return { kind: 'refuse', reason: 'loop', flow: base };
+  // Only enrolled pods' connections are captured, and the agent tells the ztunnel of a pod before it enrols it.
+  if (!sourceWorkload) return { kind: 'refuse', reason: 'unknown_source', flow: base };
   const route = input.resolver.resolve(view, dst, sourceWorkload);
   if (route.kind === 'reject') {
     const waypoint = route.reason === 'waypoint_unavailable' ? { waypoint: refOf(route.waypoint), verdictReason: route.problem } : {};

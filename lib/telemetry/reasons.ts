@@ -64,6 +64,12 @@ export type UpstreamFailure =
 export type Refusal =
   /** No mesh state from the agent yet. */
   | 'not_ready'
+  /**
+   * Captured from a pod address the ztunnel's state has no workload for (a
+   * pod enrolled in the kernel before the ztunnel heard of it): with no
+   * identity to carry it under, it is refused, never sent around the mesh.
+   */
+  | 'unknown_source'
   /** Addressed to a capture listener itself: it was not redirected, and would loop. */
   | 'loop'
   /** A Service VIP:port with no endpoints. */

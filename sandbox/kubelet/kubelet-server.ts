@@ -89,6 +89,15 @@ function logRequest(query: URLSearchParams): LogRequest & { previous: boolean } 
   return { follow: query.get('follow') === 'true', previous: query.get('previous') === 'true', ...(tailLines === undefined ? {} : { tailLines }), ...(limitBytes === undefined ? {} : { limitBytes }) };
 }
 
+/** A percent-encoded path segment, decoded; a malformed escape is the client's error (400), not the server's. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new KubeletRequestError(400, `path segment ${JSON.stringify(part)} is not valid percent-encoding`);
+  }
+}
+
 export class KubeletServer {
   readonly #o: KubeletServerOptions;
   readonly #servers: Server[] = [];
@@ -140,7 +149,7 @@ export class KubeletServer {
       if (!(await this.#o.authorize(requester))) {
         throw new KubeletRequestError(403, `user ${requester.user} may not read logs on node ${this.#o.nodeName}: grant get on nodes/proxy (ClusterRole system:kubelet-api-admin)`);
       }
-      const [namespace, pod, container] = match.slice(1).map((part) => decodeURIComponent(part!)) as [string, string, string];
+      const [namespace, pod, container] = match.slice(1).map((part) => decodePathPart(part!)) as [string, string, string];
       const request = logRequest(url.searchParams);
       if (this.#streams >= MAX_STREAMS) throw new KubeletRequestError(429, `${MAX_STREAMS} logs are being streamed from node ${this.#o.nodeName} already; try again`);
       const log = await this.#o.logs(namespace, pod, container, request.previous);

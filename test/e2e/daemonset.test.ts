@@ -339,6 +339,10 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.ok(refused.stdout.endsWith('\n403'), refused.stdout);
     const anonymous = await curl(['-w', '%{http_code}']);
     assert.notEqual(anonymous.exitCode, 0, 'no client certificate, no connection');
+    // The API server's own client certificate may read logs; a malformed path is its error, not the kubelet's.
+    const malformed = await run('nsenter', [`--net=/run/netns/${node.netns}`, '--', 'curl', '-s', '--max-time', '5', '--cacert', pki.caCert, '--cert', pki.kubeletClientCert, '--key', pki.kubeletClientKey,
+      '-w', '\n%{http_code}', `https://${node.nodeIp4}:10250/containerLogs/shop/web/%E0%A4%A`], { allowFailure: true });
+    assert.match(malformed.stdout, /not valid percent-encoding\n+400$/);
   });
 
   test('a node reboot (every process of node-1 killed, its supervisor started again): its pods run again, enrolled before they carry traffic, and nothing is attached twice', async () => {

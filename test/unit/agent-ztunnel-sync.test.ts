@@ -1,4 +1,5 @@
-// A message the ztunnel refuses is never a silent loss: the agent counts it,
+// The agent sends the ztunnel nothing before its first state. A message the
+// ztunnel refuses is never a silent loss: the agent counts it,
 // resyncs with a full snapshot, reports not ready (in status and /readyz)
 // until the ztunnel holds its state, and after a restart of either process
 // the two converge on the agent's state.
@@ -65,7 +66,11 @@ test('a refused delta is followed at once by a full snapshot, and counted', asyn
   const client = new ZtunnelControlClient(path, silentLogger);
   t.after(() => client.stop());
   client.start();
-  await eventually('the first snapshot acknowledged', () => client.status().inSync);
+  await eventually('connected', () => client.status().connected);
+  // An empty snapshot would open the ztunnel's traffic listeners knowing no workload.
+  assert.equal(ztunnel.messages.length, 0, 'nothing is sent before the agent\'s first state');
+  assert.equal(client.status().inSync, false);
+  assert.equal(await client.push(stateB()), true);
 
   assert.equal(await client.push(stateA()), true);
   assert.deepEqual(ztunnel.messages.map((m) => m.type), ['snapshot', 'delta', 'snapshot']);
@@ -119,7 +124,7 @@ test('after a restart of the ztunnel or of the agent, the ztunnel holds the agen
   t.after(() => server.close());
   const client = new ZtunnelControlClient(path, silentLogger);
   client.start();
-  await eventually('connected', () => client.status().inSync);
+  await eventually('connected', () => client.status().connected);
   assert.equal(await client.push(stateA()), true);
   assert.equal(store.view?.workloads.size, 3);
 

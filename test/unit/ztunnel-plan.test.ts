@@ -172,18 +172,11 @@ const outboundRows: OutboundRow[] = [
     },
   },
   {
-    name: 'a pod on this node, from an address that is no workload: denied here',
+    name: 'a pod on this node, from an address that is no workload: refused, neither judged nor carried',
     source: at('10.0.1.99', 40000),
     destination: at('10.0.1.2', 9000),
     mtls: true,
-    plan: {
-      kind: 'deny', status: 401,
-      flow: {
-        direction: 'outbound', source: { ...at('10.0.1.99', 40000), workload: undefined }, originalDestination: at('10.0.1.2', 9000), service: undefined,
-        destination: { ...at('10.0.1.2', 9000), workload: ref(local), node: 'n1', identity: uri(local) }, path: 'local', security: 'mutual_tls', ...verdictFields(NOT_MATCHED),
-      },
-      authz: { request: { source: { ip: '10.0.1.99' }, destination: { ip: '10.0.1.2', port: 9000, workload: local } }, decision: NOT_MATCHED },
-    },
+    plan: { kind: 'refuse', reason: 'unknown_source', flow: { direction: 'outbound', source: { ...at('10.0.1.99', 40000), workload: undefined }, originalDestination: at('10.0.1.2', 9000) } },
   },
   {
     name: 'a pod on this node, cleartext: no principal, so its policy denies',
@@ -237,17 +230,11 @@ const outboundRows: OutboundRow[] = [
     },
   },
   {
-    name: 'a pod on another node from an address that is no workload: a tunnel without a client certificate',
+    name: 'a pod on another node from an address that is no workload: refused, no tunnel without an identity',
     source: at('10.0.1.99', 40000),
     destination: at('10.0.2.1', 8080),
     mtls: true,
-    plan: {
-      kind: 'tunnel', target: at('10.0.2.1', 8080), via: N2, headers: { forwarded: 'for="10.0.1.99:40000"' },
-      flow: {
-        direction: 'outbound', source: { ...at('10.0.1.99', 40000), workload: undefined }, originalDestination: at('10.0.2.1', 8080), service: undefined,
-        destination: { ...at('10.0.2.1', 8080), workload: ref(server), node: 'n2', identity: uri(server) }, path: 'tunnel', security: 'mutual_tls',
-      },
-    },
+    plan: { kind: 'refuse', reason: 'unknown_source', flow: { direction: 'outbound', source: { ...at('10.0.1.99', 40000), workload: undefined }, originalDestination: at('10.0.2.1', 8080) } },
   },
   {
     name: 'a Service VIP with an endpoint: tunnel to the pod on its named port',
