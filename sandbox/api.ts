@@ -64,7 +64,7 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxInfo>
     nodes: options.nodes ?? 2,
     ...(parts.length ? { manifest: parts.join('\n---\n'), manifestSource: options.file ?? 'manifest' } : {}),
     waitReady: options.waitReady ?? true,
-    readyTimeoutMs: options.readyTimeoutMs ?? 120_000,
+    ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
     log: options.log ?? (() => undefined),
     ...(options.certTtl ? { certTtl: options.certTtl } : {}),
     ...(options.ztunnelLimits ? { ztunnelLimits: options.ztunnelLimits } : {}),

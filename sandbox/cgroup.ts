@@ -51,6 +51,12 @@ export async function cgroupPopulated(path: string): Promise<boolean> {
   }
 }
 
+/** The cgroup v2 directory process `pid` is in; undefined once it is gone. */
+export async function cgroupOfPid(pid: number): Promise<string | undefined> {
+  const line = (await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')).split('\n').find((l) => l.startsWith('0::'));
+  return line === undefined ? undefined : join(cgroup2Root(), line.slice(3));
+}
+
 /** SIGKILLs every process below `path` and waits until they are gone. */
 export async function killCgroup(path: string, timeoutMs = 5000): Promise<void> {
   if (!(await cgroupPopulated(path))) return;

@@ -6,7 +6,7 @@ import { applyManifest, deleteManifest, type ObjectResult } from './apply.ts';
 import { formatResults, runDemo } from './demo.ts';
 import { spawnInPod } from './exec.ts';
 import { DEFAULT_NAME } from './layout.ts';
-import { down, downAll, rebootNode, up } from './lifecycle.ts';
+import { down, downAll, READY_TIMEOUT_MS, rebootNode, up } from './lifecycle.ts';
 import { formatStatus, sandboxStatus } from './status.ts';
 import { runControlPlaneSupervisor, runSupervisor } from './supervisor.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
@@ -56,7 +56,7 @@ export function sandboxCommand(): Command {
     .option('--nodes <n>', 'number of nodes', parseNodes, 2)
     .option('-f, --file <file>', 'manifest to apply once the nodes run')
     .option('--no-wait', 'do not wait for the agents, ztunnels and CA to be ready')
-    .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, 120_000)
+    .option('--ready-timeout <ms>', 'how long to wait for them', parseNodes, READY_TIMEOUT_MS)
     .option('--no-install', 'a cluster without meshlet, to install it yourself (`up` prints the `meshlet install` flags this sandbox needs)')
     .option('--cert-ttl <duration>', 'workload certificate lifetime the ztunnels ask for, e.g. 30s or 24h (rotation at half of it)')
     .action(async (opts: { name: string; nodes: number; file?: string; wait: boolean; readyTimeout: number; install: boolean; certTtl?: string }) => {

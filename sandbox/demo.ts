@@ -6,12 +6,10 @@ import { join } from 'node:path';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import type { SandboxInfo } from './info.ts';
 import { DEFAULT_NAME, REPO_ROOT, sandboxPaths } from './layout.ts';
-import { down, up, waitReady } from './lifecycle.ts';
+import { down, READY_TIMEOUT_MS, up, waitReady } from './lifecycle.ts';
 import { sandboxStatus } from './status.ts';
 
 export const SAMPLE_MANIFEST = join(REPO_ROOT, 'scripts', 'sandbox', 'sample.yaml');
-/** meshlet's pods Ready: the CA's first root, then the ztunnels' certificates once the kubelets sync its ConfigMap into them. */
-const DEMO_READY_MS = 120_000;
 
 export interface DemoOptions {
   name: string;
@@ -68,7 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     owned = true;
     if (!stopRequested) {
       try {
-        await waitReady(info, DEMO_READY_MS, out);
+        await waitReady(info, READY_TIMEOUT_MS, out);
       } catch (err) {
         out(`warning: ${(err as Error).message}`);
       }

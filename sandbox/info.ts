@@ -94,6 +94,5 @@ export interface SandboxInfo {
   certTtl?: string;
   /** The ztunnels' timeouts and caps where they are not the defaults (lib/config/ztunnel.ts). */
   ztunnelLimits?: Partial<ZtunnelLimits>;
-  trustDomain?: string;
 }
 

@@ -58,6 +58,8 @@ const SUPERVISOR_START_MS = 10_000;
 /** A node's processes are many (every container's): give cgroup.kill longer than one container's stop. */
 const REBOOT_KILL_MS = 15_000;
 const API_SERVER_START_MS = 60_000;
+/** How long `up` waits for meshlet's pods by default: the CA's first root, then each ztunnel's certificates once its kubelet syncs the root's ConfigMap into it. */
+export const READY_TIMEOUT_MS = 120_000;
 
 export async function up(options: UpOptions): Promise<UpResult> {
   const name = checkName(options.name);
@@ -130,7 +132,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     throw err;
   }
   log(`supervisors started; kubeconfig ${paths.kubeconfig}; meshlet's logs: kubectl logs -n ${MESHLET_NAMESPACE} (or ${paths.runDir}/nodes/<node>/pods/)`);
-  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? 60_000, log, { meshlet: install });
+  if (options.waitReady ?? true) await waitReady(info, options.readyTimeoutMs ?? READY_TIMEOUT_MS, log, { meshlet: install });
   const applied = options.manifest === undefined ? [] : await applyManifest(name, options.manifest, options.manifestSource);
   return { info, applied };
 }

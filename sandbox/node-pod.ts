@@ -7,6 +7,9 @@ import { DEFAULT_NAMESPACE } from '../lib/install/options.ts';
 /** Where the sandbox installs meshlet: `meshlet install`'s default namespace. */
 export const MESHLET_NAMESPACE = DEFAULT_NAMESPACE;
 
-/** A pod of the node DaemonSet (its pods carry the DaemonSet's name label). */
+/** The node DaemonSet's pods carry its name label: this selects them (kubectl -l). */
+export const NODE_POD_SELECTOR = `app.kubernetes.io/name=${NODE_DAEMONSET}`;
+
+/** A pod of the node DaemonSet. */
 export const isNodeDaemonSetPod = (pod: V1Pod): boolean =>
   pod.metadata?.namespace === MESHLET_NAMESPACE && pod.metadata.labels?.['app.kubernetes.io/name'] === NODE_DAEMONSET;

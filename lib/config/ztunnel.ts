@@ -90,6 +90,25 @@ export function ztunnelLimits(config: Partial<ZtunnelLimits>): ZtunnelLimits {
   };
 }
 
+/** The bounds' flags: the ztunnel's own, and `meshlet install`'s for every ztunnel of the cluster. */
+export const ZTUNNEL_LIMIT_FLAGS: FlagTable<ZtunnelLimits> = {
+  hboneHandshakeTimeout: { value: '<duration>', description: `time a tunnel's TLS handshake may take, inbound and outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneHandshakeTimeout}s)`, parse: durationFlag },
+  hboneIdleTimeout: { value: '<duration>', description: `inbound tunnel: a session with no stream for this long is closed (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneIdleTimeout}s)`, parse: durationFlag },
+  hboneMaxStreams: { value: '<n>', description: `concurrent streams per tunnel session, enforced inbound and kept outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxStreams})`, parse: countFlag },
+  hboneMaxSessionsPerPeer: { value: '<n>', description: `inbound tunnel: connections one peer address may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxSessionsPerPeer})`, parse: countFlag },
+  maxConnectionsPerPod: { value: '<n>', description: `outbound capture: connections one pod may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.maxConnectionsPerPod})`, parse: countFlag },
+  idleTimeout: { value: '<duration>', description: `a relayed connection that moves no byte for this long is reset both ways, 0 never (default ${ZTUNNEL_LIMIT_DEFAULTS.idleTimeout / 3600}h)`, parse: durationOrOffFlag },
+  connectTimeout: { value: '<duration>', description: `time a TCP connect to a destination pod, or a tunnel's answer to its CONNECT, may take; then the flow closes with connect_timeout (default ${ZTUNNEL_LIMIT_DEFAULTS.connectTimeout}s)`, parse: durationFlag },
+};
+
+/** The bounds `config` sets, and only those: absent ones stay absent, for each ztunnel's default. */
+export function limitsSet(config: Partial<ZtunnelLimits>): Partial<ZtunnelLimits> {
+  return Object.fromEntries(Object.keys(ZTUNNEL_LIMIT_FLAGS).flatMap((k) => {
+    const value = config[k as keyof ZtunnelLimits];
+    return value === undefined ? [] : [[k, value]];
+  })) as Partial<ZtunnelLimits>;
+}
+
 export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   node: { value: '<name>', description: 'name of this node in mesh state', required: true },
   captureIp4: { value: '<ip>', description: 'IPv4 address the capture hooks redirect outbound connections to', required: true, parse: ipFlag(4) },
@@ -113,11 +132,5 @@ export const ZTUNNEL_FLAGS: FlagTable<ZtunnelConfig> = {
   caTokenFile: { value: '<file>', description: 'the pod\'s projected ServiceAccount token for the CA (audience meshlet-ca), re-read on every request' },
   plaintextTunnels: { description: 'no CA: tunnels between nodes are cleartext HTTP/2 (tests only; never in a mesh)' },
   certTtl: { value: '<duration>', description: 'workload certificate lifetime to ask for, e.g. 30s or 24h (rotation at half)', parse: durationFlag },
-  hboneHandshakeTimeout: { value: '<duration>', description: `time a tunnel's TLS handshake may take, inbound and outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneHandshakeTimeout}s)`, parse: durationFlag },
-  hboneIdleTimeout: { value: '<duration>', description: `inbound tunnel: a session with no stream for this long is closed (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneIdleTimeout}s)`, parse: durationFlag },
-  hboneMaxStreams: { value: '<n>', description: `concurrent streams per tunnel session, enforced inbound and kept outbound (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxStreams})`, parse: countFlag },
-  hboneMaxSessionsPerPeer: { value: '<n>', description: `inbound tunnel: connections one peer address may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.hboneMaxSessionsPerPeer})`, parse: countFlag },
-  maxConnectionsPerPod: { value: '<n>', description: `outbound capture: connections one pod may hold at once; more are refused (default ${ZTUNNEL_LIMIT_DEFAULTS.maxConnectionsPerPod})`, parse: countFlag },
-  idleTimeout: { value: '<duration>', description: `a relayed connection that moves no byte for this long is reset both ways, 0 never (default ${ZTUNNEL_LIMIT_DEFAULTS.idleTimeout / 3600}h)`, parse: durationOrOffFlag },
-  connectTimeout: { value: '<duration>', description: `time a TCP connect to a destination pod, or a tunnel's answer to its CONNECT, may take; then the flow closes with connect_timeout (default ${ZTUNNEL_LIMIT_DEFAULTS.connectTimeout}s)`, parse: durationFlag },
+  ...ZTUNNEL_LIMIT_FLAGS,
 };

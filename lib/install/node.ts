@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { AGENT_FLAGS, type AgentConfig } from '../config/agent.ts';
 import { configArgs, type FlagTable } from '../config/flags.ts';
-import { ZTUNNEL_FLAGS } from '../config/ztunnel.ts';
+import { limitsSet, ZTUNNEL_FLAGS } from '../config/ztunnel.ts';
 import { CGROUP_DRIVERS, podCgroupPath, QOS_CLASSES, type CgroupDriver } from '../cluster/cgroup-layout.ts';
 import { PORTS } from '../mesh/model.ts';
 import { caUrl } from './ca-deployment.ts';
@@ -163,13 +163,7 @@ export function ztunnelArgs(o: InstallOptions): string[] {
     caBundle: `${TRUST_BUNDLE_DIR}/${TRUST_BUNDLE_KEY}`,
     caTokenFile: `${CA_TOKEN_DIR}/${CA_TOKEN_FILE}`,
     certTtl: o.certTtl,
-    hboneHandshakeTimeout: o.hboneHandshakeTimeout,
-    hboneIdleTimeout: o.hboneIdleTimeout,
-    hboneMaxStreams: o.hboneMaxStreams,
-    hboneMaxSessionsPerPeer: o.hboneMaxSessionsPerPeer,
-    maxConnectionsPerPod: o.maxConnectionsPerPod,
-    idleTimeout: o.idleTimeout,
-    connectTimeout: o.connectTimeout,
+    ...limitsSet(o),
   });
 }
 

@@ -7,7 +7,7 @@
 import { AGENT_FLAGS, type CgroupDriverSetting } from '../config/agent.ts';
 import { CA_FLAGS, DEFAULT_WAYPOINT_IMAGE } from '../config/ca.ts';
 import { httpsOriginFlag, type FlagTable } from '../config/flags.ts';
-import { ZTUNNEL_FLAGS, type ZtunnelLimits } from '../config/ztunnel.ts';
+import { ZTUNNEL_FLAGS, ZTUNNEL_LIMIT_FLAGS, type ZtunnelLimits } from '../config/ztunnel.ts';
 import { dnsLabelProblem } from '../cluster/names.ts';
 import { ConfigError } from '../core/errors.ts';
 
@@ -90,13 +90,7 @@ export const INSTALL_FLAGS: FlagTable<InstallOptions> = {
     ...AGENT_FLAGS.inboundSourceIp6,
     description: 'the same on dual-stack nodes, for IPv6 (default: the node\'s own IPv6 address, with the same caveat)',
   },
-  hboneHandshakeTimeout: ZTUNNEL_FLAGS.hboneHandshakeTimeout,
-  hboneIdleTimeout: ZTUNNEL_FLAGS.hboneIdleTimeout,
-  hboneMaxStreams: ZTUNNEL_FLAGS.hboneMaxStreams,
-  hboneMaxSessionsPerPeer: ZTUNNEL_FLAGS.hboneMaxSessionsPerPeer,
-  maxConnectionsPerPod: ZTUNNEL_FLAGS.maxConnectionsPerPod,
-  idleTimeout: ZTUNNEL_FLAGS.idleTimeout,
-  connectTimeout: ZTUNNEL_FLAGS.connectTimeout,
+  ...ZTUNNEL_LIMIT_FLAGS,
 };
 
 /** Every setting at its default, as `meshlet install` with no flags has them. */

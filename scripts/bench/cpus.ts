@@ -9,7 +9,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../lib/core/exec.ts';
-import { cgroup2Root, cgroupProcs } from '../../sandbox/cgroup.ts';
+import { cgroupProcs } from '../../sandbox/cgroup.ts';
 import { BenchSetupError } from './errors.ts';
 
 /** CPU list (taskset -c syntax) of each sandbox node, in the order of SandboxInfo.nodes. */
@@ -96,12 +96,6 @@ export async function ensurePinned(pid: number, cpus: string): Promise<void> {
   });
   const after = await threadAffinities(pid);
   if (after === undefined || !after.every((l) => sameCpus(l, want))) throw new BenchSetupError(`process ${pid} is not on CPU ${cpus} after taskset (is a cpuset cgroup narrowing it?)`);
-}
-
-/** The cgroup v2 directory process `pid` is in; undefined once it is gone. */
-export async function cgroupOfPid(pid: number): Promise<string | undefined> {
-  const line = (await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')).split('\n').find((l) => l.startsWith('0::'));
-  return line === undefined ? undefined : join(cgroup2Root(), line.slice(3));
 }
 
 /** Every pid in cgroup `dir` and below it. */

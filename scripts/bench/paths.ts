@@ -9,11 +9,13 @@ import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import { getJson } from '../../cli/admin-client.ts';
 import type { V1Pod } from '@kubernetes/client-node';
-import { AGENT_CONTAINER, NODE_DAEMONSET, ZTUNNEL_CONTAINER } from '../../lib/install/names.ts';
+import { AGENT_CONTAINER, ZTUNNEL_CONTAINER } from '../../lib/install/names.ts';
+import { NODE_POD_SELECTOR } from '../../sandbox/node-pod.ts';
 import { DEFAULT_NAMESPACE } from '../../lib/install/options.ts';
 import { sandboxExec, sandboxKubectl, sandboxStatus, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
-import { cgroupOfPid, ensurePinned, pinCgroup, type CpuPlan } from './cpus.ts';
+import { cgroupOfPid } from '../../sandbox/cgroup.ts';
+import { ensurePinned, pinCgroup, type CpuPlan } from './cpus.ts';
 import { BenchSetupError } from './errors.ts';
 import { startHaproxyPair, TLS_PORT, type HaproxyPair } from './haproxy.ts';
 import { NS_DIRECT, NS_MESH } from './manifest.ts';
@@ -110,7 +112,7 @@ export async function logTails(files: readonly string[], interesting: RegExp, li
 
 /** The same of each node's agent and ztunnel, from their containers' logs as `kubectl logs` reads them. */
 export async function nodeLogTails(sandbox: string, interesting: RegExp, lines = 4): Promise<string> {
-  const listed = await sandboxKubectl(sandbox, ['get', 'pods', '-n', DEFAULT_NAMESPACE, '-l', `app.kubernetes.io/name=${NODE_DAEMONSET}`, '-o', 'json']);
+  const listed = await sandboxKubectl(sandbox, ['get', 'pods', '-n', DEFAULT_NAMESPACE, '-l', NODE_POD_SELECTOR, '-o', 'json']);
   if (listed.exitCode !== 0) return `kubectl get pods -n ${DEFAULT_NAMESPACE}: ${listed.stderr.trim()}`;
   const parts: string[] = [];
   for (const pod of (JSON.parse(listed.stdout) as { items: V1Pod[] }).items) {

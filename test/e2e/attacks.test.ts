@@ -15,7 +15,7 @@ import type { Rejection } from '../../lib/cluster/cluster-state.ts';
 import type { AgentStatus } from '../../lib/mesh/agent-status.ts';
 import type { MeshState } from '../../lib/mesh/kinds.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
-import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
+import { sandboxApply, sandboxDelete, sandboxDown, sandboxExec, sandboxKubectl, sandboxSpawn, sandboxStatus, sandboxUp, type SandboxInfo, type SandboxNodeInfo } from '../../sandbox/api.ts';
 import { adminGet, adminJson, eventually, leftovers, meshlet, REPO, runName } from '../support/harness.ts';
 import { inZtunnel, nodeLog, ZTUNNEL_CA_ACCESS } from '../support/meshlet-node.ts';
 
@@ -111,12 +111,7 @@ const curl = (pod: string, target: string, namespace = 'demo', seconds = 5) => e
 const inNode = (node: string, argv: readonly string[]) => run('nsenter', [`--net=/run/netns/${nodeOf(node).netns}`, '--', ...argv], { allowFailure: true });
 
 /** Each node's agent and ztunnel container: main pid and restarts, as `sandbox status` reads them from the node's runtime and the pod. */
-interface NodePids {
-  agentPid?: number;
-  ztunnelPid?: number;
-  agentRestarts?: number;
-  ztunnelRestarts?: number;
-}
+type NodePids = Pick<SandboxNodeInfo, 'agentPid' | 'ztunnelPid' | 'agentRestarts' | 'ztunnelRestarts'>;
 const pidsOf = async (): Promise<Record<string, NodePids>> => Object.fromEntries((await sandboxStatus(NAME)).nodes.map((n) => [n.name, {
   agentPid: n.agentPid, ztunnelPid: n.ztunnelPid, agentRestarts: n.agentRestarts, ztunnelRestarts: n.ztunnelRestarts,
 }]));

@@ -392,7 +392,10 @@ spec:
   it('restarts a node component that dies: its node\'s kubelet starts the container again', async () => {
     const node = (await sandboxStatus(name)).nodes[0]!;
     const ztunnelOf = async () => (await sandboxStatus(name)).nodes.find((n) => n.name === node.name)!;
-    const { ztunnelPid, ztunnelRestarts } = await eventually('the ztunnel container to run', async () => ((await ztunnelOf()).ztunnelPid ? ztunnelOf() : undefined), 60_000);
+    const { ztunnelPid, ztunnelRestarts } = await eventually('the ztunnel container to run', async () => {
+      const now = await ztunnelOf();
+      return now.ztunnelPid ? now : undefined;
+    }, 60_000);
     process.kill(ztunnelPid!, 'SIGKILL');
     await eventually('the ztunnel to be restarted', async () => {
       const now = await ztunnelOf();

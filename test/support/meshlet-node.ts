@@ -7,9 +7,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { caUrl } from '../../lib/install/ca-deployment.ts';
-import { AGENT_CONTAINER, CA_TOKEN_DIR, CA_TOKEN_FILE, NODE_DAEMONSET, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY, ZTUNNEL_CONTAINER } from '../../lib/install/names.ts';
+import { AGENT_CONTAINER, CA_TOKEN_DIR, CA_TOKEN_FILE, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY, ZTUNNEL_CONTAINER } from '../../lib/install/names.ts';
 import { DEFAULT_NAMESPACE } from '../../lib/install/options.ts';
-import { cgroup2Root } from '../../sandbox/cgroup.ts';
+import { cgroupOfPid } from '../../sandbox/cgroup.ts';
+import { NODE_POD_SELECTOR } from '../../sandbox/node-pod.ts';
 import { sandboxExec, sandboxKubectl, type ExecOptions, type ExecResult } from '../../sandbox/api.ts';
 import { eventually } from './eventually.ts';
 import type { CaAccess } from './mesh-peer.ts';
@@ -25,7 +26,7 @@ export const ZTUNNEL_CA_ACCESS: CaAccess = {
 
 /** The node's meshlet-node pod that is not going away. */
 export async function nodePod(sandbox: string, node: string): Promise<V1Pod> {
-  const r = await sandboxKubectl(sandbox, ['get', 'pods', '-n', DEFAULT_NAMESPACE, '-l', `app.kubernetes.io/name=${NODE_DAEMONSET}`, '--field-selector', `spec.nodeName=${node}`, '-o', 'json']);
+  const r = await sandboxKubectl(sandbox, ['get', 'pods', '-n', DEFAULT_NAMESPACE, '-l', NODE_POD_SELECTOR, '--field-selector', `spec.nodeName=${node}`, '-o', 'json']);
   if (r.exitCode !== 0) throw new Error(`kubectl get pods on ${node}: ${r.stderr}`);
   const pod = (JSON.parse(r.stdout) as { items: V1Pod[] }).items.find((p) => !p.metadata?.deletionTimestamp);
   if (!pod) throw new Error(`node ${node} has no meshlet-node pod`);
@@ -56,9 +57,8 @@ export interface FrozenContainer {
 
 /** Freezes every process of the container whose main process is `pid` (cgroup v2's freezer). */
 export async function freezeContainer(pid: number): Promise<FrozenContainer> {
-  const line = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n').find((l) => l.startsWith('0::'));
-  if (!line) throw new Error(`process ${pid} is in no cgroup v2`);
-  const cgroup = join(cgroup2Root(), line.slice(3));
+  const cgroup = await cgroupOfPid(pid);
+  if (!cgroup) throw new Error(`process ${pid} is gone or in no cgroup v2`);
   await writeFile(join(cgroup, 'cgroup.freeze'), '1');
   await eventually(`the cgroup of ${pid} to be frozen`, async () => (await readFile(join(cgroup, 'cgroup.events'), 'utf8')).includes('frozen 1'));
   // Either may find the cgroup gone: the container ended meanwhile.
