@@ -2,7 +2,7 @@
 // APIs, reachable by the CLI without entering the node's network namespace.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from './http-server.ts';
-import { chmod, rm } from 'node:fs/promises';
+import { listenUnix } from './listen.ts';
 
 export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => unknown | Promise<unknown>;
 
@@ -14,7 +14,6 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 
 /** Routes by path; a route that returns a value has it sent as JSON 200. */
 export async function listenAdmin(socketPath: string, routes: Record<string, Route>): Promise<Server> {
-  await rm(socketPath, { force: true });
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     const route = routes[url.pathname];
@@ -28,11 +27,7 @@ export async function listenAdmin(socketPath: string, routes: Record<string, Rou
       },
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => resolve());
-  });
-  await chmod(socketPath, 0o600);
+  await listenUnix(server, socketPath, 0o600);
   return server;
 }
 

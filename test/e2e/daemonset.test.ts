@@ -27,7 +27,7 @@ import { sandboxDown, sandboxExec, sandboxInstallArgs, sandboxKubectl, sandboxRe
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { run } from '../../lib/core/exec.ts';
 import { renderUninstall } from '../../lib/install/render.ts';
-import { adminJson, eventually, leftovers, meshlet, runName } from '../support/harness.ts';
+import { adminGet, adminJson, eventually, leftovers, meshlet, runName } from '../support/harness.ts';
 import { nodeLog } from '../support/meshlet-node.ts';
 
 const NAME = runName('ds');
@@ -404,7 +404,10 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
       const kubectlOut = async (args: readonly string[]) => { const r = await sandboxKubectl(NAME, args); return r.stdout + r.stderr; };
       const pods = await kubectlOut(['get', 'pods', '-n', 'meshlet-system', '-o', 'wide']);
       const events = (await kubectlOut(['get', 'events', '-n', 'meshlet-system', '--sort-by=.lastTimestamp'])).split('\n').slice(-15).join('\n');
-      const logs = await Promise.all(info.nodes.map(async (n) => `${n.name} ztunnel:\n${(await nodeLog(NAME, n.name, 'ztunnel').catch((e: Error) => e.message)).split('\n').slice(-8).join('\n')}`));
+      const logs = await Promise.all(info.nodes.map(async (n) => {
+        const readiness = await adminGet(n.ztunnelAdminSocket, '/healthz/ready').catch((e: Error) => e.message);
+        return `${n.name} ztunnel (${readiness.trim()}):\n${(await nodeLog(NAME, n.name, 'ztunnel').catch((e: Error) => e.message)).split('\n').slice(-8).join('\n')}`;
+      }));
       assert.fail(`the rollout did not finish: ${rolled.stderr}\n${pods}\n${events}\n${logs.join('\n')}`);
     }
     const [received, hey, connections] = await Promise.all([transfer, steady, fresh]);
@@ -418,6 +421,11 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     const after = await nodePods();
     assert.equal(after.length, 2);
     assert.ok(after.every((uid) => !before.includes(uid)), 'both node pods were replaced');
+    // The old pods are gone: their processes exiting left the new ones' sockets (admin, control) in place and the new ones ready.
+    for (const n of info.nodes) {
+      assert.match(await adminGet(n.ztunnelAdminSocket, '/healthz/ready'), /"ready"/, `${n.name}'s new ztunnel is ready and owns its admin socket`);
+      await adminGet(n.agentAdminSocket, '/readyz');
+    }
     const tree = await run('bpftool', ['-j', 'cgroup', 'tree', join(cgroup2Root(), prefixOf(NAME))]);
     for (const c of JSON.parse(tree.stdout || '[]') as { cgroup: string; programs: { name: string; attach_type: string }[] }[]) {
       const attached = c.programs.map((p) => `${p.name}@${p.attach_type}`);
