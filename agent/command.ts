@@ -6,14 +6,26 @@ import { addFlags } from '../lib/config/flags.ts';
 import { KubeSource } from '../lib/cluster/sources/kube.ts';
 import { AGENT_KINDS, AGENT_POD_FIELD_SELECTOR } from '../lib/cluster/sources/kube-kinds.ts';
 import { BpfDatapath } from './bpf/datapath.ts';
+import { CniInstall } from './cni-install.ts';
 import { NodeAgent } from './node-agent.ts';
 import { DaemonSetWatch } from './uninstall.ts';
 import { ZtunnelControlClient } from './ztunnel-client.ts';
+import { ConfigError } from '../lib/core/errors.ts';
+import type { Logger } from '../lib/core/log.ts';
 
 /** Loads the prebuilt programs, or adopts the pinned ones, with this node's addresses. */
 function openDatapath(o: AgentConfig): Promise<BpfDatapath> {
   const { captureIp4, captureIp6, inboundSourceIp4, inboundSourceIp6, probeSourceIp4, probeSourceIp6 } = o;
   return BpfDatapath.open({ pinDir: o.bpfDir, captureIp4, captureIp6, inboundSourceIp4, inboundSourceIp6, probeSourceIp4, probeSourceIp6 });
+}
+
+/** The CNI plugin's installer when the node's CNI dirs are given. */
+function cniInstall(o: AgentConfig, log: Logger): CniInstall | undefined {
+  if (o.cniConfDir === undefined) return undefined;
+  if (o.cniBinDir === undefined) throw new ConfigError('--cni-conf-dir needs --cni-bin-dir: the node\'s CNI plugin dir (containerd\'s bin_dir, e.g. /opt/cni/bin)');
+  const own = o.daemonset === undefined ? [] : [parseDaemonSetRef(o.daemonset, '--daemonset').namespace];
+  // meshlet's own pods (the CA) and the cluster's must start while no agent runs.
+  return new CniInstall({ confDir: o.cniConfDir, binDir: o.cniBinDir, agentSocket: o.adminSocket, excludeNamespaces: ['kube-system', ...own], log });
 }
 
 export function agentCommand(): Command {
@@ -28,6 +40,7 @@ export function agentCommand(): Command {
         source: new KubeSource({ kubeconfig, kinds: AGENT_KINDS, podFieldSelector: AGENT_POD_FIELD_SELECTOR, log }),
         openDatapath: () => openDatapath(opts),
         control: new ZtunnelControlClient(opts.controlSocket, log),
+        cni: cniInstall(opts, log),
         log,
       });
       const ownDaemonSet = opts.daemonset === undefined ? undefined : new DaemonSetWatch(kubeconfig, parseDaemonSetRef(opts.daemonset, '--daemonset'), log);

@@ -5,6 +5,8 @@ import { listenAdmin, sendJson, streamEvents } from '../lib/core/admin-http.ts';
 import type { AgentEnrolled, AgentStatus } from '../lib/mesh/agent-status.ts';
 import type { DropWatch } from './bpf/drop-watch.ts';
 import type { Datapath } from './datapath.ts';
+import { CniGate } from './cni-gate.ts';
+import type { CniInstall } from './cni-install.ts';
 import { DropLog } from './drop-log.ts';
 import { Enrollment } from './enrollment.ts';
 import { StrictSweeps } from './strict-sweeps.ts';
@@ -31,6 +33,8 @@ export interface NodeAgentDeps {
   openDatapath: () => Promise<Datapath>;
   control: ZtunnelControl;
   log: Logger;
+  /** Puts the CNI plugin on the node and keeps its list of ambient namespaces; absent: no plugin holds pods for this agent. */
+  cni?: CniInstall;
   /** Runs `retry` after `delayMs` (a failed reconcile's retry). Default: a timer that does not hold the process. */
   schedule?: (retry: () => void, delayMs: number) => void;
 }
@@ -54,6 +58,8 @@ export class NodeAgent {
   #source: ClusterSource;
   #admin: Server | undefined;
   #drops: DropLog;
+  #cni: CniInstall | undefined;
+  #gate: CniGate;
   #dropWatch: DropWatch | undefined;
   /** Open `flows --follow` streams of drops. */
   #followers = new Set<ServerResponse>();
@@ -82,6 +88,10 @@ export class NodeAgent {
     const meshAddresses = MESH_ADDRESS_FIELDS.flatMap((f) => (opts[f] === undefined ? [] : [opts[f]]));
     this.#cluster = new ClusterState({ rootNamespace: opts.rootNamespace, serviceCidrs: parseServiceCidrs(opts.serviceCidrs), meshAddresses });
     this.#drops = new DropLog(opts.node);
+    this.#cni = deps.cni;
+    this.#gate = new CniGate(() => {
+      if (this.#latest) this.#onState(this.#latest);
+    });
   }
 
   async start(): Promise<void> {
@@ -106,9 +116,12 @@ export class NodeAgent {
         const notReady = this.#notReady();
         sendJson(res, notReady.length === 0 ? 200 : 503, { ready: notReady.length === 0, notReady });
       },
+      '/cni/add': (req, res) => this.#gate.handle(req, res),
       '/flows': (req, res, url) => (url.searchParams.get('follow') === '1' ? streamEvents((l) => this.#drops.subscribe(l), this.#followers, req, res) : { flows: this.#drops.list() }),
     });
     this.#control.start();
+    // Chained once the agent answers the plugin: until its first reconcile it answers "starting", and the pod is retried.
+    await this.#cni?.start();
     await this.#source.start((update) => this.#onState(update));
     this.#log.info('agent started', { node: o.node, bpfDir: o.bpfDir });
   }
@@ -125,6 +138,9 @@ export class NodeAgent {
     for (const res of this.#followers) res.end();
     await new Promise((resolve) => (this.#admin ? this.#admin.close(resolve) : resolve(undefined)));
     try {
+      // No pod waits for an agent that is going: the plugin leaves the node's CNI config before capture leaves the kernel.
+      if (options.uninstall) await this.#cni?.remove();
+      else this.#cni?.stop();
       if (options.uninstall) await this.#removeFromKernel();
     } finally {
       this.#control.stop();
@@ -205,7 +221,7 @@ export class NodeAgent {
   async #reconcile(read: ClusterUpdate): Promise<void> {
     const started = performance.now();
     const waitMs = read.changedAtMs === undefined ? undefined : Date.now() - read.changedAtMs;
-    const { state, rejected, endpointWarnings } = this.#cluster.update(read.objects);
+    const { state, rejected, endpointWarnings } = this.#cluster.update(this.#gate.withAddresses(read.objects));
     this.#endpointWarnings = endpointWarnings;
     const unreadable = read.unreadable.map((u) => ({ ...u, rule: 'unreadable', since: new Date().toISOString() }));
     this.#rejected = [...rejected, ...unreadable];
@@ -224,6 +240,8 @@ export class NodeAgent {
     const changed = await this.#enrollment.reconcile(state);
     // After the tighter modes are in the kernel: nothing they refuse can connect anew meanwhile.
     this.#sweeps.afterReconcile(enrolledBefore, this.#enrollment.enrolled());
+    await this.#cni?.setAmbientNamespaces(CniGate.ambientNamespaces(read.objects));
+    this.#gate.settled({ state, enrolledUids: new Set(this.#enrollment.enrolled().map((p) => p.uid)), rejected: [...this.#rejected, ...this.#enrollment.refused()], ready: true });
     // Where enrollment latency goes, per phase, whenever capture changed.
     if (changed.enrolled + changed.unenrolled > 0) {
       const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;

@@ -2,13 +2,14 @@
 // replica of the CA finds it (root-secret.ts: a Secret), so a restarted CA
 // signs under the root every ztunnel already trusts. Its certificate, and
 // only its certificate, is also written to --state-dir as the trust bundle.
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { generateKeyPair } from '../lib/identity/csr.ts';
 import { wholeSecond } from '../lib/core/clock.ts';
 import { randomSerial } from '../lib/identity/x509.ts';
 import { CaStateError } from './errors.ts';
+import { writeFileAtomic } from '../lib/core/write-atomic.ts';
 
 export const ROOT_CERT_FILE = 'root-cert.pem';
 const ROOT_YEARS = 10;
@@ -79,11 +80,9 @@ function meshRoot(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): M
 /** Writes the root certificate to `stateDir`/root-cert.pem (replaced whole, never seen half written); returns its path. */
 export async function writeTrustBundle(stateDir: string, root: MeshRoot): Promise<string> {
   const path = join(stateDir, ROOT_CERT_FILE);
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o755 });
-    await writeFile(tmp, root.certPem, { mode: 0o644 });
-    await rename(tmp, path);
+    await writeFileAtomic(path, root.certPem, 0o644);
   } catch (err) {
     throw new CaStateError(`cannot write the trust bundle ${path}: ${(err as Error).message}; check that --state-dir is a writable directory`, { cause: err });
   }

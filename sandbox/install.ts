@@ -9,7 +9,7 @@ import { configArgs } from '../lib/config/flags.ts';
 import { INSTALL_FLAGS, installDefaults, type InstallOptions } from '../lib/install/options.ts';
 import { installObjects } from '../lib/install/render.ts';
 import { parseDuration } from '../lib/core/duration.ts';
-import { CONTROL_PLANE_NETWORK, INBOUND_SOURCE4, INBOUND_SOURCE6 } from './layout.ts';
+import { CONTROL_PLANE_NETWORK, INBOUND_SOURCE4, INBOUND_SOURCE6, NODE_CNI_BIN_DIR, NODE_CNI_CONF_DIR } from './layout.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
 import type { SandboxInfo } from './info.ts';
 import { NODE_NAMESPACE_READER } from './kubelet/pod-security.ts';
@@ -31,10 +31,12 @@ export async function installNodeRbac(info: SandboxInfo): Promise<void> {
  * The `meshlet install` settings this sandbox's network needs: its Service
  * ranges, and the inbound source addresses every node holds on its loopback.
  */
-export const SANDBOX_INSTALL_SETTINGS: Pick<InstallOptions, 'serviceCidrs' | 'inboundSourceIp4' | 'inboundSourceIp6'> = {
+export const SANDBOX_INSTALL_SETTINGS: Pick<InstallOptions, 'serviceCidrs' | 'inboundSourceIp4' | 'inboundSourceIp6' | 'cniConfDir' | 'cniBinDir'> = {
   serviceCidrs: CONTROL_PLANE_NETWORK.serviceCidrs,
   inboundSourceIp4: INBOUND_SOURCE4,
   inboundSourceIp6: INBOUND_SOURCE6,
+  cniConfDir: NODE_CNI_CONF_DIR,
+  cniBinDir: NODE_CNI_BIN_DIR,
 };
 
 /** The same as `meshlet install` flags, for installing meshlet by hand into a sandbox made with `up --no-install`. */

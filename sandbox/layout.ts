@@ -128,6 +128,15 @@ export function planNode(name: string, index: number, cgroupRoot: string): Sandb
 /** The node's own addresses on the underlay, IPv4 first: its InternalIPs, and its hostNetwork pods' IPs. */
 export const nodeAddresses = (node: Pick<SandboxNodeInfo, 'nodeIp4' | 'nodeIp6'>): string[] => [node.nodeIp4, ...(node.nodeIp6 ? [node.nodeIp6] : [])];
 
+/**
+ * Where a sandbox node's container runtime keeps its CNI configs and plugins
+ * (containerd's conf_dir and bin_dir): under /run, as a sandbox container can
+ * mount a volume only there or at a directory the host has, and the host
+ * need not have /etc/cni. `meshlet install --cni-conf-dir/--cni-bin-dir`.
+ */
+export const NODE_CNI_CONF_DIR = '/run/cni/net.d';
+export const NODE_CNI_BIN_DIR = '/run/cni/bin';
+
 /** The node's own root filesystem, where its hostPath volumes are made. */
 export const nodeRootDir = (name: string, node: string): string => join(nodeDir(name, node), 'root');
 

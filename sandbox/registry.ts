@@ -1,17 +1,10 @@
 // sandbox.json (what `up` built) and each node's pids.json (what its
 // supervisor runs now).
-import { randomUUID } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../lib/core/write-atomic.ts';
 import type { SandboxInfo } from './info.ts';
 import { controlPlanePidsFile, pidsFile, sandboxPaths } from './layout.ts';
 import { SandboxNotFoundError } from './errors.ts';
-
-/** Readers never see half a file. */
-async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
-}
 
 export interface NodePids {
   supervisorPid: number;
@@ -30,7 +23,7 @@ export async function readSandboxFile(name: string): Promise<SandboxInfo> {
 }
 
 export async function writeSandboxFile(info: SandboxInfo): Promise<void> {
-  await writeFileAtomic(sandboxPaths(info.name).infoFile, `${JSON.stringify(info, null, 2)}\n`);
+  await writeFileAtomic(sandboxPaths(info.name).infoFile, `${JSON.stringify(info, null, 2)}\n`, 0o644);
 }
 
 /** A pids file as its supervisor last wrote it, or undefined (not written yet, or gone). */
@@ -42,7 +35,7 @@ async function readPidsFile<T>(file: string): Promise<T | undefined> {
   }
 }
 
-const writePidsFile = (file: string, pids: object): Promise<void> => writeFileAtomic(file, `${JSON.stringify(pids)}\n`);
+const writePidsFile = (file: string, pids: object): Promise<void> => writeFileAtomic(file, `${JSON.stringify(pids)}\n`, 0o644);
 
 export const readPids = (name: string, node: string): Promise<NodePids | undefined> => readPidsFile(pidsFile(name, node));
 export const writePids = (name: string, node: string, pids: NodePids): Promise<void> => writePidsFile(pidsFile(name, node), pids);

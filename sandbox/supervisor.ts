@@ -10,6 +10,7 @@ import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
 import type { SandboxNodeInfo } from './info.ts';
 import { CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
+import { ensureSandboxNetworkConfig } from './kubelet/cni.ts';
 import { readSandboxFile, writeControlPlanePids, writePids } from './registry.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { jsonLogger } from '../lib/core/log.ts';
@@ -81,6 +82,8 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const services = new KubeSource({ kubeconfig: kubeConfig, kinds: [SERVICES], log });
   void services.start((update) => hosts.update(update.objects as V1Service[]));
   const namespaces = new PrivilegedNamespaces(kubeConfig.makeApiClient(CoreV1Api), log);
+  // The node's network plugin's config, as a node's CNI installs it before any pod: what meshlet's agent chains its plugin into.
+  ensureSandboxNetworkConfig(name, node);
   const runtime = new SandboxRuntime({
     sandbox: name, node, runDir: nodeDir(name, node.name), nameFiles: (ns) => hosts.filesFor(ns), privilegedNamespace: (ns) => namespaces.privileged(ns), log,
   });

@@ -290,7 +290,9 @@ function convertPod(obj: KubeObject, fail: Fail): PodInfo | null {
   const node = spec.nodeName;
   if (node !== undefined && node !== null && node !== '') checkName(node, 'spec.nodeName', dnsSubdomainProblem, fail);
   const ips = podIps(status, fail);
-  if (typeof uid !== 'string' || typeof node !== 'string' || node === '' || ips.length === 0 || status.phase !== 'Running') return null;
+  // A Pending pod with an address is a workload: its init containers talk, and the CNI plugin enrolls it before they start.
+  const ended = status.phase === 'Succeeded' || status.phase === 'Failed';
+  if (typeof uid !== 'string' || typeof node !== 'string' || node === '' || ips.length === 0 || ended) return null;
 
   return {
     mode: dataplaneMode(labels, fail),

@@ -54,6 +54,10 @@ export interface AgentConfig extends Omit<NodeAddresses, 'nodeIp4' | 'nodeIp6'> 
   adminSocket: string;
   /** "<namespace>/<name>" of the DaemonSet the agent runs in; unset: capture always outlives the agent. */
   daemonset?: string;
+  /** The node's CNI config dir, where the agent chains its CNI plugin; unset: no plugin holds new pods for the agent. */
+  cniConfDir?: string;
+  /** The node's CNI plugin dir, where the plugin's executable goes. */
+  cniBinDir?: string;
 }
 
 export const AGENT_FLAGS: FlagTable<AgentConfig> = {
@@ -78,4 +82,6 @@ export const AGENT_FLAGS: FlagTable<AgentConfig> = {
     description: 'the DaemonSet this agent runs in: when it is gone or being deleted as the agent stops (uninstall), the agent detaches its programs from every cgroup and removes its pins; otherwise (upgrade, restart), and when unset, they stay for the next agent',
     parse: (text, flag) => (parseDaemonSetRef(text, flag), text),
   },
+  cniConfDir: { value: '<dir>', description: 'the node\'s CNI config dir (containerd\'s conf_dir, e.g. /etc/cni/net.d): the agent chains the meshlet CNI plugin into its primary config, so a new pod of an ambient namespace starts only once this agent captured it; unset: new pods are captured when the agent sees them' },
+  cniBinDir: { value: '<dir>', description: 'the node\'s CNI plugin dir (containerd\'s bin_dir, e.g. /opt/cni/bin), where the plugin goes; needed with --cni-conf-dir' },
 };

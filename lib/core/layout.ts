@@ -6,7 +6,7 @@
 export const LIB_DIR = 'lib';
 
 /** One folder per process; none imports another. */
-export const PROCESS_DIRS = ['agent', 'ztunnel', 'ca', 'waypoint', 'sandbox'] as const;
+export const PROCESS_DIRS = ['agent', 'cni', 'ztunnel', 'ca', 'waypoint', 'sandbox'] as const;
 
 /** The `meshlet` command: may import each process's entry module only. */
 export const CLI_DIR = 'cli';

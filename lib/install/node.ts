@@ -144,6 +144,9 @@ export function agentArgs(o: InstallOptions): string[] {
     adminSocket: AGENT_ADMIN_SOCKET,
     // Its DaemonSet gone as it stops: uninstall, and the agent leaves nothing in the node's kernel.
     daemonset: `${o.namespace}/${NODE_DAEMONSET}`,
+    // Mounted at the node's own paths: the config names the plugin's socket and files as the runtime sees them.
+    cniConfDir: o.cniConfDir,
+    cniBinDir: o.cniBinDir,
   });
 }
 
@@ -171,7 +174,7 @@ const fieldRef = (name: string, fieldPath: string) => ({ name, valueFrom: { fiel
 const NODE_ENV = [fieldRef(ENV.nodeName, 'spec.nodeName'), fieldRef(ENV.hostIp, 'status.hostIP'), fieldRef(ENV.hostIps, 'status.hostIPs')];
 
 const VOLUME = {
-  bpffs: 'bpffs', cgroup: 'cgroup', run: 'meshlet-run', podRun: 'meshlet-pod', kubeconfig: 'kubeconfig',
+  bpffs: 'bpffs', cgroup: 'cgroup', run: 'meshlet-run', cniConf: 'cni-conf', cniBin: 'cni-bin', podRun: 'meshlet-pod', kubeconfig: 'kubeconfig',
   agentApi: 'agent-api-token', caToken: 'meshlet-ca-token', caRoot: 'meshlet-ca-root',
 } as const;
 
@@ -202,6 +205,8 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
       { name: VOLUME.bpffs, mountPath: HOST_BPFFS },
       { name: VOLUME.cgroup, mountPath: HOST_CGROUP2_ROOT, readOnly: true },
       { name: VOLUME.run, mountPath: HOST_RUN_DIR },
+      { name: VOLUME.cniConf, mountPath: o.cniConfDir },
+      { name: VOLUME.cniBin, mountPath: o.cniBinDir },
       { name: VOLUME.podRun, mountPath: POD_RUN_DIR },
       { name: VOLUME.kubeconfig, mountPath: KUBECONFIG_DIR, readOnly: true },
       { name: VOLUME.agentApi, mountPath: SERVICE_ACCOUNT_DIR, readOnly: true },
@@ -262,6 +267,8 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
             { name: VOLUME.bpffs, hostPath: { path: HOST_BPFFS, type: 'Directory' } },
             { name: VOLUME.cgroup, hostPath: { path: HOST_CGROUP2_ROOT, type: 'Directory' } },
             { name: VOLUME.run, hostPath: { path: HOST_RUN_DIR, type: 'DirectoryOrCreate' } },
+            { name: VOLUME.cniConf, hostPath: { path: o.cniConfDir, type: 'DirectoryOrCreate' } },
+            { name: VOLUME.cniBin, hostPath: { path: o.cniBinDir, type: 'DirectoryOrCreate' } },
             { name: VOLUME.podRun, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
             { name: VOLUME.kubeconfig, configMap: { name: KUBECONFIG_CONFIGMAP } },
             {
@@ -297,8 +304,10 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
     { path: [...ztunnelAt, 'securityContext', 'runAsUser'], text: 'Root without capabilities: it creates its admin socket in the node\'s /run/meshlet.' },
     { path: [...VOLUMES, 0], text: 'The node\'s bpffs: pins outlive the agent, so a restarted agent adopts them. Must be a bpffs mount on the node (systemd mounts one).' },
     { path: [...VOLUMES, 1], text: 'The node\'s cgroup v2 root, read-only: the agent attaches to pod cgroups and reads their ids and processes.' },
-    { path: [...VOLUMES, 2], text: 'The admin sockets (agent.sock, ztunnel.sock), for whoever debugs the node.' },
-    { path: [...VOLUMES, 3], text: 'The agent-ztunnel control socket: this pod\'s, so a second pod on the node (an upgrade) never talks to this one.' },
+    { path: [...VOLUMES, 2], text: 'The admin sockets (agent.sock, ztunnel.sock), for whoever debugs the node; the CNI plugin reaches the agent on agent.sock.' },
+    { path: [...VOLUMES, 3], text: 'The node\'s CNI configs: the agent chains its plugin into the primary one, keeps the list of ambient namespaces beside it (on disk, for after a reboot), and takes both out on uninstall.' },
+    { path: [...VOLUMES, 4], text: 'The node\'s CNI plugins: the agent puts the meshlet-cni plugin there (one script, run by a copy of the image\'s node).' },
+    { path: [...VOLUMES, 5], text: 'The agent-ztunnel control socket: this pod\'s, so a second pod on the node (an upgrade) never talks to this one.' },
   ];
   return { object, comments };
 }

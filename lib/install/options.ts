@@ -30,6 +30,10 @@ export interface InstallOptions extends Partial<ZtunnelLimits> {
   inboundSourceIp4?: string;
   /** On dual-stack nodes; absent: each node's own IPv6 address (from status.hostIPs). */
   inboundSourceIp6?: string;
+  /** The nodes' CNI config dir, where each agent chains the meshlet CNI plugin. */
+  cniConfDir: string;
+  /** The nodes' CNI plugin dir. */
+  cniBinDir: string;
 }
 
 export const DEFAULT_NAMESPACE = 'meshlet-system';
@@ -62,6 +66,12 @@ const kubeletCgroupRootFlag = (text: string, flag: string): string => {
   return text;
 };
 
+/** A node directory the DaemonSet mounts: absolute and plain, as kubelet takes a hostPath. */
+const nodeDirFlag = (text: string, flag: string): string => {
+  if (!/^\/[\w./@:+-]*$/.test(text) || text.split('/').some((part) => part === '..')) throw new ConfigError(`${flag} ${JSON.stringify(text)} must be an absolute directory of the nodes, of letters, digits and ._@:+- without .. parts`);
+  return text.replace(/(.)\/+$/, '$1');
+};
+
 const apiServerFlag = httpsOriginFlag('the Kubernetes API server', DEFAULT_API_SERVER);
 
 export const INSTALL_FLAGS: FlagTable<InstallOptions> = {
@@ -90,6 +100,11 @@ export const INSTALL_FLAGS: FlagTable<InstallOptions> = {
     ...AGENT_FLAGS.inboundSourceIp6,
     description: 'the same on dual-stack nodes, for IPv6 (default: the node\'s own IPv6 address, with the same caveat)',
   },
+  cniConfDir: {
+    value: '<dir>', default: '/etc/cni/net.d', parse: nodeDirFlag,
+    description: 'the nodes\' CNI config dir (containerd\'s conf_dir; k3s: /var/lib/rancher/k3s/agent/etc/cni/net.d): each agent chains the meshlet CNI plugin into the primary config there, so a new pod of an ambient namespace starts only once its node captured it',
+  },
+  cniBinDir: { value: '<dir>', default: '/opt/cni/bin', parse: nodeDirFlag, description: 'the nodes\' CNI plugin dir (containerd\'s bin_dir; k3s: /var/lib/rancher/k3s/data/current/bin)' },
   ...ZTUNNEL_LIMIT_FLAGS,
 };
 

@@ -4,7 +4,6 @@
 // to it with one rename, and each top-level name the user sees is a symlink
 // through `..data` (`token -> ..data/token`). The previous version is removed
 // after the swap. An unchanged payload is not written again.
-import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -121,14 +120,3 @@ export async function writePayload(dir: string, payload: Payload, now = new Date
   return true;
 }
 
-/** Replaces `file` with `data` by write and rename: a reader sees the old content or the new, never a part. */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode: number): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, data, { mode });
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}

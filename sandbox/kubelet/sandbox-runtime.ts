@@ -43,6 +43,7 @@ import { nodeAddresses, nodeHostPath, podCgroup, podNetns, REPO_ROOT } from '../
 import { deleteNetns, netnsExists } from '../netns.ts';
 import { containerEnv, createPodNetns, envProblem, podLogDir, SANDBOX_API_SERVER, spawnContainer, type ApiServerAddress } from '../pods.ts';
 import { containerMainPid, findExecutable, planContainerRun, spawnIn, type ContainerRun, type NameFiles } from '../proc.ts';
+import { runChainedPlugins } from './cni.ts';
 import { ContainerLogError, type ContainerLog } from './container-log.ts';
 import { inNetns, netnsDialer } from './netns-dialer.ts';
 import { RuntimeStateFile, type StoredContainer, type StoredExit, type StoredPod } from './runtime-state.ts';
@@ -229,6 +230,8 @@ export class SandboxRuntime implements PodRuntime {
     try {
       if (!hostNetwork) await createPodNetns(node, netns, uid, ips[0]!, ips[1]);
       await ensureCgroup(stored.cgroup);
+      // A runtime calls CNI for pods of their own network only; the pod's cgroup exists by then, as the kubelet makes it first.
+      if (!hostNetwork) await runChainedPlugins(this.#o.sandbox, node, containerRunStaging(this.#o.runDir), 'ADD', stored);
     } catch (err) {
       await this.#teardown(stored).catch(() => undefined);
       throw new PodRuntimeError(`cannot create the sandbox of pod ${stored.namespace}/${stored.name}: ${(err as Error).message}`, { cause: err });
@@ -508,6 +511,10 @@ export class SandboxRuntime implements PodRuntime {
 
   /** Removes the pod's cgroup (with whatever still runs in it), namespace and volumes, and frees its addresses. */
   async #teardown(stored: StoredPod): Promise<void> {
+    if (stored.ownNetns) {
+      await runChainedPlugins(this.#o.sandbox, this.#o.node, containerRunStaging(this.#o.runDir), 'DEL', stored)
+        .catch((err: unknown) => this.#log.warn('cni_del_failed', { pod: `${stored.namespace}/${stored.name}`, uid: stored.uid, error: (err as Error).message }));
+    }
     await removeCgroup(stored.cgroup);
     if (stored.ownNetns) await deleteNetns(stored.netns);
     await rm(kubeletPodDir(this.#o.runDir, stored.uid), { recursive: true, force: true });

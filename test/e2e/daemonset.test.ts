@@ -22,7 +22,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { cgroup2Root } from '../../sandbox/cgroup.ts';
 import { controlPlaneLayout } from '../../sandbox/controlplane/components.ts';
 import { issueClient } from '../../sandbox/controlplane/pki.ts';
-import { INBOUND_SOURCE4, prefixOf } from '../../sandbox/layout.ts';
+import { INBOUND_SOURCE4, NODE_CNI_BIN_DIR, NODE_CNI_CONF_DIR, nodeHostPath, prefixOf } from '../../sandbox/layout.ts';
 import { sandboxDown, sandboxExec, sandboxInstallArgs, sandboxKubectl, sandboxRebootNode, sandboxStatus, sandboxUp, type SandboxInfo } from '../../sandbox/api.ts';
 import type { FlowRecord } from '../../lib/telemetry/flow.ts';
 import { run } from '../../lib/core/exec.ts';
@@ -443,6 +443,13 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     assert.deepEqual(codes.filter((c) => c !== '200'), [], 'every request during the uninstall answered');
     await eventually('no meshlet process left', async () => (await meshletProcesses()).length === 0 || undefined, 60_000);
     for (const node of info.nodes) assert.deepEqual((await readdir(node.bpfDir).catch(() => [])).filter((e) => e === 'meshlet'), [], `${node.name}'s bpffs holds no pins`);
+    // No pod of an ambient namespace waits for an agent that is gone: the CNI plugin left the node's config, and its files the node.
+    for (const node of info.nodes) {
+      const confDir = nodeHostPath(NAME, node, NODE_CNI_CONF_DIR).path;
+      assert.deepEqual(await readdir(confDir), ['10-meshlet-sandbox.conflist'], `${node.name}'s CNI config dir holds its network's config alone`);
+      assert.doesNotMatch(await readFile(join(confDir, '10-meshlet-sandbox.conflist'), 'utf8'), /meshlet-cni/, `${node.name}'s CNI config no longer chains meshlet's plugin`);
+      assert.deepEqual(await readdir(nodeHostPath(NAME, node, NODE_CNI_BIN_DIR).path), [], `${node.name}'s CNI plugin dir holds nothing of meshlet`);
+    }
     const tree = await run('bpftool', ['-j', 'cgroup', 'tree', join(cgroup2Root(), prefixOf(NAME))]);
     const attached = (JSON.parse(tree.stdout || '[]') as { cgroup: string; programs: unknown[] }[]).filter((c) => c.programs.length > 0);
     assert.deepEqual(attached, [], 'no program attached to any cgroup of the sandbox');

@@ -449,7 +449,7 @@ spec:
 
   });
 
-  test('an agent started after a pod enrols it, and captures its traffic', async (t) => {
+  test('a pod created while its node\'s agent is down does not start until the agent enrolled it (the CNI plugin holds its sandbox), and its first connection is captured', async (t) => {
     const stopped = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')?.agentPid;
     assert.ok(stopped, 'sandbox status names node-1\'s agent container');
     // Every process of the container, not only its init.
@@ -465,18 +465,25 @@ spec:
   serviceAccountName: client
   containers: [{name: idle, image: busybox}]
 `);
-    await kubectl(['wait', '--for=condition=Ready', 'pod/late', '-n', 'apps', '--timeout=60s']);
-    const late = await podNamed('late');
-    assert.deepEqual(await programsOn(late.cgroup), [], 'no program is attached to the new pod\'s cgroup while the agent is frozen');
-    assert.equal((await meshState('node-1')).workloads.some((w) => w.uid === late.uid), false, 'node-1\'s ztunnel has not heard of the new pod');
+    // The plugin waits for the frozen agent, gives up, and the kubelet retries the sandbox: the pod stays ContainerCreating, saying why.
+    const held = await eventually('the pod\'s sandbox to fail on the meshlet CNI plugin', async () => {
+      const pod = await kubectlJson<V1Pod>(['get', 'pod', 'late', '-n', 'apps']);
+      const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+      return waiting?.message?.includes('meshlet-cni') ? waiting : undefined;
+    }, 60_000);
+    assert.equal(held.reason, 'ContainerCreating');
+    assert.match(held.message ?? '', /meshlet agent/, `the reason names the agent: ${held.message}`);
+    assert.equal((await kubectlJson<V1Pod>(['get', 'pod', 'late', '-n', 'apps'])).status?.containerStatuses?.[0]?.state?.running, undefined, 'no container of the pod runs while the agent is down');
 
     await frozen.kill();
     await eventually('the kubelet to start node-1\'s agent container again', async () => {
       const pid = (await sandboxStatus(NAME)).nodes.find((n) => n.name === 'node-1')?.agentPid;
       return pid !== undefined && pid !== stopped;
     }, 60_000);
-    const enrolled = await eventually('the new agent to enrol the pod that was there before it', async () => (await enrolledOn('node-1')).find((p) => p.uid === late.uid), 30_000);
-    assert.equal(enrolled.name, 'late');
+    await kubectl(['wait', '--for=condition=Ready', 'pod/late', '-n', 'apps', '--timeout=90s']);
+    const late = await podNamed('late');
+    // Enrolled before its containers started: nothing to wait for once it runs.
+    assert.ok((await enrolledOn('node-1')).some((p) => p.uid === late.uid && p.name === 'late'), 'node-1\'s agent enrolled the pod before it started');
     assert.deepEqual(await programsOn(late.cgroup), POD_PROGRAMS.map((p) => p.name).sort(), 'the new pod\'s cgroup has each pod program, once');
 
     const files = await vip4('files');

@@ -46,6 +46,7 @@ test('every rendered object passes server-side dry-run, and the roles are rbac.y
   const changed: InstallOptions = {
     image: 'registry.example/meshlet:0.1.0', namespace: 'mesh-ops', trustDomain: 'example.org', cgroupDriver: 'systemd', certTtl: 3600,
     serviceCidrs: '10.0.0.0/16,fd00:10::/112', kubeletCgroupRoot: '/kubelet.slice', apiServer: 'https://192.0.2.1:6443', inboundSourceIp4: '169.254.7.6',
+    cniConfDir: '/var/lib/rancher/k3s/agent/etc/cni/net.d', cniBinDir: '/var/lib/rancher/k3s/data/current/bin',
   };
   assert.deepEqual((await dryRun(cp, changed)).map(id), installObjects(changed).map(id));
 });

@@ -270,10 +270,11 @@ test('the node pod: host network and PID, every taint tolerated, surge without u
   assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: AGENT_CAPABILITIES.map((c) => c.name) });
   assert.deepEqual(AGENT_CAPABILITIES.map((c) => c.name), ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE']);
   assert.deepEqual(zt.securityContext.capabilities, { drop: ['ALL'] });
-  // The host paths are the three the agent and ztunnel need, and nothing more.
+  // The host paths are the ones the agent and ztunnel need (the CNI dirs for the plugin that holds new pods), and nothing more.
   const hostPaths = spec.volumes.filter((v) => v.hostPath).map((v) => (v.hostPath as { path: string }).path);
-  assert.deepEqual(hostPaths, [names.HOST_BPFFS, names.HOST_CGROUP2_ROOT, names.HOST_RUN_DIR]);
+  assert.deepEqual(hostPaths, [names.HOST_BPFFS, names.HOST_CGROUP2_ROOT, names.HOST_RUN_DIR, '/etc/cni/net.d', '/opt/cni/bin']);
   const mountedAt = (c: Container, volume: string) => c.volumeMounts.find((m) => m.name === volume);
+  assert.equal(mountedAt(zt, 'cni-conf'), undefined, 'the ztunnel sees no CNI config');
   assert.equal(mountedAt(agent, 'cgroup')?.readOnly, true);
   assert.equal(mountedAt(zt, 'bpffs'), undefined);
   assert.equal(mountedAt(zt, 'cgroup'), undefined);
