@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { jsonLogger } from '../lib/core/log.ts';
 import { AGENT_FLAGS, parseDaemonSetRef, type AgentConfig } from '../lib/config/agent.ts';
@@ -58,5 +59,16 @@ export function agentCommand(): Command {
       process.once('SIGINT', shutdown);
       await agent.start();
       ownDaemonSet?.start();
+      await warnWithoutListenerMigration(log);
     });
+}
+
+const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
+
+/** The node setting that keeps an upgrade from resetting connections queued on the old ztunnel's listeners (daemonset/README.md). */
+async function warnWithoutListenerMigration(log: Logger): Promise<void> {
+  const value = (await readFile(MIGRATE_REQ, 'utf8').catch(() => '')).trim();
+  if (value !== '1') {
+    log.warn('connections queued on a closing ztunnel listener are reset during upgrades on this node', { fix: `sysctl -w net.ipv4.tcp_migrate_req=1 on the node (Linux 5.14+); ${MIGRATE_REQ} reads ${JSON.stringify(value || 'nothing')}` });
+  }
 }

@@ -108,6 +108,8 @@ export async function createNode(underlayNetns: string, node: SandboxNodeInfo, p
     // kernel uses the higher of `all` and the link's own value.
     'net.ipv4.conf.all.rp_filter': '1',
     'net.ipv4.conf.default.rp_filter': '1',
+    // As daemonset/README.md asks of nodes: a connection queued on a closing listener moves to another of its port's group (an upgrade's old ztunnel).
+    'net.ipv4.tcp_migrate_req': '1',
   });
   await ipBatch(node.netns, commands);
   await nftApply(node.netns, nodeRuleset(node));

@@ -31,7 +31,7 @@ import { controlPlaneBinaries } from '../../sandbox/controlplane/binaries.ts';
 import { cgroup2Root, removeCgroup } from '../../sandbox/cgroup.ts';
 import type { SandboxNodeInfo } from '../../sandbox/info.ts';
 import { kubepodsCgroup } from '../../lib/cluster/cgroup-layout.ts';
-import { BPF_ROOT, nodeDir, nodeRootDir, planNode, podCgroup, podNetns, podVeth, prefixOf, RUN_ROOT } from '../../sandbox/layout.ts';
+import { BPF_ROOT, NODE_CNI_BIN_DIR, NODE_CNI_CONF_DIR, nodeDir, nodeRootDir, planNode, podCgroup, podNetns, podVeth, prefixOf, RUN_ROOT } from '../../sandbox/layout.ts';
 import { deleteNetns, listNetns, netnsExists } from '../../sandbox/netns.ts';
 import { createNode, createUnderlay } from '../../sandbox/topology.ts';
 import { Kubelet } from '../../sandbox/kubelet/kubelet.ts';
@@ -551,7 +551,8 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
   });
 
   await t.test('the node DaemonSet `meshlet install` renders runs here as rendered: its capabilities, host paths and credentials, and its agent\'s entry finds the pod\'s cgroup', async (st) => {
-    const o = installDefaults();
+    // The CNI dirs as the sandbox installs meshlet (its runtime's, under /run): this host need not have /etc/cni or /opt/cni.
+    const o = { ...installDefaults(), cniConfDir: NODE_CNI_CONF_DIR, cniBinDir: NODE_CNI_BIN_DIR };
     const rendered = nodeDaemonSet(o).object as unknown as { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
     // Idle: the agent and the ztunnel themselves need the mesh's API server, CA and Services (the sandbox's own e2e tests run them).
     for (const c of rendered.spec.template.spec.containers) Object.assign(c, { command: ['sleep', 'infinity'], args: [], readinessProbe: undefined });
@@ -579,6 +580,9 @@ test('the sandbox runtime runs a Deployment for the real kubelet', { timeout: 42
     await exec(p, AGENT_CONTAINER, ['sh', '-c', `mkdir -p ${BPF_PIN_DIR} && touch ${AGENT_ADMIN_SOCKET}`]);
     assert.ok(statSync(join(node.bpfDir, 'meshlet')).isDirectory(), 'the pins go into the node\'s bpffs');
     await exec(p, ZTUNNEL_CONTAINER, ['test', '-e', AGENT_ADMIN_SOCKET]);
+    await exec(p, AGENT_CONTAINER, ['touch', `${NODE_CNI_CONF_DIR}/probe`, `${NODE_CNI_BIN_DIR}/probe`]);
+    for (const dir of [NODE_CNI_CONF_DIR, NODE_CNI_BIN_DIR]) assert.ok(statSync(join(nodeRootDir(NAME, node.name), dir, 'probe')).isFile(), `the agent's ${dir} is the node's`);
+    assert.equal((await exec(p, ZTUNNEL_CONTAINER, ['sh', '-c', `test -e ${NODE_CNI_CONF_DIR}/probe && echo seen || echo unseen`])).trim(), 'unseen', 'the ztunnel does not see the CNI config');
     assert.match(await exec(p, AGENT_CONTAINER, ['cat', `${KUBECONFIG_DIR}/${KUBECONFIG_KEY}`]), /server: https:\/\/kubernetes\.default\.svc:443/);
     assert.equal(jwtClaims(await exec(p, AGENT_CONTAINER, ['cat', `${SERVICE_ACCOUNT_DIR}/token`])).sub, `system:serviceaccount:${o.namespace}:${AGENT_ACCOUNT}`);
     assert.deepEqual(jwtClaims(await exec(p, ZTUNNEL_CONTAINER, ['cat', `${NODE_CA_TOKEN_DIR}/${NODE_CA_TOKEN_FILE}`])).aud, [CA_TOKEN_AUDIENCE]);
