@@ -193,6 +193,7 @@ export async function startWaypoint(o: WaypointOptions): Promise<Waypoint> {
       while (downstream.sessionCount > 0 && Date.now() < deadline) await sleep(100);
       downstream.abort();
       await closing;
+      telemetry.flush();
       source.stop();
       admin.endStreams();
       await clusters.close();

@@ -1,7 +1,7 @@
 // The request headers a tunnel carries about its source (as Istio's HBONE
 // does): the client's address (RFC 7239 Forwarded), the source workload
 // (W3C Baggage), and a fresh W3C trace context naming the connection.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Workload } from '../mesh/model.ts';
 import type { Endpoint } from '../telemetry/flow.ts';
 import { hostPort, parseHostPort } from '../core/ip.ts';
@@ -49,8 +49,27 @@ export interface TraceContext {
 }
 
 /** A new W3C traceparent (version 00, not sampled). */
+/**
+ * Trace ids must be unique, not secret: they are cut from a pool refilled by
+ * one randomFillSync per 170 of them (as Node's randomUUID buffers its
+ * entropy), not a call into the crypto library per request.
+ */
+const TRACE_ID_BYTES = 24;
+const traceIdPool = Buffer.alloc(TRACE_ID_BYTES * 170);
+let traceIdOffset = traceIdPool.length;
+
+function randomTraceIdHex(): string {
+  if (traceIdOffset === traceIdPool.length) {
+    randomFillSync(traceIdPool);
+    traceIdOffset = 0;
+  }
+  const hex = traceIdPool.toString('hex', traceIdOffset, traceIdOffset + TRACE_ID_BYTES);
+  traceIdOffset += TRACE_ID_BYTES;
+  return hex;
+}
+
 export function newTraceContext(): TraceContext {
-  const ids = randomBytes(24).toString('hex');
+  const ids = randomTraceIdHex();
   const traceId = ids.slice(0, 32);
   return { traceId, traceparent: `00-${traceId}-${ids.slice(32)}-00` };
 }

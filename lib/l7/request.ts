@@ -46,19 +46,29 @@ export function isGrpc(request: L7Request): boolean {
   return (headerOf(request.headers, 'content-type') ?? '').startsWith('application/grpc');
 }
 
+/** Whether a path (without its query) has anything normalisation changes: a backslash, a percent-encoding, a segment starting with a dot, or no leading slash. */
+const NEEDS_NORMALISING = /[\\%]|\/\.|^(?!\/)/;
+
 /**
  * The path Envoy's normalize_path (RFC 3986 section 6) gives routes and
  * policies: dot segments removed (`%2e` counts as a dot), backslashes as
  * slashes, percent-encoded unreserved characters decoded, the rest of the
  * percent-encodings upper-cased. `%2F` stays encoded, as Istio keeps it.
- * Returns the normalised path and the query apart.
+ * Returns the normalised path and the query apart. Most paths have nothing
+ * to normalise and are returned as they came, without the work.
  */
 export function normalizePath(raw: string): { path: string; query: string } {
   const q = raw.indexOf('?');
   const hash = raw.indexOf('#');
   const end = q >= 0 ? q : hash >= 0 ? hash : raw.length;
   const query = q >= 0 ? raw.slice(q + 1, hash > q ? hash : raw.length) : '';
-  let path = raw.slice(0, end).replace(/\\/g, '/');
+  const path = raw.slice(0, end);
+  return { path: NEEDS_NORMALISING.test(path) ? normalisedPath(path) : path, query };
+}
+
+/** normalizePath's work on the path alone, whatever it holds. */
+export function normalisedPath(raw: string): string {
+  let path = raw.replace(/\\/g, '/');
   path = path.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => {
     const c = String.fromCharCode(parseInt(hex, 16));
     return /[A-Za-z0-9\-._~]/.test(c) ? c : `%${hex.toUpperCase()}`;
@@ -77,7 +87,7 @@ export function normalizePath(raw: string): { path: string; query: string } {
       out.push(seg);
     }
   });
-  return { path: `/${out.join('/')}`, query };
+  return `/${out.join('/')}`;
 }
 
 /** The first value of each query parameter, decoded (Envoy matches the first occurrence). */

@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InvalidObjectError } from '../../lib/core/errors.ts';
+import fc from 'fast-check';
+import { normalisedPath } from '../../lib/l7/request.ts';
 import { applyHeaderOps, normalizePath, pickDestination, redirectLocation, rewritePath, shadowAuthority, type BoundPathRewrite, type BoundRedirect, type L7Request } from '../../lib/l7/index.ts';
 import { gatewayDuration, istioDuration } from '../../lib/l7/fields.ts';
 import { checkRegex, compileRegex } from '../../lib/l7/regex.ts';
@@ -29,6 +31,14 @@ test('normalizePath removes dot segments, decodes unreserved escapes, keeps %2F,
     ['relative', '/relative', ''],
   ];
   for (const [raw, path, query] of cases) assert.deepEqual(normalizePath(raw), { path, query }, raw);
+});
+
+test('normalizePath returns a path as it came only when the whole normalisation would leave it so', () => {
+  const piece = fc.constantFrom('/', '.', '..', 'a', 'B', '~', '%2e', '%2E', '%41', '%2f', '%zz', '%', '\\', '?', '#', '=', '&');
+  fc.assert(fc.property(fc.array(piece, { maxLength: 12 }).map((p) => p.join('')), (raw) => {
+    const end = raw.includes('?') ? raw.indexOf('?') : raw.includes('#') ? raw.indexOf('#') : raw.length;
+    assert.equal(normalizePath(raw).path, normalisedPath(raw.slice(0, end)), raw);
+  }), { numRuns: 2000 });
 });
 
 test('rewritePath: Gateway API ReplacePrefixMatch, the spec\'s table', () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { AccessLog, accessLogEntry } from '../../waypoint/telemetry/access-log.ts';
 import { WaypointMetrics } from '../../waypoint/telemetry/metrics.ts';
 import { RecentRequests, type RequestSummary } from '../../waypoint/telemetry/recent-requests.ts';
@@ -60,7 +60,7 @@ class Stuck extends Writable {
 test('the access log writes one line per request, in batches, and drops (counted) once its output backs up', async () => {
   const out = new Stuck({ highWaterMark: 16 });
   let dropped = 0;
-  const log = new AccessLog(out, { maxBufferedBytes: 2000, onDropped: () => dropped++ });
+  const log = new AccessLog(out, { maxBufferedBytes: 2000, onDropped: () => dropped++, flushIntervalMs: 0 });
   for (let i = 0; i < 50; i++) log.write(record({ requestId: `r-${i}` }));
   assert.equal(out.lines.length, 0, 'the lines wait for the end of the turn');
   await setImmediate();
@@ -74,6 +74,24 @@ test('the access log writes one line per request, in batches, and drops (counted
   await setImmediate();
   assert.equal(dropped, 51 - written.length, 'a backlog left in the output counts toward the bound');
   assert.equal(out.lines.length, 1);
+});
+
+test('by default a batch waits out the flush interval, not the turn; flush() writes it at once', async () => {
+  const lines: string[] = [];
+  const out = new Writable({ write: (chunk, _encoding, done) => void (lines.push(String(chunk)), done()) });
+  const log = new AccessLog(out, { flushIntervalMs: 30 });
+  log.write(record({ requestId: 'a' }));
+  await setImmediate();
+  log.write(record({ requestId: 'b' }));
+  assert.equal(lines.length, 0, 'still waiting after a turn');
+  await sleep(80);
+  assert.equal(lines.length, 1, 'both lines in one write');
+  assert.deepEqual(lines[0]!.split('\n').slice(0, -1).map((l) => JSON.parse(l).request_id), ['a', 'b']);
+  log.write(record({ requestId: 'c' }));
+  log.flush();
+  assert.equal(lines.length, 2, 'flush() did not wait');
+  await sleep(80);
+  assert.equal(lines.length, 2, 'nothing left for the timer');
 });
 
 test('the recent-requests ring keeps the newest, oldest first, and tells followers', () => {
@@ -141,7 +159,7 @@ test('a finished request goes to the metrics, the ring and the access log, once 
   const recent = new RecentRequests('waypoint-0', 10);
   const lines: string[] = [];
   const out = new Writable({ write: (chunk, _encoding, done) => void (lines.push(String(chunk)), done()) });
-  const telemetry = new RequestTelemetry({ metrics, recent, log: new AccessLog(out) });
+  const telemetry = new RequestTelemetry({ metrics, recent, log: new AccessLog(out, { flushIntervalMs: 0 }) });
   telemetry.record(record({ responseCode: 404, responseFlags: ['NR'] }));
   await setImmediate();
   assert.match(await metrics.text(), /istio_requests_total\{[^}]*response_code="404"[^}]*response_flags="NR"[^}]*\} 1/);

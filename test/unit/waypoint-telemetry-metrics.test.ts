@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ListenerEvents } from '../../waypoint/downstream/hbone-listener.ts';
-import { REQUEST_LABELS, requestLabels } from '../../waypoint/telemetry/labels.ts';
+import { REQUEST_LABELS, requestLabels, requestSeriesKey } from '../../waypoint/telemetry/labels.ts';
 import { ENVOY_DEFAULT_BUCKETS, WaypointMetrics } from '../../waypoint/telemetry/metrics.ts';
 import { peerWorkloadOf } from '../../waypoint/telemetry/peer-workload.ts';
 import { record } from '../waypoint/telemetry-fixtures.ts';
@@ -20,6 +20,34 @@ test('Istio\'s label set, reporter waypoint, and nothing from the path', () => {
   assert.equal(labels.grpc_response_status, '');
   assert.equal(labels.connection_security_policy, 'mutual_tls');
   assert.ok(!Object.values(labels).some((v) => v.includes('/cart')), 'no path in any label');
+});
+
+test('the series key is equal exactly when the labels are', () => {
+  const peer = (workload: string, version?: string) => ({ workload, namespace: 'shop', principal: `spiffe://cluster.local/ns/shop/sa/${workload}`, ...(version ? { version } : {}) });
+  const variants = [
+    record(),
+    record({ source: peer('client') }),
+    record({ source: peer('client', 'v2') }),
+    record({ destination: peer('web', 'v1') }),
+    record({ destination: {} }),
+    record({ service: undefined }),
+    record({ service: { namespace: 'other', name: 'web' } }),
+    record({ responseCode: 503 }),
+    record({ responseCode: 0 }),
+    record({ responseFlags: ['UF'] }),
+    record({ responseFlags: ['UF', 'URX'] }),
+    record({ grpc: true, grpcStatus: '14' }),
+    record({ grpc: true, grpcStatus: '99' }),
+    record({ grpc: true, grpcStatus: '98' }),
+    record({ connectionSecurity: 'plaintext' }),
+    record({ path: '/other', durationMs: 99, requestId: 'r-2' }),
+  ];
+  for (const a of variants) {
+    for (const b of variants) {
+      const sameLabels = JSON.stringify(requestLabels(a)) === JSON.stringify(requestLabels(b));
+      assert.equal(requestSeriesKey(a) === requestSeriesKey(b), sameLabels, `${JSON.stringify(requestLabels(a))} vs ${JSON.stringify(requestLabels(b))}`);
+    }
+  }
 });
 
 test('unknowns are "unknown"; gRPC statuses outside 0-16 are one value', () => {

@@ -202,9 +202,11 @@ export class Exchange<D extends TunnelDestination> implements HttpExchange<D> {
     const { body } = init.request;
     // Paused, so nothing is lost while the handler decides; counted as it is read, whoever reads it.
     body.pause();
-    body.on('data', (chunk: Uint8Array | string) => {
-      this.#bytesReceived += byteLength(chunk);
-    });
+    if (init.request.hasBody) {
+      body.on('data', (chunk: Uint8Array | string) => {
+        this.#bytesReceived += byteLength(chunk);
+      });
+    }
     init.transport.onClose((end) => {
       this.#closed = true;
       this.#response.markGone();
@@ -236,12 +238,11 @@ export class Exchange<D extends TunnelDestination> implements HttpExchange<D> {
     return this.#abort.signal;
   }
 
+  /** Optional fields are set only when known: no temporary object per field, as a spread of each would make. */
   #record(): RequestRecord {
     const { request, tunnel, info } = this;
     const response = this.#response;
-    const userAgent = single(request.headers['user-agent']);
-    const xff = request.headers['x-forwarded-for'];
-    return {
+    const r: RequestRecord = {
       startTime: this.#startTime,
       durationMs: performance.now() - this.#start,
       method: request.method,
@@ -251,28 +252,31 @@ export class Exchange<D extends TunnelDestination> implements HttpExchange<D> {
       grpc: request.grpc,
       responseCode: response.status ?? 0,
       responseFlags: info.responseFlags,
-      ...(info.responseCodeDetails !== undefined ? { responseCodeDetails: info.responseCodeDetails } : {}),
-      ...(response.grpcStatus !== undefined ? { grpcStatus: response.grpcStatus } : {}),
       bytesReceived: this.#bytesReceived,
       bytesSent: response.bytesSent,
-      ...(info.upstreamServiceTimeMs !== undefined ? { upstreamServiceTimeMs: info.upstreamServiceTimeMs } : {}),
-      ...(info.upstreamHost !== undefined ? { upstreamHost: info.upstreamHost } : {}),
-      ...(info.upstreamCluster !== undefined ? { upstreamCluster: info.upstreamCluster } : {}),
-      ...(info.upstreamTransportFailureReason !== undefined ? { upstreamTransportFailureReason: info.upstreamTransportFailureReason } : {}),
-      ...(info.routeName !== undefined ? { routeName: info.routeName } : {}),
       requestId: request.trace.requestId,
       traceparent: request.trace.traceparent,
-      ...(request.trace.tracestate !== undefined ? { tracestate: request.trace.tracestate } : {}),
-      ...(userAgent !== undefined ? { userAgent } : {}),
-      ...(xff !== undefined ? { xForwardedFor: Array.isArray(xff) ? xff.join(',') : xff } : {}),
       downstreamLocalAddress: tunnel.authority,
-      ...(tunnel.sourceAddress ? { downstreamRemoteAddress: tunnel.sourceAddress } : {}),
-      ...(tunnel.sni ? { requestedServerName: tunnel.sni } : {}),
       source: tunnel.source,
-      ...(tunnel.destination.kind === 'service' ? { service: { namespace: tunnel.destination.namespace, name: tunnel.destination.name } } : {}),
       destination: info.destination ?? {},
       connectionSecurity: tunnel.security,
-      ...(tunnel.traceId ? { tunnelTraceId: tunnel.traceId } : {}),
     };
+    if (info.responseCodeDetails !== undefined) r.responseCodeDetails = info.responseCodeDetails;
+    if (response.grpcStatus !== undefined) r.grpcStatus = response.grpcStatus;
+    if (info.upstreamServiceTimeMs !== undefined) r.upstreamServiceTimeMs = info.upstreamServiceTimeMs;
+    if (info.upstreamHost !== undefined) r.upstreamHost = info.upstreamHost;
+    if (info.upstreamCluster !== undefined) r.upstreamCluster = info.upstreamCluster;
+    if (info.upstreamTransportFailureReason !== undefined) r.upstreamTransportFailureReason = info.upstreamTransportFailureReason;
+    if (info.routeName !== undefined) r.routeName = info.routeName;
+    if (request.trace.tracestate !== undefined) r.tracestate = request.trace.tracestate;
+    const userAgent = single(request.headers['user-agent']);
+    if (userAgent !== undefined) r.userAgent = userAgent;
+    const xff = request.headers['x-forwarded-for'];
+    if (xff !== undefined) r.xForwardedFor = Array.isArray(xff) ? xff.join(',') : xff;
+    if (tunnel.sourceAddress) r.downstreamRemoteAddress = tunnel.sourceAddress;
+    if (tunnel.sni) r.requestedServerName = tunnel.sni;
+    if (tunnel.destination.kind === 'service') r.service = { namespace: tunnel.destination.namespace, name: tunnel.destination.name };
+    if (tunnel.traceId) r.tunnelTraceId = tunnel.traceId;
+    return r;
   }
 }

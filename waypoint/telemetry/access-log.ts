@@ -81,22 +81,36 @@ const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 const MAX_BATCH_BYTES = 64 * 1024;
 
 /**
- * Lines are written in batches, one write per turn of the event loop (or per
+ * How long a line may wait for its batch to go out (Envoy's
+ * access_log_flush_interval is 1 s): under load, one write call per interval
+ * instead of one per turn of the event loop.
+ */
+const DEFAULT_FLUSH_INTERVAL_MS = 100;
+
+/**
+ * Lines are written in batches, one write per flush interval (or per
  * MAX_BATCH_BYTES): stdout to a file or pipe is a synchronous write call,
- * which per line cost more than the line's formatting.
+ * which per line cost more than the line's formatting. flush() writes what
+ * waits (the waypoint calls it as it stops).
  */
 export class AccessLog {
   readonly #out: Writable;
   readonly #maxBuffered: number;
   readonly #dropped: () => void;
+  readonly #flushIntervalMs: number;
   #batch = '';
   #flushScheduled = false;
 
-  /** `onDropped` counts each line dropped (the waypoint's meshlet_waypoint_access_log_dropped_total). */
-  constructor(out: Writable, options: { maxBufferedBytes?: number; onDropped?: () => void } = {}) {
+  /**
+   * `onDropped` counts each line dropped (the waypoint's
+   * meshlet_waypoint_access_log_dropped_total); `flushIntervalMs` 0 writes at
+   * the end of the event loop's turn.
+   */
+  constructor(out: Writable, options: { maxBufferedBytes?: number; onDropped?: () => void; flushIntervalMs?: number } = {}) {
     this.#out = out;
     this.#maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.#dropped = options.onDropped ?? (() => {});
+    this.#flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
   }
 
   write(r: RequestRecord): void {
@@ -106,7 +120,9 @@ export class AccessLog {
     if (this.#batch.length >= MAX_BATCH_BYTES) return this.flush();
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(this.#flushScheduledBatch);
+    if (this.#flushIntervalMs === 0) setImmediate(this.#flushScheduledBatch);
+    // Unref'd: a batch waiting does not hold the process up; stopping flushes it.
+    else setTimeout(this.#flushScheduledBatch, this.#flushIntervalMs).unref();
   }
 
   /** Writes the lines waiting, now. */

@@ -7,7 +7,7 @@ import { Counter, Registry } from 'prom-client';
 import type { Endpoint } from '../../lib/telemetry/flow.ts';
 import type { ConnectionSecurity, HandshakeFailure, ListenerRefusal, SessionDrain } from '../../lib/telemetry/reasons.ts';
 import { TcpMetrics, type TcpLabels } from '../../lib/telemetry/tcp-metrics.ts';
-import { REQUEST_LABELS, requestLabels } from './labels.ts';
+import { requestLabels, requestSeriesKey } from './labels.ts';
 import type { TunnelRefusal } from './reasons.ts';
 import { formatResponseFlags, type ResponseFlag } from './response-flags.ts';
 import type { PeerWorkload, RequestRecord } from './request-record.ts';
@@ -61,10 +61,7 @@ export class WaypointMetrics {
 
   /** Counts a finished request in the four request metrics. */
   request(r: RequestRecord): void {
-    const labels = requestLabels(r, this.#clusterDomain);
-    let key = '';
-    for (const name of REQUEST_LABELS) key += `${labels[name]}\u0000`;
-    this.#requests.add(key, labels, { durationMs: r.durationMs, requestBytes: r.bytesReceived, responseBytes: r.bytesSent });
+    this.#requests.add(requestSeriesKey(r), () => requestLabels(r, this.#clusterDomain), { durationMs: r.durationMs, requestBytes: r.bytesReceived, responseBytes: r.bytesSent });
   }
 
   tcpOpened(r: TcpRecord): void {

@@ -68,12 +68,12 @@ export class RequestSeries {
     this.#bounds = [...buckets].sort((a, b) => a - b);
   }
 
-  /** `key` identifies `labels` (their values in a fixed order); `labels` is read only when the series is new. */
-  add(key: string, labels: Readonly<Record<string, string>>, sample: RequestSample): void {
+  /** `key` identifies the labels (labels.ts requestSeriesKey); `labels` is called only when the series is new. */
+  add(key: string, labels: () => Readonly<Record<string, string>>, sample: RequestSample): void {
     let s = this.#series.get(key);
     if (!s) {
       const n = this.#bounds.length;
-      const labelText = Object.entries(labels).map(([name, value]) => `${name}="${escapeLabel(value)}"`).join(',');
+      const labelText = Object.entries(labels()).map(([name, value]) => `${name}="${escapeLabel(value)}"`).join(',');
       s = { labelText, total: 0, duration: new HistogramCells(n), requestBytes: new HistogramCells(n), responseBytes: new HistogramCells(n) };
       this.#series.set(key, s);
     }

@@ -17,6 +17,11 @@ export class RequestTelemetry {
     this.#log = parts.log;
   }
 
+  /** Writes the access-log lines still waiting for their batch. */
+  flush(): void {
+    this.#log?.flush();
+  }
+
   readonly record = (r: RequestRecord): void => {
     this.#metrics.request(r);
     this.#recent.add(r);
