@@ -58,8 +58,14 @@ bash scripts/build-bpf.sh
 bash scripts/controlplane/build.sh >/dev/null
 
 # `meshlet` on the PATH, as istioctl, linkerd and cilium are: the package's bin
-# (bin/meshlet, which runs this checkout with its own Node 24).
+# (bin/meshlet, which runs this checkout with its own Node 24). A link to
+# another checkout that still exists is left alone (a throwaway clone run by
+# CI must not take it over and leave it dangling once the clone is gone).
 link=/usr/local/bin/meshlet
-if [ "$(readlink "$link" 2>/dev/null)" != "$PWD/bin/meshlet" ]; then
-  ln -sfn "$PWD/bin/meshlet" "$link"
+target="$PWD/bin/meshlet"
+current="$(readlink "$link" 2>/dev/null || true)"
+if [ ! -e "$link" ]; then
+  ln -sfn "$target" "$link"
+elif [ "$current" != "$target" ]; then
+  echo "meshlet setup: $link runs ${current:-another meshlet}; to run this checkout's instead: ln -sfn $target $link"
 fi
