@@ -42,6 +42,9 @@ export interface Ztunnel {
 /** The longest a stopping ztunnel keeps taking new connections while its agent is still connected. */
 const AGENT_RELEASE_MAX_MS = 3000;
 
+/** How long a stopping ztunnel, not replaced on its node, must see no open flow before its inbound listener closes. */
+const INBOUND_QUIET_MS = 1000;
+
 const present = <T>(v: T | undefined): v is T => v !== undefined;
 
 export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
@@ -102,8 +105,9 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   // A rolling update's new ztunnel replaces the node's admin socket as it
   // starts; the old one then answers not ready, so the kubelet's probe on the
   // port both share marks the new pod ready only when the new ztunnel is.
+  const superseded = (): boolean => adminSocketIno !== undefined && statSync(o.adminSocket, { throwIfNoEntry: false })?.ino !== adminSocketIno;
   const notServing = (): string | undefined => {
-    if (adminSocketIno !== undefined && statSync(o.adminSocket, { throwIfNoEntry: false })?.ino !== adminSocketIno) return `superseded: another ztunnel took over ${o.adminSocket}`;
+    if (superseded()) return `superseded: another ztunnel took over ${o.adminSocket}`;
     return listening ? undefined : 'not listening for traffic yet';
   };
   const extras = { metrics: () => metrics.text(), notServing, ...(certs ? { certs } : {}) };
@@ -168,7 +172,17 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
       // this ztunnel; an uninstalling agent first removes capture, so new
       // connections go direct instead of meeting a closed listener.
       await control.agentsGone(Math.min(drainMs, AGENT_RELEASE_MAX_MS));
-      const stopped = Promise.all([...capture.map((c) => closeServer(c.server)), inbound.close()]);
+      const capturing = Promise.all(capture.map((c) => closeServer(c.server)));
+      // Other nodes' ztunnels may still tunnel here: an uninstall takes the
+      // nodes down one by one, and theirs capture until their own agents let
+      // go. Unless a new ztunnel took this node over (a rolling update), the
+      // inbound listener stays until no flow has been open for a while.
+      let quietSince = Date.now();
+      while (!superseded() && Date.now() < deadline && Date.now() - quietSince < INBOUND_QUIET_MS) {
+        if (flows.openCount > 0) quietSince = Date.now();
+        await sleep(100);
+      }
+      const stopped = Promise.all([capturing, inbound.close()]);
       while (flows.openCount > 0 && Date.now() < deadline) await sleep(100);
       if (flows.openCount > 0) log.warn('drain_timeout', { openFlows: flows.openCount });
       flows.abortAll();

@@ -48,7 +48,6 @@ export interface TraceContext {
   traceparent: string;
 }
 
-/** A new W3C traceparent (version 00, not sampled). */
 /**
  * Trace ids must be unique, not secret: they are cut from a pool refilled by
  * one randomFillSync per 170 of them (as Node's randomUUID buffers its
@@ -68,6 +67,7 @@ function randomTraceIdHex(): string {
   return hex;
 }
 
+/** A new W3C traceparent (version 00, not sampled). */
 export function newTraceContext(): TraceContext {
   const ids = randomTraceIdHex();
   const traceId = ids.slice(0, 32);

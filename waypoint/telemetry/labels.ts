@@ -50,6 +50,8 @@ const responseCodeLabel = (code: number): string => (Number.isInteger(code) && c
 
 const value = (v: string | undefined): string => v ?? UNKNOWN;
 
+const securityLabel = (r: RequestRecord): string => (r.connectionSecurity === 'mutual_tls' ? 'mutual_tls' : 'none');
+
 const sourceLabels = (p: PeerWorkload) => ({
   source_workload: value(p.workload),
   source_workload_namespace: value(p.namespace),
@@ -86,7 +88,7 @@ export function requestLabels(r: RequestRecord, clusterDomain = 'cluster.local')
     response_code: responseCodeLabel(r.responseCode),
     grpc_response_status: grpcStatusLabel(r),
     response_flags: formatResponseFlags(r.responseFlags),
-    connection_security_policy: r.connectionSecurity === 'mutual_tls' ? 'mutual_tls' : 'none',
+    connection_security_policy: securityLabel(r),
   };
 }
 
@@ -109,5 +111,5 @@ function peerKey(p: PeerWorkload): string {
  */
 export function requestSeriesKey(r: RequestRecord): string {
   const service = r.service ? `${r.service.namespace}/${r.service.name}` : '';
-  return `${peerKey(r.source)}\u0001${peerKey(r.destination)}\u0001${service}\u0001${r.grpc ? 'g' : 'h'}${responseCodeLabel(r.responseCode)}\u0001${grpcStatusLabel(r)}\u0001${formatResponseFlags(r.responseFlags)}\u0001${r.connectionSecurity}`;
+  return `${peerKey(r.source)}\u0001${peerKey(r.destination)}\u0001${service}\u0001${r.grpc ? 'g' : 'h'}${responseCodeLabel(r.responseCode)}\u0001${grpcStatusLabel(r)}\u0001${formatResponseFlags(r.responseFlags)}\u0001${securityLabel(r)}`;
 }
