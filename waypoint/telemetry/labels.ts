@@ -92,13 +92,13 @@ export function requestLabels(r: RequestRecord, clusterDomain = 'cluster.local')
   };
 }
 
-/** A peer's eight label values, joined: one string per PeerWorkload object (they are shared, read-only, per workload). */
+/** A peer's label values, joined: made once per PeerWorkload object (they are shared, read-only, per workload), from the same function as its labels. */
 const peerKeys = new WeakMap<PeerWorkload, string>();
 
 function peerKey(p: PeerWorkload): string {
   let key = peerKeys.get(p);
   if (key === undefined) {
-    key = [p.workload, p.namespace, p.principal, p.app, p.version, p.canonicalService, p.canonicalRevision, p.cluster].map(value).join('\u0000');
+    key = Object.values(sourceLabels(p)).join('\u0000');
     peerKeys.set(p, key);
   }
   return key;
