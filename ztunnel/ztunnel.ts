@@ -45,6 +45,9 @@ const AGENT_RELEASE_MAX_MS = 3000;
 /** How long a stopping ztunnel, not replaced on its node, must see no open flow before its inbound listener closes. */
 const INBOUND_QUIET_MS = 1000;
 
+/** How often a ztunnel looks whether a rolling update's new one took its node over. */
+const SUPERSEDED_CHECK_MS = 500;
+
 const present = <T>(v: T | undefined): v is T => v !== undefined;
 
 export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
@@ -99,12 +102,17 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   const control = await bind('control', o.controlSocket, () => startControlServer({ path: o.controlSocket, store, log, onApplied }));
 
   const http: HttpServer[] = [];
+  // The listeners that answer for the node (readiness, metrics, admin on
+  // loopback), on ports a rolling update's two ztunnels share.
+  const nodeAnswering: HttpServer[] = [];
   const certs = identity ? () => identity.certs.list() : undefined;
   let listening = false;
   let adminSocketIno: number | undefined;
   // A rolling update's new ztunnel replaces the node's admin socket as it
-  // starts; the old one then answers not ready, so the kubelet's probe on the
-  // port both share marks the new pod ready only when the new ztunnel is.
+  // starts. The old one then answers not ready on its admin socket and closes
+  // the listeners it shares with the new one: SO_REUSEPORT would give it every
+  // other connection to them, so half the kubelet's probes of the new pod
+  // would meet its 503 and the rollout wait a probe period each time.
   const superseded = (): boolean => adminSocketIno !== undefined && statSync(o.adminSocket, { throwIfNoEntry: false })?.ino !== adminSocketIno;
   const notServing = (): string | undefined => {
     if (superseded()) return `superseded: another ztunnel took over ${o.adminSocket}`;
@@ -119,12 +127,14 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
   if (o.adminPort !== 0) {
     const adminTcp = createHttpServer(admin.handler);
     http.push(adminTcp);
+    nodeAnswering.push(adminTcp);
     await bind('admin', hostPort('127.0.0.1', o.adminPort), () => listenTcp(adminTcp, '127.0.0.1', o.adminPort));
   }
   if (o.readinessPort !== 0) {
     for (const ip of [o.nodeIp4, o.nodeIp6].filter(present)) {
       const ready = createHttpServer(readinessHandler(store, extras));
       http.push(ready);
+      nodeAnswering.push(ready);
       await bind('readiness', hostPort(ip, o.readinessPort), () => listenTcp(ready, ip, o.readinessPort));
     }
   }
@@ -136,9 +146,20 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
         void metrics.text().then((text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text));
       });
       http.push(server);
+      nodeAnswering.push(server);
       await bind('metrics', hostPort(ip, o.metricsPort), () => listenTcp(server, ip, o.metricsPort));
     }
   }
+
+  const handover = setInterval(() => {
+    if (!superseded()) return;
+    clearInterval(handover);
+    log.info('superseded', { adminSocket: o.adminSocket, closing: nodeAnswering.length });
+    for (const s of nodeAnswering) {
+      s.close();
+      s.closeIdleConnections();
+    }
+  }, SUPERSEDED_CHECK_MS).unref();
 
   const inbound = new InboundServer({ node: o.node, store, flows, log, sourceAddress, policy, metrics, limits, ...(identity ? { identity } : {}) });
   let stopping = false;
@@ -165,6 +186,7 @@ export async function startZtunnel(o: ZtunnelOptions): Promise<Ztunnel> {
     listeningForTraffic,
     async shutdown(drainMs) {
       stopping = true;
+      clearInterval(handover);
       if (o.listeningFile) await rm(o.listeningFile, { force: true });
       log.info('shutting_down', { openFlows: flows.openCount, drainMs });
       const deadline = Date.now() + drainMs;

@@ -219,8 +219,8 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
     args: ztunnelArgs(o),
     env: [...NODE_ENV, { name: 'NODE_OPTIONS', value: ZTUNNEL_NODE_OPTIONS }],
     // Started once this pod's own ztunnel listens for traffic: the readiness
-    // port is the node's, and during a rolling update the old ztunnel answers
-    // on it too (it answers not ready once superseded, ztunnel/ztunnel.ts).
+    // port is the node's, and during a rolling update the old ztunnel listens
+    // on it too until it sees the new one take over (ztunnel/ztunnel.ts).
     startupProbe: { exec: { command: ['test', '-e', ZTUNNEL_LISTENING_FILE] }, periodSeconds: 1, failureThreshold: 300 },
     // Ready once it holds the agent's first snapshot and its certificates (ztunnel/admin.ts); on the node's address, where it listens.
     readinessProbe: { httpGet: { path: '/healthz/ready', port: PORTS.readiness }, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 },

@@ -399,7 +399,9 @@ describe('meshlet installed from its shipped manifests', { timeout: 300_000 }, (
     const fresh = inClient('for i in $(seq 1 150); do curl -s -o /dev/null -w "%{http_code} " --max-time 5 http://load/; sleep 0.05; done');
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal((await sandboxKubectl(NAME, ['rollout', 'restart', 'ds/meshlet-node', '-n', 'meshlet-system'])).exitCode, 0);
+    const rolloutStart = performance.now();
     const rolled = await sandboxKubectl(NAME, ['rollout', 'status', 'ds/meshlet-node', '-n', 'meshlet-system', '--timeout=120s']);
+    t.diagnostic(`the rollout of both nodes took ${((performance.now() - rolloutStart) / 1000).toFixed(1)} s`);
     if (rolled.exitCode !== 0) {
       const kubectlOut = async (args: readonly string[]) => { const r = await sandboxKubectl(NAME, args); return r.stdout + r.stderr; };
       const pods = await kubectlOut(['get', 'pods', '-n', 'meshlet-system', '-o', 'wide']);

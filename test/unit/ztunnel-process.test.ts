@@ -10,7 +10,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { ControlReply } from '../../lib/mesh/control-protocol.ts';
 import { emptyMeshState, type MeshState } from '../../lib/mesh/kinds.ts';
 import type { FlowEvent, FlowRecord } from '../../lib/telemetry/flow.ts';
@@ -40,6 +40,39 @@ function request(options: RequestOptions): Promise<{ status: number; body: strin
   });
 }
 
+interface ZtunnelPaths {
+  control: string;
+  admin: string;
+  outboundPort: number;
+  hbonePort: number;
+  readinessPort: number;
+  metricsPort?: number;
+}
+
+/** A `meshlet ztunnel` process on the test's addresses, started once its readiness port listens; killed after the test. */
+async function startZtunnel(t: TestContext, p: ZtunnelPaths) {
+  const child = spawn(process.execPath, [
+    CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip4', NODE,
+    '--control-socket', p.control, '--admin-socket', p.admin,
+    '--outbound-port', String(p.outboundPort), '--hbone-port', String(p.hbonePort),
+    '--admin-port', '0', '--readiness-port', String(p.readinessPort), '--drain-seconds', '1', '--plaintext-tunnels', '--metrics-port', String(p.metricsPort ?? 0),
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  const logs: Record<string, unknown>[] = [];
+  createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as Record<string, unknown>));
+  await eventually('the readiness listener', () => logs.some((l) => l.event === 'listening' && l.what === 'readiness'));
+  return { child, logs };
+}
+
+/** Sends the ztunnel a snapshot as its agent does and waits for the ack; the connection stays open until the test ends. */
+async function sendSnapshot(t: TestContext, control: string, version: number, state: MeshState): Promise<void> {
+  const agent = connect(control);
+  t.after(() => agent.destroy());
+  const replies = createInterface({ input: agent })[Symbol.asyncIterator]();
+  agent.write(`${JSON.stringify({ type: 'snapshot', version, state })}\n`);
+  assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version });
+}
+
 test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drains on SIGTERM', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-ztp-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -63,16 +96,7 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   });
   const podPort = (pod.address() as AddressInfo).port;
 
-  const child = spawn(process.execPath, [
-    CLI, 'ztunnel', '--node', 'n1', '--capture-ip4', CAPTURE, '--node-ip4', NODE,
-    '--control-socket', control, '--admin-socket', admin,
-    '--outbound-port', String(outboundPort), '--hbone-port', String(hbonePort),
-    '--admin-port', '0', '--readiness-port', String(readinessPort), '--drain-seconds', '1', '--plaintext-tunnels', '--metrics-port', '0',
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => child.kill('SIGKILL'));
-  const logs: Record<string, unknown>[] = [];
-  createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as Record<string, unknown>));
-  await eventually('the readiness listener', () => logs.some((l) => l.event === 'listening' && l.what === 'readiness'));
+  const { child, logs } = await startZtunnel(t, { control, admin, outboundPort, hbonePort, readinessPort });
 
   const adminGet = (path: string) => request({ socketPath: admin, path });
   assert.equal((await adminGet('/healthz')).status, 503);
@@ -80,17 +104,13 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   const early = connect({ host: CAPTURE, port: outboundPort });
   assert.equal(((await once(early, 'error')) as [NodeJS.ErrnoException])[0].code, 'ECONNREFUSED');
 
-  const agent = connect(control);
-  t.after(() => agent.destroy());
-  const replies = createInterface({ input: agent })[Symbol.asyncIterator]();
   const state: MeshState = {
     ...emptyMeshState(),
     // n0 is where the tunnel below comes from (loopback's source address): its client pod may be named in Forwarded.
     nodes: [{ name: 'n1', address: NODE }, { name: 'n0', address: '127.0.0.1' }],
     workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' }), workload({ name: 'client', ips: ['10.9.9.9'], node: 'n0' })],
   };
-  agent.write(`${JSON.stringify({ type: 'snapshot', version: 7, state })}\n`);
-  assert.deepEqual(JSON.parse((await replies.next()).value as string) as ControlReply, { type: 'ack', version: 7 });
+  await sendSnapshot(t, control, 7, state);
   await eventually('the outbound listener', () => logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
 
   assert.equal((await adminGet('/healthz')).status, 200);
@@ -156,4 +176,32 @@ test('meshlet ztunnel serves control, admin, readiness and the tunnel, and drain
   assert.ok(logs.some((l) => l.event === 'access' && l.closeReason === 'loop'));
   assert.ok(logs.some((l) => l.event === 'snapshot_applied' && l.version === 7));
   assert.ok(logs.some((l) => l.event === 'stopped'));
+});
+
+test('a rolling update\'s new ztunnel on the same ports takes the node over: the old one stops answering on the readiness and metrics ports, so every probe there reaches the new one', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshlet-ztp-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const admin = join(dir, 'admin.sock');
+  const ports = { outboundPort: await freePort(CAPTURE), hbonePort: await freePort(NODE), readinessPort: await freePort(NODE), metricsPort: await freePort(NODE) };
+  const state: MeshState = { ...emptyMeshState(), nodes: [{ name: 'n1', address: NODE }], workloads: [workload({ name: 'pod', ips: [POD], node: 'n1' })] };
+  const probe = () => request({ host: NODE, port: ports.readinessPort, path: '/healthz/ready' });
+  const scrape = () => request({ host: NODE, port: ports.metricsPort, path: '/metrics' });
+
+  const old = await startZtunnel(t, { control: join(dir, 'old-control.sock'), admin, ...ports });
+  await sendSnapshot(t, join(dir, 'old-control.sock'), 1, state);
+  await eventually('the old ztunnel to listen for traffic', () => old.logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
+  assert.equal((await probe()).status, 200);
+
+  const next = await startZtunnel(t, { control: join(dir, 'new-control.sock'), admin, ...ports });
+  await eventually('the old ztunnel to see it is superseded', () => old.logs.some((l) => l.event === 'superseded'));
+  // Not listening for traffic yet, the new one is not ready; the old one, superseded, no longer answers.
+  for (let i = 0; i < 8; i++) assert.deepEqual(await probe(), { status: 503, body: `${JSON.stringify({ status: 'not listening for traffic yet' })}\n` });
+  await sendSnapshot(t, join(dir, 'new-control.sock'), 1, state);
+  await eventually('the new ztunnel to listen for traffic', () => next.logs.some((l) => l.event === 'listening' && l.what === 'outbound'));
+  // SO_REUSEPORT spreads new connections over every listener on the port: 40 in a row all reach the new ztunnel.
+  const statuses = await Promise.all(Array.from({ length: 40 }, probe));
+  assert.deepEqual(statuses.map((r) => r.status), Array(40).fill(200), statuses.find((r) => r.status !== 200)?.body);
+  for (let i = 0; i < 10; i++) assert.equal((await scrape()).status, 200);
+  // The old ztunnel still carries what it holds until its own pod is deleted.
+  assert.equal(old.child.exitCode, null);
 });
