@@ -8,12 +8,14 @@ import { ConfigError } from '../lib/core/errors.ts';
 import { jsonLogger, type Logger } from '../lib/core/log.ts';
 import { CaClient } from '../lib/identity/ca-client.ts';
 import { CertificateStore } from '../lib/identity/store.ts';
+import { limitHeapGrowth } from './heap-growth.ts';
 import { atLevel } from './log-level.ts';
 import { enableLinearRegexpFallback } from './regexp-engine.ts';
 import { startWaypoint } from './waypoint.ts';
 
 // Before any route's pattern is compiled (regexp-engine.ts says why).
 enableLinearRegexpFallback();
+limitHeapGrowth();
 
 /** Its certificate from the CA when one is configured; all three CA flags go together. */
 function certsFrom(opts: WaypointConfig, log: Logger): CertificateStore | undefined {
