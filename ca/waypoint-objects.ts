@@ -16,6 +16,7 @@ import { isRecord } from '../lib/cluster/objects.ts';
 import { configArgs } from '../lib/config/flags.ts';
 import { WAYPOINT_FLAGS } from '../lib/config/waypoint.ts';
 import { HBONE_PORT, type WaypointGateway } from './waypoint-gateway.ts';
+import { proxyGlibcTunablesEnv } from '../lib/install/glibc-tunables.ts';
 import { CA_TOKEN_DIR, CA_TOKEN_FILE, CLUSTER_DOMAIN, PROJECTED_TOKEN_SECONDS, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_DIR, TRUST_BUNDLE_KEY } from '../lib/install/names.ts';
 
 /** What server-side apply records as the writer of every object and status the controller keeps. */
@@ -107,14 +108,6 @@ export const WAYPOINT_COMMAND: readonly string[] = ['meshlet', 'waypoint'];
  * flight and grew the old generation instead.
  */
 export const WAYPOINT_NODE_OPTIONS = '--max-semi-space-size=2';
-
-/**
- * glibc makes a malloc arena per thread that allocates (V8's workers among
- * them), each keeping freed memory of its own. The waypoint is one event
- * loop: with two arenas its RssAnon under the bench's load was 10-20 MiB
- * lower in the sandbox, with no CPU cost the bench could see.
- */
-export const WAYPOINT_MALLOC_ARENA_MAX = '2';
 
 /**
  * The flags of `meshlet waypoint`, rendered from the waypoint's own flag
@@ -222,7 +215,7 @@ export function waypointObjects(gw: WaypointGateway, s: WaypointSettings, rootCe
                   fieldRef('NODE_NAME', 'spec.nodeName'),
                   fieldRef('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
                   { name: 'NODE_OPTIONS', value: WAYPOINT_NODE_OPTIONS },
-                  { name: 'MALLOC_ARENA_MAX', value: WAYPOINT_MALLOC_ARENA_MAX },
+                  proxyGlibcTunablesEnv(),
                 ],
                 ports: [
                   { name: 'mesh', containerPort: HBONE_PORT, protocol: 'TCP' },

@@ -1,14 +1,14 @@
 // The waypoint's HTTP endpoints beside HBONE, split as Envoy splits them:
 // readiness alone on Istio's readiness port (15021, reachable by the kubelet
 // and anyone who can reach the pod), the operator's views (recent requests
-// with their paths and principals, config, clusters, certificates) on the
+// with their paths and principals, config, clusters, certificates, memory) on the
 // admin port, loopback by default (15000), and Prometheus metrics on 15020.
 // Readiness holds until the waypoint can serve: its own certificate held (or
 // no CA configured) and the cluster read once with its Gateway in it, so the
 // kubelet keeps the pod out of its Service's endpoints (and the ztunnels from
 // sending to it) until then.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson, streamEvents } from '../lib/core/admin-http.ts';
+import { memoryReport, sendJson, streamEvents } from '../lib/core/admin-http.ts';
 import type { CertificateListing } from '../lib/identity/store.ts';
 import type { ConfigStatus } from './config-source.ts';
 import type { RecentRequests } from './telemetry/recent-requests.ts';
@@ -70,6 +70,7 @@ export function adminHandler(sources: AdminSources): AdminHandler {
     '/config': (_req, res) => sendJson(res, 200, sources.config()),
     '/clusters': (_req, res) => sendJson(res, 200, sources.clusters()),
     '/certs': (_req, res) => sendJson(res, 200, sources.certs?.() ?? []),
+    '/memory': (_req, res) => sendJson(res, 200, memoryReport()),
   });
   return {
     handle,

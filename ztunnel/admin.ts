@@ -1,9 +1,8 @@
 // Admin API (Unix socket and 127.0.0.1:15000): flows, follow stream, state,
 // health. Readiness (15021) answers /healthz/ready alone. JSON throughout,
 // NDJSON for the follow stream.
-import { getHeapSpaceStatistics } from 'node:v8';
 import type { RequestListener, ServerResponse } from 'node:http';
-import { sendJson, streamEvents } from '../lib/core/admin-http.ts';
+import { memoryReport, sendJson, streamEvents } from '../lib/core/admin-http.ts';
 import type { FlowTable } from '../lib/telemetry/flow-table.ts';
 import type { CertificateListing } from '../lib/identity/store.ts';
 import type { StateStore } from '../lib/mesh/state.ts';
@@ -66,8 +65,7 @@ export function createAdmin(store: StateStore, flows: FlowTable, extras: AdminEx
       case '/certs':
         return sendJson(res, 200, { certificates: extras.certs?.() ?? [] });
       case '/memory':
-        // Where the resident memory is: JS heap, buffers and native, by V8's and Node's counters.
-        return sendJson(res, 200, { usage: process.memoryUsage(), heapSpaces: getHeapSpaceStatistics().map((s) => ({ space: s.space_name, used: s.space_used_size, size: s.space_size })) });
+        return sendJson(res, 200, memoryReport());
       case '/metrics':
         if (!extras.metrics) return sendJson(res, 404, { error: 'metrics are off' });
         return void extras.metrics().then((text) => {

@@ -30,7 +30,7 @@ export interface WaypointConfig {
   listen: string;
   /** GET /healthz/ready only (the kubelet's probe), `host:port`; port 0: off. */
   readiness: string;
-  /** The admin API (recent requests, config, clusters, certs), `host:port`; loopback by default, as Envoy's; port 0: off. */
+  /** The admin API (recent requests, config, clusters, certs, memory), `host:port`; loopback by default, as Envoy's; port 0: off. */
   admin: string;
   /** Prometheus metrics, `host:port`; port 0: off. */
   metrics: string;
@@ -102,7 +102,7 @@ export const WAYPOINT_FLAGS: FlagTable<WaypointConfig> = {
   kubeconfig: { value: '<path>', description: 'kubeconfig to read the cluster with (default: the pod\'s in-cluster ServiceAccount)' },
   listen: { value: '<ip:port>', description: 'HBONE listener (hop 1 from the ztunnels)', default: `[::]:${PORTS.hbone}`, parse: addressFlag },
   readiness: { value: '<ip:port>', description: 'GET /healthz/ready only (ready once the certificate is held and the config synced); port 0: off', default: `[::]:${PORTS.readiness}`, parse: addressFlag },
-  admin: { value: '<ip:port>', description: 'admin API: GET /requests (recent requests, JSON; ?follow streams them), /config, /clusters, /certs; it shows paths and principals, so keep it on loopback; port 0: off', default: `127.0.0.1:${PORTS.admin}`, parse: addressFlag },
+  admin: { value: '<ip:port>', description: 'admin API: GET /requests (recent requests, JSON; ?follow streams them), /config, /clusters, /certs, /memory; it shows paths and principals, so keep it on loopback; port 0: off', default: `127.0.0.1:${PORTS.admin}`, parse: addressFlag },
   metrics: { value: '<ip:port>', description: 'Prometheus /metrics; port 0: off', default: `[::]:${PORTS.metrics}`, parse: addressFlag },
   hbonePort: { value: '<port>', description: 'HBONE port of the nodes\' ztunnels (hop 2)', parse: portFlag(), default: PORTS.hbone },
   logLevel: { value: '<level>', description: `least severe log lines written: ${LOG_LEVELS.join(', ')}`, default: 'info', parse: logLevelFlag },

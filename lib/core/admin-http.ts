@@ -1,6 +1,7 @@
 // A tiny JSON-over-HTTP server on a Unix socket: the node components' admin
 // APIs, reachable by the CLI without entering the node's network namespace.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { createServer } from './http-server.ts';
 import { listenUnix } from './listen.ts';
 
@@ -10,6 +11,16 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   const text = `${JSON.stringify(body)}\n`;
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+export interface MemoryReport {
+  usage: NodeJS.MemoryUsage;
+  heapSpaces: { space: string; used: number; size: number }[];
+}
+
+/** Where a process's resident memory is: JS heap by space, buffers and native, by V8's and Node's counters (GET /memory). */
+export function memoryReport(): MemoryReport {
+  return { usage: process.memoryUsage(), heapSpaces: getHeapSpaceStatistics().map((s) => ({ space: s.space_name, used: s.space_used_size, size: s.space_size })) };
 }
 
 /** Routes by path; a route that returns a value has it sent as JSON 200. */

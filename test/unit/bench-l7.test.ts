@@ -95,6 +95,17 @@ test('L7 targets: waypoint ÷ nginx and the p50 the waypoint adds over meshlet L
   assert.equal(targets.get('keepalive')!.section, 'l4');
 });
 
+test('an RSS limit the issue gives in MB is judged in MiB: 60 MB is 57.2 MiB', () => {
+  const judged = (mib: number) => {
+    const c = new Collector();
+    c.add('l7ProxyRssAnonMB', 'waypoint', 0, mib);
+    return judgeTargets(summarize(figureDefs(QUICK), c, 1), QUICK).find((t) => t.id === 'waypointRss')!;
+  };
+  assert.equal(judged(57.1).pass, true);
+  assert.equal(judged(58).pass, false, '58 MiB is 60.8 MB');
+  assert.match(judged(58).text, /60 MB \(57\.2 MiB\)/);
+});
+
 test('the L7 table has its own columns and targets, and a path that could not be set up is reported once', () => {
   const c = new Collector();
   for (let round = 0; round < 2; round++) {

@@ -151,12 +151,14 @@ test('the readiness port answers /healthz/ready only; the admin API, loopback by
   assert.notEqual(readiness, admin);
   await eventually('ready', async () => (await fetch(`http://127.0.0.1:${readiness}/healthz/ready`)).status === 200);
   // Recent requests carry paths and principals: nothing of them where the kubelet (and anyone reaching the pod) probes.
-  for (const path of ['/requests', '/requests?follow=1', '/config', '/clusters', '/certs', '/constructor']) {
+  for (const path of ['/requests', '/requests?follow=1', '/config', '/clusters', '/certs', '/memory', '/constructor']) {
     const res = await fetch(`http://127.0.0.1:${readiness}${path}`);
     assert.equal(res.status, 404, path);
     assert.match(await res.text(), /try GET \/healthz\/ready"/);
   }
-  for (const path of ['/requests', '/config', '/clusters', '/certs']) assert.equal((await fetch(`http://127.0.0.1:${admin}${path}`)).status, 200, path);
+  for (const path of ['/requests', '/config', '/clusters', '/certs', '/memory']) assert.equal((await fetch(`http://127.0.0.1:${admin}${path}`)).status, 200, path);
+  const memory = (await (await fetch(`http://127.0.0.1:${admin}/memory`)).json()) as { usage: { rss: number }; heapSpaces: { space: string }[] };
+  assert.ok(memory.usage.rss > 0 && memory.heapSpaces.some((s) => s.space === 'old_space'), 'GET /memory: process.memoryUsage() and V8\'s heap spaces');
   assert.equal((await fetch(`http://127.0.0.1:${admin}/healthz/ready`)).status, 404);
   assert.equal((await fetch(`http://127.0.0.1:${admin}/requests`, { method: 'POST' })).status, 404);
   // What a pod runs without flags: readiness on every address at Istio's port, the admin API on loopback at Envoy's.
