@@ -1,7 +1,8 @@
 // The sandbox's cluster as the host sees it: the admin kubeconfig through the
 // control plane's loopback relay, client-node's APIs on it, and the built
 // kubectl with the same kubeconfig.
-import { CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../lib/cluster/pooled-kubeconfig.ts';
 import { run, type RunResult } from '../lib/core/exec.ts';
 import { controlPlaneBinaries } from './controlplane/binaries.ts';
 import type { SandboxInfo } from './info.ts';
@@ -16,7 +17,7 @@ export interface SandboxCluster {
 
 export async function openCluster(name: string): Promise<SandboxCluster> {
   const info = await readSandboxFile(name);
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromFile(info.controlPlane.kubeconfig);
   return { info, kubeConfig, core: kubeConfig.makeApiClient(CoreV1Api), objects: KubernetesObjectApi.makeApiClient(kubeConfig) };
 }

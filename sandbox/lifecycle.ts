@@ -5,7 +5,8 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../lib/cluster/pooled-kubeconfig.ts';
 import { run } from '../lib/core/exec.ts';
 import { SandboxError } from '../lib/core/errors.ts';
 import { applyManifest, type ObjectResult } from './apply.ts';
@@ -294,7 +295,7 @@ async function unreadyMeshletPods(info: SandboxInfo, core: CoreV1Api): Promise<s
  */
 export async function waitReady(info: SandboxInfo, timeoutMs: number, log: (line: string) => void = () => undefined, wait: { meshlet: boolean } = { meshlet: true }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromFile(info.controlPlane.kubeconfig);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const pending = new Map(!wait.meshlet ? [] : info.nodes.flatMap((n) => [

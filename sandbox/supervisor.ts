@@ -6,7 +6,8 @@
 // (with a crash-loop backoff) and records their pids.
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Service } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../lib/cluster/pooled-kubeconfig.ts';
 import type { SandboxNodeInfo } from './info.ts';
 import { CLUSTER_CIDRS, CONTROL_PLANE_IP, API_SERVER_PORT, CONTROL_PLANE_NETWORK, controlPlaneCgroups, nodeAddresses, nodeCgroups, nodeDir, REPO_ROOT, sandboxPaths } from './layout.ts';
 import { spawnIn } from './proc.ts';
@@ -76,7 +77,7 @@ export async function runSupervisor(name: string, nodeName: string): Promise<voi
   const node = info.nodes.find((n) => n.name === nodeName);
   if (!node) throw new SandboxError(`sandbox "${name}" has no node "${nodeName}"`);
   const log = jsonLogger('kubelet');
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromFile(node.kubeletKubeconfig);
   const hosts = new HostsFiles(hostsDir(name, node.name));
   const services = new KubeSource({ kubeconfig: kubeConfig, kinds: [SERVICES], log });

@@ -11,7 +11,6 @@ import { limitsSet, ZTUNNEL_FLAGS } from '../config/ztunnel.ts';
 import { CGROUP_DRIVERS, podCgroupPath, QOS_CLASSES, type CgroupDriver } from '../cluster/cgroup-layout.ts';
 import { PORTS } from '../mesh/model.ts';
 import { caUrl } from './ca-deployment.ts';
-import { proxyGlibcTunablesEnv } from './glibc-tunables.ts';
 import {
   AGENT_ACCOUNT, AGENT_ADMIN_SOCKET, AGENT_CONTAINER, BPF_PIN_DIR, CA_TOKEN_AUDIENCE, CA_TOKEN_DIR, CA_TOKEN_FILE, PROJECTED_TOKEN_SECONDS,
   CONTROL_SOCKET, ENV, envRef, HOST_BPFFS, HOST_CGROUP2_ROOT, HOST_RUN_DIR, KUBE_ROOT_CA_CONFIGMAP, KUBECONFIG_CONFIGMAP, KUBECONFIG_DIR,
@@ -218,7 +217,7 @@ export function nodeDaemonSet(o: InstallOptions): Manifest {
     image: o.image,
     command: ['/bin/sh', '-c', kubeletLiteral(ztunnelEntryScript(o)), 'meshlet-ztunnel'],
     args: ztunnelArgs(o),
-    env: [...NODE_ENV, { name: 'NODE_OPTIONS', value: ZTUNNEL_NODE_OPTIONS }, proxyGlibcTunablesEnv()],
+    env: [...NODE_ENV, { name: 'NODE_OPTIONS', value: ZTUNNEL_NODE_OPTIONS }],
     // Started once this pod's own ztunnel listens for traffic: the readiness
     // port is the node's, and during a rolling update the old ztunnel listens
     // on it too until it sees the new one take over (ztunnel/ztunnel.ts).

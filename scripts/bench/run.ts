@@ -213,7 +213,9 @@ async function main(): Promise<number> {
     }
     return 0;
   } catch (err) {
-    log(`failed: ${err instanceof MeshletError ? `${err.code}: ` : ''}${(err as Error).stack ?? String(err)}`);
+    // undici's "fetch failed" says why only in its cause.
+    const cause = (err as { cause?: unknown }).cause;
+    log(`failed: ${err instanceof MeshletError ? `${err.code}: ` : ''}${(err as Error).stack ?? String(err)}${cause === undefined ? '' : `\ncaused by: ${String(cause)}`}`);
     return 1;
   } finally {
     await down().catch((err: unknown) => log(`teardown failed: ${(err as Error).message}; run \`meshlet sandbox down --name ${name}\``));

@@ -123,13 +123,15 @@ test('core kinds: the first sync, changes, a pod field selector and recreated po
   const all = watch([NAMESPACES, PODS, SERVICES]);
   await Promise.all([agent.start(), all.start()]);
 
-  await t.test('the first update holds what existed before start, with apiVersion and kind set', () => {
+  await t.test('the first update holds what existed before start, with apiVersion and kind set and no managedFields', () => {
     // One update for the whole first sync: the lists' objects and client-node's add events for each coalesce.
     assert.equal(agent.updates.length, 1);
     const first = agent.latest!;
     assert.ok(names(first, 'Namespace').includes('demo'));
     assert.deepEqual(names(first, 'Service').filter((n) => n.startsWith('demo/')), ['demo/web']);
     assert.ok(first.objects.every((o) => typeof o.apiVersion === 'string' && typeof o.kind === 'string'));
+    // The API server keeps them on every object applied; the cache drops them.
+    assert.ok(first.objects.every((o) => !('managedFields' in meta(o))));
     assert.deepEqual(first.unreadable, []);
     assert.equal(typeof first.changedAtMs, 'number');
     // What consumers do with it: the Service converts.
@@ -175,6 +177,7 @@ test('core kinds: the first sync, changes, a pod field selector and recreated po
     // A status written by a kubelet arrives as an update too, and makes the pod a workload.
     await kubectl(cp, ['-n', 'demo', 'patch', 'pod', 'web-1', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: '10.244.1.5', podIPs: [{ ip: '10.244.1.5' }] } })]);
     const running = await agent.until('web-1 running', (u) => find(u, 'Pod', 'demo', 'web-1').some((p) => isRecord(p.status) && p.status.phase === 'Running'));
+    assert.ok(find(running, 'Pod', 'demo', 'web-1').every((p) => !('managedFields' in meta(p))), 'nor from a watch event');
     const { state } = new ClusterState().update(running.objects);
     assert.deepEqual(state.workloads.map((w) => [w.name, w.ips, w.enrolled]), [['web-1', ['10.244.1.5'], true]]);
     await kubectl(cp, ['-n', 'demo', 'delete', 'service', 'api']);
