@@ -97,16 +97,16 @@ export const WAYPOINT_COMMAND: readonly string[] = ['meshlet', 'waypoint'];
 
 /**
  * Node flags of the waypoint's process, through NODE_OPTIONS (which allows
- * this one). A 2 MB young generation a semi-space (V8's default grows to
- * 16 MB): nearly all a proxied request allocates dies with the request, so
- * small, frequent scavenges keep the garbage between collections small. In
- * keep-alive runs of the in-process test stack (client, waypoint and
- * backends in one process) it took RssAnon under load from 300-390 MiB to
- * 170-260 MiB, for up to ~10 % more CPU a request (within run-to-run noise
- * on a shared machine); 1 MB, the ztunnel's, promoted requests still in
- * flight and grew the old generation instead.
+ * this one). A 1 MB young generation a semi-space, as the ztunnel's (V8's
+ * default grows to 16 MB): nearly all a proxied request allocates dies with
+ * the request, so small, frequent scavenges keep the garbage between
+ * collections small. 2 MB first took RssAnon under load in the in-process
+ * test stack from 300-390 MiB to 170-260 MiB; once the old generation's
+ * growth was held (heap-growth.ts) and malloc tuned (below), 1 MB measured
+ * lower again in the bench: RssAnon at 1,000 req/s 51.6-52.4 MiB against
+ * 55.0-55.8 with 2 MB, CPU per request and p99 within the rounds' spread.
  */
-export const WAYPOINT_NODE_OPTIONS = '--max-semi-space-size=2';
+export const WAYPOINT_NODE_OPTIONS = '--max-semi-space-size=1';
 
 /**
  * glibc's malloc, tuned for one event loop relaying small requests (read

@@ -217,7 +217,7 @@ test('the waypoint controller deploys waypoint Gateways, writes their status, an
     assert.equal(env.get('POD_NAMESPACE'), 'metadata.namespace');
     assert.equal(env.get('POD_IP'), 'status.podIP');
     const values = new Map((container!.env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
-    assert.equal(values.get('NODE_OPTIONS'), '--max-semi-space-size=2');
+    assert.equal(values.get('NODE_OPTIONS'), '--max-semi-space-size=1');
     assert.equal(values.get('GLIBC_TUNABLES'), 'glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=16384:glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0');
     assert.deepEqual((container!.ports as { name: string; containerPort: number }[]).map((p) => [p.name, p.containerPort]), [['mesh', 15008], ['metrics', 15020], ['status-port', 15021]]);
     assert.deepEqual((container!.readinessProbe as { httpGet: unknown }).httpGet, { path: '/healthz/ready', port: 15021, scheme: 'HTTP' });
