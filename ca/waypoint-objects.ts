@@ -103,8 +103,10 @@ export const WAYPOINT_COMMAND: readonly string[] = ['meshlet', 'waypoint'];
  * collections small. 2 MB first took RssAnon under load in the in-process
  * test stack from 300-390 MiB to 170-260 MiB; once the old generation's
  * growth was held (heap-growth.ts) and malloc tuned (below), 1 MB measured
- * lower again in the bench: RssAnon at 1,000 req/s 51.6-52.4 MiB against
- * 55.0-55.8 with 2 MB, CPU per request and p99 within the rounds' spread.
+ * lower again in the bench's L7 section alone: RssAnon at 1,000 req/s
+ * 51.6-52.4 MiB against 55.0-55.8 with 2 MB, CPU per request and p99 within
+ * the rounds' spread. In the full bench, where the waypoint also holds the L4
+ * section's pods, the two measured alike (58.1 and 58.2 MiB).
  */
 export const WAYPOINT_NODE_OPTIONS = '--max-semi-space-size=1';
 
